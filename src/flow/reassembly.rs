@@ -1,0 +1,527 @@
+//! One direction of a TCP connection turned back into the byte stream its sender wrote.
+//!
+//! Bytes are handed on once the receiver has acknowledged them (while the receiver's ACKs are
+//! in the capture): a segment that was corrupted on the wire is never acknowledged, and its
+//! retransmission replaces it, so what comes out is what the receiver accepted. Where no ACK
+//! from the receiver is seen (a one-sided capture), in-order data goes straight on from the
+//! packet without a copy. Segments ahead of a hole wait in a bounded map. A hole that is never
+//! filled becomes a [`StreamEvent::Gap`]: bytes are never spliced across it.
+
+use std::collections::BTreeMap;
+
+use bytes::BytesMut;
+
+use super::seq;
+
+/// What the reassembler hands to the layer above, in stream order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StreamEvent<'a> {
+    /// Bytes starting at stream offset `offset`.
+    Data { offset: u64, bytes: &'a [u8] },
+    /// `len` bytes at `offset` were never seen (capture loss or a bogus segment).
+    Gap { offset: u64, len: u64 },
+}
+
+/// A hole declared lost, for the report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GapRecord {
+    pub offset: u64,
+    pub len: u64,
+    /// Frame at which the gap was declared.
+    pub frame: u64,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ReassemblyStats {
+    pub delivered_bytes: u64,
+    /// Bytes seen again after they were delivered or buffered (retransmissions, duplicates).
+    pub duplicate_bytes: u64,
+    /// Retransmissions whose bytes differed from the copy held (the later copy is kept).
+    pub conflicts: u64,
+    pub segments: u64,
+    /// Segments too far from the expected sequence number to belong to this stream.
+    pub bogus_segments: u64,
+    pub gaps: Vec<GapRecord>,
+    /// Times the buffer limit forced bytes on before the receiver acknowledged them, or a gap.
+    pub buffer_limit_hits: u64,
+}
+
+/// Segments further than this from the next expected byte are not believed.
+const MAX_AHEAD: i64 = 1 << 30;
+/// Acknowledgements past a hole needed before it is declared lost.
+const ACK_PATIENCE: u32 = 8;
+/// Gap records kept per direction (the count keeps going in `gap_count`).
+const MAX_GAP_RECORDS: usize = 1000;
+
+#[derive(Debug)]
+pub struct Reassembler {
+    /// Next sequence number to hand on, and the stream offset it stands for.
+    next: Option<(u32, u64)>,
+    /// Contiguous bytes from the next offset on, waiting for the receiver's acknowledgement.
+    held: BytesMut,
+    /// Segments beyond a hole, by stream offset.
+    ooo: BTreeMap<u64, Vec<u8>>,
+    ooo_bytes: usize,
+    /// Highest stream offset the receiver acknowledged, once any ACK of it was seen.
+    acked: Option<u64>,
+    max_bytes: usize,
+    max_segments: usize,
+    fin_at: Option<u64>,
+    acks_past_hole: u32,
+    pub stats: ReassemblyStats,
+    pub gap_count: u64,
+    pub gap_bytes: u64,
+}
+
+impl Reassembler {
+    pub fn new(max_bytes: usize, max_segments: usize) -> Self {
+        Reassembler {
+            next: None,
+            held: BytesMut::new(),
+            ooo: BTreeMap::new(),
+            ooo_bytes: 0,
+            acked: None,
+            max_bytes,
+            max_segments: max_segments.max(1),
+            fin_at: None,
+            acks_past_hole: 0,
+            stats: ReassemblyStats::default(),
+            gap_count: 0,
+            gap_bytes: 0,
+        }
+    }
+
+    /// Whether the stream start is known (a SYN or a first data segment was seen).
+    pub fn started(&self) -> bool {
+        self.next.is_some()
+    }
+
+    /// Stream offset of the next byte to hand on.
+    pub fn offset(&self) -> u64 {
+        self.next.map_or(0, |(_, o)| o)
+    }
+
+    fn held_end(&self) -> u64 {
+        self.offset() + self.held.len() as u64
+    }
+
+    /// True once every byte up to the FIN has been handed on.
+    pub fn finished(&self) -> bool {
+        matches!((self.fin_at, self.next), (Some(f), Some((_, o))) if o >= f)
+    }
+
+    /// Bytes waiting (held for acknowledgement or beyond a hole).
+    pub fn buffered_bytes(&self) -> usize {
+        self.held.len() + self.ooo_bytes
+    }
+
+    /// A SYN from this direction's sender: the stream starts at `seq + 1`.
+    pub fn syn(&mut self, seq: u32) {
+        if self.next.is_none() {
+            self.next = Some((seq.wrapping_add(1), 0));
+        }
+    }
+
+    /// Stream offset for a sequence number, relative to the next byte to hand on.
+    fn offset_of(&self, seq: u32) -> Option<i64> {
+        let (nseq, noff) = self.next?;
+        Some(noff as i64 + seq::diff(seq, nseq))
+    }
+
+    /// A segment from this direction's sender.
+    pub fn segment<F>(&mut self, seq: u32, payload: &[u8], fin: bool, frame: u64, out: &mut F)
+    where
+        F: FnMut(StreamEvent<'_>),
+    {
+        self.stats.segments += 1;
+        if self.next.is_none() {
+            if payload.is_empty() && !fin {
+                return;
+            }
+            // No SYN seen: the first segment with data starts the stream.
+            self.next = Some((seq, 0));
+        }
+        let Some(start) = self.offset_of(seq) else {
+            return;
+        };
+        let next_off = self.offset() as i64;
+        if start - next_off > MAX_AHEAD || start + (payload.len() as i64) < next_off - MAX_AHEAD {
+            self.stats.bogus_segments += 1;
+            return;
+        }
+        if fin && self.fin_at.is_none() {
+            let end = start + payload.len() as i64;
+            if end >= 0 {
+                self.fin_at = Some(end as u64);
+            }
+        }
+        if payload.is_empty() {
+            return;
+        }
+        let end = start + payload.len() as i64;
+        if end <= next_off {
+            self.stats.duplicate_bytes += payload.len() as u64;
+            return;
+        }
+        let skip = (next_off - start).max(0) as usize;
+        self.stats.duplicate_bytes += skip as u64;
+        let data = &payload[skip..];
+        let start = (start as u64).max(self.offset());
+        let held_end = self.held_end();
+        if start == held_end && self.held.is_empty() && self.acked.is_none() {
+            // Nothing to wait for: hand the bytes on straight from the packet.
+            self.deliver_slice(data, out);
+            self.merge_ooo();
+        } else if start <= held_end {
+            let at = (start - self.offset()) as usize;
+            let overlap = (self.held.len() - at).min(data.len());
+            if self.held[at..at + overlap] != data[..overlap] {
+                // The later copy wins: the earlier one was not acknowledged (corrupted).
+                self.stats.conflicts += 1;
+                self.held[at..at + overlap].copy_from_slice(&data[..overlap]);
+            }
+            self.stats.duplicate_bytes += overlap as u64;
+            self.held.extend_from_slice(&data[overlap..]);
+            self.merge_ooo();
+        } else {
+            self.buffer(start, data);
+        }
+        self.release(out);
+        self.enforce_limits(frame, out);
+    }
+
+    /// Hand on bytes that are not in `held` (the no-copy path); `held` must be empty.
+    fn deliver_slice<F>(&mut self, bytes: &[u8], out: &mut F)
+    where
+        F: FnMut(StreamEvent<'_>),
+    {
+        let Some((nseq, noff)) = self.next else {
+            return;
+        };
+        if bytes.is_empty() {
+            return;
+        }
+        out(StreamEvent::Data {
+            offset: noff,
+            bytes,
+        });
+        self.stats.delivered_bytes += bytes.len() as u64;
+        self.next = Some((
+            nseq.wrapping_add(bytes.len() as u32),
+            noff + bytes.len() as u64,
+        ));
+    }
+
+    /// Hand on held bytes up to `limit` (a stream offset).
+    fn deliver_held<F>(&mut self, limit: u64, out: &mut F)
+    where
+        F: FnMut(StreamEvent<'_>),
+    {
+        let n = (limit.saturating_sub(self.offset()) as usize).min(self.held.len());
+        if n == 0 {
+            return;
+        }
+        let chunk = self.held.split_to(n);
+        self.deliver_slice(&chunk, out);
+        if self.held.is_empty() && self.held.capacity() > 4 << 20 {
+            self.held = BytesMut::new();
+        }
+    }
+
+    /// Hand on what the receiver has acknowledged (everything, when its ACKs are not seen).
+    fn release<F>(&mut self, out: &mut F)
+    where
+        F: FnMut(StreamEvent<'_>),
+    {
+        let limit = self.acked.unwrap_or(u64::MAX);
+        self.deliver_held(limit, out);
+    }
+
+    /// Move buffered segments that have become contiguous into `held`.
+    fn merge_ooo(&mut self) {
+        loop {
+            let held_end = self.held_end();
+            let Some(entry) = self.ooo.first_entry() else {
+                break;
+            };
+            let start = *entry.key();
+            if start > held_end {
+                break;
+            }
+            let data = entry.remove();
+            self.ooo_bytes -= data.len();
+            let end = start + data.len() as u64;
+            if end <= held_end {
+                self.stats.duplicate_bytes += data.len() as u64;
+                continue;
+            }
+            let skip = (held_end - start) as usize;
+            self.stats.duplicate_bytes += skip as u64;
+            self.held.extend_from_slice(&data[skip..]);
+        }
+    }
+
+    fn buffer(&mut self, start: u64, data: &[u8]) {
+        let mut v = data.to_vec();
+        if let Some(existing) = self.ooo.remove(&start) {
+            self.ooo_bytes -= existing.len();
+            let overlap = existing.len().min(v.len());
+            if existing[..overlap] != v[..overlap] {
+                self.stats.conflicts += 1;
+            }
+            self.stats.duplicate_bytes += overlap as u64;
+            // The later copy wins where both have bytes.
+            if existing.len() > v.len() {
+                v.extend_from_slice(&existing[v.len()..]);
+            }
+        }
+        self.ooo_bytes += v.len();
+        self.ooo.insert(start, v);
+    }
+
+    fn enforce_limits<F>(&mut self, frame: u64, out: &mut F)
+    where
+        F: FnMut(StreamEvent<'_>),
+    {
+        while self.buffered_bytes() > self.max_bytes || self.ooo.len() > self.max_segments {
+            self.stats.buffer_limit_hits += 1;
+            if !self.held.is_empty() {
+                self.deliver_held(u64::MAX, out);
+            } else if !self.skip_hole(frame, "reassembly buffer limit", out) {
+                break;
+            }
+        }
+    }
+
+    /// Declare the first hole lost and take what follows it. Held bytes before the hole are
+    /// handed on first.
+    fn skip_hole<F>(&mut self, frame: u64, reason: &'static str, out: &mut F) -> bool
+    where
+        F: FnMut(StreamEvent<'_>),
+    {
+        let Some((&first, _)) = self.ooo.first_key_value() else {
+            return false;
+        };
+        self.deliver_held(u64::MAX, out);
+        let Some((nseq, noff)) = self.next else {
+            return false;
+        };
+        if first > noff {
+            let len = first - noff;
+            self.gap(noff, len, frame, reason, out);
+            self.next = Some((nseq.wrapping_add(len as u32), first));
+        }
+        self.merge_ooo();
+        true
+    }
+
+    fn gap<F>(&mut self, offset: u64, len: u64, frame: u64, reason: &'static str, out: &mut F)
+    where
+        F: FnMut(StreamEvent<'_>),
+    {
+        self.gap_count += 1;
+        self.gap_bytes += len;
+        if self.stats.gaps.len() < MAX_GAP_RECORDS {
+            self.stats.gaps.push(GapRecord {
+                offset,
+                len,
+                frame,
+                reason,
+            });
+        }
+        out(StreamEvent::Gap { offset, len });
+    }
+
+    /// The receiver acknowledged `ack`. Bytes up to it are handed on; a hole below it that we
+    /// hold data beyond will never be filled by this capture (the receiver has those bytes), so
+    /// after a few such ACKs it is a gap.
+    pub fn peer_ack<F>(&mut self, ack: u32, frame: u64, out: &mut F)
+    where
+        F: FnMut(StreamEvent<'_>),
+    {
+        let Some(acked) = self.offset_of(ack) else {
+            return;
+        };
+        if acked < 0 || acked - (self.offset() as i64) > MAX_AHEAD {
+            return;
+        }
+        let acked = acked as u64;
+        self.acked = Some(self.acked.map_or(acked, |a| a.max(acked)));
+        let acked = self.acked.unwrap_or(acked);
+        let hole_acked = !self.ooo.is_empty() && acked > self.held_end();
+        if hole_acked {
+            // An ACK can overtake the data it acknowledges in a capture (several interfaces,
+            // local reordering): wait for a few before declaring the hole lost.
+            self.acks_past_hole += 1;
+            if self.acks_past_hole >= ACK_PATIENCE {
+                self.acks_past_hole = 0;
+                while self.ooo.first_key_value().is_some_and(|(&k, _)| k <= acked) {
+                    self.skip_hole(frame, "acknowledged by the receiver but not captured", out);
+                }
+            }
+        } else {
+            self.acks_past_hole = 0;
+        }
+        self.release(out);
+    }
+
+    /// End of the connection or of the input: hand on everything still buffered.
+    pub fn flush<F>(&mut self, frame: u64, out: &mut F)
+    where
+        F: FnMut(StreamEvent<'_>),
+    {
+        self.deliver_held(u64::MAX, out);
+        while self.skip_hole(frame, "never filled before the end", out) {}
+        self.deliver_held(u64::MAX, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn collect(r: &mut Reassembler, segs: &[(u32, &[u8])]) -> (Vec<u8>, Vec<(u64, u64)>) {
+        let mut data = Vec::new();
+        let mut gaps = Vec::new();
+        let mut out = |ev: StreamEvent<'_>| match ev {
+            StreamEvent::Data { offset, bytes } => {
+                assert_eq!(
+                    offset as usize,
+                    data.len()
+                        + gaps
+                            .iter()
+                            .map(|g: &(u64, u64)| g.1 as usize)
+                            .sum::<usize>()
+                );
+                data.extend_from_slice(bytes)
+            }
+            StreamEvent::Gap { offset, len } => gaps.push((offset, len)),
+        };
+        for (seq, p) in segs {
+            r.segment(*seq, p, false, 0, &mut out);
+        }
+        r.flush(0, &mut out);
+        (data, gaps)
+    }
+
+    #[test]
+    fn in_order_and_reordered() {
+        let mut r = Reassembler::new(1 << 20, 100);
+        r.syn(99);
+        let (d, g) = collect(&mut r, &[(100, b"ab"), (104, b"ef"), (102, b"cd")]);
+        assert_eq!(d, b"abcdef");
+        assert!(g.is_empty());
+    }
+
+    #[test]
+    fn retransmission_with_partial_overlap() {
+        let mut r = Reassembler::new(1 << 20, 100);
+        r.syn(0);
+        let (d, _) = collect(
+            &mut r,
+            &[(1, b"abc"), (2, b"bcde"), (1, b"abcdefg"), (5, b"ef")],
+        );
+        assert_eq!(d, b"abcdefg");
+        assert!(r.stats.duplicate_bytes > 0);
+    }
+
+    #[test]
+    fn sequence_wrap() {
+        let mut r = Reassembler::new(1 << 20, 100);
+        r.syn(u32::MAX - 2);
+        let (d, g) = collect(&mut r, &[(0, b"cd"), (u32::MAX - 1, b"ab"), (2, b"ef")]);
+        assert_eq!(d, b"abcdef");
+        assert!(g.is_empty());
+    }
+
+    #[test]
+    fn unfilled_hole_is_a_gap_not_a_splice() {
+        let mut r = Reassembler::new(1 << 20, 100);
+        r.syn(0);
+        let (d, g) = collect(&mut r, &[(1, b"ab"), (6, b"xy")]);
+        assert_eq!(d, b"abxy");
+        assert_eq!(g, vec![(2, 3)]);
+        assert_eq!(r.stats.gaps[0].len, 3);
+    }
+
+    #[test]
+    fn buffer_limit_forces_gap() {
+        let mut r = Reassembler::new(4, 100);
+        r.syn(0);
+        let mut gaps = 0;
+        let mut out = |ev: StreamEvent<'_>| {
+            if let StreamEvent::Gap { .. } = ev {
+                gaps += 1
+            }
+        };
+        r.segment(1, b"a", false, 0, &mut out);
+        r.segment(10, b"abc", false, 0, &mut out);
+        r.segment(13, b"abc", false, 0, &mut out);
+        assert_eq!(gaps, 1);
+        assert!(r.buffered_bytes() <= 4);
+    }
+
+    #[test]
+    fn peer_ack_past_hole_declares_gap() {
+        let mut r = Reassembler::new(1 << 20, 100);
+        r.syn(0);
+        let mut events = Vec::new();
+        r.segment(1, b"ab", false, 0, &mut |ev| events.push(format!("{ev:?}")));
+        r.segment(5, b"ef", false, 0, &mut |ev| events.push(format!("{ev:?}")));
+        r.peer_ack(3, 0, &mut |ev| events.push(format!("{ev:?}"))); // below the hole's end
+        for _ in 0..ACK_PATIENCE - 1 {
+            r.peer_ack(7, 0, &mut |ev| events.push(format!("{ev:?}")));
+        }
+        assert_eq!(events.len(), 1, "an ACK may overtake its data: wait");
+        r.peer_ack(7, 0, &mut |ev| events.push(format!("{ev:?}")));
+        assert_eq!(events.len(), 3);
+        assert!(events[1].contains("Gap"));
+    }
+
+    #[test]
+    fn syn_less_start() {
+        let mut r = Reassembler::new(1 << 20, 100);
+        let (d, _) = collect(&mut r, &[(5000, b"hello"), (5005, b" world")]);
+        assert_eq!(d, b"hello world");
+    }
+
+    proptest! {
+        #[test]
+        fn any_segmentation_and_order_gives_same_bytes(
+            data in proptest::collection::vec(any::<u8>(), 1..3000),
+            cuts in proptest::collection::vec(0usize..3000, 0..40),
+            order in proptest::collection::vec(any::<u32>(), 0..80),
+            dups in proptest::collection::vec(0usize..80, 0..10),
+            isn in any::<u32>(),
+        ) {
+            let mut points: Vec<usize> = cuts.into_iter().map(|c| c % data.len()).collect();
+            points.push(0);
+            points.push(data.len());
+            points.sort();
+            points.dedup();
+            let mut segs: Vec<(u32, Vec<u8>)> = points
+                .windows(2)
+                .map(|w| (isn.wrapping_add(1).wrapping_add(w[0] as u32), data[w[0]..w[1]].to_vec()))
+                .collect();
+            for d in dups {
+                if !segs.is_empty() {
+                    let s = segs[d % segs.len()].clone();
+                    segs.push(s);
+                }
+            }
+            // A deterministic shuffle driven by `order`.
+            for (i, k) in order.iter().enumerate() {
+                let n = segs.len();
+                segs.swap(i % n, *k as usize % n);
+            }
+            let mut r = Reassembler::new(1 << 20, 10_000);
+            r.syn(isn);
+            let refs: Vec<(u32, &[u8])> = segs.iter().map(|(s, p)| (*s, p.as_slice())).collect();
+            let (d, g) = collect(&mut r, &refs);
+            prop_assert!(g.is_empty());
+            prop_assert_eq!(d, data);
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! rtmpsniff: recover RTMP audio and video from network captures without joining the session.
+//!
+//! Data flows one way through the layers, each testable alone with bytes in and events out:
+//!
+//! ```text
+//! capture (libpcap) -> decode (link/IP/TCP) -> flow (connections, TCP reassembly)
+//!     -> rtmp (handshake, chunks, messages, AMF0, session) -> sink (FLV files, report)
+//! ```
+//!
+//! [`pipeline::Pipeline`] joins decode, flow and rtmp: frames in, [`pipeline::Output`] events out.
+
+pub mod capture;
+pub mod config;
+pub mod decode;
+pub mod flow;
+pub mod pipeline;
+pub mod rtmp;
+pub mod sink;
+
+pub use config::{Config, Limits};
+pub use pipeline::{Frame, Output, Pipeline};

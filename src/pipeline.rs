@@ -1,0 +1,544 @@
+//! The pipeline from captured frames to stream events: decode, connection table, TCP
+//! reassembly, RTMP. No I/O here: frames and their timestamps come in, events go out.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::decode::{self, Segment};
+use crate::flow::{ConnKey, Dir, Reassembler, StreamEvent};
+use crate::rtmp::{self, Direction, HandshakeOutcome, TagKind};
+
+/// A captured frame, borrowed from the capture layer.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    /// Seconds since the epoch.
+    pub ts: f64,
+    /// 1-based frame number within its input file (as Wireshark numbers them).
+    pub number: u64,
+    pub linktype: i32,
+    pub data: &'a [u8],
+    /// Length on the wire (more than `data.len()` when the snap length cut it).
+    pub orig_len: u32,
+}
+
+/// What the pipeline hands to the sinks.
+#[derive(Clone, Debug)]
+pub enum Output {
+    StreamStarted {
+        conn: u64,
+        client: SocketAddr,
+        server: SocketAddr,
+        app: Option<Vec<u8>>,
+        stream: u32,
+        msid: u32,
+        direction: Direction,
+        name: Option<Vec<u8>>,
+    },
+    Tag {
+        conn: u64,
+        stream: u32,
+        kind: TagKind,
+        timestamp: u32,
+        body: Bytes,
+        frame: u64,
+    },
+    StreamEnded {
+        conn: u64,
+        stream: u32,
+    },
+    ConnectionEnded(Box<ConnectionSummary>),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GapReport {
+    pub direction: &'static str,
+    pub offset: u64,
+    pub len: u64,
+    pub frame: u64,
+    pub reason: &'static str,
+}
+
+/// Everything the protocol layers learnt about one connection.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConnectionSummary {
+    pub id: u64,
+    pub client: String,
+    pub server: String,
+    pub first_seen: f64,
+    pub last_seen: f64,
+    pub first_frame: u64,
+    pub last_frame: u64,
+    /// "seen", "missing" or "partial".
+    pub handshake: &'static str,
+    /// "simple" or "complex" when seen.
+    pub handshake_type: Option<&'static str>,
+    pub encrypted: bool,
+    pub rtmp_version: Option<u8>,
+    pub app: Option<String>,
+    pub tc_url: Option<String>,
+    pub flash_ver: Option<String>,
+    pub swf_url: Option<String>,
+    pub page_url: Option<String>,
+    /// Chunk sizes in force, in order, client to server and server to client.
+    pub chunk_sizes_client: Vec<u32>,
+    pub chunk_sizes_server: Vec<u32>,
+    pub messages_client: u64,
+    pub messages_server: u64,
+    pub bytes_client: u64,
+    pub bytes_server: u64,
+    pub duplicate_bytes: u64,
+    pub bad_checksums: u64,
+    pub gaps: Vec<GapReport>,
+    pub status_codes: Vec<String>,
+    pub warnings: Vec<String>,
+    #[serde(skip)]
+    pub is_rtmp: bool,
+}
+
+/// Counters over the whole input.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Stats {
+    pub frames: u64,
+    pub bytes: u64,
+    pub truncated_frames: u64,
+    pub tcp_segments: u64,
+    pub not_tcp: u64,
+    pub malformed: u64,
+    pub fragments: u64,
+    /// Segments dropped for a wrong TCP checksum (in directions whose checksums are real).
+    pub bad_checksums: u64,
+    pub connections: u64,
+    pub connections_evicted: u64,
+}
+
+struct Conn {
+    id: u64,
+    client: SocketAddr,
+    server: SocketAddr,
+    reasm: [Reassembler; 2],
+    rtmp: rtmp::Connection,
+    first_seen: f64,
+    last_seen: f64,
+    first_frame: u64,
+    last_frame: u64,
+    /// FIN seen per direction; RST seen.
+    fin: [bool; 2],
+    rst: bool,
+    /// ISN of the client's SYN, to tell a retransmitted SYN from a new connection.
+    client_isn: Option<u32>,
+    /// Right and wrong TCP checksums seen per direction. Where right ones dominate, checksums
+    /// are real (not left to offloading) and a wrong one means corruption on the wire.
+    checksums: [(u64, u64); 2],
+    bad_checksums: u64,
+    announced: std::collections::HashSet<u32>,
+}
+
+pub struct Pipeline {
+    config: Config,
+    conns: HashMap<ConnKey, Conn>,
+    next_id: u64,
+    events: Vec<rtmp::Event>,
+    out: Vec<Output>,
+    last_frame: u64,
+    pub stats: Stats,
+}
+
+impl Pipeline {
+    pub fn new(config: Config) -> Self {
+        Pipeline {
+            config,
+            conns: HashMap::new(),
+            next_id: 0,
+            events: Vec::new(),
+            out: Vec::new(),
+            last_frame: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Events produced so far; the caller takes them after each frame.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Output> {
+        self.out.drain(..)
+    }
+
+    fn is_rtmp_port(&self, p: u16) -> bool {
+        self.config.ports.contains(&p)
+    }
+
+    pub fn frame(&mut self, f: &Frame<'_>) {
+        self.stats.frames += 1;
+        self.stats.bytes += f.data.len() as u64;
+        self.last_frame = f.number;
+        if (f.data.len() as u64) < f.orig_len as u64 {
+            self.stats.truncated_frames += 1;
+        }
+        let seg = match decode::decode(f.linktype, f.data) {
+            Ok(s) => s,
+            Err(decode::Skip::NotIp | decode::Skip::NotTcp) => {
+                self.stats.not_tcp += 1;
+                return;
+            }
+            Err(decode::Skip::Fragment) => {
+                self.stats.fragments += 1;
+                return;
+            }
+            Err(decode::Skip::Malformed) => {
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        self.stats.tcp_segments += 1;
+        self.segment(&seg, f.ts, f.number);
+    }
+
+    fn segment(&mut self, seg: &Segment<'_>, ts: f64, frame: u64) {
+        let key = ConnKey::new(seg.src, seg.dst);
+        let syn_only = seg.flags.syn && !seg.flags.ack;
+        if let Some(c) = self.conns.get(&key) {
+            // A new SYN on a finished 4-tuple (or one with another ISN) starts a new connection.
+            let new_conn = syn_only
+                && seg.src == c.client
+                && (c.rst
+                    || c.fin.iter().all(|&f| f)
+                    || c.client_isn.is_some_and(|isn| isn != seg.seq));
+            if new_conn {
+                self.end(key);
+            }
+        }
+        if !self.conns.contains_key(&key) {
+            let Some((client, server)) = self.roles(seg) else {
+                return;
+            };
+            if self.conns.len() >= self.config.limits.connections {
+                self.evict_oldest();
+            }
+            let l = &self.config.limits;
+            let id = self.next_id;
+            self.next_id += 1;
+            self.stats.connections += 1;
+            self.conns.insert(
+                key,
+                Conn {
+                    id,
+                    client,
+                    server,
+                    reasm: [
+                        Reassembler::new(l.reassembly_bytes, l.reassembly_segments),
+                        Reassembler::new(l.reassembly_bytes, l.reassembly_segments),
+                    ],
+                    rtmp: rtmp::Connection::new(l.clone()),
+                    first_seen: ts,
+                    last_seen: ts,
+                    first_frame: frame,
+                    last_frame: frame,
+                    fin: [false; 2],
+                    rst: false,
+                    client_isn: None,
+                    checksums: [(0, 0); 2],
+                    bad_checksums: 0,
+                    announced: Default::default(),
+                },
+            );
+        }
+        let Some(c) = self.conns.get_mut(&key) else {
+            return;
+        };
+        c.last_seen = ts;
+        c.last_frame = frame;
+        let dir = if seg.src == c.client {
+            Dir::ClientToServer
+        } else {
+            Dir::ServerToClient
+        };
+        let ck = &mut c.checksums[dir.index()];
+        match seg.checksum_ok() {
+            Some(true) => ck.0 += 1,
+            Some(false) if ck.0 >= 8 && ck.1 * 8 < ck.0 => {
+                // Corrupted on the wire: the receiver dropped it too, and a retransmission
+                // brings the right bytes.
+                ck.1 += 1;
+                c.bad_checksums += 1;
+                self.stats.bad_checksums += 1;
+                return;
+            }
+            Some(false) => ck.1 += 1,
+            None => {}
+        }
+        if seg.flags.syn {
+            c.reasm[dir.index()].syn(seg.seq);
+            if dir == Dir::ClientToServer && c.client_isn.is_none() {
+                c.client_isn = Some(seg.seq);
+            }
+        }
+        let events = &mut self.events;
+        let Conn { reasm, rtmp, .. } = c;
+        let dead = rtmp.is_dead();
+        {
+            let (a, b) = reasm.split_at_mut(1);
+            let (mine, theirs) = if dir == Dir::ClientToServer {
+                (&mut a[0], &mut b[0])
+            } else {
+                (&mut b[0], &mut a[0])
+            };
+            let payload = if dead { &[][..] } else { seg.payload };
+            let mut deliver = |d: Dir, ev: StreamEvent<'_>| match ev {
+                StreamEvent::Data { offset, bytes } => {
+                    if !dead {
+                        rtmp.push(d, offset, bytes, frame, events)
+                    }
+                }
+                StreamEvent::Gap { offset, len } => rtmp.gap(d, offset, len, frame),
+            };
+            mine.segment(seg.seq, payload, seg.flags.fin, frame, &mut |ev| {
+                deliver(dir, ev)
+            });
+            if seg.flags.ack {
+                theirs.peer_ack(seg.ack, frame, &mut |ev| deliver(dir.other(), ev));
+            }
+        }
+        if seg.flags.fin {
+            c.fin[dir.index()] = true;
+        }
+        if seg.flags.rst {
+            c.rst = true;
+        }
+        self.forward(key);
+        let done = self
+            .conns
+            .get(&key)
+            .is_some_and(|c| c.rst || (c.reasm[0].finished() && c.reasm[1].finished()));
+        if done {
+            self.end(key);
+        }
+    }
+
+    /// Client and server of a new flow, or `None` when the flow is not for us.
+    fn roles(&self, seg: &Segment<'_>) -> Option<(SocketAddr, SocketAddr)> {
+        let (sp, dp) = (seg.src.port(), seg.dst.port());
+        let src_rtmp = self.is_rtmp_port(sp);
+        let dst_rtmp = self.is_rtmp_port(dp);
+        if seg.flags.syn && !seg.flags.ack && (dst_rtmp || self.config.any_port) {
+            return Some((seg.src, seg.dst));
+        }
+        if seg.flags.syn && seg.flags.ack && (src_rtmp || self.config.any_port) {
+            return Some((seg.dst, seg.src));
+        }
+        if seg.flags.rst || (seg.payload.is_empty() && !seg.flags.syn) {
+            // Nothing to learn from a bare ACK or RST of a flow we have not seen start.
+            return None;
+        }
+        match (src_rtmp, dst_rtmp) {
+            (false, true) => Some((seg.src, seg.dst)),
+            (true, false) => Some((seg.dst, seg.src)),
+            (true, true) => Some(if sp >= dp {
+                (seg.src, seg.dst)
+            } else {
+                (seg.dst, seg.src)
+            }),
+            (false, false) if self.config.any_port => {
+                // Without a SYN, guess that the lower port is the server's.
+                Some(if sp >= dp {
+                    (seg.src, seg.dst)
+                } else {
+                    (seg.dst, seg.src)
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Turn the RTMP events of a connection into outputs.
+    fn forward(&mut self, key: ConnKey) {
+        if self.events.is_empty() {
+            return;
+        }
+        let Some(c) = self.conns.get_mut(&key) else {
+            self.events.clear();
+            return;
+        };
+        for ev in self.events.drain(..) {
+            self.out.push(match ev {
+                rtmp::Event::StreamStarted {
+                    stream,
+                    msid,
+                    direction,
+                    name,
+                } => {
+                    c.announced.insert(stream);
+                    Output::StreamStarted {
+                        conn: c.id,
+                        client: c.client,
+                        server: c.server,
+                        app: c.rtmp.session.connect.app.clone(),
+                        stream,
+                        msid,
+                        direction,
+                        name,
+                    }
+                }
+                rtmp::Event::Tag {
+                    stream,
+                    kind,
+                    timestamp,
+                    body,
+                    frame,
+                } => Output::Tag {
+                    conn: c.id,
+                    stream,
+                    kind,
+                    timestamp,
+                    body,
+                    frame,
+                },
+                rtmp::Event::StreamEnded { stream } => Output::StreamEnded { conn: c.id, stream },
+            });
+        }
+    }
+
+    fn evict_oldest(&mut self) {
+        let oldest = self
+            .conns
+            .iter()
+            .min_by(|a, b| a.1.last_seen.total_cmp(&b.1.last_seen))
+            .map(|(k, _)| *k);
+        if let Some(k) = oldest {
+            self.stats.connections_evicted += 1;
+            self.end(k);
+        }
+    }
+
+    /// Flush and close one connection.
+    fn end(&mut self, key: ConnKey) {
+        let Some(mut c) = self.conns.remove(&key) else {
+            return;
+        };
+        let frame = c.last_frame;
+        {
+            let Conn { reasm, rtmp, .. } = &mut c;
+            let events = &mut self.events;
+            for dir in [Dir::ClientToServer, Dir::ServerToClient] {
+                let dead = rtmp.is_dead();
+                reasm[dir.index()].flush(frame, &mut |ev| match ev {
+                    StreamEvent::Data { offset, bytes } => {
+                        if !dead {
+                            rtmp.push(dir, offset, bytes, frame, events)
+                        }
+                    }
+                    StreamEvent::Gap { offset, len } => rtmp.gap(dir, offset, len, frame),
+                });
+            }
+            rtmp.close(frame, events);
+        }
+        self.conns.insert(key, c);
+        self.forward(key);
+        let c = self.conns.remove(&key).expect("reinserted");
+        self.out
+            .push(Output::ConnectionEnded(Box::new(summary(&c))));
+    }
+
+    /// End of input: every connection is flushed and closed, in the order they began.
+    pub fn finish(&mut self) {
+        let mut keys: Vec<(u64, ConnKey)> = self.conns.iter().map(|(k, c)| (c.id, *k)).collect();
+        keys.sort_by_key(|(id, _)| *id);
+        for (_, k) in keys {
+            self.end(k);
+        }
+    }
+}
+
+fn text(b: &Option<Vec<u8>>) -> Option<String> {
+    b.as_deref().map(crate::sink::naming::escape)
+}
+
+fn summary(c: &Conn) -> ConnectionSummary {
+    let r = &c.rtmp;
+    let hs = &r.handshake;
+    let handshake = if hs.seen() {
+        "seen"
+    } else if hs.missing || hs.version.is_none() {
+        "missing"
+    } else {
+        "partial"
+    };
+    let reader = |d: Dir| r.chunk_reader(d);
+    let sizes = |d: Dir| {
+        reader(d)
+            .map(|x| x.stats.chunk_sizes.clone())
+            .unwrap_or_default()
+    };
+    let msgs = |d: Dir| reader(d).map_or(0, |x| x.stats.messages);
+    let mut gaps = Vec::new();
+    for d in [Dir::ClientToServer, Dir::ServerToClient] {
+        for g in &c.reasm[d.index()].stats.gaps {
+            gaps.push(GapReport {
+                direction: match d {
+                    Dir::ClientToServer => "client_to_server",
+                    Dir::ServerToClient => "server_to_client",
+                },
+                offset: g.offset,
+                len: g.len,
+                frame: g.frame,
+                reason: g.reason,
+            });
+        }
+    }
+    let mut warnings = r.errors.clone();
+    warnings.extend(r.session.warnings.iter().cloned());
+    for (d, name) in [
+        (Dir::ClientToServer, "client"),
+        (Dir::ServerToClient, "server"),
+    ] {
+        let st = &c.reasm[d.index()].stats;
+        if st.buffer_limit_hits > 0 {
+            warnings.push(format!(
+                "{name} direction: out-of-order buffer limit hit {} times",
+                st.buffer_limit_hits
+            ));
+        }
+        if r.skipped_bytes[d.index()] > 0 {
+            warnings.push(format!(
+                "{name} direction: {} bytes not decoded",
+                r.skipped_bytes[d.index()]
+            ));
+        }
+    }
+    let s = &r.session.connect;
+    ConnectionSummary {
+        id: c.id,
+        client: c.client.to_string(),
+        server: c.server.to_string(),
+        first_seen: c.first_seen,
+        last_seen: c.last_seen,
+        first_frame: c.first_frame,
+        last_frame: c.last_frame,
+        handshake,
+        handshake_type: match hs.outcome {
+            Some(HandshakeOutcome::Simple) => Some("simple"),
+            Some(HandshakeOutcome::Complex) => Some("complex"),
+            _ => None,
+        },
+        encrypted: matches!(hs.outcome, Some(HandshakeOutcome::Encrypted(_))),
+        rtmp_version: hs.version,
+        app: text(&s.app),
+        tc_url: text(&s.tc_url),
+        flash_ver: text(&s.flash_ver),
+        swf_url: text(&s.swf_url),
+        page_url: text(&s.page_url),
+        chunk_sizes_client: sizes(Dir::ClientToServer),
+        chunk_sizes_server: sizes(Dir::ServerToClient),
+        messages_client: msgs(Dir::ClientToServer),
+        messages_server: msgs(Dir::ServerToClient),
+        bytes_client: c.reasm[0].stats.delivered_bytes,
+        bytes_server: c.reasm[1].stats.delivered_bytes,
+        duplicate_bytes: c.reasm[0].stats.duplicate_bytes + c.reasm[1].stats.duplicate_bytes,
+        bad_checksums: c.bad_checksums,
+        gaps,
+        status_codes: r.session.status_codes.clone(),
+        warnings,
+        is_rtmp: hs.version.is_some() && !matches!(hs.outcome, Some(HandshakeOutcome::NotRtmp)),
+    }
+}

@@ -1,0 +1,733 @@
+//! The RTMP chunk layer of one direction: chunk headers in, whole messages out.
+//!
+//! State is kept per chunk stream id (previous header, partial message), so interleaved chunk
+//! streams never share a buffer. Payload is consumed as it arrives: nothing is ever allocated by
+//! the chunk size, and a partial message grows only as its bytes come in.
+
+use std::collections::HashMap;
+
+use bytes::{Buf, Bytes, BytesMut};
+use thiserror::Error;
+
+use crate::config::Limits;
+
+pub const DEFAULT_CHUNK_SIZE: u32 = 128;
+pub const MAX_CHUNK_SIZE: u32 = 0x7fff_ffff;
+const EXTENDED: u32 = 0x00ff_ffff;
+
+/// Message type ids.
+pub mod types {
+    pub const SET_CHUNK_SIZE: u8 = 1;
+    pub const ABORT: u8 = 2;
+    pub const ACK: u8 = 3;
+    pub const USER_CONTROL: u8 = 4;
+    pub const WINDOW_ACK_SIZE: u8 = 5;
+    pub const SET_PEER_BANDWIDTH: u8 = 6;
+    pub const AUDIO: u8 = 8;
+    pub const VIDEO: u8 = 9;
+    pub const DATA_AMF3: u8 = 15;
+    pub const SHARED_OBJECT_AMF3: u8 = 16;
+    pub const COMMAND_AMF3: u8 = 17;
+    pub const DATA_AMF0: u8 = 18;
+    pub const SHARED_OBJECT_AMF0: u8 = 19;
+    pub const COMMAND_AMF0: u8 = 20;
+    pub const AGGREGATE: u8 = 22;
+
+    pub fn known(t: u8) -> bool {
+        matches!(t, 1..=6 | 8 | 9 | 15..=20 | 22)
+    }
+}
+
+/// A whole RTMP message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub csid: u32,
+    pub msid: u32,
+    pub type_id: u8,
+    pub timestamp: u32,
+    pub body: Bytes,
+    /// Stream offset of the message's first chunk header.
+    pub offset: u64,
+    /// Capture frame that completed the message.
+    pub frame: u64,
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ChunkError {
+    #[error(
+        "chunk stream {csid} continues (fmt {fmt}) without an earlier fmt-0 header at offset {offset}"
+    )]
+    NoPreviousHeader { csid: u32, fmt: u8, offset: u64 },
+    #[error("more than {limit} chunk streams at offset {offset}")]
+    TooManyChunkStreams { limit: usize, offset: u64 },
+    #[error("message of {len} bytes exceeds the limit at offset {offset}")]
+    MessageTooLarge { len: u32, offset: u64 },
+    #[error("partial messages exceed {limit} bytes at offset {offset}")]
+    PartialLimit { limit: usize, offset: u64 },
+}
+
+#[derive(Debug, Default, Clone)]
+struct Partial {
+    body: Vec<u8>,
+    length: u32,
+    offset: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+struct ChunkStream {
+    timestamp: u32,
+    delta: u32,
+    length: u32,
+    type_id: u8,
+    msid: u32,
+    /// Raw extended-timestamp value of the last fmt 0/1/2 header, when it had one.
+    ext: Option<u32>,
+    partial: Option<Partial>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ChunkStats {
+    pub messages: u64,
+    pub chunks: u64,
+    /// Chunk sizes in force, in order (the first is the initial 128 or the inferred one).
+    pub chunk_sizes: Vec<u32>,
+    pub aborts: u64,
+    /// Partial messages dropped because a new header replaced them.
+    pub replaced_partials: u64,
+    /// fmt-3 chunks whose extended timestamp was present / absent (sender conventions).
+    pub fmt3_ext_present: u64,
+    pub fmt3_ext_absent: u64,
+    pub invalid_chunk_sizes: u64,
+}
+
+/// Incremental chunk-stream reader for one direction.
+#[derive(Debug)]
+pub struct ChunkReader {
+    buf: BytesMut,
+    /// Stream offset of `buf[0]`.
+    offset: u64,
+    chunk_size: u32,
+    streams: HashMap<u32, ChunkStream>,
+    /// Bytes of payload left in the chunk being read, and its chunk stream.
+    payload_left: u32,
+    current: u32,
+    partial_bytes: usize,
+    /// No more bytes will come: a pending fmt-3 timestamp peek decides on what is there.
+    at_end: bool,
+    limits: Limits,
+    pub stats: ChunkStats,
+}
+
+impl ChunkReader {
+    /// A reader whose first byte is at stream offset `offset`.
+    pub fn new(offset: u64, chunk_size: u32, limits: Limits) -> Self {
+        ChunkReader {
+            buf: BytesMut::new(),
+            offset,
+            chunk_size,
+            streams: HashMap::new(),
+            payload_left: 0,
+            current: 0,
+            partial_bytes: 0,
+            at_end: false,
+            limits,
+            stats: ChunkStats {
+                chunk_sizes: vec![chunk_size],
+                ..Default::default()
+            },
+        }
+    }
+
+    pub fn chunk_size(&self) -> u32 {
+        self.chunk_size
+    }
+
+    /// Bytes held but not yet consumed.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Stream offset of the next byte to parse.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Feed bytes; complete messages are appended to `out`. After an error the reader must not
+    /// be fed again (the caller re-locks with a new reader).
+    pub fn push(
+        &mut self,
+        data: &[u8],
+        frame: u64,
+        out: &mut Vec<Message>,
+    ) -> Result<(), ChunkError> {
+        self.buf.extend_from_slice(data);
+        while self.step(frame, out)? {}
+        // Keep the buffer from holding on to a large allocation once drained.
+        if self.buf.is_empty() && self.buf.capacity() > 1 << 20 {
+            self.buf = BytesMut::new();
+        }
+        Ok(())
+    }
+
+    /// The direction ended: finish what the bytes already here allow.
+    pub fn finish(&mut self, frame: u64, out: &mut Vec<Message>) -> Result<(), ChunkError> {
+        self.at_end = true;
+        while self.step(frame, out)? {}
+        Ok(())
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.buf.advance(n);
+        self.offset += n as u64;
+    }
+
+    fn step(&mut self, frame: u64, out: &mut Vec<Message>) -> Result<bool, ChunkError> {
+        if self.payload_left > 0 {
+            return Ok(self.read_payload(frame, out));
+        }
+        self.read_header(frame, out)
+    }
+
+    fn read_payload(&mut self, frame: u64, out: &mut Vec<Message>) -> bool {
+        let n = (self.payload_left as usize).min(self.buf.len());
+        if n == 0 {
+            return false;
+        }
+        let csid = self.current;
+        let Some(cs) = self.streams.get_mut(&csid) else {
+            self.payload_left = 0;
+            return true;
+        };
+        let Some(p) = cs.partial.as_mut() else {
+            self.payload_left = 0;
+            return true;
+        };
+        p.body.extend_from_slice(&self.buf[..n]);
+        let complete = p.body.len() as u32 >= p.length;
+        self.partial_bytes += n;
+        self.payload_left -= n as u32;
+        self.buf.advance(n);
+        self.offset += n as u64;
+        if complete {
+            let cs = self.streams.get_mut(&csid).expect("looked up above");
+            let p = cs.partial.take().expect("partial present");
+            self.partial_bytes -= p.body.len();
+            let msg = Message {
+                csid,
+                msid: cs.msid,
+                type_id: cs.type_id,
+                timestamp: cs.timestamp,
+                body: Bytes::from(p.body),
+                offset: p.offset,
+                frame,
+            };
+            self.payload_left = 0;
+            self.complete(msg, out);
+        }
+        true
+    }
+
+    fn read_header(&mut self, frame: u64, out: &mut Vec<Message>) -> Result<bool, ChunkError> {
+        let b = &self.buf[..];
+        let Some(&b0) = b.first() else {
+            return Ok(false);
+        };
+        let fmt = b0 >> 6;
+        let (csid, bh) = match b0 & 0x3f {
+            0 => match b.get(1) {
+                Some(&x) => (64 + x as u32, 2),
+                None => return Ok(false),
+            },
+            1 => match (b.get(1), b.get(2)) {
+                (Some(&x), Some(&y)) => (64 + x as u32 + 256 * y as u32, 3),
+                _ => return Ok(false),
+            },
+            x => (x as u32, 1),
+        };
+        let mh = [11usize, 7, 3, 0][fmt as usize];
+        if b.len() < bh + mh {
+            return Ok(false);
+        }
+        let h = &b[bh..bh + mh];
+        let u24 = |i: usize| u32::from_be_bytes([0, h[i], h[i + 1], h[i + 2]]);
+        let mut pos = bh + mh;
+        let field = if fmt < 3 { u24(0) } else { 0 };
+        let ext = if fmt < 3 && field == EXTENDED {
+            let Some(e) = b.get(pos..pos + 4) else {
+                return Ok(false);
+            };
+            pos += 4;
+            Some(u32::from_be_bytes([e[0], e[1], e[2], e[3]]))
+        } else {
+            None
+        };
+        let known = self.streams.contains_key(&csid);
+        if !known {
+            if fmt != 0 {
+                return Err(ChunkError::NoPreviousHeader {
+                    csid,
+                    fmt,
+                    offset: self.offset,
+                });
+            }
+            if self.streams.len() >= self.limits.chunk_streams {
+                return Err(ChunkError::TooManyChunkStreams {
+                    limit: self.limits.chunk_streams,
+                    offset: self.offset,
+                });
+            }
+        }
+        let header_offset = self.offset;
+        let cs = self.streams.entry(csid).or_default();
+        let mut new_message = fmt < 3 || cs.partial.is_none();
+        if fmt == 3
+            && let Some(expected) = cs.ext
+        {
+            // Senders disagree on whether fmt-3 chunks repeat the extended timestamp:
+            // take the four bytes only when they hold the value expected.
+            let absolute = cs.timestamp.wrapping_add(cs.delta);
+            let candidates = [Some(expected), new_message.then_some(absolute)];
+            let avail = &b[pos..];
+            let present = match avail.get(..4) {
+                Some(e) => candidates.contains(&Some(u32::from_be_bytes([e[0], e[1], e[2], e[3]]))),
+                None => {
+                    // Wait for more bytes only while they could still be the timestamp.
+                    let could_be = candidates
+                        .iter()
+                        .flatten()
+                        .any(|c| c.to_be_bytes().starts_with(avail));
+                    if could_be && !self.at_end {
+                        return Ok(false);
+                    }
+                    false
+                }
+            };
+            if present {
+                pos += 4;
+                self.stats.fmt3_ext_present += 1;
+            } else {
+                self.stats.fmt3_ext_absent += 1;
+            }
+        }
+        match fmt {
+            0 => {
+                let ts = ext.unwrap_or(field);
+                cs.timestamp = ts;
+                cs.delta = ts;
+                cs.length = u24(3);
+                cs.type_id = h[6];
+                cs.msid = u32::from_le_bytes([h[7], h[8], h[9], h[10]]);
+                cs.ext = ext;
+            }
+            1 | 2 => {
+                let delta = ext.unwrap_or(field);
+                cs.delta = delta;
+                cs.timestamp = cs.timestamp.wrapping_add(delta);
+                if fmt == 1 {
+                    cs.length = u24(3);
+                    cs.type_id = h[6];
+                }
+                cs.ext = ext;
+            }
+            _ => {
+                if new_message {
+                    cs.timestamp = cs.timestamp.wrapping_add(cs.delta);
+                }
+            }
+        }
+        self.stats.chunks += 1;
+        if fmt < 3 {
+            if let Some(old) = cs.partial.take() {
+                // A new header while a message was incomplete: the sender abandoned it.
+                self.partial_bytes -= old.body.len();
+                self.stats.replaced_partials += 1;
+            }
+            new_message = true;
+        }
+        if new_message && cs.length > self.limits.message_bytes {
+            return Err(ChunkError::MessageTooLarge {
+                len: cs.length,
+                offset: header_offset,
+            });
+        }
+        let chunk_size = self.chunk_size;
+        let length = cs.length;
+        let (msid, type_id, timestamp) = (cs.msid, cs.type_id, cs.timestamp);
+        if new_message {
+            let in_chunk = length.min(chunk_size) as usize;
+            if length as usize == in_chunk && self.buf.len() >= pos + in_chunk {
+                // The whole message is in this chunk and already here: no copy.
+                self.consume(pos);
+                let body = self.buf.split_to(in_chunk).freeze();
+                self.offset += in_chunk as u64;
+                self.complete(
+                    Message {
+                        csid,
+                        msid,
+                        type_id,
+                        timestamp,
+                        body,
+                        offset: header_offset,
+                        frame,
+                    },
+                    out,
+                );
+                return Ok(true);
+            }
+            let cs = self.streams.get_mut(&csid).expect("inserted above");
+            cs.partial = Some(Partial {
+                body: Vec::with_capacity((length as usize).min(64 << 10)),
+                length,
+                offset: header_offset,
+            });
+            self.payload_left = length.min(chunk_size);
+        } else {
+            let cs = self.streams.get_mut(&csid).expect("known");
+            let p = cs.partial.as_ref().expect("continuation has a partial");
+            let left = p.length - p.body.len() as u32;
+            self.payload_left = left.min(chunk_size);
+        }
+        if self.partial_bytes + self.payload_left as usize > self.limits.partial_bytes {
+            return Err(ChunkError::PartialLimit {
+                limit: self.limits.partial_bytes,
+                offset: header_offset,
+            });
+        }
+        self.current = csid;
+        self.consume(pos);
+        Ok(true)
+    }
+
+    /// Act on protocol control messages, then hand the message on.
+    fn complete(&mut self, msg: Message, out: &mut Vec<Message>) {
+        self.stats.messages += 1;
+        match msg.type_id {
+            types::SET_CHUNK_SIZE if msg.body.len() >= 4 => {
+                let b = &msg.body;
+                let size = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & MAX_CHUNK_SIZE;
+                if size == 0 {
+                    self.stats.invalid_chunk_sizes += 1;
+                } else {
+                    self.chunk_size = size;
+                    if self.stats.chunk_sizes.len() < 64 {
+                        self.stats.chunk_sizes.push(size);
+                    }
+                }
+            }
+            types::ABORT if msg.body.len() >= 4 => {
+                let b = &msg.body;
+                let csid = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                if let Some(cs) = self.streams.get_mut(&csid)
+                    && let Some(p) = cs.partial.take()
+                {
+                    self.partial_bytes -= p.body.len();
+                    if self.payload_left > 0 && self.current == csid {
+                        self.payload_left = 0;
+                    }
+                }
+                self.stats.aborts += 1;
+            }
+            _ => {}
+        }
+        out.push(msg);
+    }
+}
+
+/// Writes RTMP chunks: the sender's side, for tests and synthetic captures.
+#[derive(Debug, Default)]
+pub struct ChunkWriter {
+    pub chunk_size: u32,
+    /// Whether fmt-3 chunks repeat the extended timestamp (Flash/ffmpeg) or not (old librtmp).
+    pub fmt3_ext: bool,
+    prev: HashMap<u32, (u32, u32, u8, u32, u32)>, // csid -> (timestamp, length, type, msid, delta)
+}
+
+impl ChunkWriter {
+    pub fn new(chunk_size: u32) -> Self {
+        ChunkWriter {
+            chunk_size,
+            fmt3_ext: true,
+            prev: HashMap::new(),
+        }
+    }
+
+    fn basic_header(fmt: u8, csid: u32, out: &mut Vec<u8>) {
+        if csid < 64 {
+            out.push(fmt << 6 | csid as u8);
+        } else if csid < 320 {
+            out.push(fmt << 6);
+            out.push((csid - 64) as u8);
+        } else {
+            let v = csid - 64;
+            out.push(fmt << 6 | 1);
+            out.push((v & 0xff) as u8);
+            out.push((v >> 8) as u8);
+        }
+    }
+
+    /// Append the chunks of one message. The header format is the most compact one that the
+    /// previous message on `csid` allows (as real senders do).
+    pub fn write(
+        &mut self,
+        csid: u32,
+        msid: u32,
+        type_id: u8,
+        timestamp: u32,
+        body: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        let len = body.len() as u32;
+        let (fmt, field) = match self.prev.get(&csid) {
+            Some(&(pts, plen, ptype, pmsid, pdelta)) if pmsid == msid && timestamp >= pts => {
+                let delta = timestamp - pts;
+                if plen == len && ptype == type_id {
+                    if delta == pdelta {
+                        (3, delta)
+                    } else {
+                        (2, delta)
+                    }
+                } else {
+                    (1, delta)
+                }
+            }
+            _ => (0, timestamp),
+        };
+        self.prev
+            .insert(csid, (timestamp, len, type_id, msid, field));
+        let ext = field >= EXTENDED;
+        let f24 = if ext { EXTENDED } else { field };
+        Self::basic_header(fmt, csid, out);
+        if fmt < 3 {
+            out.extend_from_slice(&f24.to_be_bytes()[1..]);
+        }
+        if fmt < 2 {
+            out.extend_from_slice(&len.to_be_bytes()[1..]);
+            out.push(type_id);
+        }
+        if fmt == 0 {
+            out.extend_from_slice(&msid.to_le_bytes());
+        }
+        if ext && (fmt < 3 || self.fmt3_ext) {
+            out.extend_from_slice(&field.to_be_bytes());
+        }
+        let cs = self.chunk_size.max(1) as usize;
+        for (i, piece) in body.chunks(cs).enumerate() {
+            if i > 0 {
+                Self::basic_header(3, csid, out);
+                if ext && self.fmt3_ext {
+                    out.extend_from_slice(&field.to_be_bytes());
+                }
+            }
+            out.extend_from_slice(piece);
+        }
+    }
+
+    /// Send Set Chunk Size and switch to it.
+    pub fn set_chunk_size(&mut self, size: u32, out: &mut Vec<u8>) {
+        self.write(2, 0, types::SET_CHUNK_SIZE, 0, &size.to_be_bytes(), out);
+        self.chunk_size = size;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn read_all(data: &[u8], pieces: &[usize]) -> Vec<Message> {
+        let mut r = ChunkReader::new(0, DEFAULT_CHUNK_SIZE, Limits::default());
+        let mut out = Vec::new();
+        let mut at = 0;
+        for &p in pieces {
+            let end = (at + p).min(data.len());
+            r.push(&data[at..end], 0, &mut out).unwrap();
+            at = end;
+        }
+        r.push(&data[at..], 0, &mut out).unwrap();
+        r.finish(0, &mut out).unwrap();
+        out
+    }
+
+    fn simple(m: &[Message]) -> Vec<(u32, u32, u8, u32, Vec<u8>)> {
+        m.iter()
+            .map(|m| (m.csid, m.msid, m.type_id, m.timestamp, m.body.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn fmt0_single_chunk() {
+        let mut w = ChunkWriter::new(128);
+        let mut b = Vec::new();
+        w.write(3, 1, 20, 1000, b"hello", &mut b);
+        let m = read_all(&b, &[]);
+        assert_eq!(simple(&m), vec![(3, 1, 20, 1000, b"hello".to_vec())]);
+    }
+
+    #[test]
+    fn deltas_and_fmt3_new_message_reapply_delta() {
+        let mut w = ChunkWriter::new(128);
+        let mut b = Vec::new();
+        w.write(4, 1, 9, 0, b"a", &mut b); // fmt 0
+        w.write(4, 1, 9, 40, b"b", &mut b); // fmt 2, delta 40
+        w.write(4, 1, 9, 80, b"c", &mut b); // fmt 3, same delta
+        w.write(4, 1, 9, 100, b"dd", &mut b); // fmt 1
+        assert_eq!(b[b.len() - 2 - 8], 0x44); // fmt 1 on csid 4
+        let ts: Vec<u32> = read_all(&b, &[]).iter().map(|m| m.timestamp).collect();
+        assert_eq!(ts, vec![0, 40, 80, 100]);
+    }
+
+    #[test]
+    fn fmt3_after_fmt0_uses_its_timestamp_as_delta() {
+        // As in the specification (and ffmpeg's writer): T, then a fmt-3 message at 2T.
+        let b = [
+            vec![0x04, 0, 0, 40, 0, 0, 1, 9, 1, 0, 0, 0, b'a'],
+            vec![0xc4, b'b'],
+        ]
+        .concat();
+        let ts: Vec<u32> = read_all(&b, &[]).iter().map(|m| m.timestamp).collect();
+        assert_eq!(ts, vec![40, 80]);
+    }
+
+    #[test]
+    fn interleaved_chunk_streams() {
+        let mut b = Vec::new();
+        // Two 200-byte messages on csids 4 and 6, chunks interleaved at size 128.
+        let a = vec![1u8; 200];
+        let v = vec![2u8; 200];
+        b.extend_from_slice(&[0x04, 0, 0, 0, 0, 0, 200, 8, 1, 0, 0, 0]);
+        b.extend_from_slice(&a[..128]);
+        b.extend_from_slice(&[0x06, 0, 0, 0, 0, 0, 200, 9, 1, 0, 0, 0]);
+        b.extend_from_slice(&v[..128]);
+        b.push(0xc4);
+        b.extend_from_slice(&a[128..]);
+        b.push(0xc6);
+        b.extend_from_slice(&v[128..]);
+        let m = read_all(&b, &[]);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].body.to_vec(), a);
+        assert_eq!(m[1].body.to_vec(), v);
+    }
+
+    #[test]
+    fn set_chunk_size_applies_to_following_chunks() {
+        let mut w = ChunkWriter::new(128);
+        let mut b = Vec::new();
+        w.set_chunk_size(4096, &mut b);
+        let body = vec![7u8; 3000];
+        w.write(6, 1, 9, 0, &body, &mut b);
+        let m = read_all(&b, &[]);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[1].body.len(), 3000);
+    }
+
+    #[test]
+    fn extended_timestamps_both_fmt3_conventions() {
+        for fmt3_ext in [true, false] {
+            let mut w = ChunkWriter::new(128);
+            w.fmt3_ext = fmt3_ext;
+            let mut b = Vec::new();
+            let body: Vec<u8> = (0..300).map(|i| i as u8).collect();
+            w.write(4, 1, 9, 0x0100_0000, &body, &mut b);
+            w.write(4, 1, 9, 0x0100_0000 + 33, &body, &mut b);
+            w.write(4, 1, 9, 0x0200_0000, &body, &mut b); // extended delta on fmt 2
+            let m = read_all(&b, &[]);
+            assert_eq!(m.len(), 3, "fmt3_ext={fmt3_ext}");
+            assert!(m.iter().all(|m| m.body.to_vec() == body));
+            let ts: Vec<u32> = m.iter().map(|m| m.timestamp).collect();
+            assert_eq!(ts, vec![0x0100_0000, 0x0100_0021, 0x0200_0000]);
+        }
+    }
+
+    #[test]
+    fn csid_ranges() {
+        let mut w = ChunkWriter::new(128);
+        let mut b = Vec::new();
+        w.set_chunk_size(64, &mut b);
+        for csid in [3, 63, 64, 319, 320, 65599] {
+            w.write(csid, 1, 8, 5, &[csid as u8; 100], &mut b);
+        }
+        let m = read_all(&b, &[]);
+        let ids: Vec<u32> = m.iter().skip(1).map(|m| m.csid).collect();
+        assert_eq!(ids, vec![3, 63, 64, 319, 320, 65599]);
+        assert!(m.iter().skip(1).all(|m| m.body.len() == 100));
+    }
+
+    #[test]
+    fn abort_drops_the_partial() {
+        let mut b = vec![0x04, 0, 0, 0, 0, 1, 0, 9, 1, 0, 0, 0];
+        b.extend_from_slice(&[0u8; 128]);
+        // Abort csid 4 on csid 2.
+        b.extend_from_slice(&[0x02, 0, 0, 0, 0, 0, 4, 2, 0, 0, 0, 0, 0, 0, 0, 4]);
+        let mut w = ChunkWriter::new(128);
+        w.write(4, 1, 8, 10, b"next", &mut b);
+        let m = read_all(&b, &[]);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[1].body.as_ref(), b"next");
+    }
+
+    #[test]
+    fn hostile_headers_error_not_panic() {
+        let mut r = ChunkReader::new(0, 128, Limits::default());
+        let mut out = Vec::new();
+        assert!(matches!(
+            r.push(&[0x45, 0, 0, 0, 0, 0, 1, 9], 0, &mut out),
+            Err(ChunkError::NoPreviousHeader { csid: 5, .. })
+        ));
+        let limits = Limits {
+            message_bytes: 1000,
+            ..Limits::default()
+        };
+        let mut r = ChunkReader::new(0, 128, limits);
+        assert!(
+            r.push(
+                &[0x04, 0, 0, 0, 0xff, 0xff, 0xff, 9, 1, 0, 0, 0],
+                0,
+                &mut out
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn huge_chunk_size_does_not_allocate() {
+        let mut w = ChunkWriter::new(128);
+        let mut b = Vec::new();
+        w.set_chunk_size(MAX_CHUNK_SIZE, &mut b);
+        w.write(4, 1, 9, 0, &[1u8; 10], &mut b);
+        let m = read_all(&b, &[]);
+        assert_eq!(m[1].body.len(), 10);
+    }
+
+    proptest! {
+        #[test]
+        fn byte_by_byte_equals_whole(
+            sizes in proptest::collection::vec(0usize..600, 1..12),
+            chunk in prop_oneof![Just(1u32), Just(7), Just(128), Just(4096)],
+            pieces in proptest::collection::vec(1usize..50, 0..200),
+            fmt3_ext in any::<bool>(),
+        ) {
+            let mut w = ChunkWriter::new(128);
+            w.fmt3_ext = fmt3_ext;
+            let mut b = Vec::new();
+            w.set_chunk_size(chunk, &mut b);
+            for (i, s) in sizes.iter().enumerate() {
+                let body: Vec<u8> = (0..*s).map(|k| (k + i) as u8).collect();
+                let csid = 4 + (i as u32 % 3) * 100;
+                w.write(csid, 1, if i % 2 == 0 { 8 } else { 9 }, 0x00ff_fff0 + 10 * i as u32, &body, &mut b);
+            }
+            let whole = read_all(&b, &[]);
+            let ones = read_all(&b, &vec![1; b.len()]);
+            let random = read_all(&b, &pieces);
+            prop_assert_eq!(whole.len(), sizes.len() + 1);
+            prop_assert_eq!(simple(&whole), simple(&ones));
+            prop_assert_eq!(simple(&whole), simple(&random));
+        }
+
+        #[test]
+        fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            let mut r = ChunkReader::new(0, 128, Limits::default());
+            let mut out = Vec::new();
+            let _ = r.push(&data, 0, &mut out);
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! What an audio or video message body says about itself (the FLV tag body header, legacy and
+//! Enhanced RTMP).
+
+/// The parts of a media body's header the tool acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MediaInfo {
+    pub codec: &'static str,
+    /// Decoder configuration (AVC/HEVC/AV1 sequence header, AAC AudioSpecificConfig, ...).
+    pub config: bool,
+    /// Whether the codec needs a configuration record before coded frames.
+    pub needs_config: bool,
+    pub keyframe: bool,
+    /// A coded frame (not configuration, end of sequence, metadata or a command).
+    pub frame: bool,
+}
+
+pub fn video_codec_name(id: u8) -> &'static str {
+    match id {
+        1 => "jpeg",
+        2 => "flv1",
+        3 => "flashsv",
+        4 => "vp6f",
+        5 => "vp6a",
+        6 => "flashsv2",
+        7 => "h264",
+        12 => "hevc",
+        13 => "av1",
+        _ => "unknown",
+    }
+}
+
+pub fn video_fourcc_name(f: &[u8]) -> &'static str {
+    match f {
+        b"avc1" => "h264",
+        b"hvc1" => "hevc",
+        b"av01" => "av1",
+        b"vp09" => "vp9",
+        b"vp08" => "vp8",
+        _ => "unknown",
+    }
+}
+
+pub fn audio_format_name(id: u8) -> &'static str {
+    match id {
+        0 => "pcm",
+        1 => "adpcm_swf",
+        2 => "mp3",
+        3 => "pcm_s16le",
+        4..=6 => "nellymoser",
+        7 => "pcm_alaw",
+        8 => "pcm_mulaw",
+        10 => "aac",
+        11 => "speex",
+        14 => "mp3",
+        15 => "device_specific",
+        _ => "unknown",
+    }
+}
+
+pub fn audio_fourcc_name(f: &[u8]) -> &'static str {
+    match f {
+        b"Opus" => "opus",
+        b"fLaC" => "flac",
+        b"ac-3" => "ac3",
+        b"ec-3" => "eac3",
+        b".mp3" => "mp3",
+        b"mp4a" => "aac",
+        _ => "unknown",
+    }
+}
+
+/// Read a video body's header.
+pub fn video(body: &[u8]) -> Option<MediaInfo> {
+    let b0 = *body.first()?;
+    if b0 & 0x80 != 0 {
+        // Enhanced RTMP: frame type in bits 4..6, packet type in the low nibble.
+        let frame_type = (b0 >> 4) & 0x07;
+        let packet_type = b0 & 0x0f;
+        if packet_type == 6 {
+            // Multitrack: the FourCC follows the track-layout byte when all tracks share it.
+            let codec = body.get(2..6).map_or("unknown", video_fourcc_name);
+            return Some(MediaInfo {
+                codec,
+                config: false,
+                needs_config: false,
+                keyframe: frame_type == 1,
+                frame: true,
+            });
+        }
+        let codec = body.get(1..5).map_or("unknown", video_fourcc_name);
+        let command = frame_type == 5;
+        return Some(MediaInfo {
+            codec,
+            config: packet_type == 0 || packet_type == 5,
+            needs_config: true,
+            keyframe: frame_type == 1 && !command,
+            frame: !command && (packet_type == 1 || packet_type == 3),
+        });
+    }
+    let frame_type = b0 >> 4;
+    let codec_id = b0 & 0x0f;
+    let command = frame_type == 5;
+    let (config, frame, needs_config) = match codec_id {
+        7 | 12 | 13 => {
+            let pt = *body.get(1)?;
+            (pt == 0, pt == 1 && !command, true)
+        }
+        _ => (false, !command, false),
+    };
+    Some(MediaInfo {
+        codec: video_codec_name(codec_id),
+        config,
+        needs_config,
+        keyframe: frame_type == 1 && !command,
+        frame,
+    })
+}
+
+/// Read an audio body's header.
+pub fn audio(body: &[u8]) -> Option<MediaInfo> {
+    let b0 = *body.first()?;
+    let format = b0 >> 4;
+    if format == 9 {
+        let packet_type = b0 & 0x0f;
+        let codec = body.get(1..5).map_or("unknown", audio_fourcc_name);
+        return Some(MediaInfo {
+            codec,
+            config: packet_type == 0,
+            needs_config: codec == "aac" || codec == "flac" || codec == "opus",
+            keyframe: false,
+            frame: packet_type == 1,
+        });
+    }
+    let (config, frame) = if format == 10 {
+        let pt = *body.get(1)?;
+        (pt == 0, pt == 1)
+    } else {
+        (false, true)
+    };
+    Some(MediaInfo {
+        codec: audio_format_name(format),
+        config,
+        needs_config: format == 10,
+        keyframe: false,
+        frame,
+    })
+}
+
+/// Audio sample rate and channel count from the legacy header (AAC states 44.1 kHz stereo here
+/// whatever it carries; its AudioSpecificConfig holds the truth and is read for AAC).
+pub fn audio_params(body: &[u8]) -> Option<(u32, u8)> {
+    let b0 = *body.first()?;
+    let format = b0 >> 4;
+    if format == 9 {
+        return None;
+    }
+    if format == 10 && body.get(1) == Some(&0) {
+        return aac_config(body.get(2..)?);
+    }
+    let rate = match (format, (b0 >> 2) & 3) {
+        (4, _) => 16000,
+        (5, _) => 8000,
+        (14, _) => 8000,
+        (7 | 8, _) => 8000,
+        (_, 0) => 5512,
+        (_, 1) => 11025,
+        (_, 2) => 22050,
+        _ => 44100,
+    };
+    Some((rate, if b0 & 1 == 1 { 2 } else { 1 }))
+}
+
+/// Sample rate and channels from an AudioSpecificConfig.
+fn aac_config(asc: &[u8]) -> Option<(u32, u8)> {
+    const RATES: [u32; 13] = [
+        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+    ];
+    let v = u16::from_be_bytes([*asc.first()?, *asc.get(1)?]);
+    let idx = ((v >> 7) & 0x0f) as usize;
+    let ch = ((v >> 3) & 0x0f) as u8;
+    Some((*RATES.get(idx)?, ch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_video() {
+        let i = video(&[0x17, 0, 0, 0, 0, 1]).unwrap();
+        assert_eq!(i.codec, "h264");
+        assert!(i.config && !i.frame && i.keyframe);
+        let i = video(&[0x27, 1, 0, 0, 0]).unwrap();
+        assert!(i.frame && !i.keyframe);
+        let i = video(&[0x22, 0, 0]).unwrap();
+        assert_eq!(i.codec, "flv1");
+        assert!(i.frame && !i.needs_config);
+        assert!(video(&[]).is_none());
+    }
+
+    #[test]
+    fn enhanced_video() {
+        let i = video(&[0x90, b'h', b'v', b'c', b'1', 1]).unwrap();
+        assert_eq!(i.codec, "hevc");
+        assert!(i.config && i.keyframe);
+        let i = video(&[0xa3, b'a', b'v', b'0', b'1']).unwrap();
+        assert_eq!(i.codec, "av1");
+        assert!(i.frame && !i.keyframe);
+    }
+
+    #[test]
+    fn audio_headers() {
+        let i = audio(&[0xaf, 0, 0x12, 0x10]).unwrap();
+        assert_eq!(i.codec, "aac");
+        assert!(i.config);
+        assert_eq!(audio_params(&[0xaf, 0, 0x12, 0x10]), Some((44100, 2)));
+        assert_eq!(audio_params(&[0xaf, 0, 0x11, 0x90]), Some((48000, 2)));
+        let i = audio(&[0x2f, 0xff]).unwrap();
+        assert_eq!(i.codec, "mp3");
+        assert_eq!(audio_params(&[0x2e]), Some((44100, 1)));
+        let i = audio(&[0x91, b'O', b'p', b'u', b's']).unwrap();
+        assert_eq!(i.codec, "opus");
+        assert!(i.frame);
+    }
+}

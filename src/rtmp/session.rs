@@ -1,0 +1,328 @@
+//! What the messages of one connection mean: who connected to which app, which message streams
+//! carry which published or played stream, and the media and metadata of each.
+
+use bytes::Bytes;
+
+use super::amf0::{self, Value};
+use super::chunk::{Message, types};
+use super::{Direction, Event, TagKind};
+use crate::config::Limits;
+use crate::flow::Dir;
+
+/// What the client said in `connect`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConnectInfo {
+    pub app: Option<Vec<u8>>,
+    pub tc_url: Option<Vec<u8>>,
+    pub flash_ver: Option<Vec<u8>>,
+    pub swf_url: Option<Vec<u8>>,
+    pub page_url: Option<Vec<u8>>,
+    pub object_encoding: Option<f64>,
+}
+
+#[derive(Clone, Debug)]
+struct ActiveStream {
+    id: u32,
+    msid: u32,
+    direction: Direction,
+}
+
+const MAX_RECORDS: usize = 64;
+
+#[derive(Debug)]
+pub struct Session {
+    pub connect: ConnectInfo,
+    /// onStatus codes the server sent, in order (bounded).
+    pub status_codes: Vec<String>,
+    /// Problems worth telling the analyst about (bounded).
+    pub warnings: Vec<String>,
+    pub commands: u64,
+    streams: Vec<ActiveStream>,
+    /// Transaction ids of createStream calls not yet answered.
+    pending_create: Vec<f64>,
+    /// Message stream ids the server handed out.
+    pub created: Vec<u32>,
+    /// A name from releaseStream/FCPublish, for a publish whose command was not seen.
+    announced: Option<Vec<u8>>,
+    next_id: u32,
+    limits: Limits,
+}
+
+impl Session {
+    pub fn new(limits: Limits) -> Self {
+        Session {
+            connect: ConnectInfo::default(),
+            status_codes: Vec::new(),
+            warnings: Vec::new(),
+            commands: 0,
+            streams: Vec::new(),
+            pending_create: Vec::new(),
+            created: Vec::new(),
+            announced: None,
+            next_id: 0,
+            limits,
+        }
+    }
+
+    pub fn warn(&mut self, w: String) {
+        if self.warnings.len() < MAX_RECORDS {
+            self.warnings.push(w);
+        }
+    }
+
+    /// Interpret one message that travelled in direction `dir`.
+    pub fn on_message(&mut self, dir: Dir, msg: Message, out: &mut Vec<Event>) {
+        match msg.type_id {
+            types::COMMAND_AMF0 => self.command(dir, &msg, &msg.body, out),
+            types::COMMAND_AMF3 => {
+                // A format byte (0), then AMF0.
+                let body = msg.body.slice(msg.body.len().min(1)..);
+                self.command(dir, &msg, &body, out)
+            }
+            types::DATA_AMF0 => self.data(dir, &msg, msg.body.clone(), out),
+            types::DATA_AMF3 => {
+                let body = msg.body.slice(msg.body.len().min(1)..);
+                self.data(dir, &msg, body, out)
+            }
+            types::AUDIO | types::VIDEO => {
+                let kind = if msg.type_id == types::AUDIO {
+                    TagKind::Audio
+                } else {
+                    TagKind::Video
+                };
+                if msg.body.is_empty() {
+                    return; // an empty media message carries nothing a file could hold
+                }
+                if let Some(id) = self.stream_for(dir, msg.msid, out) {
+                    out.push(Event::Tag {
+                        stream: id,
+                        kind,
+                        timestamp: msg.timestamp,
+                        body: msg.body,
+                        frame: msg.frame,
+                    });
+                }
+            }
+            types::AGGREGATE => self.aggregate(dir, &msg, out),
+            _ => {}
+        }
+    }
+
+    /// The open stream whose media travels in `dir` on `msid`, started on first sight when the
+    /// command that named it was not seen.
+    fn stream_for(&mut self, dir: Dir, msid: u32, out: &mut Vec<Event>) -> Option<u32> {
+        let direction = media_direction(dir);
+        if let Some(s) = self
+            .streams
+            .iter()
+            .find(|s| s.msid == msid && s.direction == direction)
+        {
+            return Some(s.id);
+        }
+        let name = match direction {
+            Direction::Publish => self.announced.clone(),
+            Direction::Play => None,
+        };
+        self.start(msid, direction, name, out)
+    }
+
+    fn start(
+        &mut self,
+        msid: u32,
+        direction: Direction,
+        name: Option<Vec<u8>>,
+        out: &mut Vec<Event>,
+    ) -> Option<u32> {
+        self.end_where(|s| s.msid == msid && s.direction == direction, out);
+        if self.next_id as usize >= self.limits.streams_per_connection {
+            if self.next_id as usize == self.limits.streams_per_connection {
+                self.warn(format!(
+                    "more than {} streams on this connection: the rest are ignored",
+                    self.limits.streams_per_connection
+                ));
+                self.next_id += 1;
+            }
+            return None;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.streams.push(ActiveStream {
+            id,
+            msid,
+            direction,
+        });
+        out.push(Event::StreamStarted {
+            stream: id,
+            msid,
+            direction,
+            name,
+        });
+        Some(id)
+    }
+
+    fn end_where(&mut self, pred: impl Fn(&ActiveStream) -> bool, out: &mut Vec<Event>) {
+        self.streams.retain(|s| {
+            if pred(s) {
+                out.push(Event::StreamEnded { stream: s.id });
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// The connection is over: every open stream ends.
+    pub fn close(&mut self, out: &mut Vec<Event>) {
+        self.end_where(|_| true, out);
+    }
+
+    fn command(&mut self, dir: Dir, msg: &Message, body: &[u8], out: &mut Vec<Event>) {
+        self.commands += 1;
+        let (vals, _err) = amf0::decode_all(body, self.limits.amf_depth);
+        let Some(name) = vals.first().and_then(|v| v.as_bytes()) else {
+            return;
+        };
+        let tx = vals.get(1).and_then(Value::as_number);
+        let arg = |i: usize| vals.get(3 + i);
+        match (dir, name) {
+            (Dir::ClientToServer, b"connect") => {
+                if let Some(obj) = vals.get(2) {
+                    let s = |k: &str| obj.get(k).and_then(|v| v.as_bytes()).map(<[u8]>::to_vec);
+                    self.connect = ConnectInfo {
+                        app: s("app"),
+                        tc_url: s("tcUrl"),
+                        flash_ver: s("flashVer"),
+                        swf_url: s("swfUrl"),
+                        page_url: s("pageUrl"),
+                        object_encoding: obj.get("objectEncoding").and_then(Value::as_number),
+                    };
+                }
+            }
+            (Dir::ClientToServer, b"createStream") => {
+                if let Some(tx) = tx {
+                    if self.pending_create.len() >= MAX_RECORDS {
+                        self.pending_create.remove(0);
+                    }
+                    self.pending_create.push(tx);
+                }
+            }
+            (Dir::ServerToClient, b"_result") => {
+                if let (Some(tx), Some(id)) = (tx, arg(0).and_then(Value::as_number))
+                    && let Some(i) = self.pending_create.iter().position(|&t| t == tx)
+                {
+                    self.pending_create.remove(i);
+                    if self.created.len() < MAX_RECORDS && id >= 0.0 && id <= u32::MAX as f64 {
+                        self.created.push(id as u32);
+                    }
+                }
+            }
+            (Dir::ClientToServer, b"releaseStream" | b"FCPublish") => {
+                if let Some(n) = arg(0).and_then(|v| v.as_bytes()) {
+                    self.announced = Some(n.to_vec());
+                }
+            }
+            (Dir::ClientToServer, b"publish") => {
+                let n = arg(0).and_then(|v| v.as_bytes()).map(<[u8]>::to_vec);
+                self.start(msg.msid, Direction::Publish, n, out);
+            }
+            (Dir::ClientToServer, b"play") => {
+                let n = arg(0).and_then(|v| v.as_bytes()).map(<[u8]>::to_vec);
+                self.start(msg.msid, Direction::Play, n, out);
+            }
+            (Dir::ClientToServer, b"deleteStream") => {
+                if let Some(id) = arg(0).and_then(Value::as_number) {
+                    self.end_where(|s| s.msid as f64 == id, out);
+                }
+            }
+            (Dir::ClientToServer, b"closeStream") => {
+                let msid = msg.msid;
+                self.end_where(|s| s.msid == msid, out);
+            }
+            (Dir::ServerToClient, b"onStatus") => {
+                if let Some(code) = arg(0).and_then(|o| o.get("code")).and_then(Value::as_str)
+                    && self.status_codes.len() < MAX_RECORDS
+                {
+                    self.status_codes.push(code);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn data(&mut self, dir: Dir, msg: &Message, body: Bytes, out: &mut Vec<Event>) {
+        let mut r = amf0::Reader::new(&body, self.limits.amf_depth);
+        let Ok(first) = r.value() else {
+            return;
+        };
+        let after_first = r.position();
+        let tag_body = match first.as_bytes() {
+            Some(b"@setDataFrame") => {
+                let mut r2 = amf0::Reader::new(&body[after_first..], self.limits.amf_depth);
+                match r2.value() {
+                    Ok(v) if v.as_bytes().is_some() => body.slice(after_first..),
+                    // Some encoders omit the handler name: supply it.
+                    _ => {
+                        let mut b = Vec::with_capacity(body.len() + 13);
+                        amf0::encode(&Value::String(b"onMetaData".to_vec()), &mut b);
+                        b.extend_from_slice(&body[after_first..]);
+                        Bytes::from(b)
+                    }
+                }
+            }
+            Some(b"onMetaData" | b"onTextData" | b"onCuePoint" | b"onFI" | b"onCaption") => body,
+            _ => return,
+        };
+        if let Some(id) = self.stream_for(dir, msg.msid, out) {
+            out.push(Event::Tag {
+                stream: id,
+                kind: TagKind::Script,
+                timestamp: msg.timestamp,
+                body: tag_body,
+                frame: msg.frame,
+            });
+        }
+    }
+
+    /// Split an aggregate message into its sub-messages (FLV-style tags).
+    fn aggregate(&mut self, dir: Dir, msg: &Message, out: &mut Vec<Event>) {
+        let b = &msg.body;
+        let mut pos = 0usize;
+        let mut first_ts: Option<u32> = None;
+        while pos + 11 <= b.len() {
+            let t = b[pos];
+            let size = u32::from_be_bytes([0, b[pos + 1], b[pos + 2], b[pos + 3]]) as usize;
+            let ts = u32::from_be_bytes([b[pos + 7], b[pos + 4], b[pos + 5], b[pos + 6]]);
+            let start = pos + 11;
+            let Some(end) = start.checked_add(size).filter(|&e| e <= b.len()) else {
+                self.warn(format!(
+                    "aggregate message at offset {} is cut short",
+                    msg.offset
+                ));
+                return;
+            };
+            let base = *first_ts.get_or_insert(ts);
+            let sub = Message {
+                csid: msg.csid,
+                msid: msg.msid,
+                type_id: t,
+                timestamp: msg.timestamp.wrapping_add(ts.wrapping_sub(base)),
+                body: b.slice(start..end),
+                offset: msg.offset,
+                frame: msg.frame,
+            };
+            match t {
+                types::AUDIO | types::VIDEO | types::DATA_AMF0 => self.on_message(dir, sub, out),
+                _ => {}
+            }
+            // The back-pointer (previous tag size) follows the data.
+            pos = end + 4;
+        }
+    }
+}
+
+fn media_direction(dir: Dir) -> Direction {
+    match dir {
+        Dir::ClientToServer => Direction::Publish,
+        Dir::ServerToClient => Direction::Play,
+    }
+}
