@@ -1,0 +1,8 @@
+//! End-to-end tests: the binary on real captures (samples/ and ../shared/captures), on
+//! synthetic captures, and its command-line contract.
+
+mod captures;
+mod cli;
+mod samples;
+mod synthetic;
+mod util;

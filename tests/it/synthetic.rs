@@ -1,0 +1,521 @@
+//! A synthetic capture builder (RTMP chunk writer, TCP segmenter, pcap writer) and the tests
+//! that need exact control of the wire: any segmentation, reordering, duplication or
+//! retransmission of the same session gives the same FLV bytes.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use etherparse::PacketBuilder;
+use proptest::prelude::*;
+use rtmpsniff::flow::Dir;
+use rtmpsniff::rtmp::amf0::{Value, encode};
+use rtmpsniff::rtmp::chunk::{ChunkWriter, types};
+use rtmpsniff::sink::{FlvSink, flv};
+use rtmpsniff::{Config, Frame, Pipeline};
+
+use crate::util::*;
+
+/// What the synthetic publisher does.
+#[derive(Clone, Debug)]
+pub struct Opts {
+    pub chunk_size: u32,
+    pub fmt3_ext: bool,
+    pub frames: usize,
+    pub base_ts: u32,
+    pub step: u32,
+    pub csid_video: u32,
+    pub csid_audio: u32,
+    /// Change the chunk size again after the publish began.
+    pub late_chunk_size: Option<u32>,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            chunk_size: 4096,
+            fmt3_ext: true,
+            frames: 30,
+            base_ts: 0,
+            step: 40,
+            csid_video: 6,
+            csid_audio: 4,
+            late_chunk_size: None,
+        }
+    }
+}
+
+fn s(x: &str) -> Value {
+    Value::String(x.as_bytes().to_vec())
+}
+
+fn amf(vals: &[Value]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for v in vals {
+        encode(v, &mut b);
+    }
+    b
+}
+
+/// Body of the i-th video frame: sizes vary so some span many chunks.
+pub fn video_body(i: usize) -> Vec<u8> {
+    let n = 20 + (i * 7919) % 9000;
+    let mut b = vec![if i.is_multiple_of(10) { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+    b.extend((0..n).map(|k| (k * 31 + i) as u8));
+    b
+}
+
+pub fn audio_body(i: usize) -> Vec<u8> {
+    let mut b = vec![0xaf, 1];
+    b.extend((0..100 + i % 50).map(|k| (k + 3 * i) as u8));
+    b
+}
+
+pub const VIDEO_CONFIG: [u8; 16] = [
+    0x17, 0, 0, 0, 0, 1, 0x42, 0xc0, 0x1e, 0xff, 0xe1, 0, 2, 0x67, 0x42, 0x01,
+];
+pub const AUDIO_CONFIG: [u8; 4] = [0xaf, 0, 0x12, 0x10];
+
+/// The application writes of a publish session, in the order they happen.
+pub fn publish_session(o: &Opts) -> Vec<(Dir, Vec<u8>)> {
+    let mut w = Vec::new();
+    let mut c = ChunkWriter::new(128);
+    c.fmt3_ext = o.fmt3_ext;
+    let mut sv = ChunkWriter::new(128);
+    let c1: Vec<u8> = std::iter::once(3u8)
+        .chain((0..1536).map(|i| (i * 7) as u8))
+        .collect();
+    w.push((Dir::ClientToServer, c1));
+    let s012: Vec<u8> = std::iter::once(3u8)
+        .chain((0..3072).map(|i| (i * 13) as u8))
+        .collect();
+    w.push((Dir::ServerToClient, s012));
+    let mut b: Vec<u8> = (0..1536).map(|i| (i * 13) as u8).collect();
+    let connect = amf(&[
+        s("connect"),
+        Value::Number(1.0),
+        Value::Object(vec![
+            (b"app".to_vec(), s("live")),
+            (b"tcUrl".to_vec(), s("rtmp://127.0.0.1/live")),
+            (b"flashVer".to_vec(), s("FMLE/3.0")),
+        ]),
+    ]);
+    c.write(3, 0, types::COMMAND_AMF0, 0, &connect, &mut b);
+    w.push((Dir::ClientToServer, b));
+    let mut b = Vec::new();
+    sv.write(
+        2,
+        0,
+        types::WINDOW_ACK_SIZE,
+        0,
+        &2_500_000u32.to_be_bytes(),
+        &mut b,
+    );
+    sv.set_chunk_size(4096, &mut b);
+    sv.write(
+        3,
+        0,
+        types::COMMAND_AMF0,
+        0,
+        &amf(&[s("_result"), Value::Number(1.0), Value::Null, Value::Null]),
+        &mut b,
+    );
+    w.push((Dir::ServerToClient, b));
+    let mut b = Vec::new();
+    c.set_chunk_size(o.chunk_size, &mut b);
+    c.write(
+        3,
+        0,
+        types::COMMAND_AMF0,
+        0,
+        &amf(&[s("createStream"), Value::Number(2.0), Value::Null]),
+        &mut b,
+    );
+    w.push((Dir::ClientToServer, b));
+    let mut b = Vec::new();
+    sv.write(
+        3,
+        0,
+        types::COMMAND_AMF0,
+        0,
+        &amf(&[
+            s("_result"),
+            Value::Number(2.0),
+            Value::Null,
+            Value::Number(1.0),
+        ]),
+        &mut b,
+    );
+    w.push((Dir::ServerToClient, b));
+    let mut b = Vec::new();
+    c.write(
+        8,
+        1,
+        types::COMMAND_AMF0,
+        0,
+        &amf(&[
+            s("publish"),
+            Value::Number(3.0),
+            Value::Null,
+            s("cam1"),
+            s("live"),
+        ]),
+        &mut b,
+    );
+    let meta = amf(&[
+        s("@setDataFrame"),
+        s("onMetaData"),
+        Value::EcmaArray(vec![(b"width".to_vec(), Value::Number(320.0))]),
+    ]);
+    c.write(o.csid_audio, 1, types::DATA_AMF0, o.base_ts, &meta, &mut b);
+    c.write(
+        o.csid_video,
+        1,
+        types::VIDEO,
+        o.base_ts,
+        &VIDEO_CONFIG,
+        &mut b,
+    );
+    c.write(
+        o.csid_audio,
+        1,
+        types::AUDIO,
+        o.base_ts,
+        &AUDIO_CONFIG,
+        &mut b,
+    );
+    w.push((Dir::ClientToServer, b));
+    for i in 0..o.frames {
+        let ts = o.base_ts.wrapping_add(i as u32 * o.step);
+        let mut b = Vec::new();
+        if i == o.frames / 2
+            && let Some(cs) = o.late_chunk_size
+        {
+            c.set_chunk_size(cs, &mut b);
+        }
+        c.write(o.csid_video, 1, types::VIDEO, ts, &video_body(i), &mut b);
+        c.write(o.csid_audio, 1, types::AUDIO, ts, &audio_body(i), &mut b);
+        w.push((Dir::ClientToServer, b));
+        if i == 0 {
+            let mut b = Vec::new();
+            let status = amf(&[
+                s("onStatus"),
+                Value::Number(0.0),
+                Value::Null,
+                Value::Object(vec![(b"code".to_vec(), s("NetStream.Publish.Start"))]),
+            ]);
+            sv.write(5, 1, types::COMMAND_AMF0, 0, &status, &mut b);
+            w.push((Dir::ServerToClient, b));
+        }
+    }
+    let mut b = Vec::new();
+    c.write(
+        3,
+        0,
+        types::COMMAND_AMF0,
+        0,
+        &amf(&[
+            s("deleteStream"),
+            Value::Number(4.0),
+            Value::Null,
+            Value::Number(1.0),
+        ]),
+        &mut b,
+    );
+    w.push((Dir::ClientToServer, b));
+    w
+}
+
+/// The media tags the FLV must hold for `publish_session(o)`, timestamps rebased.
+pub fn expected_media(o: &Opts) -> Vec<(u8, u32, Vec<u8>)> {
+    let mut v = vec![(9, 0, VIDEO_CONFIG.to_vec()), (8, 0, AUDIO_CONFIG.to_vec())];
+    for i in 0..o.frames {
+        let ts = i as u32 * o.step;
+        v.push((9, ts, video_body(i)));
+        v.push((8, ts, audio_body(i)));
+    }
+    v
+}
+
+pub fn plain(c2s: &[u8], s2c: &[u8]) -> Vec<(Dir, Vec<u8>)> {
+    vec![
+        (Dir::ClientToServer, c2s.to_vec()),
+        (Dir::ServerToClient, s2c.to_vec()),
+    ]
+}
+
+/// Two endpoints of a TCP connection.
+pub struct Session {
+    pub client: SocketAddrV4,
+    pub server: SocketAddrV4,
+    pub isn: [u32; 2],
+}
+
+impl Session {
+    pub fn new(port: u16) -> Self {
+        Session {
+            client: SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 10), 50000),
+            server: SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), port),
+            isn: [0xffff_f000, 1000], // the client's sequence numbers wrap
+        }
+    }
+
+    fn packet(&self, dir: Dir, seq: u32, ack: u32, flags: &str, payload: &[u8]) -> Vec<u8> {
+        let (src, dst) = match dir {
+            Dir::ClientToServer => (self.client, self.server),
+            Dir::ServerToClient => (self.server, self.client),
+        };
+        let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(src.ip().octets(), dst.ip().octets(), 64)
+            .tcp(src.port(), dst.port(), seq, 65535);
+        if flags.contains('S') {
+            b = b.syn();
+        }
+        if flags.contains('A') {
+            b = b.ack(ack);
+        }
+        if flags.contains('F') {
+            b = b.fin();
+        }
+        if flags.contains('P') {
+            b = b.psh();
+        }
+        let mut out = Vec::new();
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    /// Frames of the whole connection: handshake, the writes cut into `mss`-byte segments
+    /// (each acknowledged by the peer), FIN both ways.
+    pub fn frames(&self, writes: &[(Dir, Vec<u8>)], mss: usize) -> Vec<(f64, Vec<u8>)> {
+        let mut next = [self.isn[0].wrapping_add(1), self.isn[1].wrapping_add(1)];
+        let mut out = Vec::new();
+        let mut t = 1_700_000_000.0;
+        let mut push = |f: Vec<u8>, out: &mut Vec<(f64, Vec<u8>)>| {
+            t += 0.001;
+            out.push((t, f));
+        };
+        push(
+            self.packet(Dir::ClientToServer, self.isn[0], 0, "S", &[]),
+            &mut out,
+        );
+        push(
+            self.packet(Dir::ServerToClient, self.isn[1], next[0], "SA", &[]),
+            &mut out,
+        );
+        push(
+            self.packet(Dir::ClientToServer, next[0], next[1], "A", &[]),
+            &mut out,
+        );
+        for (dir, data) in writes {
+            let i = dir.index();
+            for piece in data.chunks(mss.max(1)) {
+                push(
+                    self.packet(*dir, next[i], next[1 - i], "AP", piece),
+                    &mut out,
+                );
+                next[i] = next[i].wrapping_add(piece.len() as u32);
+                push(
+                    self.packet(dir.other(), next[1 - i], next[i], "A", &[]),
+                    &mut out,
+                );
+            }
+        }
+        push(
+            self.packet(Dir::ClientToServer, next[0], next[1], "FA", &[]),
+            &mut out,
+        );
+        push(
+            self.packet(
+                Dir::ServerToClient,
+                next[1],
+                next[0].wrapping_add(1),
+                "FA",
+                &[],
+            ),
+            &mut out,
+        );
+        push(
+            self.packet(
+                Dir::ClientToServer,
+                next[0].wrapping_add(1),
+                next[1].wrapping_add(1),
+                "A",
+                &[],
+            ),
+            &mut out,
+        );
+        out
+    }
+
+    pub fn pcap(&self, writes: &[(Dir, Vec<u8>)], mss: usize) -> Vec<u8> {
+        pcap_file(&self.frames(writes, mss))
+    }
+}
+
+/// A classic pcap file (microsecond timestamps, Ethernet).
+pub fn pcap_file(frames: &[(f64, Vec<u8>)]) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&4u16.to_le_bytes());
+    b.extend_from_slice(&[0; 8]);
+    b.extend_from_slice(&262144u32.to_le_bytes());
+    b.extend_from_slice(&1u32.to_le_bytes());
+    for (t, f) in frames {
+        let sec = t.floor() as u32;
+        let usec = ((t - t.floor()) * 1e6).round() as u32;
+        b.extend_from_slice(&sec.to_le_bytes());
+        b.extend_from_slice(&usec.min(999_999).to_le_bytes());
+        b.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        b.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        b.extend_from_slice(f);
+    }
+    b
+}
+
+/// Run the library pipeline on frames and return the FLV files it wrote, by name.
+pub fn run_frames(frames: &[(f64, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
+    let dir = temp_dir("syn");
+    let mut sink = FlvSink::new(&dir).unwrap();
+    let mut p = Pipeline::new(Config::default());
+    for (n, (ts, data)) in frames.iter().enumerate() {
+        p.frame(&Frame {
+            ts: *ts,
+            number: n as u64 + 1,
+            linktype: 1,
+            data,
+            orig_len: data.len() as u32,
+        });
+        for o in p.drain() {
+            sink.handle(o).unwrap();
+        }
+    }
+    p.finish();
+    for o in p.drain() {
+        sink.handle(o).unwrap();
+    }
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    let _ = std::fs::remove_dir_all(&dir);
+    files
+}
+
+fn media_tags(file: &[u8]) -> Vec<(u8, u32, Vec<u8>)> {
+    let (_, tags) = flv::parse(file).expect("valid FLV");
+    tags.into_iter()
+        .filter(|t| t.kind != 18)
+        .map(|t| (t.kind, t.timestamp, t.body))
+        .collect()
+}
+
+fn check(o: &Opts, mss: usize) {
+    let frames = Session::new(1935).frames(&publish_session(o), mss);
+    let files = run_frames(&frames);
+    assert_eq!(files.len(), 1, "{o:?}");
+    assert_eq!(files[0].0, "live_cam1_192.0.2.10-50000_publish.flv");
+    let (_, tags) = flv::parse(&files[0].1).unwrap();
+    assert_eq!(tags[0].kind, 18, "onMetaData comes first");
+    assert!(
+        tags[0].body.starts_with(b"\x02\x00\x0aonMetaData"),
+        "@setDataFrame unwrapped"
+    );
+    assert_eq!(media_tags(&files[0].1), expected_media(o), "{o:?}");
+}
+
+#[test]
+fn basic_publish_is_exact() {
+    check(&Opts::default(), 1400);
+}
+
+#[test]
+fn extended_timestamps_both_fmt3_conventions_and_wrap() {
+    for fmt3_ext in [true, false] {
+        for base_ts in [0x00ff_ff00, 0xffff_ff00] {
+            for chunk_size in [128, 4096] {
+                let o = Opts {
+                    fmt3_ext,
+                    base_ts,
+                    chunk_size,
+                    ..Opts::default()
+                };
+                check(&o, 1400);
+            }
+        }
+    }
+}
+
+#[test]
+fn chunk_sizes_and_csid_ranges() {
+    for chunk_size in [1, 127, 128, 4000, 60000, 0x7fff_ffff] {
+        for (csid_video, csid_audio) in [(6, 4), (64, 319), (320, 65599)] {
+            let o = Opts {
+                chunk_size,
+                csid_video,
+                csid_audio,
+                frames: 8,
+                late_chunk_size: Some(333),
+                ..Opts::default()
+            };
+            check(&o, 1460);
+        }
+    }
+}
+
+/// Duplicate and locally reorder frames, as a real path and capture can; the first three
+/// (the TCP handshake) stay first so roles are known.
+pub fn mangle(
+    mut frames: Vec<(f64, Vec<u8>)>,
+    swaps: &[(usize, usize)],
+    dups: &[usize],
+) -> Vec<(f64, Vec<u8>)> {
+    let n = frames.len();
+    for d in dups {
+        let f = frames[d % n].clone();
+        let at = (d % n + 3).min(frames.len());
+        frames.insert(at, f);
+    }
+    // Each frame moves at most once, a few places: a displacement real paths show, where an
+    // ACK may overtake the data it acknowledges.
+    let mut moved = std::collections::HashSet::new();
+    for &(at, dist) in swaps {
+        let n = frames.len();
+        let i = 3 + at % (n - 3);
+        let j = (i + dist).min(n - 1);
+        if moved.contains(&i) || moved.contains(&j) {
+            continue;
+        }
+        moved.insert(i);
+        moved.insert(j);
+        frames.swap(i, j);
+    }
+    frames
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Any segmentation, reordering, duplication and retransmission of the same session gives
+    /// the same FLV bytes.
+    #[test]
+    fn any_segmentation_reordering_duplication_same_flv(
+        mss in 1usize..3000,
+        swaps in proptest::collection::vec((0usize..10_000, 1usize..6), 0..60),
+        dups in proptest::collection::vec(0usize..10_000, 0..30),
+    ) {
+        let o = Opts { frames: 12, ..Opts::default() };
+        let writes = publish_session(&o);
+        let baseline = run_frames(&Session::new(1935).frames(&writes, 1400));
+        let frames = mangle(Session::new(1935).frames(&writes, mss), &swaps, &dups);
+        let got = run_frames(&frames);
+        let digest = |f: &[(String, Vec<u8>)]| f.iter().map(|(n, b)| (n.clone(), b.len(), b.iter().fold(0u64, |h, &x| h.wrapping_mul(31).wrapping_add(x as u64)))).collect::<Vec<_>>();
+        prop_assert_eq!(digest(&got), digest(&baseline));
+    }
+}

@@ -1,0 +1,124 @@
+//! Small helpers shared by the end-to-end tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use rtmpsniff::rtmp::media;
+use rtmpsniff::sink::flv;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fresh, empty folder under the target directory.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let d = root().join("target").join("it-tmp").join(format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn rtmpsniff(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rtmpsniff"))
+        .args(args)
+        .output()
+        .expect("run rtmpsniff")
+}
+
+/// Whether an external tool is installed. In CI a missing peer is a failure; locally the test
+/// says loudly that it skipped.
+pub fn have_tool(tool: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg("-version")
+        .output()
+        .map(|o| o.status.success() || !o.stdout.is_empty())
+        .unwrap_or(false);
+    if !ok {
+        if std::env::var_os("CI").is_some() {
+            panic!("{tool} is required in CI (.ci/run installs it)");
+        }
+        eprintln!("\n!!!!! SKIPPED: {tool} is not installed; this test did not run !!!!!\n");
+    }
+    ok
+}
+
+/// Whether ffmpeg decodes the file without a single error message.
+pub fn ffmpeg_decodes_cleanly(path: &Path) -> Result<(), String> {
+    let o = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg");
+    let err = String::from_utf8_lossy(&o.stderr);
+    if o.status.success() && err.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{}: {}", path.display(), err.trim()))
+    }
+}
+
+/// The audio/video tags of an FLV file, split into decoder configurations and the rest.
+pub struct Media {
+    pub configs: Vec<(u8, Vec<u8>)>,
+    pub packets: Vec<(u8, u32, Vec<u8>)>,
+    /// Index in `packets` of the first coded frame that came before any configuration of
+    /// its kind (players need the configuration first).
+    pub frame_before_config: Option<usize>,
+}
+
+pub fn media_of(path: &Path) -> Media {
+    let data = std::fs::read(path).unwrap();
+    let (_, tags) =
+        flv::parse(&data).unwrap_or_else(|| panic!("{} is not a valid FLV", path.display()));
+    let mut m = Media {
+        configs: Vec::new(),
+        packets: Vec::new(),
+        frame_before_config: None,
+    };
+    let mut seen = [false; 2];
+    for t in tags {
+        let info = match t.kind {
+            8 => media::audio(&t.body),
+            9 => media::video(&t.body),
+            _ => continue,
+        };
+        let Some(info) = info else { continue };
+        let k = (t.kind == 9) as usize;
+        if info.config {
+            seen[k] = true;
+            if !m.configs.contains(&(t.kind, t.body.clone())) {
+                m.configs.push((t.kind, t.body));
+            }
+        } else {
+            if info.needs_config && !seen[k] && m.frame_before_config.is_none() {
+                m.frame_before_config = Some(m.packets.len());
+            }
+            m.packets.push((t.kind, t.timestamp, t.body));
+        }
+    }
+    m
+}
+
+/// How many of `truth`'s packets appear in `got`, in order (timestamps and bytes equal).
+pub fn matched_in_order(truth: &[(u8, u32, Vec<u8>)], got: &[(u8, u32, Vec<u8>)]) -> usize {
+    let mut j = 0;
+    let mut n = 0;
+    for t in truth {
+        if let Some(k) = got[j..].iter().position(|g| g == t) {
+            j += k + 1;
+            n += 1;
+        }
+    }
+    n
+}
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
