@@ -37,6 +37,8 @@ pub enum Output {
         msid: u32,
         direction: Direction,
         name: Option<Vec<u8>>,
+        /// The connection was joined mid-stream: video waits for a keyframe.
+        mid_stream: bool,
     },
     Tag {
         conn: u64,
@@ -51,6 +53,18 @@ pub enum Output {
         stream: u32,
     },
     ConnectionEnded(Box<ConnectionSummary>),
+}
+
+/// Where a direction was locked onto without a handshake (mid-stream start or after a gap).
+#[derive(Clone, Debug, Serialize)]
+pub struct LockReport {
+    pub direction: &'static str,
+    /// Stream offset of the first chunk header trusted.
+    pub offset: u64,
+    pub frame: u64,
+    pub skipped_bytes: u64,
+    pub chunk_size: u32,
+    pub after_gap: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -93,6 +107,7 @@ pub struct ConnectionSummary {
     pub duplicate_bytes: u64,
     pub bad_checksums: u64,
     pub gaps: Vec<GapReport>,
+    pub locks: Vec<LockReport>,
     pub status_codes: Vec<String>,
     pub warnings: Vec<String>,
     #[serde(skip)]
@@ -268,6 +283,10 @@ impl Pipeline {
             Some(false) => ck.1 += 1,
             None => {}
         }
+        if !seg.flags.syn && !seg.payload.is_empty() && !c.reasm[dir.index()].started() {
+            // Data before any SYN of this direction: the capture began after its start.
+            c.rtmp.start_unknown(dir);
+        }
         if seg.flags.syn {
             c.reasm[dir.index()].syn(seg.seq);
             if dir == Dir::ClientToServer && c.client_isn.is_none() {
@@ -367,6 +386,7 @@ impl Pipeline {
                     msid,
                     direction,
                     name,
+                    mid_stream,
                 } => {
                     c.announced.insert(stream);
                     Output::StreamStarted {
@@ -378,6 +398,7 @@ impl Pipeline {
                         msid,
                         direction,
                         name,
+                        mid_stream,
                     }
                 }
                 rtmp::Event::Tag {
@@ -454,6 +475,13 @@ fn text(b: &Option<Vec<u8>>) -> Option<String> {
     b.as_deref().map(crate::sink::naming::escape)
 }
 
+fn dir_name(d: Dir) -> &'static str {
+    match d {
+        Dir::ClientToServer => "client_to_server",
+        Dir::ServerToClient => "server_to_client",
+    }
+}
+
 fn summary(c: &Conn) -> ConnectionSummary {
     let r = &c.rtmp;
     let hs = &r.handshake;
@@ -475,10 +503,7 @@ fn summary(c: &Conn) -> ConnectionSummary {
     for d in [Dir::ClientToServer, Dir::ServerToClient] {
         for g in &c.reasm[d.index()].stats.gaps {
             gaps.push(GapReport {
-                direction: match d {
-                    Dir::ClientToServer => "client_to_server",
-                    Dir::ServerToClient => "server_to_client",
-                },
+                direction: dir_name(d),
                 offset: g.offset,
                 len: g.len,
                 frame: g.frame,
@@ -537,8 +562,21 @@ fn summary(c: &Conn) -> ConnectionSummary {
         duplicate_bytes: c.reasm[0].stats.duplicate_bytes + c.reasm[1].stats.duplicate_bytes,
         bad_checksums: c.bad_checksums,
         gaps,
+        locks: r
+            .locks
+            .iter()
+            .map(|l| LockReport {
+                direction: dir_name(l.dir),
+                offset: l.offset,
+                frame: l.frame,
+                skipped_bytes: l.skipped,
+                chunk_size: l.chunk_size,
+                after_gap: l.after_gap,
+            })
+            .collect(),
         status_codes: r.session.status_codes.clone(),
         warnings,
-        is_rtmp: hs.version.is_some() && !matches!(hs.outcome, Some(HandshakeOutcome::NotRtmp)),
+        is_rtmp: (hs.version.is_some() && !matches!(hs.outcome, Some(HandshakeOutcome::NotRtmp)))
+            || !r.locks.is_empty(),
     }
 }

@@ -74,7 +74,7 @@ struct Partial {
 }
 
 #[derive(Debug, Default, Clone)]
-struct ChunkStream {
+pub(crate) struct ChunkStream {
     timestamp: u32,
     delta: u32,
     length: u32,
@@ -83,6 +83,8 @@ struct ChunkStream {
     /// Raw extended-timestamp value of the last fmt 0/1/2 header, when it had one.
     ext: Option<u32>,
     partial: Option<Partial>,
+    /// Codec of the media last read on this chunk stream (audio format or video codec id).
+    codec: Option<(u8, u8)>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -101,7 +103,7 @@ pub struct ChunkStats {
 }
 
 /// Incremental chunk-stream reader for one direction.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ChunkReader {
     buf: BytesMut,
     /// Stream offset of `buf[0]`.
@@ -114,6 +116,12 @@ pub struct ChunkReader {
     partial_bytes: usize,
     /// No more bytes will come: a pending fmt-3 timestamp peek decides on what is there.
     at_end: bool,
+    /// Reading from a point other than the stream start (lock-on, resync): a fmt-1 header may
+    /// introduce a chunk stream, whose message stream id is then `default_msid` and whose
+    /// timestamps are aligned with the latest timestamp seen on any chunk stream.
+    lenient: bool,
+    default_msid: u32,
+    latest_ts: u32,
     limits: Limits,
     pub stats: ChunkStats,
 }
@@ -130,6 +138,9 @@ impl ChunkReader {
             current: 0,
             partial_bytes: 0,
             at_end: false,
+            lenient: false,
+            default_msid: 1,
+            latest_ts: 0,
             limits,
             stats: ChunkStats {
                 chunk_sizes: vec![chunk_size],
@@ -140,6 +151,76 @@ impl ChunkReader {
 
     pub fn chunk_size(&self) -> u32 {
         self.chunk_size
+    }
+
+    /// A reader that starts somewhere inside a chunk stream (see `lenient`).
+    pub fn resumed(offset: u64, chunk_size: u32, limits: Limits) -> Self {
+        let mut r = ChunkReader::new(offset, chunk_size, limits);
+        r.lenient = true;
+        r
+    }
+
+    /// The same chunk-stream knowledge, reading again at `offset` with `chunk_size` after bytes
+    /// were lost: partial messages are dropped, the per-csid headers are kept.
+    pub fn resume_at(&self, offset: u64, chunk_size: u32) -> Self {
+        let mut r = self.clone();
+        r.buf = BytesMut::new();
+        r.offset = offset;
+        r.payload_left = 0;
+        r.partial_bytes = 0;
+        r.at_end = false;
+        r.lenient = true;
+        for cs in r.streams.values_mut() {
+            cs.partial = None;
+        }
+        if r.chunk_size != chunk_size {
+            r.chunk_size = chunk_size;
+            if r.stats.chunk_sizes.len() < 64 {
+                r.stats.chunk_sizes.push(chunk_size);
+            }
+        }
+        r
+    }
+
+    /// Whether this reader resumed inside a stream (its chunk stream state is partly guessed).
+    pub fn is_resumed(&self) -> bool {
+        self.lenient
+    }
+
+    /// Whether a message read after a lock-on is believable: it looks like what senders send
+    /// (see [`super::lockon::plausible`]) and its media codec is the one already seen on its
+    /// chunk stream. Remembers the codec of believable media.
+    pub fn check(&mut self, m: &Message) -> bool {
+        if !super::lockon::plausible(m) {
+            return false;
+        }
+        let key = match (m.type_id, m.body.first()) {
+            (types::AUDIO, Some(&b)) => (types::AUDIO, b >> 4),
+            (types::VIDEO, Some(&b)) if b & 0x80 != 0 => (types::VIDEO, 0x80),
+            (types::VIDEO, Some(&b)) => (types::VIDEO, b & 0x0f),
+            _ => return true,
+        };
+        let Some(cs) = self.streams.get_mut(&m.csid) else {
+            return true;
+        };
+        match cs.codec {
+            Some(k) if k.0 == key.0 && k != key => false,
+            _ => {
+                cs.codec = Some(key);
+                true
+            }
+        }
+    }
+
+    /// Whether a chunk stream's header state is known.
+    pub fn knows(&self, csid: u32) -> bool {
+        self.streams.contains_key(&csid)
+    }
+
+    /// The bytes not parsed yet and their stream offset (after an error, to hunt in them).
+    pub fn take_unparsed(&mut self) -> (u64, BytesMut) {
+        let b = std::mem::take(&mut self.buf);
+        (self.offset, b)
     }
 
     /// Bytes held but not yet consumed.
@@ -263,7 +344,19 @@ impl ChunkReader {
         };
         let known = self.streams.contains_key(&csid);
         if !known {
-            if fmt != 0 {
+            if fmt == 1 && self.lenient {
+                // Resumed mid-stream: the fmt-1 header gives length and type; the message
+                // stream id is the usual one and the time is aligned with the other streams.
+                let delta = ext.unwrap_or(field);
+                self.streams.insert(
+                    csid,
+                    ChunkStream {
+                        timestamp: self.latest_ts.wrapping_sub(delta),
+                        msid: self.default_msid,
+                        ..Default::default()
+                    },
+                );
+            } else if fmt != 0 {
                 return Err(ChunkError::NoPreviousHeader {
                     csid,
                     fmt,
@@ -401,8 +494,15 @@ impl ChunkReader {
     /// Act on protocol control messages, then hand the message on.
     fn complete(&mut self, msg: Message, out: &mut Vec<Message>) {
         self.stats.messages += 1;
+        self.latest_ts = msg.timestamp;
+        if msg.type_id == types::AUDIO || msg.type_id == types::VIDEO {
+            self.default_msid = msg.msid;
+        }
         match msg.type_id {
-            types::SET_CHUNK_SIZE if msg.body.len() >= 4 => {
+            // After a lock-on only a plausible Set Chunk Size is believed (see lockon).
+            types::SET_CHUNK_SIZE
+                if msg.body.len() >= 4 && (!self.lenient || super::lockon::plausible(&msg)) =>
+            {
                 let b = &msg.body;
                 let size = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & MAX_CHUNK_SIZE;
                 if size == 0 {

@@ -146,6 +146,61 @@ pub fn audio(body: &[u8]) -> Option<MediaInfo> {
     })
 }
 
+/// Whether a video body looks like what encoders write: a known codec and frame type, and for
+/// the common codecs the start of the coded data (AVC NAL unit length within the body,
+/// Sorenson H.263 picture start code). Used to tell a right lock-on from a wrong one.
+pub fn video_plausible(b: &[u8]) -> bool {
+    let Some(i) = video(b) else {
+        return false;
+    };
+    if i.codec == "unknown" {
+        return false;
+    }
+    if b[0] & 0x80 != 0 {
+        return true; // Enhanced RTMP: the FourCC was recognised
+    }
+    let frame_type = b[0] >> 4;
+    if !(1..=5).contains(&frame_type) {
+        return false;
+    }
+    match b[0] & 0x0f {
+        7 | 12 => {
+            let Some(&pt) = b.get(1) else {
+                return false;
+            };
+            match pt {
+                0 => b.len() >= 6 && b[2..5] == [0, 0, 0] && b[5] == 1,
+                1 => match b.get(5..9) {
+                    Some(n) => {
+                        let nal = u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize;
+                        nal > 0 && nal <= b.len() - 9
+                    }
+                    None => false,
+                },
+                2 => true,
+                _ => false,
+            }
+        }
+        2 => b.len() >= 4 && b[1] == 0 && b[2] == 0 && b[3] & 0x80 == 0x80,
+        _ => true,
+    }
+}
+
+/// Whether an audio body looks like what encoders write (AAC packet type, MP3 frame sync).
+pub fn audio_plausible(b: &[u8]) -> bool {
+    let Some(i) = audio(b) else {
+        return false;
+    };
+    if i.codec == "unknown" {
+        return false;
+    }
+    match b[0] >> 4 {
+        10 => matches!(b.get(1), Some(0 | 1)),
+        2 | 14 => b.len() >= 3 && b[1] == 0xff && b[2] & 0xe0 == 0xe0,
+        _ => true,
+    }
+}
+
 /// Audio sample rate and channel count from the legacy header (AAC states 44.1 kHz stereo here
 /// whatever it carries; its AudioSpecificConfig holds the truth and is read for AAC).
 pub fn audio_params(body: &[u8]) -> Option<(u32, u8)> {
@@ -206,6 +261,19 @@ mod tests {
         let i = video(&[0xa3, b'a', b'v', b'0', b'1']).unwrap();
         assert_eq!(i.codec, "av1");
         assert!(i.frame && !i.keyframe);
+    }
+
+    #[test]
+    fn plausibility() {
+        assert!(video_plausible(&[0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41]));
+        assert!(!video_plausible(&[0x27, 1, 0, 0, 0, 0, 0, 9, 1, 0x41]));
+        assert!(video_plausible(&[0x22, 0, 0, 0x84, 6]));
+        assert!(!video_plausible(&[0x22, 7, 0, 0x84, 6]));
+        assert!(!video_plausible(&[0x07, 1]));
+        assert!(audio_plausible(&[0x2e, 0xff, 0xfb, 0x30]));
+        assert!(!audio_plausible(&[0x2e, 0x12, 0xfb, 0x30]));
+        assert!(audio_plausible(&[0xaf, 1, 0x21]));
+        assert!(!audio_plausible(&[0xaf, 2, 0x21]));
     }
 
     #[test]

@@ -3,10 +3,11 @@
 pub mod amf0;
 pub mod chunk;
 pub mod handshake;
+pub mod lockon;
 pub mod media;
 pub mod session;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 
 pub use chunk::{ChunkReader, ChunkWriter, Message};
@@ -51,6 +52,8 @@ pub enum Event {
         msid: u32,
         direction: Direction,
         name: Option<Vec<u8>>,
+        /// The connection was joined mid-stream (its start was not captured).
+        mid_stream: bool,
     },
     Tag {
         stream: u32,
@@ -64,6 +67,27 @@ pub enum Event {
     },
 }
 
+/// Bytes searched for a lock before the oldest are given up as unreadable.
+const HUNT_WINDOW: usize = 512 << 10;
+/// New bytes needed before the search runs again (it resumes where it stopped).
+const HUNT_STEP: usize = 1 << 10;
+
+/// Looking for chunk headers in bytes whose start is unknown.
+#[derive(Debug)]
+struct Hunt {
+    buf: BytesMut,
+    /// Stream offset of `buf[0]`.
+    start: u64,
+    /// Candidates before this position of `buf` were rejected.
+    scanned: usize,
+    /// Buffer length at the last search.
+    tried_at: usize,
+    /// What the chunk streams looked like before the bytes were lost.
+    template: Option<Box<ChunkReader>>,
+    /// Bytes given up so far in this hunt.
+    skipped: u64,
+}
+
 /// How far one direction has got.
 #[derive(Debug)]
 enum Phase {
@@ -71,42 +95,78 @@ enum Phase {
     Start,
     Handshake,
     Chunks(Box<ChunkReader>),
-    /// Nothing more is read in this direction (encrypted, not RTMP, or out of sync).
+    Hunting(Box<Hunt>),
+    /// Nothing more is read in this direction (encrypted or not RTMP).
     Stopped,
+}
+
+/// Where a direction was locked onto without a handshake, for the report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockRecord {
+    pub dir: Dir,
+    /// Stream offset of the first header trusted.
+    pub offset: u64,
+    /// Capture frame whose bytes completed the lock.
+    pub frame: u64,
+    /// Bytes passed over before it.
+    pub skipped: u64,
+    pub chunk_size: u32,
+    /// True after a gap, false for a capture that began mid-stream.
+    pub after_gap: bool,
 }
 
 /// One RTMP connection: two directions and the session they make up.
 #[derive(Debug)]
 pub struct Connection {
     phases: [Phase; 2],
+    /// Whether the first byte of each direction is the first byte the sender sent (its SYN
+    /// was seen).
+    start_known: [bool; 2],
     pub handshake: Handshake,
     pub session: Session,
-    /// Chunk-layer problems that stopped a direction, for the report.
+    /// Chunk-layer problems, for the report (bounded).
     pub errors: Vec<String>,
-    /// Bytes that reached a direction after it stopped.
+    /// Bytes that could not be read (encrypted, not RTMP, or passed over while hunting).
     pub skipped_bytes: [u64; 2],
+    pub locks: Vec<LockRecord>,
+    /// Messages decoded after a lock-on that did not look right, and were left out.
+    pub dropped_implausible: [u64; 2],
+    /// Chunk readers of directions that have been closed or re-locked (for the statistics).
+    retired: [Option<Box<ChunkReader>>; 2],
     limits: Limits,
     msgs: Vec<Message>,
 }
+
+const MAX_RECORDS: usize = 256;
 
 impl Connection {
     pub fn new(limits: Limits) -> Self {
         Connection {
             phases: [Phase::Start, Phase::Start],
+            start_known: [true, true],
             handshake: Handshake::default(),
             session: Session::new(limits.clone()),
             errors: Vec::new(),
             skipped_bytes: [0, 0],
+            locks: Vec::new(),
+            dropped_implausible: [0, 0],
+            retired: [None, None],
             limits,
             msgs: Vec::new(),
         }
+    }
+
+    /// The sender's first bytes of `dir` were not seen (no SYN): look for chunk headers
+    /// instead of a handshake.
+    pub fn start_unknown(&mut self, dir: Dir) {
+        self.start_known[dir.index()] = false;
     }
 
     /// Chunk statistics of a direction, when it got as far as chunks.
     pub fn chunk_reader(&self, dir: Dir) -> Option<&ChunkReader> {
         match &self.phases[dir.index()] {
             Phase::Chunks(r) => Some(r),
-            _ => None,
+            _ => self.retired[dir.index()].as_deref(),
         }
     }
 
@@ -116,6 +176,23 @@ impl Connection {
             self.handshake.outcome,
             Some(HandshakeOutcome::Encrypted(_)) | Some(HandshakeOutcome::NotRtmp)
         )
+    }
+
+    fn error(&mut self, e: String) {
+        if self.errors.len() < MAX_RECORDS {
+            self.errors.push(e);
+        }
+    }
+
+    fn hunt(start: u64, template: Option<Box<ChunkReader>>) -> Phase {
+        Phase::Hunting(Box::new(Hunt {
+            buf: BytesMut::new(),
+            start,
+            scanned: 0,
+            tried_at: 0,
+            template,
+            skipped: 0,
+        }))
     }
 
     /// Bytes of direction `dir` at stream offset `offset`, in order.
@@ -134,11 +211,11 @@ impl Connection {
                     if data.is_empty() {
                         return;
                     }
-                    if offset != 0 {
-                        // The start of this direction was not captured (issue: mid-stream
-                        // lock-on); nothing here can be read with confidence.
+                    if offset != 0 || !self.start_known[i] {
+                        // The start of this direction was not captured: lock on mid-stream.
                         self.handshake.missing = true;
-                        self.phases[i] = Phase::Stopped;
+                        self.session.mid_stream = true;
+                        self.phases[i] = Self::hunt(offset, None);
                         continue;
                     }
                     self.phases[i] = Phase::Handshake;
@@ -146,12 +223,9 @@ impl Connection {
                 Phase::Handshake => {
                     let used = self.handshake.push(dir, data);
                     data = &data[used..];
-                    match self.handshake.outcome {
-                        Some(HandshakeOutcome::Encrypted(_)) | Some(HandshakeOutcome::NotRtmp) => {
-                            self.phases = [Phase::Stopped, Phase::Stopped];
-                            continue;
-                        }
-                        _ => {}
+                    if self.is_dead() {
+                        self.phases = [Phase::Stopped, Phase::Stopped];
+                        continue;
                     }
                     if self.handshake.done(dir) {
                         let start = offset + used as u64;
@@ -167,14 +241,29 @@ impl Connection {
                 Phase::Chunks(reader) => {
                     let mut msgs = std::mem::take(&mut self.msgs);
                     let res = reader.push(data, frame, &mut msgs);
-                    for m in msgs.drain(..) {
-                        self.session.on_message(dir, m, out);
-                    }
+                    let believable = self.deliver(dir, &mut msgs, out);
                     self.msgs = msgs;
-                    if let Err(e) = res {
-                        self.errors.push(format!("{} (frame {frame})", e));
-                        self.phases[i] = Phase::Stopped;
+                    if !believable {
+                        self.error(format!(
+                            "implausible message after a lock-on (frame {frame}); looking for chunk headers again"
+                        ));
+                        self.relock_after_error(dir);
+                        return;
                     }
+                    if let Err(e) = res {
+                        self.error(format!(
+                            "{e} (frame {frame}); looking for chunk headers again"
+                        ));
+                        self.relock_after_error(dir);
+                        // The unparsed bytes are in the hunt now.
+                        data = &[];
+                        continue;
+                    }
+                    return;
+                }
+                Phase::Hunting(h) => {
+                    h.buf.extend_from_slice(data);
+                    self.search(dir, frame, false, out);
                     return;
                 }
                 Phase::Stopped => {
@@ -185,31 +274,180 @@ impl Connection {
         }
     }
 
-    /// Bytes of direction `dir` were lost: partial messages there cannot be trusted.
+    /// Hand decoded messages to the session. After a lock-on some chunk-stream state was
+    /// guessed, so each message must be believable (see [`ChunkReader::check`]); at the first
+    /// one that is not, it and the rest are dropped (a wrong packet is worse than a missing
+    /// one) and `false` says the lock is lost.
+    fn deliver(&mut self, dir: Dir, msgs: &mut Vec<Message>, out: &mut Vec<Event>) -> bool {
+        let i = dir.index();
+        let Phase::Chunks(reader) = &mut self.phases[i] else {
+            msgs.clear();
+            return true;
+        };
+        let resumed = reader.is_resumed();
+        let mut believable = true;
+        for m in msgs.drain(..) {
+            if believable && resumed && !reader.check(&m) {
+                believable = false;
+            }
+            if !believable {
+                self.dropped_implausible[i] += 1;
+                continue;
+            }
+            self.session.on_message(dir, m, out);
+        }
+        believable
+    }
+
+    /// The chunk reader met bytes it cannot read: hunt again from just after the header that
+    /// failed, keeping what is known of the chunk streams.
+    fn relock_after_error(&mut self, dir: Dir) {
+        let i = dir.index();
+        let Phase::Chunks(reader) = std::mem::replace(&mut self.phases[i], Phase::Stopped) else {
+            return;
+        };
+        let mut reader = reader;
+        let (offset, mut rest) = reader.take_unparsed();
+        let skip = rest.len().min(1);
+        let _ = rest.split_to(skip);
+        self.skipped_bytes[i] += skip as u64;
+        let mut phase = Self::hunt(offset + skip as u64, Some(reader));
+        if let Phase::Hunting(h) = &mut phase {
+            h.buf = rest;
+            h.skipped = skip as u64;
+        }
+        self.phases[i] = phase;
+    }
+
+    /// Run the lock-on search over the hunted bytes; on success, read chunks from there.
+    fn search(&mut self, dir: Dir, frame: u64, at_end: bool, out: &mut Vec<Event>) {
+        let i = dir.index();
+        let Phase::Hunting(h) = &mut self.phases[i] else {
+            return;
+        };
+        if !at_end && h.buf.len() < h.tried_at + HUNT_STEP && h.buf.len() < HUNT_WINDOW {
+            return;
+        }
+        h.tried_at = h.buf.len();
+        let found = lockon::find(
+            &h.buf,
+            h.scanned,
+            h.template.as_deref(),
+            &self.limits,
+            at_end,
+        );
+        match found {
+            lockon::Search::Found(lock) => {
+                let Phase::Hunting(h) = std::mem::replace(&mut self.phases[i], Phase::Stopped)
+                else {
+                    return;
+                };
+                let mut h = h;
+                let at = h.start + lock.pos as u64;
+                let skipped = h.skipped + lock.pos as u64;
+                self.skipped_bytes[i] += lock.pos as u64;
+                let after_gap = h.template.is_some();
+                if self.locks.len() < MAX_RECORDS {
+                    self.locks.push(LockRecord {
+                        dir,
+                        offset: at,
+                        frame,
+                        skipped,
+                        chunk_size: lock.chunk_size,
+                        after_gap,
+                    });
+                }
+                let reader = match h.template.take() {
+                    Some(t) => t.resume_at(at, lock.chunk_size),
+                    None => ChunkReader::resumed(at, lock.chunk_size, self.limits.clone()),
+                };
+                self.phases[i] = Phase::Chunks(Box::new(reader));
+                let rest = h.buf.split_off(lock.pos);
+                self.push(dir, at, &rest, frame, out);
+                if at_end {
+                    self.finish_dir(dir, frame, out);
+                }
+            }
+            lockon::Search::NeedMore(p) => {
+                h.scanned = p;
+                if h.buf.len() >= HUNT_WINDOW {
+                    // Still undecided with a full window: give up that candidate.
+                    h.scanned = p + 1;
+                }
+                Self::trim(h, &mut self.skipped_bytes[i]);
+            }
+            lockon::Search::NotFound => {
+                // Keep a tail that could hold the start of a header.
+                h.scanned = h.buf.len().saturating_sub(16);
+                Self::trim(h, &mut self.skipped_bytes[i]);
+            }
+        }
+    }
+
+    /// Drop hunted bytes before the first candidate still open.
+    fn trim(h: &mut Hunt, skipped: &mut u64) {
+        let drop = h.scanned;
+        if drop > 0 {
+            let _ = h.buf.split_to(drop);
+            h.start += drop as u64;
+            h.skipped += drop as u64;
+            *skipped += drop as u64;
+            h.tried_at = h.tried_at.saturating_sub(drop);
+            h.scanned = 0;
+        }
+    }
+
+    /// Bytes of direction `dir` were lost: partial messages there cannot be trusted, and the
+    /// next chunk header must be found again.
     pub fn gap(&mut self, dir: Dir, offset: u64, len: u64, frame: u64) {
         let i = dir.index();
-        if let Phase::Chunks(_) | Phase::Handshake = self.phases[i] {
-            self.errors.push(format!(
-                "{} bytes missing at stream offset {offset} (frame {frame}); the rest of this direction is skipped",
-                len
-            ));
-            self.phases[i] = Phase::Stopped;
+        let resume = offset + len;
+        let phase = std::mem::replace(&mut self.phases[i], Phase::Stopped);
+        self.phases[i] = match phase {
+            Phase::Chunks(reader) => {
+                self.retired[i] = Some(reader.clone());
+                Self::hunt(resume, Some(reader))
+            }
+            Phase::Hunting(h) => {
+                self.skipped_bytes[i] += h.buf.len() as u64;
+                Self::hunt(resume, h.template)
+            }
+            Phase::Start | Phase::Handshake => {
+                if !self.handshake.done(dir) {
+                    self.handshake.missing = true;
+                    self.session.mid_stream = true;
+                }
+                Self::hunt(resume, None)
+            }
+            Phase::Stopped => Phase::Stopped,
+        };
+        let _ = frame;
+    }
+
+    /// No more bytes in `dir`: decide on what is buffered.
+    fn finish_dir(&mut self, dir: Dir, frame: u64, out: &mut Vec<Event>) {
+        let i = dir.index();
+        match &mut self.phases[i] {
+            Phase::Chunks(reader) => {
+                let mut msgs = std::mem::take(&mut self.msgs);
+                let res = reader.finish(frame, &mut msgs);
+                self.deliver(dir, &mut msgs, out);
+                self.msgs = msgs;
+                if let Err(e) = res {
+                    self.error(format!("{e} (frame {frame})"));
+                }
+            }
+            Phase::Hunting(_) => self.search(dir, frame, true, out),
+            _ => {}
         }
     }
 
     /// End of the connection: what is buffered is decoded, then open streams end.
     pub fn close(&mut self, frame: u64, out: &mut Vec<Event>) {
         for dir in [Dir::ClientToServer, Dir::ServerToClient] {
-            if let Phase::Chunks(reader) = &mut self.phases[dir.index()] {
-                let mut msgs = std::mem::take(&mut self.msgs);
-                let res = reader.finish(frame, &mut msgs);
-                for m in msgs.drain(..) {
-                    self.session.on_message(dir, m, out);
-                }
-                self.msgs = msgs;
-                if let Err(e) = res {
-                    self.errors.push(format!("{e} (frame {frame})"));
-                }
+            self.finish_dir(dir, frame, out);
+            if let Phase::Hunting(h) = &self.phases[dir.index()] {
+                self.skipped_bytes[dir.index()] += h.buf.len() as u64;
             }
         }
         self.session.close(out);

@@ -45,6 +45,8 @@ pub struct Session {
     /// A name from releaseStream/FCPublish, for a publish whose command was not seen.
     announced: Option<Vec<u8>>,
     next_id: u32,
+    /// The start of the connection was not captured.
+    pub mid_stream: bool,
     limits: Limits,
 }
 
@@ -60,6 +62,7 @@ impl Session {
             created: Vec::new(),
             announced: None,
             next_id: 0,
+            mid_stream: false,
             limits,
         }
     }
@@ -156,6 +159,7 @@ impl Session {
             msid,
             direction,
             name,
+            mid_stream: self.mid_stream,
         });
         Some(id)
     }

@@ -22,6 +22,10 @@ struct StreamOut {
     base_ts: Option<u32>,
     video_config: bool,
     audio_config: bool,
+    /// Joined mid-stream: video frames before the first keyframe cannot be decoded.
+    mid_stream: bool,
+    wait_keyframe: bool,
+    audio_note: bool,
     report: StreamReport,
 }
 
@@ -57,6 +61,7 @@ impl FlvSink {
                 msid,
                 direction,
                 name,
+                mid_stream,
                 ..
             } => {
                 let base_name = file_stem(app.as_deref(), name.as_deref(), msid, client, direction);
@@ -68,6 +73,9 @@ impl FlvSink {
                         base_ts: None,
                         video_config: false,
                         audio_config: false,
+                        mid_stream,
+                        wait_keyframe: mid_stream,
+                        audio_note: false,
                         report: StreamReport {
                             name: name.as_deref().map(naming::escape),
                             direction: direction.as_str(),
@@ -162,6 +170,19 @@ fn accept(s: &mut StreamOut, kind: TagKind, body: &[u8]) -> bool {
             r.video_codec.get_or_insert(i.codec);
             if i.config {
                 s.video_config = true;
+            } else if s.mid_stream {
+                // Joined mid-stream: write from the first keyframe on, configuration or not
+                // (the report says when it was not captured).
+                if s.wait_keyframe && i.frame {
+                    if !i.keyframe {
+                        r.dropped_before_keyframe += 1;
+                        return false;
+                    }
+                    s.wait_keyframe = false;
+                    if i.needs_config && !s.video_config {
+                        r.notes.push("video sequence header not captured".into());
+                    }
+                }
             } else if i.needs_config && !s.video_config {
                 r.dropped_before_config += 1;
                 return false;
@@ -184,6 +205,11 @@ fn accept(s: &mut StreamOut, kind: TagKind, body: &[u8]) -> bool {
             }
             if i.config {
                 s.audio_config = true;
+            } else if s.mid_stream {
+                if i.needs_config && !s.audio_config && !s.audio_note {
+                    s.audio_note = true;
+                    r.notes.push("audio sequence header not captured".into());
+                }
             } else if i.needs_config && !s.audio_config {
                 r.dropped_before_config += 1;
                 return false;
@@ -203,6 +229,12 @@ fn close(s: StreamOut) -> io::Result<StreamReport> {
         r.bytes = w.bytes();
         let mut f = w.finish()?;
         f.flush()?;
+    }
+    if r.dropped_before_keyframe > 0 {
+        r.notes.push(format!(
+            "joined mid-stream: {} video frames before the first keyframe were left out",
+            r.dropped_before_keyframe
+        ));
     }
     if r.dropped_before_config > 0 {
         r.notes.push(format!(

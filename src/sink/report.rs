@@ -43,6 +43,8 @@ pub struct StreamReport {
     pub last_frame: Option<u64>,
     /// Coded frames dropped because their decoder configuration had not been seen.
     pub dropped_before_config: u64,
+    /// Video frames dropped before the first keyframe of a stream joined mid-stream.
+    pub dropped_before_keyframe: u64,
     pub notes: Vec<String>,
 }
 

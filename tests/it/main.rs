@@ -3,6 +3,7 @@
 
 mod captures;
 mod cli;
+mod hard;
 mod samples;
 mod synthetic;
 mod util;

@@ -1,0 +1,325 @@
+//! Lock-on: where chunk headers begin in bytes whose start was not captured (a capture begun
+//! mid-stream, or the bytes after a gap).
+//!
+//! A candidate is a position where a chunk header parses plausibly (a fmt-0 or fmt-1 header
+//! with a known message type and a sensible length, or any header of a chunk stream already
+//! known). For each candidate chunk size (the one in force, sizes the data itself suggests,
+//! and the sizes real senders use) a resumed [`ChunkReader`] runs over the bytes that follow;
+//! the candidate is trusted once several messages in a row decode plausibly with no
+//! contradiction.
+
+use super::chunk::{ChunkReader, Message, types};
+use super::media;
+use crate::config::Limits;
+
+/// Consecutive plausible messages that make a lock trustworthy.
+pub const MIN_MESSAGES: usize = 4;
+/// Bytes run through the reader per candidate.
+const PROBE: usize = 96 << 10;
+/// Chunk sizes real senders use (RTMP-NOTES quirk 4, plus common MTU-sized ones).
+const COMMON_SIZES: [u32; 16] = [
+    128, 4096, 4000, 60000, 1024, 2048, 8192, 16384, 32768, 65536, 256, 512, 1400, 1460, 5000,
+    131072,
+];
+/// Largest chunk size real senders were seen to use (RTMP-NOTES quirk 4: 128 MiB).
+const MAX_PLAUSIBLE_CHUNK_SIZE: u32 = 128 << 20;
+/// Chunk sizes inferred from one candidate's continuation headers.
+const MAX_INFERRED: usize = 8;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lock {
+    /// Position in the searched bytes where the first trusted header starts.
+    pub pos: usize,
+    pub chunk_size: u32,
+    /// Messages decoded in the probe.
+    pub messages: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Search {
+    Found(Lock),
+    /// The candidate at this position parses so far but needs more bytes to be trusted.
+    NeedMore(usize),
+    /// No candidate before the end (minus a possible header tail).
+    NotFound,
+}
+
+fn u24(b: &[u8]) -> u32 {
+    u32::from_be_bytes([0, b[0], b[1], b[2]])
+}
+
+/// Length rules for protocol control messages.
+fn length_fits(type_id: u8, len: u32) -> bool {
+    match type_id {
+        types::SET_CHUNK_SIZE | types::ABORT | types::ACK | types::WINDOW_ACK_SIZE => len == 4,
+        types::SET_PEER_BANDWIDTH => len == 5,
+        types::USER_CONTROL => (2..=10).contains(&len),
+        types::AUDIO | types::VIDEO => len >= 1,
+        types::COMMAND_AMF0 | types::DATA_AMF0 => len >= 3,
+        types::AGGREGATE => len >= 15,
+        _ => len >= 1,
+    }
+}
+
+/// A header at `p` that could start a lock: the basic header and message header parse with
+/// plausible values. Returns the chunk stream id, header length and message length if known.
+fn plausible_start(
+    buf: &[u8],
+    p: usize,
+    known: Option<&ChunkReader>,
+    limits: &Limits,
+) -> Option<(u32, usize, Option<u32>)> {
+    let b0 = *buf.get(p)?;
+    let fmt = b0 >> 6;
+    let (csid, bh) = match b0 & 0x3f {
+        0 => (64 + *buf.get(p + 1)? as u32, 2),
+        1 => (
+            64 + *buf.get(p + 1)? as u32 + 256 * *buf.get(p + 2)? as u32,
+            3,
+        ),
+        x => (x as u32, 1),
+    };
+    let mh = [11usize, 7, 3, 0][fmt as usize];
+    let h = buf.get(p + bh..p + bh + mh)?;
+    let known_csid = known.is_some_and(|k| k.knows(csid));
+    if known_csid && fmt >= 2 {
+        return Some((csid, bh + mh, None));
+    }
+    if fmt > 1 || csid < 2 {
+        return None;
+    }
+    let len = u24(&h[3..6]);
+    let type_id = h[6];
+    if !types::known(type_id) || !length_fits(type_id, len) || len > limits.message_bytes {
+        return None;
+    }
+    if known_csid {
+        return Some((csid, bh + mh, Some(len)));
+    }
+    if fmt == 0 {
+        let msid = u32::from_le_bytes([h[7], h[8], h[9], h[10]]);
+        if msid > 0xffff {
+            return None;
+        }
+        // Protocol control lives on chunk stream 2 and message stream 0.
+        if (1..=6).contains(&type_id) && (csid != 2 || msid != 0) {
+            return None;
+        }
+    }
+    Some((csid, bh + mh, Some(len)))
+}
+
+/// Whether a decoded message looks like what RTMP senders send.
+pub fn plausible(m: &Message) -> bool {
+    let b = &m.body;
+    if !types::known(m.type_id) || !length_fits(m.type_id, b.len() as u32) {
+        return false;
+    }
+    // Protocol control travels on chunk stream 2, message stream 0.
+    if (1..=6).contains(&m.type_id) && (m.csid != 2 || m.msid != 0) {
+        return false;
+    }
+    match m.type_id {
+        types::AUDIO => media::audio_plausible(b),
+        types::VIDEO => media::video_plausible(b),
+        types::COMMAND_AMF0 | types::DATA_AMF0 => b[0] == 0x02,
+        types::SET_CHUNK_SIZE => {
+            let v = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+            v != 0 && v <= MAX_PLAUSIBLE_CHUNK_SIZE
+        }
+        types::AGGREGATE => matches!(b[0], 8 | 9 | 18),
+        _ => true,
+    }
+}
+
+/// Chunk sizes to try for a candidate: the one in force, then sizes at which a continuation
+/// header of the same chunk stream (fmt 3) follows the first chunk's payload, then the usual.
+fn sizes_for(
+    buf: &[u8],
+    p: usize,
+    csid: u32,
+    hlen: usize,
+    len: Option<u32>,
+    known: Option<&ChunkReader>,
+) -> Vec<u32> {
+    let mut sizes = Vec::with_capacity(COMMON_SIZES.len() + MAX_INFERRED + 1);
+    if let Some(k) = known {
+        sizes.push(k.chunk_size());
+    }
+    if let (Some(len), true) = (len, csid < 64) {
+        let marker = 0xc0 | csid as u8;
+        let start = p + hlen;
+        let end = buf.len().min(start + len as usize);
+        if start < end {
+            for k in memchr::memchr_iter(marker, &buf[start..end]).take(MAX_INFERRED) {
+                if k > 0 && !sizes.contains(&(k as u32)) {
+                    sizes.push(k as u32);
+                }
+            }
+        }
+    }
+    for s in COMMON_SIZES {
+        if !sizes.contains(&s) {
+            sizes.push(s);
+        }
+    }
+    sizes
+}
+
+/// Search `buf` from position `from` for a trustworthy lock. `known` carries what was known
+/// of the chunk streams before the bytes were lost (none for a mid-stream start); `at_end`
+/// says no more bytes will come, so a candidate may be trusted on fewer messages.
+pub fn find(
+    buf: &[u8],
+    from: usize,
+    known: Option<&ChunkReader>,
+    limits: &Limits,
+    at_end: bool,
+) -> Search {
+    // After a gap the chunk size in force is kept (a lost Set Chunk Size is rare; a size that
+    // merely agrees on short messages would decode garbage).
+    match known {
+        Some(k) => find_with(buf, from, known, limits, at_end, Some(k.chunk_size())),
+        None => find_with(buf, from, known, limits, at_end, None),
+    }
+}
+
+fn find_with(
+    buf: &[u8],
+    from: usize,
+    known: Option<&ChunkReader>,
+    limits: &Limits,
+    at_end: bool,
+    only_size: Option<u32>,
+) -> Search {
+    let mut msgs = Vec::new();
+    // The earliest candidate that parses so far but has not shown enough (with evidence: a
+    // believable message and a second header), waited on rather than passed over.
+    let mut waiting: Option<usize> = None;
+    for p in from..buf.len() {
+        let Some((csid, hlen, len)) = plausible_start(buf, p, known, limits) else {
+            continue;
+        };
+        let window = &buf[p..buf.len().min(p + PROBE)];
+        let window_is_all = p + PROBE >= buf.len();
+        let mut best: Option<Lock> = None;
+        let sizes = match only_size {
+            Some(cs) => vec![cs],
+            None => sizes_for(buf, p, csid, hlen, len, known),
+        };
+        for cs in sizes {
+            let mut r = match known {
+                Some(k) => k.resume_at(0, cs),
+                None => ChunkReader::resumed(0, cs, limits.clone()),
+            };
+            msgs.clear();
+            let mut ok = r.push(window, 0, &mut msgs).is_ok();
+            if ok && at_end && window_is_all {
+                ok = r.finish(0, &mut msgs).is_ok();
+            }
+            let good = msgs.iter().take_while(|m| r.check(m)).count();
+            if good < msgs.len() {
+                continue; // an implausible message: a wrong lock
+            }
+            let chunks = r.stats.chunks as usize;
+            if !ok && good < MIN_MESSAGES {
+                continue;
+            }
+            // At the end of the input fewer messages may remain; they must still parse to the
+            // last byte with no error.
+            let enough = good >= MIN_MESSAGES || (at_end && window_is_all && ok && good >= 2);
+            if enough {
+                if best.as_ref().is_none_or(|b| good > b.messages) {
+                    best = Some(Lock {
+                        pos: p,
+                        chunk_size: cs,
+                        messages: good,
+                    });
+                }
+            } else if ok && window_is_all && good >= 1 && chunks >= 2 && waiting.is_none() {
+                waiting = Some(p);
+            }
+        }
+        if let Some(l) = best {
+            if let Some(w) = waiting {
+                return Search::NeedMore(w);
+            }
+            return Search::Found(l);
+        }
+    }
+    match waiting {
+        Some(w) if !at_end => Search::NeedMore(w),
+        _ => Search::NotFound,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtmp::chunk::ChunkWriter;
+
+    fn stream(chunk_size: u32, n: usize) -> Vec<u8> {
+        let mut w = ChunkWriter::new(128);
+        let mut b = Vec::new();
+        w.set_chunk_size(chunk_size, &mut b);
+        for i in 0..n {
+            let n = 300 + i * 97 % 5000;
+            let mut v = vec![if i % 5 == 0 { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+            v.extend_from_slice(&(n as u32).to_be_bytes());
+            v.extend((0..n).map(|k| (k * 7 + i) as u8));
+            w.write(6, 1, types::VIDEO, 40 * i as u32, &v, &mut b);
+            let mut a = vec![0xaf, 1];
+            a.extend((0..(200 + i % 30)).map(|k| k as u8));
+            w.write(4, 1, types::AUDIO, 40 * i as u32 + 3, &a, &mut b);
+        }
+        b
+    }
+
+    #[test]
+    fn locks_mid_stream_and_infers_the_chunk_size() {
+        for cs in [128u32, 1000, 4096, 60000] {
+            let b = stream(cs, 40);
+            // Start at an arbitrary byte well inside.
+            let cut = b.len() / 3;
+            match find(&b[cut..], 0, None, &Limits::default(), false) {
+                Search::Found(l) => {
+                    assert!(l.messages >= MIN_MESSAGES);
+                    // The lock's reader decodes everything after it.
+                    let mut r = ChunkReader::resumed(0, l.chunk_size, Limits::default());
+                    let mut out = Vec::new();
+                    r.push(&b[cut + l.pos..], 0, &mut out).unwrap();
+                    assert!(out.len() > 20, "cs {cs}: {} messages", out.len());
+                    assert!(out.iter().all(plausible));
+                }
+                other => panic!("cs {cs}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn random_bytes_do_not_lock() {
+        let mut x: u32 = 12345;
+        let junk: Vec<u8> = (0..200_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        assert!(!matches!(
+            find(&junk, 0, None, &Limits::default(), true),
+            Search::Found(_)
+        ));
+    }
+
+    #[test]
+    fn short_input_asks_for_more() {
+        let b = stream(4096, 3);
+        let cut = 20;
+        assert!(matches!(
+            find(&b[cut..b.len() / 2], 0, None, &Limits::default(), false),
+            Search::NeedMore(_) | Search::NotFound
+        ));
+    }
+}
