@@ -1,5 +1,7 @@
 //! The `rtmpsniff` command line.
 
+mod live_cmd;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,14 +9,14 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use rtmpsniff::capture::FileSet;
+use rtmpsniff::capture::{FileSet, LiveOptions, live};
 use rtmpsniff::sink::{self, FlvSink, report::Report};
 use rtmpsniff::{Config, Pipeline};
 
 /// Exit statuses.
-const EXIT_OK: u8 = 0;
+pub(crate) const EXIT_OK: u8 = 0;
 const EXIT_NO_RTMP: u8 = 1;
-const EXIT_BAD_INPUT: u8 = 2;
+pub(crate) const EXIT_BAD_INPUT: u8 = 2;
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +53,55 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Capture on a network interface and write every RTMP stream as an FLV file while it runs.
+    #[command(
+        after_help = "Examples:\n  rtmpsniff live -i eth0 -o out\n  rtmpsniff live -i any --port 1935 --port 19350 --duration 600 --write-pcap out.pcap\n  rtmpsniff live -i eth0 -f 'host 192.0.2.7 and tcp port 1935' -o out\n  rtmpsniff live -i eth0 --stdout --stream cam1 | ffplay -\n\nFiles are flushed every second and on each keyframe; a stream that ends is closed at once.\nCtrl-C or SIGTERM stops cleanly: files finalised, report.json written, exit 0.\nExit status 2: the interface, the filter, the privileges or the output could not be used."
+    )]
+    Live {
+        /// Interface to capture on (`rtmpsniff interfaces` lists them; `any` is all of them).
+        #[arg(short, long, required_unless_present = "list")]
+        interface: Option<String>,
+        /// List the interfaces and exit.
+        #[arg(long)]
+        list: bool,
+        /// Folder for the FLV files and report.json (created if missing; nothing in it is
+        /// ever replaced).
+        #[arg(short, long, default_value = "rtmpsniff-out")]
+        output: PathBuf,
+        /// TCP port RTMP servers listen on (repeatable).
+        #[arg(short, long = "port", default_values_t = [1935u16])]
+        ports: Vec<u16>,
+        /// Also recognise RTMP on any TCP port by its handshake (captures all TCP).
+        #[arg(long)]
+        any_port: bool,
+        /// BPF filter expression for the capture, instead of the one built from the ports.
+        #[arg(short, long, value_name = "EXPR")]
+        filter: Option<String>,
+        /// Do not put the interface into promiscuous mode.
+        #[arg(long)]
+        no_promisc: bool,
+        /// Kernel capture buffer, in MiB (tcpdump's -B is in KiB; libpcap's default is 2 MiB).
+        #[arg(short = 'B', long, value_name = "MIB", default_value_t = 32,
+              value_parser = clap::value_parser!(u32).range(1..=2047))]
+        buffer_size: u32,
+        /// Stop by itself after this many seconds.
+        #[arg(long, value_name = "SECS")]
+        duration: Option<f64>,
+        /// Write the stream chosen with --stream to standard output (the run ends with it).
+        #[arg(long, requires = "stream")]
+        stdout: bool,
+        /// The stream for --stdout: its name, APP/NAME, or the name without its query string.
+        #[arg(long, value_name = "NAME", requires = "stdout")]
+        stream: Option<String>,
+        /// Also save every captured packet to this pcap file (never replaces a file).
+        #[arg(long, value_name = "FILE")]
+        write_pcap: Option<PathBuf>,
+        /// Print nothing but errors.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// List the network interfaces `live` can capture on.
+    Interfaces,
 }
 
 fn main() -> ExitCode {
@@ -89,6 +140,53 @@ fn run() -> Result<u8> {
                 ..Config::default()
             };
             read(&captures, &output, config, quiet)
+        }
+        Command::Interfaces => live_cmd::list_interfaces(),
+        Command::Live { list: true, .. } => live_cmd::list_interfaces(),
+        Command::Live {
+            interface,
+            list: false,
+            output,
+            ports,
+            any_port,
+            filter,
+            no_promisc,
+            buffer_size,
+            duration,
+            stdout: _,
+            stream,
+            write_pcap,
+            quiet,
+        } => {
+            let duration = match duration {
+                Some(d) if !(d.is_finite() && d > 0.0) => {
+                    eprintln!("rtmpsniff: --duration must be a positive number of seconds");
+                    return Ok(EXIT_BAD_INPUT);
+                }
+                d => d.map(std::time::Duration::from_secs_f64),
+            };
+            let capture = LiveOptions {
+                interface: interface.expect("clap requires it without --list"),
+                filter,
+                ports: ports.clone(),
+                any_port,
+                promiscuous: !no_promisc,
+                snaplen: live::SNAPLEN,
+                buffer_bytes: Some((buffer_size as i32) << 20),
+                write_pcap,
+            };
+            live_cmd::run(live_cmd::LiveArgs {
+                capture,
+                output,
+                config: Config {
+                    ports,
+                    any_port,
+                    ..Config::default()
+                },
+                duration,
+                stdout_stream: stream,
+                quiet,
+            })
         }
     }
 }

@@ -117,6 +117,7 @@ impl FileSet {
                     first_time: None,
                     last_time: None,
                     error: None,
+                    kernel: None,
                 },
             };
             input.advance();

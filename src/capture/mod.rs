@@ -1,5 +1,7 @@
 //! Where frames come from. This is the only module that talks to libpcap.
 
 pub mod file;
+pub mod live;
 
 pub use file::{FileSet, OpenError};
+pub use live::{LiveCapture, LiveError, LiveOptions};

@@ -7,15 +7,22 @@ use crate::rtmp::TagKind;
 pub const HEADER: [u8; 13] = [b'F', b'L', b'V', 1, 0x05, 0, 0, 0, 9, 0, 0, 0, 0];
 
 /// Writes one FLV file. Bodies are written exactly as given.
+///
+/// Any `Write` will do (a pipe too); [`finish`](FlvWriter::finish) needs `Seek` as well, to set
+/// the header flags and the onMetaData duration once they are known.
 #[derive(Debug)]
-pub struct FlvWriter<W: Write + Seek> {
+pub struct FlvWriter<W: Write> {
     out: io::BufWriter<W>,
     has_audio: bool,
     has_video: bool,
     bytes: u64,
+    /// Timestamps of the first and last audio/video tags.
+    span: Option<(u32, u32)>,
+    /// File offset of the onMetaData `duration` number (its 8 bytes), when one was written.
+    duration_at: Option<u64>,
 }
 
-impl<W: Write + Seek> FlvWriter<W> {
+impl<W: Write> FlvWriter<W> {
     /// Start a file. The header says audio and video until [`finish`](Self::finish) knows better,
     /// so a file cut short by a kill still opens in players.
     pub fn new(out: W) -> io::Result<Self> {
@@ -26,6 +33,8 @@ impl<W: Write + Seek> FlvWriter<W> {
             has_audio: false,
             has_video: false,
             bytes: HEADER.len() as u64,
+            span: None,
+            duration_at: None,
         })
     }
 
@@ -40,7 +49,18 @@ impl<W: Write + Seek> FlvWriter<W> {
         match kind {
             TagKind::Audio => self.has_audio = true,
             TagKind::Video => self.has_video = true,
-            TagKind::Script => {}
+            TagKind::Script => {
+                if self.duration_at.is_none()
+                    && let Some(at) = metadata_duration_offset(body)
+                {
+                    self.duration_at = Some(self.bytes + 11 + at as u64);
+                }
+            }
+        }
+        if kind != TagKind::Script {
+            let (first, last) = self.span.get_or_insert((timestamp, timestamp));
+            *first = (*first).min(timestamp);
+            *last = (*last).max(timestamp);
         }
         let ts = timestamp.to_be_bytes();
         let s = size.to_be_bytes();
@@ -54,21 +74,57 @@ impl<W: Write + Seek> FlvWriter<W> {
         Ok(())
     }
 
+    /// Hand what is buffered to the output, so a reader of the file sees every whole tag
+    /// written so far.
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 
-    /// Set the header flags to what the file holds and hand back the output.
-    pub fn finish(mut self) -> io::Result<W> {
-        self.out.flush()?;
-        let mut w = self.out.into_inner().map_err(|e| e.into_error())?;
-        let flags = (self.has_audio as u8) << 2 | self.has_video as u8;
+    /// The header flags the file deserves: audio 0x04, video 0x01.
+    pub fn flags(&self) -> u8 {
+        (self.has_audio as u8) << 2 | self.has_video as u8
+    }
+
+    /// Flush and hand back the output as it is (for outputs that cannot seek, such as a pipe,
+    /// where the header must stay as first written).
+    pub fn into_inner(self) -> io::Result<W> {
+        let mut out = self.out;
+        out.flush()?;
+        out.into_inner().map_err(|e| e.into_error())
+    }
+}
+
+impl<W: Write + Seek> FlvWriter<W> {
+    /// Set the header flags to what the file holds, the onMetaData duration (when the metadata
+    /// has one) to the time the file spans, and hand back the output.
+    pub fn finish(self) -> io::Result<W> {
+        let flags = self.flags();
+        let duration = self
+            .duration_at
+            .map(|at| (at, self.span.map_or(0, |(a, b)| b - a)));
+        let mut w = self.into_inner()?;
         w.seek(SeekFrom::Start(4))?;
         w.write_all(&[flags])?;
+        if let Some((at, ms)) = duration {
+            w.seek(SeekFrom::Start(at))?;
+            w.write_all(&(ms as f64 / 1000.0).to_be_bytes())?;
+        }
         w.seek(SeekFrom::End(0))?;
         w.flush()?;
         Ok(w)
     }
+}
+
+/// Where the 8-byte value of `duration` sits in an onMetaData script body whose `duration` is a
+/// number (AMF0: name string, ECMA array or object, key `duration`, marker 0x00, f64).
+fn metadata_duration_offset(body: &[u8]) -> Option<usize> {
+    const NAME: &[u8] = b"\x02\x00\x0aonMetaData";
+    const KEY: &[u8] = b"\x00\x08duration\x00";
+    if !body.starts_with(NAME) {
+        return None;
+    }
+    let at = memchr::memmem::find(&body[NAME.len()..], KEY)? + NAME.len() + KEY.len();
+    (body.len() >= at + 8).then_some(at)
 }
 
 /// One tag read back from an FLV file (for tests and verification).
@@ -132,5 +188,38 @@ mod tests {
         assert_eq!(tags.len(), 2);
         assert_eq!(tags[1].timestamp, 0x1234_5678);
         assert_eq!(tags[1].body, vec![0x17, 0, 0, 0, 0]);
+    }
+
+    fn metadata(duration: f64) -> Vec<u8> {
+        let mut b = b"\x02\x00\x0aonMetaData\x08\x00\x00\x00\x02".to_vec();
+        b.extend_from_slice(b"\x00\x05width\x00");
+        b.extend_from_slice(&320f64.to_be_bytes());
+        b.extend_from_slice(b"\x00\x08duration\x00");
+        b.extend_from_slice(&duration.to_be_bytes());
+        b.extend_from_slice(b"\x00\x00\x09");
+        b
+    }
+
+    #[test]
+    fn finish_sets_the_metadata_duration_to_the_span_written() {
+        let mut w = FlvWriter::new(Cursor::new(Vec::new())).unwrap();
+        w.tag(TagKind::Script, 0, &metadata(0.0)).unwrap();
+        w.tag(TagKind::Audio, 40, &[0xaf, 1, 0]).unwrap();
+        w.tag(TagKind::Audio, 2540, &[0xaf, 1, 0]).unwrap();
+        let out = w.finish().unwrap().into_inner();
+        let (flags, tags) = parse(&out).unwrap();
+        assert_eq!(flags, 0x04);
+        assert_eq!(tags[0].body, metadata(2.5));
+    }
+
+    #[test]
+    fn a_pipe_keeps_the_header_as_written() {
+        let mut w = FlvWriter::new(Vec::new()).unwrap();
+        w.tag(TagKind::Script, 0, &metadata(0.0)).unwrap();
+        w.tag(TagKind::Video, 0, &[0x17, 0, 0, 0, 0]).unwrap();
+        let out = w.into_inner().unwrap();
+        let (flags, tags) = parse(&out).unwrap();
+        assert_eq!(flags, 0x05);
+        assert_eq!(tags[0].body, metadata(0.0));
     }
 }

@@ -6,7 +6,7 @@ pub mod report;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -15,9 +15,54 @@ use crate::rtmp::{Direction, TagKind, media};
 use flv::FlvWriter;
 use report::{ConnectionReport, StreamReport};
 
+/// Where one stream's FLV goes.
+enum Target {
+    File(File),
+    /// Standard output or another pipe: written as it comes, the header never revisited.
+    Pipe(Box<dyn Write + Send>),
+}
+
+impl Write for Target {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Target::File(f) => f.write(buf),
+            Target::Pipe(p) => p.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Target::File(f) => f.flush(),
+            Target::Pipe(p) => p.flush(),
+        }
+    }
+}
+
+impl Seek for Target {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        match self {
+            Target::File(f) => f.seek(pos),
+            Target::Pipe(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a pipe cannot seek",
+            )),
+        }
+    }
+}
+
+/// The one stream that goes to a pipe instead of a file (`--stdout --stream NAME`).
+struct Pipe {
+    selector: String,
+    /// Taken by the stream once it is chosen.
+    out: Option<Box<dyn Write + Send>>,
+    chosen: Option<(u64, u32)>,
+    done: bool,
+}
+
 struct StreamOut {
     base_name: String,
-    writer: Option<FlvWriter<File>>,
+    writer: Option<FlvWriter<Target>>,
+    to_pipe: bool,
     /// Timestamp that becomes 0 in the file.
     base_ts: Option<u32>,
     video_config: bool,
@@ -36,6 +81,8 @@ pub struct FlvSink {
     finished: HashMap<u64, Vec<(u32, StreamReport)>>,
     connections: BTreeMap<u64, ConnectionReport>,
     used: HashSet<String>,
+    pipe: Option<Pipe>,
+    flush_on_keyframes: bool,
 }
 
 impl FlvSink {
@@ -48,7 +95,60 @@ impl FlvSink {
             finished: HashMap::new(),
             connections: BTreeMap::new(),
             used: HashSet::new(),
+            pipe: None,
+            flush_on_keyframes: false,
         })
+    }
+
+    /// Write the first stream that `selector` names to `out` instead of a file. The selector is
+    /// the stream name as the report shows it, `APP/NAME`, or the name without its query string.
+    pub fn with_pipe(mut self, selector: &str, out: Box<dyn Write + Send>) -> Self {
+        self.pipe = Some(Pipe {
+            selector: selector.to_string(),
+            out: Some(out),
+            chosen: None,
+            done: false,
+        });
+        self
+    }
+
+    /// Flush a file after each video keyframe, so a reader following it always has whole
+    /// groups of pictures (for live capture; reading a file needs no such thing).
+    pub fn flush_on_keyframes(mut self, on: bool) -> Self {
+        self.flush_on_keyframes = on;
+        self
+    }
+
+    /// Hand everything buffered to the files, so each holds every tag received so far.
+    pub fn flush(&mut self) -> io::Result<()> {
+        for s in self.streams.values_mut() {
+            if let Some(w) = &mut s.writer {
+                w.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The piped stream ended, or the pipe's reader went away.
+    pub fn pipe_done(&self) -> bool {
+        self.pipe.as_ref().is_some_and(|p| p.done)
+    }
+
+    /// Streams with a file (or the pipe) open.
+    pub fn open_streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// What is known of a stream, open or closed.
+    pub fn stream_report(&self, conn: u64, stream: u32) -> Option<&StreamReport> {
+        if let Some(s) = self.streams.get(&(conn, stream)) {
+            return Some(&s.report);
+        }
+        self.finished
+            .get(&conn)?
+            .iter()
+            .find(|(id, _)| *id == stream)
+            .map(|(_, r)| r)
     }
 
     pub fn handle(&mut self, o: Output) -> io::Result<()> {
@@ -65,11 +165,20 @@ impl FlvSink {
                 ..
             } => {
                 let base_name = file_stem(app.as_deref(), name.as_deref(), msid, client, direction);
+                let to_pipe = self.pipe.as_mut().is_some_and(|p| {
+                    let take =
+                        p.chosen.is_none() && selects(&p.selector, app.as_deref(), name.as_deref());
+                    if take {
+                        p.chosen = Some((conn, stream));
+                    }
+                    take
+                });
                 self.streams.insert(
                     (conn, stream),
                     StreamOut {
                         base_name,
                         writer: None,
+                        to_pipe,
                         base_ts: None,
                         video_config: false,
                         audio_config: false,
@@ -100,16 +209,50 @@ impl FlvSink {
                     return Ok(());
                 }
                 if s.writer.is_none() {
-                    let (file, rel) = create_unique(&self.dir, &s.base_name, &mut self.used)?;
-                    s.writer = Some(FlvWriter::new(file)?);
-                    s.report.file = Some(rel);
+                    if s.to_pipe {
+                        let Some(out) = self.pipe.as_mut().and_then(|p| p.out.take()) else {
+                            // The pipe's reader went away: nothing more is written.
+                            return Ok(());
+                        };
+                        s.writer = Some(FlvWriter::new(Target::Pipe(out))?);
+                        s.report.file = Some("-".into());
+                    } else {
+                        let (file, rel) = create_unique(&self.dir, &s.base_name, &mut self.used)?;
+                        s.writer = Some(FlvWriter::new(Target::File(file))?);
+                        s.report.file = Some(rel);
+                    }
                 }
                 let base = *s.base_ts.get_or_insert(timestamp);
                 let rel = timestamp.wrapping_sub(base);
                 // A tag slightly before the first one (audio/video interleaving) stays at 0.
                 let ts = if (rel as i32) < 0 { 0 } else { rel };
                 let w = s.writer.as_mut().expect("opened above");
-                w.tag(kind, ts, &body)?;
+                let mut res = w.tag(kind, ts, &body);
+                if res.is_ok() && s.to_pipe {
+                    // A pipe is read as it is written (a player): no waiting for a buffer to fill.
+                    res = w.flush();
+                } else if res.is_ok()
+                    && self.flush_on_keyframes
+                    && kind == TagKind::Video
+                    && media::video(&body).is_some_and(|i| i.keyframe && i.frame)
+                {
+                    res = w.flush();
+                }
+                if let Err(e) = res {
+                    if !s.to_pipe {
+                        return Err(e);
+                    }
+                    // The reader of the pipe went away (a player was closed): the stream is
+                    // over for it, and for this run.
+                    s.writer = None;
+                    s.report
+                        .notes
+                        .push(format!("standard output closed by its reader ({e})"));
+                    if let Some(p) = &mut self.pipe {
+                        p.done = true;
+                    }
+                    return Ok(());
+                }
                 let r = &mut s.report;
                 r.bytes = w.bytes();
                 r.first_timestamp.get_or_insert(timestamp);
@@ -120,6 +263,11 @@ impl FlvSink {
             }
             Output::StreamEnded { conn, stream } => {
                 if let Some(s) = self.streams.remove(&(conn, stream)) {
+                    if s.to_pipe
+                        && let Some(p) = &mut self.pipe
+                    {
+                        p.done = true;
+                    }
                     let r = close(s)?;
                     self.finished.entry(conn).or_default().push((stream, r));
                 }
@@ -132,6 +280,11 @@ impl FlvSink {
                     self.streams.keys().filter(|k| k.0 == id).copied().collect();
                 for k in open {
                     if let Some(s) = self.streams.remove(&k) {
+                        if s.to_pipe
+                            && let Some(p) = &mut self.pipe
+                        {
+                            p.done = true;
+                        }
                         let r = close(s)?;
                         self.finished.entry(id).or_default().push((k.1, r));
                     }
@@ -227,8 +380,14 @@ fn close(s: StreamOut) -> io::Result<StreamReport> {
     let mut r = s.report;
     if let Some(w) = s.writer {
         r.bytes = w.bytes();
-        let mut f = w.finish()?;
-        f.flush()?;
+        if s.to_pipe {
+            if let Err(e) = w.into_inner() {
+                r.notes
+                    .push(format!("standard output closed by its reader ({e})"));
+            }
+        } else {
+            w.finish()?.flush()?;
+        }
     }
     if r.dropped_before_keyframe > 0 {
         r.notes.push(format!(
@@ -243,6 +402,24 @@ fn close(s: StreamOut) -> io::Result<StreamReport> {
         ));
     }
     Ok(r)
+}
+
+/// Whether a `--stream` selector names this stream: its name as the report shows it, the name
+/// without its query string, or `APP/NAME`.
+fn selects(selector: &str, app: Option<&[u8]>, name: Option<&[u8]>) -> bool {
+    let Some(name) = name else {
+        return false;
+    };
+    let name = naming::escape(name);
+    let bare = name.split('?').next().unwrap_or("");
+    if selector == name || selector == bare {
+        return true;
+    }
+    let app = app.map(naming::escape).unwrap_or_default();
+    selector
+        .strip_prefix(app.as_str())
+        .and_then(|r| r.strip_prefix('/'))
+        .is_some_and(|r| r == name || r == bare)
 }
 
 /// `app_name_client-port_direction`, every part sanitised.
@@ -310,4 +487,94 @@ pub fn write_report(dir: &Path, json: &[u8]) -> io::Result<PathBuf> {
         }
     }
     unreachable!("u32 names run out")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::sync::{Arc, Mutex};
+
+    /// A pipe whose bytes the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn started(conn: u64, name: &[u8]) -> Output {
+        Output::StreamStarted {
+            conn,
+            client: "127.0.0.1:40000".parse().unwrap(),
+            server: "127.0.0.1:1935".parse().unwrap(),
+            app: Some(b"live".to_vec()),
+            stream: 0,
+            msid: 1,
+            direction: Direction::Publish,
+            name: Some(name.to_vec()),
+            mid_stream: false,
+        }
+    }
+
+    fn keyframe(conn: u64, timestamp: u32) -> Output {
+        // Sorenson H.263 keyframe: needs no decoder configuration.
+        Output::Tag {
+            conn,
+            stream: 0,
+            kind: TagKind::Video,
+            timestamp,
+            body: Bytes::from_static(&[0x12, 0, 0, 0x84, 0]),
+            frame: 1,
+        }
+    }
+
+    #[test]
+    fn the_selected_stream_goes_to_the_pipe_and_the_others_to_files() {
+        let dir = std::env::temp_dir().join(format!("rtmpsniff-sink-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let pipe = Shared::default();
+        let mut sink = FlvSink::new(&dir)
+            .unwrap()
+            .with_pipe("live/cam1", Box::new(pipe.clone()))
+            .flush_on_keyframes(true);
+        sink.handle(started(1, b"other")).unwrap();
+        sink.handle(started(2, b"cam1?token=x")).unwrap();
+        for conn in [1, 2] {
+            sink.handle(keyframe(conn, 1000)).unwrap();
+        }
+        // Flushed on the keyframe: the file holds the tag without an explicit flush.
+        let file = dir.join(sink.stream_report(1, 0).unwrap().file.clone().unwrap());
+        let (_, tags) = flv::parse(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(tags.len(), 1);
+        // The pipe gets each tag as it comes.
+        assert_eq!(flv::parse(&pipe.0.lock().unwrap()).unwrap().1.len(), 1);
+        assert!(!sink.pipe_done());
+        sink.handle(keyframe(2, 1040)).unwrap();
+        sink.handle(Output::StreamEnded { conn: 2, stream: 0 })
+            .unwrap();
+        assert!(sink.pipe_done());
+        let (flags, tags) = flv::parse(&pipe.0.lock().unwrap()).unwrap();
+        assert_eq!((flags, tags.len(), tags[1].timestamp), (0x05, 2, 40));
+        assert_eq!(sink.stream_report(2, 0).unwrap().file.as_deref(), Some("-"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn selectors() {
+        let n = Some(&b"cam1?key=abc"[..]);
+        let app = Some(&b"live"[..]);
+        assert!(selects("cam1", app, n));
+        assert!(selects("cam1?key=abc", app, n));
+        assert!(selects("live/cam1", app, n));
+        assert!(!selects("live/cam", app, n));
+        assert!(!selects("other/cam1", app, n));
+        assert!(!selects("cam1", app, None));
+    }
 }

@@ -14,8 +14,23 @@ pub struct InputReport {
     pub truncated_packets: u64,
     pub first_time: Option<f64>,
     pub last_time: Option<f64>,
-    /// Set when the file ended inside a record (cut short).
+    /// Set when the file ended inside a record (cut short), or a live capture failed.
     pub error: Option<String>,
+    /// Live captures only: what the kernel counted, drops included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelStats>,
+}
+
+/// The kernel's packet counters for the capture (libpcap's `pcap_stats`), as tcpdump prints
+/// them when it stops. A dropped packet is a gap in whatever stream it belonged to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct KernelStats {
+    /// Packets that passed the filter.
+    pub received: u32,
+    /// Packets the kernel dropped because the capture buffer was full.
+    pub dropped: u32,
+    /// Packets the interface or its driver dropped (not counted on every platform).
+    pub if_dropped: u32,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

@@ -4,6 +4,7 @@
 mod captures;
 mod cli;
 mod hard;
+mod live;
 mod samples;
 mod synthetic;
 mod util;

@@ -1,0 +1,381 @@
+//! The `live` subcommand: capture on an interface until Ctrl-C, SIGTERM, `--duration` or the
+//! end of the stream sent to standard output, writing each stream's file as it comes.
+//!
+//! Part of the binary, not the library: this is the one place that owns the wall clock, the
+//! signals and the terminal. The protocol layers still see only packets and their timestamps.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use rtmpsniff::capture::live::{self, LiveCapture, LiveOptions};
+use rtmpsniff::sink::report::{KernelStats, Report};
+use rtmpsniff::sink::{self, FlvSink};
+use rtmpsniff::{Config, Output, Pipeline};
+
+/// How often files (and the `--write-pcap` file) are flushed and the status line redrawn.
+const TICK: Duration = Duration::from_secs(1);
+
+pub struct LiveArgs {
+    pub capture: LiveOptions,
+    pub output: PathBuf,
+    pub config: Config,
+    pub duration: Option<Duration>,
+    /// `--stdout --stream NAME`: the stream written to standard output.
+    pub stdout_stream: Option<String>,
+    pub quiet: bool,
+}
+
+/// Print the devices libpcap can capture on.
+pub fn list_interfaces() -> Result<u8> {
+    let list = match live::interfaces() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("rtmpsniff: {e}");
+            return Ok(super::EXIT_BAD_INPUT);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    for i in list {
+        let mut flags = Vec::new();
+        if i.up {
+            flags.push("up");
+        }
+        if i.running {
+            flags.push("running");
+        }
+        if i.loopback {
+            flags.push("loopback");
+        }
+        write!(out, "{:<16} {:<22}", i.name, flags.join(","))?;
+        if !i.addresses.is_empty() {
+            write!(out, " {}", i.addresses.join(" "))?;
+        }
+        if let Some(d) = i.description {
+            write!(out, "  ({d})")?;
+        }
+        writeln!(out)?;
+    }
+    Ok(super::EXIT_OK)
+}
+
+/// Lines for the user: on standard output, or standard error when standard output carries the
+/// FLV. A status line, when shown, is cleared first and redrawn at the next tick.
+struct Console {
+    to_stderr: bool,
+    quiet: bool,
+    status: bool,
+    status_shown: bool,
+}
+
+impl Console {
+    fn line(&mut self, s: &str) {
+        if self.quiet {
+            return;
+        }
+        self.clear_status();
+        if self.to_stderr {
+            eprintln!("{s}");
+        } else {
+            println!("{s}");
+        }
+    }
+
+    fn clear_status(&mut self) {
+        if self.status_shown {
+            eprint!("\r\x1b[2K");
+            self.status_shown = false;
+        }
+    }
+
+    fn status(&mut self, s: &str) {
+        if self.status {
+            eprint!("\r\x1b[2K{s}");
+            let _ = std::io::stderr().flush();
+            self.status_shown = true;
+        }
+    }
+}
+
+/// The status line: what is open and seen, the capture rate over the last tick, and the
+/// kernel's drop counters (a drop is a gap in some stream).
+fn status_line(
+    elapsed: Duration,
+    conns: (u64, u64),
+    streams: (usize, u64),
+    bits_per_second: f64,
+    packets: u64,
+    kernel: Option<KernelStats>,
+) -> String {
+    let secs = elapsed.as_secs();
+    let drops = match kernel {
+        Some(k) => format!("kernel drops {} (interface {})", k.dropped, k.if_dropped),
+        None => "kernel drops ?".into(),
+    };
+    format!(
+        "{:02}:{:02}:{:02}  connections {} open/{} seen  streams {} open/{} seen  {:.2} Mbit/s  {} packets  {}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        conns.0,
+        conns.1,
+        streams.0,
+        streams.1,
+        bits_per_second / 1e6,
+        packets,
+        drops
+    )
+}
+
+fn describe_start(o: &Output) -> Option<String> {
+    let Output::StreamStarted {
+        client,
+        app,
+        direction,
+        name,
+        msid,
+        ..
+    } = o
+    else {
+        return None;
+    };
+    let name = name.as_deref().map_or(format!("<msid {msid}>"), |n| {
+        format!("\"{}\"", sink::naming::escape(n))
+    });
+    let app = app.as_deref().map_or("?".into(), sink::naming::escape);
+    Some(format!(
+        "{} {name} app={app} client {client}",
+        direction.as_str()
+    ))
+}
+
+pub fn run(args: LiveArgs) -> Result<u8> {
+    // First signal: stop cleanly. A second one while stopping: quit at once (exit 130), for a
+    // shutdown that hangs on a stuck disk.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop))?;
+        signal_hook::flag::register(sig, Arc::clone(&stop))?;
+    }
+    let piping = args.stdout_stream.is_some();
+    if piping && std::io::stdout().is_terminal() {
+        eprintln!(
+            "rtmpsniff: --stdout writes binary FLV: send it to a pipe or a file (e.g. `| ffplay -`)"
+        );
+        return Ok(super::EXIT_BAD_INPUT);
+    }
+    let mut cap = match LiveCapture::open(&args.capture) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rtmpsniff: {e}");
+            return Ok(super::EXIT_BAD_INPUT);
+        }
+    };
+    let output = &args.output;
+    let mut sink = FlvSink::new(output)
+        .with_context(|| format!("cannot use output folder {}", output.display()))?
+        .flush_on_keyframes(true);
+    if let Some(sel) = &args.stdout_stream {
+        sink = sink.with_pipe(sel, Box::new(std::io::stdout()));
+    }
+    let write_err = |e: std::io::Error| {
+        anyhow::Error::new(e).context(format!("writing into {}", output.display()))
+    };
+    let mut console = Console {
+        to_stderr: piping,
+        quiet: args.quiet,
+        status: !args.quiet && std::io::stderr().is_terminal(),
+        status_shown: false,
+    };
+    if !args.quiet {
+        eprintln!(
+            "rtmpsniff: listening on {} ({}), filter \"{}\", {}promiscuous; Ctrl-C stops",
+            args.capture.interface,
+            cap.link_type_name(),
+            cap.filter(),
+            if args.capture.promiscuous { "" } else { "not " },
+        );
+    }
+
+    let mut pipeline = Pipeline::new(args.config.clone());
+    let start = Instant::now();
+    let deadline = args.duration.map(|d| start + d);
+    let mut next_tick = start + TICK;
+    let mut last_tick = (start, 0u64);
+    let mut ended_conns = 0u64;
+    let mut streams_seen = 0u64;
+    let mut capture_error = None;
+
+    let handle = |o: Output,
+                  sink: &mut FlvSink,
+                  console: &mut Console,
+                  ended_conns: &mut u64,
+                  streams_seen: &mut u64|
+     -> Result<()> {
+        let started = describe_start(&o);
+        if started.is_some() {
+            *streams_seen += 1;
+        }
+        let ended = match &o {
+            Output::StreamEnded { conn, stream } => Some((*conn, *stream)),
+            Output::ConnectionEnded(_) => {
+                *ended_conns += 1;
+                None
+            }
+            _ => None,
+        };
+        sink.handle(o).map_err(write_err)?;
+        let at = start.elapsed().as_secs_f64();
+        if let Some(d) = started {
+            console.line(&format!("[{at:8.1}s] started {d}"));
+        }
+        if let Some((conn, stream)) = ended
+            && let Some(r) = sink.stream_report(conn, stream)
+        {
+            console.line(&format!(
+                "[{at:8.1}s] ended {} {}: {} video, {} audio frames, {:.1} s -> {}",
+                r.direction,
+                r.name
+                    .as_deref()
+                    .map_or(format!("<msid {}>", r.message_stream_id), |n| format!(
+                        "\"{n}\""
+                    )),
+                r.video_frames,
+                r.audio_frames,
+                r.duration_ms as f64 / 1000.0,
+                match r.file.as_deref() {
+                    Some("-") => "standard output",
+                    Some(f) => f,
+                    None => "(no media, no file)",
+                }
+            ));
+        }
+        Ok(())
+    };
+
+    loop {
+        if stop.load(Ordering::SeqCst)
+            || deadline.is_some_and(|d| Instant::now() >= d)
+            || sink.pipe_done()
+        {
+            break;
+        }
+        match cap.next_frame() {
+            Ok(Some(frame)) => {
+                pipeline.frame(&frame);
+                for o in pipeline.drain() {
+                    handle(
+                        o,
+                        &mut sink,
+                        &mut console,
+                        &mut ended_conns,
+                        &mut streams_seen,
+                    )?;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                capture_error = Some(e);
+                break;
+            }
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            next_tick = now + TICK;
+            sink.flush().map_err(write_err)?;
+            cap.flush()?;
+            if console.status {
+                let secs = now.duration_since(last_tick.0).as_secs_f64();
+                let bytes = pipeline.stats.bytes - last_tick.1;
+                last_tick = (now, pipeline.stats.bytes);
+                let line = status_line(
+                    now - start,
+                    (
+                        pipeline.stats.connections - ended_conns,
+                        pipeline.stats.connections,
+                    ),
+                    (sink.open_streams(), streams_seen),
+                    bytes as f64 * 8.0 / secs.max(1e-3),
+                    pipeline.stats.frames,
+                    cap.kernel_stats(),
+                );
+                console.status(&line);
+            }
+        }
+    }
+
+    // Stop: every connection is flushed and closed, every file finalised, then the report.
+    let input = cap.report();
+    drop(cap);
+    pipeline.finish();
+    for o in pipeline.drain() {
+        handle(
+            o,
+            &mut sink,
+            &mut console,
+            &mut ended_conns,
+            &mut streams_seen,
+        )?;
+    }
+    console.clear_status();
+    let kernel = input.kernel;
+    let report = Report {
+        tool: format!("rtmpsniff {}", env!("CARGO_PKG_VERSION")),
+        inputs: vec![input],
+        stats: pipeline.stats.clone(),
+        connections: sink.into_connections(),
+    };
+    let json = serde_json::to_vec_pretty(&report)?;
+    let path = sink::write_report(output, &json).map_err(write_err)?;
+    if !args.quiet {
+        let mut text = report.summary();
+        if let Some(k) = kernel {
+            text.push_str(&format!(
+                "kernel: {} packets received by filter, {} dropped by kernel, {} dropped by interface\n",
+                k.received, k.dropped, k.if_dropped
+            ));
+        }
+        text.push_str(&format!("report: {}\n", path.display()));
+        if piping {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+    }
+    if let Some(e) = capture_error {
+        eprintln!(
+            "rtmpsniff: capture stopped: {e}; the files and the report hold what came before"
+        );
+        return Ok(super::EXIT_BAD_INPUT);
+    }
+    Ok(super::EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_line_shows_drops() {
+        let s = status_line(
+            Duration::from_secs(3725),
+            (2, 5),
+            (1, 3),
+            2_500_000.0,
+            1234,
+            Some(KernelStats {
+                received: 1300,
+                dropped: 7,
+                if_dropped: 0,
+            }),
+        );
+        assert_eq!(
+            s,
+            "01:02:05  connections 2 open/5 seen  streams 1 open/3 seen  2.50 Mbit/s  1234 packets  kernel drops 7 (interface 0)"
+        );
+    }
+}

@@ -1,0 +1,647 @@
+//! `rtmpsniff live` against real peers: nginx-rtmp (recording what it receives) and ffmpeg
+//! publishing and playing, on loopback and on a veth pair between two network namespaces.
+//! Needs root (CI is root); locally without root or the peers the tests say loudly that they
+//! skipped. Every process and namespace a test makes is removed by a guard, even on failure.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rtmpsniff::sink::flv;
+
+use crate::util::*;
+
+/// Whether this test can run: root and the peers (each with the argument that makes it print
+/// its version). In CI a missing one is a failure.
+fn lab_ready(tools: &[(&str, &str)]) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        if std::env::var_os("CI").is_some() {
+            panic!("the live capture tests need root in CI");
+        }
+        eprintln!("\n!!!!! SKIPPED: not root; live capture tests did not run !!!!!\n");
+        return false;
+    }
+    for (tool, version) in tools {
+        let ok = Command::new(tool)
+            .arg(version)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            if std::env::var_os("CI").is_some() {
+                panic!("{tool} is required in CI (.ci/run installs it)");
+            }
+            eprintln!("\n!!!!! SKIPPED: {tool} is not installed; this test did not run !!!!!\n");
+            return false;
+        }
+    }
+    true
+}
+
+/// The peers of the tests with nginx-rtmp.
+const PEERS: [(&str, &str); 3] = [("nginx", "-v"), ("ffmpeg", "-version"), ("ss", "-V")];
+
+/// Kills what it started and deletes the namespaces it made, when dropped.
+#[derive(Default)]
+struct Guard {
+    children: Vec<Child>,
+    netns: Vec<String>,
+}
+
+impl Guard {
+    fn spawn(&mut self, cmd: &mut Command) -> u32 {
+        let c = cmd.spawn().unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
+        let pid = c.id();
+        self.children.push(c);
+        pid
+    }
+
+    fn child(&mut self, pid: u32) -> &mut Child {
+        self.children
+            .iter_mut()
+            .find(|c| c.id() == pid)
+            .expect("a child of this guard")
+    }
+
+    /// Wait for a child to exit by itself, at most `limit`.
+    fn wait(&mut self, pid: u32, limit: Duration, what: &str) -> ExitStatus {
+        let end = Instant::now() + limit;
+        let c = self.child(pid);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < end, "{what} still running after {limit:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&mut self, pid: u32, sig: i32) {
+        // SAFETY: pid is a child of ours that has not been reaped (the guard owns it).
+        unsafe { libc::kill(pid as i32, sig) };
+    }
+
+    fn netns(&mut self, name: &str) {
+        run_ok(Command::new("ip").args(["netns", "add", name]));
+        self.netns.push(name.to_string());
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            if c.try_wait().ok().flatten().is_none() {
+                // SAFETY: as in `signal`.
+                unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            }
+        }
+        let end = Instant::now() + Duration::from_secs(3);
+        for c in &mut self.children {
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in &self.netns {
+            // Deleting the namespace removes its veth end, and with it the peer.
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn run_ok(cmd: &mut Command) {
+    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// `ip netns exec NS` before a command, or nothing.
+fn in_ns(ns: Option<&str>, program: &str) -> Command {
+    match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, program]);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+/// A TCP port free on loopback now (the kernel's choice, so parallel tests differ).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_until(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while !ok() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// nginx-rtmp in the foreground, one process, `record all` into `dir/rec`.
+fn start_nginx(g: &mut Guard, dir: &Path, listen: &str, ns: Option<&str>) -> (u32, PathBuf) {
+    let rec = dir.join("rec");
+    std::fs::create_dir_all(&rec).unwrap();
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let d = dir.display();
+    let conf = format!(
+        "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
+daemon off;
+master_process off;
+user root root;
+pid {d}/nginx.pid;
+error_log {d}/logs/error.log info;
+events {{ worker_connections 128; }}
+rtmp {{
+  access_log {d}/logs/rtmp-access.log;
+  server {{
+    listen {listen};
+    chunk_size 4096;
+    application live {{
+      live on;
+      play_restart on;
+      record all;
+      record_path {};
+      record_unique off;
+    }}
+  }}
+}}
+",
+        rec.display()
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let err = dir.join("logs/error.log");
+    let pid = g.spawn(
+        in_ns(ns, "nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-e")
+            .arg(&err)
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(Stdio::null()),
+    );
+    wait_until(Duration::from_secs(10), "nginx to listen", || {
+        let o = in_ns(ns, "ss").arg("-Hltn").output().unwrap();
+        String::from_utf8_lossy(&o.stdout).contains(&format!("{listen} "))
+    });
+    (pid, rec)
+}
+
+/// Stop nginx so that its recordings are complete.
+fn stop_nginx(g: &mut Guard, pid: u32) {
+    g.signal(pid, libc::SIGQUIT);
+    g.wait(pid, Duration::from_secs(10), "nginx");
+}
+
+/// `rtmpsniff live ARGS`, started and listening (stderr goes to `dir/live.err`).
+fn start_live(g: &mut Guard, dir: &Path, ns: Option<&str>, args: &[&str], stdout: Stdio) -> u32 {
+    let err_path = dir.join("live.err");
+    let err = std::fs::File::create(&err_path).unwrap();
+    let pid = g.spawn(
+        in_ns(ns, env!("CARGO_BIN_EXE_rtmpsniff"))
+            .arg("live")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(err),
+    );
+    wait_until(Duration::from_secs(10), "rtmpsniff to listen", || {
+        let s = std::fs::read_to_string(&err_path).unwrap_or_default();
+        assert!(
+            !s.contains("rtmpsniff: ") || s.contains("listening on"),
+            "{s}"
+        );
+        s.contains("listening on")
+    });
+    pid
+}
+
+/// ffmpeg encoding H.264 + AAC test signals in real time and publishing them for `secs`.
+fn publish(ns: Option<&str>, url: &str, secs: u32) -> Command {
+    let mut c = in_ns(ns, "ffmpeg");
+    c.args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &secs.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-preset",
+            "veryfast",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-g", "25", "-b:v", "300k"])
+        .args(["-c:a", "aac", "-b:a", "48k", "-ac", "1", "-f", "flv", url])
+        .stdin(Stdio::null());
+    c
+}
+
+/// The recovered file carries every audio/video packet of `truth`, bit for bit, nothing more,
+/// the same decoder configurations, and decodes without an error. Each track is compared in
+/// order on its own: ffmpeg's FLV muxer (a player's recording) interleaves audio and video by
+/// time, not in the order they came over the wire.
+fn assert_same_media(truth: &Path, got: &Path) {
+    let t = media_of(truth);
+    let m = media_of(got);
+    assert!(t.packets.len() > 50, "{} is too short", truth.display());
+    let track = |p: &[(u8, u32, Vec<u8>)], kind: u8| -> Vec<(u8, u32, Vec<u8>)> {
+        p.iter().filter(|x| x.0 == kind).cloned().collect()
+    };
+    let matched: usize = [8, 9]
+        .iter()
+        .map(|&k| matched_in_order(&track(&t.packets, k), &track(&m.packets, k)))
+        .sum();
+    eprintln!(
+        "{}: {matched}/{} truth packets bit-exact, {} recovered",
+        got.display(),
+        t.packets.len(),
+        m.packets.len()
+    );
+    assert_eq!(m.packets.len(), t.packets.len(), "{}", got.display());
+    assert_eq!(matched, t.packets.len(), "{}", got.display());
+    assert_eq!(m.configs, t.configs, "{}", got.display());
+    assert_eq!(m.frame_before_config, None);
+    ffmpeg_decodes_cleanly(got).unwrap();
+}
+
+/// The tags of a file being written: whole ones only (the last may be half written).
+fn whole_tags(path: &Path) -> Vec<flv::ReadTag> {
+    let data = std::fs::read(path).unwrap_or_default();
+    let mut end = 13;
+    let mut pos = 13;
+    while let Some(h) = data.get(pos..pos + 11) {
+        let size = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
+        if data.len() < pos + 11 + size + 4 {
+            break;
+        }
+        pos += 15 + size;
+        end = pos;
+    }
+    data.get(..end)
+        .and_then(flv::parse)
+        .map(|(_, t)| t)
+        .unwrap_or_default()
+}
+
+fn only_flv(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "flv"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn live_on_loopback_equals_nginx_recording() {
+    if !lab_ready(&PEERS) {
+        return;
+    }
+    let mut g = Guard::default();
+    let dir = temp_dir("live-lo");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (nginx, rec) = start_nginx(&mut g, &dir.join("nginx"), &listen, None);
+    let out = dir.join("out");
+    let saved = dir.join("saved.pcap");
+    let port_s = port.to_string();
+    let live = start_live(
+        &mut g,
+        &dir,
+        None,
+        &[
+            "-i",
+            "lo",
+            "--port",
+            &port_s,
+            "-o",
+            out.to_str().unwrap(),
+            "--write-pcap",
+            saved.to_str().unwrap(),
+        ],
+        std::fs::File::create(dir.join("live.out")).unwrap().into(),
+    );
+    let ff = g.spawn(&mut publish(None, &format!("rtmp://{listen}/live/cam1"), 5));
+
+    // While the stream runs, its file is there and grows, whole keyframes in it.
+    std::thread::sleep(Duration::from_millis(2500));
+    let files = only_flv(&out);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let early = whole_tags(&files[0]);
+    assert!(
+        early.iter().any(|t| t.kind == 9 && t.body[0] >> 4 == 1),
+        "no keyframe in the file while the stream runs ({} tags)",
+        early.len()
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    let later = whole_tags(&files[0]);
+    assert!(later.len() > early.len(), "the file does not grow");
+
+    let st = g.wait(ff, Duration::from_secs(30), "ffmpeg publisher");
+    assert!(st.success(), "ffmpeg publisher: {st}");
+    // The stream ended with the publisher's deleteStream: closed and reported at once.
+    wait_until(
+        Duration::from_secs(5),
+        "the stream to be reported ended",
+        || {
+            std::fs::read_to_string(dir.join("live.out"))
+                .unwrap()
+                .contains("ended publish \"cam1\"")
+        },
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    g.signal(live, libc::SIGINT);
+    let st = g.wait(live, Duration::from_secs(15), "rtmpsniff after SIGINT");
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(dir.join("live.err")).unwrap()
+    );
+    stop_nginx(&mut g, nginx);
+
+    let got = &only_flv(&out)[0];
+    assert_same_media(&rec.join("cam1.flv"), got);
+    let data = std::fs::read(got).unwrap();
+    assert_eq!(data[4], 0x05, "header flags: audio and video");
+
+    let report = read_json(&out.join("report.json"));
+    let input = &report["inputs"][0];
+    assert_eq!(input["path"], "live:lo");
+    assert!(input["kernel"]["received"].as_u64().unwrap() > 0);
+    assert!(input["kernel"]["dropped"].is_u64());
+    let stream = &report["connections"][0]["streams"][0];
+    assert_eq!(stream["name"], "cam1");
+    assert_eq!(report["connections"][0]["server"].as_str().unwrap(), listen);
+
+    // The packets saved with --write-pcap give the same stream when read back.
+    let again = dir.join("again");
+    let o = rtmpsniff(&[
+        "read",
+        saved.to_str().unwrap(),
+        "--port",
+        &port_s,
+        "-o",
+        again.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_same_media(&rec.join("cam1.flv"), &only_flv(&again)[0]);
+}
+
+#[test]
+fn live_stdout_piped_into_ffmpeg() {
+    if !lab_ready(&PEERS) {
+        return;
+    }
+    let mut g = Guard::default();
+    let dir = temp_dir("live-stdout");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (nginx, rec) = start_nginx(&mut g, &dir.join("nginx"), &listen, None);
+    let out = dir.join("out");
+    let port_s = port.to_string();
+    let live = start_live(
+        &mut g,
+        &dir,
+        None,
+        &[
+            "-i",
+            "lo",
+            "--port",
+            &port_s,
+            "-o",
+            out.to_str().unwrap(),
+            "--stdout",
+            "--stream",
+            "live/cam2",
+        ],
+        Stdio::piped(),
+    );
+    let decoder = g.spawn(
+        Command::new("ffmpeg")
+            .args([
+                "-nostdin", "-v", "error", "-f", "flv", "-i", "-", "-f", "null", "-",
+            ])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    // What rtmpsniff writes goes to the decoder and, for the comparison, to a file.
+    let mut from = g.child(live).stdout.take().unwrap();
+    let mut to = g.child(decoder).stdin.take().unwrap();
+    let copy = dir.join("stdout.flv");
+    let copy_path = copy.clone();
+    let tee = std::thread::spawn(move || {
+        let mut file = std::fs::File::create(copy_path).unwrap();
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = from.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            file.write_all(&buf[..n]).unwrap();
+            to.write_all(&buf[..n]).unwrap();
+        }
+    });
+    // Another stream first: it goes to a file, not to standard output.
+    let other = g.spawn(&mut publish(
+        None,
+        &format!("rtmp://{listen}/live/other"),
+        2,
+    ));
+    let ff = g.spawn(&mut publish(None, &format!("rtmp://{listen}/live/cam2"), 4));
+    assert!(
+        g.wait(other, Duration::from_secs(30), "publisher")
+            .success()
+    );
+    assert!(g.wait(ff, Duration::from_secs(30), "publisher").success());
+    // The run ends by itself with the stream it pipes.
+    let st = g.wait(
+        live,
+        Duration::from_secs(10),
+        "rtmpsniff after its stream ended",
+    );
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(dir.join("live.err")).unwrap()
+    );
+    tee.join().unwrap();
+    let st = g.wait(decoder, Duration::from_secs(10), "ffmpeg reading the pipe");
+    let mut err = String::new();
+    g.child(decoder)
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(st.success() && err.trim().is_empty(), "ffmpeg: {err}");
+    stop_nginx(&mut g, nginx);
+
+    assert_same_media(&rec.join("cam2.flv"), &copy);
+    let report = read_json(&out.join("report.json"));
+    let streams: Vec<&serde_json::Value> = report["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["streams"].as_array().unwrap())
+        .collect();
+    let piped = streams.iter().find(|s| s["name"] == "cam2").unwrap();
+    assert_eq!(piped["file"], "-");
+    let other = streams.iter().find(|s| s["name"] == "other").unwrap();
+    assert_same_media(
+        &rec.join("other.flv"),
+        &out.join(other["file"].as_str().unwrap()),
+    );
+}
+
+#[test]
+fn live_on_a_veth_pair_between_namespaces() {
+    if !(lab_ready(&PEERS) && lab_ready(&[("ip", "-V")])) {
+        return;
+    }
+    let mut g = Guard::default();
+    let dir = temp_dir("live-veth");
+    // Unique names: namespaces are global, and interface names have at most 15 characters.
+    let tag = format!("{:05}", std::process::id() % 100_000);
+    let (srv, cli) = (format!("rsl-{tag}-srv"), format!("rsl-{tag}-cli"));
+    let (veth_srv, veth_cli) = (format!("rsl{tag}s"), format!("rsl{tag}c"));
+    g.netns(&srv);
+    g.netns(&cli);
+    run_ok(Command::new("ip").args([
+        "link", "add", &veth_srv, "netns", &srv, "type", "veth", "peer", "name", &veth_cli,
+        "netns", &cli,
+    ]));
+    for (ns, dev, addr) in [
+        (&srv, &veth_srv, "10.231.0.1/24"),
+        (&cli, &veth_cli, "10.231.0.2/24"),
+    ] {
+        run_ok(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]));
+        run_ok(Command::new("ip").args(["-n", ns, "addr", "add", addr, "dev", dev]));
+        run_ok(Command::new("ip").args(["-n", ns, "link", "set", dev, "up"]));
+    }
+    let (nginx, rec) = start_nginx(&mut g, &dir.join("nginx"), "10.231.0.1:1935", Some(&srv));
+    let out = dir.join("out");
+    // Default port 1935, capture on the server's end of the pair (offloads left on: segments
+    // bigger than the MTU come whole).
+    let live = start_live(
+        &mut g,
+        &dir,
+        Some(&srv),
+        &["-i", &veth_srv, "-o", out.to_str().unwrap()],
+        Stdio::null(),
+    );
+    let url = "rtmp://10.231.0.1:1935/live/a";
+    let played = dir.join("play.flv");
+    let player = g.spawn(
+        in_ns(Some(&cli), "ffmpeg")
+            .args(["-nostdin", "-loglevel", "error", "-i", url])
+            .args(["-map", "0", "-c", "copy", "-f", "flv"])
+            .arg(&played)
+            .stdin(Stdio::null()),
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    let ff = g.spawn(&mut publish(Some(&cli), url, 4));
+    assert!(g.wait(ff, Duration::from_secs(30), "publisher").success());
+    assert!(g.wait(player, Duration::from_secs(15), "player").success());
+    std::thread::sleep(Duration::from_millis(700));
+    g.signal(live, libc::SIGTERM);
+    let st = g.wait(live, Duration::from_secs(15), "rtmpsniff after SIGTERM");
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(dir.join("live.err")).unwrap()
+    );
+    stop_nginx(&mut g, nginx);
+
+    let report = read_json(&out.join("report.json"));
+    let mut checked = 0;
+    for c in report["connections"].as_array().unwrap() {
+        for s in c["streams"].as_array().unwrap() {
+            let file = out.join(s["file"].as_str().unwrap());
+            match s["direction"].as_str().unwrap() {
+                "publish" => assert_same_media(&rec.join("a.flv"), &file),
+                _ => assert_same_media(&played, &file),
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2, "one publish and one play: {report}");
+}
+
+#[test]
+fn live_errors_exit_2_with_one_clear_line() {
+    // setpriv is in util-linux, which every Debian system has.
+    if !lab_ready(&[]) {
+        return;
+    }
+    let dir = temp_dir("live-errors");
+    let o = dir.join("o");
+    let out = o.to_str().unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["live", "-i", "rsl-nosuch0", "-o", out],
+            "no such interface: rsl-nosuch0",
+        ),
+        (
+            &["live", "-i", "lo", "-f", "tcp port", "-o", out],
+            "bad filter expression \"tcp port\": can't parse filter expression: syntax error",
+        ),
+        (
+            &["live", "-i", "lo", "-f", "tcp port 99999", "-o", out],
+            "port 99999",
+        ),
+    ];
+    for (args, want) in cases {
+        let r = rtmpsniff(args);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    // Root without CAP_NET_RAW is refused by the kernel like any user.
+    let r = Command::new("setpriv")
+        .args(["--bounding-set=-net_raw", "--"])
+        .arg(env!("CARGO_BIN_EXE_rtmpsniff"))
+        .args(["live", "-i", "lo", "-o", out])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("root or the CAP_NET_RAW capability"), "{err}");
+    assert!(
+        !o.exists(),
+        "nothing is written when the capture cannot start"
+    );
+}
+
+#[test]
+fn interfaces_are_listed() {
+    let r = rtmpsniff(&["interfaces"]);
+    assert_eq!(r.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("lo ") && l.contains("loopback")),
+        "{text}"
+    );
+    assert_eq!(rtmpsniff(&["live", "--list"]).stdout, r.stdout);
+}
