@@ -291,3 +291,202 @@ mod tests {
         assert!(i.frame);
     }
 }
+
+/// Reads bits most-significant first, as H.264 and H.263 headers are written.
+struct Bits<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl Bits<'_> {
+    fn bit(&mut self) -> Option<u32> {
+        let byte = *self.b.get(self.pos / 8)?;
+        let v = (byte >> (7 - self.pos % 8)) & 1;
+        self.pos += 1;
+        Some(v as u32)
+    }
+
+    fn bits(&mut self, n: u32) -> Option<u32> {
+        let mut v = 0;
+        for _ in 0..n {
+            v = (v << 1) | self.bit()?;
+        }
+        Some(v)
+    }
+
+    /// Unsigned Exp-Golomb.
+    fn ue(&mut self) -> Option<u32> {
+        let mut zeros = 0;
+        while self.bit()? == 0 {
+            zeros += 1;
+            if zeros > 31 {
+                return None;
+            }
+        }
+        Some((1u32 << zeros) - 1 + self.bits(zeros)?)
+    }
+
+    fn se(&mut self) -> Option<i32> {
+        let v = self.ue()?;
+        Some(if v & 1 == 1 { v.div_ceil(2) as i32 } else { -((v / 2) as i32) })
+    }
+}
+
+/// Picture size from a video body that carries it: an AVC sequence header (the SPS, with its
+/// cropping) or a Sorenson H.263 frame header.
+pub fn video_dimensions(body: &[u8]) -> Option<(u32, u32)> {
+    let b0 = *body.first()?;
+    if b0 & 0x80 != 0 {
+        // Enhanced RTMP: SequenceStart of avc1 carries the same record.
+        if b0 & 0x0f == 0 && body.get(1..5)? == b"avc1" {
+            return avc_config_dimensions(body.get(5..)?);
+        }
+        return None;
+    }
+    match b0 & 0x0f {
+        7 if body.get(1) == Some(&0) => avc_config_dimensions(body.get(5..)?),
+        2 => h263_dimensions(body.get(1..)?),
+        _ => None,
+    }
+}
+
+/// AVCDecoderConfigurationRecord -> first SPS -> size.
+fn avc_config_dimensions(rec: &[u8]) -> Option<(u32, u32)> {
+    if *rec.first()? != 1 || rec.get(5)? & 0x1f == 0 {
+        return None;
+    }
+    let len = u16::from_be_bytes([*rec.get(6)?, *rec.get(7)?]) as usize;
+    let nal = rec.get(8..8 + len)?;
+    sps_dimensions(nal.get(1..)?)
+}
+
+fn sps_dimensions(ebsp: &[u8]) -> Option<(u32, u32)> {
+    // Remove emulation prevention bytes (00 00 03).
+    let mut rbsp = Vec::with_capacity(ebsp.len());
+    let mut zeros = 0;
+    for &x in ebsp {
+        if zeros >= 2 && x == 3 {
+            zeros = 0;
+            continue;
+        }
+        zeros = if x == 0 { zeros + 1 } else { 0 };
+        rbsp.push(x);
+    }
+    let mut r = Bits { b: &rbsp, pos: 0 };
+    let profile = r.bits(8)?;
+    r.bits(16)?; // constraint flags, level
+    r.ue()?; // seq_parameter_set_id
+    let mut chroma_format = 1;
+    if matches!(profile, 100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135) {
+        chroma_format = r.ue()?;
+        if chroma_format == 3 {
+            r.bit()?;
+        }
+        r.ue()?;
+        r.ue()?;
+        r.bit()?;
+        if r.bit()? == 1 {
+            let lists = if chroma_format == 3 { 12 } else { 8 };
+            for i in 0..lists {
+                if r.bit()? == 1 {
+                    let size = if i < 6 { 16 } else { 64 };
+                    let (mut last, mut next) = (8i32, 8i32);
+                    for _ in 0..size {
+                        if next != 0 {
+                            next = (last + r.se()? + 256) % 256;
+                        }
+                        if next != 0 {
+                            last = next;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    r.ue()?; // log2_max_frame_num_minus4
+    match r.ue()? {
+        0 => {
+            r.ue()?;
+        }
+        1 => {
+            r.bit()?;
+            r.se()?;
+            r.se()?;
+            let n = r.ue()?;
+            if n > 255 {
+                return None;
+            }
+            for _ in 0..n {
+                r.se()?;
+            }
+        }
+        _ => {}
+    }
+    r.ue()?; // max_num_ref_frames
+    r.bit()?;
+    let w_mbs = r.ue()?.checked_add(1)?;
+    let h_units = r.ue()?.checked_add(1)?;
+    let frame_mbs_only = r.bit()?;
+    if frame_mbs_only == 0 {
+        r.bit()?;
+    }
+    r.bit()?;
+    let mut width = w_mbs.checked_mul(16)?;
+    let mut height = (2 - frame_mbs_only).checked_mul(h_units)?.checked_mul(16)?;
+    if r.bit()? == 1 {
+        let (cx, cy) = match chroma_format {
+            0 | 3 => (1, 2 - frame_mbs_only),
+            2 => (2, 2 - frame_mbs_only),
+            _ => (2, 2 * (2 - frame_mbs_only)),
+        };
+        let (l, rr, t, b) = (r.ue()?, r.ue()?, r.ue()?, r.ue()?);
+        width = width.checked_sub(cx * (l.checked_add(rr)?))?;
+        height = height.checked_sub(cy * (t.checked_add(b)?))?;
+    }
+    (width > 0 && height > 0).then_some((width, height))
+}
+
+/// Sorenson H.263: picture start code, version, temporal reference, then the size.
+fn h263_dimensions(b: &[u8]) -> Option<(u32, u32)> {
+    let mut r = Bits { b, pos: 0 };
+    if r.bits(17)? != 1 {
+        return None;
+    }
+    r.bits(5 + 8)?;
+    Some(match r.bits(3)? {
+        0 => (r.bits(8)?, r.bits(8)?),
+        1 => (r.bits(16)?, r.bits(16)?),
+        2 => (352, 288),
+        3 => (176, 144),
+        4 => (128, 96),
+        5 => (320, 240),
+        6 => (160, 120),
+        _ => return None,
+    })
+    .filter(|&(w, h)| w > 0 && h > 0)
+}
+
+#[cfg(test)]
+mod dimension_tests {
+    use super::*;
+
+    #[test]
+    fn avc_sps_and_h263() {
+        // x264 High profile 1280x720 SPS inside an AVC sequence header.
+        let sps = [
+            0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00,
+            0x00, 0x03, 0x03, 0xc0, 0xf1, 0x83, 0x19, 0x60,
+        ];
+        let mut body = vec![0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 0xe1];
+        body.extend_from_slice(&(sps.len() as u16).to_be_bytes());
+        body.extend_from_slice(&sps);
+        assert_eq!(video_dimensions(&body), Some((1280, 720)));
+        // Sorenson H.263 320x240 (size code 5), as in the samples.
+        assert_eq!(video_dimensions(&[0x12, 0x00, 0x00, 0x84, 0x02, 0x92, 0x1e]), Some((320, 240)));
+        assert_eq!(video_dimensions(&[0x27, 1, 0, 0, 0]), None);
+        for n in 0..40 {
+            let junk: Vec<u8> = (0..n).map(|i| (i * 91) as u8).collect();
+            let _ = video_dimensions(&[&[0x17, 0][..], &junk].concat());
+        }
+    }
+}
