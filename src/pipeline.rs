@@ -91,6 +91,8 @@ pub struct ConnectionSummary {
     /// "simple" or "complex" when seen.
     pub handshake_type: Option<&'static str>,
     pub encrypted: bool,
+    /// "rtmpe" (RTMP versions 6, 8, 9) or "tls"; nothing of either can be read passively.
+    pub encryption: Option<&'static str>,
     pub rtmp_version: Option<u8>,
     pub app: Option<String>,
     pub tc_url: Option<String>,
@@ -105,6 +107,8 @@ pub struct ConnectionSummary {
     pub bytes_client: u64,
     pub bytes_server: u64,
     pub duplicate_bytes: u64,
+    /// Retransmissions whose bytes differed from the first copy (the acknowledged one is kept).
+    pub conflicting_retransmissions: u64,
     pub bad_checksums: u64,
     pub gaps: Vec<GapReport>,
     pub locks: Vec<LockReport>,
@@ -546,7 +550,15 @@ fn summary(c: &Conn) -> ConnectionSummary {
             Some(HandshakeOutcome::Complex) => Some("complex"),
             _ => None,
         },
-        encrypted: matches!(hs.outcome, Some(HandshakeOutcome::Encrypted(_))),
+        encrypted: matches!(
+            hs.outcome,
+            Some(HandshakeOutcome::Encrypted(_) | HandshakeOutcome::Tls)
+        ),
+        encryption: match hs.outcome {
+            Some(HandshakeOutcome::Encrypted(_)) => Some("rtmpe"),
+            Some(HandshakeOutcome::Tls) => Some("tls"),
+            _ => None,
+        },
         rtmp_version: hs.version,
         app: text(&s.app),
         tc_url: text(&s.tc_url),
@@ -560,6 +572,7 @@ fn summary(c: &Conn) -> ConnectionSummary {
         bytes_client: c.reasm[0].stats.delivered_bytes,
         bytes_server: c.reasm[1].stats.delivered_bytes,
         duplicate_bytes: c.reasm[0].stats.duplicate_bytes + c.reasm[1].stats.duplicate_bytes,
+        conflicting_retransmissions: c.reasm[0].stats.conflicts + c.reasm[1].stats.conflicts,
         bad_checksums: c.bad_checksums,
         gaps,
         locks: r
@@ -577,6 +590,7 @@ fn summary(c: &Conn) -> ConnectionSummary {
         status_codes: r.session.status_codes.clone(),
         warnings,
         is_rtmp: (hs.version.is_some() && !matches!(hs.outcome, Some(HandshakeOutcome::NotRtmp)))
+            || matches!(hs.outcome, Some(HandshakeOutcome::Tls))
             || !r.locks.is_empty(),
     }
 }

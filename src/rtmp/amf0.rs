@@ -535,13 +535,19 @@ pub fn to_json(v: &Value) -> serde_json::Value {
         )
     };
     match v {
-        Value::Number(n) | Value::Amf3(Amf3::Double(n)) => serde_json::Number::from_f64(*n).map_or(J::Null, J::Number),
+        Value::Number(n) | Value::Amf3(Amf3::Double(n)) => {
+            serde_json::Number::from_f64(*n).map_or(J::Null, J::Number)
+        }
         Value::Amf3(Amf3::Integer(i)) => J::from(*i),
         Value::Boolean(b) | Value::Amf3(Amf3::Boolean(b)) => J::Bool(*b),
-        Value::String(s) | Value::LongString(s) | Value::Xml(s) | Value::Amf3(Amf3::String(s)) => text(s),
+        Value::String(s) | Value::LongString(s) | Value::Xml(s) | Value::Amf3(Amf3::String(s)) => {
+            text(s)
+        }
         Value::Object(p) | Value::EcmaArray(p) | Value::TypedObject { props: p, .. } => map(p),
         Value::StrictArray(items) => J::Array(items.iter().map(to_json).collect()),
-        Value::Date { millis, .. } => serde_json::Number::from_f64(*millis).map_or(J::Null, J::Number),
+        Value::Date { millis, .. } => {
+            serde_json::Number::from_f64(*millis).map_or(J::Null, J::Number)
+        }
         Value::Null | Value::Undefined | Value::Unsupported | Value::Reference(_) => J::Null,
         Value::Amf3(Amf3::Null | Amf3::Undefined) => J::Null,
     }

@@ -14,7 +14,9 @@ pub enum HandshakeOutcome {
     Complex,
     /// RTMPE (versions 6, 8, 9): a passive observer cannot read it.
     Encrypted(u8),
-    /// The first byte was no RTMP version at all (e.g. TLS on the RTMP port).
+    /// TLS on the RTMP port (RTMPS, or something else tunnelled): a TLS handshake record.
+    Tls,
+    /// The first byte was no RTMP version at all.
     NotRtmp,
 }
 
@@ -61,8 +63,17 @@ impl Handshake {
                 }
                 _ => {
                     self.first_byte = Some(v);
-                    if !matches!(self.outcome, Some(HandshakeOutcome::Encrypted(_))) {
-                        self.outcome = Some(HandshakeOutcome::NotRtmp);
+                    if !matches!(
+                        self.outcome,
+                        Some(HandshakeOutcome::Encrypted(_) | HandshakeOutcome::Tls)
+                    ) {
+                        // A TLS record: content type 22 (handshake), version 3.x.
+                        let tls = v == 0x16 && data.get(1) == Some(&3);
+                        self.outcome = Some(if tls {
+                            HandshakeOutcome::Tls
+                        } else {
+                            HandshakeOutcome::NotRtmp
+                        });
                     }
                     return 0;
                 }
@@ -118,6 +129,9 @@ mod tests {
         assert_eq!(h.outcome, Some(HandshakeOutcome::Encrypted(6)));
         let mut h = Handshake::default();
         assert_eq!(h.push(Dir::ClientToServer, &[0x16, 3, 1]), 0);
+        assert_eq!(h.outcome, Some(HandshakeOutcome::Tls));
+        let mut h = Handshake::default();
+        assert_eq!(h.push(Dir::ClientToServer, b"GET / HTTP/1.1"), 0);
         assert_eq!(h.outcome, Some(HandshakeOutcome::NotRtmp));
     }
 }

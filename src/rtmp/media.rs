@@ -328,7 +328,11 @@ impl Bits<'_> {
 
     fn se(&mut self) -> Option<i32> {
         let v = self.ue()?;
-        Some(if v & 1 == 1 { v.div_ceil(2) as i32 } else { -((v / 2) as i32) })
+        Some(if v & 1 == 1 {
+            v.div_ceil(2) as i32
+        } else {
+            -((v / 2) as i32)
+        })
     }
 }
 
@@ -377,7 +381,10 @@ fn sps_dimensions(ebsp: &[u8]) -> Option<(u32, u32)> {
     r.bits(16)?; // constraint flags, level
     r.ue()?; // seq_parameter_set_id
     let mut chroma_format = 1;
-    if matches!(profile, 100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135) {
+    if matches!(
+        profile,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
         chroma_format = r.ue()?;
         if chroma_format == 3 {
             r.bit()?;
@@ -474,15 +481,18 @@ mod dimension_tests {
     fn avc_sps_and_h263() {
         // x264 High profile 1280x720 SPS inside an AVC sequence header.
         let sps = [
-            0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00,
-            0x00, 0x03, 0x03, 0xc0, 0xf1, 0x83, 0x19, 0x60,
+            0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00,
+            0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x83, 0x19, 0x60,
         ];
         let mut body = vec![0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 0xe1];
         body.extend_from_slice(&(sps.len() as u16).to_be_bytes());
         body.extend_from_slice(&sps);
         assert_eq!(video_dimensions(&body), Some((1280, 720)));
         // Sorenson H.263 320x240 (size code 5), as in the samples.
-        assert_eq!(video_dimensions(&[0x12, 0x00, 0x00, 0x84, 0x02, 0x92, 0x1e]), Some((320, 240)));
+        assert_eq!(
+            video_dimensions(&[0x12, 0x00, 0x00, 0x84, 0x02, 0x92, 0x1e]),
+            Some((320, 240))
+        );
         assert_eq!(video_dimensions(&[0x27, 1, 0, 0, 0]), None);
         for n in 0..40 {
             let junk: Vec<u8> = (0..n).map(|i| (i * 91) as u8).collect();

@@ -174,7 +174,9 @@ impl Connection {
     pub fn is_dead(&self) -> bool {
         matches!(
             self.handshake.outcome,
-            Some(HandshakeOutcome::Encrypted(_)) | Some(HandshakeOutcome::NotRtmp)
+            Some(
+                HandshakeOutcome::Encrypted(_) | HandshakeOutcome::Tls | HandshakeOutcome::NotRtmp
+            )
         )
     }
 

@@ -26,6 +26,8 @@ pub struct Opts {
     pub csid_audio: u32,
     /// Change the chunk size again after the publish began.
     pub late_chunk_size: Option<u32>,
+    /// Send each video+audio pair as one aggregate message.
+    pub aggregate: bool,
 }
 
 impl Default for Opts {
@@ -39,6 +41,7 @@ impl Default for Opts {
             csid_video: 6,
             csid_audio: 4,
             late_chunk_size: None,
+            aggregate: false,
         }
     }
 }
@@ -191,8 +194,24 @@ pub fn publish_session(o: &Opts) -> Vec<(Dir, Vec<u8>)> {
         {
             c.set_chunk_size(cs, &mut b);
         }
-        c.write(o.csid_video, 1, types::VIDEO, ts, &video_body(i), &mut b);
-        c.write(o.csid_audio, 1, types::AUDIO, ts, &audio_body(i), &mut b);
+        if o.aggregate {
+            // Sub-message times are on their own base; the aggregate's time rebases them.
+            let mut agg = Vec::new();
+            for (t, body) in [(types::VIDEO, video_body(i)), (types::AUDIO, audio_body(i))] {
+                let sub_ts = 90_000 + i as u32;
+                agg.push(t);
+                agg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+                agg.extend_from_slice(&sub_ts.to_be_bytes()[1..]);
+                agg.push((sub_ts >> 24) as u8);
+                agg.extend_from_slice(&[0, 0, 0]);
+                agg.extend_from_slice(&body);
+                agg.extend_from_slice(&(11 + body.len() as u32).to_be_bytes());
+            }
+            c.write(o.csid_video, 1, types::AGGREGATE, ts, &agg, &mut b);
+        } else {
+            c.write(o.csid_video, 1, types::VIDEO, ts, &video_body(i), &mut b);
+            c.write(o.csid_audio, 1, types::AUDIO, ts, &audio_body(i), &mut b);
+        }
         w.push((Dir::ClientToServer, b));
         if i == 0 {
             let mut b = Vec::new();
@@ -449,6 +468,164 @@ fn extended_timestamps_both_fmt3_conventions_and_wrap() {
                 check(&o, 1400);
             }
         }
+    }
+}
+
+#[test]
+fn aggregate_messages_are_split_with_their_times() {
+    check(
+        &Opts {
+            aggregate: true,
+            frames: 10,
+            ..Opts::default()
+        },
+        1400,
+    );
+}
+
+/// Handshake plus connect, as in `publish_session`, for sessions built by hand.
+fn opening(c: &mut ChunkWriter) -> Vec<(Dir, Vec<u8>)> {
+    let mut w = publish_session(&Opts {
+        frames: 0,
+        ..Opts::default()
+    });
+    // Keep handshake, connect and the server's answer; drop createStream and what follows.
+    w.truncate(4);
+    c.set_chunk_size(4096, &mut w[2].1);
+    w
+}
+
+#[test]
+fn two_message_streams_on_one_connection() {
+    let mut c = ChunkWriter::new(128);
+    let mut w = opening(&mut c);
+    let mut b = Vec::new();
+    for (msid, name) in [(1u32, "left"), (2, "right")] {
+        c.write(
+            8,
+            msid,
+            types::COMMAND_AMF0,
+            0,
+            &amf(&[
+                s("publish"),
+                Value::Number(5.0),
+                Value::Null,
+                s(name),
+                s("live"),
+            ]),
+            &mut b,
+        );
+    }
+    for i in 0..6 {
+        for msid in [1u32, 2] {
+            let mut v = video_body(i);
+            v[0] = 0x12 + if i == 0 { 0 } else { 0x10 }; // Sorenson H.263: no configuration needed
+            v.push(msid as u8);
+            c.write(4 + msid, msid, types::VIDEO, 40 * i as u32, &v, &mut b);
+        }
+    }
+    w.push((Dir::ClientToServer, b));
+    let files = run_frames(&Session::new(1935).frames(&w, 1400));
+    let names: Vec<&str> = files.iter().map(|f| f.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "live_left_192.0.2.10-50000_publish.flv",
+            "live_right_192.0.2.10-50000_publish.flv"
+        ]
+    );
+    for (i, (_, data)) in files.iter().enumerate() {
+        let tags = media_tags(data);
+        assert_eq!(tags.len(), 6);
+        assert!(
+            tags.iter().all(|t| *t.2.last().unwrap() == i as u8 + 1),
+            "media kept to its stream"
+        );
+    }
+}
+
+#[test]
+fn enhanced_rtmp_fourcc_is_carried_and_named() {
+    let mut c = ChunkWriter::new(128);
+    let mut w = opening(&mut c);
+    let mut b = Vec::new();
+    c.write(
+        8,
+        1,
+        types::COMMAND_AMF0,
+        0,
+        &amf(&[
+            s("publish"),
+            Value::Number(5.0),
+            Value::Null,
+            s("hevc"),
+            s("live"),
+        ]),
+        &mut b,
+    );
+    let start = [&[0x90u8][..], b"hvc1", &[1, 2, 3, 4]].concat();
+    c.write(6, 1, types::VIDEO, 0, &start, &mut b);
+    let opus_head = [&[0x90u8][..], b"Opus", b"OpusHead"].concat();
+    c.write(4, 1, types::AUDIO, 0, &opus_head, &mut b);
+    for i in 0..5u32 {
+        let frame = [
+            &[if i == 0 { 0x91u8 } else { 0xa1 }][..],
+            b"hvc1",
+            &[0, 0, 0],
+            &[i as u8; 50],
+        ]
+        .concat();
+        c.write(6, 1, types::VIDEO, 33 * i, &frame, &mut b);
+        let opus = [&[0x91u8][..], b"Opus", &[i as u8; 20]].concat();
+        c.write(4, 1, types::AUDIO, 33 * i, &opus, &mut b);
+    }
+    w.push((Dir::ClientToServer, b));
+    let frames = Session::new(1935).frames(&w, 1400);
+    let dir = temp_dir("enhanced");
+    let cap = dir.join("e.pcap");
+    std::fs::write(&cap, pcap_file(&frames)).unwrap();
+    let o = rtmpsniff(&[
+        "read",
+        cap.to_str().unwrap(),
+        "-o",
+        dir.join("o").to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let st = &read_json(&dir.join("o/report.json"))["connections"][0]["streams"][0];
+    assert_eq!(st["video_codec"], "hevc");
+    assert_eq!(st["audio_codec"], "opus");
+    assert_eq!(st["video_frames"], 5);
+    assert_eq!(st["keyframes"], 1);
+    let files = run_frames(&frames);
+    assert_eq!(
+        media_tags(&files[0].1).len(),
+        12,
+        "two sequence starts, 5 video, 5 audio"
+    );
+}
+
+#[test]
+fn rtmpe_and_tls_are_reported_as_encrypted_and_not_written() {
+    for (first, want) in [(6u8, "rtmpe"), (9, "rtmpe"), (0x16, "tls")] {
+        let mut c1 = vec![first, 3, 1];
+        c1.resize(1537, 0x5a);
+        let w = plain(&c1, &[first; 2000]);
+        let dir = temp_dir("enc");
+        let cap = dir.join("e.pcap");
+        std::fs::write(&cap, Session::new(1935).pcap(&w, 1400)).unwrap();
+        let o = rtmpsniff(&[
+            "read",
+            cap.to_str().unwrap(),
+            "-o",
+            dir.join("o").to_str().unwrap(),
+            "-q",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{first}");
+        let c = &read_json(&dir.join("o/report.json"))["connections"][0];
+        assert_eq!(c["encrypted"], true);
+        assert_eq!(c["encryption"], want);
+        assert!(c["streams"].as_array().unwrap().is_empty());
     }
 }
 
