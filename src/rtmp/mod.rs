@@ -69,6 +69,8 @@ pub enum Event {
 
 /// Bytes searched for a lock before the oldest are given up as unreadable.
 const HUNT_WINDOW: usize = 512 << 10;
+/// Bytes searched without a lock before a flow joined mid-stream is taken for something else.
+const GIVE_UP_AFTER: u64 = 2 << 20;
 /// New bytes needed before the search runs again (it resumes where it stopped).
 const HUNT_STEP: usize = 1 << 10;
 
@@ -382,6 +384,11 @@ impl Connection {
                 // Keep a tail that could hold the start of a header.
                 h.scanned = h.buf.len().saturating_sub(16);
                 Self::trim(h, &mut self.skipped_bytes[i]);
+                // A flow joined mid-stream that shows no RTMP in its first megabytes is not
+                // RTMP (with --any-port, most TCP is not): stop spending time on it.
+                if h.template.is_none() && self.locks.is_empty() && h.skipped > GIVE_UP_AFTER {
+                    self.phases[i] = Phase::Stopped;
+                }
             }
         }
     }

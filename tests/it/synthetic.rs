@@ -58,10 +58,11 @@ fn amf(vals: &[Value]) -> Vec<u8> {
     b
 }
 
-/// Body of the i-th video frame: sizes vary so some span many chunks.
+/// Body of the i-th video frame (AVC, one NAL unit): sizes vary so some span many chunks.
 pub fn video_body(i: usize) -> Vec<u8> {
     let n = 20 + (i * 7919) % 9000;
     let mut b = vec![if i.is_multiple_of(10) { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+    b.extend_from_slice(&(n as u32).to_be_bytes());
     b.extend((0..n).map(|k| (k * 31 + i) as u8));
     b
 }
@@ -627,6 +628,54 @@ fn rtmpe_and_tls_are_reported_as_encrypted_and_not_written() {
         assert_eq!(c["encryption"], want);
         assert!(c["streams"].as_array().unwrap().is_empty());
     }
+}
+
+#[test]
+fn any_port_finds_a_mid_stream_publish_on_another_port() {
+    let o = Opts {
+        frames: 40,
+        ..Opts::default()
+    };
+    let frames = Session::new(8080).frames(&publish_session(&o), 1400);
+    // The capture begins after the handshake, connect and publish.
+    let late = &frames[frames.len() / 3..];
+    let dir = temp_dir("anyport");
+    let cap = dir.join("p.pcap");
+    std::fs::write(&cap, pcap_file(late)).unwrap();
+    let out = dir.join("without");
+    let o1 = rtmpsniff(&[
+        "read",
+        cap.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(
+        o1.status.code(),
+        Some(1),
+        "port 8080 is not looked at by default"
+    );
+    let out = dir.join("with");
+    let o2 = rtmpsniff(&[
+        "read",
+        cap.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+        "--any-port",
+    ]);
+    assert_eq!(
+        o2.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o2.stderr)
+    );
+    let c = &read_json(&out.join("report.json"))["connections"][0];
+    assert_eq!(c["handshake"], "missing");
+    assert_eq!(c["server"], "192.0.2.1:8080");
+    let st = &c["streams"][0];
+    assert_eq!(st["direction"], "publish");
+    assert!(st["video_frames"].as_u64().unwrap() >= 20, "{st}");
 }
 
 #[test]
