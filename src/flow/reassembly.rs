@@ -167,7 +167,9 @@ impl Reassembler {
         let skip = (next_off - start).max(0) as usize;
         self.stats.duplicate_bytes += skip as u64;
         let data = &payload[skip..];
-        let start = (start as u64).max(self.offset());
+        // A segment can begin before the stream's first byte (a retransmission overlapping the
+        // start of a capture without SYN): only its new part counts.
+        let start = start.max(next_off) as u64;
         let held_end = self.held_end();
         if start == held_end && self.held.is_empty() && self.acked.is_none() {
             // Nothing to wait for: hand the bytes on straight from the packet.
@@ -478,6 +480,15 @@ mod tests {
         r.peer_ack(7, 0, &mut |ev| events.push(format!("{ev:?}")));
         assert_eq!(events.len(), 3);
         assert!(events[1].contains("Gap"));
+    }
+
+    #[test]
+    fn segment_from_before_a_syn_less_start_keeps_only_its_new_bytes() {
+        // Found by the reassembly fuzz target: the overlap was filed at offset 2^64 - 2.
+        let mut r = Reassembler::new(1 << 20, 100);
+        let (d, g) = collect(&mut r, &[(5000, b"cd"), (4998, b"abcdef"), (5004, b"gh")]);
+        assert_eq!(d, b"cdefgh");
+        assert!(g.is_empty());
     }
 
     #[test]
