@@ -3,6 +3,7 @@
 
 mod captures;
 mod cli;
+mod fuzz;
 mod samples;
 mod synthetic;
 mod util;
