@@ -192,11 +192,11 @@ pub fn chunks(data: &[u8]) {
 /// AMF0 decoding: never panics, honours the depth limit, and what it decodes encodes to bytes
 /// that decode to the same encoding again.
 pub fn amf0(data: &[u8]) {
-    let (vals, _) = amf0::decode_all(data, 32);
+    let (vals, _) = amf0::decode_all(data, 32, 4096);
     for v in vals {
         let mut once = Vec::new();
         amf0::encode(&v, &mut once);
-        let mut r = amf0::Reader::new(&once, 64);
+        let mut r = amf0::Reader::new(&once, 64, 1 << 20);
         let again = r.value().expect("an encoded value decodes");
         let mut twice = Vec::new();
         amf0::encode(&again, &mut twice);
@@ -270,8 +270,12 @@ fn small_limits(sel: u8) -> Limits {
         partial_bytes: 8192,
         chunk_streams: 4,
         amf_depth: 4,
+        amf_elements: 64,
+        text_bytes: 16,
         connections: 4,
         streams_per_connection: 2,
+        buffered_bytes_total: 16 << 10,
+        open_files: 2,
     }
 }
 

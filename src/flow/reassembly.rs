@@ -43,8 +43,10 @@ pub struct ReassemblyStats {
     /// Segments too far from the expected sequence number to belong to this stream.
     pub bogus_segments: u64,
     pub gaps: Vec<GapRecord>,
-    /// Times the buffer limit forced bytes on before the receiver acknowledged them, or a gap.
-    pub buffer_limit_hits: u64,
+    /// Times the byte limit forced bytes on before the receiver acknowledged them, or a gap.
+    pub byte_limit_hits: u64,
+    /// Times the segment limit (out-of-order segments, so holes) forced a gap.
+    pub segment_limit_hits: u64,
 }
 
 /// Segments further than this from the next expected byte are not believed.
@@ -114,6 +116,12 @@ impl Reassembler {
     /// Bytes waiting (held for acknowledgement or beyond a hole).
     pub fn buffered_bytes(&self) -> usize {
         self.held.len() + self.ooo_bytes
+    }
+
+    /// Memory this direction holds, for the global budget: buffered bytes plus what each
+    /// out-of-order segment costs to keep (map node and allocation).
+    pub fn memory(&self) -> usize {
+        self.held.capacity() + self.ooo_bytes + self.ooo.len() * 64
     }
 
     /// A SYN from this direction's sender: the stream starts at `seq + 1`.
@@ -286,8 +294,14 @@ impl Reassembler {
     where
         F: FnMut(StreamEvent<'_>),
     {
-        while self.buffered_bytes() > self.max_bytes || self.ooo.len() > self.max_segments {
-            self.stats.buffer_limit_hits += 1;
+        loop {
+            if self.buffered_bytes() > self.max_bytes {
+                self.stats.byte_limit_hits += 1;
+            } else if self.ooo.len() > self.max_segments {
+                self.stats.segment_limit_hits += 1;
+            } else {
+                break;
+            }
             if !self.held.is_empty() {
                 self.deliver_held(u64::MAX, out);
             } else if !self.skip_hole(frame, "reassembly buffer limit", out) {
@@ -463,6 +477,27 @@ mod tests {
         r.segment(13, b"abc", false, 0, &mut out);
         assert_eq!(gaps, 1);
         assert!(r.buffered_bytes() <= 4);
+        assert!(r.stats.byte_limit_hits > 0);
+    }
+
+    #[test]
+    fn segment_limit_bounds_holes() {
+        let mut r = Reassembler::new(1 << 20, 3);
+        r.syn(0);
+        let mut gaps = 0;
+        let mut out = |ev: StreamEvent<'_>| {
+            if let StreamEvent::Gap { .. } = ev {
+                gaps += 1
+            }
+        };
+        // Every other byte: each segment leaves a hole behind it.
+        for k in 0..100u32 {
+            r.segment(2 + 2 * k, b"x", false, 0, &mut out);
+            assert!(r.stats.gaps.len() <= 100);
+        }
+        assert!(gaps >= 90, "{gaps}");
+        assert!(r.stats.segment_limit_hits >= 90);
+        assert_eq!(r.stats.byte_limit_hits, 0);
     }
 
     #[test]

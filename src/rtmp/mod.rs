@@ -13,7 +13,7 @@ pub use chunk::{ChunkReader, ChunkWriter, Message};
 pub use handshake::{Handshake, HandshakeOutcome};
 pub use session::{ConnectInfo, Session};
 
-use crate::config::Limits;
+use crate::config::{LimitHits, Limits};
 use crate::flow::Dir;
 
 /// Which way a stream's media travels.
@@ -85,6 +85,8 @@ pub struct Connection {
     pub errors: Vec<String>,
     /// Bytes that reached a direction after it stopped.
     pub skipped_bytes: [u64; 2],
+    /// Chunk-layer limits reached.
+    pub limit_hits: LimitHits,
     limits: Limits,
     msgs: Vec<Message>,
 }
@@ -97,6 +99,7 @@ impl Connection {
             session: Session::new(limits.clone()),
             errors: Vec::new(),
             skipped_bytes: [0, 0],
+            limit_hits: LimitHits::default(),
             limits,
             msgs: Vec::new(),
         }
@@ -108,6 +111,17 @@ impl Connection {
             Phase::Chunks(r) => Some(r),
             _ => None,
         }
+    }
+
+    /// Bytes held in chunk readers (unparsed bytes and partial messages).
+    pub fn buffered_bytes(&self) -> usize {
+        self.phases
+            .iter()
+            .map(|p| match p {
+                Phase::Chunks(r) => r.buffered_bytes(),
+                _ => 0,
+            })
+            .sum()
     }
 
     /// Whether the connection is known not to carry readable RTMP.
@@ -172,6 +186,7 @@ impl Connection {
                     }
                     self.msgs = msgs;
                     if let Err(e) = res {
+                        e.count(&mut self.limit_hits);
                         self.errors.push(format!("{} (frame {frame})", e));
                         self.phases[i] = Phase::Stopped;
                     }
@@ -208,6 +223,7 @@ impl Connection {
                 }
                 self.msgs = msgs;
                 if let Err(e) = res {
+                    e.count(&mut self.limit_hits);
                     self.errors.push(format!("{e} (frame {frame})"));
                 }
             }
