@@ -11,9 +11,10 @@ const FLUSH_AT: usize = 64 << 10;
 
 /// Writes one FLV file. Bodies are written exactly as given.
 ///
-/// The file is valid at every moment a process could be killed: the header is written when
-/// the file is created, and tags only ever reach the file whole (never a partial tag from a
-/// full buffer), in one write each batch. The underlying file can be closed while the stream
+/// The file stays readable if the process is killed: the header is written when the file is
+/// created, and tags reach the file whole (never a partial tag from a full buffer), in one
+/// write per batch. Only a SIGKILL landing inside that write can cut it (the kernel stops a
+/// write between pages), leaving every tag before the cut one intact. The underlying file can be closed while the stream
 /// is idle ([`suspend`](Self::suspend)) and handed back later ([`resume`](Self::resume)).
 #[derive(Debug)]
 pub struct FlvWriter<W: Write + Seek> {

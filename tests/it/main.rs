@@ -4,6 +4,9 @@
 mod captures;
 mod cli;
 mod fuzz;
+mod hostile;
+mod limits;
+mod mutation;
 mod samples;
 mod synthetic;
 mod util;
