@@ -71,6 +71,8 @@ pub struct Reassembler {
     max_segments: usize,
     fin_at: Option<u64>,
     acks_past_hole: u32,
+    /// The hole (its stream offset) that `acks_past_hole` counts for.
+    hole_at: u64,
     pub stats: ReassemblyStats,
     pub gap_count: u64,
     pub gap_bytes: u64,
@@ -88,6 +90,7 @@ impl Reassembler {
             max_segments: max_segments.max(1),
             fin_at: None,
             acks_past_hole: 0,
+            hole_at: 0,
             stats: ReassemblyStats::default(),
             gap_count: 0,
             gap_bytes: 0,
@@ -369,6 +372,12 @@ impl Reassembler {
         if hole_acked {
             // An ACK can overtake the data it acknowledges in a capture (several interfaces,
             // local reordering): wait for a few before declaring the hole lost.
+            // Patience is per hole: ACKs counted while an earlier hole was open do not count
+            // against the next one.
+            if self.hole_at != self.held_end() {
+                self.hole_at = self.held_end();
+                self.acks_past_hole = 0;
+            }
             self.acks_past_hole += 1;
             if self.acks_past_hole >= ACK_PATIENCE {
                 self.acks_past_hole = 0;
@@ -524,6 +533,33 @@ mod tests {
         let (d, g) = collect(&mut r, &[(5000, b"cd"), (4998, b"abcdef"), (5004, b"gh")]);
         assert_eq!(d, b"cdefgh");
         assert!(g.is_empty());
+    }
+
+    #[test]
+    fn ack_patience_is_per_hole() {
+        // ACKs that overtook the data of one hole do not count against the next hole (a
+        // synthetic reordering found a second hole declared lost after three ACKs).
+        let mut r = Reassembler::new(1 << 20, 100);
+        r.syn(0);
+        let gaps = std::cell::Cell::new(0);
+        let mut out = |ev: StreamEvent<'_>| {
+            if let StreamEvent::Gap { .. } = ev {
+                gaps.set(gaps.get() + 1)
+            }
+        };
+        r.segment(1, b"ab", false, 0, &mut out);
+        r.segment(5, b"ef", false, 0, &mut out); // hole at 2..4
+        for _ in 0..ACK_PATIENCE - 1 {
+            r.peer_ack(7, 0, &mut out);
+        }
+        r.segment(9, b"ij", false, 0, &mut out);
+        r.segment(3, b"cd", false, 0, &mut out); // fills it; hole at 6..8 remains
+        for _ in 0..ACK_PATIENCE - 1 {
+            r.peer_ack(11, 0, &mut out);
+        }
+        assert_eq!(gaps.get(), 0);
+        r.peer_ack(11, 0, &mut out);
+        assert_eq!(gaps.get(), 1);
     }
 
     #[test]
