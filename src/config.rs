@@ -25,8 +25,8 @@ pub struct Limits {
     /// Bytes kept of a name or text from the wire (stream name, app, tcUrl, status code);
     /// the rest is cut, with a warning giving the full length.
     pub text_bytes: usize,
-    /// Connections tracked at once; past it the least recently active one is closed
-    /// (connections that never carried data both ways go first).
+    /// Connections tracked at once; past it the least recently active one is closed, bare
+    /// SYNs first, then connections with an answer or data one way, then the rest.
     pub connections: usize,
     /// Media streams per connection.
     pub streams_per_connection: usize,

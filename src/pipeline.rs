@@ -143,8 +143,10 @@ struct Conn {
     announced: std::collections::HashSet<u32>,
     /// When it was last active (the pipeline's own clock, one tick per segment).
     tick: u64,
-    /// Whether data has flowed both ways: such connections are the last to be evicted.
-    established: bool,
+    /// How much it looks like a real connection, for eviction: 0 nothing but a SYN, 1 the
+    /// server's SYN-ACK or data one way, 2 data both ways. Lower tiers are evicted first.
+    tier: usize,
+    synack: bool,
     /// Bytes it holds, as last accounted in the pipeline's total.
     memory: usize,
     /// Pipeline-level limits it reached (it was evicted).
@@ -159,9 +161,9 @@ pub struct Pipeline {
     events: Vec<rtmp::Event>,
     out: Vec<Output>,
     last_frame: u64,
-    /// Least recently active first, connections that never carried data both ways apart
-    /// ([false]) from those that did ([true]): eviction takes from the first when it can.
-    lru: [BTreeMap<u64, ConnKey>; 2],
+    /// Least recently active first, one map per tier (see `Conn::tier`): eviction takes
+    /// from the lowest tier that has any.
+    lru: [BTreeMap<u64, ConnKey>; 3],
     tick: u64,
     /// Connections by the bytes they hold, and the sum, for the global memory budget.
     by_memory: BTreeSet<(usize, ConnKey)>,
@@ -178,7 +180,7 @@ impl Pipeline {
             events: Vec::new(),
             out: Vec::new(),
             last_frame: 0,
-            lru: [BTreeMap::new(), BTreeMap::new()],
+            lru: [BTreeMap::new(), BTreeMap::new(), BTreeMap::new()],
             tick: 0,
             by_memory: BTreeSet::new(),
             memory: 0,
@@ -270,7 +272,8 @@ impl Pipeline {
                     bad_checksums: 0,
                     announced: Default::default(),
                     tick: self.tick,
-                    established: false,
+                    tier: 0,
+                    synack: false,
                     memory: 0,
                     hits: LimitHits::default(),
                     evicted: None,
@@ -302,6 +305,7 @@ impl Pipeline {
             None => {}
         }
         if seg.flags.syn {
+            c.synack |= seg.flags.ack && dir == Dir::ServerToClient;
             c.reasm[dir.index()].syn(seg.seq);
             if dir == Dir::ClientToServer && c.client_isn.is_none() {
                 c.client_isn = Some(seg.seq);
@@ -358,10 +362,19 @@ impl Pipeline {
             return;
         };
         self.tick += 1;
-        self.lru[c.established as usize].remove(&c.tick);
-        c.established = c.reasm.iter().all(|r| r.stats.delivered_bytes > 0);
+        self.lru[c.tier].remove(&c.tick);
+        let data = c
+            .reasm
+            .iter()
+            .filter(|r| r.stats.delivered_bytes > 0)
+            .count();
+        c.tier = match (data, c.synack) {
+            (2, _) => 2,
+            (1, _) | (_, true) => 1,
+            _ => 0,
+        };
         c.tick = self.tick;
-        self.lru[c.established as usize].insert(c.tick, key);
+        self.lru[c.tier].insert(c.tick, key);
         let memory = c.reasm[0].memory() + c.reasm[1].memory() + c.rtmp.buffered_bytes();
         if memory != c.memory {
             self.by_memory.remove(&(c.memory, key));
@@ -470,8 +483,8 @@ impl Pipeline {
         }
     }
 
-    /// Close the least recently active connection, preferring one that never carried data
-    /// both ways (a SYN flood cannot push out the real sessions).
+    /// Close the least recently active connection of the lowest tier (a SYN flood pushes out
+    /// only its own SYNs, not the sessions that got answers or carried data).
     fn evict_oldest(&mut self) {
         let oldest = self
             .lru
@@ -492,7 +505,7 @@ impl Pipeline {
         let Some(mut c) = self.conns.remove(&key) else {
             return;
         };
-        self.lru[c.established as usize].remove(&c.tick);
+        self.lru[c.tier].remove(&c.tick);
         self.by_memory.remove(&(c.memory, key));
         self.memory -= c.memory;
         let frame = c.last_frame;

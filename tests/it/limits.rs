@@ -210,3 +210,39 @@ fn readme_documents_every_limit_with_its_default() {
         );
     }
 }
+
+#[test]
+fn syn_flood_is_bounded_and_spares_the_real_session() {
+    // 100,000 SYNs from distinct ports, interleaved with a real publish, at a table of 1000.
+    let real = session(&Opts::default(), 1400);
+    let mut frames = Vec::new();
+    let mut real_frames = real.into_iter();
+    for i in 0..100_000u32 {
+        let mut b = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([198, 51, 100, (i % 250) as u8], [192, 0, 2, 1], 64)
+            .tcp(1024 + (i / 250) as u16, 1935, i, 1024)
+            .syn()
+            .write(&mut b, &[])
+            .unwrap();
+        frames.push((1.0, b));
+        if i % 1000 == 0
+            && let Some(f) = real_frames.next()
+        {
+            frames.push(f);
+        }
+    }
+    frames.extend(real_frames);
+    let start = std::time::Instant::now();
+    let r = run(small(|l| l.connections = 1000), &frames);
+    assert!(start.elapsed().as_secs() < 60, "{:?}", start.elapsed());
+    assert!(r.stats.connections_evicted >= 99_000);
+    assert_eq!(r.stats.limit_hits.connections, r.stats.connections_evicted);
+    // The publish carried data both ways, so the flood never pushed it out.
+    assert_eq!(r.files.len(), 1);
+    let (_, tags) = flv::parse(&r.files[0].1).unwrap();
+    assert_eq!(
+        tags.iter().filter(|t| t.kind != 18).count(),
+        synthetic::expected_media(&Opts::default()).len()
+    );
+}
