@@ -228,12 +228,14 @@ fn run_pipeline<'a>(frames: impl Iterator<Item = Frame<'a>>, limits: Limits, any
 }
 
 fn drive<'a>(frames: impl Iterator<Item = Frame<'a>>, limits: Limits, any_port: bool, dir: &Path) {
+    let mut sink = FlvSink::new(dir)
+        .expect("scratch folder")
+        .with_open_files(limits.open_files);
     let config = Config {
         ports: vec![1935],
         any_port,
         limits,
     };
-    let mut sink = FlvSink::new(dir).expect("scratch folder");
     let mut p = Pipeline::new(config);
     for f in frames {
         p.frame(&f);
