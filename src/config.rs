@@ -1,25 +1,41 @@
 //! Validated configuration handed to the pipeline, and the hard limits that bound memory.
 
-/// Hard limits on what the tool buffers or believes. Every limit that is hit is counted in the
-/// report, never turned into a panic or an unbounded allocation.
-#[derive(Clone, Debug)]
+/// Hard limits on what the tool buffers or believes, so that no input (a hostile peer, a
+/// damaged capture, a SYN flood) can make it run out of memory, time or file handles. Every
+/// limit that is hit is counted ([`LimitHits`]) and reported, never turned into a panic or an
+/// unbounded allocation. README.md's "Limits" table lists the same names and defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Out-of-order bytes buffered per TCP direction before the oldest hole is declared a gap.
+    /// Bytes buffered per TCP direction (out of order, or waiting for the receiver's ACK).
+    /// Past it, held bytes are handed on unacknowledged, then the oldest hole becomes a gap.
     pub reassembly_bytes: usize,
-    /// Out-of-order segments buffered per TCP direction.
+    /// Out-of-order segments (and so holes) buffered per TCP direction; past it, as above.
     pub reassembly_segments: usize,
-    /// Largest RTMP message accepted (the wire format allows 16 MiB - 1).
+    /// Largest RTMP message accepted (the wire format allows 16 MiB - 1); a longer one stops
+    /// the direction.
     pub message_bytes: u32,
     /// Bytes held in partial messages across all chunk streams of one direction.
     pub partial_bytes: usize,
     /// Chunk streams tracked per direction.
     pub chunk_streams: usize,
-    /// AMF0 nesting depth.
+    /// AMF0 nesting depth; deeper values are not decoded.
     pub amf_depth: usize,
-    /// Connections tracked at once.
+    /// AMF0 values decoded from one message (each costs far more memory than its bytes).
+    pub amf_elements: usize,
+    /// Bytes kept of a name or text from the wire (stream name, app, tcUrl, status code);
+    /// the rest is cut, with a warning giving the full length.
+    pub text_bytes: usize,
+    /// Connections tracked at once; past it the least recently active one is closed, bare
+    /// SYNs first, then connections with an answer or data one way, then the rest.
     pub connections: usize,
     /// Media streams per connection.
     pub streams_per_connection: usize,
+    /// Bytes buffered across all connections (reassembly and partial messages); past it the
+    /// connection holding the most is closed.
+    pub buffered_bytes_total: usize,
+    /// FLV files kept open at once; past it the least recently written one is closed, and
+    /// opened again (without following links) when it gets more tags.
+    pub open_files: usize,
 }
 
 impl Default for Limits {
@@ -31,9 +47,103 @@ impl Default for Limits {
             partial_bytes: 32 << 20,
             chunk_streams: 1024,
             amf_depth: 32,
+            amf_elements: 65_536,
+            text_bytes: 4096,
             connections: 65_536,
             streams_per_connection: 64,
+            buffered_bytes_total: 1 << 30,
+            open_files: 256,
         }
+    }
+}
+
+/// How many times each limit of [`Limits`] was reached (all zero on ordinary input).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LimitHits {
+    pub reassembly_bytes: u64,
+    pub reassembly_segments: u64,
+    pub message_bytes: u64,
+    pub partial_bytes: u64,
+    pub chunk_streams: u64,
+    pub amf_depth: u64,
+    pub amf_elements: u64,
+    pub text_bytes: u64,
+    pub connections: u64,
+    pub streams_per_connection: u64,
+    pub buffered_bytes_total: u64,
+    pub open_files: u64,
+}
+
+/// One limit as the report shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LimitReport {
+    pub name: &'static str,
+    pub value: u64,
+    pub hits: u64,
+}
+
+impl LimitHits {
+    fn fields_mut(&mut self) -> [&mut u64; 12] {
+        [
+            &mut self.reassembly_bytes,
+            &mut self.reassembly_segments,
+            &mut self.message_bytes,
+            &mut self.partial_bytes,
+            &mut self.chunk_streams,
+            &mut self.amf_depth,
+            &mut self.amf_elements,
+            &mut self.text_bytes,
+            &mut self.connections,
+            &mut self.streams_per_connection,
+            &mut self.buffered_bytes_total,
+            &mut self.open_files,
+        ]
+    }
+
+    pub fn add(&mut self, other: &LimitHits) {
+        let mut o = other.clone();
+        for (a, b) in self.fields_mut().into_iter().zip(o.fields_mut()) {
+            *a += *b;
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.clone().fields_mut().iter().all(|v| **v == 0)
+    }
+
+    /// Each limit's name, value and hits, in the order of [`Limits`].
+    pub fn report(&self, limits: &Limits) -> Vec<LimitReport> {
+        let mut hits = self.clone();
+        limits
+            .named()
+            .into_iter()
+            .zip(hits.fields_mut())
+            .map(|((name, value), hits)| LimitReport {
+                name,
+                value,
+                hits: *hits,
+            })
+            .collect()
+    }
+}
+
+impl Limits {
+    /// Each limit's name and value, in declaration order.
+    pub fn named(&self) -> [(&'static str, u64); 12] {
+        [
+            ("reassembly_bytes", self.reassembly_bytes as u64),
+            ("reassembly_segments", self.reassembly_segments as u64),
+            ("message_bytes", self.message_bytes as u64),
+            ("partial_bytes", self.partial_bytes as u64),
+            ("chunk_streams", self.chunk_streams as u64),
+            ("amf_depth", self.amf_depth as u64),
+            ("amf_elements", self.amf_elements as u64),
+            ("text_bytes", self.text_bytes as u64),
+            ("connections", self.connections as u64),
+            ("streams_per_connection", self.streams_per_connection as u64),
+            ("buffered_bytes_total", self.buffered_bytes_total as u64),
+            ("open_files", self.open_files as u64),
+        ]
     }
 }
 

@@ -13,6 +13,8 @@ pub mod capture;
 pub mod config;
 pub mod decode;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod pipeline;
 pub mod rtmp;
 pub mod sink;

@@ -323,10 +323,14 @@ pub fn run(args: LiveArgs) -> Result<u8> {
     }
     console.clear_status();
     let kernel = input.kernel;
+    let mut hits = pipeline.stats.limit_hits.clone();
+    hits.add(&sink.limit_hits);
     let report = Report {
         tool: format!("rtmpsniff {}", env!("CARGO_PKG_VERSION")),
         inputs: vec![input],
+        input_errors: Vec::new(),
         stats: pipeline.stats.clone(),
+        limits: hits.report(&args.config.limits),
         connections: sink.into_connections(),
     };
     let json = serde_json::to_vec_pretty(&report)?;

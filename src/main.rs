@@ -33,7 +33,7 @@ struct Cli {
 enum Command {
     /// Read saved captures (pcap, pcapng) and write every RTMP stream found as an FLV file.
     #[command(
-        after_help = "Examples:\n  rtmpsniff read capture.pcap -o out\n  rtmpsniff read part1.pcapng part2.pcapng --port 1935 --port 19350 -o out\n  tcpdump -w - port 1935 | rtmpsniff read - -o out\n\nExit status: 0 streams found, 1 no RTMP in the input, 2 an input or the output could not be used."
+        after_help = "Examples:\n  rtmpsniff read capture.pcap -o out\n  rtmpsniff read part1.pcapng part2.pcapng --port 1935 --port 19350 -o out\n  tcpdump -w - port 1935 | rtmpsniff read - -o out\n\nExit status: 0 streams found, 1 no RTMP in the input, 2 an input or the output could not be used\n(with several inputs, the readable ones are still read)."
     )]
     Read {
         /// Capture files, read as one timeline; `-` reads standard input.
@@ -191,24 +191,37 @@ fn run() -> Result<u8> {
     }
 }
 
+/// Frames between two flushes of the FLV files, so what is on disk keeps up with the input
+/// (a live `tcpdump -w - | rtmpsniff read -`, or a run that is killed).
+const FLUSH_EVERY: u64 = 4096;
+
 fn read(captures: &[String], output: &std::path::Path, config: Config, quiet: bool) -> Result<u8> {
-    let mut files = match FileSet::open(captures) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("rtmpsniff: {e}");
-            return Ok(EXIT_BAD_INPUT);
-        }
-    };
+    // Every input that cannot be used gets one line; the others are read all the same.
+    let (mut files, open_errors) = FileSet::open_each(captures);
+    for e in &open_errors {
+        eprintln!("rtmpsniff: {e}");
+    }
+    if open_errors.len() == captures.len() {
+        return Ok(EXIT_BAD_INPUT);
+    }
+    let limits = config.limits.clone();
+    let ports = config.ports.clone();
     let mut sink = FlvSink::new(output)
-        .with_context(|| format!("cannot use output folder {}", output.display()))?;
+        .with_context(|| format!("cannot use output folder {}", output.display()))?
+        .with_open_files(limits.open_files);
     let mut pipeline = Pipeline::new(config);
     let write_err = |e: std::io::Error| {
         anyhow::Error::new(e).context(format!("writing into {}", output.display()))
     };
+    let mut frames = 0u64;
     while let Some(frame) = files.next_frame() {
         pipeline.frame(&frame);
         for o in pipeline.drain() {
             sink.handle(o).map_err(write_err)?;
+        }
+        frames += 1;
+        if frames.is_multiple_of(FLUSH_EVERY) {
+            sink.flush().map_err(write_err)?;
         }
     }
     pipeline.finish();
@@ -224,10 +237,26 @@ fn read(captures: &[String], output: &std::path::Path, config: Config, quiet: bo
             );
         }
     }
+    let mut hits = pipeline.stats.limit_hits.clone();
+    hits.add(&sink.limit_hits);
+    let limits_report = hits.report(&limits);
+    let reached: Vec<String> = limits_report
+        .iter()
+        .filter(|l| l.hits > 0)
+        .map(|l| format!("{} ({}) {} times", l.name, l.value, l.hits))
+        .collect();
+    if !reached.is_empty() {
+        eprintln!(
+            "rtmpsniff: warning: limits reached: {}; see the report",
+            reached.join(", ")
+        );
+    }
     let report = Report {
         tool: format!("rtmpsniff {}", env!("CARGO_PKG_VERSION")),
         inputs,
+        input_errors: open_errors.iter().map(|e| e.to_string()).collect(),
         stats: pipeline.stats.clone(),
+        limits: limits_report,
         connections: sink.into_connections(),
     };
     let json = serde_json::to_vec_pretty(&report)?;
@@ -237,17 +266,15 @@ fn read(captures: &[String], output: &std::path::Path, config: Config, quiet: bo
         out.write_all(report.summary().as_bytes())?;
         writeln!(out, "report: {}", path.display())?;
     }
+    if !open_errors.is_empty() {
+        return Ok(EXIT_BAD_INPUT);
+    }
     if report.connections.is_empty() {
         eprintln!(
-            "rtmpsniff: no RTMP found in {} (ports {:?}; try --port or --any-port)",
+            "rtmpsniff: no RTMP found in {} (ports {ports:?}; try --port or --any-port)",
             captures.join(", "),
-            pipeline_ports(&report)
         );
         return Ok(EXIT_NO_RTMP);
     }
     Ok(EXIT_OK)
-}
-
-fn pipeline_ports(_r: &Report) -> &'static str {
-    "as given"
 }

@@ -1,13 +1,13 @@
 //! The pipeline from captured frames to stream events: decode, connection table, TCP
 //! reassembly, RTMP. No I/O here: frames and their timestamps come in, events go out.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Config, LimitHits, LimitReport};
 use crate::decode::{self, Segment};
 use crate::flow::{ConnKey, Dir, Reassembler, StreamEvent};
 use crate::rtmp::{self, Direction, HandshakeOutcome, TagKind};
@@ -114,8 +114,12 @@ pub struct ConnectionSummary {
     pub locks: Vec<LockReport>,
     pub status_codes: Vec<String>,
     pub warnings: Vec<String>,
+    /// Limits this connection reached (only those reached are listed).
+    pub limits_hit: Vec<LimitReport>,
     #[serde(skip)]
     pub is_rtmp: bool,
+    #[serde(skip)]
+    pub hits: LimitHits,
 }
 
 /// Counters over the whole input.
@@ -132,6 +136,8 @@ pub struct Stats {
     pub bad_checksums: u64,
     pub connections: u64,
     pub connections_evicted: u64,
+    /// Limits reached over the whole input, summed over connections.
+    pub limit_hits: LimitHits,
 }
 
 struct Conn {
@@ -154,6 +160,17 @@ struct Conn {
     checksums: [(u64, u64); 2],
     bad_checksums: u64,
     announced: std::collections::HashSet<u32>,
+    /// When it was last active (the pipeline's own clock, one tick per segment).
+    tick: u64,
+    /// How much it looks like a real connection, for eviction: 0 nothing but a SYN, 1 the
+    /// server's SYN-ACK or data one way, 2 data both ways. Lower tiers are evicted first.
+    tier: usize,
+    synack: bool,
+    /// Bytes it holds, as last accounted in the pipeline's total.
+    memory: usize,
+    /// Pipeline-level limits it reached (it was evicted).
+    hits: LimitHits,
+    evicted: Option<&'static str>,
 }
 
 pub struct Pipeline {
@@ -163,6 +180,13 @@ pub struct Pipeline {
     events: Vec<rtmp::Event>,
     out: Vec<Output>,
     last_frame: u64,
+    /// Least recently active first, one map per tier (see `Conn::tier`): eviction takes
+    /// from the lowest tier that has any.
+    lru: [BTreeMap<u64, ConnKey>; 3],
+    tick: u64,
+    /// Connections by the bytes they hold, and the sum, for the global memory budget.
+    by_memory: BTreeSet<(usize, ConnKey)>,
+    memory: usize,
     pub stats: Stats,
 }
 
@@ -175,6 +199,10 @@ impl Pipeline {
             events: Vec::new(),
             out: Vec::new(),
             last_frame: 0,
+            lru: [BTreeMap::new(), BTreeMap::new(), BTreeMap::new()],
+            tick: 0,
+            by_memory: BTreeSet::new(),
+            memory: 0,
             stats: Stats::default(),
         }
     }
@@ -239,6 +267,8 @@ impl Pipeline {
             let id = self.next_id;
             self.next_id += 1;
             self.stats.connections += 1;
+            self.tick += 1;
+            self.lru[0].insert(self.tick, key);
             self.conns.insert(
                 key,
                 Conn {
@@ -260,6 +290,12 @@ impl Pipeline {
                     checksums: [(0, 0); 2],
                     bad_checksums: 0,
                     announced: Default::default(),
+                    tick: self.tick,
+                    tier: 0,
+                    synack: false,
+                    memory: 0,
+                    hits: LimitHits::default(),
+                    evicted: None,
                 },
             );
         }
@@ -292,6 +328,7 @@ impl Pipeline {
             c.rtmp.start_unknown(dir);
         }
         if seg.flags.syn {
+            c.synack |= seg.flags.ack && dir == Dir::ServerToClient;
             c.reasm[dir.index()].syn(seg.seq);
             if dir == Dir::ClientToServer && c.client_isn.is_none() {
                 c.client_isn = Some(seg.seq);
@@ -335,6 +372,53 @@ impl Pipeline {
             .get(&key)
             .is_some_and(|c| c.rst || (c.reasm[0].finished() && c.reasm[1].finished()));
         if done {
+            self.end(key);
+        } else {
+            self.touch(key);
+            self.enforce_memory_budget();
+        }
+    }
+
+    /// Mark a connection active now, and account for the bytes it holds.
+    fn touch(&mut self, key: ConnKey) {
+        let Some(c) = self.conns.get_mut(&key) else {
+            return;
+        };
+        self.tick += 1;
+        self.lru[c.tier].remove(&c.tick);
+        let data = c
+            .reasm
+            .iter()
+            .filter(|r| r.stats.delivered_bytes > 0)
+            .count();
+        c.tier = match (data, c.synack) {
+            (2, _) => 2,
+            (1, _) | (_, true) => 1,
+            _ => 0,
+        };
+        c.tick = self.tick;
+        self.lru[c.tier].insert(c.tick, key);
+        let memory = c.reasm[0].memory() + c.reasm[1].memory() + c.rtmp.buffered_bytes();
+        if memory != c.memory {
+            self.by_memory.remove(&(c.memory, key));
+            self.memory = self.memory - c.memory + memory;
+            c.memory = memory;
+            if memory > 0 {
+                self.by_memory.insert((memory, key));
+            }
+        }
+    }
+
+    /// Over the global budget, the connection holding the most bytes is closed.
+    fn enforce_memory_budget(&mut self) {
+        while self.memory > self.config.limits.buffered_bytes_total {
+            let Some(&(_, key)) = self.by_memory.last() else {
+                break;
+            };
+            if let Some(c) = self.conns.get_mut(&key) {
+                c.hits.buffered_bytes_total += 1;
+                c.evicted = Some("the bytes buffered across all connections reached their limit");
+            }
             self.end(key);
         }
     }
@@ -424,14 +508,19 @@ impl Pipeline {
         }
     }
 
+    /// Close the least recently active connection of the lowest tier (a SYN flood pushes out
+    /// only its own SYNs, not the sessions that got answers or carried data).
     fn evict_oldest(&mut self) {
         let oldest = self
-            .conns
+            .lru
             .iter()
-            .min_by(|a, b| a.1.last_seen.total_cmp(&b.1.last_seen))
-            .map(|(k, _)| *k);
+            .find_map(|l| l.first_key_value().map(|(_, k)| *k));
         if let Some(k) = oldest {
             self.stats.connections_evicted += 1;
+            if let Some(c) = self.conns.get_mut(&k) {
+                c.hits.connections += 1;
+                c.evicted = Some("more connections than the connection limit were open");
+            }
             self.end(k);
         }
     }
@@ -441,6 +530,9 @@ impl Pipeline {
         let Some(mut c) = self.conns.remove(&key) else {
             return;
         };
+        self.lru[c.tier].remove(&c.tick);
+        self.by_memory.remove(&(c.memory, key));
+        self.memory -= c.memory;
         let frame = c.last_frame;
         {
             let Conn { reasm, rtmp, .. } = &mut c;
@@ -461,8 +553,9 @@ impl Pipeline {
         self.conns.insert(key, c);
         self.forward(key);
         let c = self.conns.remove(&key).expect("reinserted");
-        self.out
-            .push(Output::ConnectionEnded(Box::new(summary(&c))));
+        let s = summary(&c, &self.config.limits);
+        self.stats.limit_hits.add(&s.hits);
+        self.out.push(Output::ConnectionEnded(Box::new(s)));
     }
 
     /// End of input: every connection is flushed and closed, in the order they began.
@@ -486,7 +579,19 @@ fn dir_name(d: Dir) -> &'static str {
     }
 }
 
-fn summary(c: &Conn) -> ConnectionSummary {
+/// The limits a connection reached, at every layer.
+fn limit_hits(c: &Conn) -> LimitHits {
+    let mut h = c.hits.clone();
+    h.add(&c.rtmp.limit_hits);
+    h.add(&c.rtmp.session.limit_hits);
+    for r in &c.reasm {
+        h.reassembly_bytes += r.stats.byte_limit_hits;
+        h.reassembly_segments += r.stats.segment_limit_hits;
+    }
+    h
+}
+
+fn summary(c: &Conn, limits: &crate::config::Limits) -> ConnectionSummary {
     let r = &c.rtmp;
     let hs = &r.handshake;
     let handshake = if hs.seen() {
@@ -522,10 +627,16 @@ fn summary(c: &Conn) -> ConnectionSummary {
         (Dir::ServerToClient, "server"),
     ] {
         let st = &c.reasm[d.index()].stats;
-        if st.buffer_limit_hits > 0 {
+        if st.byte_limit_hits > 0 {
             warnings.push(format!(
-                "{name} direction: out-of-order buffer limit hit {} times",
-                st.buffer_limit_hits
+                "{name} direction: reassembly buffer limit ({} bytes) hit {} times",
+                limits.reassembly_bytes, st.byte_limit_hits
+            ));
+        }
+        if st.segment_limit_hits > 0 {
+            warnings.push(format!(
+                "{name} direction: out-of-order segment limit ({}) hit {} times",
+                limits.reassembly_segments, st.segment_limit_hits
             ));
         }
         if r.skipped_bytes[d.index()] > 0 {
@@ -535,6 +646,10 @@ fn summary(c: &Conn) -> ConnectionSummary {
             ));
         }
     }
+    if let Some(why) = c.evicted {
+        warnings.push(format!("closed before its end: {why}"));
+    }
+    let hits = limit_hits(c);
     let s = &r.session.connect;
     ConnectionSummary {
         id: c.id,
@@ -589,6 +704,12 @@ fn summary(c: &Conn) -> ConnectionSummary {
             .collect(),
         status_codes: r.session.status_codes.clone(),
         warnings,
+        limits_hit: hits
+            .report(limits)
+            .into_iter()
+            .filter(|l| l.hits > 0)
+            .collect(),
+        hits,
         is_rtmp: (hs.version.is_some() && !matches!(hs.outcome, Some(HandshakeOutcome::NotRtmp)))
             || matches!(hs.outcome, Some(HandshakeOutcome::Tls))
             || !r.locks.is_empty(),

@@ -163,6 +163,7 @@ impl LiveCapture {
                 first_time: None,
                 last_time: None,
                 error: None,
+                error_offset: None,
                 kernel: None,
             },
         })

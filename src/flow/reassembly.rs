@@ -43,8 +43,10 @@ pub struct ReassemblyStats {
     /// Segments too far from the expected sequence number to belong to this stream.
     pub bogus_segments: u64,
     pub gaps: Vec<GapRecord>,
-    /// Times the buffer limit forced bytes on before the receiver acknowledged them, or a gap.
-    pub buffer_limit_hits: u64,
+    /// Times the byte limit forced bytes on before the receiver acknowledged them, or a gap.
+    pub byte_limit_hits: u64,
+    /// Times the segment limit (out-of-order segments, so holes) forced a gap.
+    pub segment_limit_hits: u64,
 }
 
 /// Segments further than this from the next expected byte are not believed.
@@ -69,6 +71,8 @@ pub struct Reassembler {
     max_segments: usize,
     fin_at: Option<u64>,
     acks_past_hole: u32,
+    /// The hole (its stream offset) that `acks_past_hole` counts for.
+    hole_at: u64,
     pub stats: ReassemblyStats,
     pub gap_count: u64,
     pub gap_bytes: u64,
@@ -86,6 +90,7 @@ impl Reassembler {
             max_segments: max_segments.max(1),
             fin_at: None,
             acks_past_hole: 0,
+            hole_at: 0,
             stats: ReassemblyStats::default(),
             gap_count: 0,
             gap_bytes: 0,
@@ -114,6 +119,12 @@ impl Reassembler {
     /// Bytes waiting (held for acknowledgement or beyond a hole).
     pub fn buffered_bytes(&self) -> usize {
         self.held.len() + self.ooo_bytes
+    }
+
+    /// Memory this direction holds, for the global budget: buffered bytes plus what each
+    /// out-of-order segment costs to keep (map node and allocation).
+    pub fn memory(&self) -> usize {
+        self.held.capacity() + self.ooo_bytes + self.ooo.len() * 64
     }
 
     /// A SYN from this direction's sender: the stream starts at `seq + 1`.
@@ -167,7 +178,9 @@ impl Reassembler {
         let skip = (next_off - start).max(0) as usize;
         self.stats.duplicate_bytes += skip as u64;
         let data = &payload[skip..];
-        let start = (start as u64).max(self.offset());
+        // A segment can begin before the stream's first byte (a retransmission overlapping the
+        // start of a capture without SYN): only its new part counts.
+        let start = start.max(next_off) as u64;
         let held_end = self.held_end();
         if start == held_end && self.held.is_empty() && self.acked.is_none() {
             // Nothing to wait for: hand the bytes on straight from the packet.
@@ -284,8 +297,14 @@ impl Reassembler {
     where
         F: FnMut(StreamEvent<'_>),
     {
-        while self.buffered_bytes() > self.max_bytes || self.ooo.len() > self.max_segments {
-            self.stats.buffer_limit_hits += 1;
+        loop {
+            if self.buffered_bytes() > self.max_bytes {
+                self.stats.byte_limit_hits += 1;
+            } else if self.ooo.len() > self.max_segments {
+                self.stats.segment_limit_hits += 1;
+            } else {
+                break;
+            }
             if !self.held.is_empty() {
                 self.deliver_held(u64::MAX, out);
             } else if !self.skip_hole(frame, "reassembly buffer limit", out) {
@@ -353,6 +372,12 @@ impl Reassembler {
         if hole_acked {
             // An ACK can overtake the data it acknowledges in a capture (several interfaces,
             // local reordering): wait for a few before declaring the hole lost.
+            // Patience is per hole: ACKs counted while an earlier hole was open do not count
+            // against the next one.
+            if self.hole_at != self.held_end() {
+                self.hole_at = self.held_end();
+                self.acks_past_hole = 0;
+            }
             self.acks_past_hole += 1;
             if self.acks_past_hole >= ACK_PATIENCE {
                 self.acks_past_hole = 0;
@@ -461,6 +486,27 @@ mod tests {
         r.segment(13, b"abc", false, 0, &mut out);
         assert_eq!(gaps, 1);
         assert!(r.buffered_bytes() <= 4);
+        assert!(r.stats.byte_limit_hits > 0);
+    }
+
+    #[test]
+    fn segment_limit_bounds_holes() {
+        let mut r = Reassembler::new(1 << 20, 3);
+        r.syn(0);
+        let mut gaps = 0;
+        let mut out = |ev: StreamEvent<'_>| {
+            if let StreamEvent::Gap { .. } = ev {
+                gaps += 1
+            }
+        };
+        // Every other byte: each segment leaves a hole behind it.
+        for k in 0..100u32 {
+            r.segment(2 + 2 * k, b"x", false, 0, &mut out);
+            assert!(r.stats.gaps.len() <= 100);
+        }
+        assert!(gaps >= 90, "{gaps}");
+        assert!(r.stats.segment_limit_hits >= 90);
+        assert_eq!(r.stats.byte_limit_hits, 0);
     }
 
     #[test]
@@ -478,6 +524,42 @@ mod tests {
         r.peer_ack(7, 0, &mut |ev| events.push(format!("{ev:?}")));
         assert_eq!(events.len(), 3);
         assert!(events[1].contains("Gap"));
+    }
+
+    #[test]
+    fn segment_from_before_a_syn_less_start_keeps_only_its_new_bytes() {
+        // Found by the reassembly fuzz target: the overlap was filed at offset 2^64 - 2.
+        let mut r = Reassembler::new(1 << 20, 100);
+        let (d, g) = collect(&mut r, &[(5000, b"cd"), (4998, b"abcdef"), (5004, b"gh")]);
+        assert_eq!(d, b"cdefgh");
+        assert!(g.is_empty());
+    }
+
+    #[test]
+    fn ack_patience_is_per_hole() {
+        // ACKs that overtook the data of one hole do not count against the next hole (a
+        // synthetic reordering found a second hole declared lost after three ACKs).
+        let mut r = Reassembler::new(1 << 20, 100);
+        r.syn(0);
+        let gaps = std::cell::Cell::new(0);
+        let mut out = |ev: StreamEvent<'_>| {
+            if let StreamEvent::Gap { .. } = ev {
+                gaps.set(gaps.get() + 1)
+            }
+        };
+        r.segment(1, b"ab", false, 0, &mut out);
+        r.segment(5, b"ef", false, 0, &mut out); // hole at 2..4
+        for _ in 0..ACK_PATIENCE - 1 {
+            r.peer_ack(7, 0, &mut out);
+        }
+        r.segment(9, b"ij", false, 0, &mut out);
+        r.segment(3, b"cd", false, 0, &mut out); // fills it; hole at 6..8 remains
+        for _ in 0..ACK_PATIENCE - 1 {
+            r.peer_ack(11, 0, &mut out);
+        }
+        assert_eq!(gaps.get(), 0);
+        r.peer_ack(11, 0, &mut out);
+        assert_eq!(gaps.get(), 1);
     }
 
     #[test]

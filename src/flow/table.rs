@@ -27,7 +27,7 @@ impl Dir {
 
 /// A connection's 4-tuple with the endpoints in a canonical order, so both directions of a
 /// connection find the same entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnKey {
     pub lo: SocketAddr,
     pub hi: SocketAddr,

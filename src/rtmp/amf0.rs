@@ -49,6 +49,8 @@ pub enum Error {
     BadMarker { marker: u8, at: usize },
     #[error("AMF0 nesting deeper than {0}")]
     TooDeep(usize),
+    #[error("more than {0} AMF0 values in one message")]
+    TooManyValues(usize),
     #[error("AMF3 value of a type this reader does not decode at byte {0}")]
     Amf3Unsupported(usize),
 }
@@ -91,19 +93,26 @@ impl Value {
     }
 }
 
-/// A decoder over one buffer, tracking its position.
+/// A decoder over one buffer, tracking its position. It decodes at most `max_elements`
+/// values in all (a decoded value takes tens of bytes for every byte of input, so a 16 MiB
+/// message of one-byte nulls would otherwise take most of a gigabyte) and nests at most
+/// `max_depth` deep.
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
     max_depth: usize,
+    max_elements: usize,
+    elements: usize,
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(buf: &'a [u8], max_depth: usize) -> Self {
+    pub fn new(buf: &'a [u8], max_depth: usize, max_elements: usize) -> Self {
         Reader {
             buf,
             pos: 0,
             max_depth,
+            max_elements,
+            elements: 0,
         }
     }
 
@@ -162,6 +171,10 @@ impl<'a> Reader<'a> {
     fn value_at(&mut self, depth: usize) -> Result<Value, Error> {
         if depth > self.max_depth {
             return Err(Error::TooDeep(self.max_depth));
+        }
+        self.elements += 1;
+        if self.elements > self.max_elements {
+            return Err(Error::TooManyValues(self.max_elements));
         }
         let at = self.pos;
         let marker = self.u8()?;
@@ -269,8 +282,12 @@ impl<'a> Reader<'a> {
 }
 
 /// Decode every value in `buf`, stopping at the first error (the values before it are kept).
-pub fn decode_all(buf: &[u8], max_depth: usize) -> (Vec<Value>, Option<Error>) {
-    let mut r = Reader::new(buf, max_depth);
+pub fn decode_all(
+    buf: &[u8],
+    max_depth: usize,
+    max_elements: usize,
+) -> (Vec<Value>, Option<Error>) {
+    let mut r = Reader::new(buf, max_depth, max_elements);
     let mut out = Vec::new();
     while !r.at_end() {
         match r.value() {
@@ -407,7 +424,7 @@ mod tests {
     fn round_trip(v: &Value) {
         let mut b = Vec::new();
         encode(v, &mut b);
-        let mut r = Reader::new(&b, 32);
+        let mut r = Reader::new(&b, 32, 1000);
         assert_eq!(&r.value().unwrap(), v);
         assert!(r.at_end());
     }
@@ -458,7 +475,7 @@ mod tests {
             &Value::Object(vec![(s("app"), Value::String(s("live")))]),
             &mut b,
         );
-        let (vals, err) = decode_all(&b, 32);
+        let (vals, err) = decode_all(&b, 32, 1000);
         assert!(err.is_none());
         assert_eq!(vals[0].as_str().unwrap(), "connect");
         assert_eq!(vals[2].get("app").unwrap().as_str().unwrap(), "live");
@@ -468,23 +485,42 @@ mod tests {
     fn hostile_inputs_fail_cleanly() {
         // A strict array claiming four billion elements.
         assert!(
-            Reader::new(&[0x0a, 0xff, 0xff, 0xff, 0xff], 32)
+            Reader::new(&[0x0a, 0xff, 0xff, 0xff, 0xff], 32, 1000)
                 .value()
                 .is_err()
         );
         // Deep nesting.
         let deep = [0x0a, 0, 0, 0, 1].repeat(100);
-        assert_eq!(Reader::new(&deep, 32).value(), Err(Error::TooDeep(32)));
+        assert_eq!(
+            Reader::new(&deep, 32, 1000).value(),
+            Err(Error::TooDeep(32))
+        );
         // A long string longer than the buffer.
         assert!(
-            Reader::new(&[0x0c, 0x7f, 0, 0, 0, b'a'], 32)
+            Reader::new(&[0x0c, 0x7f, 0, 0, 0, b'a'], 32, 1000)
                 .value()
                 .is_err()
         );
         assert!(matches!(
-            Reader::new(&[0x42], 32).value(),
+            Reader::new(&[0x42], 32, 1000).value(),
             Err(Error::BadMarker { marker: 0x42, .. })
         ));
+        // A strict array of a million nulls: stopped at the element limit, not decoded.
+        let mut many = vec![0x0a, 0, 0x0f, 0x42, 0x40];
+        many.resize(many.len() + 1_000_000, 0x05);
+        assert_eq!(
+            Reader::new(&many, 32, 65_536).value(),
+            Err(Error::TooManyValues(65_536))
+        );
+        // Nor an object of many properties.
+        let mut props = vec![0x03];
+        for _ in 0..100_000 {
+            props.extend_from_slice(&[0, 1, b'k', 0x05]);
+        }
+        assert_eq!(
+            Reader::new(&props, 32, 65_536).value(),
+            Err(Error::TooManyValues(65_536))
+        );
     }
 
     fn arb_value() -> impl Strategy<Value = Value> {
@@ -517,7 +553,7 @@ mod tests {
 
         #[test]
         fn random_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let _ = decode_all(&b, 32);
+            let _ = decode_all(&b, 32, 1000);
         }
     }
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use bytes::{Buf, Bytes, BytesMut};
 use thiserror::Error;
 
-use crate::config::Limits;
+use crate::config::{LimitHits, Limits};
 
 pub const DEFAULT_CHUNK_SIZE: u32 = 128;
 pub const MAX_CHUNK_SIZE: u32 = 0x7fff_ffff;
@@ -64,6 +64,18 @@ pub enum ChunkError {
     MessageTooLarge { len: u32, offset: u64 },
     #[error("partial messages exceed {limit} bytes at offset {offset}")]
     PartialLimit { limit: usize, offset: u64 },
+}
+
+impl ChunkError {
+    /// Count the error in `hits` when it is a limit being reached.
+    pub fn count(&self, hits: &mut LimitHits) {
+        match self {
+            ChunkError::TooManyChunkStreams { .. } => hits.chunk_streams += 1,
+            ChunkError::MessageTooLarge { .. } => hits.message_bytes += 1,
+            ChunkError::PartialLimit { .. } => hits.partial_bytes += 1,
+            ChunkError::NoPreviousHeader { .. } => {}
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -226,6 +238,13 @@ impl ChunkReader {
     /// Bytes held but not yet consumed.
     pub fn pending(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Memory held for the global budget: unparsed bytes, partial messages, chunk streams.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buf.capacity()
+            + self.partial_bytes
+            + self.streams.len() * std::mem::size_of::<ChunkStream>()
     }
 
     /// Stream offset of the next byte to parse.
@@ -468,8 +487,10 @@ impl ChunkReader {
                 return Ok(true);
             }
             let cs = self.streams.get_mut(&csid).expect("inserted above");
+            // Sized by what this chunk brings, not by the claimed length: a header costs
+            // nothing until its bytes arrive.
             cs.partial = Some(Partial {
-                body: Vec::with_capacity((length as usize).min(64 << 10)),
+                body: Vec::with_capacity(length.min(chunk_size).min(64 << 10) as usize),
                 length,
                 offset: header_offset,
             });

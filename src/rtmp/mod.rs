@@ -14,7 +14,7 @@ pub use chunk::{ChunkReader, ChunkWriter, Message};
 pub use handshake::{Handshake, HandshakeOutcome};
 pub use session::{ConnectInfo, Session};
 
-use crate::config::Limits;
+use crate::config::{LimitHits, Limits};
 use crate::flow::Dir;
 
 /// Which way a stream's media travels.
@@ -135,6 +135,8 @@ pub struct Connection {
     pub dropped_implausible: [u64; 2],
     /// Chunk readers of directions that have been closed or re-locked (for the statistics).
     retired: [Option<Box<ChunkReader>>; 2],
+    /// Chunk-layer limits reached.
+    pub limit_hits: LimitHits,
     limits: Limits,
     msgs: Vec<Message>,
 }
@@ -153,6 +155,7 @@ impl Connection {
             locks: Vec::new(),
             dropped_implausible: [0, 0],
             retired: [None, None],
+            limit_hits: LimitHits::default(),
             limits,
             msgs: Vec::new(),
         }
@@ -170,6 +173,17 @@ impl Connection {
             Phase::Chunks(r) => Some(r),
             _ => self.retired[dir.index()].as_deref(),
         }
+    }
+
+    /// Bytes held in chunk readers (unparsed bytes and partial messages).
+    pub fn buffered_bytes(&self) -> usize {
+        self.phases
+            .iter()
+            .map(|p| match p {
+                Phase::Chunks(r) => r.buffered_bytes(),
+                _ => 0,
+            })
+            .sum()
     }
 
     /// Whether the connection is known not to carry readable RTMP.
@@ -255,6 +269,7 @@ impl Connection {
                         return;
                     }
                     if let Err(e) = res {
+                        e.count(&mut self.limit_hits);
                         self.error(format!(
                             "{e} (frame {frame}); looking for chunk headers again"
                         ));
@@ -443,6 +458,7 @@ impl Connection {
                 self.deliver(dir, &mut msgs, out);
                 self.msgs = msgs;
                 if let Err(e) = res {
+                    e.count(&mut self.limit_hits);
                     self.error(format!("{e} (frame {frame})"));
                 }
             }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use super::amf0::{self, Value};
 use super::chunk::{Message, types};
 use super::{Direction, Event, TagKind};
-use crate::config::Limits;
+use crate::config::{LimitHits, Limits};
 use crate::flow::Dir;
 
 /// What the client said in `connect`.
@@ -48,6 +48,8 @@ pub struct Session {
     /// The start of the connection was not captured.
     pub mid_stream: bool,
     limits: Limits,
+    /// Limits reached on this connection's messages.
+    pub limit_hits: LimitHits,
 }
 
 impl Session {
@@ -64,6 +66,7 @@ impl Session {
             next_id: 0,
             mid_stream: false,
             limits,
+            limit_hits: LimitHits::default(),
         }
     }
 
@@ -71,6 +74,34 @@ impl Session {
         if self.warnings.len() < MAX_RECORDS {
             self.warnings.push(w);
         }
+    }
+
+    /// Count an AMF0 decoding error that is a limit being reached.
+    fn amf_error(&mut self, e: &amf0::Error, msg: &Message) {
+        let hit = match e {
+            amf0::Error::TooDeep(_) => &mut self.limit_hits.amf_depth,
+            amf0::Error::TooManyValues(_) => &mut self.limit_hits.amf_elements,
+            _ => return,
+        };
+        *hit += 1;
+        self.warn(format!(
+            "{e}: message at stream offset {} (frame {}) only partly decoded",
+            msg.offset, msg.frame
+        ));
+    }
+
+    /// A name or text from the wire, cut to the text limit (with a warning giving its length).
+    fn text(&mut self, what: &str, b: &[u8]) -> Vec<u8> {
+        let max = self.limits.text_bytes;
+        if b.len() <= max {
+            return b.to_vec();
+        }
+        self.limit_hits.text_bytes += 1;
+        self.warn(format!(
+            "{what} of {} bytes: only its first {max} bytes are kept",
+            b.len()
+        ));
+        b[..max].to_vec()
     }
 
     /// Interpret one message that travelled in direction `dir`.
@@ -138,6 +169,7 @@ impl Session {
     ) -> Option<u32> {
         self.end_where(|s| s.msid == msid && s.direction == direction, out);
         if self.next_id as usize >= self.limits.streams_per_connection {
+            self.limit_hits.streams_per_connection += 1;
             if self.next_id as usize == self.limits.streams_per_connection {
                 self.warn(format!(
                     "more than {} streams on this connection: the rest are ignored",
@@ -182,7 +214,10 @@ impl Session {
 
     fn command(&mut self, dir: Dir, msg: &Message, body: &[u8], out: &mut Vec<Event>) {
         self.commands += 1;
-        let (vals, _err) = amf0::decode_all(body, self.limits.amf_depth);
+        let (vals, err) = amf0::decode_all(body, self.limits.amf_depth, self.limits.amf_elements);
+        if let Some(e) = &err {
+            self.amf_error(e, msg);
+        }
         let Some(name) = vals.first().and_then(|v| v.as_bytes()) else {
             return;
         };
@@ -191,8 +226,11 @@ impl Session {
         match (dir, name) {
             (Dir::ClientToServer, b"connect") => {
                 if let Some(obj) = vals.get(2) {
-                    let s = |k: &str| obj.get(k).and_then(|v| v.as_bytes()).map(<[u8]>::to_vec);
-                    self.connect = ConnectInfo {
+                    let mut s = |k: &str| {
+                        let v = obj.get(k).and_then(|v| v.as_bytes())?;
+                        Some(self.text(k, v))
+                    };
+                    let info = ConnectInfo {
                         app: s("app"),
                         tc_url: s("tcUrl"),
                         flash_ver: s("flashVer"),
@@ -200,6 +238,7 @@ impl Session {
                         page_url: s("pageUrl"),
                         object_encoding: obj.get("objectEncoding").and_then(Value::as_number),
                     };
+                    self.connect = info;
                 }
             }
             (Dir::ClientToServer, b"createStream") => {
@@ -222,15 +261,19 @@ impl Session {
             }
             (Dir::ClientToServer, b"releaseStream" | b"FCPublish") => {
                 if let Some(n) = arg(0).and_then(|v| v.as_bytes()) {
-                    self.announced = Some(n.to_vec());
+                    self.announced = Some(self.text("stream name", n));
                 }
             }
             (Dir::ClientToServer, b"publish") => {
-                let n = arg(0).and_then(|v| v.as_bytes()).map(<[u8]>::to_vec);
+                let n = arg(0)
+                    .and_then(|v| v.as_bytes())
+                    .map(|n| self.text("stream name", n));
                 self.start(msg.msid, Direction::Publish, n, out);
             }
             (Dir::ClientToServer, b"play") => {
-                let n = arg(0).and_then(|v| v.as_bytes()).map(<[u8]>::to_vec);
+                let n = arg(0)
+                    .and_then(|v| v.as_bytes())
+                    .map(|n| self.text("stream name", n));
                 self.start(msg.msid, Direction::Play, n, out);
             }
             (Dir::ClientToServer, b"deleteStream") => {
@@ -243,10 +286,11 @@ impl Session {
                 self.end_where(|s| s.msid == msid, out);
             }
             (Dir::ServerToClient, b"onStatus") => {
-                if let Some(code) = arg(0).and_then(|o| o.get("code")).and_then(Value::as_str)
+                if let Some(code) = arg(0).and_then(|o| o.get("code")).and_then(Value::as_bytes)
                     && self.status_codes.len() < MAX_RECORDS
                 {
-                    self.status_codes.push(code);
+                    let code = self.text("status code", code);
+                    self.status_codes.push(crate::sink::naming::escape(&code));
                 }
             }
             _ => {}
@@ -254,14 +298,19 @@ impl Session {
     }
 
     fn data(&mut self, dir: Dir, msg: &Message, body: Bytes, out: &mut Vec<Event>) {
-        let mut r = amf0::Reader::new(&body, self.limits.amf_depth);
-        let Ok(first) = r.value() else {
-            return;
+        let (depth, elements) = (self.limits.amf_depth, self.limits.amf_elements);
+        let mut r = amf0::Reader::new(&body, depth, elements);
+        let first = match r.value() {
+            Ok(v) => v,
+            Err(e) => {
+                self.amf_error(&e, msg);
+                return;
+            }
         };
         let after_first = r.position();
         let tag_body = match first.as_bytes() {
             Some(b"@setDataFrame") => {
-                let mut r2 = amf0::Reader::new(&body[after_first..], self.limits.amf_depth);
+                let mut r2 = amf0::Reader::new(&body[after_first..], depth, elements);
                 match r2.value() {
                     Ok(v) if v.as_bytes().is_some() => body.slice(after_first..),
                     // Some encoders omit the handler name: supply it.

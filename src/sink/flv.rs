@@ -6,13 +6,25 @@ use crate::rtmp::TagKind;
 
 pub const HEADER: [u8; 13] = [b'F', b'L', b'V', 1, 0x05, 0, 0, 0, 9, 0, 0, 0, 0];
 
+/// Whole tags are written together once this many bytes are waiting.
+const FLUSH_AT: usize = 64 << 10;
+
 /// Writes one FLV file. Bodies are written exactly as given.
 ///
 /// Any `Write` will do (a pipe too); [`finish`](FlvWriter::finish) needs `Seek` as well, to set
 /// the header flags and the onMetaData duration once they are known.
+///
+/// The file stays readable if the process is killed: the header is written when the file is
+/// created, and tags reach the file whole (never a partial tag from a full buffer), in one
+/// write per batch. Only a SIGKILL landing inside that write can cut it (the kernel stops a
+/// write between pages), leaving every tag before the cut one intact. The underlying file can
+/// be closed while the stream is idle ([`suspend`](Self::suspend)) and handed back later
+/// ([`resume`](Self::resume)).
 #[derive(Debug)]
 pub struct FlvWriter<W: Write> {
-    out: io::BufWriter<W>,
+    out: Option<W>,
+    /// Whole tags not yet written.
+    pending: Vec<u8>,
     has_audio: bool,
     has_video: bool,
     bytes: u64,
@@ -25,11 +37,11 @@ pub struct FlvWriter<W: Write> {
 impl<W: Write> FlvWriter<W> {
     /// Start a file. The header says audio and video until [`finish`](Self::finish) knows better,
     /// so a file cut short by a kill still opens in players.
-    pub fn new(out: W) -> io::Result<Self> {
-        let mut out = io::BufWriter::with_capacity(256 << 10, out);
+    pub fn new(mut out: W) -> io::Result<Self> {
         out.write_all(&HEADER)?;
         Ok(FlvWriter {
-            out,
+            out: Some(out),
+            pending: Vec::new(),
             has_audio: false,
             has_video: false,
             bytes: HEADER.len() as u64,
@@ -40,6 +52,11 @@ impl<W: Write> FlvWriter<W> {
 
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// Whether the underlying file is open.
+    pub fn is_open(&self) -> bool {
+        self.out.is_some()
     }
 
     /// Write one tag with a 32-bit millisecond timestamp.
@@ -67,17 +84,29 @@ impl<W: Write> FlvWriter<W> {
         let header = [
             kind as u8, s[1], s[2], s[3], ts[1], ts[2], ts[3], ts[0], 0, 0, 0,
         ];
-        self.out.write_all(&header)?;
-        self.out.write_all(body)?;
-        self.out.write_all(&(11 + size).to_be_bytes())?;
+        self.pending.extend_from_slice(&header);
+        self.pending.extend_from_slice(body);
+        self.pending.extend_from_slice(&(11 + size).to_be_bytes());
         self.bytes += 15 + size as u64;
+        if self.pending.len() >= FLUSH_AT {
+            self.flush()?;
+        }
         Ok(())
     }
 
-    /// Hand what is buffered to the output, so a reader of the file sees every whole tag
-    /// written so far.
+    /// Write the waiting tags, so a reader of the file sees every whole tag written so far.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        let Some(out) = self.out.as_mut() else {
+            return Ok(());
+        };
+        if !self.pending.is_empty() {
+            out.write_all(&self.pending)?;
+            self.pending.clear();
+            if self.pending.capacity() > 4 * FLUSH_AT {
+                self.pending = Vec::new();
+            }
+        }
+        out.flush()
     }
 
     /// The header flags the file deserves: audio 0x04, video 0x01.
@@ -85,24 +114,38 @@ impl<W: Write> FlvWriter<W> {
         (self.has_audio as u8) << 2 | self.has_video as u8
     }
 
+    /// Write what is waiting and let go of the file (the stream is idle).
+    pub fn suspend(&mut self) -> io::Result<()> {
+        self.flush()?;
+        self.out = None;
+        Ok(())
+    }
+
+    /// Carry on into `out`, the same file positioned at its end.
+    pub fn resume(&mut self, out: W) {
+        self.out = Some(out);
+    }
+
     /// Flush and hand back the output as it is (for outputs that cannot seek, such as a pipe,
-    /// where the header must stay as first written).
-    pub fn into_inner(self) -> io::Result<W> {
-        let mut out = self.out;
-        out.flush()?;
-        out.into_inner().map_err(|e| e.into_error())
+    /// where the header must stay as first written); `None` when suspended.
+    pub fn into_inner(mut self) -> io::Result<Option<W>> {
+        self.flush()?;
+        Ok(self.out.take())
     }
 }
 
 impl<W: Write + Seek> FlvWriter<W> {
     /// Set the header flags to what the file holds, the onMetaData duration (when the metadata
-    /// has one) to the time the file spans, and hand back the output.
-    pub fn finish(self) -> io::Result<W> {
+    /// has one) to the time the file spans, and hand back the output (`None` when the writer
+    /// was suspended: its file is complete but keeps the provisional header).
+    pub fn finish(self) -> io::Result<Option<W>> {
         let flags = self.flags();
         let duration = self
             .duration_at
             .map(|at| (at, self.span.map_or(0, |(a, b)| b - a)));
-        let mut w = self.into_inner()?;
+        let Some(mut w) = self.into_inner()? else {
+            return Ok(None);
+        };
         w.seek(SeekFrom::Start(4))?;
         w.write_all(&[flags])?;
         if let Some((at, ms)) = duration {
@@ -111,7 +154,7 @@ impl<W: Write + Seek> FlvWriter<W> {
         }
         w.seek(SeekFrom::End(0))?;
         w.flush()?;
-        Ok(w)
+        Ok(Some(w))
     }
 }
 
@@ -135,7 +178,8 @@ pub struct ReadTag {
     pub body: Vec<u8>,
 }
 
-/// Parse a whole FLV file; `None` if it is not well formed.
+/// Parse a whole FLV file; `None` if it is not well formed (see [`parse_prefix`] for a file
+/// that may end in a cut tag).
 pub fn parse(data: &[u8]) -> Option<(u8, Vec<ReadTag>)> {
     if data.get(..3)? != b"FLV" {
         return None;
@@ -168,6 +212,26 @@ pub fn parse(data: &[u8]) -> Option<(u8, Vec<ReadTag>)> {
     Some((flags, tags))
 }
 
+/// Parse an FLV file that may have been cut anywhere (a process killed while writing): the
+/// whole tags, and how many bytes follow the last of them. `None` when even the header or a
+/// whole tag is malformed.
+pub fn parse_prefix(data: &[u8]) -> Option<(u8, Vec<ReadTag>, usize)> {
+    if data.len() < HEADER.len() {
+        return None;
+    }
+    let mut end = HEADER.len();
+    while let Some(h) = data.get(end..end + 11) {
+        let size = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
+        let next = end + 11 + size + 4;
+        if next > data.len() {
+            break;
+        }
+        end = next;
+    }
+    let (flags, tags) = parse(&data[..end])?;
+    Some((flags, tags, data.len() - end))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,13 +245,41 @@ mod tests {
         w.tag(TagKind::Video, 0x1234_5678, &[0x17, 0, 0, 0, 0])
             .unwrap();
         let bytes = w.bytes();
-        let out = w.finish().unwrap().into_inner();
+        let out = w.finish().unwrap().unwrap().into_inner();
         assert_eq!(out.len() as u64, bytes);
         let (flags, tags) = parse(&out).unwrap();
         assert_eq!(flags, 0x01);
         assert_eq!(tags.len(), 2);
         assert_eq!(tags[1].timestamp, 0x1234_5678);
         assert_eq!(tags[1].body, vec![0x17, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn file_holds_only_whole_tags_at_any_moment() {
+        let mut w = FlvWriter::new(Cursor::new(Vec::new())).unwrap();
+        let mut sizes = Vec::new();
+        for i in 0..200u32 {
+            w.tag(TagKind::Audio, i * 23, &vec![0xaf; 1000 + i as usize * 37])
+                .unwrap();
+            let now = w.out.as_ref().unwrap().get_ref().clone();
+            let (_, tags, rest) = parse_prefix(&now).unwrap();
+            assert_eq!(rest, 0, "a partial tag reached the file");
+            sizes.push(tags.len());
+        }
+        assert!(
+            sizes.windows(2).any(|w| w[1] > w[0]),
+            "tags were written as they went"
+        );
+        // Suspended and resumed, the file goes on where it was.
+        w.suspend().unwrap();
+        assert!(!w.is_open());
+        let mut c = Cursor::new(Vec::new());
+        c.get_mut().extend_from_slice(&HEADER);
+        c.set_position(HEADER.len() as u64);
+        w.resume(c);
+        w.tag(TagKind::Video, 5, &[0x17, 1, 0, 0, 0]).unwrap();
+        let out = w.finish().unwrap().unwrap().into_inner();
+        assert_eq!(parse(&out).unwrap().1.len(), 1);
     }
 
     fn metadata(duration: f64) -> Vec<u8> {
@@ -206,7 +298,7 @@ mod tests {
         w.tag(TagKind::Script, 0, &metadata(0.0)).unwrap();
         w.tag(TagKind::Audio, 40, &[0xaf, 1, 0]).unwrap();
         w.tag(TagKind::Audio, 2540, &[0xaf, 1, 0]).unwrap();
-        let out = w.finish().unwrap().into_inner();
+        let out = w.finish().unwrap().unwrap().into_inner();
         let (flags, tags) = parse(&out).unwrap();
         assert_eq!(flags, 0x04);
         assert_eq!(tags[0].body, metadata(2.5));
@@ -217,7 +309,7 @@ mod tests {
         let mut w = FlvWriter::new(Vec::new()).unwrap();
         w.tag(TagKind::Script, 0, &metadata(0.0)).unwrap();
         w.tag(TagKind::Video, 0, &[0x17, 0, 0, 0, 0]).unwrap();
-        let out = w.into_inner().unwrap();
+        let out = w.into_inner().unwrap().unwrap();
         let (flags, tags) = parse(&out).unwrap();
         assert_eq!(flags, 0x05);
         assert_eq!(tags[0].body, metadata(0.0));

@@ -8,7 +8,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+use crate::config::{LimitHits, Limits};
 
 use crate::pipeline::Output;
 use crate::rtmp::{Direction, TagKind, media};
@@ -63,6 +66,11 @@ struct StreamOut {
     base_name: String,
     writer: Option<FlvWriter<Target>>,
     to_pipe: bool,
+    /// The file's name in the folder and identity (device, inode), to open it again after
+    /// it was closed for the open-file limit and be sure it is still ours.
+    file: Option<(String, (u64, u64))>,
+    /// When its file was last written (the sink's own clock).
+    tick: u64,
     /// Timestamp that becomes 0 in the file.
     base_ts: Option<u32>,
     video_config: bool,
@@ -83,6 +91,14 @@ pub struct FlvSink {
     used: HashSet<String>,
     pipe: Option<Pipe>,
     flush_on_keyframes: bool,
+    /// Next suffix to try per file stem, so naming stays linear however many streams share
+    /// a stem.
+    next_suffix: HashMap<String, u32>,
+    /// Streams whose file is open, least recently written first.
+    open: BTreeMap<u64, (u64, u32)>,
+    tick: u64,
+    open_files: usize,
+    pub limit_hits: LimitHits,
 }
 
 impl FlvSink {
@@ -97,6 +113,11 @@ impl FlvSink {
             used: HashSet::new(),
             pipe: None,
             flush_on_keyframes: false,
+            next_suffix: HashMap::new(),
+            open: BTreeMap::new(),
+            tick: 0,
+            open_files: Limits::default().open_files,
+            limit_hits: LimitHits::default(),
         })
     }
 
@@ -119,10 +140,16 @@ impl FlvSink {
         self
     }
 
-    /// Hand everything buffered to the files, so each holds every tag received so far.
+    /// Keep at most `n` files open at once (at least one).
+    pub fn with_open_files(mut self, n: usize) -> Self {
+        self.open_files = n.max(1);
+        self
+    }
+
+    /// Write every waiting tag, so the files on disk are up to date.
     pub fn flush(&mut self) -> io::Result<()> {
         for s in self.streams.values_mut() {
-            if let Some(w) = &mut s.writer {
+            if let Some(w) = s.writer.as_mut() {
                 w.flush()?;
             }
         }
@@ -149,6 +176,87 @@ impl FlvSink {
             .iter()
             .find(|(id, _)| *id == stream)
             .map(|(_, r)| r)
+    }
+
+    /// Make room for one more open file: close the least recently written one.
+    fn make_room(&mut self) -> io::Result<()> {
+        while self.open.len() >= self.open_files {
+            let Some((_, key)) = self.open.pop_first() else {
+                break;
+            };
+            self.limit_hits.open_files += 1;
+            if let Some(w) = self.streams.get_mut(&key).and_then(|s| s.writer.as_mut()) {
+                w.suspend()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Make sure the stream `key` has its file open, creating it on first use.
+    fn open_file(&mut self, key: (u64, u32)) -> io::Result<()> {
+        let Some(s) = self.streams.get(&key) else {
+            return Ok(());
+        };
+        if s.writer.as_ref().is_some_and(|w| w.is_open()) {
+            self.open.remove(&s.tick);
+        } else {
+            self.make_room()?;
+            let s = self.streams.get_mut(&key).expect("looked up above");
+            let reopened = match (&s.file, s.writer.as_mut()) {
+                (Some((name, id)), Some(w)) => match reopen(&self.dir.join(name), *id)? {
+                    Some(f) => {
+                        w.resume(Target::File(f));
+                        true
+                    }
+                    None => {
+                        // Something else took the file's place: carry on in a new file.
+                        let old = s.writer.take().expect("matched");
+                        old.finish()?;
+                        s.report.notes.push(format!(
+                            "{name} was replaced by another file while rtmpsniff wrote it; \
+                             the stream goes on in a new file"
+                        ));
+                        false
+                    }
+                },
+                _ => false,
+            };
+            if !reopened {
+                let (file, name) = create_unique(
+                    &self.dir,
+                    &s.base_name,
+                    &mut self.used,
+                    &mut self.next_suffix,
+                )?;
+                let meta = file.metadata()?;
+                s.writer = Some(FlvWriter::new(Target::File(file))?);
+                s.report.file.get_or_insert_with(|| name.clone());
+                if s.report.file.as_deref() != Some(name.as_str()) {
+                    s.report.more_files.push(name.clone());
+                }
+                s.file = Some((name, (meta.dev(), meta.ino())));
+            }
+        }
+        self.tick += 1;
+        let s = self.streams.get_mut(&key).expect("looked up above");
+        s.tick = self.tick;
+        self.open.insert(self.tick, key);
+        Ok(())
+    }
+
+    /// A stream is over: finish its file and keep its report.
+    fn close_stream(&mut self, conn: u64, stream: u32) -> io::Result<()> {
+        if let Some(s) = self.streams.remove(&(conn, stream)) {
+            if s.to_pipe
+                && let Some(p) = &mut self.pipe
+            {
+                p.done = true;
+            }
+            self.open.remove(&s.tick);
+            let r = close(s, &self.dir)?;
+            self.finished.entry(conn).or_default().push((stream, r));
+        }
+        Ok(())
     }
 
     pub fn handle(&mut self, o: Output) -> io::Result<()> {
@@ -179,6 +287,8 @@ impl FlvSink {
                         base_name,
                         writer: None,
                         to_pipe,
+                        file: None,
+                        tick: 0,
                         base_ts: None,
                         video_config: false,
                         audio_config: false,
@@ -208,20 +318,20 @@ impl FlvSink {
                 if !accept(s, kind, &body) {
                     return Ok(());
                 }
-                if s.writer.is_none() {
-                    if s.to_pipe {
-                        let Some(out) = self.pipe.as_mut().and_then(|p| p.out.take()) else {
-                            // The pipe's reader went away: nothing more is written.
-                            return Ok(());
-                        };
-                        s.writer = Some(FlvWriter::new(Target::Pipe(out))?);
-                        s.report.file = Some("-".into());
-                    } else {
-                        let (file, rel) = create_unique(&self.dir, &s.base_name, &mut self.used)?;
-                        s.writer = Some(FlvWriter::new(Target::File(file))?);
-                        s.report.file = Some(rel);
-                    }
+                if s.writer.is_none() && s.to_pipe {
+                    let Some(out) = self.pipe.as_mut().and_then(|p| p.out.take()) else {
+                        // The pipe's reader went away: nothing more is written.
+                        return Ok(());
+                    };
+                    s.writer = Some(FlvWriter::new(Target::Pipe(out))?);
+                    s.report.file = Some("-".into());
                 }
+                if !s.to_pipe {
+                    self.open_file((conn, stream))?;
+                }
+                let Some(s) = self.streams.get_mut(&(conn, stream)) else {
+                    return Ok(());
+                };
                 let base = *s.base_ts.get_or_insert(timestamp);
                 let rel = timestamp.wrapping_sub(base);
                 // A tag slightly before the first one (audio/video interleaving) stays at 0.
@@ -261,17 +371,7 @@ impl FlvSink {
                 r.first_frame.get_or_insert(frame);
                 r.last_frame = Some(frame);
             }
-            Output::StreamEnded { conn, stream } => {
-                if let Some(s) = self.streams.remove(&(conn, stream)) {
-                    if s.to_pipe
-                        && let Some(p) = &mut self.pipe
-                    {
-                        p.done = true;
-                    }
-                    let r = close(s)?;
-                    self.finished.entry(conn).or_default().push((stream, r));
-                }
-            }
+            Output::StreamEnded { conn, stream } => self.close_stream(conn, stream)?,
             Output::ConnectionEnded(summary) => {
                 let id = summary.id;
                 // Streams still open when their connection ended (should not happen: the
@@ -279,15 +379,7 @@ impl FlvSink {
                 let open: Vec<(u64, u32)> =
                     self.streams.keys().filter(|k| k.0 == id).copied().collect();
                 for k in open {
-                    if let Some(s) = self.streams.remove(&k) {
-                        if s.to_pipe
-                            && let Some(p) = &mut self.pipe
-                        {
-                            p.done = true;
-                        }
-                        let r = close(s)?;
-                        self.finished.entry(id).or_default().push((k.1, r));
-                    }
+                    self.close_stream(k.0, k.1)?;
                 }
                 let mut streams = self.finished.remove(&id).unwrap_or_default();
                 streams.sort_by_key(|(sid, _)| *sid);
@@ -376,9 +468,9 @@ fn accept(s: &mut StreamOut, kind: TagKind, body: &[u8]) -> bool {
     true
 }
 
-fn close(s: StreamOut) -> io::Result<StreamReport> {
+fn close(s: StreamOut, dir: &Path) -> io::Result<StreamReport> {
     let mut r = s.report;
-    if let Some(w) = s.writer {
+    if let Some(mut w) = s.writer {
         r.bytes = w.bytes();
         if s.to_pipe {
             if let Err(e) = w.into_inner() {
@@ -386,7 +478,14 @@ fn close(s: StreamOut) -> io::Result<StreamReport> {
                     .push(format!("standard output closed by its reader ({e})"));
             }
         } else {
-            w.finish()?.flush()?;
+            if !w.is_open()
+                && let Some((name, id)) = &s.file
+                && let Some(f) = reopen(&dir.join(name), *id)?
+            {
+                // Opened again only to set the header's flags to what the file holds.
+                w.resume(Target::File(f));
+            }
+            w.finish()?;
         }
     }
     if r.dropped_before_keyframe > 0 {
@@ -439,10 +538,40 @@ fn file_stem(
     format!("{app}_{name}_{ip}-{}_{}", client.port(), d.as_str())
 }
 
+/// Open a file this sink created, again, to write at its end: never through a symbolic link,
+/// never truncating, and only if it is still the same file (`None` otherwise).
+fn reopen(path: &Path, id: (u64, u64)) -> io::Result<Option<File>> {
+    let f = match OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ELOOP) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = f.metadata()?;
+    if (meta.dev(), meta.ino()) != id {
+        return Ok(None);
+    }
+    let mut f = f;
+    f.seek(SeekFrom::End(0))?;
+    Ok(Some(f))
+}
+
 /// Create `stem.flv` (or `stem-2.flv`, ...) without ever replacing or following anything that
-/// is already there.
-fn create_unique(dir: &Path, stem: &str, used: &mut HashSet<String>) -> io::Result<(File, String)> {
-    for n in 1u32.. {
+/// is already there (`create_new` is O_CREAT|O_EXCL: it fails on any existing name, a symbolic
+/// link included, dangling or not).
+fn create_unique(
+    dir: &Path,
+    stem: &str,
+    used: &mut HashSet<String>,
+    next_suffix: &mut HashMap<String, u32>,
+) -> io::Result<(File, String)> {
+    let first = next_suffix.get(stem).copied().unwrap_or(1);
+    for n in first.. {
         let name = if n == 1 {
             format!("{stem}.flv")
         } else {
@@ -458,6 +587,7 @@ fn create_unique(dir: &Path, stem: &str, used: &mut HashSet<String>) -> io::Resu
         {
             Ok(f) => {
                 used.insert(name.clone());
+                next_suffix.insert(stem.to_string(), n + 1);
                 return Ok((f, name));
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -467,21 +597,62 @@ fn create_unique(dir: &Path, stem: &str, used: &mut HashSet<String>) -> io::Resu
     unreachable!("u32 names run out")
 }
 
-/// Write `report.json` (or `report-2.json`, ...) without replacing an earlier one.
+/// Write `report.json` (or `report-2.json`, ...) without replacing an earlier one. The report
+/// appears whole or not at all: it is written under a temporary name, then linked to its
+/// name (which, like `create_new`, fails rather than replace anything). Where the file system
+/// has no hard links, it is written in place under its `create_new` name.
 pub fn write_report(dir: &Path, json: &[u8]) -> io::Result<PathBuf> {
-    for n in 1u32.. {
-        let name = if n == 1 {
+    let name = |n: u32| {
+        dir.join(if n == 1 {
             "report.json".to_string()
         } else {
             format!("report-{n}.json")
-        };
-        let path = dir.join(name);
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(mut f) => {
-                f.write_all(json)?;
-                f.write_all(b"\n")?;
-                return Ok(path);
+        })
+    };
+    let write = |f: &mut File| {
+        f.write_all(json)?;
+        f.write_all(b"\n")?;
+        f.sync_all()
+    };
+    let (tmp, mut f) = create_unique_tmp(dir)?;
+    let linked = write(&mut f).map(|()| {
+        for n in 1u32.. {
+            match std::fs::hard_link(&tmp, name(n)) {
+                Ok(()) => return Some(name(n)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(_) => return None,
             }
+        }
+        unreachable!("u32 names run out")
+    });
+    drop(f);
+    let _ = std::fs::remove_file(&tmp);
+    if let Some(path) = linked? {
+        return Ok(path);
+    }
+    for n in 1u32.. {
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(name(n))
+        {
+            Ok(mut f) => {
+                write(&mut f)?;
+                return Ok(name(n));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("u32 names run out")
+}
+
+/// A new hidden temporary file in `dir`.
+fn create_unique_tmp(dir: &Path) -> io::Result<(PathBuf, File)> {
+    for k in 0u32.. {
+        let path = dir.join(format!(".report-{}-{k}.json.tmp", std::process::id()));
+        match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(f) => return Ok((path, f)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }

@@ -9,7 +9,7 @@ pub fn escape(b: &[u8]) -> String {
     let mut out = String::with_capacity(b.len());
     for chunk in b.utf8_chunks() {
         for ch in chunk.valid().chars() {
-            if ch.is_control() || ch == '\\' {
+            if ch.is_control() || ch == '\\' || hides_text(ch) {
                 if ch == '\\' {
                     out.push_str("\\\\");
                 } else {
@@ -26,6 +26,23 @@ pub fn escape(b: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Characters that change how the text around them is shown without being seen themselves:
+/// bidirectional overrides and isolates, zero-width characters, the soft hyphen, the BOM.
+/// A name like `cam\u{202e}gpj.exe` must not read as something else.
+fn hides_text(ch: char) -> bool {
+    matches!(
+        ch,
+        '\u{00ad}'
+            | '\u{061c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{feff}'
+    )
 }
 
 /// One part of a file name: only ASCII letters, digits, `.`, `-` and `_`; anything else becomes
@@ -97,5 +114,10 @@ mod tests {
         assert_eq!(escape(b"cam1"), "cam1");
         assert_eq!(escape(b"a\0b\xffc"), "a\\x00b\\xffc");
         assert_eq!(escape("caméra".as_bytes()), "caméra");
+        assert_eq!(
+            escape("cam\u{202e}4pm.exe".as_bytes()),
+            "cam\\xe2\\x80\\xae4pm.exe"
+        );
+        assert_eq!(escape(b"a\\b\n"), "a\\\\b\\x0a");
     }
 }

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::config::LimitReport;
 use crate::pipeline::{ConnectionSummary, Stats};
 
 #[derive(Clone, Debug, Serialize)]
@@ -16,6 +17,8 @@ pub struct InputReport {
     pub last_time: Option<f64>,
     /// Set when the file ended inside a record (cut short), or a live capture failed.
     pub error: Option<String>,
+    /// Where the data that was not used begins (when it can be told).
+    pub error_offset: Option<u64>,
     /// Live captures only: what the kernel counted, drops included.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel: Option<KernelStats>,
@@ -41,6 +44,9 @@ pub struct StreamReport {
     pub message_stream_id: u32,
     /// Path of the FLV file relative to the output folder (null when nothing was written).
     pub file: Option<String>,
+    /// Further files the stream went on in (only if its first file was replaced under it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub more_files: Vec<String>,
     pub bytes: u64,
     pub video_codec: Option<&'static str>,
     pub audio_codec: Option<&'static str>,
@@ -74,7 +80,11 @@ pub struct ConnectionReport {
 pub struct Report {
     pub tool: String,
     pub inputs: Vec<InputReport>,
+    /// Inputs that could not be read at all, one line each.
+    pub input_errors: Vec<String>,
     pub stats: Stats,
+    /// Every limit, its value and how often it was reached.
+    pub limits: Vec<LimitReport>,
     pub connections: Vec<ConnectionReport>,
 }
 

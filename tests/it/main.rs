@@ -3,8 +3,12 @@
 
 mod captures;
 mod cli;
+mod fuzz;
 mod hard;
+mod hostile;
+mod limits;
 mod live;
+mod mutation;
 mod samples;
 mod synthetic;
 mod util;

@@ -28,6 +28,9 @@ pub struct Opts {
     pub late_chunk_size: Option<u32>,
     /// Send each video+audio pair as one aggregate message.
     pub aggregate: bool,
+    /// The application in `connect` and the stream name in `publish`, as sent.
+    pub app: Vec<u8>,
+    pub name: Vec<u8>,
 }
 
 impl Default for Opts {
@@ -42,6 +45,8 @@ impl Default for Opts {
             csid_audio: 4,
             late_chunk_size: None,
             aggregate: false,
+            app: b"live".to_vec(),
+            name: b"cam1".to_vec(),
         }
     }
 }
@@ -97,7 +102,7 @@ pub fn publish_session(o: &Opts) -> Vec<(Dir, Vec<u8>)> {
         s("connect"),
         Value::Number(1.0),
         Value::Object(vec![
-            (b"app".to_vec(), s("live")),
+            (b"app".to_vec(), Value::String(o.app.clone())),
             (b"tcUrl".to_vec(), s("rtmp://127.0.0.1/live")),
             (b"flashVer".to_vec(), s("FMLE/3.0")),
         ]),
@@ -159,7 +164,7 @@ pub fn publish_session(o: &Opts) -> Vec<(Dir, Vec<u8>)> {
             s("publish"),
             Value::Number(3.0),
             Value::Null,
-            s("cam1"),
+            Value::String(o.name.clone()),
             s("live"),
         ]),
         &mut b,

@@ -1,0 +1,248 @@
+//! Every limit in `Limits` is reached by an input made for it, counted, reported on the
+//! connection (and in the run's totals), and the run goes on; README.md documents each one
+//! with its default.
+
+use rtmpsniff::config::LimitHits;
+use rtmpsniff::pipeline::Stats;
+use rtmpsniff::sink::report::ConnectionReport;
+use rtmpsniff::sink::{FlvSink, flv};
+use rtmpsniff::{Config, Frame, Limits, Pipeline};
+
+use crate::synthetic::{self, Opts, Session};
+use crate::util::*;
+
+struct Run {
+    stats: Stats,
+    sink_hits: LimitHits,
+    connections: Vec<ConnectionReport>,
+    files: Vec<(String, Vec<u8>)>,
+}
+
+fn run(limits: Limits, frames: &[(f64, Vec<u8>)]) -> Run {
+    let dir = temp_dir("limits");
+    let mut sink = FlvSink::new(&dir)
+        .unwrap()
+        .with_open_files(limits.open_files);
+    let mut p = Pipeline::new(Config {
+        limits,
+        ..Config::default()
+    });
+    for (n, (ts, data)) in frames.iter().enumerate() {
+        p.frame(&Frame {
+            ts: *ts,
+            number: n as u64 + 1,
+            linktype: 1,
+            data,
+            orig_len: data.len() as u32,
+        });
+        for o in p.drain() {
+            sink.handle(o).unwrap();
+        }
+    }
+    p.finish();
+    for o in p.drain() {
+        sink.handle(o).unwrap();
+    }
+    let sink_hits = sink.limit_hits.clone();
+    let connections = sink.into_connections();
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    for (name, data) in &files {
+        assert!(flv::parse(data).is_some(), "{name} is not a valid FLV");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Run {
+        stats: p.stats,
+        sink_hits,
+        connections,
+        files,
+    }
+}
+
+/// A publish session's frames, `mss`-byte segments.
+fn session(o: &Opts, mss: usize) -> Vec<(f64, Vec<u8>)> {
+    Session::new(1935).frames(&synthetic::publish_session(o), mss)
+}
+
+/// The same session with client data frame `k` held back to the very end: a hole that
+/// stays open while everything after it is buffered.
+fn with_hole(mut frames: Vec<(f64, Vec<u8>)>, k: usize) -> Vec<(f64, Vec<u8>)> {
+    // Frames alternate data, ACK after the three handshake frames; take a data frame.
+    let i = 3 + 2 * k;
+    let f = frames.remove(i);
+    // Drop the receiver's ACKs too, so nothing is released or declared lost early.
+    let mut kept: Vec<_> = frames
+        .into_iter()
+        .enumerate()
+        .filter(|(j, _)| *j < i || (j - i) % 2 == 1)
+        .map(|(_, f)| f)
+        .collect();
+    kept.push(f);
+    kept
+}
+
+/// Two sessions from two client ports, their frames interleaved after the first's start.
+fn two_sessions(o: &Opts) -> Vec<(f64, Vec<u8>)> {
+    let writes = synthetic::publish_session(o);
+    let a = Session::new(1935).frames(&writes, 1400);
+    let mut s = Session::new(1935);
+    s.client.set_port(50001);
+    let b = s.frames(&writes, 1400);
+    let mut out = Vec::new();
+    for i in 0..a.len().max(b.len()) {
+        out.extend(a.get(i).cloned());
+        out.extend(b.get(i).cloned());
+    }
+    out
+}
+
+fn reported(r: &Run, name: &str) -> bool {
+    r.connections.iter().any(|c| {
+        c.summary
+            .limits_hit
+            .iter()
+            .any(|l| l.name == name && l.hits > 0)
+    })
+}
+
+fn check(r: &Run, name: &str, hits: impl Fn(&LimitHits) -> u64) {
+    assert!(hits(&r.stats.limit_hits) > 0, "{name}: not counted");
+    assert!(reported(r, name), "{name}: not on the connection");
+    let warned = r
+        .connections
+        .iter()
+        .flat_map(|c| &c.summary.warnings)
+        .count();
+    assert!(warned > 0, "{name}: no warning");
+}
+
+fn small(f: impl FnOnce(&mut Limits)) -> Limits {
+    let mut l = Limits::default();
+    f(&mut l);
+    l
+}
+
+#[test]
+fn reassembly_bytes_and_segments() {
+    let frames = with_hole(session(&Opts::default(), 500), 40);
+    let r = run(small(|l| l.reassembly_bytes = 4000), &frames);
+    check(&r, "reassembly_bytes", |h| h.reassembly_bytes);
+    let r = run(small(|l| l.reassembly_segments = 3), &frames);
+    check(&r, "reassembly_segments", |h| h.reassembly_segments);
+}
+
+#[test]
+fn message_partial_and_chunk_stream_limits() {
+    let o = Opts {
+        chunk_size: 128,
+        ..Opts::default()
+    };
+    let frames = session(&o, 1400);
+    let r = run(small(|l| l.message_bytes = 1000), &frames);
+    check(&r, "message_bytes", |h| h.message_bytes);
+    let r = run(small(|l| l.partial_bytes = 100), &frames);
+    check(&r, "partial_bytes", |h| h.partial_bytes);
+    let r = run(small(|l| l.chunk_streams = 2), &frames);
+    check(&r, "chunk_streams", |h| h.chunk_streams);
+}
+
+#[test]
+fn amf_and_text_limits() {
+    let frames = session(&Opts::default(), 1400);
+    let r = run(small(|l| l.amf_depth = 0), &frames);
+    check(&r, "amf_depth", |h| h.amf_depth);
+    let r = run(small(|l| l.amf_elements = 3), &frames);
+    check(&r, "amf_elements", |h| h.amf_elements);
+    let r = run(small(|l| l.text_bytes = 2), &frames);
+    check(&r, "text_bytes", |h| h.text_bytes);
+    // The name is cut, the file is still written under it.
+    assert_eq!(r.connections[0].streams[0].name.as_deref(), Some("ca"));
+    assert_eq!(r.files.len(), 1);
+}
+
+#[test]
+fn connection_stream_and_memory_limits() {
+    let frames = two_sessions(&Opts::default());
+    let r = run(small(|l| l.connections = 1), &frames);
+    check(&r, "connections", |h| h.connections);
+    assert!(r.stats.connections_evicted > 0);
+    let r = run(small(|l| l.streams_per_connection = 0), &frames);
+    check(&r, "streams_per_connection", |h| h.streams_per_connection);
+    assert!(r.files.is_empty());
+    let frames = with_hole(session(&Opts::default(), 500), 40);
+    let r = run(small(|l| l.buffered_bytes_total = 20_000), &frames);
+    check(&r, "buffered_bytes_total", |h| h.buffered_bytes_total);
+}
+
+#[test]
+fn open_files_limit_closes_and_reopens_without_losing_a_tag() {
+    let o = Opts::default();
+    let frames = two_sessions(&o);
+    let all = run(Limits::default(), &frames);
+    let one = run(small(|l| l.open_files = 1), &frames);
+    assert!(one.sink_hits.open_files > 10, "{:?}", one.sink_hits);
+    assert_eq!(all.sink_hits.open_files, 0);
+    assert_eq!(one.files.len(), 2);
+    // Closed and opened again many times, the files are the same bytes (header flags too).
+    assert_eq!(one.files, all.files);
+}
+
+#[test]
+fn readme_documents_every_limit_with_its_default() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    for (name, value) in Limits::default().named() {
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{name}` |")))
+            .unwrap_or_else(|| panic!("README.md has no Limits row for {name}"));
+        assert!(
+            row.contains(&format!("| {value} ")) || row.contains(&format!("({value})")),
+            "README.md row for {name} does not give its default {value}: {row}"
+        );
+    }
+}
+
+#[test]
+fn syn_flood_is_bounded_and_spares_the_real_session() {
+    // 100,000 SYNs from distinct ports, interleaved with a real publish, at a table of 1000.
+    let real = session(&Opts::default(), 1400);
+    let mut frames = Vec::new();
+    let mut real_frames = real.into_iter();
+    for i in 0..100_000u32 {
+        let mut b = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([198, 51, 100, (i % 250) as u8], [192, 0, 2, 1], 64)
+            .tcp(1024 + (i / 250) as u16, 1935, i, 1024)
+            .syn()
+            .write(&mut b, &[])
+            .unwrap();
+        frames.push((1.0, b));
+        if i % 1000 == 0
+            && let Some(f) = real_frames.next()
+        {
+            frames.push(f);
+        }
+    }
+    frames.extend(real_frames);
+    let start = std::time::Instant::now();
+    let r = run(small(|l| l.connections = 1000), &frames);
+    assert!(start.elapsed().as_secs() < 60, "{:?}", start.elapsed());
+    assert!(r.stats.connections_evicted >= 99_000);
+    assert_eq!(r.stats.limit_hits.connections, r.stats.connections_evicted);
+    // The publish carried data both ways, so the flood never pushed it out.
+    assert_eq!(r.files.len(), 1);
+    let (_, tags) = flv::parse(&r.files[0].1).unwrap();
+    assert_eq!(
+        tags.iter().filter(|t| t.kind != 18).count(),
+        synthetic::expected_media(&Opts::default()).len()
+    );
+}
