@@ -336,7 +336,7 @@ pub fn run(args: LiveArgs) -> Result<u8> {
     let json = serde_json::to_vec_pretty(&report)?;
     let path = sink::write_report(output, &json).map_err(write_err)?;
     if !args.quiet {
-        let mut text = report.summary();
+        let mut text = report.summary(false);
         if let Some(k) = kernel {
             text.push_str(&format!(
                 "kernel: {} packets received by filter, {} dropped by kernel, {} dropped by interface\n",

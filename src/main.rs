@@ -10,7 +10,10 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use rtmpsniff::capture::{FileSet, LiveOptions, live};
-use rtmpsniff::sink::{self, FlvSink, report::Report};
+use std::io::IsTerminal;
+
+use rtmpsniff::rtmp::Direction;
+use rtmpsniff::sink::{self, FlvSink, Selection, report::Report};
 use rtmpsniff::{Config, Pipeline};
 
 /// Exit statuses.
@@ -27,6 +30,44 @@ pub(crate) const EXIT_BAD_INPUT: u8 = 2;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Which streams to keep (the others are neither written nor reported).
+#[derive(clap::Args, Clone, Debug, Default)]
+struct SelectArgs {
+    /// Only streams whose name matches this glob (also tried on the name without its query
+    /// string, and on APP/NAME).
+    #[arg(long = "stream", value_name = "GLOB")]
+    stream: Option<String>,
+    /// Only streams of an application matching this glob.
+    #[arg(long, value_name = "GLOB")]
+    app: Option<String>,
+    /// Only streams of this client (IP or IP:PORT).
+    #[arg(long, value_name = "ADDR")]
+    client: Option<String>,
+    /// Only published or only played streams.
+    #[arg(long, value_enum)]
+    direction: Option<DirectionArg>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum DirectionArg {
+    Publish,
+    Play,
+}
+
+impl SelectArgs {
+    fn selection(&self) -> Selection {
+        Selection {
+            stream: self.stream.clone(),
+            app: self.app.clone(),
+            client: self.client.clone(),
+            direction: self.direction.map(|d| match d {
+                DirectionArg::Publish => Direction::Publish,
+                DirectionArg::Play => Direction::Play,
+            }),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -49,9 +90,42 @@ enum Command {
         /// Also recognise RTMP on any TCP port by its handshake.
         #[arg(long)]
         any_port: bool,
-        /// Print nothing but errors.
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Print nothing but errors (no summary, no progress bar).
         #[arg(short, long)]
         quiet: bool,
+        /// Also print each connection's warnings, gaps and lock-ons.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Say what is in captures (connections, streams, codecs, sizes, gaps) without writing
+    /// anything.
+    #[command(
+        after_help = "Examples:\n  rtmpsniff list capture.pcap\n  rtmpsniff list --json capture.pcapng | jq '.connections[].streams[].name'\n  rtmpsniff list --direction publish --any-port big.pcap"
+    )]
+    List {
+        /// Capture files, read as one timeline; `-` reads standard input.
+        #[arg(required = true)]
+        captures: Vec<String>,
+        /// TCP port RTMP servers listen on (repeatable).
+        #[arg(short, long = "port", default_values_t = [1935u16])]
+        ports: Vec<u16>,
+        /// Also recognise RTMP on any TCP port by its handshake.
+        #[arg(long)]
+        any_port: bool,
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Print the inventory as JSON (the report's format) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the manual page (roff) generated from this command line.
+    Man,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Capture on a network interface and write every RTMP stream as an FLV file while it runs.
     #[command(
@@ -117,6 +191,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// A progress bar over the bytes of the inputs (a spinner when one is standard input).
+fn progress_bar(captures: &[String]) -> indicatif::ProgressBar {
+    let total: Option<u64> = captures
+        .iter()
+        .map(|c| {
+            (c != "-")
+                .then(|| std::fs::metadata(c).map(|m| m.len()).ok())
+                .flatten()
+        })
+        .sum();
+    let bar = match total {
+        Some(t) => indicatif::ProgressBar::new(t).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}  {msg}",
+            )
+            .expect("a valid template"),
+        ),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
+    bar
+}
+
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
@@ -132,14 +229,56 @@ fn run() -> Result<u8> {
             output,
             ports,
             any_port,
+            select,
             quiet,
+            verbose,
         } => {
             let config = Config {
                 ports,
                 any_port,
                 ..Config::default()
             };
-            read(&captures, &output, config, quiet)
+            read(
+                &captures,
+                Some(&output),
+                config,
+                select.selection(),
+                quiet,
+                verbose,
+                false,
+            )
+        }
+        Command::List {
+            captures,
+            ports,
+            any_port,
+            select,
+            json,
+        } => {
+            let config = Config {
+                ports,
+                any_port,
+                ..Config::default()
+            };
+            read(
+                &captures,
+                None,
+                config,
+                select.selection(),
+                true,
+                false,
+                json,
+            )
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout().lock())?;
+            Ok(EXIT_OK)
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "rtmpsniff", &mut std::io::stdout().lock());
+            Ok(EXIT_OK)
         }
         Command::Interfaces => live_cmd::list_interfaces(),
         Command::Live { list: true, .. } => live_cmd::list_interfaces(),
@@ -195,7 +334,17 @@ fn run() -> Result<u8> {
 /// (a live `tcpdump -w - | rtmpsniff read -`, or a run that is killed).
 const FLUSH_EVERY: u64 = 4096;
 
-fn read(captures: &[String], output: &std::path::Path, config: Config, quiet: bool) -> Result<u8> {
+/// `read` (with an output folder) or `list` (without: nothing is written, the inventory goes to
+/// standard output as a table or as JSON).
+fn read(
+    captures: &[String],
+    output: Option<&std::path::Path>,
+    config: Config,
+    selection: Selection,
+    quiet: bool,
+    verbose: bool,
+    json: bool,
+) -> Result<u8> {
     // Every input that cannot be used gets one line; the others are read all the same.
     let (mut files, open_errors) = FileSet::open_each(captures);
     for e in &open_errors {
@@ -206,15 +355,24 @@ fn read(captures: &[String], output: &std::path::Path, config: Config, quiet: bo
     }
     let limits = config.limits.clone();
     let ports = config.ports.clone();
-    let mut sink = FlvSink::new(output)
-        .with_context(|| format!("cannot use output folder {}", output.display()))?
-        .with_open_files(limits.open_files);
+    let shown = output.map_or_else(|| "the inventory".to_string(), |o| o.display().to_string());
+    let mut sink = match output {
+        Some(o) => FlvSink::new(o)
+            .with_context(|| format!("cannot use output folder {}", o.display()))?
+            .with_open_files(limits.open_files),
+        None => FlvSink::inventory(),
+    }
+    .with_selection(selection);
     let mut pipeline = Pipeline::new(config);
-    let write_err = |e: std::io::Error| {
-        anyhow::Error::new(e).context(format!("writing into {}", output.display()))
-    };
+    let write_err =
+        |e: std::io::Error| anyhow::Error::new(e).context(format!("writing into {shown}"));
+    let progress = (!quiet && output.is_some() && std::io::stderr().is_terminal())
+        .then(|| progress_bar(captures));
     let mut frames = 0u64;
+    let mut bytes = 0u64;
     while let Some(frame) = files.next_frame() {
+        // A record's header and its data: close enough to the file offset for a progress bar.
+        bytes += 16 + frame.data.len() as u64;
         pipeline.frame(&frame);
         for o in pipeline.drain() {
             sink.handle(o).map_err(write_err)?;
@@ -222,7 +380,14 @@ fn read(captures: &[String], output: &std::path::Path, config: Config, quiet: bo
         frames += 1;
         if frames.is_multiple_of(FLUSH_EVERY) {
             sink.flush().map_err(write_err)?;
+            if let Some(p) = &progress {
+                p.set_position(bytes);
+                p.set_message(format!("{} connections", pipeline.stats.connections));
+            }
         }
+    }
+    if let Some(p) = &progress {
+        p.finish_and_clear();
     }
     pipeline.finish();
     for o in pipeline.drain() {
@@ -259,12 +424,25 @@ fn read(captures: &[String], output: &std::path::Path, config: Config, quiet: bo
         limits: limits_report,
         connections: sink.into_connections(),
     };
-    let json = serde_json::to_vec_pretty(&report)?;
-    let path = sink::write_report(output, &json).map_err(write_err)?;
-    if !quiet {
-        let mut out = std::io::stdout().lock();
-        out.write_all(report.summary().as_bytes())?;
-        writeln!(out, "report: {}", path.display())?;
+    let text = serde_json::to_vec_pretty(&report)?;
+    match output {
+        Some(o) => {
+            let path = sink::write_report(o, &text).map_err(write_err)?;
+            if !quiet {
+                let mut out = std::io::stdout().lock();
+                out.write_all(report.summary(verbose).as_bytes())?;
+                writeln!(out, "report: {}", path.display())?;
+            }
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            if json {
+                out.write_all(&text)?;
+                out.write_all(b"\n")?;
+            } else {
+                out.write_all(report.table().as_bytes())?;
+            }
+        }
     }
     if !open_errors.is_empty() {
         return Ok(EXIT_BAD_INPUT);

@@ -32,6 +32,8 @@ pub struct FlvWriter<W: Write> {
     span: Option<(u32, u32)>,
     /// File offset of the onMetaData `duration` number (its 8 bytes), when one was written.
     duration_at: Option<u64>,
+    /// File offset of the onMetaData `filesize` number, when one was written.
+    filesize_at: Option<u64>,
 }
 
 impl<W: Write> FlvWriter<W> {
@@ -47,6 +49,7 @@ impl<W: Write> FlvWriter<W> {
             bytes: HEADER.len() as u64,
             span: None,
             duration_at: None,
+            filesize_at: None,
         })
     }
 
@@ -68,9 +71,14 @@ impl<W: Write> FlvWriter<W> {
             TagKind::Video => self.has_video = true,
             TagKind::Script => {
                 if self.duration_at.is_none()
-                    && let Some(at) = metadata_duration_offset(body)
+                    && let Some(at) = metadata_number_offset(body, b"duration")
                 {
                     self.duration_at = Some(self.bytes + 11 + at as u64);
+                }
+                if self.filesize_at.is_none()
+                    && let Some(at) = metadata_number_offset(body, b"filesize")
+                {
+                    self.filesize_at = Some(self.bytes + 11 + at as u64);
                 }
             }
         }
@@ -143,6 +151,7 @@ impl<W: Write + Seek> FlvWriter<W> {
         let duration = self
             .duration_at
             .map(|at| (at, self.span.map_or(0, |(a, b)| b - a)));
+        let (filesize_at, size) = (self.filesize_at, self.bytes);
         let Some(mut w) = self.into_inner()? else {
             return Ok(None);
         };
@@ -152,21 +161,27 @@ impl<W: Write + Seek> FlvWriter<W> {
             w.seek(SeekFrom::Start(at))?;
             w.write_all(&(ms as f64 / 1000.0).to_be_bytes())?;
         }
+        if let Some(at) = filesize_at {
+            w.seek(SeekFrom::Start(at))?;
+            w.write_all(&(size as f64).to_be_bytes())?;
+        }
         w.seek(SeekFrom::End(0))?;
         w.flush()?;
         Ok(Some(w))
     }
 }
 
-/// Where the 8-byte value of `duration` sits in an onMetaData script body whose `duration` is a
-/// number (AMF0: name string, ECMA array or object, key `duration`, marker 0x00, f64).
-fn metadata_duration_offset(body: &[u8]) -> Option<usize> {
+/// Where the 8-byte value of the number `key` sits in an onMetaData script body (AMF0: name
+/// string, ECMA array or object, then `key`, marker 0x00, f64).
+fn metadata_number_offset(body: &[u8], key: &[u8]) -> Option<usize> {
     const NAME: &[u8] = b"\x02\x00\x0aonMetaData";
-    const KEY: &[u8] = b"\x00\x08duration\x00";
-    if !body.starts_with(NAME) {
+    if !body.starts_with(NAME) || key.len() > 255 {
         return None;
     }
-    let at = memchr::memmem::find(&body[NAME.len()..], KEY)? + NAME.len() + KEY.len();
+    let mut pattern = vec![0, key.len() as u8];
+    pattern.extend_from_slice(key);
+    pattern.push(0);
+    let at = memchr::memmem::find(&body[NAME.len()..], &pattern)? + NAME.len() + pattern.len();
     (body.len() >= at + 8).then_some(at)
 }
 

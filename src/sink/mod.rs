@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{LimitHits, Limits};
 
 use crate::pipeline::Output;
-use crate::rtmp::{Direction, TagKind, media};
+use crate::rtmp::{Direction, TagKind, amf0, media};
 use flv::FlvWriter;
 use report::{ConnectionReport, StreamReport};
 
@@ -91,6 +91,9 @@ pub struct FlvSink {
     used: HashSet<String>,
     pipe: Option<Pipe>,
     flush_on_keyframes: bool,
+    selection: Selection,
+    /// Count and describe only: no file is written (`rtmpsniff list`).
+    dry: bool,
     /// Next suffix to try per file stem, so naming stays linear however many streams share
     /// a stem.
     next_suffix: HashMap<String, u32>,
@@ -105,20 +108,26 @@ impl FlvSink {
     /// Output into `dir` (created if missing; earlier files in it are never touched).
     pub fn new(dir: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        Ok(FlvSink {
-            dir: dir.to_path_buf(),
+        Ok(FlvSink::in_dir(dir.to_path_buf()))
+    }
+
+    fn in_dir(dir: PathBuf) -> Self {
+        FlvSink {
+            dir,
             streams: HashMap::new(),
             finished: HashMap::new(),
             connections: BTreeMap::new(),
             used: HashSet::new(),
             pipe: None,
             flush_on_keyframes: false,
+            selection: Selection::default(),
+            dry: false,
             next_suffix: HashMap::new(),
             open: BTreeMap::new(),
             tick: 0,
             open_files: Limits::default().open_files,
             limit_hits: LimitHits::default(),
-        })
+        }
     }
 
     /// Write the first stream that `selector` names to `out` instead of a file. The selector is
@@ -130,6 +139,19 @@ impl FlvSink {
             chosen: None,
             done: false,
         });
+        self
+    }
+
+    /// An inventory: streams are described in the report, no file is written, no folder made.
+    pub fn inventory() -> Self {
+        let mut sink = FlvSink::in_dir(PathBuf::new());
+        sink.dry = true;
+        sink
+    }
+
+    /// Keep only the streams `selection` names.
+    pub fn with_selection(mut self, selection: Selection) -> Self {
+        self.selection = selection;
         self
     }
 
@@ -272,6 +294,12 @@ impl FlvSink {
                 mid_stream,
                 ..
             } => {
+                if !self
+                    .selection
+                    .keeps(app.as_deref(), name.as_deref(), client, direction)
+                {
+                    return Ok(());
+                }
                 let base_name = file_stem(app.as_deref(), name.as_deref(), msid, client, direction);
                 let to_pipe = self.pipe.as_mut().is_some_and(|p| {
                     let take =
@@ -297,6 +325,7 @@ impl FlvSink {
                         audio_note: false,
                         report: StreamReport {
                             name: name.as_deref().map(naming::escape),
+                            name_in_file: name.as_deref().map(naming::sanitize),
                             direction: direction.as_str(),
                             message_stream_id: msid,
                             ..Default::default()
@@ -316,6 +345,19 @@ impl FlvSink {
                     return Ok(());
                 };
                 if !accept(s, kind, &body) {
+                    return Ok(());
+                }
+                if self.dry {
+                    let base = *s.base_ts.get_or_insert(timestamp);
+                    let rel = timestamp.wrapping_sub(base);
+                    let ts = if (rel as i32) < 0 { 0 } else { rel };
+                    let r = &mut s.report;
+                    r.bytes = r.bytes.max(flv::HEADER.len() as u64) + 15 + body.len() as u64;
+                    r.first_timestamp.get_or_insert(timestamp);
+                    r.last_timestamp = Some(timestamp);
+                    r.duration_ms = r.duration_ms.max(ts as u64);
+                    r.first_frame.get_or_insert(frame);
+                    r.last_frame = Some(frame);
                     return Ok(());
                 }
                 if s.writer.is_none() && s.to_pipe {
@@ -383,7 +425,13 @@ impl FlvSink {
                 }
                 let mut streams = self.finished.remove(&id).unwrap_or_default();
                 streams.sort_by_key(|(sid, _)| *sid);
-                if summary.is_rtmp || !streams.is_empty() {
+                // With a selection, a connection is reported for the streams it kept.
+                let wanted = if self.selection.is_empty() {
+                    summary.is_rtmp || !streams.is_empty()
+                } else {
+                    !streams.is_empty()
+                };
+                if wanted {
                     self.connections.insert(
                         id,
                         ConnectionReport {
@@ -413,6 +461,12 @@ fn accept(s: &mut StreamOut, kind: TagKind, body: &[u8]) -> bool {
                 return false;
             };
             r.video_codec.get_or_insert(i.codec);
+            if (i.config || r.width.is_none())
+                && let Some((w, h)) = media::video_dimensions(body)
+            {
+                r.width = Some(w);
+                r.height = Some(h);
+            }
             if i.config {
                 s.video_config = true;
             } else if s.mid_stream {
@@ -463,7 +517,29 @@ fn accept(s: &mut StreamOut, kind: TagKind, body: &[u8]) -> bool {
                 r.audio_frames += 1;
             }
         }
-        TagKind::Script => r.script_tags += 1,
+        TagKind::Script => {
+            r.script_tags += 1;
+            if r.metadata.is_none() {
+                let (vals, _) = amf0::decode_all(body, 16, 4096);
+                if vals.first().and_then(|v| v.as_bytes()) == Some(b"onMetaData")
+                    && let Some(m) = vals.get(1)
+                {
+                    let json = amf0::to_json(m);
+                    let num = |k: &str| {
+                        json.get(k)
+                            .and_then(|v| v.as_f64())
+                            .filter(|v| *v >= 1.0 && *v < 65536.0)
+                    };
+                    if r.width.is_none()
+                        && let (Some(w), Some(h)) = (num("width"), num("height"))
+                    {
+                        r.width = Some(w as u32);
+                        r.height = Some(h as u32);
+                    }
+                    r.metadata = Some(json);
+                }
+            }
+        }
     }
     true
 }
@@ -486,6 +562,9 @@ fn close(s: StreamOut, dir: &Path) -> io::Result<StreamReport> {
                 w.resume(Target::File(f));
             }
             w.finish()?;
+            if let Some((name, id)) = &s.file {
+                r.sha256 = sha256_of(&dir.join(name), *id)?;
+            }
         }
     }
     if r.dropped_before_keyframe > 0 {
@@ -503,6 +582,27 @@ fn close(s: StreamOut, dir: &Path) -> io::Result<StreamReport> {
     Ok(r)
 }
 
+/// SHA-256 of a finished file, read back (without following a link) if it is still ours.
+fn sha256_of(path: &Path, id: (u64, u64)) -> io::Result<Option<String>> {
+    use sha2::{Digest, Sha256};
+    let Some(mut f) = reopen(path, id)? else {
+        return Ok(None);
+    };
+    f.seek(SeekFrom::Start(0))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = io::Read::read(&mut f, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(Some(
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+    ))
+}
+
 /// Whether a `--stream` selector names this stream: its name as the report shows it, the name
 /// without its query string, or `APP/NAME`.
 fn selects(selector: &str, app: Option<&[u8]>, name: Option<&[u8]>) -> bool {
@@ -511,14 +611,92 @@ fn selects(selector: &str, app: Option<&[u8]>, name: Option<&[u8]>) -> bool {
     };
     let name = naming::escape(name);
     let bare = name.split('?').next().unwrap_or("");
-    if selector == name || selector == bare {
-        return true;
-    }
     let app = app.map(naming::escape).unwrap_or_default();
-    selector
-        .strip_prefix(app.as_str())
-        .and_then(|r| r.strip_prefix('/'))
-        .is_some_and(|r| r == name || r == bare)
+    [
+        name.clone(),
+        bare.to_string(),
+        format!("{app}/{name}"),
+        format!("{app}/{bare}"),
+    ]
+    .iter()
+    .any(|candidate| glob(selector.as_bytes(), candidate.as_bytes()))
+}
+
+/// Shell-style pattern match: `*` any run, `?` any one character, everything else itself.
+pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p.min(pattern.len())..].iter().all(|&c| c == b'*')
+}
+
+/// Which streams a run keeps (`--stream`, `--app`, `--client`, `--direction`); the others are
+/// neither written nor reported.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// Glob over the stream name, the name without its query string, or `APP/NAME`.
+    pub stream: Option<String>,
+    /// Glob over the application name.
+    pub app: Option<String>,
+    /// The client's address (`IP`) or address and port (`IP:PORT`).
+    pub client: Option<String>,
+    pub direction: Option<Direction>,
+}
+
+impl Selection {
+    pub fn is_empty(&self) -> bool {
+        self.stream.is_none()
+            && self.app.is_none()
+            && self.client.is_none()
+            && self.direction.is_none()
+    }
+
+    fn keeps(
+        &self,
+        app: Option<&[u8]>,
+        name: Option<&[u8]>,
+        client: SocketAddr,
+        d: Direction,
+    ) -> bool {
+        if self.direction.is_some_and(|x| x != d) {
+            return false;
+        }
+        if let Some(c) = &self.client {
+            let ip = client.ip().to_string();
+            if *c != ip && *c != client.to_string() {
+                return false;
+            }
+        }
+        if let Some(a) = &self.app {
+            let app = app.map(naming::escape).unwrap_or_default();
+            if !glob(a.as_bytes(), app.as_bytes()) {
+                return false;
+            }
+        }
+        match &self.stream {
+            Some(sel) => selects(sel, app, name),
+            None => true,
+        }
+    }
 }
 
 /// `app_name_client-port_direction`, every part sanitised.
@@ -542,6 +720,7 @@ fn file_stem(
 /// never truncating, and only if it is still the same file (`None` otherwise).
 fn reopen(path: &Path, id: (u64, u64)) -> io::Result<Option<File>> {
     let f = match OpenOptions::new()
+        .read(true)
         .write(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)

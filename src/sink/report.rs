@@ -40,6 +40,8 @@ pub struct KernelStats {
 pub struct StreamReport {
     /// The stream name as sent (escaped), or null when the naming command was not captured.
     pub name: Option<String>,
+    /// The name as it stands in the file name (sanitised).
+    pub name_in_file: Option<String>,
     pub direction: &'static str,
     pub message_stream_id: u32,
     /// Path of the FLV file relative to the output folder (null when nothing was written).
@@ -48,8 +50,13 @@ pub struct StreamReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub more_files: Vec<String>,
     pub bytes: u64,
+    /// SHA-256 of the file as left on disk (null for standard output or an inventory).
+    pub sha256: Option<String>,
     pub video_codec: Option<&'static str>,
     pub audio_codec: Option<&'static str>,
+    /// Picture size from the AVC sequence header or the H.263 picture header, else onMetaData.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
     pub audio_rate: Option<u32>,
     pub audio_channels: Option<u8>,
     /// Coded frames (configuration records excluded).
@@ -66,6 +73,8 @@ pub struct StreamReport {
     pub dropped_before_config: u64,
     /// Video frames dropped before the first keyframe of a stream joined mid-stream.
     pub dropped_before_keyframe: u64,
+    /// The first onMetaData as the sender sent it.
+    pub metadata: Option<serde_json::Value>,
     pub notes: Vec<String>,
 }
 
@@ -88,9 +97,54 @@ pub struct Report {
     pub connections: Vec<ConnectionReport>,
 }
 
+/// UTC time of day and date for seconds since the epoch (`2026-11-25 04:37:17.123`).
+pub fn utc(t: f64) -> String {
+    if !t.is_finite() || t < 0.0 {
+        return "?".into();
+    }
+    let secs = t.floor() as i64;
+    let ms = ((t - t.floor()) * 1000.0) as u32;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{ms:03}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn codecs(st: &StreamReport) -> String {
+    let c = [st.video_codec, st.audio_codec]
+        .iter()
+        .flatten()
+        .copied()
+        .collect::<Vec<_>>()
+        .join("+");
+    if c.is_empty() { "no media".into() } else { c }
+}
+
+fn encryption(m: &ConnectionSummary) -> &'static str {
+    match m.encryption {
+        Some("tls") => "  ENCRYPTED (TLS)",
+        Some(_) => "  ENCRYPTED (RTMPE)",
+        None => "",
+    }
+}
+
 impl Report {
-    /// A short human summary of the same facts.
-    pub fn summary(&self) -> String {
+    /// A short human summary of the same facts; `verbose` adds each connection's warnings,
+    /// gaps and lock-ons.
+    pub fn summary(&self, verbose: bool) -> String {
         let mut s = String::new();
         for c in &self.connections {
             let m = &c.summary;
@@ -100,11 +154,7 @@ impl Report {
                 m.server,
                 m.app.as_deref().unwrap_or("?"),
                 m.handshake,
-                if m.encrypted {
-                    "  ENCRYPTED (RTMPE)"
-                } else {
-                    ""
-                }
+                encryption(m)
             ));
             if !m.gaps.is_empty() {
                 let lost: u64 = m.gaps.iter().map(|g| g.len).sum();
@@ -114,13 +164,24 @@ impl Report {
                     lost
                 ));
             }
+            if verbose {
+                for g in &m.gaps {
+                    s.push_str(&format!(
+                        "    gap: {} bytes {} at stream offset {} (frame {}): {}\n",
+                        g.len, g.direction, g.offset, g.frame, g.reason
+                    ));
+                }
+                for l in &m.locks {
+                    s.push_str(&format!(
+                        "    lock-on: {} at stream offset {} (frame {}), {} bytes skipped, chunk size {}\n",
+                        l.direction, l.offset, l.frame, l.skipped_bytes, l.chunk_size
+                    ));
+                }
+                for w in &m.warnings {
+                    s.push_str(&format!("    warning: {w}\n"));
+                }
+            }
             for st in &c.streams {
-                let codecs = [st.video_codec, st.audio_codec]
-                    .iter()
-                    .flatten()
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join("+");
                 s.push_str(&format!(
                     "  {} {} (msid {}): {} video, {} audio frames, {:.1} s, {} -> {}\n",
                     st.direction,
@@ -131,11 +192,7 @@ impl Report {
                     st.video_frames,
                     st.audio_frames,
                     st.duration_ms as f64 / 1000.0,
-                    if codecs.is_empty() {
-                        "no media"
-                    } else {
-                        &codecs
-                    },
+                    codecs(st),
                     st.file.as_deref().unwrap_or("(no file)"),
                 ));
                 for n in &st.notes {
@@ -151,5 +208,94 @@ impl Report {
             self.stats.frames
         ));
         s
+    }
+
+    /// The inventory `rtmpsniff list` prints: a line per connection and a row per stream.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        for (i, c) in self.connections.iter().enumerate() {
+            let m = &c.summary;
+            s.push_str(&format!(
+                "#{} {} -> {}  {} .. {} ({:.1} s)  app={}  tcUrl={}  handshake={}{}{}\n",
+                i + 1,
+                m.client,
+                m.server,
+                utc(m.first_seen),
+                utc(m.last_seen),
+                (m.last_seen - m.first_seen).max(0.0),
+                m.app.as_deref().unwrap_or("?"),
+                m.tc_url.as_deref().unwrap_or("?"),
+                m.handshake,
+                encryption(m),
+                if m.gaps.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "  gaps={} ({} bytes)",
+                        m.gaps.len(),
+                        m.gaps.iter().map(|g| g.len).sum::<u64>()
+                    )
+                },
+            ));
+            if c.streams.is_empty() {
+                continue;
+            }
+            let mut rows = vec![[
+                "DIRECTION".to_string(),
+                "NAME".into(),
+                "CODECS".into(),
+                "SIZE".into(),
+                "DURATION".into(),
+                "VIDEO".into(),
+                "AUDIO".into(),
+                "KEYFRAMES".into(),
+            ]];
+            for st in &c.streams {
+                rows.push([
+                    st.direction.to_string(),
+                    st.name.clone().unwrap_or_else(|| "<unnamed>".into()),
+                    codecs(st),
+                    match (st.width, st.height) {
+                        (Some(w), Some(h)) => format!("{w}x{h}"),
+                        _ => "-".into(),
+                    },
+                    format!("{:.1} s", st.duration_ms as f64 / 1000.0),
+                    st.video_frames.to_string(),
+                    st.audio_frames.to_string(),
+                    st.keyframes.to_string(),
+                ]);
+            }
+            let widths: Vec<usize> = (0..8)
+                .map(|k| rows.iter().map(|r| r[k].chars().count()).max().unwrap_or(0))
+                .collect();
+            for r in rows {
+                let line: Vec<String> = r
+                    .iter()
+                    .zip(&widths)
+                    .map(|(cell, w)| format!("{cell:<w$}"))
+                    .collect();
+                s.push_str(&format!("   {}\n", line.join("  ").trim_end()));
+            }
+        }
+        let streams: usize = self.connections.iter().map(|c| c.streams.len()).sum();
+        s.push_str(&format!(
+            "{} RTMP connection(s), {} stream(s) in {} packets\n",
+            self.connections.len(),
+            streams,
+            self.stats.frames
+        ));
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0.0), "1970-01-01 00:00:00.000");
+        assert_eq!(utc(1_764_045_437.25), "2025-11-25 04:37:17.250");
+        assert_eq!(utc(951_782_400.0), "2000-02-29 00:00:00.000");
     }
 }

@@ -9,6 +9,7 @@ mod hostile;
 mod limits;
 mod live;
 mod mutation;
+mod report;
 mod samples;
 mod synthetic;
 mod util;
