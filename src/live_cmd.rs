@@ -323,6 +323,7 @@ pub fn run(args: LiveArgs) -> Result<u8> {
     }
     console.clear_status();
     let kernel = input.kernel;
+    sink.finish().map_err(write_err)?;
     let mut hits = pipeline.stats.limit_hits.clone();
     hits.add(&sink.limit_hits);
     let report = Report {

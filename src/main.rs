@@ -402,6 +402,7 @@ fn read(
             );
         }
     }
+    sink.finish().map_err(write_err)?;
     let mut hits = pipeline.stats.limit_hits.clone();
     hits.add(&sink.limit_hits);
     let limits_report = hits.report(&limits);

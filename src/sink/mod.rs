@@ -75,6 +75,12 @@ struct StreamOut {
     base_ts: Option<u32>,
     video_config: bool,
     audio_config: bool,
+    /// The decoder configurations last seen (to lend to a stream that missed them).
+    video_cfg: Option<bytes::Bytes>,
+    audio_cfg: Option<bytes::Bytes>,
+    /// Joined mid-stream without a video configuration: its first keyframe's hash, to find
+    /// the same pictures (and so their configuration) in another connection of the input.
+    missing_cfg_key: Option<u64>,
     /// Joined mid-stream: video frames before the first keyframe cannot be decoded.
     mid_stream: bool,
     wait_keyframe: bool,
@@ -92,6 +98,12 @@ pub struct FlvSink {
     pipe: Option<Pipe>,
     flush_on_keyframes: bool,
     selection: Selection,
+    /// Keyframes of streams whose decoder configuration is known, by content hash.
+    keyframes: HashMap<u64, (u64, u32)>,
+    /// Decoder configurations of streams, kept after they end.
+    configs: HashMap<(u64, u32), (Option<bytes::Bytes>, Option<bytes::Bytes>)>,
+    /// Streams that missed their configuration: (stream, hash of its first keyframe).
+    to_fix: Vec<((u64, u32), u64)>,
     /// Count and describe only: no file is written (`rtmpsniff list`).
     dry: bool,
     /// Next suffix to try per file stem, so naming stays linear however many streams share
@@ -121,6 +133,9 @@ impl FlvSink {
             pipe: None,
             flush_on_keyframes: false,
             selection: Selection::default(),
+            keyframes: HashMap::new(),
+            configs: HashMap::new(),
+            to_fix: Vec::new(),
             dry: false,
             next_suffix: HashMap::new(),
             open: BTreeMap::new(),
@@ -269,6 +284,13 @@ impl FlvSink {
     /// A stream is over: finish its file and keep its report.
     fn close_stream(&mut self, conn: u64, stream: u32) -> io::Result<()> {
         if let Some(s) = self.streams.remove(&(conn, stream)) {
+            if s.video_cfg.is_some() || s.audio_cfg.is_some() {
+                self.configs
+                    .insert((conn, stream), (s.video_cfg.clone(), s.audio_cfg.clone()));
+            }
+            if let (Some(h), Some(_)) = (s.missing_cfg_key, &s.file) {
+                self.to_fix.push(((conn, stream), h));
+            }
             if s.to_pipe
                 && let Some(p) = &mut self.pipe
             {
@@ -320,10 +342,14 @@ impl FlvSink {
                         base_ts: None,
                         video_config: false,
                         audio_config: false,
+                        video_cfg: None,
+                        audio_cfg: None,
+                        missing_cfg_key: None,
                         mid_stream,
                         wait_keyframe: mid_stream,
                         audio_note: false,
                         report: StreamReport {
+                            key: (conn, stream),
                             name: name.as_deref().map(naming::escape),
                             name_in_file: name.as_deref().map(naming::sanitize),
                             direction: direction.as_str(),
@@ -347,6 +373,10 @@ impl FlvSink {
                 if !accept(s, kind, &body) {
                     return Ok(());
                 }
+                self.note_configuration(conn, stream, kind, &body);
+                let Some(s) = self.streams.get_mut(&(conn, stream)) else {
+                    return Ok(());
+                };
                 if self.dry {
                     let base = *s.base_ts.get_or_insert(timestamp);
                     let rel = timestamp.wrapping_sub(base);
@@ -441,6 +471,96 @@ impl FlvSink {
                     );
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Remember decoder configurations and keyframes, to lend a configuration to a stream
+    /// that joined mid-stream and carries the same pictures as another (a publisher and the
+    /// players of its stream).
+    fn note_configuration(&mut self, conn: u64, stream: u32, kind: TagKind, body: &bytes::Bytes) {
+        use std::hash::{Hash, Hasher};
+        const MAX_KEYFRAMES: usize = 1 << 16;
+        let Some(s) = self.streams.get_mut(&(conn, stream)) else {
+            return;
+        };
+        match kind {
+            TagKind::Video => {
+                let Some(i) = media::video(body) else { return };
+                if i.config {
+                    s.video_cfg = Some(body.clone());
+                } else if i.keyframe && i.frame && i.needs_config {
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    body.hash(&mut h);
+                    let h = h.finish();
+                    if s.video_cfg.is_some() {
+                        if self.keyframes.len() < MAX_KEYFRAMES {
+                            self.keyframes.insert(h, (conn, stream));
+                        }
+                    } else if s.mid_stream && s.missing_cfg_key.is_none() {
+                        s.missing_cfg_key = Some(h);
+                    }
+                }
+            }
+            TagKind::Audio => {
+                if media::audio(body).is_some_and(|i| i.config) {
+                    s.audio_cfg = Some(body.clone());
+                }
+            }
+            TagKind::Script => {}
+        }
+    }
+
+    /// End of the input: a stream that joined mid-stream without its decoder configuration,
+    /// whose first keyframe another stream of the input also carried with one, gets that
+    /// configuration written at the start of its file (so it decodes), and the report says so.
+    pub fn finish(&mut self) -> io::Result<()> {
+        for (key, hash) in std::mem::take(&mut self.to_fix) {
+            let Some(&source) = self.keyframes.get(&hash) else {
+                continue;
+            };
+            let Some((video, audio)) = self.configs.get(&source).cloned() else {
+                continue;
+            };
+            let Some(report) = self
+                .connections
+                .get_mut(&key.0)
+                .and_then(|c| c.streams.iter_mut().find(|s| s.key == key))
+            else {
+                continue;
+            };
+            let Some(name) = report.file.clone() else {
+                continue;
+            };
+            let path = self.dir.join(&name);
+            let old = std::fs::read(&path)?;
+            if old.len() < flv::HEADER.len() {
+                continue;
+            }
+            // Our own file of this run, replaced whole through a new file renamed over it.
+            let (tmp, mut f) = create_unique_tmp(&self.dir)?;
+            let mut cfg = Vec::new();
+            for (k, b) in [(TagKind::Video, &video), (TagKind::Audio, &audio)] {
+                if let Some(b) = b {
+                    let s = (b.len() as u32).to_be_bytes();
+                    cfg.extend_from_slice(&[k as u8, s[1], s[2], s[3], 0, 0, 0, 0, 0, 0, 0]);
+                    cfg.extend_from_slice(b);
+                    cfg.extend_from_slice(&(11 + b.len() as u32).to_be_bytes());
+                }
+            }
+            f.write_all(&old[..flv::HEADER.len()])?;
+            f.write_all(&cfg)?;
+            f.write_all(&old[flv::HEADER.len()..])?;
+            f.flush()?;
+            drop(f);
+            std::fs::rename(&tmp, &path)?;
+            report.bytes = (old.len() + cfg.len()) as u64;
+            let meta = std::fs::symlink_metadata(&path)?;
+            report.sha256 = sha256_of(&path, (meta.dev(), meta.ino()))?;
+            report.notes.push(format!(
+                "decoder configuration taken from connection {} stream {}, which carries the same pictures",
+                source.0, source.1
+            ));
         }
         Ok(())
     }

@@ -38,6 +38,9 @@ pub struct KernelStats {
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct StreamReport {
+    /// (connection, stream) inside the run; not reported.
+    #[serde(skip)]
+    pub key: (u64, u32),
     /// The stream name as sent (escaped), or null when the naming command was not captured.
     pub name: Option<String>,
     /// The name as it stands in the file name (sanitised).

@@ -750,3 +750,63 @@ proptest! {
         prop_assert_eq!(digest(&got), digest(&baseline));
     }
 }
+
+#[test]
+fn a_stream_joined_mid_stream_borrows_the_configuration_of_the_same_pictures() {
+    let o = Opts {
+        frames: 40,
+        ..Opts::default()
+    };
+    let writes = publish_session(&o);
+    // A: captured from a third of the way in (no configuration); B: the same pictures, whole.
+    let a = Session::new(1935).frames(&writes, 1400);
+    let mut b_session = Session::new(1935);
+    b_session.client.set_port(50001);
+    let b = b_session.frames(&writes, 1400);
+    let mut frames: Vec<(f64, Vec<u8>)> = a[a.len() / 3..].to_vec();
+    frames.extend(b.into_iter().map(|(t, f)| (t + 100.0, f)));
+    let dir = temp_dir("borrow");
+    let cap = dir.join("c.pcap");
+    std::fs::write(&cap, pcap_file(&frames)).unwrap();
+    let out = dir.join("o");
+    let o1 = rtmpsniff(&[
+        "read",
+        cap.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(
+        o1.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o1.stderr)
+    );
+    let report = read_json(&out.join("report.json"));
+    let mid = report["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["handshake"] == "missing")
+        .expect("the mid-stream connection");
+    let st = &mid["streams"][0];
+    assert!(
+        st["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("taken from connection")),
+        "{st}"
+    );
+    let file = out.join(st["file"].as_str().unwrap());
+    let tags = media_tags(&std::fs::read(&file).unwrap());
+    assert_eq!(tags[0], (9, 0, VIDEO_CONFIG.to_vec()));
+    assert_eq!(tags[1], (8, 0, AUDIO_CONFIG.to_vec()));
+    let first_video = tags[2..].iter().find(|t| t.0 == 9).unwrap();
+    assert!(
+        rtmpsniff::rtmp::media::video(&first_video.2)
+            .unwrap()
+            .keyframe
+    );
+    assert_eq!(st["sha256"].as_str().unwrap().len(), 64);
+}
