@@ -159,7 +159,6 @@ struct Conn {
     /// are real (not left to offloading) and a wrong one means corruption on the wire.
     checksums: [(u64, u64); 2],
     bad_checksums: u64,
-    announced: std::collections::HashSet<u32>,
     /// When it was last active (the pipeline's own clock, one tick per segment).
     tick: u64,
     /// How much it looks like a real connection, for eviction: 0 nothing but a SYN, 1 the
@@ -289,7 +288,6 @@ impl Pipeline {
                     client_isn: None,
                     checksums: [(0, 0); 2],
                     bad_checksums: 0,
-                    announced: Default::default(),
                     tick: self.tick,
                     tier: 0,
                     synack: false,
@@ -475,20 +473,17 @@ impl Pipeline {
                     direction,
                     name,
                     mid_stream,
-                } => {
-                    c.announced.insert(stream);
-                    Output::StreamStarted {
-                        conn: c.id,
-                        client: c.client,
-                        server: c.server,
-                        app: c.rtmp.session.connect.app.clone(),
-                        stream,
-                        msid,
-                        direction,
-                        name,
-                        mid_stream,
-                    }
-                }
+                } => Output::StreamStarted {
+                    conn: c.id,
+                    client: c.client,
+                    server: c.server,
+                    app: c.rtmp.session.connect.app.clone(),
+                    stream,
+                    msid,
+                    direction,
+                    name,
+                    mid_stream,
+                },
                 rtmp::Event::Tag {
                     stream,
                     kind,

@@ -88,6 +88,16 @@ struct StreamOut {
     report: StreamReport,
 }
 
+impl StreamOut {
+    /// The tag's time in the file: the first tag is at 0. A tag slightly before the first one
+    /// (audio/video interleaving) stays at 0.
+    fn file_time(&mut self, timestamp: u32) -> u32 {
+        let base = *self.base_ts.get_or_insert(timestamp);
+        let rel = timestamp.wrapping_sub(base);
+        if (rel as i32) < 0 { 0 } else { rel }
+    }
+}
+
 /// Writes one FLV file per stream into a folder and gathers the report.
 pub struct FlvSink {
     dir: PathBuf,
@@ -378,16 +388,10 @@ impl FlvSink {
                     return Ok(());
                 };
                 if self.dry {
-                    let base = *s.base_ts.get_or_insert(timestamp);
-                    let rel = timestamp.wrapping_sub(base);
-                    let ts = if (rel as i32) < 0 { 0 } else { rel };
-                    let r = &mut s.report;
-                    r.bytes = r.bytes.max(flv::HEADER.len() as u64) + 15 + body.len() as u64;
-                    r.first_timestamp.get_or_insert(timestamp);
-                    r.last_timestamp = Some(timestamp);
-                    r.duration_ms = r.duration_ms.max(ts as u64);
-                    r.first_frame.get_or_insert(frame);
-                    r.last_frame = Some(frame);
+                    let ts = s.file_time(timestamp);
+                    let bytes =
+                        s.report.bytes.max(flv::HEADER.len() as u64) + 15 + body.len() as u64;
+                    s.report.record(bytes, timestamp, ts, frame);
                     return Ok(());
                 }
                 if s.writer.is_none() && s.to_pipe {
@@ -404,10 +408,7 @@ impl FlvSink {
                 let Some(s) = self.streams.get_mut(&(conn, stream)) else {
                     return Ok(());
                 };
-                let base = *s.base_ts.get_or_insert(timestamp);
-                let rel = timestamp.wrapping_sub(base);
-                // A tag slightly before the first one (audio/video interleaving) stays at 0.
-                let ts = if (rel as i32) < 0 { 0 } else { rel };
+                let ts = s.file_time(timestamp);
                 let w = s.writer.as_mut().expect("opened above");
                 let mut res = w.tag(kind, ts, &body);
                 if res.is_ok() && s.to_pipe {
@@ -435,13 +436,8 @@ impl FlvSink {
                     }
                     return Ok(());
                 }
-                let r = &mut s.report;
-                r.bytes = w.bytes();
-                r.first_timestamp.get_or_insert(timestamp);
-                r.last_timestamp = Some(timestamp);
-                r.duration_ms = r.duration_ms.max(ts as u64);
-                r.first_frame.get_or_insert(frame);
-                r.last_frame = Some(frame);
+                let bytes = w.bytes();
+                s.report.record(bytes, timestamp, ts, frame);
             }
             Output::StreamEnded { conn, stream } => self.close_stream(conn, stream)?,
             Output::ConnectionEnded(summary) => {

@@ -81,6 +81,19 @@ pub struct StreamReport {
     pub notes: Vec<String>,
 }
 
+impl StreamReport {
+    /// Account for a tag written (or, for an inventory, that would be): the file's size so
+    /// far, the tag's RTMP timestamp and time in the file, and its capture frame.
+    pub fn record(&mut self, bytes: u64, timestamp: u32, file_time: u32, frame: u64) {
+        self.bytes = bytes;
+        self.first_timestamp.get_or_insert(timestamp);
+        self.last_timestamp = Some(timestamp);
+        self.duration_ms = self.duration_ms.max(file_time as u64);
+        self.first_frame.get_or_insert(frame);
+        self.last_frame = Some(frame);
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ConnectionReport {
     #[serde(flatten)]
