@@ -283,7 +283,7 @@ impl Session {
         }
     }
 
-    fn packet(&self, dir: Dir, seq: u32, ack: u32, flags: &str, payload: &[u8]) -> Vec<u8> {
+    pub fn packet(&self, dir: Dir, seq: u32, ack: u32, flags: &str, payload: &[u8]) -> Vec<u8> {
         let (src, dst) = match dir {
             Dir::ClientToServer => (self.client, self.server),
             Dir::ServerToClient => (self.server, self.client),
@@ -809,4 +809,54 @@ fn a_stream_joined_mid_stream_borrows_the_configuration_of_the_same_pictures() {
             .keyframe
     );
     assert_eq!(st["sha256"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn keep_alives_zero_window_probes_and_duplicates_change_nothing() {
+    use rtmpsniff::decode::{decode, linktype};
+    let o = Opts {
+        frames: 12,
+        ..Opts::default()
+    };
+    let session = Session::new(1935);
+    let frames = session.frames(&publish_session(&o), 1400);
+    let baseline = run_frames(&frames);
+    let mut mangled = Vec::new();
+    let mut client_next: Option<u32> = None;
+    for (i, (t, f)) in frames.iter().enumerate() {
+        mangled.push((*t, f.clone()));
+        let seg = decode(linktype::ETHERNET, f).unwrap();
+        if seg.src == std::net::SocketAddr::V4(session.client) && !seg.payload.is_empty() {
+            let next = seg.seq.wrapping_add(seg.payload.len() as u32);
+            client_next = Some(next);
+            // A zero-window probe: one new byte, sent before the window opens; the full
+            // segment that follows carries it again. Here: the next segment's first byte.
+            if let Some((_, nf)) = frames[i + 1..].iter().find(|(_, nf)| {
+                let s = decode(linktype::ETHERNET, nf).unwrap();
+                s.src == seg.src && !s.payload.is_empty()
+            }) {
+                let ns = decode(linktype::ETHERNET, nf).unwrap();
+                let probe =
+                    session.packet(Dir::ClientToServer, ns.seq, seg.ack, "A", &ns.payload[..1]);
+                mangled.push((*t, probe));
+            }
+        } else if seg.src == std::net::SocketAddr::V4(session.server)
+            && let Some(next) = client_next
+            && seg.ack == next
+        {
+            // Idle and acknowledged: a keep-alive (one garbage byte just below the next
+            // sequence number), sent twice as a capture on `any` can show it.
+            let ka = session.packet(
+                Dir::ClientToServer,
+                next.wrapping_sub(1),
+                seg.seq,
+                "A",
+                &[0xee],
+            );
+            mangled.push((*t, ka.clone()));
+            mangled.push((*t, ka));
+        }
+    }
+    assert!(mangled.len() > frames.len() + 20);
+    assert_eq!(run_frames(&mangled), baseline);
 }
