@@ -27,6 +27,8 @@ pub struct LiveArgs {
     pub duration: Option<Duration>,
     /// `--stdout --stream NAME`: the stream written to standard output.
     pub stdout_stream: Option<String>,
+    /// Which streams are kept at all (`--app`, `--client`, `--direction`).
+    pub selection: rtmpsniff::sink::Selection,
     pub quiet: bool,
 }
 
@@ -178,7 +180,8 @@ pub fn run(args: LiveArgs) -> Result<u8> {
     let output = &args.output;
     let mut sink = FlvSink::new(output)
         .with_context(|| format!("cannot use output folder {}", output.display()))?
-        .flush_on_keyframes(true);
+        .flush_on_keyframes(true)
+        .with_selection(args.selection.clone());
     if let Some(sel) = &args.stdout_stream {
         sink = sink.with_pipe(sel, Box::new(std::io::stdout()));
     }

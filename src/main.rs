@@ -164,9 +164,19 @@ enum Command {
         /// Write the stream chosen with --stream to standard output (the run ends with it).
         #[arg(long, requires = "stream")]
         stdout: bool,
-        /// The stream for --stdout: its name, APP/NAME, or the name without its query string.
-        #[arg(long, value_name = "NAME", requires = "stdout")]
+        /// Only streams whose name matches this glob (also tried on the name without its query
+        /// string, and on APP/NAME); with --stdout, the first of them goes to standard output.
+        #[arg(long, value_name = "GLOB")]
         stream: Option<String>,
+        /// Only streams of an application matching this glob.
+        #[arg(long, value_name = "GLOB")]
+        app: Option<String>,
+        /// Only streams of this client (IP or IP:PORT).
+        #[arg(long, value_name = "ADDR")]
+        client: Option<String>,
+        /// Only published or only played streams.
+        #[arg(long, value_enum)]
+        direction: Option<DirectionArg>,
         /// Also save every captured packet to this pcap file (never replaces a file).
         #[arg(long, value_name = "FILE")]
         write_pcap: Option<PathBuf>,
@@ -292,8 +302,11 @@ fn run() -> Result<u8> {
             no_promisc,
             buffer_size,
             duration,
-            stdout: _,
+            stdout,
             stream,
+            app,
+            client,
+            direction,
             write_pcap,
             quiet,
         } => {
@@ -323,7 +336,14 @@ fn run() -> Result<u8> {
                     ..Config::default()
                 },
                 duration,
-                stdout_stream: stream,
+                selection: SelectArgs {
+                    stream: if stdout { None } else { stream.clone() },
+                    app,
+                    client,
+                    direction,
+                }
+                .selection(),
+                stdout_stream: if stdout { stream } else { None },
                 quiet,
             })
         }
