@@ -1,8 +1,12 @@
-//! Saved captures (pcap and pcapng, through libpcap), several read as one timeline.
+//! Saved captures (classic pcap read here, pcapng and standard input through libpcap),
+//! several read as one timeline.
 
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 
 use pcap::{Capture, Offline, Precision};
+
+use super::classic::{FileHeader, PcapReader};
 
 use crate::decode::linktype;
 use crate::pipeline::Frame;
@@ -16,61 +20,103 @@ pub struct OpenError {
     pub message: String,
 }
 
+/// Where an input's frames come from.
+enum Source {
+    /// Classic pcap, read here: frames are handed out of a large read buffer without a copy.
+    Pcap(PcapReader<File>),
+    /// pcapng and standard input, through libpcap. Each frame is copied out of libpcap's buffer
+    /// so that the next one can be read ahead (to merge several inputs by time).
+    Libpcap {
+        cap: Capture<Offline>,
+        buf: Vec<u8>,
+        /// Classic pcap (whose records are a 16-byte header and the data).
+        classic: bool,
+        /// Bytes of the file read as whole records so far (classic pcap only).
+        good_end: u64,
+    },
+}
+
 struct Input {
-    cap: Capture<Offline>,
+    source: Source,
     linktype: i32,
-    /// The next frame, copied out of libpcap's buffer so several inputs can be merged.
-    buf: Vec<u8>,
+    /// Time and length on the wire of the frame read ahead, if there is one.
     next: Option<(f64, u32)>,
-    /// Classic pcap (whose records are a 16-byte header and the data).
-    classic: bool,
-    /// Bytes of the file read as whole records so far (classic pcap only).
-    good_end: u64,
     report: InputReport,
 }
 
 impl Input {
+    /// Read the next frame ahead (the one read before is no longer needed).
     fn advance(&mut self) {
         self.next = None;
-        match self.cap.next_packet() {
-            Ok(p) => {
-                let ts = p.header.ts.tv_sec as f64 + p.header.ts.tv_usec as f64 * 1e-9 /* nanoseconds: opened with Precision::Nano */;
-                self.buf.clear();
-                self.buf.extend_from_slice(p.data);
-                self.next = Some((ts, p.header.len));
-                self.good_end += 16 + p.header.caplen as u64;
-                let r = &mut self.report;
-                r.packets += 1;
-                r.bytes += p.data.len() as u64;
-                if p.data.len() < p.header.len as usize {
-                    r.truncated_packets += 1;
+        let (ts, data_len, orig_len) = match &mut self.source {
+            Source::Pcap(r) => {
+                let good_end = r.offset();
+                match r.advance() {
+                    Ok(Some(h)) => (h.ts, h.caplen, h.orig_len),
+                    Ok(None) => return,
+                    Err(e) => return self.failed(&e, Some(good_end)),
                 }
-                r.first_time.get_or_insert(ts);
-                r.last_time = Some(ts);
             }
-            Err(pcap::Error::NoMorePackets) => {}
-            Err(e) => {
-                let r = &mut self.report;
-                let offset = if self.classic {
-                    Some(self.good_end)
-                } else if r.path != "-" {
-                    pcapng_packets_end(&r.path, r.packets)
-                } else {
-                    None
-                };
-                let size = std::fs::metadata(&r.path).ok().map(|m| m.len());
-                r.error_offset = offset;
-                r.error = Some(match (offset, size) {
-                    (Some(o), Some(n)) => format!(
-                        "{e}: cut or damaged after packet {} (byte {o} of {n})",
-                        r.packets
-                    ),
-                    (Some(o), None) => {
-                        format!("{e}: cut or damaged after packet {} (byte {o})", r.packets)
-                    }
-                    _ => format!("{e}: cut or damaged after packet {}", r.packets),
-                });
+            Source::Libpcap {
+                cap,
+                buf,
+                classic,
+                good_end,
+            } => match cap.next_packet() {
+                Ok(p) => {
+                    // Opened with Precision::Nano: the microseconds field holds nanoseconds.
+                    let ts = p.header.ts.tv_sec as f64 + p.header.ts.tv_usec as f64 * 1e-9;
+                    buf.clear();
+                    buf.extend_from_slice(p.data);
+                    *good_end += 16 + p.header.caplen as u64;
+                    (ts, p.data.len(), p.header.len)
+                }
+                Err(pcap::Error::NoMorePackets) => return,
+                Err(e) => {
+                    let offset = if *classic {
+                        Some(*good_end)
+                    } else if self.report.path != "-" {
+                        pcapng_packets_end(&self.report.path, self.report.packets)
+                    } else {
+                        None
+                    };
+                    return self.failed(&e, offset);
+                }
+            },
+        };
+        self.next = Some((ts, orig_len));
+        let r = &mut self.report;
+        r.packets += 1;
+        r.bytes += data_len as u64;
+        if data_len < orig_len as usize {
+            r.truncated_packets += 1;
+        }
+        r.first_time.get_or_insert(ts);
+        r.last_time = Some(ts);
+    }
+
+    /// The input cannot be read past `offset` (where the last whole record ends, when known).
+    fn failed(&mut self, e: &dyn std::fmt::Display, offset: Option<u64>) {
+        let r = &mut self.report;
+        let size = std::fs::metadata(&r.path).ok().map(|m| m.len());
+        r.error_offset = offset;
+        r.error = Some(match (offset, size) {
+            (Some(o), Some(n)) => format!(
+                "{e}: cut or damaged after packet {} (byte {o} of {n})",
+                r.packets
+            ),
+            (Some(o), None) => {
+                format!("{e}: cut or damaged after packet {} (byte {o})", r.packets)
             }
+            _ => format!("{e}: cut or damaged after packet {}", r.packets),
+        });
+    }
+
+    /// The bytes of the frame read ahead.
+    fn data(&self) -> &[u8] {
+        match &self.source {
+            Source::Pcap(r) => r.data(),
+            Source::Libpcap { buf, .. } => buf,
         }
     }
 }
@@ -79,7 +125,8 @@ impl Input {
 pub struct FileSet {
     inputs: Vec<Input>,
     number: u64,
-    current: Vec<u8>,
+    /// The input whose frame was handed out last: it reads ahead on the next call.
+    current: Option<usize>,
 }
 
 fn file_format(path: &str) -> String {
@@ -96,6 +143,16 @@ fn file_format(path: &str) -> String {
         },
         Err(_) => "unknown".into(),
     }
+}
+
+/// A classic pcap file opened for [`PcapReader`], or `None` when it is something else (left
+/// to libpcap, which also says what is wrong with it).
+fn open_classic(path: &str) -> Option<(File, FileHeader)> {
+    let mut f = File::open(path).ok()?;
+    let mut h = [0u8; 24];
+    f.read_exact(&mut h).ok()?;
+    let header = FileHeader::parse(&h)?;
+    Some((f, header))
 }
 
 /// Where the whole blocks holding the first `packets` packets of a pcapng file end (the
@@ -157,7 +214,7 @@ impl FileSet {
         let set = FileSet {
             inputs,
             number: 0,
-            current: Vec::with_capacity(65536),
+            current: None,
         };
         (set, errors)
     }
@@ -178,26 +235,38 @@ impl FileSet {
                 return Err(err("is a directory, not a capture file".into()));
             }
         }
-        let cap = if path == "-" {
-            // SAFETY: descriptor 0 is ours for the life of the process and nothing else
-            // reads it.
-            unsafe { Capture::from_raw_fd_with_precision(0, Precision::Nano) }
-        } else {
-            Capture::from_file_with_precision(path, Precision::Nano)
-        }
-        .map_err(|e| err(format!("not a readable pcap or pcapng capture ({e})")))?;
-        let lt = cap.get_datalink().0;
+        let classic = match path {
+            "-" => None,
+            _ => open_classic(path),
+        };
+        let (source, lt) = match classic {
+            Some((f, header)) => (Source::Pcap(PcapReader::new(f, header)), header.linktype),
+            None => {
+                let cap = if path == "-" {
+                    // SAFETY: descriptor 0 is ours for the life of the process and nothing
+                    // else reads it.
+                    unsafe { Capture::from_raw_fd_with_precision(0, Precision::Nano) }
+                } else {
+                    Capture::from_file_with_precision(path, Precision::Nano)
+                }
+                .map_err(|e| err(format!("not a readable pcap or pcapng capture ({e})")))?;
+                let lt = cap.get_datalink().0;
+                let source = Source::Libpcap {
+                    classic: cap.major_version() == 2,
+                    cap,
+                    buf: Vec::with_capacity(65536),
+                    good_end: 24,
+                };
+                (source, lt)
+            }
+        };
         if !linktype::supported(lt) {
             return Err(err(format!("link type {lt} is not supported")));
         }
-        let classic = cap.major_version() == 2;
         let mut input = Input {
-            cap,
+            source,
             linktype: lt,
-            buf: Vec::with_capacity(65536),
             next: None,
-            classic,
-            good_end: 24,
             report: InputReport {
                 path: path.to_string(),
                 format: file_format(path),
@@ -218,6 +287,10 @@ impl FileSet {
 
     /// The next frame in time order, or `None` at the end of every input.
     pub fn next_frame(&mut self) -> Option<Frame<'_>> {
+        if let Some(i) = self.current.take() {
+            // The frame handed out last is done with: read ahead in its input.
+            self.inputs[i].advance();
+        }
         let mut best: Option<(usize, f64)> = None;
         for (i, inp) in self.inputs.iter().enumerate() {
             if let Some((ts, _)) = inp.next
@@ -228,16 +301,14 @@ impl FileSet {
         }
         let (i, _) = best?;
         self.number += 1;
-        let inp = &mut self.inputs[i];
-        let (ts, orig_len) = inp.next.take().expect("chosen input has a frame");
-        // Hand the frame out of `current` while the input reads ahead into the other buffer.
-        std::mem::swap(&mut inp.buf, &mut self.current);
-        inp.advance();
+        self.current = Some(i);
+        let inp = &self.inputs[i];
+        let (ts, orig_len) = inp.next.expect("chosen input has a frame");
         Some(Frame {
             ts,
             number: self.number,
-            linktype: self.inputs[i].linktype,
-            data: &self.current,
+            linktype: inp.linktype,
+            data: inp.data(),
             orig_len,
         })
     }

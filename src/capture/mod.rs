@@ -1,5 +1,6 @@
 //! Where frames come from. This is the only module that talks to libpcap.
 
+pub mod classic;
 pub mod file;
 pub mod live;
 
