@@ -121,7 +121,8 @@ pub struct ChunkReader {
     /// Stream offset of `buf[0]`.
     offset: u64,
     chunk_size: u32,
-    streams: HashMap<u32, ChunkStream>,
+    /// Looked up for every chunk: foldhash, not SipHash.
+    streams: foldhash::HashMap<u32, ChunkStream>,
     /// Bytes of payload left in the chunk being read, and its chunk stream.
     payload_left: u32,
     current: u32,
@@ -145,7 +146,7 @@ impl ChunkReader {
             buf: BytesMut::new(),
             offset,
             chunk_size,
-            streams: HashMap::new(),
+            streams: Default::default(),
             payload_left: 0,
             current: 0,
             partial_bytes: 0,

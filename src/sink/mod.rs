@@ -101,7 +101,8 @@ impl StreamOut {
 /// Writes one FLV file per stream into a folder and gathers the report.
 pub struct FlvSink {
     dir: PathBuf,
-    streams: HashMap<(u64, u32), StreamOut>,
+    /// Looked up for every tag: foldhash, not SipHash.
+    streams: foldhash::HashMap<(u64, u32), StreamOut>,
     finished: HashMap<u64, Vec<(u32, StreamReport)>>,
     connections: BTreeMap<u64, ConnectionReport>,
     used: HashSet<String>,
@@ -136,7 +137,7 @@ impl FlvSink {
     fn in_dir(dir: PathBuf) -> Self {
         FlvSink {
             dir,
-            streams: HashMap::new(),
+            streams: Default::default(),
             finished: HashMap::new(),
             connections: BTreeMap::new(),
             used: HashSet::new(),
