@@ -14,6 +14,8 @@ use crate::config::{LimitHits, Limits};
 pub const DEFAULT_CHUNK_SIZE: u32 = 128;
 pub const MAX_CHUNK_SIZE: u32 = 0x7fff_ffff;
 const EXTENDED: u32 = 0x00ff_ffff;
+/// The largest chunk header: 3-byte basic header, 11-byte message header, extended timestamp.
+const MAX_HEADER: usize = 3 + 11 + 4;
 
 /// Message type ids.
 pub mod types {
@@ -255,18 +257,47 @@ impl ChunkReader {
 
     /// Feed bytes; complete messages are appended to `out`. After an error the reader must not
     /// be fed again (the caller re-locks with a new reader).
+    ///
+    /// Payload goes from `data` straight into its message; only chunk headers (and the few
+    /// bytes after one) pass through the reader's own buffer, so the bytes are copied once.
     pub fn push(
         &mut self,
-        data: &[u8],
+        mut data: &[u8],
         frame: u64,
         out: &mut Vec<Message>,
     ) -> Result<(), ChunkError> {
-        self.buf.extend_from_slice(data);
-        while self.step(frame, out)? {}
+        loop {
+            if let Err(e) = self.drain(frame, out) {
+                // The bytes not parsed are the buffered ones and the rest of `data`.
+                self.buf.extend_from_slice(data);
+                return Err(e);
+            }
+            if data.is_empty() {
+                break;
+            }
+            if self.buf.is_empty() && self.payload_left > 0 {
+                let n = (self.payload_left as usize).min(data.len());
+                let used = self.take_payload(&data[..n], frame, out);
+                data = &data[used..];
+                if used > 0 {
+                    continue;
+                }
+            }
+            // A chunk header comes next: buffer enough bytes for the largest one.
+            let n = data.len().min(MAX_HEADER);
+            self.buf.extend_from_slice(&data[..n]);
+            data = &data[n..];
+        }
         // Keep the buffer from holding on to a large allocation once drained.
         if self.buf.is_empty() && self.buf.capacity() > 1 << 20 {
             self.buf = BytesMut::new();
         }
+        Ok(())
+    }
+
+    /// Parse what is buffered, as far as it goes.
+    fn drain(&mut self, frame: u64, out: &mut Vec<Message>) -> Result<(), ChunkError> {
+        while self.step(frame, out)? {}
         Ok(())
     }
 
@@ -294,23 +325,33 @@ impl ChunkReader {
         if n == 0 {
             return false;
         }
+        let buf = std::mem::take(&mut self.buf);
+        let used = self.take_payload(&buf[..n], frame, out);
+        self.buf = buf;
+        self.buf.advance(used);
+        true
+    }
+
+    /// Payload of the chunk being read (at most `payload_left` bytes, from the buffer or from
+    /// the caller's bytes) into its partial message; the message goes out when complete.
+    /// Returns the bytes used: none when the partial message is gone (then the chunk is over).
+    fn take_payload(&mut self, bytes: &[u8], frame: u64, out: &mut Vec<Message>) -> usize {
+        let n = bytes.len();
         let csid = self.current;
         let Some(cs) = self.streams.get_mut(&csid) else {
             self.payload_left = 0;
-            return true;
+            return 0;
         };
         let Some(p) = cs.partial.as_mut() else {
             self.payload_left = 0;
-            return true;
+            return 0;
         };
-        p.body.extend_from_slice(&self.buf[..n]);
+        p.body.extend_from_slice(bytes);
         let complete = p.body.len() as u32 >= p.length;
         self.partial_bytes += n;
         self.payload_left -= n as u32;
-        self.buf.advance(n);
         self.offset += n as u64;
         if complete {
-            let cs = self.streams.get_mut(&csid).expect("looked up above");
             let p = cs.partial.take().expect("partial present");
             self.partial_bytes -= p.body.len();
             let msg = Message {
@@ -325,7 +366,7 @@ impl ChunkReader {
             self.payload_left = 0;
             self.complete(msg, out);
         }
-        true
+        n
     }
 
     fn read_header(&mut self, frame: u64, out: &mut Vec<Message>) -> Result<bool, ChunkError> {
