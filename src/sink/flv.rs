@@ -1,6 +1,6 @@
 //! FLV file writing: header, tags, PreviousTagSize, and the header flags patched at the end.
 
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 
 use crate::rtmp::TagKind;
 
@@ -8,6 +8,9 @@ pub const HEADER: [u8; 13] = [b'F', b'L', b'V', 1, 0x05, 0, 0, 0, 9, 0, 0, 0, 0]
 
 /// Whole tags are written together once this many bytes are waiting.
 const FLUSH_AT: usize = 64 << 10;
+/// A body at least this large (most video frames) is not copied into the waiting bytes: it goes
+/// to the file straight from the message, in the same vectored write as the tags before it.
+const DIRECT_AT: usize = 16 << 10;
 
 /// Writes one FLV file. Bodies are written exactly as given.
 ///
@@ -92,10 +95,27 @@ impl<W: Write> FlvWriter<W> {
         let header = [
             kind as u8, s[1], s[2], s[3], ts[1], ts[2], ts[3], ts[0], 0, 0, 0,
         ];
+        let trailer = (11 + size).to_be_bytes();
+        self.bytes += 15 + size as u64;
+        if body.len() >= DIRECT_AT
+            && let Some(out) = self.out.as_mut()
+        {
+            // Still one write of whole tags: the waiting ones, then this one.
+            write_all_vectored(
+                out,
+                &mut [
+                    IoSlice::new(&self.pending),
+                    IoSlice::new(&header),
+                    IoSlice::new(body),
+                    IoSlice::new(&trailer),
+                ],
+            )?;
+            self.pending.clear();
+            return Ok(());
+        }
         self.pending.extend_from_slice(&header);
         self.pending.extend_from_slice(body);
-        self.pending.extend_from_slice(&(11 + size).to_be_bytes());
-        self.bytes += 15 + size as u64;
+        self.pending.extend_from_slice(&trailer);
         if self.pending.len() >= FLUSH_AT {
             self.flush()?;
         }
@@ -169,6 +189,20 @@ impl<W: Write + Seek> FlvWriter<W> {
         w.flush()?;
         Ok(Some(w))
     }
+}
+
+/// `Write::write_all_vectored`, which is not stable yet.
+fn write_all_vectored<W: Write>(w: &mut W, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match w.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Where the 8-byte value of the number `key` sits in an onMetaData script body (AMF0: name

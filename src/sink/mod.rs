@@ -39,6 +39,14 @@ impl Write for Target {
             Target::Pipe(p) => p.flush(),
         }
     }
+
+    // A large tag goes out with what is waiting in one vectored write (see flv::DIRECT_AT).
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Target::File(f) => f.write_vectored(bufs),
+            Target::Pipe(p) => p.write_vectored(bufs),
+        }
+    }
 }
 
 impl Seek for Target {
