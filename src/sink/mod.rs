@@ -4,12 +4,13 @@ pub mod flv;
 pub mod naming;
 pub mod report;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 use crate::config::{LimitHits, Limits};
 
@@ -132,7 +133,64 @@ pub struct FlvSink {
     open: BTreeMap<u64, (u64, u32)>,
     tick: u64,
     open_files: usize,
+    hashing: Hashing,
     pub limit_hits: LimitHits,
+}
+
+/// SHA-256 of the finished files, worked out on other threads. Reading a file back and hashing
+/// it costs about as much as all the rest of the work on its bytes, and nothing needs the sum
+/// before the report is written: the capture (a live one above all) does not wait for it. At
+/// most one file per core is hashed at a time.
+struct Hashing {
+    /// File name (relative to the folder) and the thread working on it, oldest first.
+    running: VecDeque<(String, JoinHandle<io::Result<Option<String>>>)>,
+    done: HashMap<String, io::Result<Option<String>>>,
+    limit: usize,
+}
+
+impl Hashing {
+    fn new() -> Self {
+        Hashing {
+            running: VecDeque::new(),
+            done: HashMap::new(),
+            limit: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+
+    fn start(&mut self, name: String, path: PathBuf, id: (u64, u64)) {
+        while self.running.len() >= self.limit {
+            self.join_oldest();
+        }
+        let job = path.clone();
+        let spawned = std::thread::Builder::new()
+            .name("sha256".into())
+            .spawn(move || sha256_of(&job, id));
+        match spawned {
+            Ok(h) => self.running.push_back((name, h)),
+            // No thread to be had: hash here.
+            Err(_) => {
+                let sum = sha256_of(&path, id);
+                self.done.insert(name, sum);
+            }
+        }
+    }
+
+    fn join_oldest(&mut self) {
+        if let Some((name, h)) = self.running.pop_front() {
+            let sum = h
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the hashing thread panicked")));
+            self.done.insert(name, sum);
+        }
+    }
+
+    /// Every sum, once all are worked out.
+    fn finish(mut self) -> HashMap<String, io::Result<Option<String>>> {
+        while !self.running.is_empty() {
+            self.join_oldest();
+        }
+        self.done
+    }
 }
 
 impl FlvSink {
@@ -160,6 +218,7 @@ impl FlvSink {
             open: BTreeMap::new(),
             tick: 0,
             open_files: Limits::default().open_files,
+            hashing: Hashing::new(),
             limit_hits: LimitHits::default(),
         }
     }
@@ -316,7 +375,13 @@ impl FlvSink {
                 p.done = true;
             }
             self.open.remove(&s.tick);
+            // The same files whose SHA-256 `close` used to work out itself.
+            let file = s.file.clone().filter(|_| s.writer.is_some() && !s.to_pipe);
             let r = close(s, &self.dir)?;
+            if let Some((name, id)) = file {
+                let path = self.dir.join(&name);
+                self.hashing.start(name, path, id);
+            }
             self.finished.entry(conn).or_default().push((stream, r));
         }
         Ok(())
@@ -572,7 +637,20 @@ impl FlvSink {
 
     /// The connections seen, in the order they began.
     pub fn into_connections(self) -> Vec<ConnectionReport> {
-        self.connections.into_values().collect()
+        let mut sums = self.hashing.finish();
+        let mut connections: Vec<ConnectionReport> = self.connections.into_values().collect();
+        for r in connections.iter_mut().flat_map(|c| c.streams.iter_mut()) {
+            // A file rewritten by `finish` was hashed again there: that sum stands.
+            if r.sha256.is_some() {
+                continue;
+            }
+            match r.file.as_ref().and_then(|f| sums.remove(f)) {
+                Some(Ok(sum)) => r.sha256 = sum,
+                Some(Err(e)) => r.notes.push(format!("SHA-256 not worked out: {e}")),
+                None => {}
+            }
+        }
+        connections
     }
 }
 
@@ -687,9 +765,7 @@ fn close(s: StreamOut, dir: &Path) -> io::Result<StreamReport> {
                 w.resume(Target::File(f));
             }
             w.finish()?;
-            if let Some((name, id)) = &s.file {
-                r.sha256 = sha256_of(&dir.join(name), *id)?;
-            }
+            // The SHA-256 is worked out on another thread (see `Hashing`).
         }
     }
     if r.dropped_before_keyframe > 0 {
