@@ -155,7 +155,14 @@ pub struct Config {
     /// Also recognise RTMP on any port by its handshake signature.
     pub any_port: bool,
     pub limits: Limits,
+    /// Seconds of packet time after which a connection that carried nothing is closed (its
+    /// files finished), so that connections whose FIN or RST was never captured do not stay
+    /// in memory until the end of the input. Looked at once per second of packet time.
+    pub idle_timeout: f64,
 }
+
+/// [`Config::idle_timeout`]'s default: longer than any keep-alive or pause RTMP peers have.
+pub const IDLE_TIMEOUT: f64 = 120.0;
 
 impl Default for Config {
     fn default() -> Self {
@@ -163,6 +170,7 @@ impl Default for Config {
             ports: vec![1935],
             any_port: false,
             limits: Limits::default(),
+            idle_timeout: IDLE_TIMEOUT,
         }
     }
 }

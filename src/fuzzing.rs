@@ -235,6 +235,7 @@ fn drive<'a>(frames: impl Iterator<Item = Frame<'a>>, limits: Limits, any_port: 
         ports: vec![1935],
         any_port,
         limits,
+        ..Config::default()
     };
     let mut p = Pipeline::new(config);
     for f in frames {

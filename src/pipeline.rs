@@ -136,6 +136,8 @@ pub struct Stats {
     pub bad_checksums: u64,
     pub connections: u64,
     pub connections_evicted: u64,
+    /// Connections closed for carrying nothing for [`Config::idle_timeout`] of packet time.
+    pub connections_expired: u64,
     /// Limits reached over the whole input, summed over connections.
     pub limit_hits: LimitHits,
 }
@@ -191,6 +193,8 @@ pub struct Pipeline {
     /// Connections by the bytes they hold, and the sum, for the global memory budget.
     by_memory: BTreeSet<(usize, ConnKey)>,
     memory: usize,
+    /// Packet time of the last look for idle connections.
+    expiry_checked: f64,
     pub stats: Stats,
 }
 
@@ -207,6 +211,7 @@ impl Pipeline {
             tick: 0,
             by_memory: BTreeSet::new(),
             memory: 0,
+            expiry_checked: f64::NEG_INFINITY,
             stats: Stats::default(),
         }
     }
@@ -247,6 +252,9 @@ impl Pipeline {
     }
 
     fn segment(&mut self, seg: &Segment<'_>, ts: f64, frame: u64) {
+        if (ts - self.expiry_checked).abs() >= 1.0 {
+            self.expire_idle(ts);
+        }
         let key = ConnKey::new(seg.src, seg.dst);
         let syn_only = seg.flags.syn && !seg.flags.ack;
         if let Some(c) = self.conns.get(&key) {
@@ -522,6 +530,30 @@ impl Pipeline {
                 c.evicted = Some("more connections than the connection limit were open");
             }
             self.end(k);
+        }
+    }
+
+    /// Close the connections that carried nothing for the idle timeout before packet time
+    /// `now`. Each tier's LRU map is in order of activity, so only the expired entries and one
+    /// more per tier are looked at.
+    fn expire_idle(&mut self, now: f64) {
+        self.expiry_checked = now;
+        let limit = now - self.config.idle_timeout;
+        let mut idle = Vec::new();
+        for lru in &self.lru {
+            for key in lru.values() {
+                match self.conns.get(key) {
+                    Some(c) if c.last_seen < limit => idle.push(*key),
+                    _ => break,
+                }
+            }
+        }
+        for key in idle {
+            self.stats.connections_expired += 1;
+            if let Some(c) = self.conns.get_mut(&key) {
+                c.evicted = Some("nothing for the idle timeout of packet time");
+            }
+            self.end(key);
         }
     }
 

@@ -225,7 +225,9 @@ fn syn_flood_is_bounded_and_spares_the_real_session() {
             .syn()
             .write(&mut b, &[])
             .unwrap();
-        frames.push((1.0, b));
+        // At the real session's packet time: the flood is not idle, so it is evicted, not
+        // expired (see idle_timeout).
+        frames.push((1_700_000_000.0, b));
         if i % 1000 == 0
             && let Some(f) = real_frames.next()
         {
