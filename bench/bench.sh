@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # rtmpsniff's throughput benchmark, next to copying the capture, tcpflow and tshark.
 #
-#   sudo bench/bench.sh [-n PUBLISHERS] [-s SOURCE_SECS] [-r RUNS] [-d DATA_DIR] [-t THREADS...]
+#   sudo bench/bench.sh [-n PUBLISHERS] [-s SOURCE_SECS] [-r RUNS] [-d DATA_DIR]
 #                       [--make-only] [--remake] [--no-peers]
 #
 # 1. Makes the capture (once; kept in DATA_DIR, default /tmp/rtmpsniff-bench): N ffmpeg
@@ -12,7 +12,7 @@
 #    The defaults (4 publishers x 53 s, about 91 MB each) give a capture of about 395 MB and
 #    310k packets.
 # 2. Runs each tool RUNS times (page cache warm, one after the other, the median is shown):
-#    `cp` of the capture, `rtmpsniff read` (once per `-t` value), `tcpflow -r` and
+#    `cp` of the capture, `rtmpsniff read`, `tcpflow -r` and
 #    `tshark -r ... -z io,phs` (full dissection, RTMP included) when installed, under
 #    /usr/bin/time -v for the peak resident memory.
 # 3. Checks that every stream nginx recorded came back from rtmpsniff bit-exact (every
@@ -29,7 +29,6 @@ N=4
 SECS=53
 RUNS=3
 DATA=/tmp/rtmpsniff-bench
-THREADS=()
 MAKE_ONLY=0
 REMAKE=0
 PEERS=1
@@ -39,7 +38,6 @@ while [ $# -gt 0 ]; do
         -s) SECS=$2; shift 2 ;;
         -r) RUNS=$2; shift 2 ;;
         -d) DATA=$2; shift 2 ;;
-        -t) THREADS+=("$2"); shift 2 ;;
         --make-only) MAKE_ONLY=1; shift ;;
         --remake) REMAKE=1; shift ;;
         --no-peers) PEERS=0; shift ;;
@@ -181,7 +179,6 @@ CAPTURE=$DATA/capture.pcap
 # 2. The runs
 [ -x "$BIN" ] || die "no rtmpsniff at $BIN (cargo build --release, or set RTMPSNIFF)"
 command -v /usr/bin/time >/dev/null || die "GNU time is needed (apt-get install time)"
-[ ${#THREADS[@]} -gt 0 ] || THREADS=(1)
 WORK=$(mktemp -d "$DATA/run.XXXXXX")
 BYTES=$(stat -c %s "$CAPTURE")
 PACKETS=$(python3 - "$CAPTURE" <<'PY'
@@ -219,13 +216,7 @@ measure() { # name command... ; appends "name wall_s user_s sys_s rss_kib" per r
 
 log "capture: $CAPTURE ($BYTES bytes, $PACKETS packets); $RUNS run(s) each"
 measure copy cp "$CAPTURE" "$WORK/out/copy.pcap"
-for t in "${THREADS[@]}"; do
-    if [ "$t" = 1 ]; then
-        measure rtmpsniff "$BIN" read "$CAPTURE" -o "$WORK/out" -q
-    else
-        measure "rtmpsniff-t$t" "$BIN" read --threads "$t" "$CAPTURE" -o "$WORK/out" -q
-    fi
-done
+measure rtmpsniff "$BIN" read "$CAPTURE" -o "$WORK/out" -q
 # Keep one rtmpsniff output for the check.
 rm -rf "$WORK/rtmpsniff-out"
 "$BIN" read "$CAPTURE" -o "$WORK/rtmpsniff-out" -q

@@ -9,6 +9,7 @@ mod hostile;
 mod limits;
 mod live;
 mod mutation;
+mod perf;
 mod report;
 mod samples;
 mod synthetic;
