@@ -164,19 +164,10 @@ enum Command {
         /// Write the stream chosen with --stream to standard output (the run ends with it).
         #[arg(long, requires = "stream")]
         stdout: bool,
-        /// Only streams whose name matches this glob (also tried on the name without its query
-        /// string, and on APP/NAME); with --stdout, the first of them goes to standard output.
-        #[arg(long, value_name = "GLOB")]
-        stream: Option<String>,
-        /// Only streams of an application matching this glob.
-        #[arg(long, value_name = "GLOB")]
-        app: Option<String>,
-        /// Only streams of this client (IP or IP:PORT).
-        #[arg(long, value_name = "ADDR")]
-        client: Option<String>,
-        /// Only published or only played streams.
-        #[arg(long, value_enum)]
-        direction: Option<DirectionArg>,
+        /// --stream picks the stream for --stdout (the first it names); without --stdout it
+        /// selects, like --app, --client and --direction.
+        #[command(flatten)]
+        select: SelectArgs,
         /// Also save every captured packet to this pcap file (never replaces a file).
         #[arg(long, value_name = "FILE")]
         write_pcap: Option<PathBuf>,
@@ -303,10 +294,7 @@ fn run() -> Result<u8> {
             buffer_size,
             duration,
             stdout,
-            stream,
-            app,
-            client,
-            direction,
+            select,
             write_pcap,
             quiet,
         } => {
@@ -337,13 +325,11 @@ fn run() -> Result<u8> {
                 },
                 duration,
                 selection: SelectArgs {
-                    stream: if stdout { None } else { stream.clone() },
-                    app,
-                    client,
-                    direction,
+                    stream: if stdout { None } else { select.stream.clone() },
+                    ..select.clone()
                 }
                 .selection(),
-                stdout_stream: if stdout { stream } else { None },
+                stdout_stream: if stdout { select.stream } else { None },
                 quiet,
             })
         }

@@ -32,20 +32,7 @@ fn outputs(
     dir: &Path,
     capture: &Path,
 ) -> Vec<(String, String, std::path::PathBuf, serde_json::Value)> {
-    let o = rtmpsniff(&[
-        "read",
-        capture.to_str().unwrap(),
-        "-o",
-        dir.to_str().unwrap(),
-        "-q",
-    ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let report = read_json(&dir.join("report.json"));
+    let report = read_ok(capture, dir);
     let mut v = Vec::new();
     for c in report["connections"].as_array().unwrap() {
         for s in c["streams"].as_array().unwrap() {

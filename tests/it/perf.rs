@@ -59,20 +59,7 @@ fn benchmark_capture_small_is_recovered_bit_exact() {
     );
     let capture = data.join("capture.pcap");
     let out = data.join("out");
-    let r = rtmpsniff(&[
-        "read",
-        capture.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "-q",
-    ]);
-    assert_eq!(
-        r.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&r.stderr)
-    );
-    let report = read_json(&out.join("report.json"));
+    let report = read_ok(&capture, &out);
     let file_of = |name: &str| -> std::path::PathBuf {
         let s = report["connections"]
             .as_array()

@@ -9,20 +9,7 @@ fn check_sample(dir: &Path, check_ffmpeg: bool) -> Vec<String> {
     let manifest = read_json(&dir.join("manifest.json"));
     let capture = dir.join(manifest["capture"].as_str().unwrap());
     let out = temp_dir(dir.file_name().unwrap().to_str().unwrap());
-    let o = rtmpsniff(&[
-        "read",
-        capture.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "-q",
-    ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let report = read_json(&out.join("report.json"));
+    let report = read_ok(&capture, &out);
     let mut lines = Vec::new();
     for s in manifest["streams"].as_array().unwrap() {
         let port = s["client_port"].as_u64().unwrap();

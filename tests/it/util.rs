@@ -122,3 +122,21 @@ pub fn matched_in_order(truth: &[(u8, u32, Vec<u8>)], got: &[(u8, u32, Vec<u8>)]
 pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
+
+/// `rtmpsniff read CAPTURE -o OUT -q` that must succeed; its report.
+pub fn read_ok(capture: &Path, out: &Path) -> serde_json::Value {
+    let o = rtmpsniff(&[
+        "read",
+        capture.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    read_json(&out.join("report.json"))
+}
