@@ -267,19 +267,11 @@ impl FileSet {
             source,
             linktype: lt,
             next: None,
-            report: InputReport {
-                path: path.to_string(),
-                format: file_format(path),
-                link_type: linktype::name(lt).into(),
-                packets: 0,
-                bytes: 0,
-                truncated_packets: 0,
-                first_time: None,
-                last_time: None,
-                error: None,
-                error_offset: None,
-                kernel: None,
-            },
+            report: InputReport::new(
+                path.to_string(),
+                file_format(path),
+                linktype::name(lt).into(),
+            ),
         };
         input.advance();
         Ok(input)

@@ -158,19 +158,11 @@ impl LiveCapture {
             linktype: lt,
             filter,
             number: 0,
-            report: InputReport {
-                path: format!("live:{name}"),
-                format: "live".into(),
-                link_type: linktype::name(lt).into(),
-                packets: 0,
-                bytes: 0,
-                truncated_packets: 0,
-                first_time: None,
-                last_time: None,
-                error: None,
-                error_offset: None,
-                kernel: None,
-            },
+            report: InputReport::new(
+                format!("live:{name}"),
+                "live".into(),
+                linktype::name(lt).into(),
+            ),
         })
     }
 

@@ -36,6 +36,25 @@ pub struct KernelStats {
     pub if_dropped: u32,
 }
 
+impl InputReport {
+    /// An input about to be read: nothing counted yet.
+    pub fn new(path: String, format: String, link_type: String) -> Self {
+        InputReport {
+            path,
+            format,
+            link_type,
+            packets: 0,
+            bytes: 0,
+            truncated_packets: 0,
+            first_time: None,
+            last_time: None,
+            error: None,
+            error_offset: None,
+            kernel: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct StreamReport {
     /// (connection, stream) inside the run; not reported.
