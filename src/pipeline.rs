@@ -356,14 +356,7 @@ impl Pipeline {
                 (&mut b[0], &mut a[0])
             };
             let payload = if dead { &[][..] } else { seg.payload };
-            let mut deliver = |d: Dir, ev: StreamEvent<'_>| match ev {
-                StreamEvent::Data { offset, bytes } => {
-                    if !dead {
-                        rtmp.push(d, offset, bytes, frame, events)
-                    }
-                }
-                StreamEvent::Gap { offset, len } => rtmp.gap(d, offset, len, frame),
-            };
+            let mut deliver = |d: Dir, ev: StreamEvent<'_>| rtmp.stream_event(d, ev, frame, events);
             mine.segment(seg.seq, payload, seg.flags.fin, frame, &mut |ev| {
                 deliver(dir, ev)
             });
@@ -570,15 +563,8 @@ impl Pipeline {
             let Conn { reasm, rtmp, .. } = &mut *c;
             let events = &mut self.events;
             for dir in [Dir::ClientToServer, Dir::ServerToClient] {
-                let dead = rtmp.is_dead();
-                reasm[dir.index()].flush(frame, &mut |ev| match ev {
-                    StreamEvent::Data { offset, bytes } => {
-                        if !dead {
-                            rtmp.push(dir, offset, bytes, frame, events)
-                        }
-                    }
-                    StreamEvent::Gap { offset, len } => rtmp.gap(dir, offset, len, frame),
-                });
+                reasm[dir.index()]
+                    .flush(frame, &mut |ev| rtmp.stream_event(dir, ev, frame, events));
             }
             rtmp.close(frame, events);
         }

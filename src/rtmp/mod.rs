@@ -15,7 +15,7 @@ pub use handshake::{Handshake, HandshakeOutcome};
 pub use session::{ConnectInfo, Session};
 
 use crate::config::{LimitHits, Limits};
-use crate::flow::Dir;
+use crate::flow::{Dir, StreamEvent};
 
 /// Which way a stream's media travels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -211,6 +211,25 @@ impl Connection {
             template,
             skipped: 0,
         }))
+    }
+
+    /// What the reassembler of direction `dir` hands on: bytes in order, or a gap. Bytes of a
+    /// connection known not to carry readable RTMP are not looked at.
+    pub fn stream_event(
+        &mut self,
+        dir: Dir,
+        ev: StreamEvent<'_>,
+        frame: u64,
+        out: &mut Vec<Event>,
+    ) {
+        match ev {
+            StreamEvent::Data { offset, bytes } => {
+                if !self.is_dead() {
+                    self.push(dir, offset, bytes, frame, out)
+                }
+            }
+            StreamEvent::Gap { offset, len } => self.gap(dir, offset, len, frame),
+        }
     }
 
     /// Bytes of direction `dir` at stream offset `offset`, in order.
