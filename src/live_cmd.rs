@@ -30,6 +30,8 @@ pub struct LiveArgs {
     /// Which streams are kept at all (`--app`, `--client`, `--direction`).
     pub selection: rtmpsniff::sink::Selection,
     pub quiet: bool,
+    /// SHA-256 of each finished file in the report.
+    pub sha256: bool,
 }
 
 /// Print the devices libpcap can capture on.
@@ -181,6 +183,7 @@ pub fn run(args: LiveArgs) -> Result<u8> {
     let mut sink = FlvSink::new(output)
         .with_context(|| format!("cannot use output folder {}", output.display()))?
         .flush_on_keyframes(true)
+        .with_sha256(args.sha256)
         .with_selection(args.selection.clone());
     if let Some(sel) = &args.stdout_stream {
         sink = sink.with_pipe(sel, Box::new(std::io::stdout()));

@@ -98,6 +98,10 @@ enum Command {
         /// Also print each connection's warnings, gaps and lock-ons.
         #[arg(short, long)]
         verbose: bool,
+        /// Put each file's SHA-256 in the report (reads every file back once it is finished:
+        /// about as much work again as the rest of the run).
+        #[arg(long)]
+        sha256: bool,
     },
     /// Say what is in captures (connections, streams, codecs, sizes, gaps) without writing
     /// anything.
@@ -171,6 +175,9 @@ enum Command {
         /// Also save every captured packet to this pcap file (never replaces a file).
         #[arg(long, value_name = "FILE")]
         write_pcap: Option<PathBuf>,
+        /// Put each file's SHA-256 in the report (worked out once the file is finished).
+        #[arg(long)]
+        sha256: bool,
         /// Print nothing but errors.
         #[arg(short, long)]
         quiet: bool,
@@ -233,44 +240,41 @@ fn run() -> Result<u8> {
             select,
             quiet,
             verbose,
-        } => {
-            let config = Config {
+            sha256,
+        } => read(ReadArgs {
+            captures: &captures,
+            output: Some(&output),
+            config: Config {
                 ports,
                 any_port,
                 ..Config::default()
-            };
-            read(
-                &captures,
-                Some(&output),
-                config,
-                select.selection(),
-                quiet,
-                verbose,
-                false,
-            )
-        }
+            },
+            selection: select.selection(),
+            quiet,
+            verbose,
+            json: false,
+            sha256,
+        }),
         Command::List {
             captures,
             ports,
             any_port,
             select,
             json,
-        } => {
-            let config = Config {
+        } => read(ReadArgs {
+            captures: &captures,
+            output: None,
+            config: Config {
                 ports,
                 any_port,
                 ..Config::default()
-            };
-            read(
-                &captures,
-                None,
-                config,
-                select.selection(),
-                true,
-                false,
-                json,
-            )
-        }
+            },
+            selection: select.selection(),
+            quiet: true,
+            verbose: false,
+            json,
+            sha256: false,
+        }),
         Command::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();
             clap_mangen::Man::new(cmd).render(&mut std::io::stdout().lock())?;
@@ -297,6 +301,7 @@ fn run() -> Result<u8> {
             select,
             write_pcap,
             quiet,
+            sha256,
         } => {
             let duration = match duration {
                 Some(d) if !(d.is_finite() && d > 0.0) => {
@@ -331,6 +336,7 @@ fn run() -> Result<u8> {
                 .selection(),
                 stdout_stream: if stdout { select.stream } else { None },
                 quiet,
+                sha256,
             })
         }
     }
@@ -340,17 +346,32 @@ fn run() -> Result<u8> {
 /// (a live `tcpdump -w - | rtmpsniff read -`, or a run that is killed).
 const FLUSH_EVERY: u64 = 4096;
 
-/// `read` (with an output folder) or `list` (without: nothing is written, the inventory goes to
-/// standard output as a table or as JSON).
-fn read(
-    captures: &[String],
-    output: Option<&std::path::Path>,
+/// What `read` and `list` were asked.
+struct ReadArgs<'a> {
+    captures: &'a [String],
+    /// The output folder (`read`); `None` for `list`.
+    output: Option<&'a std::path::Path>,
     config: Config,
     selection: Selection,
     quiet: bool,
     verbose: bool,
     json: bool,
-) -> Result<u8> {
+    sha256: bool,
+}
+
+/// `read` (with an output folder) or `list` (without: nothing is written, the inventory goes to
+/// standard output as a table or as JSON).
+fn read(args: ReadArgs<'_>) -> Result<u8> {
+    let ReadArgs {
+        captures,
+        output,
+        config,
+        selection,
+        quiet,
+        verbose,
+        json,
+        sha256,
+    } = args;
     // Every input that cannot be used gets one line; the others are read all the same.
     let (mut files, open_errors) = FileSet::open_each(captures);
     for e in &open_errors {
@@ -365,7 +386,8 @@ fn read(
     let mut sink = match output {
         Some(o) => FlvSink::new(o)
             .with_context(|| format!("cannot use output folder {}", o.display()))?
-            .with_open_files(limits.open_files),
+            .with_open_files(limits.open_files)
+            .with_sha256(sha256),
         None => FlvSink::inventory(),
     }
     .with_selection(selection);
@@ -385,7 +407,7 @@ fn read(
         }
         frames += 1;
         if frames.is_multiple_of(FLUSH_EVERY) {
-            sink.flush().map_err(write_err)?;
+            sink.write_pending().map_err(write_err)?;
             if let Some(p) = &progress {
                 p.set_position(bytes);
                 p.set_message(format!("{} connections", pipeline.stats.connections));

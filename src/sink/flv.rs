@@ -2,15 +2,30 @@
 
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 
+use bytes::{Bytes, BytesMut};
+
 use crate::rtmp::TagKind;
+
+/// Where an [`FlvWriter`]'s bytes go: any `Write`, and a batch of whole tags in one write.
+pub trait TagOut: Write {
+    /// Write `parts` one after the other, in one write: whole tags. The default is one
+    /// vectored write; an implementation may keep the parts (they are shared, not copied).
+    fn write_parts(&mut self, parts: Vec<Bytes>) -> io::Result<()> {
+        let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+        write_all_vectored(self, &mut slices)
+    }
+}
+
+impl TagOut for Vec<u8> {}
+impl TagOut for io::Cursor<Vec<u8>> {}
 
 pub const HEADER: [u8; 13] = [b'F', b'L', b'V', 1, 0x05, 0, 0, 0, 9, 0, 0, 0, 0];
 
 /// Whole tags are written together once this many bytes are waiting.
-const FLUSH_AT: usize = 64 << 10;
+const FLUSH_AT: usize = 128 << 10;
 /// A body at least this large (most video frames) is not copied into the waiting bytes: it goes
-/// to the file straight from the message, in the same vectored write as the tags before it.
-const DIRECT_AT: usize = 16 << 10;
+/// to the file straight from the message, in the same write as the tags around it.
+const DIRECT_AT: usize = 4 << 10;
 
 /// Writes one FLV file. Bodies are written exactly as given.
 ///
@@ -24,10 +39,15 @@ const DIRECT_AT: usize = 16 << 10;
 /// be closed while the stream is idle ([`suspend`](Self::suspend)) and handed back later
 /// ([`resume`](Self::resume)).
 #[derive(Debug)]
-pub struct FlvWriter<W: Write> {
+pub struct FlvWriter<W: TagOut> {
     out: Option<W>,
-    /// Whole tags not yet written.
-    pending: Vec<u8>,
+    /// Whole tags not yet written, in order: the bodies of large tags (shared, not copied)
+    /// and, between them, what was copied into `scratch`.
+    batch: Vec<Bytes>,
+    /// Tag headers, trailers and small bodies not yet in `batch`.
+    scratch: BytesMut,
+    /// Bytes in `batch` and `scratch`.
+    waiting: usize,
     has_audio: bool,
     has_video: bool,
     bytes: u64,
@@ -39,14 +59,16 @@ pub struct FlvWriter<W: Write> {
     filesize_at: Option<u64>,
 }
 
-impl<W: Write> FlvWriter<W> {
+impl<W: TagOut> FlvWriter<W> {
     /// Start a file. The header says audio and video until [`finish`](Self::finish) knows better,
     /// so a file cut short by a kill still opens in players.
     pub fn new(mut out: W) -> io::Result<Self> {
         out.write_all(&HEADER)?;
         Ok(FlvWriter {
             out: Some(out),
-            pending: Vec::new(),
+            batch: Vec::new(),
+            scratch: BytesMut::new(),
+            waiting: 0,
             has_audio: false,
             has_video: false,
             bytes: HEADER.len() as u64,
@@ -67,6 +89,21 @@ impl<W: Write> FlvWriter<W> {
 
     /// Write one tag with a 32-bit millisecond timestamp.
     pub fn tag(&mut self, kind: TagKind, timestamp: u32, body: &[u8]) -> io::Result<()> {
+        self.put(kind, timestamp, body, None)
+    }
+
+    /// Write one tag whose body is shared, not copied, when it is large.
+    pub fn tag_shared(&mut self, kind: TagKind, timestamp: u32, body: &Bytes) -> io::Result<()> {
+        self.put(kind, timestamp, body, Some(body))
+    }
+
+    fn put(
+        &mut self,
+        kind: TagKind,
+        timestamp: u32,
+        body: &[u8],
+        shared: Option<&Bytes>,
+    ) -> io::Result<()> {
         let size = body.len().min(0x00ff_ffff) as u32;
         let body = &body[..size as usize];
         match kind {
@@ -97,44 +134,65 @@ impl<W: Write> FlvWriter<W> {
         ];
         let trailer = (11 + size).to_be_bytes();
         self.bytes += 15 + size as u64;
-        if body.len() >= DIRECT_AT
-            && let Some(out) = self.out.as_mut()
-        {
-            // Still one write of whole tags: the waiting ones, then this one.
-            write_all_vectored(
-                out,
-                &mut [
-                    IoSlice::new(&self.pending),
-                    IoSlice::new(&header),
-                    IoSlice::new(body),
-                    IoSlice::new(&trailer),
-                ],
-            )?;
-            self.pending.clear();
-            return Ok(());
+        self.waiting += 15 + size as usize;
+        let direct = body.len() >= DIRECT_AT;
+        self.copy(&header);
+        if direct {
+            self.cut();
+            self.batch.push(match shared {
+                Some(b) => b.slice(..body.len()),
+                None => Bytes::copy_from_slice(body),
+            });
+        } else {
+            self.copy(body);
         }
-        self.pending.extend_from_slice(&header);
-        self.pending.extend_from_slice(body);
-        self.pending.extend_from_slice(&trailer);
-        if self.pending.len() >= FLUSH_AT {
-            self.flush()?;
+        self.copy(&trailer);
+        if self.waiting >= FLUSH_AT {
+            self.write_pending()?;
         }
         Ok(())
     }
 
-    /// Write the waiting tags, so a reader of the file sees every whole tag written so far.
-    pub fn flush(&mut self) -> io::Result<()> {
+    /// Copy bytes into the batch.
+    fn copy(&mut self, b: &[u8]) {
+        if self.scratch.capacity() - self.scratch.len() < b.len() {
+            // The written part of the buffer may still be in a write: a new one, as large as
+            // a batch (the old one goes when the write is done).
+            self.cut();
+            self.scratch = BytesMut::with_capacity(b.len().max(FLUSH_AT + DIRECT_AT));
+        }
+        self.scratch.extend_from_slice(b);
+    }
+
+    /// End the copied run here: it becomes a part of the batch.
+    fn cut(&mut self) {
+        if !self.scratch.is_empty() {
+            self.batch.push(self.scratch.split().freeze());
+        }
+    }
+
+    /// Hand the waiting tags to the output, without waiting for it to write them.
+    pub fn write_pending(&mut self) -> io::Result<()> {
         let Some(out) = self.out.as_mut() else {
             return Ok(());
         };
-        if !self.pending.is_empty() {
-            out.write_all(&self.pending)?;
-            self.pending.clear();
-            if self.pending.capacity() > 4 * FLUSH_AT {
-                self.pending = Vec::new();
-            }
+        if self.scratch.is_empty() && self.batch.is_empty() {
+            return Ok(());
         }
-        out.flush()
+        if !self.scratch.is_empty() {
+            self.batch.push(self.scratch.split().freeze());
+        }
+        self.waiting = 0;
+        out.write_parts(std::mem::take(&mut self.batch))
+    }
+
+    /// Write the waiting tags, so a reader of the file sees every whole tag written so far.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.write_pending()?;
+        match self.out.as_mut() {
+            Some(out) => out.flush(),
+            None => Ok(()),
+        }
     }
 
     /// The header flags the file deserves: audio 0x04, video 0x01.
@@ -162,7 +220,7 @@ impl<W: Write> FlvWriter<W> {
     }
 }
 
-impl<W: Write + Seek> FlvWriter<W> {
+impl<W: TagOut + Seek> FlvWriter<W> {
     /// Set the header flags to what the file holds, the onMetaData duration (when the metadata
     /// has one) to the time the file spans, and hand back the output (`None` when the writer
     /// was suspended: its file is complete but keeps the provisional header).
@@ -192,7 +250,10 @@ impl<W: Write + Seek> FlvWriter<W> {
 }
 
 /// `Write::write_all_vectored`, which is not stable yet.
-fn write_all_vectored<W: Write>(w: &mut W, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+fn write_all_vectored<W: Write + ?Sized>(
+    w: &mut W,
+    mut bufs: &mut [IoSlice<'_>],
+) -> io::Result<()> {
     IoSlice::advance_slices(&mut bufs, 0);
     while !bufs.is_empty() {
         match w.write_vectored(bufs) {

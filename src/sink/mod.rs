@@ -2,6 +2,7 @@
 
 pub mod flv;
 pub mod naming;
+pub mod queue;
 pub mod report;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -12,16 +13,20 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
+use bytes::Bytes;
+
 use crate::config::{LimitHits, Limits};
 
 use crate::pipeline::Output;
 use crate::rtmp::{Direction, TagKind, amf0, media};
-use flv::FlvWriter;
+use flv::{FlvWriter, TagOut};
+use queue::{QueuedFile, WriteQueue};
 use report::{ConnectionReport, StreamReport};
 
 /// Where one stream's FLV goes.
 enum Target {
-    File(File),
+    /// A file in the folder, written by the writer thread (see [`queue`]).
+    File(QueuedFile),
     /// Standard output or another pipe: written as it comes, the header never revisited.
     Pipe(Box<dyn Write + Send>),
 }
@@ -41,7 +46,6 @@ impl Write for Target {
         }
     }
 
-    // A large tag goes out with what is waiting in one vectored write (see flv::DIRECT_AT).
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Target::File(f) => f.write_vectored(bufs),
@@ -49,6 +53,18 @@ impl Write for Target {
         }
     }
 }
+
+impl TagOut for Target {
+    // To a file, the batch goes to the writer thread as it is: large bodies are not copied.
+    fn write_parts(&mut self, parts: Vec<Bytes>) -> io::Result<()> {
+        match self {
+            Target::File(f) => f.write_parts(parts),
+            Target::Pipe(p) => p.write_parts(parts),
+        }
+    }
+}
+
+impl TagOut for Box<dyn Write + Send> {}
 
 impl Seek for Target {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
@@ -133,14 +149,17 @@ pub struct FlvSink {
     open: BTreeMap<u64, (u64, u32)>,
     tick: u64,
     open_files: usize,
-    hashing: Hashing,
+    /// The writer thread, once a file is written.
+    queue: Option<WriteQueue>,
+    /// SHA-256 of every finished file, for the report (`--sha256`).
+    hashing: Option<Hashing>,
     pub limit_hits: LimitHits,
 }
 
 /// SHA-256 of the finished files, worked out on other threads. Reading a file back and hashing
-/// it costs about as much as all the rest of the work on its bytes, and nothing needs the sum
-/// before the report is written: the capture (a live one above all) does not wait for it. At
-/// most one file per core is hashed at a time.
+/// it costs about as much as all the rest of the work on its bytes (so it is asked for, not
+/// done by default), and nothing needs the sum before the report is written: the capture (a
+/// live one above all) does not wait for it. At most one file per core is hashed at a time.
 struct Hashing {
     /// File name (relative to the folder) and the thread working on it, oldest first.
     running: VecDeque<(String, JoinHandle<io::Result<Option<String>>>)>,
@@ -218,7 +237,8 @@ impl FlvSink {
             open: BTreeMap::new(),
             tick: 0,
             open_files: Limits::default().open_files,
-            hashing: Hashing::new(),
+            queue: None,
+            hashing: None,
             limit_hits: LimitHits::default(),
         }
     }
@@ -261,14 +281,46 @@ impl FlvSink {
         self
     }
 
-    /// Write every waiting tag, so the files on disk are up to date.
+    /// Work out the SHA-256 of each finished file for the report.
+    pub fn with_sha256(mut self, on: bool) -> Self {
+        self.hashing = on.then(Hashing::new);
+        self
+    }
+
+    /// Write every waiting tag, and wait until the files on disk are up to date.
     pub fn flush(&mut self) -> io::Result<()> {
         for s in self.streams.values_mut() {
             if let Some(w) = s.writer.as_mut() {
                 w.flush()?;
             }
         }
+        self.wait_for_writes()
+    }
+
+    /// Hand every waiting tag to the writer thread, without waiting for it.
+    pub fn write_pending(&mut self) -> io::Result<()> {
+        for s in self.streams.values_mut() {
+            if let Some(w) = s.writer.as_mut() {
+                w.write_pending()?;
+            }
+        }
         Ok(())
+    }
+
+    /// Wait until every write queued so far is made; the first that failed, if one did.
+    fn wait_for_writes(&self) -> io::Result<()> {
+        match &self.queue {
+            Some(q) => q.wait(),
+            None => Ok(()),
+        }
+    }
+
+    /// The writer thread, started on first use.
+    fn queue(&mut self) -> io::Result<&mut WriteQueue> {
+        if self.queue.is_none() {
+            self.queue = Some(WriteQueue::new()?);
+        }
+        Ok(self.queue.as_mut().expect("just set"))
     }
 
     /// The piped stream ended, or the pipe's reader went away.
@@ -316,11 +368,13 @@ impl FlvSink {
             self.open.remove(&s.tick);
         } else {
             self.make_room()?;
+            self.queue()?;
+            let queue = self.queue.as_mut().expect("started above");
             let s = self.streams.get_mut(&key).expect("looked up above");
             let reopened = match (&s.file, s.writer.as_mut()) {
                 (Some((name, id)), Some(w)) => match reopen(&self.dir.join(name), *id)? {
                     Some(f) => {
-                        w.resume(Target::File(f));
+                        w.resume(Target::File(queue.open(f, w.bytes())?));
                         true
                     }
                     None => {
@@ -344,7 +398,7 @@ impl FlvSink {
                     &mut self.next_suffix,
                 )?;
                 let meta = file.metadata()?;
-                s.writer = Some(FlvWriter::new(Target::File(file))?);
+                s.writer = Some(FlvWriter::new(Target::File(queue.open(file, 0)?))?);
                 s.report.file.get_or_insert_with(|| name.clone());
                 if s.report.file.as_deref() != Some(name.as_str()) {
                     s.report.more_files.push(name.clone());
@@ -375,12 +429,12 @@ impl FlvSink {
                 p.done = true;
             }
             self.open.remove(&s.tick);
-            // The same files whose SHA-256 `close` used to work out itself.
             let file = s.file.clone().filter(|_| s.writer.is_some() && !s.to_pipe);
-            let r = close(s, &self.dir)?;
-            if let Some((name, id)) = file {
+            let r = close(s, &self.dir, self.queue.as_mut())?;
+            if let (Some((name, id)), Some(h)) = (file, self.hashing.as_mut()) {
+                // `close` waited for the file's last write.
                 let path = self.dir.join(&name);
-                self.hashing.start(name, path, id);
+                h.start(name, path, id);
             }
             self.finished.entry(conn).or_default().push((stream, r));
         }
@@ -484,7 +538,7 @@ impl FlvSink {
                 };
                 let ts = s.file_time(timestamp);
                 let w = s.writer.as_mut().expect("opened above");
-                let mut res = w.tag(kind, ts, &body);
+                let mut res = w.tag_shared(kind, ts, &body);
                 if res.is_ok() && s.to_pipe {
                     // A pipe is read as it is written (a player): no waiting for a buffer to fill.
                     res = w.flush();
@@ -585,6 +639,8 @@ impl FlvSink {
     /// whose first keyframe another stream of the input also carried with one, gets that
     /// configuration written at the start of its file (so it decodes), and the report says so.
     pub fn finish(&mut self) -> io::Result<()> {
+        // What is rewritten here is read back: every write must be made first.
+        self.wait_for_writes()?;
         for (key, hash) in std::mem::take(&mut self.to_fix) {
             let Some(&source) = self.keyframes.get(&hash) else {
                 continue;
@@ -625,8 +681,10 @@ impl FlvSink {
             drop(f);
             std::fs::rename(&tmp, &path)?;
             report.bytes = (old.len() + cfg.len()) as u64;
-            let meta = std::fs::symlink_metadata(&path)?;
-            report.sha256 = sha256_of(&path, (meta.dev(), meta.ino()))?;
+            if self.hashing.is_some() {
+                let meta = std::fs::symlink_metadata(&path)?;
+                report.sha256 = sha256_of(&path, (meta.dev(), meta.ino()))?;
+            }
             report.notes.push(format!(
                 "decoder configuration taken from connection {} stream {}, which carries the same pictures",
                 source.0, source.1
@@ -637,7 +695,7 @@ impl FlvSink {
 
     /// The connections seen, in the order they began.
     pub fn into_connections(self) -> Vec<ConnectionReport> {
-        let mut sums = self.hashing.finish();
+        let mut sums = self.hashing.map(Hashing::finish).unwrap_or_default();
         let mut connections: Vec<ConnectionReport> = self.connections.into_values().collect();
         for r in connections.iter_mut().flat_map(|c| c.streams.iter_mut()) {
             // A file rewritten by `finish` was hashed again there: that sum stands.
@@ -747,7 +805,8 @@ fn accept(s: &mut StreamOut, kind: TagKind, body: &[u8]) -> bool {
     true
 }
 
-fn close(s: StreamOut, dir: &Path) -> io::Result<StreamReport> {
+/// Finish a stream's file (its last writes made when this returns) and its report.
+fn close(s: StreamOut, dir: &Path, queue: Option<&mut WriteQueue>) -> io::Result<StreamReport> {
     let mut r = s.report;
     if let Some(mut w) = s.writer {
         r.bytes = w.bytes();
@@ -759,13 +818,15 @@ fn close(s: StreamOut, dir: &Path) -> io::Result<StreamReport> {
         } else {
             if !w.is_open()
                 && let Some((name, id)) = &s.file
+                && let Some(queue) = queue
                 && let Some(f) = reopen(&dir.join(name), *id)?
             {
                 // Opened again only to set the header's flags to what the file holds.
-                w.resume(Target::File(f));
+                let len = w.bytes();
+                w.resume(Target::File(queue.open(f, len)?));
             }
+            // Waits for the file's last write (flush).
             w.finish()?;
-            // The SHA-256 is worked out on another thread (see `Hashing`).
         }
     }
     if r.dropped_before_keyframe > 0 {

@@ -50,6 +50,7 @@ fn report_fields_agree_with_ffprobe_of_the_truth() {
             "-o",
             out.to_str().unwrap(),
             "-q",
+            "--sha256",
         ]);
         assert_eq!(o.status.code(), Some(0));
         let report = read_json(&out.join("report.json"));

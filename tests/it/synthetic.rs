@@ -775,6 +775,7 @@ fn a_stream_joined_mid_stream_borrows_the_configuration_of_the_same_pictures() {
         "-o",
         out.to_str().unwrap(),
         "-q",
+        "--sha256",
     ]);
     assert_eq!(
         o1.status.code(),
@@ -808,7 +809,26 @@ fn a_stream_joined_mid_stream_borrows_the_configuration_of_the_same_pictures() {
             .unwrap()
             .keyframe
     );
-    assert_eq!(st["sha256"].as_str().unwrap().len(), 64);
+    // The sum is of the file as rewritten with the configuration.
+    let sum: String = {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(std::fs::read(&file).unwrap())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    assert_eq!(st["sha256"].as_str().unwrap(), sum);
+    // Without --sha256 no file is read back: the report has no sums.
+    let plain = dir.join("plain");
+    let report = read_ok(&cap, &plain);
+    assert!(
+        report["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c["streams"].as_array().unwrap())
+            .all(|s| s["sha256"].is_null())
+    );
 }
 
 #[test]

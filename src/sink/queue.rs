@@ -1,0 +1,524 @@
+//! FLV file writes done on a thread of their own.
+//!
+//! Writing a recovered stream costs the kernel as much as all the protocol work on its bytes
+//! (a copy into the page cache, block reservation): done on the thread that reads the capture,
+//! the two would take turns. Here the reading thread hands whole batches of tags to a writer
+//! thread and goes on. Bodies travel as [`Bytes`] (shared, not copied). At most
+//! [`WriteQueue::BUDGET`] bytes are in flight: a reader faster than the disk waits, so memory
+//! stays bounded whatever the capture.
+//!
+//! Every write goes to an explicit file offset (`pwritev`), so a file closed for the open-file
+//! limit and opened again (another descriptor) continues exactly where its last queued write
+//! ended, and the header patches at the end land where they belong. Jobs run in the order they
+//! were queued; a batch of tags is one write, as before (a kill can cut at most the last one).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+
+/// A write of `parts`, one after the other, at file offset `at`.
+struct Write {
+    file: u64,
+    at: u64,
+    parts: Vec<Bytes>,
+}
+
+enum Job {
+    /// From now on, writes to `file` go to this descriptor.
+    Open(u64, File),
+    Write(Write),
+    /// Let go of the descriptor (the writes queued before are done first).
+    Close(u64),
+}
+
+#[derive(Default)]
+struct State {
+    /// Bytes queued and not yet written.
+    in_flight: usize,
+    /// Jobs queued, and jobs done.
+    queued: u64,
+    done: u64,
+    /// The first write that failed: later ones are not attempted.
+    error: Option<(io::ErrorKind, String)>,
+    /// Threads waiting for progress (only then is there anyone to wake).
+    waiters: usize,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled whenever a job is done.
+    progress: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic on the writer thread while it held the lock leaves the state as it was:
+        // still usable, and the join reports the panic.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wait for the writer thread to make progress.
+    fn wait<'a>(
+        &self,
+        mut st: std::sync::MutexGuard<'a, State>,
+    ) -> std::sync::MutexGuard<'a, State> {
+        st.waiters += 1;
+        let mut st = self.progress.wait(st).unwrap_or_else(|p| p.into_inner());
+        st.waiters -= 1;
+        st
+    }
+}
+
+/// The writer thread and what is queued for it.
+pub struct WriteQueue {
+    tx: Option<SyncSender<Job>>,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    next_id: u64,
+}
+
+fn error_of(e: &(io::ErrorKind, String)) -> io::Error {
+    io::Error::new(e.0, e.1.clone())
+}
+
+impl WriteQueue {
+    /// Bytes queued at most (a single larger write waits for the queue to empty, then goes).
+    pub const BUDGET: usize = 8 << 20;
+    /// Jobs queued at most (patches and closes are small; this bounds their number).
+    const JOBS: usize = 256;
+
+    pub fn new() -> io::Result<Self> {
+        let (tx, rx) = sync_channel(Self::JOBS);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            progress: Condvar::new(),
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("flv-writer".into())
+            .spawn(move || run(rx, &s))?;
+        Ok(WriteQueue {
+            tx: Some(tx),
+            shared,
+            thread: Some(thread),
+            next_id: 0,
+        })
+    }
+
+    /// Hand a file to the writer thread; its writes go through the returned handle.
+    pub fn open(&mut self, file: File, len: u64) -> io::Result<QueuedFile> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(Job::Open(id, file), 0)?;
+        Ok(QueuedFile {
+            id,
+            pos: len,
+            len,
+            queue: self.handle(),
+        })
+    }
+
+    fn handle(&self) -> Handle {
+        Handle {
+            tx: self.tx.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+
+    fn send(&self, job: Job, bytes: usize) -> io::Result<()> {
+        self.handle().send(job, bytes)
+    }
+
+    /// Wait until everything queued so far is on disk (in the page cache); the first error
+    /// any write met, if one did.
+    pub fn wait(&self) -> io::Result<()> {
+        self.handle().wait()
+    }
+
+    /// Wait for every write, stop the thread, and say whether all went well.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> io::Result<()> {
+        let res = self.wait();
+        self.tx = None;
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            return Err(io::Error::other("the FLV writer thread panicked"));
+        }
+        res
+    }
+}
+
+impl Drop for WriteQueue {
+    fn drop(&mut self) {
+        // Every queued write still reaches its file (an error has been or will be reported
+        // through `wait` or `finish`; here there is no one left to tell).
+        let _ = self.stop();
+    }
+}
+
+/// What a [`QueuedFile`] needs of the queue.
+#[derive(Clone)]
+struct Handle {
+    tx: Option<SyncSender<Job>>,
+    shared: Arc<Shared>,
+}
+
+impl Handle {
+    /// Queue a job of `bytes` bytes, once the budget has room for it. After a failed write
+    /// no more writes are taken (opens and closes still are, so descriptors are let go).
+    fn send(&self, job: Job, bytes: usize) -> io::Result<()> {
+        let is_write = matches!(job, Job::Write(_));
+        {
+            let mut st = self.shared.lock();
+            while st.error.is_none()
+                && st.in_flight > 0
+                && st.in_flight + bytes > WriteQueue::BUDGET
+            {
+                st = self.shared.wait(st);
+            }
+            if let Some(e) = &st.error
+                && is_write
+            {
+                return Err(error_of(e));
+            }
+            st.in_flight += bytes;
+            st.queued += 1;
+        }
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(job).is_ok());
+        if !sent {
+            let mut st = self.shared.lock();
+            st.in_flight -= bytes;
+            st.queued -= 1;
+            return Err(io::Error::other("the FLV writer thread is gone"));
+        }
+        Ok(())
+    }
+
+    fn wait(&self) -> io::Result<()> {
+        let mut st = self.shared.lock();
+        let target = st.queued;
+        while st.done < target && st.error.is_none() {
+            st = self.shared.wait(st);
+        }
+        match &st.error {
+            Some(e) => Err(error_of(e)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A file open on the writer thread.
+struct Open {
+    file: File,
+    /// The end of what was written, and of the space reserved for the file beyond it.
+    end: u64,
+    reserved: u64,
+    /// The file system reserves space (`fallocate`); false once it said it does not.
+    can_reserve: bool,
+}
+
+impl Open {
+    /// Reserve space ahead of a write that goes past what is reserved: in steps that grow
+    /// with the file (1 MiB to 32 MiB), so the file system allocates its blocks in a few large
+    /// extents instead of a page at a time. This takes about a third off the cost of a write.
+    fn reserve(&mut self, end: u64) {
+        if !self.can_reserve || end <= self.reserved {
+            return;
+        }
+        let from = self.reserved.max(self.end);
+        let step = end.clamp(1 << 20, 32 << 20);
+        let to = end.saturating_add(step);
+        let (Ok(off), Ok(len)) = (
+            libc::off_t::try_from(from),
+            libc::off_t::try_from(to - from),
+        ) else {
+            return;
+        };
+        // SAFETY: fallocate on a descriptor this struct owns; KEEP_SIZE leaves the file's
+        // length alone.
+        let r =
+            unsafe { libc::fallocate(self.file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, off, len) };
+        if r == 0 {
+            self.reserved = to;
+        } else {
+            // Not supported, or no space for all of the step: writes allocate as they go (and
+            // a write that finds no space says so itself).
+            self.can_reserve = false;
+        }
+    }
+
+    /// Give back the space reserved past the end of the file: truncating a file to its own
+    /// length frees the blocks past it (punching a hole past the end does not, on ext4).
+    fn release(&mut self) {
+        if self.reserved > self.end {
+            let _ = self.file.set_len(self.end);
+            self.reserved = self.end;
+        }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// The writer thread: runs the jobs in order until the queue is dropped.
+fn run(rx: Receiver<Job>, shared: &Shared) {
+    let mut files: HashMap<u64, Open> = HashMap::new();
+    let mut failed = false;
+    while let Ok(job) = rx.recv() {
+        let bytes = match &job {
+            Job::Write(w) => w.parts.iter().map(|p| p.len()).sum(),
+            _ => 0,
+        };
+        let res = match job {
+            Job::Open(id, file) => {
+                let end = file.metadata().map_or(0, |m| m.len());
+                files.insert(
+                    id,
+                    Open {
+                        file,
+                        end,
+                        reserved: end,
+                        can_reserve: true,
+                    },
+                );
+                Ok(())
+            }
+            Job::Close(id) => {
+                files.remove(&id);
+                Ok(())
+            }
+            Job::Write(_) if failed => Ok(()),
+            Job::Write(w) => match files.get_mut(&w.file) {
+                Some(f) => {
+                    let end = w.at + bytes as u64;
+                    f.reserve(end);
+                    let res = write_at(&f.file, w.at, &w.parts);
+                    if res.is_ok() {
+                        f.end = f.end.max(end);
+                    }
+                    res
+                }
+                None => Err(io::Error::other("write to a file that is not open")),
+            },
+        };
+        let mut st = shared.lock();
+        if let Err(e) = res
+            && st.error.is_none()
+        {
+            failed = true;
+            st.error = Some((e.kind(), e.to_string()));
+        }
+        st.in_flight -= bytes;
+        st.done += 1;
+        let wake = st.waiters > 0;
+        drop(st);
+        if wake {
+            shared.progress.notify_all();
+        }
+    }
+}
+
+/// `pwritev` of all of `parts` at `at`, through short writes and interruptions.
+fn write_at(f: &File, mut at: u64, parts: &[Bytes]) -> io::Result<()> {
+    let mut iov: Vec<libc::iovec> = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| libc::iovec {
+            iov_base: p.as_ptr() as *mut libc::c_void,
+            iov_len: p.len(),
+        })
+        .collect();
+    let mut first = 0;
+    while first < iov.len() {
+        let offset = libc::off_t::try_from(at).map_err(|_| io::Error::other("file too large"))?;
+        let count = (iov.len() - first).min(1024) as libc::c_int;
+        // SAFETY: every iovec points into a slice of `parts`, alive for this call, with the
+        // length of what is left of it; the descriptor is open (owned by `f`).
+        let n = unsafe { libc::pwritev(f.as_raw_fd(), iov[first..].as_ptr(), count, offset) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let mut n = n as usize;
+        at += n as u64;
+        while n > 0 && first < iov.len() {
+            let v = &mut iov[first];
+            if n >= v.iov_len {
+                n -= v.iov_len;
+                first += 1;
+            } else {
+                // SAFETY: n < iov_len, so the new base stays inside the same slice.
+                v.iov_base = unsafe { (v.iov_base as *mut u8).add(n) } as *mut libc::c_void;
+                v.iov_len -= n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A file written through the queue: `Write` and `Seek` as a file positioned at `pos`, where
+/// each write is queued for the writer thread. `flush` waits until the writes queued so far
+/// have been made. Dropping it lets the writer close the descriptor after its writes.
+pub struct QueuedFile {
+    id: u64,
+    pos: u64,
+    /// The file's length once every queued write is made.
+    len: u64,
+    queue: Handle,
+}
+
+impl QueuedFile {
+    /// Queue `parts`, one after the other, as one write at the current position.
+    pub fn write_parts(&mut self, parts: Vec<Bytes>) -> io::Result<()> {
+        let n: usize = parts.iter().map(|p| p.len()).sum();
+        if n == 0 {
+            return Ok(());
+        }
+        let job = Job::Write(Write {
+            file: self.id,
+            at: self.pos,
+            parts,
+        });
+        self.queue.send(job, n)?;
+        self.pos += n as u64;
+        self.len = self.len.max(self.pos);
+        Ok(())
+    }
+}
+
+impl io::Write for QueuedFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_parts(vec![Bytes::copy_from_slice(buf)])?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.queue.wait()
+    }
+}
+
+impl io::Seek for QueuedFile {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        let to = match pos {
+            io::SeekFrom::Start(n) => Some(n),
+            io::SeekFrom::End(d) => self.len.checked_add_signed(d),
+            io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = to.ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        Ok(self.pos)
+    }
+}
+
+impl Drop for QueuedFile {
+    fn drop(&mut self) {
+        // Errors of the writes before it are reported through the queue.
+        let _ = self.queue.send(Job::Close(self.id), 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Seek, SeekFrom, Write as _};
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("rtmpsniff-queue-{}-{name}", std::process::id()))
+    }
+
+    #[test]
+    fn writes_land_in_order_at_their_offsets_across_reopens() {
+        let path = temp("order");
+        let _ = std::fs::remove_file(&path);
+        let mut q = WriteQueue::new().unwrap();
+        let mut f = q.open(File::create(&path).unwrap(), 0).unwrap();
+        let mut expect = Vec::new();
+        for i in 0..2000u32 {
+            let head = Bytes::from(vec![(i % 251) as u8; (i % 97) as usize]);
+            let body = Bytes::from(vec![(i % 13) as u8; (i * 31 % 5000) as usize]);
+            let tail = Bytes::copy_from_slice(&i.to_be_bytes());
+            for p in [&head, &body, &tail] {
+                expect.extend_from_slice(p);
+            }
+            f.write_parts(vec![head, body, tail]).unwrap();
+            if i == 1000 {
+                // Closed for the open-file limit and opened again: another descriptor, whose
+                // own position is not where the writes go.
+                let len = f.seek(SeekFrom::End(0)).unwrap();
+                drop(f);
+                let again = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                f = q.open(again, len).unwrap();
+            }
+        }
+        // A patch near the start, as `FlvWriter::finish` makes.
+        f.seek(SeekFrom::Start(3)).unwrap();
+        f.write_all(b"PATCH").unwrap();
+        expect[3..8].copy_from_slice(b"PATCH");
+        f.flush().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), expect);
+        drop(f);
+        q.finish().unwrap();
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_failed_write_is_reported_and_stops_the_writes_after_it() {
+        // A descriptor opened read-only: every write to it fails.
+        let path = temp("ro");
+        std::fs::write(&path, b"x").unwrap();
+        let mut q = WriteQueue::new().unwrap();
+        let mut f = q.open(File::open(&path).unwrap(), 1).unwrap();
+        f.write_parts(vec![Bytes::from_static(b"abc")]).unwrap();
+        assert!(f.flush().is_err());
+        assert!(f.write_parts(vec![Bytes::from_static(b"def")]).is_err());
+        drop(f);
+        assert!(q.finish().is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"x");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn the_bytes_in_flight_stay_within_the_budget() {
+        let path = temp("budget");
+        let _ = std::fs::remove_file(&path);
+        let mut q = WriteQueue::new().unwrap();
+        let mut f = q.open(File::create(&path).unwrap(), 0).unwrap();
+        let body = Bytes::from(vec![7u8; 3 << 20]);
+        let mut peak = 0;
+        for _ in 0..20 {
+            f.write_parts(vec![body.clone()]).unwrap();
+            peak = peak.max(q.shared.lock().in_flight);
+        }
+        assert!(peak <= WriteQueue::BUDGET, "{peak} bytes in flight");
+        // One write larger than the budget still goes (alone).
+        let big = Bytes::from(vec![1u8; WriteQueue::BUDGET + 1]);
+        f.write_parts(vec![big]).unwrap();
+        f.flush().unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            20 * (3 << 20) + WriteQueue::BUDGET as u64 + 1
+        );
+        drop(f);
+        q.finish().unwrap();
+        let _ = std::fs::remove_file(&path);
+    }
+}
