@@ -1,6 +1,7 @@
 //! The pipeline from captured frames to stream events: decode, connection table, TCP
 //! reassembly, RTMP. No I/O here: frames and their timestamps come in, events go out.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
@@ -163,6 +164,9 @@ struct Conn {
     bad_checksums: u64,
     /// When it was last active (the pipeline's own clock, one tick per segment).
     tick: u64,
+    /// Its key in `Pipeline::lru[tier]`: the tick when it was put there. Moved only when its
+    /// tier changes or when eviction or expiry come across it, not for every packet.
+    lru_at: u64,
     /// How much it looks like a real connection, for eviction: 0 nothing but a SYN, 1 the
     /// server's SYN-ACK or data one way, 2 data both ways. Lower tiers are evicted first.
     tier: usize,
@@ -187,7 +191,10 @@ pub struct Pipeline {
     out: Vec<Output>,
     last_frame: u64,
     /// Least recently active first, one map per tier (see `Conn::tier`): eviction takes
-    /// from the lowest tier that has any.
+    /// from the lowest tier that has any. An entry's place is the connection's activity when
+    /// it was put there ([`Conn::lru_at`]); a connection active since is moved to its place
+    /// when eviction or expiry come to it (so the order is kept without a map update per
+    /// packet, which was a twentieth of the run).
     lru: [BTreeMap<u64, ConnKey>; 3],
     tick: u64,
     /// Connections by the bytes they hold, and the sum, for the global memory budget.
@@ -221,10 +228,6 @@ impl Pipeline {
         self.out.drain(..)
     }
 
-    fn is_rtmp_port(&self, p: u16) -> bool {
-        self.config.ports.contains(&p)
-    }
-
     pub fn frame(&mut self, f: &Frame<'_>) {
         self.stats.frames += 1;
         self.stats.bytes += f.data.len() as u64;
@@ -256,34 +259,52 @@ impl Pipeline {
             self.expire_idle(ts);
         }
         let key = ConnKey::new(seg.src, seg.dst);
-        let syn_only = seg.flags.syn && !seg.flags.ack;
-        if let Some(c) = self.conns.get(&key) {
+        if seg.flags.syn && !seg.flags.ack {
             // A new SYN on a finished 4-tuple (or one with another ISN) starts a new connection.
-            let new_conn = syn_only
-                && seg.src == c.client
-                && (c.rst
-                    || c.fin.iter().all(|&f| f)
-                    || c.client_isn.is_some_and(|isn| isn != seg.seq));
-            if new_conn {
+            let restart = self.conns.get(&key).is_some_and(|c| {
+                seg.src == c.client
+                    && (c.rst
+                        || c.fin.iter().all(|&f| f)
+                        || c.client_isn.is_some_and(|isn| isn != seg.seq))
+            });
+            if restart {
                 self.end(key);
             }
         }
-        if !self.conns.contains_key(&key) {
-            let Some((client, server)) = self.roles(seg) else {
+        if self.conns.len() >= self.config.limits.connections && !self.conns.contains_key(&key) {
+            if self.roles(seg).is_none() {
                 return;
-            };
-            if self.conns.len() >= self.config.limits.connections {
-                self.evict_oldest();
             }
-            let l = &self.config.limits;
-            let id = self.next_id;
-            self.next_id += 1;
-            self.stats.connections += 1;
-            self.tick += 1;
-            self.lru[0].insert(self.tick, key);
-            self.conns.insert(
-                key,
-                Box::new(Conn {
+            self.evict_oldest();
+        }
+        // One look-up: everything below works on the connection and the pipeline's other
+        // fields side by side.
+        let Pipeline {
+            config,
+            conns,
+            next_id,
+            events,
+            out,
+            lru,
+            tick,
+            by_memory,
+            memory,
+            stats,
+            ..
+        } = self;
+        let c = match conns.entry(key) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                let Some((client, server)) = roles(config, seg) else {
+                    return;
+                };
+                let l = &config.limits;
+                let id = *next_id;
+                *next_id += 1;
+                stats.connections += 1;
+                *tick += 1;
+                lru[0].insert(*tick, key);
+                v.insert(Box::new(Conn {
                     id,
                     client,
                     server,
@@ -301,17 +322,15 @@ impl Pipeline {
                     client_isn: None,
                     checksums: [(0, 0); 2],
                     bad_checksums: 0,
-                    tick: self.tick,
+                    tick: *tick,
+                    lru_at: *tick,
                     tier: 0,
                     synack: false,
                     memory: 0,
                     hits: LimitHits::default(),
                     evicted: None,
-                }),
-            );
-        }
-        let Some(c) = self.conns.get_mut(&key) else {
-            return;
+                }))
+            }
         };
         c.last_seen = ts;
         c.last_frame = frame;
@@ -328,7 +347,7 @@ impl Pipeline {
                 // brings the right bytes.
                 ck.1 += 1;
                 c.bad_checksums += 1;
-                self.stats.bad_checksums += 1;
+                stats.bad_checksums += 1;
                 return;
             }
             Some(false) => ck.1 += 1,
@@ -345,10 +364,9 @@ impl Pipeline {
                 c.client_isn = Some(seg.seq);
             }
         }
-        let events = &mut self.events;
-        let Conn { reasm, rtmp, .. } = &mut **c;
-        let dead = rtmp.is_dead();
         {
+            let Conn { reasm, rtmp, .. } = &mut **c;
+            let dead = rtmp.is_dead();
             let (a, b) = reasm.split_at_mut(1);
             let (mine, theirs) = if dir == Dir::ClientToServer {
                 (&mut a[0], &mut b[0])
@@ -370,47 +388,41 @@ impl Pipeline {
         if seg.flags.rst {
             c.rst = true;
         }
-        self.forward(key);
-        let done = self
-            .conns
-            .get(&key)
-            .is_some_and(|c| c.rst || (c.reasm[0].finished() && c.reasm[1].finished()));
+        forward(c, events, out);
+        let done = c.rst || (c.reasm[0].finished() && c.reasm[1].finished());
         if done {
             self.end(key);
-        } else {
-            self.touch(key);
-            self.enforce_memory_budget();
-        }
-    }
-
-    /// Mark a connection active now, and account for the bytes it holds.
-    fn touch(&mut self, key: ConnKey) {
-        let Some(c) = self.conns.get_mut(&key) else {
             return;
-        };
-        self.tick += 1;
-        self.lru[c.tier].remove(&c.tick);
+        }
+        // Active now: its tier, and the bytes it holds.
+        *tick += 1;
+        c.tick = *tick;
         let data = c
             .reasm
             .iter()
             .filter(|r| r.stats.delivered_bytes > 0)
             .count();
-        c.tier = match (data, c.synack) {
+        let tier = match (data, c.synack) {
             (2, _) => 2,
             (1, _) | (_, true) => 1,
             _ => 0,
         };
-        c.tick = self.tick;
-        self.lru[c.tier].insert(c.tick, key);
-        let memory = c.reasm[0].memory() + c.reasm[1].memory() + c.rtmp.buffered_bytes();
-        if memory != c.memory {
-            self.by_memory.remove(&(c.memory, key));
-            self.memory = self.memory - c.memory + memory;
-            c.memory = memory;
-            if memory > 0 {
-                self.by_memory.insert((memory, key));
+        if tier != c.tier {
+            lru[c.tier].remove(&c.lru_at);
+            c.tier = tier;
+            c.lru_at = c.tick;
+            lru[tier].insert(c.lru_at, key);
+        }
+        let held = c.reasm[0].memory() + c.reasm[1].memory() + c.rtmp.buffered_bytes();
+        if held != c.memory {
+            by_memory.remove(&(c.memory, key));
+            *memory = *memory - c.memory + held;
+            c.memory = held;
+            if held > 0 {
+                by_memory.insert((held, key));
             }
         }
+        self.enforce_memory_budget();
     }
 
     /// Over the global budget, the connection holding the most bytes is closed.
@@ -429,93 +441,13 @@ impl Pipeline {
 
     /// Client and server of a new flow, or `None` when the flow is not for us.
     fn roles(&self, seg: &Segment<'_>) -> Option<(SocketAddr, SocketAddr)> {
-        let (sp, dp) = (seg.src.port(), seg.dst.port());
-        let src_rtmp = self.is_rtmp_port(sp);
-        let dst_rtmp = self.is_rtmp_port(dp);
-        if seg.flags.syn && !seg.flags.ack && (dst_rtmp || self.config.any_port) {
-            return Some((seg.src, seg.dst));
-        }
-        if seg.flags.syn && seg.flags.ack && (src_rtmp || self.config.any_port) {
-            return Some((seg.dst, seg.src));
-        }
-        if seg.flags.rst || (seg.payload.is_empty() && !seg.flags.syn) {
-            // Nothing to learn from a bare ACK or RST of a flow we have not seen start.
-            return None;
-        }
-        match (src_rtmp, dst_rtmp) {
-            (false, true) => Some((seg.src, seg.dst)),
-            (true, false) => Some((seg.dst, seg.src)),
-            (true, true) => Some(if sp >= dp {
-                (seg.src, seg.dst)
-            } else {
-                (seg.dst, seg.src)
-            }),
-            (false, false) if self.config.any_port => {
-                // Without a SYN, guess that the lower port is the server's.
-                Some(if sp >= dp {
-                    (seg.src, seg.dst)
-                } else {
-                    (seg.dst, seg.src)
-                })
-            }
-            _ => None,
-        }
-    }
-
-    /// Turn the RTMP events of a connection into outputs.
-    fn forward(&mut self, key: ConnKey) {
-        if self.events.is_empty() {
-            return;
-        }
-        let Some(c) = self.conns.get_mut(&key) else {
-            self.events.clear();
-            return;
-        };
-        for ev in self.events.drain(..) {
-            self.out.push(match ev {
-                rtmp::Event::StreamStarted {
-                    stream,
-                    msid,
-                    direction,
-                    name,
-                    mid_stream,
-                } => Output::StreamStarted {
-                    conn: c.id,
-                    client: c.client,
-                    server: c.server,
-                    app: c.rtmp.session.connect.app.clone(),
-                    stream,
-                    msid,
-                    direction,
-                    name,
-                    mid_stream,
-                },
-                rtmp::Event::Tag {
-                    stream,
-                    kind,
-                    timestamp,
-                    body,
-                    frame,
-                } => Output::Tag {
-                    conn: c.id,
-                    stream,
-                    kind,
-                    timestamp,
-                    body,
-                    frame,
-                },
-                rtmp::Event::StreamEnded { stream } => Output::StreamEnded { conn: c.id, stream },
-            });
-        }
+        roles(&self.config, seg)
     }
 
     /// Close the least recently active connection of the lowest tier (a SYN flood pushes out
     /// only its own SYNs, not the sessions that got answers or carried data).
     fn evict_oldest(&mut self) {
-        let oldest = self
-            .lru
-            .iter()
-            .find_map(|l| l.first_key_value().map(|(_, k)| *k));
+        let oldest = (0..self.lru.len()).find_map(|t| self.least_recent(t));
         if let Some(k) = oldest {
             self.stats.connections_evicted += 1;
             if let Some(c) = self.conns.get_mut(&k) {
@@ -526,19 +458,50 @@ impl Pipeline {
         }
     }
 
+    /// The least recently active connection of tier `t`: entries of connections active since
+    /// they were placed are moved to where they belong on the way.
+    fn least_recent(&mut self, t: usize) -> Option<ConnKey> {
+        let lru = &mut self.lru[t];
+        while let Some((&at, &key)) = lru.first_key_value() {
+            match self.conns.get_mut(&key) {
+                Some(c) if c.tick != at && c.lru_at == at => {
+                    lru.remove(&at);
+                    c.lru_at = c.tick;
+                    lru.insert(c.tick, key);
+                }
+                Some(c) if c.lru_at == at => return Some(key),
+                // Not an entry of a connection in the table (cannot happen): dropped.
+                _ => {
+                    lru.remove(&at);
+                }
+            }
+        }
+        None
+    }
+
     /// Close the connections that carried nothing for the idle timeout before packet time
-    /// `now`. Each tier's LRU map is in order of activity, so only the expired entries and one
-    /// more per tier are looked at.
+    /// `now`. Each tier's LRU map is in order of activity, so only the expired entries, the
+    /// entries of connections active since they were placed (which are moved), and one more
+    /// per tier are looked at.
     fn expire_idle(&mut self, now: f64) {
         self.expiry_checked = now;
         let limit = now - self.config.idle_timeout;
         let mut idle = Vec::new();
-        for lru in &self.lru {
-            for key in lru.values() {
+        let mut moved = Vec::new();
+        for (t, lru) in self.lru.iter().enumerate() {
+            for (&at, key) in lru {
                 match self.conns.get(key) {
                     Some(c) if c.last_seen < limit => idle.push(*key),
+                    Some(c) if c.tick != at => moved.push((t, at, *key, c.tick)),
                     _ => break,
                 }
+            }
+        }
+        for (t, at, key, tick) in moved {
+            if let Some(c) = self.conns.get_mut(&key) {
+                self.lru[t].remove(&at);
+                c.lru_at = tick;
+                self.lru[t].insert(tick, key);
             }
         }
         for key in idle {
@@ -555,7 +518,7 @@ impl Pipeline {
         let Some(mut c) = self.conns.remove(&key) else {
             return;
         };
-        self.lru[c.tier].remove(&c.tick);
+        self.lru[c.tier].remove(&c.lru_at);
         self.by_memory.remove(&(c.memory, key));
         self.memory -= c.memory;
         let frame = c.last_frame;
@@ -568,9 +531,7 @@ impl Pipeline {
             }
             rtmp.close(frame, events);
         }
-        self.conns.insert(key, c);
-        self.forward(key);
-        let c = self.conns.remove(&key).expect("reinserted");
+        forward(&c, &mut self.events, &mut self.out);
         let s = summary(&c, &self.config.limits);
         self.stats.limit_hits.add(&s.hits);
         self.out.push(Output::ConnectionEnded(Box::new(s)));
@@ -584,6 +545,85 @@ impl Pipeline {
             self.end(k);
         }
     }
+}
+
+/// Client and server of a new flow, or `None` when the flow is not for us.
+fn roles(config: &Config, seg: &Segment<'_>) -> Option<(SocketAddr, SocketAddr)> {
+    let (sp, dp) = (seg.src.port(), seg.dst.port());
+    let src_rtmp = is_rtmp_port(config, sp);
+    let dst_rtmp = is_rtmp_port(config, dp);
+    if seg.flags.syn && !seg.flags.ack && (dst_rtmp || config.any_port) {
+        return Some((seg.src, seg.dst));
+    }
+    if seg.flags.syn && seg.flags.ack && (src_rtmp || config.any_port) {
+        return Some((seg.dst, seg.src));
+    }
+    if seg.flags.rst || (seg.payload.is_empty() && !seg.flags.syn) {
+        // Nothing to learn from a bare ACK or RST of a flow we have not seen start.
+        return None;
+    }
+    match (src_rtmp, dst_rtmp) {
+        (false, true) => Some((seg.src, seg.dst)),
+        (true, false) => Some((seg.dst, seg.src)),
+        (true, true) => Some(if sp >= dp {
+            (seg.src, seg.dst)
+        } else {
+            (seg.dst, seg.src)
+        }),
+        (false, false) if config.any_port => {
+            // Without a SYN, guess that the lower port is the server's.
+            Some(if sp >= dp {
+                (seg.src, seg.dst)
+            } else {
+                (seg.dst, seg.src)
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Turn the RTMP events of a connection into outputs.
+fn forward(c: &Conn, events: &mut Vec<rtmp::Event>, out: &mut Vec<Output>) {
+    for ev in events.drain(..) {
+        out.push(match ev {
+            rtmp::Event::StreamStarted {
+                stream,
+                msid,
+                direction,
+                name,
+                mid_stream,
+            } => Output::StreamStarted {
+                conn: c.id,
+                client: c.client,
+                server: c.server,
+                app: c.rtmp.session.connect.app.clone(),
+                stream,
+                msid,
+                direction,
+                name,
+                mid_stream,
+            },
+            rtmp::Event::Tag {
+                stream,
+                kind,
+                timestamp,
+                body,
+                frame,
+            } => Output::Tag {
+                conn: c.id,
+                stream,
+                kind,
+                timestamp,
+                body,
+                frame,
+            },
+            rtmp::Event::StreamEnded { stream } => Output::StreamEnded { conn: c.id, stream },
+        });
+    }
+}
+
+fn is_rtmp_port(config: &Config, p: u16) -> bool {
+    config.ports.contains(&p)
 }
 
 fn text(b: &Option<Vec<u8>>) -> Option<String> {
