@@ -87,6 +87,27 @@ struct Partial {
     offset: u64,
 }
 
+/// A partial message grows to at least this (or its length) once its second chunk comes.
+const GROW_TO: usize = 256 << 10;
+
+impl Partial {
+    /// The capacity the body needs to take `incoming` more bytes. A message's first chunk is
+    /// all that is reserved for it; once a second one comes the body grows to its length (up
+    /// to [`GROW_TO`] at a time, or double), so most messages are copied once, not once per
+    /// doubling.
+    fn capacity_for(&self, incoming: usize) -> usize {
+        let need = self.body.len() + incoming;
+        let cap = self.body.capacity();
+        if need <= cap {
+            return cap;
+        }
+        need.max(2 * cap)
+            .max(GROW_TO)
+            .min(self.length as usize)
+            .max(need)
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ChunkStream {
     timestamp: u32,
@@ -346,14 +367,19 @@ impl ChunkReader {
             self.payload_left = 0;
             return 0;
         };
+        let cap = p.body.capacity();
+        let want = p.capacity_for(n);
+        if want > cap {
+            p.body.reserve_exact(want - p.body.len());
+            self.partial_bytes += p.body.capacity() - cap;
+        }
         p.body.extend_from_slice(bytes);
         let complete = p.body.len() as u32 >= p.length;
-        self.partial_bytes += n;
         self.payload_left -= n as u32;
         self.offset += n as u64;
         if complete {
             let p = cs.partial.take().expect("partial present");
-            self.partial_bytes -= p.body.len();
+            self.partial_bytes -= p.body.capacity();
             let msg = Message {
                 csid,
                 msid: cs.msid,
@@ -493,7 +519,7 @@ impl ChunkReader {
         if fmt < 3 {
             if let Some(old) = cs.partial.take() {
                 // A new header while a message was incomplete: the sender abandoned it.
-                self.partial_bytes -= old.body.len();
+                self.partial_bytes -= old.body.capacity();
                 self.stats.replaced_partials += 1;
             }
             new_message = true;
@@ -531,11 +557,19 @@ impl ChunkReader {
             let cs = self.streams.get_mut(&csid).expect("inserted above");
             // Sized by what this chunk brings, not by the claimed length: a header costs
             // nothing until its bytes arrive.
+            let first = length.min(chunk_size).min(GROW_TO as u32) as usize;
+            if self.partial_bytes + first > self.limits.partial_bytes {
+                return Err(ChunkError::PartialLimit {
+                    limit: self.limits.partial_bytes,
+                    offset: header_offset,
+                });
+            }
             cs.partial = Some(Partial {
-                body: Vec::with_capacity(length.min(chunk_size).min(64 << 10) as usize),
+                body: Vec::with_capacity(first),
                 length,
                 offset: header_offset,
             });
+            self.partial_bytes += cs.partial.as_ref().map_or(0, |p| p.body.capacity());
             self.payload_left = length.min(chunk_size);
         } else {
             let cs = self.streams.get_mut(&csid).expect("known");
@@ -543,7 +577,13 @@ impl ChunkReader {
             let left = p.length - p.body.len() as u32;
             self.payload_left = left.min(chunk_size);
         }
-        if self.partial_bytes + self.payload_left as usize > self.limits.partial_bytes {
+        let grows = {
+            let p = self.streams.get(&csid).and_then(|cs| cs.partial.as_ref());
+            p.map_or(0, |p| {
+                p.capacity_for(self.payload_left as usize) - p.body.capacity()
+            })
+        };
+        if self.partial_bytes + grows > self.limits.partial_bytes {
             return Err(ChunkError::PartialLimit {
                 limit: self.limits.partial_bytes,
                 offset: header_offset,
@@ -583,7 +623,7 @@ impl ChunkReader {
                 if let Some(cs) = self.streams.get_mut(&csid)
                     && let Some(p) = cs.partial.take()
                 {
-                    self.partial_bytes -= p.body.len();
+                    self.partial_bytes -= p.body.capacity();
                     if self.payload_left > 0 && self.current == csid {
                         self.payload_left = 0;
                     }
