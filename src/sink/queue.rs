@@ -12,12 +12,11 @@
 //! ended, and the header patches at the end land where they belong. Jobs run in the order they
 //! were queued; a batch of tags is one write, as before (a kill can cut at most the last one).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -37,37 +36,70 @@ enum Job {
     Close(u64),
 }
 
+impl Job {
+    fn bytes(&self) -> usize {
+        match self {
+            Job::Write(w) => w.parts.iter().map(|p| p.len()).sum(),
+            _ => 0,
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
-    /// Bytes queued and not yet written.
+    /// Jobs not yet taken by the writer, and their bytes.
+    jobs: VecDeque<Job>,
+    queued_bytes: usize,
+    /// Bytes queued or being written.
     in_flight: usize,
     /// Jobs queued, and jobs done.
     queued: u64,
     done: u64,
     /// The first write that failed: later ones are not attempted.
     error: Option<(io::ErrorKind, String)>,
-    /// Threads waiting for progress (only then is there anyone to wake).
+    /// Threads waiting for the writer's progress (only then is there anyone to wake).
     waiters: usize,
+    /// The writer is asleep, waiting for work.
+    writer_idle: bool,
+    /// Someone waits for what is queued: the writer takes it however little it is.
+    urgent: bool,
+    /// No more jobs come: the writer ends once the queue is empty.
+    closing: bool,
+}
+
+impl State {
+    /// Whether the writer has enough to do to be worth waking (a wake-up costs both threads a
+    /// few microseconds; a batch of a megabyte or more takes the writer hundreds).
+    fn worth_taking(&self) -> bool {
+        !self.jobs.is_empty()
+            && (self.urgent
+                || self.closing
+                || self.queued_bytes >= WriteQueue::WAKE_AT
+                || self.jobs.len() >= WriteQueue::WAKE_JOBS)
+    }
 }
 
 struct Shared {
     state: Mutex<State>,
-    /// Signalled whenever a job is done.
+    /// Signalled when the writer has work.
+    work: Condvar,
+    /// Signalled when the writer has done jobs.
     progress: Condvar,
 }
 
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         // A panic on the writer thread while it held the lock leaves the state as it was:
         // still usable, and the join reports the panic.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Wait for the writer thread to make progress.
-    fn wait<'a>(
-        &self,
-        mut st: std::sync::MutexGuard<'a, State>,
-    ) -> std::sync::MutexGuard<'a, State> {
+    /// Wait for the writer thread to make progress (waking it for what is queued).
+    fn wait<'a>(&self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        st.urgent = true;
+        if st.writer_idle {
+            self.work.notify_one();
+        }
         st.waiters += 1;
         let mut st = self.progress.wait(st).unwrap_or_else(|p| p.into_inner());
         st.waiters -= 1;
@@ -77,7 +109,6 @@ impl Shared {
 
 /// The writer thread and what is queued for it.
 pub struct WriteQueue {
-    tx: Option<SyncSender<Job>>,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
     next_id: u64,
@@ -88,23 +119,27 @@ fn error_of(e: &(io::ErrorKind, String)) -> io::Error {
 }
 
 impl WriteQueue {
-    /// Bytes queued at most (a single larger write waits for the queue to empty, then goes).
+    /// Bytes queued or being written at most (a single larger write waits for the queue to
+    /// empty, then goes).
     pub const BUDGET: usize = 8 << 20;
-    /// Jobs queued at most (patches and closes are small; this bounds their number).
-    const JOBS: usize = 256;
+    /// The writer is woken when this many bytes are queued (or someone waits for them).
+    const WAKE_AT: usize = 1 << 20;
+    /// ... or this many jobs.
+    const WAKE_JOBS: usize = 64;
+    /// Jobs queued at most (opens, closes and patches carry few bytes; this bounds them).
+    const MAX_JOBS: usize = 1024;
 
     pub fn new() -> io::Result<Self> {
-        let (tx, rx) = sync_channel(Self::JOBS);
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
+            work: Condvar::new(),
             progress: Condvar::new(),
         });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("flv-writer".into())
-            .spawn(move || run(rx, &s))?;
+            .spawn(move || run(&s))?;
         Ok(WriteQueue {
-            tx: Some(tx),
             shared,
             thread: Some(thread),
             next_id: 0,
@@ -115,7 +150,7 @@ impl WriteQueue {
     pub fn open(&mut self, file: File, len: u64) -> io::Result<QueuedFile> {
         let id = self.next_id;
         self.next_id += 1;
-        self.send(Job::Open(id, file), 0)?;
+        self.handle().send(Job::Open(id, file))?;
         Ok(QueuedFile {
             id,
             pos: len,
@@ -126,13 +161,8 @@ impl WriteQueue {
 
     fn handle(&self) -> Handle {
         Handle {
-            tx: self.tx.clone(),
             shared: self.shared.clone(),
         }
-    }
-
-    fn send(&self, job: Job, bytes: usize) -> io::Result<()> {
-        self.handle().send(job, bytes)
     }
 
     /// Wait until everything queued so far is on disk (in the page cache); the first error
@@ -148,7 +178,8 @@ impl WriteQueue {
 
     fn stop(&mut self) -> io::Result<()> {
         let res = self.wait();
-        self.tx = None;
+        self.shared.lock().closing = true;
+        self.shared.work.notify_one();
         if let Some(t) = self.thread.take()
             && t.join().is_err()
         {
@@ -169,37 +200,40 @@ impl Drop for WriteQueue {
 /// What a [`QueuedFile`] needs of the queue.
 #[derive(Clone)]
 struct Handle {
-    tx: Option<SyncSender<Job>>,
     shared: Arc<Shared>,
 }
 
 impl Handle {
-    /// Queue a job of `bytes` bytes, once the budget has room for it. After a failed write
-    /// no more writes are taken (opens and closes still are, so descriptors are let go).
-    fn send(&self, job: Job, bytes: usize) -> io::Result<()> {
+    /// Queue a job, once the budget has room for its bytes. After a failed write no more
+    /// writes are taken (opens and closes still are, so descriptors are let go). Opens and
+    /// closes wake the writer at once, so descriptors are not held longer than need be.
+    fn send(&self, job: Job) -> io::Result<()> {
+        let bytes = job.bytes();
         let is_write = matches!(job, Job::Write(_));
-        {
-            let mut st = self.shared.lock();
-            while st.error.is_none()
-                && st.in_flight > 0
-                && st.in_flight + bytes > WriteQueue::BUDGET
-            {
-                st = self.shared.wait(st);
-            }
-            if let Some(e) = &st.error
-                && is_write
-            {
-                return Err(error_of(e));
-            }
-            st.in_flight += bytes;
-            st.queued += 1;
-        }
-        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(job).is_ok());
-        if !sent {
-            let mut st = self.shared.lock();
-            st.in_flight -= bytes;
-            st.queued -= 1;
+        let mut st = self.shared.lock();
+        if st.closing {
             return Err(io::Error::other("the FLV writer thread is gone"));
+        }
+        while st.error.is_none()
+            && ((st.in_flight > 0 && st.in_flight + bytes > WriteQueue::BUDGET)
+                || st.jobs.len() >= WriteQueue::MAX_JOBS)
+        {
+            st = self.shared.wait(st);
+        }
+        if let Some(e) = &st.error
+            && is_write
+        {
+            return Err(error_of(e));
+        }
+        st.in_flight += bytes;
+        st.queued_bytes += bytes;
+        st.queued += 1;
+        st.jobs.push_back(job);
+        if !is_write {
+            st.urgent = true;
+        }
+        if st.writer_idle && st.worth_taking() {
+            self.shared.work.notify_one();
         }
         Ok(())
     }
@@ -273,60 +307,74 @@ impl Drop for Open {
     }
 }
 
-/// The writer thread: runs the jobs in order until the queue is dropped.
-fn run(rx: Receiver<Job>, shared: &Shared) {
+/// The writer thread: takes the queued jobs in batches and runs them in order, until the
+/// queue is closed and empty.
+fn run(shared: &Shared) {
     let mut files: HashMap<u64, Open> = HashMap::new();
     let mut failed = false;
-    while let Ok(job) = rx.recv() {
-        let bytes = match &job {
-            Job::Write(w) => w.parts.iter().map(|p| p.len()).sum(),
-            _ => 0,
-        };
-        let res = match job {
-            Job::Open(id, file) => {
-                let end = file.metadata().map_or(0, |m| m.len());
-                files.insert(
-                    id,
-                    Open {
-                        file,
-                        end,
-                        reserved: end,
-                        can_reserve: true,
-                    },
-                );
-                Ok(())
-            }
-            Job::Close(id) => {
-                files.remove(&id);
-                Ok(())
-            }
-            Job::Write(_) if failed => Ok(()),
-            Job::Write(w) => match files.get_mut(&w.file) {
-                Some(f) => {
-                    let end = w.at + bytes as u64;
-                    f.reserve(end);
-                    let res = write_at(&f.file, w.at, &w.parts);
-                    if res.is_ok() {
-                        f.end = f.end.max(end);
-                    }
-                    res
+    loop {
+        let batch = {
+            let mut st = shared.lock();
+            while !st.worth_taking() {
+                if st.closing && st.jobs.is_empty() {
+                    return;
                 }
-                None => Err(io::Error::other("write to a file that is not open")),
-            },
+                st.writer_idle = true;
+                st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
+                st.writer_idle = false;
+            }
+            st.queued_bytes = 0;
+            st.urgent = false;
+            std::mem::take(&mut st.jobs)
         };
-        let mut st = shared.lock();
-        if let Err(e) = res
-            && st.error.is_none()
-        {
-            failed = true;
-            st.error = Some((e.kind(), e.to_string()));
-        }
-        st.in_flight -= bytes;
-        st.done += 1;
-        let wake = st.waiters > 0;
-        drop(st);
-        if wake {
-            shared.progress.notify_all();
+        for job in batch {
+            let bytes = job.bytes();
+            let res = match job {
+                Job::Open(id, file) => {
+                    let end = file.metadata().map_or(0, |m| m.len());
+                    files.insert(
+                        id,
+                        Open {
+                            file,
+                            end,
+                            reserved: end,
+                            can_reserve: true,
+                        },
+                    );
+                    Ok(())
+                }
+                Job::Close(id) => {
+                    files.remove(&id);
+                    Ok(())
+                }
+                Job::Write(_) if failed => Ok(()),
+                Job::Write(w) => match files.get_mut(&w.file) {
+                    Some(f) => {
+                        let end = w.at + bytes as u64;
+                        f.reserve(end);
+                        let res = write_at(&f.file, w.at, &w.parts);
+                        if res.is_ok() {
+                            f.end = f.end.max(end);
+                        }
+                        res
+                    }
+                    None => Err(io::Error::other("write to a file that is not open")),
+                },
+            };
+            let mut st = shared.lock();
+            if let Err(e) = res
+                && st.error.is_none()
+            {
+                failed = true;
+                st.error = Some((e.kind(), e.to_string()));
+            }
+            st.in_flight -= bytes;
+            st.done += 1;
+            let wake = st.waiters > 0;
+            drop(st);
+            if wake {
+                shared.progress.notify_all();
+            }
         }
     }
 }
@@ -399,7 +447,7 @@ impl QueuedFile {
             at: self.pos,
             parts,
         });
-        self.queue.send(job, n)?;
+        self.queue.send(job)?;
         self.pos += n as u64;
         self.len = self.len.max(self.pos);
         Ok(())
@@ -432,7 +480,7 @@ impl io::Seek for QueuedFile {
 impl Drop for QueuedFile {
     fn drop(&mut self) {
         // Errors of the writes before it are reported through the queue.
-        let _ = self.queue.send(Job::Close(self.id), 0);
+        let _ = self.queue.send(Job::Close(self.id));
     }
 }
 
