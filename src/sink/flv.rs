@@ -64,7 +64,12 @@ impl<W: TagOut> FlvWriter<W> {
     /// so a file cut short by a kill still opens in players.
     pub fn new(mut out: W) -> io::Result<Self> {
         out.write_all(&HEADER)?;
-        Ok(FlvWriter {
+        Ok(Self::after_header(out))
+    }
+
+    /// Go on into `out`, which already holds the header [`new`](Self::new) would write.
+    pub fn after_header(out: W) -> Self {
+        FlvWriter {
             out: Some(out),
             batch: Vec::new(),
             scratch: BytesMut::new(),
@@ -75,7 +80,7 @@ impl<W: TagOut> FlvWriter<W> {
             span: None,
             duration_at: None,
             filesize_at: None,
-        })
+        }
     }
 
     pub fn bytes(&self) -> u64 {

@@ -398,7 +398,14 @@ impl FlvSink {
                     &mut self.next_suffix,
                 )?;
                 let meta = file.metadata()?;
-                s.writer = Some(FlvWriter::new(Target::File(queue.open(file, 0)?))?);
+                // The header is written here, not queued: from now on a kill leaves a file
+                // players open.
+                let mut file = file;
+                file.write_all(&flv::HEADER)?;
+                let len = flv::HEADER.len() as u64;
+                s.writer = Some(FlvWriter::after_header(Target::File(
+                    queue.open(file, len)?,
+                )));
                 s.report.file.get_or_insert_with(|| name.clone());
                 if s.report.file.as_deref() != Some(name.as_str()) {
                     s.report.more_files.push(name.clone());
