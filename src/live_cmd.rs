@@ -317,15 +317,20 @@ pub fn run(args: LiveArgs) -> Result<u8> {
     // Stop: every connection is flushed and closed, every file finalised, then the report.
     let input = cap.report();
     drop(cap);
-    pipeline.finish();
-    for o in pipeline.drain() {
-        handle(
-            o,
-            &mut sink,
-            &mut console,
-            &mut ended_conns,
-            &mut streams_seen,
-        )?;
+    loop {
+        let more = pipeline.finish_some();
+        for o in pipeline.drain() {
+            handle(
+                o,
+                &mut sink,
+                &mut console,
+                &mut ended_conns,
+                &mut streams_seen,
+            )?;
+        }
+        if !more {
+            break;
+        }
     }
     console.clear_status();
     let kernel = input.kernel;

@@ -417,9 +417,14 @@ fn read(args: ReadArgs<'_>) -> Result<u8> {
     if let Some(p) = &progress {
         p.finish_and_clear();
     }
-    pipeline.finish();
-    for o in pipeline.drain() {
-        sink.handle(o).map_err(write_err)?;
+    loop {
+        let more = pipeline.finish_some();
+        for o in pipeline.drain() {
+            sink.handle(o).map_err(write_err)?;
+        }
+        if !more {
+            break;
+        }
     }
     let inputs = files.reports();
     for i in &inputs {

@@ -143,12 +143,17 @@ pub struct Stats {
     pub limit_hits: LimitHits,
 }
 
+/// One TCP connection. A connection that is nothing but a client's SYN (a SYN flood, a port
+/// scan) costs this record only, a few hundred bytes; its byte streams are set up by the first
+/// segment that is not a bare SYN.
+/// Connections closed at a time at the end of the input or for idleness.
+pub const CLOSE_BATCH: usize = 256;
+
 struct Conn {
     id: u64,
     client: SocketAddr,
     server: SocketAddr,
-    reasm: [Reassembler; 2],
-    rtmp: rtmp::Connection,
+    flows: Option<Box<Flows>>,
     first_seen: f64,
     last_seen: f64,
     first_frame: u64,
@@ -169,13 +174,69 @@ struct Conn {
     lru_at: u64,
     /// How much it looks like a real connection, for eviction: 0 nothing but a SYN, 1 the
     /// server's SYN-ACK or data one way, 2 data both ways. Lower tiers are evicted first.
-    tier: usize,
+    tier: u8,
     synack: bool,
     /// Bytes it holds, as last accounted in the pipeline's total.
     memory: usize,
-    /// Pipeline-level limits it reached (it was evicted).
-    hits: LimitHits,
-    evicted: Option<&'static str>,
+    /// Why it was closed before its end, if it was.
+    evicted: Option<Eviction>,
+}
+
+/// The byte streams of a connection and the RTMP read from them.
+struct Flows {
+    reasm: [Reassembler; 2],
+    rtmp: rtmp::Connection,
+}
+
+impl Flows {
+    fn new(l: &crate::config::Limits) -> Box<Self> {
+        Box::new(Flows {
+            reasm: [
+                Reassembler::new(l.reassembly_bytes, l.reassembly_segments),
+                Reassembler::new(l.reassembly_bytes, l.reassembly_segments),
+            ],
+            rtmp: rtmp::Connection::new(l.clone()),
+        })
+    }
+
+    /// Bytes held: reassembly buffers and partial messages.
+    fn memory(&self) -> usize {
+        self.reasm[0].memory() + self.reasm[1].memory() + self.rtmp.buffered_bytes()
+    }
+}
+
+/// Why a connection was closed before its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Eviction {
+    /// The connection limit: the least recently active was closed for a new one.
+    Connections,
+    /// The bytes buffered across all connections reached their limit.
+    BufferedTotal,
+    /// Nothing for the idle timeout of packet time.
+    Idle,
+}
+
+impl Eviction {
+    fn why(self) -> &'static str {
+        match self {
+            Eviction::Connections => "more connections than the connection limit were open",
+            Eviction::BufferedTotal => {
+                "the bytes buffered across all connections reached their limit"
+            }
+            Eviction::Idle => "nothing for the idle timeout of packet time",
+        }
+    }
+
+    /// The pipeline-level limit it counts as reaching.
+    fn hits(self) -> LimitHits {
+        let mut h = LimitHits::default();
+        match self {
+            Eviction::Connections => h.connections = 1,
+            Eviction::BufferedTotal => h.buffered_bytes_total = 1,
+            Eviction::Idle => {}
+        }
+        h
+    }
 }
 
 pub struct Pipeline {
@@ -202,6 +263,8 @@ pub struct Pipeline {
     memory: usize,
     /// Packet time of the last look for idle connections.
     expiry_checked: f64,
+    /// At the end of the input, the connections still to close (latest first).
+    closing: Option<Vec<ConnKey>>,
     pub stats: Stats,
 }
 
@@ -219,6 +282,7 @@ impl Pipeline {
             by_memory: BTreeSet::new(),
             memory: 0,
             expiry_checked: f64::NEG_INFINITY,
+            closing: None,
             stats: Stats::default(),
         }
     }
@@ -298,7 +362,6 @@ impl Pipeline {
                 let Some((client, server)) = roles(config, seg) else {
                     return;
                 };
-                let l = &config.limits;
                 let id = *next_id;
                 *next_id += 1;
                 stats.connections += 1;
@@ -308,11 +371,7 @@ impl Pipeline {
                     id,
                     client,
                     server,
-                    reasm: [
-                        Reassembler::new(l.reassembly_bytes, l.reassembly_segments),
-                        Reassembler::new(l.reassembly_bytes, l.reassembly_segments),
-                    ],
-                    rtmp: rtmp::Connection::new(l.clone()),
+                    flows: None,
                     first_seen: ts,
                     last_seen: ts,
                     first_frame: frame,
@@ -327,7 +386,6 @@ impl Pipeline {
                     tier: 0,
                     synack: false,
                     memory: 0,
-                    hits: LimitHits::default(),
                     evicted: None,
                 }))
             }
@@ -353,19 +411,33 @@ impl Pipeline {
             Some(false) => ck.1 += 1,
             None => {}
         }
-        if !seg.flags.syn && !seg.payload.is_empty() && !c.reasm[dir.index()].started() {
-            // Data before any SYN of this direction: the capture began after its start.
-            c.rtmp.start_unknown(dir);
-        }
         if seg.flags.syn {
             c.synack |= seg.flags.ack && dir == Dir::ServerToClient;
-            c.reasm[dir.index()].syn(seg.seq);
             if dir == Dir::ClientToServer && c.client_isn.is_none() {
                 c.client_isn = Some(seg.seq);
             }
         }
-        {
-            let Conn { reasm, rtmp, .. } = &mut **c;
+        let bare_syn = seg.flags.syn
+            && !seg.flags.ack
+            && !seg.flags.fin
+            && !seg.flags.rst
+            && seg.payload.is_empty();
+        if c.flows.is_none() && !bare_syn {
+            let mut f = Flows::new(&config.limits);
+            if let Some(isn) = c.client_isn {
+                f.reasm[0].syn(isn);
+            }
+            c.flows = Some(f);
+        }
+        if let Some(f) = c.flows.as_mut() {
+            let Flows { reasm, rtmp } = &mut **f;
+            if !seg.flags.syn && !seg.payload.is_empty() && !reasm[dir.index()].started() {
+                // Data before any SYN of this direction: the capture began after its start.
+                rtmp.start_unknown(dir);
+            }
+            if seg.flags.syn {
+                reasm[dir.index()].syn(seg.seq);
+            }
             let dead = rtmp.is_dead();
             let (a, b) = reasm.split_at_mut(1);
             let (mine, theirs) = if dir == Dir::ClientToServer {
@@ -389,31 +461,35 @@ impl Pipeline {
             c.rst = true;
         }
         forward(c, events, out);
-        let done = c.rst || (c.reasm[0].finished() && c.reasm[1].finished());
-        if done {
+        let finished = c
+            .flows
+            .as_ref()
+            .is_some_and(|f| f.reasm[0].finished() && f.reasm[1].finished());
+        if c.rst || finished {
             self.end(key);
             return;
         }
         // Active now: its tier, and the bytes it holds.
         *tick += 1;
         c.tick = *tick;
-        let data = c
-            .reasm
-            .iter()
-            .filter(|r| r.stats.delivered_bytes > 0)
-            .count();
+        let data = c.flows.as_ref().map_or(0, |f| {
+            f.reasm
+                .iter()
+                .filter(|r| r.stats.delivered_bytes > 0)
+                .count()
+        });
         let tier = match (data, c.synack) {
             (2, _) => 2,
             (1, _) | (_, true) => 1,
             _ => 0,
         };
         if tier != c.tier {
-            lru[c.tier].remove(&c.lru_at);
+            lru[c.tier as usize].remove(&c.lru_at);
             c.tier = tier;
             c.lru_at = c.tick;
-            lru[tier].insert(c.lru_at, key);
+            lru[tier as usize].insert(c.lru_at, key);
         }
-        let held = c.reasm[0].memory() + c.reasm[1].memory() + c.rtmp.buffered_bytes();
+        let held = c.flows.as_ref().map_or(0, |f| f.memory());
         if held != c.memory {
             by_memory.remove(&(c.memory, key));
             *memory = *memory - c.memory + held;
@@ -432,8 +508,7 @@ impl Pipeline {
                 break;
             };
             if let Some(c) = self.conns.get_mut(&key) {
-                c.hits.buffered_bytes_total += 1;
-                c.evicted = Some("the bytes buffered across all connections reached their limit");
+                c.evicted = Some(Eviction::BufferedTotal);
             }
             self.end(key);
         }
@@ -451,8 +526,7 @@ impl Pipeline {
         if let Some(k) = oldest {
             self.stats.connections_evicted += 1;
             if let Some(c) = self.conns.get_mut(&k) {
-                c.hits.connections += 1;
-                c.evicted = Some("more connections than the connection limit were open");
+                c.evicted = Some(Eviction::Connections);
             }
             self.end(k);
         }
@@ -483,19 +557,25 @@ impl Pipeline {
     /// `now`. Each tier's LRU map is in order of activity, so only the expired entries, the
     /// entries of connections active since they were placed (which are moved), and one more
     /// per tier are looked at.
+    ///
+    /// At most [`CLOSE_BATCH`] are closed at a time (their outputs are taken before the next
+    /// ones are made); when there were more, the next packet looks again.
     fn expire_idle(&mut self, now: f64) {
-        self.expiry_checked = now;
         let limit = now - self.config.idle_timeout;
         let mut idle = Vec::new();
         let mut moved = Vec::new();
         for (t, lru) in self.lru.iter().enumerate() {
             for (&at, key) in lru {
                 match self.conns.get(key) {
+                    Some(_) if idle.len() == CLOSE_BATCH => break,
                     Some(c) if c.last_seen < limit => idle.push(*key),
                     Some(c) if c.tick != at => moved.push((t, at, *key, c.tick)),
                     _ => break,
                 }
             }
+        }
+        if idle.len() < CLOSE_BATCH {
+            self.expiry_checked = now;
         }
         for (t, at, key, tick) in moved {
             if let Some(c) = self.conns.get_mut(&key) {
@@ -507,7 +587,7 @@ impl Pipeline {
         for key in idle {
             self.stats.connections_expired += 1;
             if let Some(c) = self.conns.get_mut(&key) {
-                c.evicted = Some("nothing for the idle timeout of packet time");
+                c.evicted = Some(Eviction::Idle);
             }
             self.end(key);
         }
@@ -518,12 +598,12 @@ impl Pipeline {
         let Some(mut c) = self.conns.remove(&key) else {
             return;
         };
-        self.lru[c.tier].remove(&c.lru_at);
+        self.lru[c.tier as usize].remove(&c.lru_at);
         self.by_memory.remove(&(c.memory, key));
         self.memory -= c.memory;
         let frame = c.last_frame;
-        {
-            let Conn { reasm, rtmp, .. } = &mut *c;
+        if let Some(f) = c.flows.as_mut() {
+            let Flows { reasm, rtmp } = &mut **f;
             let events = &mut self.events;
             for dir in [Dir::ClientToServer, Dir::ServerToClient] {
                 reasm[dir.index()]
@@ -538,12 +618,34 @@ impl Pipeline {
     }
 
     /// End of input: every connection is flushed and closed, in the order they began.
+    ///
+    /// Every connection's outputs wait in [`drain`](Self::drain) until the end: a caller with
+    /// many connections open should use [`finish_some`](Self::finish_some) instead.
     pub fn finish(&mut self) {
-        let mut keys: Vec<(u64, ConnKey)> = self.conns.iter().map(|(k, c)| (c.id, *k)).collect();
-        keys.sort_by_key(|(id, _)| *id);
-        for (_, k) in keys {
-            self.end(k);
+        while self.finish_some() {}
+    }
+
+    /// End of input, a few connections at a time (in the order they began): closes up to
+    /// [`CLOSE_BATCH`] of them and says whether any remain. Taking the outputs between calls
+    /// keeps what is held to a batch's reports (a hundred thousand connections open at the
+    /// end of a capture held all their reports at once).
+    pub fn finish_some(&mut self) -> bool {
+        let mut keys = self.closing.take().unwrap_or_else(|| {
+            let mut keys: Vec<(u64, ConnKey)> =
+                self.conns.iter().map(|(k, c)| (c.id, *k)).collect();
+            // Latest first: they are taken from the end.
+            keys.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
+            keys.into_iter().map(|(_, k)| k).collect()
+        });
+        for _ in 0..CLOSE_BATCH {
+            match keys.pop() {
+                Some(k) => self.end(k),
+                None => break,
+            }
         }
+        let more = !keys.is_empty();
+        self.closing = more.then_some(keys);
+        more
     }
 }
 
@@ -596,7 +698,10 @@ fn forward(c: &Conn, events: &mut Vec<rtmp::Event>, out: &mut Vec<Output>) {
                 conn: c.id,
                 client: c.client,
                 server: c.server,
-                app: c.rtmp.session.connect.app.clone(),
+                app: c
+                    .flows
+                    .as_ref()
+                    .and_then(|f| f.rtmp.session.connect.app.clone()),
                 stream,
                 msid,
                 direction,
@@ -638,11 +743,11 @@ fn dir_name(d: Dir) -> &'static str {
 }
 
 /// The limits a connection reached, at every layer.
-fn limit_hits(c: &Conn) -> LimitHits {
-    let mut h = c.hits.clone();
-    h.add(&c.rtmp.limit_hits);
-    h.add(&c.rtmp.session.limit_hits);
-    for r in &c.reasm {
+fn limit_hits(c: &Conn, f: &Flows) -> LimitHits {
+    let mut h = c.evicted.map(Eviction::hits).unwrap_or_default();
+    h.add(&f.rtmp.limit_hits);
+    h.add(&f.rtmp.session.limit_hits);
+    for r in &f.reasm {
         h.reassembly_bytes += r.stats.byte_limit_hits;
         h.reassembly_segments += r.stats.segment_limit_hits;
     }
@@ -650,7 +755,16 @@ fn limit_hits(c: &Conn) -> LimitHits {
 }
 
 fn summary(c: &Conn, limits: &crate::config::Limits) -> ConnectionSummary {
-    let r = &c.rtmp;
+    // A connection that was nothing but a SYN reads as one whose streams carried nothing.
+    let empty;
+    let f = match &c.flows {
+        Some(f) => f,
+        None => {
+            empty = Flows::new(limits);
+            &empty
+        }
+    };
+    let r = &f.rtmp;
     let hs = &r.handshake;
     let handshake = if hs.seen() {
         "seen"
@@ -668,7 +782,7 @@ fn summary(c: &Conn, limits: &crate::config::Limits) -> ConnectionSummary {
     let msgs = |d: Dir| reader(d).map_or(0, |x| x.stats.messages);
     let mut gaps = Vec::new();
     for d in [Dir::ClientToServer, Dir::ServerToClient] {
-        for g in &c.reasm[d.index()].stats.gaps {
+        for g in &f.reasm[d.index()].stats.gaps {
             gaps.push(GapReport {
                 direction: dir_name(d),
                 offset: g.offset,
@@ -684,7 +798,7 @@ fn summary(c: &Conn, limits: &crate::config::Limits) -> ConnectionSummary {
         (Dir::ClientToServer, "client"),
         (Dir::ServerToClient, "server"),
     ] {
-        let st = &c.reasm[d.index()].stats;
+        let st = &f.reasm[d.index()].stats;
         if st.byte_limit_hits > 0 {
             warnings.push(format!(
                 "{name} direction: reassembly buffer limit ({} bytes) hit {} times",
@@ -704,10 +818,10 @@ fn summary(c: &Conn, limits: &crate::config::Limits) -> ConnectionSummary {
             ));
         }
     }
-    if let Some(why) = c.evicted {
-        warnings.push(format!("closed before its end: {why}"));
+    if let Some(e) = c.evicted {
+        warnings.push(format!("closed before its end: {}", e.why()));
     }
-    let hits = limit_hits(c);
+    let hits = limit_hits(c, f);
     let s = &r.session.connect;
     ConnectionSummary {
         id: c.id,
@@ -742,10 +856,10 @@ fn summary(c: &Conn, limits: &crate::config::Limits) -> ConnectionSummary {
         chunk_sizes_server: sizes(Dir::ServerToClient),
         messages_client: msgs(Dir::ClientToServer),
         messages_server: msgs(Dir::ServerToClient),
-        bytes_client: c.reasm[0].stats.delivered_bytes,
-        bytes_server: c.reasm[1].stats.delivered_bytes,
-        duplicate_bytes: c.reasm[0].stats.duplicate_bytes + c.reasm[1].stats.duplicate_bytes,
-        conflicting_retransmissions: c.reasm[0].stats.conflicts + c.reasm[1].stats.conflicts,
+        bytes_client: f.reasm[0].stats.delivered_bytes,
+        bytes_server: f.reasm[1].stats.delivered_bytes,
+        duplicate_bytes: f.reasm[0].stats.duplicate_bytes + f.reasm[1].stats.duplicate_bytes,
+        conflicting_retransmissions: f.reasm[0].stats.conflicts + f.reasm[1].stats.conflicts,
         bad_checksums: c.bad_checksums,
         gaps,
         locks: r
