@@ -188,6 +188,12 @@ pub fn run(args: LiveArgs) -> Result<u8> {
     if let Some(sel) = &args.stdout_stream {
         sink = sink.with_pipe(sel, Box::new(std::io::stdout()));
     }
+    // Ended connections' reports wait in a file, not in memory, however long the run.
+    sink.spool_in(
+        output,
+        rtmpsniff::sink::report::TextKind::Summary { verbose: false },
+    )
+    .with_context(|| format!("cannot use output folder {}", output.display()))?;
     let write_err = |e: std::io::Error| {
         anyhow::Error::new(e).context(format!("writing into {}", output.display()))
     };
@@ -337,16 +343,15 @@ pub fn run(args: LiveArgs) -> Result<u8> {
     sink.finish().map_err(write_err)?;
     let mut hits = pipeline.stats.limit_hits.clone();
     hits.add(&sink.limit_hits);
-    let report = Report {
+    let mut report = Report {
         tool: format!("rtmpsniff {}", env!("CARGO_PKG_VERSION")),
         inputs: vec![input],
         input_errors: Vec::new(),
         stats: pipeline.stats.clone(),
         limits: hits.report(&args.config.limits),
-        connections: sink.into_connections(),
+        connections: sink.into_report_connections(),
     };
-    let json = serde_json::to_vec_pretty(&report)?;
-    let path = sink::write_report(output, &json).map_err(write_err)?;
+    let path = sink::write_report(output, &mut |w| report.write_json(w)).map_err(write_err)?;
     if !args.quiet {
         let mut text = report.summary(false);
         if let Some(k) = kernel {

@@ -13,7 +13,8 @@ use rtmpsniff::capture::{FileSet, LiveOptions, live};
 use std::io::IsTerminal;
 
 use rtmpsniff::rtmp::Direction;
-use rtmpsniff::sink::{self, FlvSink, Selection, report::Report};
+use rtmpsniff::sink::report::{Report, TextKind};
+use rtmpsniff::sink::{self, FlvSink, Selection};
 use rtmpsniff::{Config, Pipeline};
 
 /// Exit statuses.
@@ -391,6 +392,16 @@ fn read(args: ReadArgs<'_>) -> Result<u8> {
         None => FlvSink::inventory(),
     }
     .with_selection(selection);
+    // The reports of ended connections wait in a file, not in memory: in the output folder,
+    // or for an inventory in the temporary folder (kept in memory if that cannot be used).
+    match output {
+        Some(o) => sink
+            .spool_in(o, TextKind::Summary { verbose })
+            .with_context(|| format!("cannot use output folder {}", o.display()))?,
+        None => {
+            let _ = sink.spool_in(&std::env::temp_dir(), TextKind::Table);
+        }
+    }
     let mut pipeline = Pipeline::new(config);
     let write_err =
         |e: std::io::Error| anyhow::Error::new(e).context(format!("writing into {shown}"));
@@ -450,34 +461,30 @@ fn read(args: ReadArgs<'_>) -> Result<u8> {
             reached.join(", ")
         );
     }
-    let report = Report {
+    let mut report = Report {
         tool: format!("rtmpsniff {}", env!("CARGO_PKG_VERSION")),
         inputs,
         input_errors: open_errors.iter().map(|e| e.to_string()).collect(),
         stats: pipeline.stats.clone(),
         limits: limits_report,
-        connections: sink.into_connections(),
+        connections: sink.into_report_connections(),
     };
-    let text = serde_json::to_vec_pretty(&report)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match output {
         Some(o) => {
-            let path = sink::write_report(o, &text).map_err(write_err)?;
+            let path = sink::write_report(o, &mut |w| report.write_json(w)).map_err(write_err)?;
             if !quiet {
-                let mut out = std::io::stdout().lock();
-                out.write_all(report.summary(verbose).as_bytes())?;
+                report.write_summary(&mut out, verbose)?;
                 writeln!(out, "report: {}", path.display())?;
             }
         }
-        None => {
-            let mut out = std::io::stdout().lock();
-            if json {
-                out.write_all(&text)?;
-                out.write_all(b"\n")?;
-            } else {
-                out.write_all(report.table().as_bytes())?;
-            }
+        None if json => {
+            report.write_json(&mut out)?;
+            out.write_all(b"\n")?;
         }
+        None => report.write_table(&mut out)?,
     }
+    out.flush()?;
     if !open_errors.is_empty() {
         return Ok(EXIT_BAD_INPUT);
     }

@@ -21,7 +21,7 @@ use crate::pipeline::Output;
 use crate::rtmp::{Direction, TagKind, amf0, media};
 use flv::{FlvWriter, TagOut};
 use queue::{QueuedFile, WriteQueue};
-use report::{ConnectionReport, StreamReport};
+use report::{ConnectionReport, Connections, Spool, StreamReport, TextKind};
 
 /// Where one stream's FLV goes.
 enum Target {
@@ -129,17 +129,31 @@ pub struct FlvSink {
     /// Looked up for every tag: foldhash, not SipHash.
     streams: foldhash::HashMap<(u64, u32), StreamOut>,
     finished: HashMap<u64, Vec<(u32, StreamReport)>>,
-    connections: BTreeMap<u64, ConnectionReport>,
+    /// Reports of ended connections, in the order they began, that wait for the end of the
+    /// input (a stream of theirs may be lent a decoder configuration then), or all of them
+    /// when there is no spool.
+    waiting_end: BTreeMap<u64, ConnectionReport>,
+    /// Reports of ended connections that wait for the SHA-256 of a file (a few: at most one
+    /// file per core is hashed at a time).
+    waiting_sum: BTreeMap<u64, ConnectionReport>,
+    /// Where the reports of the other ended connections go (`with_spool`).
+    spool: Option<Spool>,
     used: HashSet<String>,
     pipe: Option<Pipe>,
     flush_on_keyframes: bool,
     selection: Selection,
-    /// Keyframes of streams whose decoder configuration is known, by content hash.
-    keyframes: HashMap<u64, (u64, u32)>,
-    /// Decoder configurations of streams, kept after they end.
-    configs: HashMap<(u64, u32), (Option<bytes::Bytes>, Option<bytes::Bytes>)>,
-    /// Streams that missed their configuration: (stream, hash of its first keyframe).
-    to_fix: Vec<((u64, u32), u64)>,
+    /// Recent keyframes of streams whose decoder configuration is known, by content hash,
+    /// with that configuration; oldest first in `keyframe_order` (at most [`MAX_KEYFRAMES`]).
+    keyframes: HashMap<u64, Lender>,
+    keyframe_order: VecDeque<u64>,
+    /// Streams that joined mid-stream without their configuration, by the hash of their first
+    /// keyframe, until a stream with the same keyframe and a configuration turns up.
+    needs: HashMap<u64, Vec<(u64, u32)>>,
+    /// Streams a configuration was found for, to write at the start of their files at the end
+    /// (with `needs`, at most [`MAX_FIXES`]).
+    fixes: HashMap<(u64, u32), Lender>,
+    /// Connections with a stream in `needs` or `fixes`.
+    fix_conns: HashSet<u64>,
     /// Count and describe only: no file is written (`rtmpsniff list`).
     dry: bool,
     /// Next suffix to try per file stem, so naming stays linear however many streams share
@@ -154,6 +168,19 @@ pub struct FlvSink {
     /// SHA-256 of every finished file, for the report (`--sha256`).
     hashing: Option<Hashing>,
     pub limit_hits: LimitHits,
+}
+
+/// Keyframes remembered to lend a configuration, at most.
+const MAX_KEYFRAMES: usize = 16384;
+/// Streams that can wait for a configuration to be lent, at most.
+const MAX_FIXES: usize = 1024;
+
+/// A stream whose decoder configuration another stream with the same pictures can borrow.
+#[derive(Clone)]
+struct Lender {
+    from: (u64, u32),
+    video: Option<Bytes>,
+    audio: Option<Bytes>,
 }
 
 /// SHA-256 of the finished files, worked out on other threads. Reading a file back and hashing
@@ -203,12 +230,38 @@ impl Hashing {
         }
     }
 
-    /// Every sum, once all are worked out.
-    fn finish(mut self) -> HashMap<String, io::Result<Option<String>>> {
+    /// Take the sums worked out so far, without waiting.
+    fn poll(&mut self) {
+        while self.running.front().is_some_and(|(_, h)| h.is_finished()) {
+            self.join_oldest();
+        }
+    }
+
+    /// Wait for every sum.
+    fn wait_all(&mut self) {
         while !self.running.is_empty() {
             self.join_oldest();
         }
-        self.done
+    }
+
+    /// Whether the sum of `file` is still being worked out.
+    fn pending(&self, file: &str) -> bool {
+        self.running.iter().any(|(n, _)| n == file)
+    }
+
+    /// Put the sums of a connection's files into its report.
+    fn apply(&mut self, c: &mut ConnectionReport) {
+        for r in &mut c.streams {
+            // A file rewritten by `finish` was hashed again there: that sum stands.
+            if r.sha256.is_some() {
+                continue;
+            }
+            match r.file.as_ref().and_then(|f| self.done.remove(f)) {
+                Some(Ok(sum)) => r.sha256 = sum,
+                Some(Err(e)) => r.notes.push(format!("SHA-256 not worked out: {e}")),
+                None => {}
+            }
+        }
     }
 }
 
@@ -224,14 +277,18 @@ impl FlvSink {
             dir,
             streams: Default::default(),
             finished: HashMap::new(),
-            connections: BTreeMap::new(),
+            waiting_end: BTreeMap::new(),
+            waiting_sum: BTreeMap::new(),
+            spool: None,
             used: HashSet::new(),
             pipe: None,
             flush_on_keyframes: false,
             selection: Selection::default(),
             keyframes: HashMap::new(),
-            configs: HashMap::new(),
-            to_fix: Vec::new(),
+            keyframe_order: VecDeque::new(),
+            needs: HashMap::new(),
+            fixes: HashMap::new(),
+            fix_conns: HashSet::new(),
             dry: false,
             next_suffix: HashMap::new(),
             open: BTreeMap::new(),
@@ -285,6 +342,14 @@ impl FlvSink {
     pub fn with_sha256(mut self, on: bool) -> Self {
         self.hashing = on.then(Hashing::new);
         self
+    }
+
+    /// Keep the reports of ended connections in an unnamed file in `dir`, with `text` (the
+    /// summary or table lines each gets), instead of memory: however many connections the
+    /// input holds, memory holds a few bytes for each.
+    pub fn spool_in(&mut self, dir: &Path, text: TextKind) -> io::Result<()> {
+        self.spool = Some(Spool::new(dir, text)?);
+        Ok(())
     }
 
     /// Write every waiting tag, and wait until the files on disk are up to date.
@@ -423,13 +488,6 @@ impl FlvSink {
     /// A stream is over: finish its file and keep its report.
     fn close_stream(&mut self, conn: u64, stream: u32) -> io::Result<()> {
         if let Some(s) = self.streams.remove(&(conn, stream)) {
-            if s.video_cfg.is_some() || s.audio_cfg.is_some() {
-                self.configs
-                    .insert((conn, stream), (s.video_cfg.clone(), s.audio_cfg.clone()));
-            }
-            if let (Some(h), Some(_)) = (s.missing_cfg_key, &s.file) {
-                self.to_fix.push(((conn, stream), h));
-            }
             if s.to_pipe
                 && let Some(p) = &mut self.pipe
             {
@@ -593,17 +651,82 @@ impl FlvSink {
                     !streams.is_empty()
                 };
                 if wanted {
-                    self.connections.insert(
-                        id,
-                        ConnectionReport {
-                            summary: *summary,
-                            streams: streams.into_iter().map(|(_, r)| r).collect(),
-                        },
-                    );
+                    self.settle(ConnectionReport {
+                        summary: *summary,
+                        streams: streams.into_iter().map(|(_, r)| r).collect(),
+                    })?;
+                } else {
+                    self.forget_fixes(id);
+                }
+                self.release_summed()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An ended connection's report: into the spool, or kept until what it waits for comes.
+    fn settle(&mut self, mut c: ConnectionReport) -> io::Result<()> {
+        let id = c.summary.id;
+        if self.spool.is_none() || self.fix_conns.contains(&id) {
+            self.waiting_end.insert(id, c);
+            return Ok(());
+        }
+        if let Some(h) = &mut self.hashing {
+            let waits = c
+                .streams
+                .iter()
+                .any(|r| r.file.as_deref().is_some_and(|f| h.pending(f)));
+            if waits {
+                self.waiting_sum.insert(id, c);
+                return Ok(());
+            }
+            h.apply(&mut c);
+        }
+        match &mut self.spool {
+            Some(sp) => sp.push(&c),
+            None => Ok(()),
+        }
+    }
+
+    /// Spool the reports whose sums have been worked out since.
+    fn release_summed(&mut self) -> io::Result<()> {
+        let Some(h) = &mut self.hashing else {
+            return Ok(());
+        };
+        if self.waiting_sum.is_empty() {
+            return Ok(());
+        }
+        h.poll();
+        let ready: Vec<u64> = self
+            .waiting_sum
+            .iter()
+            .filter(|(_, c)| {
+                !c.streams
+                    .iter()
+                    .any(|r| r.file.as_deref().is_some_and(|f| h.pending(f)))
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ready {
+            if let Some(mut c) = self.waiting_sum.remove(&id) {
+                h.apply(&mut c);
+                if let Some(sp) = &mut self.spool {
+                    sp.push(&c)?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// A connection that is not reported: its streams wait for nothing.
+    fn forget_fixes(&mut self, conn: u64) {
+        if self.fix_conns.remove(&conn) {
+            self.fixes.retain(|k, _| k.0 != conn);
+            for v in self.needs.values_mut() {
+                v.retain(|k| k.0 != conn);
+            }
+            self.needs.retain(|_, v| !v.is_empty());
+        }
     }
 
     /// Remember decoder configurations and keyframes, to lend a configuration to a stream
@@ -611,7 +734,6 @@ impl FlvSink {
     /// players of its stream).
     fn note_configuration(&mut self, conn: u64, stream: u32, kind: TagKind, body: &bytes::Bytes) {
         use std::hash::{Hash, Hasher};
-        const MAX_KEYFRAMES: usize = 1 << 16;
         let Some(s) = self.streams.get_mut(&(conn, stream)) else {
             return;
         };
@@ -625,11 +747,40 @@ impl FlvSink {
                     body.hash(&mut h);
                     let h = h.finish();
                     if s.video_cfg.is_some() {
-                        if self.keyframes.len() < MAX_KEYFRAMES {
-                            self.keyframes.insert(h, (conn, stream));
+                        let lender = Lender {
+                            from: (conn, stream),
+                            video: s.video_cfg.clone(),
+                            audio: s.audio_cfg.clone(),
+                        };
+                        // Streams that were waiting for these pictures get this configuration.
+                        for k in self.needs.remove(&h).unwrap_or_default() {
+                            self.fixes.insert(k, lender.clone());
+                        }
+                        if self.keyframes.insert(h, lender).is_none() {
+                            self.keyframe_order.push_back(h);
+                        }
+                        while self.keyframe_order.len() > MAX_KEYFRAMES {
+                            if let Some(old) = self.keyframe_order.pop_front() {
+                                self.keyframes.remove(&old);
+                            }
                         }
                     } else if s.mid_stream && s.missing_cfg_key.is_none() {
                         s.missing_cfg_key = Some(h);
+                        let waiting =
+                            self.fixes.len() + self.needs.values().map(Vec::len).sum::<usize>();
+                        if waiting >= MAX_FIXES {
+                            s.report.notes.push(format!(
+                                "sequence headers not captured, and not looked for in other connections (more than {MAX_FIXES} streams needed them)"
+                            ));
+                        } else {
+                            match self.keyframes.get(&h) {
+                                Some(l) => {
+                                    self.fixes.insert((conn, stream), l.clone());
+                                }
+                                None => self.needs.entry(h).or_default().push((conn, stream)),
+                            }
+                            self.fix_conns.insert(conn);
+                        }
                     }
                 }
             }
@@ -645,78 +796,120 @@ impl FlvSink {
     /// End of the input: a stream that joined mid-stream without its decoder configuration,
     /// whose first keyframe another stream of the input also carried with one, gets that
     /// configuration written at the start of its file (so it decodes), and the report says so.
+    /// Then every report still waiting goes to the spool.
     pub fn finish(&mut self) -> io::Result<()> {
         // What is rewritten here is read back: every write must be made first.
         self.wait_for_writes()?;
-        for (key, hash) in std::mem::take(&mut self.to_fix) {
-            let Some(&source) = self.keyframes.get(&hash) else {
-                continue;
-            };
-            let Some((video, audio)) = self.configs.get(&source).cloned() else {
-                continue;
-            };
+        if let Some(h) = &mut self.hashing {
+            h.wait_all();
+        }
+        self.needs.clear();
+        let mut fixes: Vec<((u64, u32), Lender)> = self.fixes.drain().collect();
+        fixes.sort_by_key(|(k, _)| *k);
+        for (key, lender) in fixes {
             let Some(report) = self
-                .connections
+                .waiting_end
                 .get_mut(&key.0)
                 .and_then(|c| c.streams.iter_mut().find(|s| s.key == key))
             else {
                 continue;
             };
-            let Some(name) = report.file.clone() else {
-                continue;
-            };
-            let path = self.dir.join(&name);
-            let old = std::fs::read(&path)?;
-            if old.len() < flv::HEADER.len() {
-                continue;
-            }
-            // Our own file of this run, replaced whole through a new file renamed over it.
-            let (tmp, mut f) = create_unique_tmp(&self.dir)?;
-            let mut cfg = Vec::new();
-            for (k, b) in [(TagKind::Video, &video), (TagKind::Audio, &audio)] {
-                if let Some(b) = b {
-                    let s = (b.len() as u32).to_be_bytes();
-                    cfg.extend_from_slice(&[k as u8, s[1], s[2], s[3], 0, 0, 0, 0, 0, 0, 0]);
-                    cfg.extend_from_slice(b);
-                    cfg.extend_from_slice(&(11 + b.len() as u32).to_be_bytes());
+            lend(&self.dir, report, &lender, self.hashing.is_some())?;
+        }
+        self.fix_conns.clear();
+        if self.spool.is_some() {
+            let waiting = std::mem::take(&mut self.waiting_end);
+            let summed = std::mem::take(&mut self.waiting_sum);
+            let mut all: Vec<ConnectionReport> =
+                waiting.into_values().chain(summed.into_values()).collect();
+            all.sort_by_key(|c| c.summary.id);
+            for mut c in all {
+                if let Some(h) = &mut self.hashing {
+                    h.apply(&mut c);
+                }
+                if let Some(sp) = &mut self.spool {
+                    sp.push(&c)?;
                 }
             }
-            f.write_all(&old[..flv::HEADER.len()])?;
-            f.write_all(&cfg)?;
-            f.write_all(&old[flv::HEADER.len()..])?;
-            f.flush()?;
-            drop(f);
-            std::fs::rename(&tmp, &path)?;
-            report.bytes = (old.len() + cfg.len()) as u64;
-            if self.hashing.is_some() {
-                let meta = std::fs::symlink_metadata(&path)?;
-                report.sha256 = sha256_of(&path, (meta.dev(), meta.ino()))?;
-            }
-            report.notes.push(format!(
-                "decoder configuration taken from connection {} stream {}, which carries the same pictures",
-                source.0, source.1
-            ));
         }
         Ok(())
     }
 
-    /// The connections seen, in the order they began.
-    pub fn into_connections(self) -> Vec<ConnectionReport> {
-        let mut sums = self.hashing.map(Hashing::finish).unwrap_or_default();
-        let mut connections: Vec<ConnectionReport> = self.connections.into_values().collect();
-        for r in connections.iter_mut().flat_map(|c| c.streams.iter_mut()) {
-            // A file rewritten by `finish` was hashed again there: that sum stands.
-            if r.sha256.is_some() {
-                continue;
-            }
-            match r.file.as_ref().and_then(|f| sums.remove(f)) {
-                Some(Ok(sum)) => r.sha256 = sum,
-                Some(Err(e)) => r.notes.push(format!("SHA-256 not worked out: {e}")),
-                None => {}
+    /// The connections seen, in the order they began (all in memory: a sink without a spool).
+    pub fn into_connections(mut self) -> Vec<ConnectionReport> {
+        if let Some(h) = &mut self.hashing {
+            h.wait_all();
+        }
+        let mut all: Vec<ConnectionReport> = std::mem::take(&mut self.waiting_end)
+            .into_values()
+            .chain(std::mem::take(&mut self.waiting_sum).into_values())
+            .collect();
+        all.sort_by_key(|c| c.summary.id);
+        if let Some(h) = &mut self.hashing {
+            for c in &mut all {
+                h.apply(c);
             }
         }
-        connections
+        all
     }
+
+    /// The connections seen, for the report: the spool when there is one (after
+    /// [`finish`](Self::finish)), else the reports in memory.
+    pub fn into_report_connections(mut self) -> Connections {
+        match self.spool.take() {
+            Some(sp) => Connections::Spooled(sp),
+            None => Connections::Memory(self.into_connections()),
+        }
+    }
+}
+
+/// Write `lender`'s decoder configuration at the start of the stream's file (after the FLV
+/// header), through a new file renamed over it, and say so in the report.
+fn lend(dir: &Path, report: &mut StreamReport, lender: &Lender, sha256: bool) -> io::Result<()> {
+    let Some(name) = report.file.clone() else {
+        return Ok(());
+    };
+    let path = dir.join(&name);
+    let mut old = match File::open(&path) {
+        Ok(f) => f,
+        Err(_) => return Ok(()),
+    };
+    let mut head = [0u8; flv::HEADER.len()];
+    if io::Read::read_exact(&mut old, &mut head).is_err() {
+        return Ok(());
+    }
+    // Our own file of this run, replaced whole through a new file renamed over it; copied a
+    // block at a time, not read into memory.
+    let (tmp, f) = create_unique_tmp(dir)?;
+    let mut f = io::BufWriter::new(f);
+    let mut cfg = Vec::new();
+    for (k, b) in [
+        (TagKind::Video, &lender.video),
+        (TagKind::Audio, &lender.audio),
+    ] {
+        if let Some(b) = b {
+            let s = (b.len() as u32).to_be_bytes();
+            cfg.extend_from_slice(&[k as u8, s[1], s[2], s[3], 0, 0, 0, 0, 0, 0, 0]);
+            cfg.extend_from_slice(b);
+            cfg.extend_from_slice(&(11 + b.len() as u32).to_be_bytes());
+        }
+    }
+    f.write_all(&head)?;
+    f.write_all(&cfg)?;
+    let rest = io::copy(&mut old, &mut f)?;
+    f.flush()?;
+    drop(f);
+    std::fs::rename(&tmp, &path)?;
+    report.bytes = head.len() as u64 + cfg.len() as u64 + rest;
+    if sha256 {
+        let meta = std::fs::symlink_metadata(&path)?;
+        report.sha256 = sha256_of(&path, (meta.dev(), meta.ino()))?;
+    }
+    report.notes.push(format!(
+        "decoder configuration taken from connection {} stream {}, which carries the same pictures",
+        lender.from.0, lender.from.1
+    ));
+    Ok(())
 }
 
 /// Count the tag and decide whether it goes in the file: coded frames wait for their decoder
@@ -1049,7 +1242,10 @@ fn create_unique(
 /// appears whole or not at all: it is written under a temporary name, then linked to its
 /// name (which, like `create_new`, fails rather than replace anything). Where the file system
 /// has no hard links, it is written in place under its `create_new` name.
-pub fn write_report(dir: &Path, json: &[u8]) -> io::Result<PathBuf> {
+pub fn write_report(
+    dir: &Path,
+    json: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<PathBuf> {
     let name = |n: u32| {
         dir.join(if n == 1 {
             "report.json".to_string()
@@ -1057,9 +1253,12 @@ pub fn write_report(dir: &Path, json: &[u8]) -> io::Result<PathBuf> {
             format!("report-{n}.json")
         })
     };
-    let write = |f: &mut File| {
-        f.write_all(json)?;
-        f.write_all(b"\n")?;
+    let mut write = |f: &mut File| {
+        let mut w = io::BufWriter::with_capacity(1 << 16, &mut *f);
+        json(&mut w)?;
+        w.write_all(b"\n")?;
+        w.flush()?;
+        drop(w);
         f.sync_all()
     };
     let (tmp, mut f) = create_unique_tmp(dir)?;

@@ -1,4 +1,14 @@
 //! The report: what was found, per input, connection and stream; as JSON and as a summary.
+//!
+//! A capture can hold any number of connections, so the reports of finished connections can
+//! be kept in a [`Spool`] (an unnamed file) instead of memory: each is rendered (JSON, and the
+//! summary or table lines) when its connection ends, and the whole report is streamed out at
+//! the end.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -120,7 +130,8 @@ pub struct ConnectionReport {
     pub streams: Vec<StreamReport>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// The whole report. It is written with [`Report::write_json`], which streams the
+/// connections out of their spool.
 pub struct Report {
     pub tool: String,
     pub inputs: Vec<InputReport>,
@@ -129,7 +140,160 @@ pub struct Report {
     pub stats: Stats,
     /// Every limit, its value and how often it was reached.
     pub limits: Vec<LimitReport>,
-    pub connections: Vec<ConnectionReport>,
+    pub connections: Connections,
+}
+
+/// The report's fields other than the connections, as they go into the JSON.
+#[derive(Serialize)]
+struct Head<'a> {
+    tool: &'a str,
+    inputs: &'a [InputReport],
+    input_errors: &'a [String],
+    stats: &'a Stats,
+    limits: &'a [LimitReport],
+}
+
+/// The finished connections' reports, in the order the connections began.
+pub enum Connections {
+    Memory(Vec<ConnectionReport>),
+    Spooled(Spool),
+}
+
+impl Connections {
+    pub fn len(&self) -> usize {
+        match self {
+            Connections::Memory(v) => v.len(),
+            Connections::Spooled(s) => s.entries.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Streams over all connections.
+    pub fn streams(&self) -> u64 {
+        match self {
+            Connections::Memory(v) => v.iter().map(|c| c.streams.len() as u64).sum(),
+            Connections::Spooled(s) => s.streams,
+        }
+    }
+}
+
+/// What text a spooled connection keeps besides its JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextKind {
+    /// The summary `read` and `live` print ([`summary_of`]).
+    Summary { verbose: bool },
+    /// The inventory table `list` prints ([`table_of`]).
+    Table,
+}
+
+/// Reports of finished connections in an unnamed file (it disappears with the process):
+/// memory holds 24 bytes a connection, whatever the report holds.
+pub struct Spool {
+    file: File,
+    end: u64,
+    /// Per connection, in the order they were added: its id, where its JSON starts, and the
+    /// lengths of its JSON and of its text (which follows the JSON).
+    entries: Vec<(u64, u64, u32, u32)>,
+    sorted: bool,
+    streams: u64,
+    text: TextKind,
+}
+
+impl Spool {
+    /// A spool in `dir` (the output folder, or the temporary folder for an inventory).
+    pub fn new(dir: &Path, text: TextKind) -> io::Result<Self> {
+        // An unnamed file where the system has them; else a hidden one, unlinked at once.
+        let file = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_TMPFILE)
+            .open(dir)
+        {
+            Ok(f) => f,
+            Err(_) => {
+                let mut k = 0u32;
+                loop {
+                    let path = dir.join(format!(".rtmpsniff-spool-{}-{k}", std::process::id()));
+                    match OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&path)
+                    {
+                        Ok(f) => {
+                            let _ = std::fs::remove_file(&path);
+                            break f;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && k < 1000 => k += 1,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        };
+        Ok(Spool {
+            file,
+            end: 0,
+            entries: Vec::new(),
+            sorted: true,
+            streams: 0,
+            text,
+        })
+    }
+
+    /// Keep one finished connection's report.
+    pub fn push(&mut self, c: &ConnectionReport) -> io::Result<()> {
+        let json = serde_json::to_vec_pretty(c).map_err(io::Error::other)?;
+        let text = match self.text {
+            TextKind::Summary { verbose } => summary_of(c, verbose),
+            TextKind::Table => table_of(c),
+        };
+        let too_big = || io::Error::other("a connection's report is larger than 4 GiB");
+        let json_len = u32::try_from(json.len()).map_err(|_| too_big())?;
+        let text_len = u32::try_from(text.len()).map_err(|_| too_big())?;
+        self.file.write_all_at(&json, self.end)?;
+        self.file
+            .write_all_at(text.as_bytes(), self.end + json.len() as u64)?;
+        if self.entries.last().is_some_and(|e| e.0 > c.summary.id) {
+            self.sorted = false;
+        }
+        self.entries
+            .push((c.summary.id, self.end, json_len, text_len));
+        self.end += json.len() as u64 + text.len() as u64;
+        self.streams += c.streams.len() as u64;
+        Ok(())
+    }
+
+    /// In the order the connections began.
+    fn sort(&mut self) {
+        if !self.sorted {
+            self.entries.sort_unstable_by_key(|e| e.0);
+            self.sorted = true;
+        }
+    }
+
+    fn read(&self, at: u64, len: u32) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0; len as usize];
+        self.file.read_exact_at(&mut buf, at)?;
+        Ok(buf)
+    }
+}
+
+/// `json` (pretty, at depth 0) indented to sit at `depth` levels of two spaces.
+fn write_indented(out: &mut dyn Write, json: &[u8], depth: usize) -> io::Result<()> {
+    let pad = &b"            "[..(2 * depth).min(12)];
+    for (i, line) in json.split(|&b| b == b'\n').enumerate() {
+        if i > 0 {
+            out.write_all(b"\n")?;
+        }
+        out.write_all(pad)?;
+        out.write_all(line)?;
+    }
+    Ok(())
 }
 
 /// UTC time of day and date for seconds since the epoch (`2026-11-25 04:37:17.123`).
@@ -176,150 +340,234 @@ fn encryption(m: &ConnectionSummary) -> &'static str {
     }
 }
 
-impl Report {
-    /// A short human summary of the same facts; `verbose` adds each connection's warnings,
-    /// gaps and lock-ons.
-    pub fn summary(&self, verbose: bool) -> String {
-        let mut s = String::new();
-        for c in &self.connections {
-            let m = &c.summary;
+/// A connection's lines in the summary `read` prints; `verbose` adds its warnings, gaps and
+/// lock-ons.
+pub fn summary_of(c: &ConnectionReport, verbose: bool) -> String {
+    let mut s = String::new();
+    let m = &c.summary;
+    s.push_str(&format!(
+        "connection {} -> {}  app={}  handshake={}{}\n",
+        m.client,
+        m.server,
+        m.app.as_deref().unwrap_or("?"),
+        m.handshake,
+        encryption(m)
+    ));
+    if !m.gaps.is_empty() {
+        let lost: u64 = m.gaps.iter().map(|g| g.len).sum();
+        s.push_str(&format!(
+            "  {} gaps, {} bytes not captured\n",
+            m.gaps.len(),
+            lost
+        ));
+    }
+    if verbose {
+        for g in &m.gaps {
             s.push_str(&format!(
-                "connection {} -> {}  app={}  handshake={}{}\n",
-                m.client,
-                m.server,
-                m.app.as_deref().unwrap_or("?"),
-                m.handshake,
-                encryption(m)
+                "    gap: {} bytes {} at stream offset {} (frame {}): {}\n",
+                g.len, g.direction, g.offset, g.frame, g.reason
             ));
-            if !m.gaps.is_empty() {
-                let lost: u64 = m.gaps.iter().map(|g| g.len).sum();
-                s.push_str(&format!(
-                    "  {} gaps, {} bytes not captured\n",
-                    m.gaps.len(),
-                    lost
-                ));
+        }
+        for l in &m.locks {
+            s.push_str(&format!(
+                "    lock-on: {} at stream offset {} (frame {}), {} bytes skipped, chunk size {}\n",
+                l.direction, l.offset, l.frame, l.skipped_bytes, l.chunk_size
+            ));
+        }
+        for w in &m.warnings {
+            s.push_str(&format!("    warning: {w}\n"));
+        }
+    }
+    for st in &c.streams {
+        s.push_str(&format!(
+            "  {} {} (msid {}): {} video, {} audio frames, {:.1} s, {} -> {}\n",
+            st.direction,
+            st.name
+                .as_deref()
+                .map_or("<unnamed>".to_string(), |n| format!("\"{n}\"")),
+            st.message_stream_id,
+            st.video_frames,
+            st.audio_frames,
+            st.duration_ms as f64 / 1000.0,
+            codecs(st),
+            st.file.as_deref().unwrap_or("(no file)"),
+        ));
+        for n in &st.notes {
+            s.push_str(&format!("    note: {n}\n"));
+        }
+    }
+    s
+}
+
+/// A connection's lines in the inventory `list` prints, without its number (the first line
+/// starts with the space that follows it).
+pub fn table_of(c: &ConnectionReport) -> String {
+    let mut s = String::new();
+    let m = &c.summary;
+    s.push_str(&format!(
+        " {} -> {}  {} .. {} ({:.1} s)  app={}  tcUrl={}  handshake={}{}{}\n",
+        m.client,
+        m.server,
+        utc(m.first_seen),
+        utc(m.last_seen),
+        (m.last_seen - m.first_seen).max(0.0),
+        m.app.as_deref().unwrap_or("?"),
+        m.tc_url.as_deref().unwrap_or("?"),
+        m.handshake,
+        encryption(m),
+        if m.gaps.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "  gaps={} ({} bytes)",
+                m.gaps.len(),
+                m.gaps.iter().map(|g| g.len).sum::<u64>()
+            )
+        },
+    ));
+    if c.streams.is_empty() {
+        return s;
+    }
+    let mut rows = vec![[
+        "DIRECTION".to_string(),
+        "NAME".into(),
+        "CODECS".into(),
+        "SIZE".into(),
+        "DURATION".into(),
+        "VIDEO".into(),
+        "AUDIO".into(),
+        "KEYFRAMES".into(),
+    ]];
+    for st in &c.streams {
+        rows.push([
+            st.direction.to_string(),
+            st.name.clone().unwrap_or_else(|| "<unnamed>".into()),
+            codecs(st),
+            match (st.width, st.height) {
+                (Some(w), Some(h)) => format!("{w}x{h}"),
+                _ => "-".into(),
+            },
+            format!("{:.1} s", st.duration_ms as f64 / 1000.0),
+            st.video_frames.to_string(),
+            st.audio_frames.to_string(),
+            st.keyframes.to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|k| rows.iter().map(|r| r[k].chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        s.push_str(&format!("   {}\n", line.join("  ").trim_end()));
+    }
+    s
+}
+
+impl Report {
+    /// The report as JSON (pretty), the connections streamed from their spool.
+    pub fn write_json(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        let head = serde_json::to_string_pretty(&Head {
+            tool: &self.tool,
+            inputs: &self.inputs,
+            input_errors: &self.input_errors,
+            stats: &self.stats,
+            limits: &self.limits,
+        })
+        .map_err(io::Error::other)?;
+        let head = head.strip_suffix("\n}").unwrap_or(&head);
+        out.write_all(head.as_bytes())?;
+        out.write_all(b",\n  \"connections\": [")?;
+        let mut first = true;
+        let mut each = |json: &[u8]| -> io::Result<()> {
+            out.write_all(if first { b"\n" } else { b",\n" })?;
+            first = false;
+            write_indented(out, json, 2)
+        };
+        match &mut self.connections {
+            Connections::Memory(v) => {
+                for c in v.iter() {
+                    each(&serde_json::to_vec_pretty(c).map_err(io::Error::other)?)?;
+                }
             }
-            if verbose {
-                for g in &m.gaps {
-                    s.push_str(&format!(
-                        "    gap: {} bytes {} at stream offset {} (frame {}): {}\n",
-                        g.len, g.direction, g.offset, g.frame, g.reason
-                    ));
-                }
-                for l in &m.locks {
-                    s.push_str(&format!(
-                        "    lock-on: {} at stream offset {} (frame {}), {} bytes skipped, chunk size {}\n",
-                        l.direction, l.offset, l.frame, l.skipped_bytes, l.chunk_size
-                    ));
-                }
-                for w in &m.warnings {
-                    s.push_str(&format!("    warning: {w}\n"));
-                }
-            }
-            for st in &c.streams {
-                s.push_str(&format!(
-                    "  {} {} (msid {}): {} video, {} audio frames, {:.1} s, {} -> {}\n",
-                    st.direction,
-                    st.name
-                        .as_deref()
-                        .map_or("<unnamed>".to_string(), |n| format!("\"{n}\"")),
-                    st.message_stream_id,
-                    st.video_frames,
-                    st.audio_frames,
-                    st.duration_ms as f64 / 1000.0,
-                    codecs(st),
-                    st.file.as_deref().unwrap_or("(no file)"),
-                ));
-                for n in &st.notes {
-                    s.push_str(&format!("    note: {n}\n"));
+            Connections::Spooled(sp) => {
+                sp.sort();
+                for &(_, at, json, _) in &sp.entries {
+                    each(&sp.read(at, json)?)?;
                 }
             }
         }
-        let streams: usize = self.connections.iter().map(|c| c.streams.len()).sum();
-        s.push_str(&format!(
-            "{} RTMP connection(s), {} stream(s) from {} packets\n",
+        out.write_all(if first { b"]\n}" } else { b"\n  ]\n}" })?;
+        Ok(())
+    }
+
+    /// Each connection's text (what `text` names), in the order they began.
+    fn write_texts(&mut self, out: &mut dyn Write, text: TextKind) -> io::Result<()> {
+        let table = text == TextKind::Table;
+        let mut n = 0usize;
+        let mut each = |t: &[u8]| -> io::Result<()> {
+            n += 1;
+            if table {
+                write!(out, "#{n}")?;
+            }
+            out.write_all(t)
+        };
+        match &mut self.connections {
+            Connections::Memory(v) => {
+                for c in v.iter() {
+                    let t = match text {
+                        TextKind::Summary { verbose } => summary_of(c, verbose),
+                        TextKind::Table => table_of(c),
+                    };
+                    each(t.as_bytes())?;
+                }
+            }
+            Connections::Spooled(sp) => {
+                if sp.text != text {
+                    return Err(io::Error::other("the spool keeps another text"));
+                }
+                sp.sort();
+                for &(_, at, json, len) in &sp.entries {
+                    each(&sp.read(at + json as u64, len)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The human summary of the same facts; `verbose` adds each connection's warnings, gaps
+    /// and lock-ons (a spooled report has the text it was spooled with).
+    pub fn write_summary(&mut self, out: &mut dyn Write, verbose: bool) -> io::Result<()> {
+        self.write_texts(out, TextKind::Summary { verbose })?;
+        writeln!(
+            out,
+            "{} RTMP connection(s), {} stream(s) from {} packets",
             self.connections.len(),
-            streams,
+            self.connections.streams(),
             self.stats.frames
-        ));
-        s
+        )
     }
 
     /// The inventory `rtmpsniff list` prints: a line per connection and a row per stream.
-    pub fn table(&self) -> String {
-        let mut s = String::new();
-        for (i, c) in self.connections.iter().enumerate() {
-            let m = &c.summary;
-            s.push_str(&format!(
-                "#{} {} -> {}  {} .. {} ({:.1} s)  app={}  tcUrl={}  handshake={}{}{}\n",
-                i + 1,
-                m.client,
-                m.server,
-                utc(m.first_seen),
-                utc(m.last_seen),
-                (m.last_seen - m.first_seen).max(0.0),
-                m.app.as_deref().unwrap_or("?"),
-                m.tc_url.as_deref().unwrap_or("?"),
-                m.handshake,
-                encryption(m),
-                if m.gaps.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        "  gaps={} ({} bytes)",
-                        m.gaps.len(),
-                        m.gaps.iter().map(|g| g.len).sum::<u64>()
-                    )
-                },
-            ));
-            if c.streams.is_empty() {
-                continue;
-            }
-            let mut rows = vec![[
-                "DIRECTION".to_string(),
-                "NAME".into(),
-                "CODECS".into(),
-                "SIZE".into(),
-                "DURATION".into(),
-                "VIDEO".into(),
-                "AUDIO".into(),
-                "KEYFRAMES".into(),
-            ]];
-            for st in &c.streams {
-                rows.push([
-                    st.direction.to_string(),
-                    st.name.clone().unwrap_or_else(|| "<unnamed>".into()),
-                    codecs(st),
-                    match (st.width, st.height) {
-                        (Some(w), Some(h)) => format!("{w}x{h}"),
-                        _ => "-".into(),
-                    },
-                    format!("{:.1} s", st.duration_ms as f64 / 1000.0),
-                    st.video_frames.to_string(),
-                    st.audio_frames.to_string(),
-                    st.keyframes.to_string(),
-                ]);
-            }
-            let widths: Vec<usize> = (0..8)
-                .map(|k| rows.iter().map(|r| r[k].chars().count()).max().unwrap_or(0))
-                .collect();
-            for r in rows {
-                let line: Vec<String> = r
-                    .iter()
-                    .zip(&widths)
-                    .map(|(cell, w)| format!("{cell:<w$}"))
-                    .collect();
-                s.push_str(&format!("   {}\n", line.join("  ").trim_end()));
-            }
-        }
-        let streams: usize = self.connections.iter().map(|c| c.streams.len()).sum();
-        s.push_str(&format!(
-            "{} RTMP connection(s), {} stream(s) in {} packets\n",
+    pub fn write_table(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        self.write_texts(out, TextKind::Table)?;
+        writeln!(
+            out,
+            "{} RTMP connection(s), {} stream(s) in {} packets",
             self.connections.len(),
-            streams,
+            self.connections.streams(),
             self.stats.frames
-        ));
-        s
+        )
+    }
+
+    /// [`write_summary`](Self::write_summary) as a string.
+    pub fn summary(&mut self, verbose: bool) -> String {
+        let mut v = Vec::new();
+        let _ = self.write_summary(&mut v, verbose);
+        String::from_utf8_lossy(&v).into_owned()
     }
 }
 

@@ -188,3 +188,108 @@ fn man_page_and_completions_come_from_the_cli() {
         assert!(String::from_utf8_lossy(&o.stdout).contains("list"));
     }
 }
+
+/// Many short sessions that end in another order than they began: the report (its
+/// connections spooled to a file as they end) lists them in the order they began, the same
+/// as the library's in-memory reports, and the summary and inventory agree with it.
+#[test]
+fn spooled_report_is_the_in_memory_report_in_the_order_connections_began() {
+    use crate::synthetic::{Opts, Session, pcap_file, publish_session};
+    use rtmpsniff::capture::FileSet;
+    use rtmpsniff::sink::FlvSink;
+    use rtmpsniff::{Config, Pipeline};
+
+    let n = 60;
+    let mut frames: Vec<(f64, Vec<u8>)> = Vec::new();
+    for i in 0..n {
+        let mut s = Session::new(1935);
+        s.client.set_port(40000 + i as u16);
+        // Later sessions are shorter: they end before earlier ones.
+        let o = Opts {
+            frames: 4 + (n - i) / 2,
+            name: format!("cam{i}").into_bytes(),
+            ..Opts::default()
+        };
+        for (ts, f) in s.frames(&publish_session(&o), 1400) {
+            frames.push((ts + i as f64 * 0.01, f));
+        }
+    }
+    frames.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let dir = temp_dir("spool");
+    let cap = dir.join("many.pcap");
+    std::fs::write(&cap, pcap_file(&frames)).unwrap();
+
+    let out = dir.join("out");
+    let o = rtmpsniff(&["read", cap.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report = read_json(&out.join("report.json"));
+    let conns = report["connections"].as_array().unwrap();
+    assert_eq!(conns.len(), n);
+    let ids: Vec<u64> = conns.iter().map(|c| c["id"].as_u64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    // No spool or temporary file is left in the folder.
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|f| !f.starts_with('.')), "{names:?}");
+
+    // The summary lists the connections in the same order.
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let clients: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("connection "))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    let want: Vec<&str> = conns
+        .iter()
+        .map(|c| c["client"].as_str().unwrap())
+        .collect();
+    assert_eq!(clients, want);
+
+    // The library, keeping every report in memory, says the same.
+    let mem = dir.join("mem");
+    let mut sink = FlvSink::new(&mem).unwrap();
+    let mut p = Pipeline::new(Config::default());
+    // The frames as the binary reads them (times rounded to the file's microseconds).
+    let mut files = FileSet::open(&[cap.to_str().unwrap().to_string()]).unwrap();
+    while let Some(f) = files.next_frame() {
+        p.frame(&f);
+        for o in p.drain() {
+            sink.handle(o).unwrap();
+        }
+    }
+    p.finish();
+    for o in p.drain() {
+        sink.handle(o).unwrap();
+    }
+    sink.finish().unwrap();
+    // Through text both ways: serde_json's float parsing is not always exact.
+    let text = serde_json::to_vec(&sink.into_connections()).unwrap();
+    let in_memory: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    for (a, b) in in_memory.as_array().unwrap().iter().zip(conns) {
+        for (k, v) in a.as_object().unwrap() {
+            assert_eq!(v, &b[k], "connection {}: {k}", a["id"]);
+        }
+    }
+    assert_eq!(&in_memory, &report["connections"]);
+
+    // The inventory numbers the same connections in the same order.
+    let l = rtmpsniff(&["list", cap.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&l.stdout);
+    let listed: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .map(|l| l.split(' ').nth(1).unwrap())
+        .collect();
+    assert_eq!(listed, want);
+    assert!(table.lines().any(|l| l.starts_with(&format!("#{n} "))));
+    let lj = rtmpsniff(&["list", "--json", cap.to_str().unwrap()]);
+    let inventory: serde_json::Value = serde_json::from_slice(&lj.stdout).unwrap();
+    assert_eq!(inventory["connections"].as_array().unwrap().len(), n);
+}
