@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# rtmpsniff's throughput benchmark, next to copying the capture, tcpflow and tshark.
+# rtmpsniff's benchmarks: throughput next to copying the capture, tcpflow and tshark; and
+# memory against the number of connections.
 #
 #   sudo bench/bench.sh [-n PUBLISHERS] [-s SOURCE_SECS] [-r RUNS] [-d DATA_DIR]
 #                       [--make-only] [--remake] [--no-peers]
+#   bench/bench.sh --memory [-d DATA_DIR]
 #
 # 1. Makes the capture (once; kept in DATA_DIR, default /tmp/rtmpsniff-bench): N ffmpeg
 #    publishers each push the same 720p Sorenson H.263 + MP3 FLV (no -re: as fast as TCP
@@ -11,27 +13,48 @@
 #    recordings are the truth. A capture in which tcpdump dropped packets is made again.
 #    The defaults (4 publishers x 53 s, about 91 MB each) give a capture of about 395 MB and
 #    310k packets.
-# 2. Runs each tool RUNS times (page cache warm, one after the other, the median is shown):
-#    `cp` of the capture, `rtmpsniff read`, `tcpflow -r` and
+# 2. Runs each tool RUNS times (default 5; one tool after the other, the median is shown), in
+#    this order: `cp` of the capture, `rtmpsniff read -q`, `rtmpsniff read -q --sha256` (each
+#    file's SHA-256 in the report, which means reading every file back), `tcpflow -r` and
 #    `tshark -r ... -z io,phs` (full dissection, RTMP included) when installed, under
-#    /usr/bin/time -v for the peak resident memory.
+#    /usr/bin/time for the peak resident memory. Before every run: `sync` (no writeback of
+#    the previous run's output during this one) and `cat` of the capture, so that it is in the
+#    page cache (a VM's memory reclaim, e.g. DAMON, silently evicts page-cache pages).
 # 3. Checks that every stream nginx recorded came back from rtmpsniff bit-exact (every
-#    audio/video tag: kind, timestamp, bytes), then prints the table: wall time, MB/s,
-#    packets/s, peak RSS, and each tool's time as a multiple of rtmpsniff's.
+#    audio/video tag: kind, timestamp, bytes) and that the report's sha256 of each is the
+#    file's, then prints the table: wall time, MB/s, packets/s, peak RSS, and each tool's time
+#    as a multiple of rtmpsniff's. Then the targets, from the medians, each `met` or `NOT met`:
+#    rtmpsniff's wall time at most 1.5 x cp's and at most 1/3 of tcpflow's (when it ran), its
+#    peak RSS (the largest of all runs) at most 32 MiB, every stream bit-exact; rtmpsniff's
+#    CPU time (user+sys) per packet and per byte; and the machine (CPUs, CPU model, kernel,
+#    memory, file system of DATA_DIR). The exit status is 1 only when a stream is not
+#    bit-exact: a target not met is reported, not failed.
+#
+# --memory: instead of the above (no root, no peers, no capture made, -n/-s/-r unused):
+#    bench/many-conns.py writes into DATA_DIR a SYN flood of 200,000 unanswered SYNs (16 MB),
+#    then 1,000, 10,000 and 100,000 short RTMP publish sessions (its default `sessions` shape:
+#    17.5 MB, 175 MB, 1.75 GB); `rtmpsniff read FILE -o DIR -q` runs once on each (after `sync`
+#    and `cat`, as above) under /usr/bin/time; the table gives shape, N, capture MB, wall s,
+#    peak RSS MiB, report.json MB and the FLV files written. Each capture and output folder is
+#    deleted after its run. A capture for which DATA_DIR's file system lacks twice the space
+#    it and its output need (df, before each) is skipped, and the table says so. Exit status 1
+#    when rtmpsniff fails (status other than 0, or 1 = no RTMP found, as for the SYN flood).
 #
 # --make-only stops after step 1 (the tests use it for a small capture); --remake makes the
-# capture again; --no-peers skips tcpflow and tshark. Needs root, nginx + libnginx-mod-rtmp,
-# ffmpeg, tcpdump, iproute2, python3, GNU time; ethtool, tcpflow and tshark are optional.
-# Only addresses inside the two namespaces made here are used; both are removed at the end.
+# capture again; --no-peers skips tcpflow and tshark. Making the capture needs root, nginx +
+# libnginx-mod-rtmp, ffmpeg, tcpdump, iproute2; the runs need python3 and GNU time; ethtool,
+# tcpflow and tshark are optional. Only addresses inside the two namespaces made here are
+# used; both are removed at the end.
 set -euo pipefail
 
 N=4
 SECS=53
-RUNS=3
+RUNS=5
 DATA=/tmp/rtmpsniff-bench
 MAKE_ONLY=0
 REMAKE=0
 PEERS=1
+MEMORY=0
 while [ $# -gt 0 ]; do
     case "$1" in
         -n) N=$2; shift 2 ;;
@@ -41,6 +64,7 @@ while [ $# -gt 0 ]; do
         --make-only) MAKE_ONLY=1; shift ;;
         --remake) REMAKE=1; shift ;;
         --no-peers) PEERS=0; shift ;;
+        --memory) MEMORY=1; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -57,6 +81,7 @@ WORK=""
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
+# shellcheck disable=SC2317 # run by the EXIT trap, which shellcheck does not follow
 cleanup() {
     local rc=$?
     set +e
@@ -69,7 +94,7 @@ cleanup() {
         fi
     done
     [ -n "$WORK" ] && rm -rf "$WORK"
-    exit $rc
+    exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -169,6 +194,99 @@ CONF
     grep -q "^0 packets dropped by kernel" "$DATA/tcpdump.log"
 }
 
+machine() { # the machine the numbers come from
+    local model mem fs
+    model=$(sed -n '/^model name/ { s/^[^:]*: *//; p; q; }' /proc/cpuinfo)
+    mem=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+    fs=$(df -T -P "$DATA" | awk 'NR == 2 { print $2 " (" $1 " on " $7 ")" }')
+    echo "machine: $(nproc) CPU(s), ${model:-unknown CPU model}, kernel $(uname -r), $mem memory"
+    echo "data dir: $DATA: $fs"
+}
+
+# --------------------------------------------------------------------------------------------
+# --memory: many connections (no root, no peers, no capture made here)
+memory_run() { # shape count capture_bytes_per_connection
+    local shape=$1 n=$2 per=$3 cap out need avail
+    cap=$WORK/$shape-$n.pcap
+    out=$WORK/$shape-$n.out
+    # Space for the capture and the output, twice over; the output's size per connection is
+    # the last run's of the same shape, or (first run) as much as the capture's.
+    need=$(( 2 * n * (per + ${OUT_PER[$shape]:-$per}) ))
+    avail=$(df -B1 -P "$DATA" | awk 'NR == 2 { print $4 }')
+    if [ "$avail" -lt "$need" ]; then
+        log "skipping $shape N=$n: needs $((need / 1000000)) MB free (2x), $((avail / 1000000)) MB free"
+        echo "$shape $n skipped $((need / 1000000)) $((avail / 1000000))" >>"$ROWS"
+        return 0
+    fi
+    log "$shape N=$n: writing the capture"
+    python3 "$ROOT/bench/many-conns.py" --shape "$shape" --count "$n" -o "$cap"
+    sync -f "$WORK" 2>/dev/null || sync
+    cat "$cap" >/dev/null # into the page cache
+    log "$shape N=$n: rtmpsniff read"
+    local rc=0 time_line report_b flvs used
+    /usr/bin/time -f '%e %M' -o "$WORK/time" "$BIN" read "$cap" -o "$out" -q \
+        >"$WORK/stdout" 2>"$WORK/stderr" || rc=$?
+    time_line=$(tail -n 1 "$WORK/time")
+    if [ "$rc" -gt 1 ]; then
+        # 1 is "no RTMP in the input" (the SYN flood); anything else is a failure.
+        tail -n 20 "$WORK/stderr" >&2
+        log "rtmpsniff failed on $shape N=$n (exit status $rc)"
+        echo "$shape $n failed $rc $time_line" >>"$ROWS"
+        FAILED=1
+    else
+        report_b=$(stat -c %s "$out/report.json" 2>/dev/null || echo 0)
+        flvs=$(find "$out" -name '*.flv' | wc -l)
+        used=$(du -s -B1 "$out" | cut -f1)
+        OUT_PER[$shape]=$(( used / n + 1 ))
+        echo "$shape $n $(stat -c %s "$cap") $time_line $report_b $flvs" >>"$ROWS"
+    fi
+    rm -rf "$cap" "$out"
+}
+
+memory_bench() {
+    [ -x "$BIN" ] || die "no rtmpsniff at $BIN (cargo build --release, or set RTMPSNIFF)"
+    command -v /usr/bin/time >/dev/null || die "GNU time is needed (apt-get install time)"
+    command -v python3 >/dev/null || die "missing tool: python3"
+    mkdir -p "$DATA"
+    WORK=$(mktemp -d "$DATA/memory.XXXXXX")
+    ROWS=$WORK/rows
+    : >"$ROWS"
+    FAILED=0
+    declare -gA OUT_PER=()
+    # Capture bytes per connection (bench/many-conns.py's docstring): a SYN is 82 bytes with
+    # its pcap record header, a default (cut) session 17,486.
+    memory_run synflood 200000 82
+    memory_run sessions 1000 17486
+    memory_run sessions 10000 17486
+    memory_run sessions 100000 17486
+    python3 - "$ROWS" <<'PY'
+import sys
+
+print(f'{"shape":<10}{"N":>9}{"capture MB":>12}{"wall s":>8}{"peak RSS MiB":>14}'
+      f'{"report.json MB":>16}{"FLV files":>11}')
+for line in open(sys.argv[1]):
+    f = line.split()
+    shape, n = f[0], int(f[1])
+    head = f'{shape:<10}{n:>9,}'
+    if f[2] == 'skipped':
+        print(f'{head}  skipped: needs {int(f[3]):,} MB free (2x), {int(f[4]):,} MB free')
+    elif f[2] == 'failed':
+        print(f'{head}  rtmpsniff FAILED (exit status {f[3]}): {" ".join(f[4:])}')
+    else:
+        cap, wall, rss, rep, flvs = int(f[2]), float(f[3]), int(f[4]), int(f[5]), int(f[6])
+        print(f'{head}{cap / 1e6:>12.1f}{wall:>8.2f}{rss / 1024:>14.1f}{rep / 1e6:>16.1f}'
+              f'{flvs:>11,}')
+PY
+    echo
+    machine
+    return "$FAILED"
+}
+
+if [ "$MEMORY" = 1 ]; then
+    memory_bench || exit 1
+    exit 0
+fi
+
 if [ "$REMAKE" = 1 ] || [ ! -s "$DATA/capture.pcap" ] || [ ! -d "$DATA/truth" ]; then
     make_capture
 fi
@@ -196,7 +314,6 @@ with open(sys.argv[1], 'rb') as f:
 print(n)
 PY
 )
-cat "$CAPTURE" >/dev/null # into the page cache
 
 RESULTS=$WORK/results
 : >"$RESULTS"
@@ -208,28 +325,37 @@ measure() { # name command... ; appends "name wall_s user_s sys_s rss_kib" per r
         mkdir -p "$WORK/out"
         # No writeback or discard of the previous run's output during this one.
         sync -f "$WORK" 2>/dev/null || sync
+        # The capture back into the page cache: memory reclaim (DAMON on a VM) evicts it.
+        cat "$CAPTURE" >/dev/null
         /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" "$@" >"$WORK/stdout" 2>"$WORK/stderr" ||
             { cat "$WORK/stderr" >&2; die "$name failed"; }
-        echo "$name $(cat "$WORK/time")" >>"$RESULTS"
+        echo "$name $(tail -n 1 "$WORK/time")" >>"$RESULTS"
     done
 }
 
 log "capture: $CAPTURE ($BYTES bytes, $PACKETS packets); $RUNS run(s) each"
+# Versions for the record (`tcpflow -V` exits with 1).
+TOOLS=$("$BIN" --version 2>&1 || true)
 measure copy cp "$CAPTURE" "$WORK/out/copy.pcap"
 measure rtmpsniff "$BIN" read "$CAPTURE" -o "$WORK/out" -q
-# Keep one rtmpsniff output for the check.
+# The name is one token in $RESULTS; the table prints "+" as " --".
+measure rtmpsniff+sha256 "$BIN" read "$CAPTURE" -o "$WORK/out" -q --sha256
+# Keep one rtmpsniff output (with the sha256s) for the check.
 rm -rf "$WORK/rtmpsniff-out"
-"$BIN" read "$CAPTURE" -o "$WORK/rtmpsniff-out" -q
+"$BIN" read "$CAPTURE" -o "$WORK/rtmpsniff-out" -q --sha256
 if [ "$PEERS" = 1 ] && command -v tcpflow >/dev/null; then
     measure tcpflow tcpflow -r "$CAPTURE" -o "$WORK/out"
+    TOOLS+=", $(tcpflow -V 2>&1 | awk 'NR == 1 { print "tcpflow", $NF }' || true)"
 fi
 if [ "$PEERS" = 1 ] && command -v tshark >/dev/null; then
     measure tshark tshark -n -r "$CAPTURE" -q -z io,phs
+    TOOLS+=", $(tshark -v 2>/dev/null | awk 'NR == 1 { print "tshark", $3 }' || true)"
 fi
 
 # --------------------------------------------------------------------------------------------
-# 3. Bit-exact check and the table
-python3 - "$DATA/truth" "$WORK/rtmpsniff-out" "$RESULTS" "$BYTES" "$PACKETS" <<'PY'
+# 3. Bit-exact check, the table and the targets
+STATUS=0
+python3 - "$DATA/truth" "$WORK/rtmpsniff-out" "$RESULTS" "$BYTES" "$PACKETS" <<'PY' || STATUS=$?
 import hashlib, json, os, statistics, sys
 
 truth_dir, out_dir, results, nbytes, npackets = sys.argv[1:6]
@@ -255,18 +381,26 @@ files = {}
 for c in report['connections']:
     for s in c['streams']:
         if s['direction'] == 'publish':
-            files[s['name']] = os.path.join(out_dir, s['file'])
+            files[s['name']] = (os.path.join(out_dir, s['file']), s.get('sha256'))
 ok = 0
+sha_ok = sha_n = 0
 truths = sorted(os.listdir(truth_dir))
 for t in truths:
     name = t[:-4]
     want = media(os.path.join(truth_dir, t))
-    got = media(files[name]) if name in files else []
+    got = media(files[name][0]) if name in files else []
     same = want == got
     ok += same
+    sha = ''
+    if name in files:
+        path, reported = files[name]
+        actual = hashlib.sha256(open(path, 'rb').read()).hexdigest()
+        sha_ok += reported == actual
+        sha_n += 1
+        sha = ', report sha256 ' + ('right' if reported == actual else
+                                     f'WRONG ({reported} for a file of {actual})')
     print(f'{name}: {len(want)} truth tags, {len(got)} recovered, '
-          + ('bit-exact' if same else 'DIFFERENT'))
-print(f'bit-exact streams: {ok}/{len(truths)}')
+          + ('bit-exact' if same else 'DIFFERENT') + sha)
 
 runs = {}
 order = []
@@ -276,17 +410,51 @@ for line in open(results):
         order.append(name)
     runs.setdefault(name, []).append((float(wall), float(user), float(sys_), int(rss)))
 med = lambda name, i: statistics.median(r[i] for r in runs[name])
+cpu = lambda name: statistics.median(r[1] + r[2] for r in runs[name])
+peak = lambda name: max(r[3] for r in runs[name]) / 1024
+shown = lambda name: name.replace('+', ' --')
 ref = med('rtmpsniff', 0)
 print()
 print(f'capture: {nbytes / 1e6:.0f} MB, {npackets} packets; median of {len(runs["rtmpsniff"])} run(s)')
-print(f'{"tool":<14}{"wall s":>7}{"user s":>7}{"sys s":>7}{"MB/s":>7}{"packets/s":>11}'
+print(f'{"tool":<20}{"wall s":>7}{"user s":>7}{"sys s":>7}{"MB/s":>7}{"packets/s":>11}'
       f'{"peak RSS":>12}{"wall/rtmpsniff":>16}')
 for name in order:
     wall = med(name, 0)
-    rss = max(r[3] for r in runs[name])
     speed = lambda n: n / wall if wall > 0 else float('inf')
-    print(f'{name:<14}{wall:>7.2f}{med(name, 1):>7.2f}{med(name, 2):>7.2f}'
+    print(f'{shown(name):<20}{wall:>7.2f}{med(name, 1):>7.2f}{med(name, 2):>7.2f}'
           f'{speed(nbytes) / 1e6:>7.0f}{speed(npackets):>11.0f}'
-          f'{rss / 1024:>8.1f} MiB{wall / ref:>15.2f}x')
+          f'{peak(name):>8.1f} MiB{wall / ref:>15.2f}x')
+
+# The targets, from the medians (peak RSS: the largest of all runs).
+verdict = lambda met: 'met' if met else 'NOT met'
+ratio = lambda a, b: f'{a / b:.2f}x' if b > 0 else 'inf x'
+EPS = 1e-9  # times are in hundredths: 0.18 <= 1.5 x 0.12 must hold
+print()
+print('targets:')
+if 'copy' in runs:
+    cp = med('copy', 0)
+    print(f'rtmpsniff wall <= 1.5 x copy: {ref:.2f} s vs 1.5 x {cp:.2f} s = {1.5 * cp:.2f} s '
+          f'({ratio(ref, cp)}): {verdict(ref <= 1.5 * cp + EPS)}')
+if 'tcpflow' in runs:
+    tf = med('tcpflow', 0)
+    print(f'rtmpsniff wall <= 1/3 tcpflow: {ref:.2f} s vs {tf:.2f} s / 3 = {tf / 3:.2f} s '
+          f'({ratio(ref, tf)}): {verdict(3 * ref <= tf + EPS)}')
+sniffs = [n for n in order if n.startswith('rtmpsniff')]
+worst = max(peak(n) for n in sniffs)
+with_sha = (f' (--sha256: {peak("rtmpsniff+sha256"):.1f} MiB)' if 'rtmpsniff+sha256' in runs
+            else '')
+print(f'rtmpsniff peak RSS <= 32 MiB: {peak("rtmpsniff"):.1f} MiB{with_sha}, largest of '
+      f'{len(runs["rtmpsniff"])} runs: {verdict(worst <= 32)}')
+print(f'bit-exact streams: {ok}/{len(truths)}: {verdict(ok == len(truths))}')
+if sha_ok != sha_n:
+    print(f'report sha256 WRONG for {sha_n - sha_ok}/{sha_n} recovered streams')
+for n in sniffs:
+    c = cpu(n)
+    print(f'{shown(n)} CPU: {c / npackets * 1e6:.2f} us/packet, {c / nbytes * 1e9:.2f} ns/byte '
+          f'(user+sys {c:.2f} s)')
 sys.exit(0 if ok == len(truths) else 1)
 PY
+echo
+machine
+echo "tools: $TOOLS"
+exit "$STATUS"
