@@ -16,6 +16,12 @@ use crate::config::Limits;
 pub const MIN_MESSAGES: usize = 4;
 /// Bytes run through the reader per candidate.
 const PROBE: usize = 96 << 10;
+/// The probe is fed this many bytes at a time, so that a candidate is dropped at its first
+/// implausible message instead of after the whole probe.
+const PROBE_STEP: usize = 4 << 10;
+/// What trying one candidate costs besides the bytes it reads (setting up its reader), in
+/// the bytes of [`find_within`]'s budget.
+const CANDIDATE_COST: u64 = 512;
 /// Chunk sizes real senders use (RTMP-NOTES quirk 4, plus common MTU-sized ones).
 const COMMON_SIZES: [u32; 16] = [
     128, 4096, 4000, 60000, 1024, 2048, 8192, 16384, 32768, 65536, 256, 512, 1400, 1460, 5000,
@@ -176,12 +182,28 @@ pub fn find(
     limits: &Limits,
     at_end: bool,
 ) -> Search {
+    let mut unlimited = u64::MAX;
+    find_within(buf, from, known, limits, at_end, &mut unlimited)
+}
+
+/// [`find`], spending at most `budget` (bytes run through probe readers, and a fixed cost
+/// per candidate tried); what it spends is taken off. When the budget runs out, the search
+/// stops at the next candidate and says it needs more ([`Search::NeedMore`] at that
+/// candidate). Bytes made of headers that parse but lead nowhere (hostile, or a stream that
+/// is not what it seems) would otherwise cost a whole probe per candidate: hundreds of times
+/// the bytes themselves.
+pub fn find_within(
+    buf: &[u8],
+    from: usize,
+    known: Option<&ChunkReader>,
+    limits: &Limits,
+    at_end: bool,
+    budget: &mut u64,
+) -> Search {
     // After a gap the chunk size in force is kept (a lost Set Chunk Size is rare; a size that
     // merely agrees on short messages would decode garbage).
-    match known {
-        Some(k) => find_with(buf, from, known, limits, at_end, Some(k.chunk_size())),
-        None => find_with(buf, from, known, limits, at_end, None),
-    }
+    let only_size = known.map(|k| k.chunk_size());
+    find_with(buf, from, known, limits, at_end, only_size, budget)
 }
 
 fn find_with(
@@ -191,6 +213,7 @@ fn find_with(
     limits: &Limits,
     at_end: bool,
     only_size: Option<u32>,
+    budget: &mut u64,
 ) -> Search {
     let mut msgs = Vec::new();
     // The earliest candidate that parses so far but has not shown enough (with evidence: a
@@ -200,6 +223,10 @@ fn find_with(
         let Some((csid, hlen, len)) = plausible_start(buf, p, known, limits) else {
             continue;
         };
+        if *budget == 0 {
+            return Search::NeedMore(waiting.unwrap_or(p).min(p));
+        }
+        *budget = budget.saturating_sub(CANDIDATE_COST);
         let window = &buf[p..buf.len().min(p + PROBE)];
         let window_is_all = p + PROBE >= buf.len();
         let mut best: Option<Lock> = None;
@@ -213,12 +240,24 @@ fn find_with(
                 None => ChunkReader::resumed(0, cs, limits.clone()),
             };
             msgs.clear();
-            let mut ok = r.push(window, 0, &mut msgs).is_ok();
-            if ok && at_end && window_is_all {
-                ok = r.finish(0, &mut msgs).is_ok();
+            let mut ok = true;
+            let mut good = 0;
+            let mut implausible = false;
+            for piece in window.chunks(PROBE_STEP) {
+                *budget = budget.saturating_sub(piece.len() as u64);
+                ok = r.push(piece, 0, &mut msgs).is_ok();
+                implausible = !msgs[good..].iter().all(|m| r.check(m));
+                good = msgs.len();
+                if !ok || implausible {
+                    break;
+                }
             }
-            let good = msgs.iter().take_while(|m| r.check(m)).count();
-            if good < msgs.len() {
+            if ok && !implausible && at_end && window_is_all {
+                ok = r.finish(0, &mut msgs).is_ok();
+                implausible = !msgs[good..].iter().all(|m| r.check(m));
+                good = msgs.len();
+            }
+            if implausible {
                 continue; // an implausible message: a wrong lock
             }
             let chunks = r.stats.chunks as usize;

@@ -73,6 +73,15 @@ const HUNT_WINDOW: usize = 512 << 10;
 const GIVE_UP_AFTER: u64 = 2 << 20;
 /// New bytes needed before the search runs again (it resumes where it stopped).
 const HUNT_STEP: usize = 1 << 10;
+/// Probe work (see [`lockon::find_within`]) a direction starts with: enough for a few
+/// candidates over the first bytes.
+const HUNT_BUDGET_START: u64 = 64 << 10;
+/// Probe work each byte of a direction pays for, and what a direction can save up: bytes
+/// that keep offering candidates that lead nowhere (hostile, or gap after gap) cost at most
+/// this many times their own size, while a lock after a gap or at a mid-stream start takes a
+/// few probes.
+const HUNT_WORK_PER_BYTE: u64 = 32;
+const HUNT_BUDGET_MAX: u64 = 16 << 20;
 
 /// Looking for chunk headers in bytes whose start is unknown.
 #[derive(Debug)]
@@ -139,6 +148,9 @@ pub struct Connection {
     pub limit_hits: LimitHits,
     limits: Limits,
     msgs: Vec<Message>,
+    /// Probe work each direction may still spend looking for chunk headers (see
+    /// [`HUNT_WORK_PER_BYTE`]).
+    hunt_budget: [u64; 2],
 }
 
 const MAX_RECORDS: usize = 256;
@@ -158,6 +170,7 @@ impl Connection {
             limit_hits: LimitHits::default(),
             limits,
             msgs: Vec::new(),
+            hunt_budget: [HUNT_BUDGET_START; 2],
         }
     }
 
@@ -242,6 +255,9 @@ impl Connection {
         out: &mut Vec<Event>,
     ) {
         let i = dir.index();
+        self.hunt_budget[i] = self.hunt_budget[i]
+            .saturating_add(data.len() as u64 * HUNT_WORK_PER_BYTE)
+            .min(HUNT_BUDGET_MAX);
         loop {
             match &mut self.phases[i] {
                 Phase::Start => {
@@ -367,12 +383,13 @@ impl Connection {
             return;
         }
         h.tried_at = h.buf.len();
-        let found = lockon::find(
+        let found = lockon::find_within(
             &h.buf,
             h.scanned,
             h.template.as_deref(),
             &self.limits,
             at_end,
+            &mut self.hunt_budget[i],
         );
         match found {
             lockon::Search::Found(lock) => {
