@@ -353,6 +353,27 @@ mod tests {
     }
 
     #[test]
+    fn hunting_stops_when_its_budget_is_spent() {
+        // Headers that parse (fmt 0, video, plausible length) but whose bodies are not
+        // video: every position offers a candidate, none leads anywhere.
+        let mut junk = Vec::new();
+        for i in 0..4000u32 {
+            junk.extend_from_slice(&[0x06, 0, 0, 0, 0, 0x01, 0x00, 0x09, 1, 0, 0, 0]);
+            junk.extend((0..256).map(|k| (k as u32 * 31 + i) as u8 | 0x80));
+        }
+        let limits = Limits::default();
+        let mut budget = 1 << 20;
+        let r = find_within(&junk, 0, None, &limits, false, &mut budget);
+        assert!(matches!(r, Search::NeedMore(_)), "{r:?}");
+        assert_eq!(budget, 0);
+        // Without a budget the same search looks at every candidate, and finds nothing.
+        let mut unlimited = u64::MAX;
+        let r = find_within(&junk, 0, None, &limits, true, &mut unlimited);
+        assert!(!matches!(r, Search::Found(_)), "{r:?}");
+        assert!(u64::MAX - unlimited > 1 << 20, "the budget was spent");
+    }
+
+    #[test]
     fn short_input_asks_for_more() {
         let b = stream(4096, 3);
         let cut = 20;
