@@ -183,6 +183,9 @@ pub fn run(args: LiveArgs) -> Result<u8> {
     let mut sink = FlvSink::new(output)
         .with_context(|| format!("cannot use output folder {}", output.display()))?
         .flush_on_keyframes(true)
+        // As much again as the kernel buffer for tags waiting to be written: a burst the
+        // kernel buffer holds is not stopped by the disk.
+        .with_write_budget(args.capture.buffer_bytes.unwrap_or(0).max(0) as usize)
         .with_sha256(args.sha256)
         .with_selection(args.selection.clone());
     if let Some(sel) = &args.stdout_stream {
@@ -298,7 +301,7 @@ pub fn run(args: LiveArgs) -> Result<u8> {
         let now = Instant::now();
         if now >= next_tick {
             next_tick = now + TICK;
-            sink.flush().map_err(write_err)?;
+            sink.hand_over().map_err(write_err)?;
             cap.flush()?;
             if console.status {
                 let secs = now.duration_since(last_tick.0).as_secs_f64();

@@ -14,6 +14,10 @@ pub trait TagOut: Write {
         let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
         write_all_vectored(self, &mut slices)
     }
+
+    /// Have what was written so far reach its destination soon, without waiting for it (an
+    /// output that writes at once has nothing to do).
+    fn hurry(&mut self) {}
 }
 
 impl TagOut for Vec<u8> {}
@@ -189,6 +193,15 @@ impl<W: TagOut> FlvWriter<W> {
         }
         self.waiting = 0;
         out.write_parts(std::mem::take(&mut self.batch))
+    }
+
+    /// Hand the waiting tags to the output and have them written soon, without waiting.
+    pub fn hand_over(&mut self) -> io::Result<()> {
+        self.write_pending()?;
+        if let Some(out) = self.out.as_mut() {
+            out.hurry();
+        }
+        Ok(())
     }
 
     /// Write the waiting tags, so a reader of the file sees every whole tag written so far.

@@ -62,6 +62,12 @@ impl TagOut for Target {
             Target::Pipe(p) => p.write_parts(parts),
         }
     }
+
+    fn hurry(&mut self) {
+        if let Target::File(f) = self {
+            f.hurry();
+        }
+    }
 }
 
 impl TagOut for Box<dyn Write + Send> {}
@@ -163,8 +169,9 @@ pub struct FlvSink {
     open: BTreeMap<u64, (u64, u32)>,
     tick: u64,
     open_files: usize,
-    /// The writer thread, once a file is written.
+    /// The writer thread, once a file is written, and how many bytes it may hold in flight.
     queue: Option<WriteQueue>,
+    write_budget: usize,
     /// SHA-256 of every finished file, for the report (`--sha256`).
     hashing: Option<Hashing>,
     pub limit_hits: LimitHits,
@@ -295,6 +302,7 @@ impl FlvSink {
             tick: 0,
             open_files: Limits::default().open_files,
             queue: None,
+            write_budget: WriteQueue::BUDGET,
             hashing: None,
             limit_hits: LimitHits::default(),
         }
@@ -338,6 +346,13 @@ impl FlvSink {
         self
     }
 
+    /// Let up to `bytes` of tags wait for the writer thread (a live capture absorbs bursts
+    /// with it, instead of leaving packets in a kernel buffer that overflows).
+    pub fn with_write_budget(mut self, bytes: usize) -> Self {
+        self.write_budget = bytes;
+        self
+    }
+
     /// Work out the SHA-256 of each finished file for the report.
     pub fn with_sha256(mut self, on: bool) -> Self {
         self.hashing = on.then(Hashing::new);
@@ -372,6 +387,24 @@ impl FlvSink {
         Ok(())
     }
 
+    /// Hand every waiting tag to the writer thread and have it write them now, without
+    /// waiting for it (pipes are flushed); a write that failed since is reported.
+    pub fn hand_over(&mut self) -> io::Result<()> {
+        for s in self.streams.values_mut() {
+            if let Some(w) = s.writer.as_mut() {
+                if s.to_pipe {
+                    w.flush()?;
+                } else {
+                    w.hand_over()?;
+                }
+            }
+        }
+        match &self.queue {
+            Some(q) => q.error(),
+            None => Ok(()),
+        }
+    }
+
     /// Wait until every write queued so far is made; the first that failed, if one did.
     fn wait_for_writes(&self) -> io::Result<()> {
         match &self.queue {
@@ -383,7 +416,7 @@ impl FlvSink {
     /// The writer thread, started on first use.
     fn queue(&mut self) -> io::Result<&mut WriteQueue> {
         if self.queue.is_none() {
-            self.queue = Some(WriteQueue::new()?);
+            self.queue = Some(WriteQueue::with_budget(self.write_budget)?);
         }
         Ok(self.queue.as_mut().expect("just set"))
     }
@@ -612,7 +645,9 @@ impl FlvSink {
                     && kind == TagKind::Video
                     && media::video(&body).is_some_and(|i| i.keyframe && i.frame)
                 {
-                    res = w.flush();
+                    // Whole groups of pictures reach the file at once; the capture does not
+                    // wait for the write (a live capture that waits drops packets).
+                    res = w.hand_over();
                 }
                 if let Err(e) = res {
                     if !s.to_pipe {
@@ -1367,9 +1402,17 @@ mod tests {
         for conn in [1, 2] {
             sink.handle(keyframe(conn, 1000)).unwrap();
         }
-        // Flushed on the keyframe: the file holds the tag without an explicit flush.
+        // Handed to the writer on the keyframe: the file holds the tag soon, without an
+        // explicit flush (the capture does not wait for the write).
         let file = dir.join(sink.stream_report(1, 0).unwrap().file.clone().unwrap());
-        let (_, tags) = flv::parse(&std::fs::read(&file).unwrap()).unwrap();
+        let mut tags = Vec::new();
+        for _ in 0..500 {
+            tags = flv::parse(&std::fs::read(&file).unwrap()).unwrap().1;
+            if !tags.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         assert_eq!(tags.len(), 1);
         // The pipe gets each tag as it comes.
         assert_eq!(flv::parse(&pipe.0.lock().unwrap()).unwrap().1.len(), 1);

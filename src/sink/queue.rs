@@ -4,7 +4,7 @@
 //! (a copy into the page cache, block reservation): done on the thread that reads the capture,
 //! the two would take turns. Here the reading thread hands whole batches of tags to a writer
 //! thread and goes on. Bodies travel as [`Bytes`] (shared, not copied). At most
-//! [`WriteQueue::BUDGET`] bytes are in flight: a reader faster than the disk waits, so memory
+//! [`WriteQueue::BUDGET`] bytes (or the budget given) are in flight: a reader faster than the disk waits, so memory
 //! stays bounded whatever the capture.
 //!
 //! Every write goes to an explicit file offset (`pwritev`), so a file closed for the open-file
@@ -81,6 +81,8 @@ impl State {
 
 struct Shared {
     state: Mutex<State>,
+    /// Bytes queued or being written at most.
+    budget: usize,
     /// Signalled when the writer has work.
     work: Condvar,
     /// Signalled when the writer has done jobs.
@@ -130,8 +132,14 @@ impl WriteQueue {
     const MAX_JOBS: usize = 1024;
 
     pub fn new() -> io::Result<Self> {
+        Self::with_budget(Self::BUDGET)
+    }
+
+    /// A queue that holds up to `budget` bytes in flight (at least [`Self::BUDGET`]).
+    pub fn with_budget(budget: usize) -> io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
+            budget: budget.max(Self::BUDGET),
             work: Condvar::new(),
             progress: Condvar::new(),
         });
@@ -169,6 +177,14 @@ impl WriteQueue {
     /// any write met, if one did.
     pub fn wait(&self) -> io::Result<()> {
         self.handle().wait()
+    }
+
+    /// The first write that failed, if one did (without waiting).
+    pub fn error(&self) -> io::Result<()> {
+        match &self.shared.lock().error {
+            Some(e) => Err(error_of(e)),
+            None => Ok(()),
+        }
     }
 
     /// Wait for every write, stop the thread, and say whether all went well.
@@ -215,7 +231,7 @@ impl Handle {
             return Err(io::Error::other("the FLV writer thread is gone"));
         }
         while st.error.is_none()
-            && ((st.in_flight > 0 && st.in_flight + bytes > WriteQueue::BUDGET)
+            && ((st.in_flight > 0 && st.in_flight + bytes > self.shared.budget)
                 || st.jobs.len() >= WriteQueue::MAX_JOBS)
         {
             st = self.shared.wait(st);
@@ -236,6 +252,15 @@ impl Handle {
             self.shared.work.notify_one();
         }
         Ok(())
+    }
+
+    /// Have the writer take what is queued now, however little, without waiting for it.
+    fn hurry(&self) {
+        let mut st = self.shared.lock();
+        st.urgent = true;
+        if st.writer_idle && st.worth_taking() {
+            self.shared.work.notify_one();
+        }
     }
 
     fn wait(&self) -> io::Result<()> {
@@ -453,6 +478,13 @@ impl QueuedFile {
         self.pos += n as u64;
         self.len = self.len.max(self.pos);
         Ok(())
+    }
+}
+
+impl QueuedFile {
+    /// Have the writer take what is queued now, without waiting for it.
+    pub fn hurry(&self) {
+        self.queue.hurry();
     }
 }
 
