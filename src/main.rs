@@ -187,7 +187,26 @@ enum Command {
     Interfaces,
 }
 
+/// Keep freed memory for the next allocations instead of handing it back to the system.
+///
+/// The buffers that carry media (partial messages, write batches) are allocated on the
+/// reading thread and freed on the writer thread once written, a few hundred kilobytes at a
+/// time. glibc served them with fresh mappings, or trimmed its heap after each, so every one
+/// came back as new zero-filled pages: a quarter of the reading thread in a live capture
+/// (enough to drop packets) and a fifth of the run reading a file. Blocks below 8 MiB now come
+/// from the heap, which keeps up to 64 MiB free before trimming; memory in use stays bounded
+/// by the limits as before.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets glibc's allocation thresholds; called before any thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     match run() {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
