@@ -13,8 +13,8 @@
 #    recordings are the truth. A capture in which tcpdump dropped packets is made again.
 #    The defaults (4 publishers x 53 s, about 91 MB each) give a capture of about 395 MB and
 #    310k packets.
-# 2. Runs each tool RUNS times (default 5; one tool after the other, the median is shown), in
-#    this order: `cp` of the capture, `rtmpsniff read -q`, `rtmpsniff read -q --sha256` (each
+# 2. Runs each tool RUNS times (default 5; in rounds, each tool once a round, so that drift of
+#    the machine's speed weighs on all alike; the median is shown), in this order: `cp` of the capture, `rtmpsniff read -q`, `rtmpsniff read -q --sha256` (each
 #    file's SHA-256 in the report, which means reading every file back), `tcpflow -r` and
 #    `tshark -r ... -z io,phs` (full dissection, RTMP included) when installed, under
 #    /usr/bin/time for the peak resident memory. Before every run: `sync` (no writeback of
@@ -317,40 +317,50 @@ PY
 
 RESULTS=$WORK/results
 : >"$RESULTS"
-measure() { # name command... ; appends "name wall_s user_s sys_s rss_kib" per run
-    local name=$1 r
+measure() { # name command... ; appends "name wall_s user_s sys_s rss_kib" for one run
+    local name=$1
     shift
-    for ((r = 1; r <= RUNS; r++)); do
-        rm -rf "$WORK/out"
-        mkdir -p "$WORK/out"
-        # No writeback or discard of the previous run's output during this one.
-        sync -f "$WORK" 2>/dev/null || sync
-        # The capture back into the page cache: memory reclaim (DAMON on a VM) evicts it.
-        cat "$CAPTURE" >/dev/null
-        /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" "$@" >"$WORK/stdout" 2>"$WORK/stderr" ||
-            { cat "$WORK/stderr" >&2; die "$name failed"; }
-        echo "$name $(tail -n 1 "$WORK/time")" >>"$RESULTS"
-    done
+    rm -rf "$WORK/out"
+    mkdir -p "$WORK/out"
+    # No writeback or discard of the previous run's output during this one.
+    sync -f "$WORK" 2>/dev/null || sync
+    # The capture back into the page cache: memory reclaim (DAMON on a VM) evicts it.
+    cat "$CAPTURE" >/dev/null
+    /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" "$@" >"$WORK/stdout" 2>"$WORK/stderr" ||
+        { cat "$WORK/stderr" >&2; die "$name failed"; }
+    echo "$name $(tail -n 1 "$WORK/time")" >>"$RESULTS"
 }
 
 log "capture: $CAPTURE ($BYTES bytes, $PACKETS packets); $RUNS run(s) each"
 # Versions for the record (`tcpflow -V` exits with 1).
 TOOLS=$("$BIN" --version 2>&1 || true)
-measure copy cp "$CAPTURE" "$WORK/out/copy.pcap"
-measure rtmpsniff "$BIN" read "$CAPTURE" -o "$WORK/out" -q
-# The name is one token in $RESULTS; the table prints "+" as " --".
-measure rtmpsniff+sha256 "$BIN" read "$CAPTURE" -o "$WORK/out" -q --sha256
-# Keep one rtmpsniff output (with the sha256s) for the check.
-rm -rf "$WORK/rtmpsniff-out"
-"$BIN" read "$CAPTURE" -o "$WORK/rtmpsniff-out" -q --sha256
+HAVE_TCPFLOW=0 HAVE_TSHARK=0
 if [ "$PEERS" = 1 ] && command -v tcpflow >/dev/null; then
-    measure tcpflow tcpflow -r "$CAPTURE" -o "$WORK/out"
+    HAVE_TCPFLOW=1
     TOOLS+=", $(tcpflow -V 2>&1 | awk 'NR == 1 { print "tcpflow", $NF }' || true)"
 fi
 if [ "$PEERS" = 1 ] && command -v tshark >/dev/null; then
-    measure tshark tshark -n -r "$CAPTURE" -q -z io,phs
+    HAVE_TSHARK=1
     TOOLS+=", $(tshark -v 2>/dev/null | awk 'NR == 1 { print "tshark", $3 }' || true)"
 fi
+# Round after round, each tool once in each: a machine that speeds up or slows down during
+# the benchmark (other load, memory reclaim) weighs on every tool alike.
+for ((r = 1; r <= RUNS; r++)); do
+    log "round $r of $RUNS"
+    measure copy cp "$CAPTURE" "$WORK/out/copy.pcap"
+    measure rtmpsniff "$BIN" read "$CAPTURE" -o "$WORK/out" -q
+    # The name is one token in $RESULTS; the table prints "+" as " --".
+    measure rtmpsniff+sha256 "$BIN" read "$CAPTURE" -o "$WORK/out" -q --sha256
+    if [ "$HAVE_TCPFLOW" = 1 ]; then
+        measure tcpflow tcpflow -r "$CAPTURE" -o "$WORK/out"
+    fi
+    if [ "$HAVE_TSHARK" = 1 ]; then
+        measure tshark tshark -n -r "$CAPTURE" -q -z io,phs
+    fi
+done
+# Keep one rtmpsniff output (with the sha256s) for the check.
+rm -rf "$WORK/rtmpsniff-out"
+"$BIN" read "$CAPTURE" -o "$WORK/rtmpsniff-out" -q --sha256
 
 # --------------------------------------------------------------------------------------------
 # 3. Bit-exact check, the table and the targets
