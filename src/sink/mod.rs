@@ -144,7 +144,6 @@ pub struct FlvSink {
     waiting_sum: BTreeMap<u64, ConnectionReport>,
     /// Where the reports of the other ended connections go (`with_spool`).
     spool: Option<Spool>,
-    used: HashSet<String>,
     pipe: Option<Pipe>,
     flush_on_keyframes: bool,
     selection: Selection,
@@ -162,8 +161,9 @@ pub struct FlvSink {
     fix_conns: HashSet<u64>,
     /// Count and describe only: no file is written (`rtmpsniff list`).
     dry: bool,
-    /// Next suffix to try per file stem, so naming stays linear however many streams share
-    /// a stem.
+    /// Next suffix to try for file stems that were used more than once, so naming stays
+    /// linear however many streams share a stem (a stem used once is not remembered: seeing it
+    /// again costs one name that exists already). At most [`MAX_STEMS`].
     next_suffix: HashMap<String, u32>,
     /// Streams whose file is open, least recently written first.
     open: BTreeMap<u64, (u64, u32)>,
@@ -177,6 +177,8 @@ pub struct FlvSink {
     pub limit_hits: LimitHits,
 }
 
+/// File stems whose next suffix is remembered, at most.
+const MAX_STEMS: usize = 65536;
 /// Keyframes remembered to lend a configuration, at most.
 const MAX_KEYFRAMES: usize = 16384;
 /// Streams that can wait for a configuration to be lent, at most.
@@ -287,7 +289,6 @@ impl FlvSink {
             waiting_end: BTreeMap::new(),
             waiting_sum: BTreeMap::new(),
             spool: None,
-            used: HashSet::new(),
             pipe: None,
             flush_on_keyframes: false,
             selection: Selection::default(),
@@ -489,12 +490,7 @@ impl FlvSink {
                 _ => false,
             };
             if !reopened {
-                let (file, name) = create_unique(
-                    &self.dir,
-                    &s.base_name,
-                    &mut self.used,
-                    &mut self.next_suffix,
-                )?;
+                let (file, name) = create_unique(&self.dir, &s.base_name, &mut self.next_suffix)?;
                 let meta = file.metadata()?;
                 // The header is written here, not queued: from now on a kill leaves a file
                 // players open.
@@ -1243,7 +1239,6 @@ fn reopen(path: &Path, id: (u64, u64)) -> io::Result<Option<File>> {
 fn create_unique(
     dir: &Path,
     stem: &str,
-    used: &mut HashSet<String>,
     next_suffix: &mut HashMap<String, u32>,
 ) -> io::Result<(File, String)> {
     let first = next_suffix.get(stem).copied().unwrap_or(1);
@@ -1253,17 +1248,20 @@ fn create_unique(
         } else {
             format!("{stem}-{n}.flv")
         };
-        if used.contains(&name) {
-            continue;
-        }
         match OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(dir.join(&name))
         {
             Ok(f) => {
-                used.insert(name.clone());
-                next_suffix.insert(stem.to_string(), n + 1);
+                if n > 1 {
+                    if next_suffix.len() >= MAX_STEMS {
+                        // Forget them all: a stem seen again then costs a look at the names
+                        // it already has, once.
+                        next_suffix.clear();
+                    }
+                    next_suffix.insert(stem.to_string(), n + 1);
+                }
                 return Ok((f, name));
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
