@@ -417,7 +417,10 @@ impl Pipeline {
                 c.client_isn = Some(seg.seq);
             }
         }
-        let bare_syn = seg.flags.syn
+        // A client's bare SYN needs nothing but its sequence number, kept above (a bare SYN
+        // from the server, a simultaneous open, sets up the streams like any other segment).
+        let bare_syn = dir == Dir::ClientToServer
+            && seg.flags.syn
             && !seg.flags.ack
             && !seg.flags.fin
             && !seg.flags.rst

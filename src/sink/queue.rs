@@ -4,8 +4,8 @@
 //! (a copy into the page cache, block reservation): done on the thread that reads the capture,
 //! the two would take turns. Here the reading thread hands whole batches of tags to a writer
 //! thread and goes on. Bodies travel as [`Bytes`] (shared, not copied). At most
-//! [`WriteQueue::BUDGET`] bytes (or the budget given) are in flight: a reader faster than the disk waits, so memory
-//! stays bounded whatever the capture.
+//! [`WriteQueue::BUDGET`] bytes (or the budget given) are in flight: a reader faster than the
+//! disk waits, so memory stays bounded whatever the capture.
 //!
 //! Every write goes to an explicit file offset (`pwritev`), so a file closed for the open-file
 //! limit and opened again (another descriptor) continues exactly where its last queued write
@@ -288,8 +288,9 @@ struct Open {
 
 impl Open {
     /// Reserve space ahead of a write that goes past what is reserved, once the file has a
-    /// megabyte: in steps that grow with the file (1 MiB to 32 MiB), so the file system allocates its blocks in a few large
-    /// extents instead of a page at a time. This takes about a third off the cost of a write.
+    /// megabyte: in steps that grow with the file (1 MiB to 32 MiB), so the file system
+    /// allocates its blocks in a few large extents instead of a page at a time. This takes
+    /// about a third off the cost of a write.
     fn reserve(&mut self, end: u64) {
         // Small files are left alone: reserving and giving back costs more than it saves for
         // them (thousands of short sessions, each its own file).
