@@ -143,12 +143,12 @@ pub struct Stats {
     pub limit_hits: LimitHits,
 }
 
-/// One TCP connection. A connection that is nothing but a client's SYN (a SYN flood, a port
-/// scan) costs this record only, a few hundred bytes; its byte streams are set up by the first
-/// segment that is not a bare SYN.
 /// Connections closed at a time at the end of the input or for idleness.
 pub const CLOSE_BATCH: usize = 256;
 
+/// One TCP connection. A connection that is nothing but a client's SYN (a SYN flood, a port
+/// scan) costs this record only, a few hundred bytes; its byte streams are set up by the first
+/// segment that is not a bare SYN.
 struct Conn {
     id: u64,
     client: SocketAddr,
@@ -336,7 +336,7 @@ impl Pipeline {
             }
         }
         if self.conns.len() >= self.config.limits.connections && !self.conns.contains_key(&key) {
-            if self.roles(seg).is_none() {
+            if roles(&self.config, seg).is_none() {
                 return;
             }
             self.evict_oldest();
@@ -517,11 +517,6 @@ impl Pipeline {
         }
     }
 
-    /// Client and server of a new flow, or `None` when the flow is not for us.
-    fn roles(&self, seg: &Segment<'_>) -> Option<(SocketAddr, SocketAddr)> {
-        roles(&self.config, seg)
-    }
-
     /// Close the least recently active connection of the lowest tier (a SYN flood pushes out
     /// only its own SYNs, not the sessions that got answers or carried data).
     fn evict_oldest(&mut self) {
@@ -655,8 +650,8 @@ impl Pipeline {
 /// Client and server of a new flow, or `None` when the flow is not for us.
 fn roles(config: &Config, seg: &Segment<'_>) -> Option<(SocketAddr, SocketAddr)> {
     let (sp, dp) = (seg.src.port(), seg.dst.port());
-    let src_rtmp = is_rtmp_port(config, sp);
-    let dst_rtmp = is_rtmp_port(config, dp);
+    let src_rtmp = config.ports.contains(&sp);
+    let dst_rtmp = config.ports.contains(&dp);
     if seg.flags.syn && !seg.flags.ack && (dst_rtmp || config.any_port) {
         return Some((seg.src, seg.dst));
     }
@@ -728,10 +723,6 @@ fn forward(c: &Conn, events: &mut Vec<rtmp::Event>, out: &mut Vec<Output>) {
             rtmp::Event::StreamEnded { stream } => Output::StreamEnded { conn: c.id, stream },
         });
     }
-}
-
-fn is_rtmp_port(config: &Config, p: u16) -> bool {
-    config.ports.contains(&p)
 }
 
 fn text(b: &Option<Vec<u8>>) -> Option<String> {
