@@ -557,13 +557,8 @@ impl ChunkReader {
             let cs = self.streams.get_mut(&csid).expect("inserted above");
             // Sized by what this chunk brings, not by the claimed length: a header costs
             // nothing until its bytes arrive.
+            // (Counted at once: the limit check below sees it.)
             let first = length.min(chunk_size).min(GROW_TO as u32) as usize;
-            if self.partial_bytes + first > self.limits.partial_bytes {
-                return Err(ChunkError::PartialLimit {
-                    limit: self.limits.partial_bytes,
-                    offset: header_offset,
-                });
-            }
             cs.partial = Some(Partial {
                 body: Vec::with_capacity(first),
                 length,

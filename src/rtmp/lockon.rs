@@ -224,7 +224,8 @@ fn find_with(
             continue;
         };
         if *budget == 0 {
-            return Search::NeedMore(waiting.unwrap_or(p).min(p));
+            // (A candidate waited on comes before this one.)
+            return Search::NeedMore(waiting.unwrap_or(p));
         }
         *budget = budget.saturating_sub(CANDIDATE_COST);
         let window = &buf[p..buf.len().min(p + PROBE)];
