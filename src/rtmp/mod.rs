@@ -246,18 +246,19 @@ impl Connection {
     }
 
     /// Bytes of direction `dir` at stream offset `offset`, in order.
-    pub fn push(
-        &mut self,
-        dir: Dir,
-        offset: u64,
-        mut data: &[u8],
-        frame: u64,
-        out: &mut Vec<Event>,
-    ) {
+    pub fn push(&mut self, dir: Dir, offset: u64, data: &[u8], frame: u64, out: &mut Vec<Event>) {
+        // Each byte of the direction pays for some search, once.
         let i = dir.index();
         self.hunt_budget[i] = self.hunt_budget[i]
             .saturating_add(data.len() as u64 * HUNT_WORK_PER_BYTE)
             .min(HUNT_BUDGET_MAX);
+        self.feed(dir, offset, data, frame, out);
+    }
+
+    /// [`push`](Self::push) without paying for search again (bytes pushed once more after a
+    /// lock was found in them).
+    fn feed(&mut self, dir: Dir, offset: u64, mut data: &[u8], frame: u64, out: &mut Vec<Event>) {
+        let i = dir.index();
         loop {
             match &mut self.phases[i] {
                 Phase::Start => {
@@ -418,7 +419,7 @@ impl Connection {
                 };
                 self.phases[i] = Phase::Chunks(Box::new(reader));
                 let rest = h.buf.split_off(lock.pos);
-                self.push(dir, at, &rest, frame, out);
+                self.feed(dir, at, &rest, frame, out);
                 if at_end {
                     self.finish_dir(dir, frame, out);
                 }
