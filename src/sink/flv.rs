@@ -182,14 +182,12 @@ impl<W: TagOut> FlvWriter<W> {
 
     /// Hand the waiting tags to the output, without waiting for it to write them.
     pub fn write_pending(&mut self) -> io::Result<()> {
+        self.cut();
         let Some(out) = self.out.as_mut() else {
             return Ok(());
         };
-        if self.scratch.is_empty() && self.batch.is_empty() {
+        if self.batch.is_empty() {
             return Ok(());
-        }
-        if !self.scratch.is_empty() {
-            self.batch.push(self.scratch.split().freeze());
         }
         self.waiting = 0;
         out.write_parts(std::mem::take(&mut self.batch))

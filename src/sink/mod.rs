@@ -142,7 +142,7 @@ pub struct FlvSink {
     /// Reports of ended connections that wait for the SHA-256 of a file (a few: at most one
     /// file per core is hashed at a time).
     waiting_sum: BTreeMap<u64, ConnectionReport>,
-    /// Where the reports of the other ended connections go (`with_spool`).
+    /// Where the reports of the other ended connections go (`spool_in`).
     spool: Option<Spool>,
     pipe: Option<Pipe>,
     flush_on_keyframes: bool,
@@ -253,9 +253,13 @@ impl Hashing {
         }
     }
 
-    /// Whether the sum of `file` is still being worked out.
-    fn pending(&self, file: &str) -> bool {
-        self.running.iter().any(|(n, _)| n == file)
+    /// Whether the sum of one of a connection's files is still being worked out.
+    fn waited_for(&self, c: &ConnectionReport) -> bool {
+        c.streams.iter().any(|r| {
+            r.file
+                .as_deref()
+                .is_some_and(|f| self.running.iter().any(|(n, _)| n == f))
+        })
     }
 
     /// Put the sums of a connection's files into its report.
@@ -703,11 +707,7 @@ impl FlvSink {
             return Ok(());
         }
         if let Some(h) = &mut self.hashing {
-            let waits = c
-                .streams
-                .iter()
-                .any(|r| r.file.as_deref().is_some_and(|f| h.pending(f)));
-            if waits {
+            if h.waited_for(&c) {
                 self.waiting_sum.insert(id, c);
                 return Ok(());
             }
@@ -731,11 +731,7 @@ impl FlvSink {
         let ready: Vec<u64> = self
             .waiting_sum
             .iter()
-            .filter(|(_, c)| {
-                !c.streams
-                    .iter()
-                    .any(|r| r.file.as_deref().is_some_and(|f| h.pending(f)))
-            })
+            .filter(|(_, c)| !h.waited_for(c))
             .map(|(&id, _)| id)
             .collect();
         for id in ready {
@@ -849,15 +845,7 @@ impl FlvSink {
         }
         self.fix_conns.clear();
         if self.spool.is_some() {
-            let waiting = std::mem::take(&mut self.waiting_end);
-            let summed = std::mem::take(&mut self.waiting_sum);
-            let mut all: Vec<ConnectionReport> =
-                waiting.into_values().chain(summed.into_values()).collect();
-            all.sort_by_key(|c| c.summary.id);
-            for mut c in all {
-                if let Some(h) = &mut self.hashing {
-                    h.apply(&mut c);
-                }
+            for c in self.take_waiting() {
                 if let Some(sp) = &mut self.spool {
                     sp.push(&c)?;
                 }
@@ -866,8 +854,9 @@ impl FlvSink {
         Ok(())
     }
 
-    /// The connections seen, in the order they began (all in memory: a sink without a spool).
-    pub fn into_connections(mut self) -> Vec<ConnectionReport> {
+    /// Every report still waiting, in the order the connections began, with the sums of
+    /// their files (once every sum is worked out).
+    fn take_waiting(&mut self) -> Vec<ConnectionReport> {
         if let Some(h) = &mut self.hashing {
             h.wait_all();
         }
@@ -882,6 +871,11 @@ impl FlvSink {
             }
         }
         all
+    }
+
+    /// The connections seen, in the order they began (all in memory: a sink without a spool).
+    pub fn into_connections(mut self) -> Vec<ConnectionReport> {
+        self.take_waiting()
     }
 
     /// The connections seen, for the report: the spool when there is one (after
