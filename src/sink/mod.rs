@@ -905,7 +905,7 @@ fn lend(dir: &Path, report: &mut StreamReport, lender: &Lender, sha256: bool) ->
     }
     // Our own file of this run, replaced whole through a new file renamed over it; copied a
     // block at a time, not read into memory.
-    let (tmp, f) = create_unique_tmp(dir)?;
+    let (tmp, f) = create_unique_tmp(dir, "report", ".json.tmp")?;
     let mut f = io::BufWriter::new(f);
     let mut cfg = Vec::new();
     for (k, b) in [
@@ -1288,7 +1288,7 @@ pub fn write_report(
         drop(w);
         f.sync_all()
     };
-    let (tmp, mut f) = create_unique_tmp(dir)?;
+    let (tmp, mut f) = create_unique_tmp(dir, "report", ".json.tmp")?;
     let linked = write(&mut f).map(|()| {
         for n in 1u32.. {
             match std::fs::hard_link(&tmp, name(n)) {
@@ -1321,11 +1321,16 @@ pub fn write_report(
     unreachable!("u32 names run out")
 }
 
-/// A new hidden temporary file in `dir`.
-fn create_unique_tmp(dir: &Path) -> io::Result<(PathBuf, File)> {
+/// A new hidden temporary file in `dir`, `.STEM-PID-K EXT`, open to read and write.
+fn create_unique_tmp(dir: &Path, stem: &str, ext: &str) -> io::Result<(PathBuf, File)> {
     for k in 0u32.. {
-        let path = dir.join(format!(".report-{}-{k}.json.tmp", std::process::id()));
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
+        let path = dir.join(format!(".{stem}-{}-{k}{ext}", std::process::id()));
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
             Ok(f) => return Ok((path, f)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),

@@ -189,6 +189,16 @@ pub enum TextKind {
     Table,
 }
 
+impl TextKind {
+    /// A connection's lines.
+    fn render(self, c: &ConnectionReport) -> String {
+        match self {
+            TextKind::Summary { verbose } => summary_of(c, verbose),
+            TextKind::Table => table_of(c),
+        }
+    }
+}
+
 /// Reports of finished connections in an unnamed file (it disappears with the process):
 /// memory holds 24 bytes a connection, whatever the report holds.
 pub struct Spool {
@@ -215,24 +225,9 @@ impl Spool {
         {
             Ok(f) => f,
             Err(_) => {
-                let mut k = 0u32;
-                loop {
-                    let path = dir.join(format!(".rtmpsniff-spool-{}-{k}", std::process::id()));
-                    match OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(&path)
-                    {
-                        Ok(f) => {
-                            let _ = std::fs::remove_file(&path);
-                            break f;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && k < 1000 => k += 1,
-                        Err(e) => return Err(e),
-                    }
-                }
+                let (path, f) = super::create_unique_tmp(dir, "rtmpsniff-spool", "")?;
+                let _ = std::fs::remove_file(&path);
+                f
             }
         };
         Ok(Spool {
@@ -248,10 +243,7 @@ impl Spool {
     /// Keep one finished connection's report.
     pub fn push(&mut self, c: &ConnectionReport) -> io::Result<()> {
         let json = serde_json::to_vec_pretty(c).map_err(io::Error::other)?;
-        let text = match self.text {
-            TextKind::Summary { verbose } => summary_of(c, verbose),
-            TextKind::Table => table_of(c),
-        };
+        let text = self.text.render(c);
         let too_big = || io::Error::other("a connection's report is larger than 4 GiB");
         let json_len = u32::try_from(json.len()).map_err(|_| too_big())?;
         let text_len = u32::try_from(text.len()).map_err(|_| too_big())?;
@@ -518,11 +510,7 @@ impl Report {
         match &mut self.connections {
             Connections::Memory(v) => {
                 for c in v.iter() {
-                    let t = match text {
-                        TextKind::Summary { verbose } => summary_of(c, verbose),
-                        TextKind::Table => table_of(c),
-                    };
-                    each(t.as_bytes())?;
+                    each(text.render(c).as_bytes())?;
                 }
             }
             Connections::Spooled(sp) => {
