@@ -225,49 +225,52 @@ pub fn run(args: LiveArgs) -> Result<u8> {
     let mut streams_seen = 0u64;
     let mut capture_error = None;
 
-    let handle = |o: Output,
-                  sink: &mut FlvSink,
-                  console: &mut Console,
-                  ended_conns: &mut u64,
-                  streams_seen: &mut u64|
+    // Every output the pipeline has made: to the sink, and announced on the console.
+    let take_outputs = |pipeline: &mut Pipeline,
+                        sink: &mut FlvSink,
+                        console: &mut Console,
+                        ended_conns: &mut u64,
+                        streams_seen: &mut u64|
      -> Result<()> {
-        let started = describe_start(&o);
-        if started.is_some() {
-            *streams_seen += 1;
-        }
-        let ended = match &o {
-            Output::StreamEnded { conn, stream } => Some((*conn, *stream)),
-            Output::ConnectionEnded(_) => {
-                *ended_conns += 1;
-                None
+        for o in pipeline.drain() {
+            let started = describe_start(&o);
+            if started.is_some() {
+                *streams_seen += 1;
             }
-            _ => None,
-        };
-        sink.handle(o).map_err(write_err)?;
-        let at = start.elapsed().as_secs_f64();
-        if let Some(d) = started {
-            console.line(&format!("[{at:8.1}s] started {d}"));
-        }
-        if let Some((conn, stream)) = ended
-            && let Some(r) = sink.stream_report(conn, stream)
-        {
-            console.line(&format!(
-                "[{at:8.1}s] ended {} {}: {} video, {} audio frames, {:.1} s -> {}",
-                r.direction,
-                r.name
-                    .as_deref()
-                    .map_or(format!("<msid {}>", r.message_stream_id), |n| format!(
-                        "\"{n}\""
-                    )),
-                r.video_frames,
-                r.audio_frames,
-                r.duration_ms as f64 / 1000.0,
-                match r.file.as_deref() {
-                    Some("-") => "standard output",
-                    Some(f) => f,
-                    None => "(no media, no file)",
+            let ended = match &o {
+                Output::StreamEnded { conn, stream } => Some((*conn, *stream)),
+                Output::ConnectionEnded(_) => {
+                    *ended_conns += 1;
+                    None
                 }
-            ));
+                _ => None,
+            };
+            sink.handle(o).map_err(write_err)?;
+            let at = start.elapsed().as_secs_f64();
+            if let Some(d) = started {
+                console.line(&format!("[{at:8.1}s] started {d}"));
+            }
+            if let Some((conn, stream)) = ended
+                && let Some(r) = sink.stream_report(conn, stream)
+            {
+                console.line(&format!(
+                    "[{at:8.1}s] ended {} {}: {} video, {} audio frames, {:.1} s -> {}",
+                    r.direction,
+                    r.name
+                        .as_deref()
+                        .map_or(format!("<msid {}>", r.message_stream_id), |n| format!(
+                            "\"{n}\""
+                        )),
+                    r.video_frames,
+                    r.audio_frames,
+                    r.duration_ms as f64 / 1000.0,
+                    match r.file.as_deref() {
+                        Some("-") => "standard output",
+                        Some(f) => f,
+                        None => "(no media, no file)",
+                    }
+                ));
+            }
         }
         Ok(())
     };
@@ -282,15 +285,13 @@ pub fn run(args: LiveArgs) -> Result<u8> {
         match cap.next_frame() {
             Ok(Some(frame)) => {
                 pipeline.frame(&frame);
-                for o in pipeline.drain() {
-                    handle(
-                        o,
-                        &mut sink,
-                        &mut console,
-                        &mut ended_conns,
-                        &mut streams_seen,
-                    )?;
-                }
+                take_outputs(
+                    &mut pipeline,
+                    &mut sink,
+                    &mut console,
+                    &mut ended_conns,
+                    &mut streams_seen,
+                )?;
             }
             Ok(None) => {}
             Err(e) => {
@@ -328,15 +329,13 @@ pub fn run(args: LiveArgs) -> Result<u8> {
     drop(cap);
     loop {
         let more = pipeline.finish_some();
-        for o in pipeline.drain() {
-            handle(
-                o,
-                &mut sink,
-                &mut console,
-                &mut ended_conns,
-                &mut streams_seen,
-            )?;
-        }
+        take_outputs(
+            &mut pipeline,
+            &mut sink,
+            &mut console,
+            &mut ended_conns,
+            &mut streams_seen,
+        )?;
         if !more {
             break;
         }
