@@ -8,10 +8,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::capture::Frame;
+use crate::capture::linktype;
 use crate::config::{Config, Limits};
-use crate::decode::{self, linktype};
+use crate::decode;
 use crate::flow::{Reassembler, StreamEvent};
-use crate::pipeline::{Frame, Pipeline};
+use crate::pipeline::Pipeline;
 use crate::rtmp::amf0;
 use crate::rtmp::chunk::{ChunkReader, Message};
 use crate::sink::{FlvSink, flv};

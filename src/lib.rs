@@ -18,6 +18,8 @@ pub mod fuzzing;
 pub mod pipeline;
 pub mod rtmp;
 pub mod sink;
+pub mod transport;
 
+pub use capture::Frame;
 pub use config::{Config, Limits};
-pub use pipeline::{Frame, Output, Pipeline};
+pub use pipeline::{Output, Pipeline};

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use rtmpsniff::capture::KernelStats;
 use rtmpsniff::capture::live::{self, LiveCapture, LiveOptions};
-use rtmpsniff::sink::report::{KernelStats, Report};
+use rtmpsniff::sink::report::Report;
 use rtmpsniff::sink::{self, FlvSink};
 use rtmpsniff::{Config, Output, Pipeline};
 
@@ -306,17 +307,17 @@ pub fn run(args: LiveArgs) -> Result<u8> {
             cap.flush()?;
             if console.status {
                 let secs = now.duration_since(last_tick.0).as_secs_f64();
-                let bytes = pipeline.stats.bytes - last_tick.1;
-                last_tick = (now, pipeline.stats.bytes);
+                let bytes = pipeline.stats().bytes - last_tick.1;
+                last_tick = (now, pipeline.stats().bytes);
                 let line = status_line(
                     now - start,
                     (
-                        pipeline.stats.connections - ended_conns,
-                        pipeline.stats.connections,
+                        pipeline.stats().connections - ended_conns,
+                        pipeline.stats().connections,
                     ),
                     (sink.open_streams(), streams_seen),
                     bytes as f64 * 8.0 / secs.max(1e-3),
-                    pipeline.stats.frames,
+                    pipeline.stats().frames,
                     cap.kernel_stats(),
                 );
                 console.status(&line);
@@ -343,13 +344,13 @@ pub fn run(args: LiveArgs) -> Result<u8> {
     console.clear_status();
     let kernel = input.kernel;
     sink.finish().map_err(write_err)?;
-    let mut hits = pipeline.stats.limit_hits.clone();
+    let mut hits = pipeline.stats().limit_hits.clone();
     hits.add(&sink.limit_hits);
     let mut report = Report {
         tool: format!("rtmpsniff {}", env!("CARGO_PKG_VERSION")),
         inputs: vec![input],
         input_errors: Vec::new(),
-        stats: pipeline.stats.clone(),
+        stats: pipeline.stats(),
         limits: hits.report(&args.config.limits),
         connections: sink.into_report_connections(),
     };

@@ -440,7 +440,7 @@ fn read(args: ReadArgs<'_>) -> Result<u8> {
             sink.write_pending().map_err(write_err)?;
             if let Some(p) = &progress {
                 p.set_position(bytes);
-                p.set_message(format!("{} connections", pipeline.stats.connections));
+                p.set_message(format!("{} connections", pipeline.stats().connections));
             }
         }
     }
@@ -466,7 +466,7 @@ fn read(args: ReadArgs<'_>) -> Result<u8> {
         }
     }
     sink.finish().map_err(write_err)?;
-    let mut hits = pipeline.stats.limit_hits.clone();
+    let mut hits = pipeline.stats().limit_hits.clone();
     hits.add(&sink.limit_hits);
     let limits_report = hits.report(&limits);
     let reached: Vec<String> = limits_report
@@ -484,7 +484,7 @@ fn read(args: ReadArgs<'_>) -> Result<u8> {
         tool: format!("rtmpsniff {}", env!("CARGO_PKG_VERSION")),
         inputs,
         input_errors: open_errors.iter().map(|e| e.to_string()).collect(),
-        stats: pipeline.stats.clone(),
+        stats: pipeline.stats(),
         limits: limits_report,
         connections: sink.into_report_connections(),
     };

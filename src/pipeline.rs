@@ -1,30 +1,18 @@
 //! The pipeline from captured frames to stream events: decode, connection table, TCP
 //! reassembly, RTMP. No I/O here: frames and their timestamps come in, events go out.
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::config::{Config, LimitHits, LimitReport};
+use crate::capture::Frame;
+use crate::config::{Config, LimitHits, LimitReport, Limits};
 use crate::decode::{self, Segment};
-use crate::flow::{ConnKey, Dir, Reassembler, StreamEvent};
+use crate::flow::table::Admitted;
+use crate::flow::{self, ConnKey, Dir, Eviction, Held, Reassembler, StreamEvent, Streams, Table};
 use crate::rtmp::{self, Direction, HandshakeOutcome, TagKind};
-
-/// A captured frame, borrowed from the capture layer.
-#[derive(Clone, Copy, Debug)]
-pub struct Frame<'a> {
-    /// Seconds since the epoch.
-    pub ts: f64,
-    /// 1-based frame number within its input file (as Wireshark numbers them).
-    pub number: u64,
-    pub linktype: i32,
-    pub data: &'a [u8],
-    /// Length on the wire (more than `data.len()` when the snap length cut it).
-    pub orig_len: u32,
-}
+use crate::transport::Transport;
 
 /// What the pipeline hands to the sinks.
 #[derive(Clone, Debug)]
@@ -143,147 +131,72 @@ pub struct Stats {
     pub limit_hits: LimitHits,
 }
 
-/// Connections closed at a time at the end of the input or for idleness.
-pub const CLOSE_BATCH: usize = 256;
-
-/// One TCP connection. A connection that is nothing but a client's SYN (a SYN flood, a port
-/// scan) costs this record only, a few hundred bytes; its byte streams are set up by the first
-/// segment that is not a bare SYN.
-struct Conn {
-    id: u64,
-    client: SocketAddr,
-    server: SocketAddr,
-    flows: Option<Box<Flows>>,
-    first_seen: f64,
-    last_seen: f64,
-    first_frame: u64,
-    last_frame: u64,
-    /// FIN seen per direction; RST seen.
-    fin: [bool; 2],
-    rst: bool,
-    /// ISN of the client's SYN, to tell a retransmitted SYN from a new connection.
-    client_isn: Option<u32>,
-    /// Right and wrong TCP checksums seen per direction. Where right ones dominate, checksums
-    /// are real (not left to offloading) and a wrong one means corruption on the wire.
-    checksums: [(u64, u64); 2],
-    bad_checksums: u64,
-    /// When it was last active (the pipeline's own clock, one tick per segment).
-    tick: u64,
-    /// Its key in `Pipeline::lru[tier]`: the tick when it was put there. Moved only when its
-    /// tier changes or when eviction or expiry come across it, not for every packet.
-    lru_at: u64,
-    /// How much it looks like a real connection, for eviction: 0 nothing but a SYN, 1 the
-    /// server's SYN-ACK or data one way, 2 data both ways. Lower tiers are evicted first.
-    tier: u8,
-    synack: bool,
-    /// Bytes it holds, as last accounted in the pipeline's total.
-    memory: usize,
-    /// Why it was closed before its end, if it was.
-    evicted: Option<Eviction>,
-}
-
-/// The byte streams of a connection and the RTMP read from them.
-struct Flows {
-    reasm: [Reassembler; 2],
+/// What the layers above TCP keep for one connection: how RTMP is carried, and the RTMP read
+/// from it.
+struct Upper {
+    transport: Transport,
     rtmp: rtmp::Connection,
 }
 
-impl Flows {
-    fn new(l: &crate::config::Limits) -> Box<Self> {
-        Box::new(Flows {
-            reasm: [
-                Reassembler::new(l.reassembly_bytes, l.reassembly_segments),
-                Reassembler::new(l.reassembly_bytes, l.reassembly_segments),
-            ],
-            rtmp: rtmp::Connection::new(l.clone()),
-        })
-    }
-
-    /// Bytes held: reassembly buffers and partial messages.
-    fn memory(&self) -> usize {
-        self.reasm[0].memory() + self.reasm[1].memory() + self.rtmp.buffered_bytes()
-    }
-}
-
-/// Why a connection was closed before its end.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Eviction {
-    /// The connection limit: the least recently active was closed for a new one.
-    Connections,
-    /// The bytes buffered across all connections reached their limit.
-    BufferedTotal,
-    /// Nothing for the idle timeout of packet time.
-    Idle,
-}
-
-impl Eviction {
-    fn why(self) -> &'static str {
-        match self {
-            Eviction::Connections => "more connections than the connection limit were open",
-            Eviction::BufferedTotal => {
-                "the bytes buffered across all connections reached their limit"
-            }
-            Eviction::Idle => "nothing for the idle timeout of packet time",
+impl Upper {
+    fn new(limits: &Limits) -> Self {
+        Upper {
+            transport: Transport::default(),
+            rtmp: rtmp::Connection::new(limits.clone()),
         }
     }
 
-    /// The pipeline-level limit it counts as reaching.
-    fn hits(self) -> LimitHits {
-        let mut h = LimitHits::default();
-        match self {
-            Eviction::Connections => h.connections = 1,
-            Eviction::BufferedTotal => h.buffered_bytes_total = 1,
-            Eviction::Idle => {}
-        }
-        h
+    /// One event of TCP direction `dir`, through the transport into RTMP.
+    fn stream_event(
+        &mut self,
+        dir: Dir,
+        ev: StreamEvent<'_>,
+        frame: u64,
+        out: &mut Vec<rtmp::Event>,
+    ) {
+        let Upper { transport, rtmp } = self;
+        transport.stream_event(dir, ev, &mut |d, ev| rtmp.stream_event(d, ev, frame, out));
     }
 }
 
+impl Held for Upper {
+    fn held_bytes(&self) -> usize {
+        self.transport.held_bytes() + self.rtmp.buffered_bytes()
+    }
+}
+
+type Conn = flow::Conn<Upper>;
+
+/// Frames in, [`Output`]s out: decode, the connection table and reassembly, transport, RTMP.
 pub struct Pipeline {
     config: Config,
-    /// Looked up several times per packet: foldhash (seeded per map, so hostile 4-tuples cannot
-    /// aim at collisions) instead of SipHash, which was a tenth of the run.
-    ///
-    /// Boxed: a `Conn` is 1.7 KB, and a hash table keeps up to twice as many slots as entries,
-    /// which made a SYN flood at the connection limit take 310 MB instead of 150.
-    conns: foldhash::HashMap<ConnKey, Box<Conn>>,
-    next_id: u64,
+    table: Table<Upper>,
     events: Vec<rtmp::Event>,
     out: Vec<Output>,
-    last_frame: u64,
-    /// Least recently active first, one map per tier (see `Conn::tier`): eviction takes
-    /// from the lowest tier that has any. An entry's place is the connection's activity when
-    /// it was put there ([`Conn::lru_at`]); a connection active since is moved to its place
-    /// when eviction or expiry come to it (so the order is kept without a map update per
-    /// packet, which was a twentieth of the run).
-    lru: [BTreeMap<u64, ConnKey>; 3],
-    tick: u64,
-    /// Connections by the bytes they hold, and the sum, for the global memory budget.
-    by_memory: BTreeSet<(usize, ConnKey)>,
-    memory: usize,
-    /// Packet time of the last look for idle connections.
-    expiry_checked: f64,
-    /// At the end of the input, the connections still to close (latest first).
-    closing: Option<Vec<ConnKey>>,
-    pub stats: Stats,
+    /// Counters of the frames (the table keeps those of connections).
+    frames: Stats,
 }
 
 impl Pipeline {
     pub fn new(config: Config) -> Self {
         Pipeline {
+            table: Table::new(config.limits.clone(), config.idle_timeout),
             config,
-            conns: Default::default(),
-            next_id: 0,
             events: Vec::new(),
             out: Vec::new(),
-            last_frame: 0,
-            lru: [BTreeMap::new(), BTreeMap::new(), BTreeMap::new()],
-            tick: 0,
-            by_memory: BTreeSet::new(),
-            memory: 0,
-            expiry_checked: f64::NEG_INFINITY,
-            closing: None,
-            stats: Stats::default(),
+            frames: Stats::default(),
+        }
+    }
+
+    /// Counters over the input so far.
+    pub fn stats(&self) -> Stats {
+        let t = &self.table.stats;
+        Stats {
+            bad_checksums: t.bad_checksums,
+            connections: t.connections,
+            connections_evicted: t.connections_evicted,
+            connections_expired: t.connections_expired,
+            ..self.frames.clone()
         }
     }
 
@@ -293,325 +206,83 @@ impl Pipeline {
     }
 
     pub fn frame(&mut self, f: &Frame<'_>) {
-        self.stats.frames += 1;
-        self.stats.bytes += f.data.len() as u64;
-        self.last_frame = f.number;
+        let stats = &mut self.frames;
+        stats.frames += 1;
+        stats.bytes += f.data.len() as u64;
         if (f.data.len() as u64) < f.orig_len as u64 {
-            self.stats.truncated_frames += 1;
+            stats.truncated_frames += 1;
         }
         let seg = match decode::decode(f.linktype, f.data) {
             Ok(s) => s,
             Err(decode::Skip::NotIp | decode::Skip::NotTcp) => {
-                self.stats.not_tcp += 1;
+                stats.not_tcp += 1;
                 return;
             }
             Err(decode::Skip::Fragment) => {
-                self.stats.fragments += 1;
+                stats.fragments += 1;
                 return;
             }
             Err(decode::Skip::Malformed) => {
-                self.stats.malformed += 1;
+                stats.malformed += 1;
                 return;
             }
         };
-        self.stats.tcp_segments += 1;
+        stats.tcp_segments += 1;
         self.segment(&seg, f.ts, f.number);
     }
 
     fn segment(&mut self, seg: &Segment<'_>, ts: f64, frame: u64) {
-        if (ts - self.expiry_checked).abs() >= 1.0 {
-            self.expire_idle(ts);
+        for c in self.table.expire_due(ts) {
+            self.close(c);
         }
         let key = ConnKey::new(seg.src, seg.dst);
-        if seg.flags.syn && !seg.flags.ack {
-            // A new SYN on a finished 4-tuple (or one with another ISN) starts a new connection.
-            let restart = self.conns.get(&key).is_some_and(|c| {
-                seg.src == c.client
-                    && (c.rst
-                        || c.fin.iter().all(|&f| f)
-                        || c.client_isn.is_some_and(|isn| isn != seg.seq))
-            });
-            if restart {
-                self.end(key);
-            }
+        if let Some(c) = self.table.restarted(key, seg) {
+            self.close(c);
         }
-        if self.conns.len() >= self.config.limits.connections && !self.conns.contains_key(&key) {
+        if self.table.is_full_for(key) {
             if roles(&self.config, seg).is_none() {
                 return;
             }
-            self.evict_oldest();
+            if let Some(c) = self.table.make_room(key) {
+                self.close(c);
+            }
         }
-        // One look-up: everything below works on the connection and the pipeline's other
-        // fields side by side.
         let Pipeline {
             config,
-            conns,
-            next_id,
+            table,
             events,
             out,
-            lru,
-            tick,
-            by_memory,
-            memory,
-            stats,
             ..
         } = self;
-        let c = match conns.entry(key) {
-            Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(v) => {
-                let Some((client, server)) = roles(config, seg) else {
-                    return;
-                };
-                let id = *next_id;
-                *next_id += 1;
-                stats.connections += 1;
-                *tick += 1;
-                lru[0].insert(*tick, key);
-                v.insert(Box::new(Conn {
-                    id,
-                    client,
-                    server,
-                    flows: None,
-                    first_seen: ts,
-                    last_seen: ts,
-                    first_frame: frame,
-                    last_frame: frame,
-                    fin: [false; 2],
-                    rst: false,
-                    client_isn: None,
-                    checksums: [(0, 0); 2],
-                    bad_checksums: 0,
-                    tick: *tick,
-                    lru_at: *tick,
-                    tier: 0,
-                    synack: false,
-                    memory: 0,
-                    evicted: None,
-                }))
-            }
+        let roles = roles(config, seg);
+        let Some(Admitted { conn: c, dir }) = table.admit(key, seg, roles, ts, frame) else {
+            return;
         };
-        c.last_seen = ts;
-        c.last_frame = frame;
-        let dir = if seg.src == c.client {
-            Dir::ClientToServer
-        } else {
-            Dir::ServerToClient
-        };
-        let ck = &mut c.checksums[dir.index()];
-        match seg.checksum_ok() {
-            Some(true) => ck.0 += 1,
-            Some(false) if ck.0 >= 8 && ck.1 * 8 < ck.0 => {
-                // Corrupted on the wire: the receiver dropped it too, and a retransmission
-                // brings the right bytes.
-                ck.1 += 1;
-                c.bad_checksums += 1;
-                stats.bad_checksums += 1;
-                return;
-            }
-            Some(false) => ck.1 += 1,
-            None => {}
-        }
-        if seg.flags.syn {
-            c.synack |= seg.flags.ack && dir == Dir::ServerToClient;
-            if dir == Dir::ClientToServer && c.client_isn.is_none() {
-                c.client_isn = Some(seg.seq);
-            }
-        }
-        // A client's bare SYN needs nothing but its sequence number, kept above (a bare SYN
-        // from the server, a simultaneous open, sets up the streams like any other segment).
-        let bare_syn = dir == Dir::ClientToServer
-            && seg.flags.syn
-            && !seg.flags.ack
-            && !seg.flags.fin
-            && !seg.flags.rst
-            && seg.payload.is_empty();
-        if c.flows.is_none() && !bare_syn {
-            let mut f = Flows::new(&config.limits);
-            if let Some(isn) = c.client_isn {
-                f.reasm[0].syn(isn);
-            }
-            c.flows = Some(f);
-        }
-        if let Some(f) = c.flows.as_mut() {
-            let Flows { reasm, rtmp } = &mut **f;
-            if !seg.flags.syn && !seg.payload.is_empty() && !reasm[dir.index()].started() {
-                // Data before any SYN of this direction: the capture began after its start.
-                rtmp.start_unknown(dir);
-            }
-            if seg.flags.syn {
-                reasm[dir.index()].syn(seg.seq);
-            }
-            let dead = rtmp.is_dead();
-            let (a, b) = reasm.split_at_mut(1);
-            let (mine, theirs) = if dir == Dir::ClientToServer {
-                (&mut a[0], &mut b[0])
-            } else {
-                (&mut b[0], &mut a[0])
-            };
-            let payload = if dead { &[][..] } else { seg.payload };
-            let mut deliver = |d: Dir, ev: StreamEvent<'_>| rtmp.stream_event(d, ev, frame, events);
-            mine.segment(seg.seq, payload, seg.flags.fin, frame, &mut |ev| {
-                deliver(dir, ev)
-            });
-            if seg.flags.ack {
-                theirs.peer_ack(seg.ack, frame, &mut |ev| deliver(dir.other(), ev));
-            }
-        }
-        if seg.flags.fin {
-            c.fin[dir.index()] = true;
-        }
-        if seg.flags.rst {
-            c.rst = true;
+        c.ensure_streams(seg, dir, &config.limits, || Upper::new(&config.limits));
+        if let Some(s) = c.streams.as_mut() {
+            feed(s, seg, dir, frame, events);
         }
         forward(c, events, out);
-        let finished = c
-            .flows
-            .as_ref()
-            .is_some_and(|f| f.reasm[0].finished() && f.reasm[1].finished());
-        if c.rst || finished {
-            self.end(key);
-            return;
-        }
-        // Active now: its tier, and the bytes it holds.
-        *tick += 1;
-        c.tick = *tick;
-        let data = c.flows.as_ref().map_or(0, |f| {
-            f.reasm
-                .iter()
-                .filter(|r| r.stats.delivered_bytes > 0)
-                .count()
-        });
-        let tier = match (data, c.synack) {
-            (2, _) => 2,
-            (1, _) | (_, true) => 1,
-            _ => 0,
-        };
-        if tier != c.tier {
-            lru[c.tier as usize].remove(&c.lru_at);
-            c.tier = tier;
-            c.lru_at = c.tick;
-            lru[tier as usize].insert(c.lru_at, key);
-        }
-        let held = c.flows.as_ref().map_or(0, |f| f.memory());
-        if held != c.memory {
-            by_memory.remove(&(c.memory, key));
-            *memory = *memory - c.memory + held;
-            c.memory = held;
-            if held > 0 {
-                by_memory.insert((held, key));
-            }
-        }
-        self.enforce_memory_budget();
-    }
-
-    /// Over the global budget, the connection holding the most bytes is closed.
-    fn enforce_memory_budget(&mut self) {
-        while self.memory > self.config.limits.buffered_bytes_total {
-            let Some(&(_, key)) = self.by_memory.last() else {
-                break;
-            };
-            if let Some(c) = self.conns.get_mut(&key) {
-                c.evicted = Some(Eviction::BufferedTotal);
-            }
-            self.end(key);
+        for c in self.table.touched(key, seg, dir) {
+            self.close(c);
         }
     }
 
-    /// Close the least recently active connection of the lowest tier (a SYN flood pushes out
-    /// only its own SYNs, not the sessions that got answers or carried data).
-    fn evict_oldest(&mut self) {
-        let oldest = (0..self.lru.len()).find_map(|t| self.least_recent(t));
-        if let Some(k) = oldest {
-            self.stats.connections_evicted += 1;
-            if let Some(c) = self.conns.get_mut(&k) {
-                c.evicted = Some(Eviction::Connections);
-            }
-            self.end(k);
-        }
-    }
-
-    /// The least recently active connection of tier `t`: entries of connections active since
-    /// they were placed are moved to where they belong on the way.
-    fn least_recent(&mut self, t: usize) -> Option<ConnKey> {
-        let lru = &mut self.lru[t];
-        while let Some((&at, &key)) = lru.first_key_value() {
-            match self.conns.get_mut(&key) {
-                Some(c) if c.tick != at && c.lru_at == at => {
-                    lru.remove(&at);
-                    c.lru_at = c.tick;
-                    lru.insert(c.tick, key);
-                }
-                Some(c) if c.lru_at == at => return Some(key),
-                // Not an entry of a connection in the table (cannot happen): dropped.
-                _ => {
-                    lru.remove(&at);
-                }
-            }
-        }
-        None
-    }
-
-    /// Close the connections that carried nothing for the idle timeout before packet time
-    /// `now`. Each tier's LRU map is in order of activity, so only the expired entries, the
-    /// entries of connections active since they were placed (which are moved), and one more
-    /// per tier are looked at.
-    ///
-    /// At most [`CLOSE_BATCH`] are closed at a time (their outputs are taken before the next
-    /// ones are made); when there were more, the next packet looks again.
-    fn expire_idle(&mut self, now: f64) {
-        let limit = now - self.config.idle_timeout;
-        let mut idle = Vec::new();
-        let mut moved = Vec::new();
-        for (t, lru) in self.lru.iter().enumerate() {
-            for (&at, key) in lru {
-                match self.conns.get(key) {
-                    Some(_) if idle.len() == CLOSE_BATCH => break,
-                    Some(c) if c.last_seen < limit => idle.push(*key),
-                    Some(c) if c.tick != at => moved.push((t, at, *key, c.tick)),
-                    _ => break,
-                }
-            }
-        }
-        if idle.len() < CLOSE_BATCH {
-            self.expiry_checked = now;
-        }
-        for (t, at, key, tick) in moved {
-            if let Some(c) = self.conns.get_mut(&key) {
-                self.lru[t].remove(&at);
-                c.lru_at = tick;
-                self.lru[t].insert(tick, key);
-            }
-        }
-        for key in idle {
-            self.stats.connections_expired += 1;
-            if let Some(c) = self.conns.get_mut(&key) {
-                c.evicted = Some(Eviction::Idle);
-            }
-            self.end(key);
-        }
-    }
-
-    /// Flush and close one connection.
-    fn end(&mut self, key: ConnKey) {
-        let Some(mut c) = self.conns.remove(&key) else {
-            return;
-        };
-        self.lru[c.tier as usize].remove(&c.lru_at);
-        self.by_memory.remove(&(c.memory, key));
-        self.memory -= c.memory;
+    /// Flush and close one connection the table let go of.
+    fn close(&mut self, mut c: Box<Conn>) {
         let frame = c.last_frame;
-        if let Some(f) = c.flows.as_mut() {
-            let Flows { reasm, rtmp } = &mut **f;
+        if let Some(s) = c.streams.as_mut() {
+            let Streams { reasm, upper } = &mut **s;
             let events = &mut self.events;
             for dir in [Dir::ClientToServer, Dir::ServerToClient] {
                 reasm[dir.index()]
-                    .flush(frame, &mut |ev| rtmp.stream_event(dir, ev, frame, events));
+                    .flush(frame, &mut |ev| upper.stream_event(dir, ev, frame, events));
             }
-            rtmp.close(frame, events);
+            upper.rtmp.close(frame, events);
         }
         forward(&c, &mut self.events, &mut self.out);
         let s = summary(&c, &self.config.limits);
-        self.stats.limit_hits.add(&s.hits);
+        self.frames.limit_hits.add(&s.hits);
         self.out.push(Output::ConnectionEnded(Box::new(s)));
     }
 
@@ -624,26 +295,52 @@ impl Pipeline {
     }
 
     /// End of input, a few connections at a time (in the order they began): closes up to
-    /// [`CLOSE_BATCH`] of them and says whether any remain. Taking the outputs between calls
+    /// [`CLOSE_BATCH`](flow::table::CLOSE_BATCH) of them and says whether any remain. Taking the outputs between calls
     /// keeps what is held to a batch's reports (a hundred thousand connections open at the
     /// end of a capture held all their reports at once).
     pub fn finish_some(&mut self) -> bool {
-        let mut keys = self.closing.take().unwrap_or_else(|| {
-            let mut keys: Vec<(u64, ConnKey)> =
-                self.conns.iter().map(|(k, c)| (c.id, *k)).collect();
-            // Latest first: they are taken from the end.
-            keys.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
-            keys.into_iter().map(|(_, k)| k).collect()
-        });
-        for _ in 0..CLOSE_BATCH {
-            match keys.pop() {
-                Some(k) => self.end(k),
-                None => break,
-            }
+        let (closed, more) = self.table.finish_some();
+        for c in closed {
+            self.close(c);
         }
-        let more = !keys.is_empty();
-        self.closing = more.then_some(keys);
         more
+    }
+}
+
+/// A segment's bytes into its direction's reassembler, and its acknowledgement into the
+/// other's; what they hand on goes up through the transport into RTMP.
+fn feed(
+    s: &mut Streams<Upper>,
+    seg: &Segment<'_>,
+    dir: Dir,
+    frame: u64,
+    events: &mut Vec<rtmp::Event>,
+) {
+    let Streams { reasm, upper } = s;
+    if !seg.flags.syn && !seg.payload.is_empty() && !reasm[dir.index()].started() {
+        // Data before any SYN of this direction: the capture began after its start.
+        if let Some(d) = upper.transport.start_unknown(dir) {
+            upper.rtmp.start_unknown(d);
+        }
+    }
+    if seg.flags.syn {
+        reasm[dir.index()].syn(seg.seq);
+    }
+    let dead = upper.rtmp.is_dead();
+    let (a, b) = reasm.split_at_mut(1);
+    let (mine, theirs) = if dir == Dir::ClientToServer {
+        (&mut a[0], &mut b[0])
+    } else {
+        (&mut b[0], &mut a[0])
+    };
+    let payload = if dead { &[][..] } else { seg.payload };
+    mine.segment(seg.seq, payload, seg.flags.fin, frame, &mut |ev| {
+        upper.stream_event(dir, ev, frame, events)
+    });
+    if seg.flags.ack {
+        theirs.peer_ack(seg.ack, frame, &mut |ev| {
+            upper.stream_event(dir.other(), ev, frame, events)
+        });
     }
 }
 
@@ -693,13 +390,13 @@ fn forward(c: &Conn, events: &mut Vec<rtmp::Event>, out: &mut Vec<Output>) {
                 name,
                 mid_stream,
             } => Output::StreamStarted {
-                conn: c.id,
+                conn: c.id.0,
                 client: c.client,
                 server: c.server,
                 app: c
-                    .flows
+                    .streams
                     .as_ref()
-                    .and_then(|f| f.rtmp.session.connect.app.clone()),
+                    .and_then(|s| s.upper.rtmp.session.connect.app.clone()),
                 stream,
                 msid,
                 direction,
@@ -713,15 +410,26 @@ fn forward(c: &Conn, events: &mut Vec<rtmp::Event>, out: &mut Vec<Output>) {
                 body,
                 frame,
             } => Output::Tag {
-                conn: c.id,
+                conn: c.id.0,
                 stream,
                 kind,
                 timestamp,
                 body,
                 frame,
             },
-            rtmp::Event::StreamEnded { stream } => Output::StreamEnded { conn: c.id, stream },
+            rtmp::Event::StreamEnded { stream } => Output::StreamEnded {
+                conn: c.id.0,
+                stream,
+            },
         });
+    }
+}
+
+fn eviction_why(e: Eviction) -> &'static str {
+    match e {
+        Eviction::Connections => "more connections than the connection limit were open",
+        Eviction::BufferedTotal => "the bytes buffered across all connections reached their limit",
+        Eviction::Idle => "nothing for the idle timeout of packet time",
     }
 }
 
@@ -737,10 +445,10 @@ fn dir_name(d: Dir) -> &'static str {
 }
 
 /// The limits a connection reached, at every layer.
-fn limit_hits(c: &Conn, f: &Flows) -> LimitHits {
+fn limit_hits(c: &Conn, f: &Streams<Upper>) -> LimitHits {
     let mut h = c.evicted.map(Eviction::hits).unwrap_or_default();
-    h.add(&f.rtmp.limit_hits);
-    h.add(&f.rtmp.session.limit_hits);
+    h.add(&f.upper.rtmp.limit_hits);
+    h.add(&f.upper.rtmp.session.limit_hits);
     for r in &f.reasm {
         h.reassembly_bytes += r.stats.byte_limit_hits;
         h.reassembly_segments += r.stats.segment_limit_hits;
@@ -751,14 +459,18 @@ fn limit_hits(c: &Conn, f: &Flows) -> LimitHits {
 fn summary(c: &Conn, limits: &crate::config::Limits) -> ConnectionSummary {
     // A connection that was nothing but a SYN reads as one whose streams carried nothing.
     let empty;
-    let f = match &c.flows {
+    let f = match &c.streams {
         Some(f) => f,
         None => {
-            empty = Flows::new(limits);
+            let reasm = || Reassembler::new(limits.reassembly_bytes, limits.reassembly_segments);
+            empty = Streams {
+                reasm: [reasm(), reasm()],
+                upper: Upper::new(limits),
+            };
             &empty
         }
     };
-    let r = &f.rtmp;
+    let r = &f.upper.rtmp;
     let hs = &r.handshake;
     let handshake = if hs.seen() {
         "seen"
@@ -813,12 +525,12 @@ fn summary(c: &Conn, limits: &crate::config::Limits) -> ConnectionSummary {
         }
     }
     if let Some(e) = c.evicted {
-        warnings.push(format!("closed before its end: {}", e.why()));
+        warnings.push(format!("closed before its end: {}", eviction_why(e)));
     }
     let hits = limit_hits(c, f);
     let s = &r.session.connect;
     ConnectionSummary {
-        id: c.id,
+        id: c.id.0,
         client: c.client.to_string(),
         server: c.server.to_string(),
         first_seen: c.first_seen,

@@ -8,9 +8,7 @@ use pcap::{Capture, Offline, Precision};
 
 use super::classic::{FileHeader, PcapReader};
 
-use crate::decode::linktype;
-use crate::pipeline::Frame;
-use crate::sink::report::InputReport;
+use super::{Frame, InputReport, linktype};
 
 /// A capture file that cannot be read at all.
 #[derive(Debug, thiserror::Error)]

@@ -3,9 +3,7 @@
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use crate::decode::linktype;
-use crate::pipeline::Frame;
-use crate::sink::report::{InputReport, KernelStats};
+use super::{Frame, InputReport, KernelStats, linktype};
 use pcap::{Active, Capture, Device, Precision, Savefile};
 
 /// libpcap's largest snap length: whole segments even where the NIC or a veth coalesces them

@@ -1,8 +1,77 @@
 //! Where frames come from. This is the only module that talks to libpcap.
+//!
+//! The lowest stage: it imports no other stage. It hands up [`Frame`]s (borrowed bytes, packet
+//! time, frame number, link type) and, per input, an [`InputReport`] of what it read.
 
 pub mod classic;
 pub mod file;
+pub mod linktype;
 pub mod live;
+
+use serde::Serialize;
 
 pub use file::{FileSet, OpenError};
 pub use live::{LiveCapture, LiveError, LiveOptions};
+
+/// A captured frame, borrowed from the capture layer.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    /// Seconds since the epoch.
+    pub ts: f64,
+    /// 1-based frame number within its input file (as Wireshark numbers them).
+    pub number: u64,
+    pub linktype: i32,
+    pub data: &'a [u8],
+    /// Length on the wire (more than `data.len()` when the snap length cut it).
+    pub orig_len: u32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct InputReport {
+    pub path: String,
+    pub format: String,
+    pub link_type: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub truncated_packets: u64,
+    pub first_time: Option<f64>,
+    pub last_time: Option<f64>,
+    /// Set when the file ended inside a record (cut short), or a live capture failed.
+    pub error: Option<String>,
+    /// Where the data that was not used begins (when it can be told).
+    pub error_offset: Option<u64>,
+    /// Live captures only: what the kernel counted, drops included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelStats>,
+}
+
+/// The kernel's packet counters for the capture (libpcap's `pcap_stats`), as tcpdump prints
+/// them when it stops. A dropped packet is a gap in whatever stream it belonged to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct KernelStats {
+    /// Packets that passed the filter.
+    pub received: u32,
+    /// Packets the kernel dropped because the capture buffer was full.
+    pub dropped: u32,
+    /// Packets the interface or its driver dropped (not counted on every platform).
+    pub if_dropped: u32,
+}
+
+impl InputReport {
+    /// An input about to be read: nothing counted yet.
+    pub fn new(path: String, format: String, link_type: String) -> Self {
+        InputReport {
+            path,
+            format,
+            link_type,
+            packets: 0,
+            bytes: 0,
+            truncated_packets: 0,
+            first_time: None,
+            last_time: None,
+            error: None,
+            error_offset: None,
+            kernel: None,
+        }
+    }
+}

@@ -1,75 +1,523 @@
-//! Keys for the connection table and the two directions of a connection.
+//! The connection table: which TCP connections are tracked, for how long, and at what cost.
+//!
+//! It owns admission (a flow is tracked only if its ports or its SYN say it may be RTMP),
+//! restart detection (a new SYN on a finished 4-tuple), the least-recently-active order in
+//! three tiers, eviction at the connection limit, idle expiry in packet time, and the budget
+//! of bytes buffered across all connections. It never closes a connection itself: every
+//! method that decides one must go returns it, removed from the table, for the caller to
+//! flush (its reassemblers still hold bytes) and report, in the order decided.
+//!
+//! The state of the layers above TCP is a type parameter: the table knows only how many bytes
+//! it holds ([`Held`]).
 
-use std::hash::{Hash, Hasher};
-use std::net::{IpAddr, SocketAddr};
+// Connections leave the table as the boxes they live in (a `Conn` is large; moving the box
+// copies a pointer), so lists of them are lists of boxes.
+#![allow(clippy::vec_box)]
 
-/// Direction of travel within a connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Dir {
-    ClientToServer,
-    ServerToClient,
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+use super::key::{ConnId, ConnKey, Dir};
+use super::reassembly::Reassembler;
+use crate::config::{LimitHits, Limits};
+use crate::decode::Segment;
+
+/// Connections closed at a time at the end of the input or for idleness.
+pub const CLOSE_BATCH: usize = 256;
+
+/// What the layers above TCP keep for a connection: the table counts its bytes against the
+/// global budget.
+pub trait Held {
+    /// Bytes held (buffers, partial messages), as the memory limits count them.
+    fn held_bytes(&self) -> usize;
 }
 
-impl Dir {
-    pub fn index(self) -> usize {
+/// The byte streams of a connection and what the layers above made of them.
+#[derive(Debug)]
+pub struct Streams<T> {
+    /// Client to server, then server to client ([`Dir::index`]).
+    pub reasm: [Reassembler; 2],
+    pub upper: T,
+}
+
+impl<T: Held> Streams<T> {
+    /// Bytes held: reassembly buffers and whatever the upper layers hold.
+    fn memory(&self) -> usize {
+        self.reasm[0].memory() + self.reasm[1].memory() + self.upper.held_bytes()
+    }
+}
+
+/// Why a connection was closed before its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Eviction {
+    /// The connection limit: the least recently active was closed for a new one.
+    Connections,
+    /// The bytes buffered across all connections reached their limit.
+    BufferedTotal,
+    /// Nothing for the idle timeout of packet time.
+    Idle,
+}
+
+impl Eviction {
+    /// The limit it counts as reaching.
+    pub fn hits(self) -> LimitHits {
+        let mut h = LimitHits::default();
         match self {
-            Dir::ClientToServer => 0,
-            Dir::ServerToClient => 1,
+            Eviction::Connections => h.connections = 1,
+            Eviction::BufferedTotal => h.buffered_bytes_total = 1,
+            Eviction::Idle => {}
+        }
+        h
+    }
+}
+
+/// One TCP connection. A connection that is nothing but a client's SYN (a SYN flood, a port
+/// scan) costs this record only, a few hundred bytes; its byte streams are set up by the first
+/// segment that is not a bare SYN ([`Conn::ensure_streams`]).
+#[derive(Debug)]
+pub struct Conn<T> {
+    pub id: ConnId,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub streams: Option<Box<Streams<T>>>,
+    pub first_seen: f64,
+    pub last_seen: f64,
+    pub first_frame: u64,
+    pub last_frame: u64,
+    /// FIN seen per direction; RST seen.
+    pub fin: [bool; 2],
+    pub rst: bool,
+    /// ISN of the client's SYN, to tell a retransmitted SYN from a new connection.
+    client_isn: Option<u32>,
+    /// Right and wrong TCP checksums seen per direction. Where right ones dominate, checksums
+    /// are real (not left to offloading) and a wrong one means corruption on the wire.
+    checksums: [Checksums; 2],
+    /// Segments dropped for a wrong checksum.
+    pub bad_checksums: u64,
+    /// When it was last active (the table's own clock, one tick per segment).
+    tick: u64,
+    /// Its key in `Table::lru[tier]`: the tick when it was put there. Moved only when its
+    /// tier changes or when eviction or expiry come across it, not for every packet.
+    lru_at: u64,
+    /// How much it looks like a real connection, for eviction: 0 nothing but a SYN, 1 the
+    /// server's SYN-ACK or data one way, 2 data both ways. Lower tiers are evicted first.
+    tier: u8,
+    synack: bool,
+    /// Bytes it holds, as last accounted in the table's total.
+    memory: usize,
+    /// Why it was closed before its end, if it was.
+    pub evicted: Option<Eviction>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Checksums {
+    right: u64,
+    wrong: u64,
+}
+
+impl<T> Conn<T> {
+    /// Which way `seg` travels.
+    pub fn dir_of(&self, seg: &Segment<'_>) -> Dir {
+        if seg.src == self.client {
+            Dir::ClientToServer
+        } else {
+            Dir::ServerToClient
         }
     }
 
-    pub fn other(self) -> Dir {
-        match self {
-            Dir::ClientToServer => Dir::ServerToClient,
-            Dir::ServerToClient => Dir::ClientToServer,
+    /// Count the segment's TCP checksum; `false` when the segment must be dropped because it
+    /// was corrupted on the wire (the receiver dropped it too, and a retransmission brings the
+    /// right bytes).
+    fn checksum_passes(&mut self, dir: Dir, ok: Option<bool>) -> bool {
+        let ck = &mut self.checksums[dir.index()];
+        match ok {
+            Some(true) => ck.right += 1,
+            Some(false) if ck.right >= 8 && ck.wrong * 8 < ck.right => {
+                ck.wrong += 1;
+                self.bad_checksums += 1;
+                return false;
+            }
+            Some(false) => ck.wrong += 1,
+            None => {}
         }
+        true
+    }
+
+    /// Set up the byte streams (with `upper` for the layers above) unless `seg` is a client's
+    /// bare SYN, which needs nothing but its sequence number, kept already (a bare SYN from
+    /// the server, a simultaneous open, sets up the streams like any other segment).
+    pub fn ensure_streams(
+        &mut self,
+        seg: &Segment<'_>,
+        dir: Dir,
+        limits: &Limits,
+        upper: impl FnOnce() -> T,
+    ) {
+        let bare_syn = dir == Dir::ClientToServer
+            && seg.flags.syn
+            && !seg.flags.ack
+            && !seg.flags.fin
+            && !seg.flags.rst
+            && seg.payload.is_empty();
+        if self.streams.is_some() || bare_syn {
+            return;
+        }
+        let reasm = || Reassembler::new(limits.reassembly_bytes, limits.reassembly_segments);
+        let mut s = Box::new(Streams {
+            reasm: [reasm(), reasm()],
+            upper: upper(),
+        });
+        if let Some(isn) = self.client_isn {
+            s.reasm[0].syn(isn);
+        }
+        self.streams = Some(s);
+    }
+
+    /// Both directions ended (FIN reached in each), or the connection was reset.
+    pub fn is_over(&self) -> bool {
+        self.rst
+            || self
+                .streams
+                .as_ref()
+                .is_some_and(|s| s.reasm[0].finished() && s.reasm[1].finished())
     }
 }
 
-/// A connection's 4-tuple with the endpoints in a canonical order, so both directions of a
-/// connection find the same entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ConnKey {
-    pub lo: SocketAddr,
-    pub hi: SocketAddr,
+/// The table's own counters, for the run's statistics.
+#[derive(Clone, Debug, Default)]
+pub struct TableStats {
+    /// Connections tracked, over the whole input.
+    pub connections: u64,
+    pub connections_evicted: u64,
+    /// Connections closed for carrying nothing for the idle timeout of packet time.
+    pub connections_expired: u64,
+    /// Segments dropped for a wrong TCP checksum (in directions whose checksums are real).
+    pub bad_checksums: u64,
 }
 
-/// Hashed for every packet: the addresses as two 128-bit words and the ports as one 32-bit
-/// word (the derived hash went through each address's variant and parts, a twentieth of
-/// the run). Keys that are equal hash alike, as they must.
-impl Hash for ConnKey {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        fn ip(a: &SocketAddr) -> u128 {
-            match a.ip() {
-                IpAddr::V4(v4) => u32::from(v4) as u128,
-                IpAddr::V6(v6) => u128::from(v6),
+/// What one segment found in the table.
+pub struct Admitted<'a, T> {
+    pub conn: &'a mut Conn<T>,
+    pub dir: Dir,
+}
+
+pub struct Table<T> {
+    limits: Limits,
+    idle_timeout: f64,
+    /// Looked up several times per packet: foldhash (seeded per map, so hostile 4-tuples cannot
+    /// aim at collisions) instead of SipHash, which was a tenth of the run.
+    ///
+    /// Boxed: a `Conn` is 1.7 KB, and a hash table keeps up to twice as many slots as entries,
+    /// which made a SYN flood at the connection limit take 310 MB instead of 150.
+    conns: foldhash::HashMap<ConnKey, Box<Conn<T>>>,
+    next_id: u64,
+    /// Least recently active first, one map per tier (see `Conn::tier`): eviction takes
+    /// from the lowest tier that has any. An entry's place is the connection's activity when
+    /// it was put there ([`Conn::lru_at`]); a connection active since is moved to its place
+    /// when eviction or expiry come to it (so the order is kept without a map update per
+    /// packet, which was a twentieth of the run).
+    lru: [BTreeMap<u64, ConnKey>; 3],
+    tick: u64,
+    /// Connections by the bytes they hold, and the sum, for the global memory budget.
+    by_memory: BTreeSet<(usize, ConnKey)>,
+    memory: usize,
+    /// Packet time of the last look for idle connections.
+    expiry_checked: f64,
+    /// At the end of the input, the connections still to close (latest first).
+    closing: Option<Vec<ConnKey>>,
+    pub stats: TableStats,
+}
+
+impl<T: Held> Table<T> {
+    pub fn new(limits: Limits, idle_timeout: f64) -> Self {
+        Table {
+            limits,
+            idle_timeout,
+            conns: Default::default(),
+            next_id: 0,
+            lru: [BTreeMap::new(), BTreeMap::new(), BTreeMap::new()],
+            tick: 0,
+            by_memory: BTreeSet::new(),
+            memory: 0,
+            expiry_checked: f64::NEG_INFINITY,
+            closing: None,
+            stats: TableStats::default(),
+        }
+    }
+
+    /// Connections tracked now.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Before a segment at packet time `now`: the connections that carried nothing for the
+    /// idle timeout, looked for once per second of packet time.
+    pub fn expire_due(&mut self, now: f64) -> Vec<Box<Conn<T>>> {
+        if (now - self.expiry_checked).abs() >= 1.0 {
+            self.expire_idle(now)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// A client's SYN (without ACK) on a 4-tuple that is finished, or that had a SYN with
+    /// another ISN, starts a new connection: the old one is returned to be closed.
+    pub fn restarted(&mut self, key: ConnKey, seg: &Segment<'_>) -> Option<Box<Conn<T>>> {
+        if !seg.flags.syn || seg.flags.ack {
+            return None;
+        }
+        let c = self.conns.get(&key)?;
+        let restart = seg.src == c.client
+            && (c.rst
+                || c.fin.iter().all(|&f| f)
+                || c.client_isn.is_some_and(|isn| isn != seg.seq));
+        if restart { self.remove(key) } else { None }
+    }
+
+    /// Room for `key` at the connection limit: when the table is full and `key` is new, the
+    /// least recently active connection is returned to be closed (only call it for a flow
+    /// that is to be tracked).
+    pub fn make_room(&mut self, key: ConnKey) -> Option<Box<Conn<T>>> {
+        if self.is_full_for(key) {
+            self.evict_oldest()
+        } else {
+            None
+        }
+    }
+
+    /// Whether `key` is new and the table is at its connection limit.
+    pub fn is_full_for(&self, key: ConnKey) -> bool {
+        self.conns.len() >= self.limits.connections && !self.conns.contains_key(&key)
+    }
+
+    /// The connection `seg` belongs to, created with `roles` (client, server) when it is new
+    /// (`None`: not a flow to track). Counts its packet time and checksum: a segment whose
+    /// wrong checksum marks it as corrupted on the wire gives `None`.
+    pub fn admit(
+        &mut self,
+        key: ConnKey,
+        seg: &Segment<'_>,
+        roles: Option<(SocketAddr, SocketAddr)>,
+        ts: f64,
+        frame: u64,
+    ) -> Option<Admitted<'_, T>> {
+        let c = match self.conns.entry(key) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                let (client, server) = roles?;
+                let id = ConnId(self.next_id);
+                self.next_id += 1;
+                self.stats.connections += 1;
+                self.tick += 1;
+                self.lru[0].insert(self.tick, key);
+                v.insert(Box::new(Conn {
+                    id,
+                    client,
+                    server,
+                    streams: None,
+                    first_seen: ts,
+                    last_seen: ts,
+                    first_frame: frame,
+                    last_frame: frame,
+                    fin: [false; 2],
+                    rst: false,
+                    client_isn: None,
+                    checksums: [Checksums::default(); 2],
+                    bad_checksums: 0,
+                    tick: self.tick,
+                    lru_at: self.tick,
+                    tier: 0,
+                    synack: false,
+                    memory: 0,
+                    evicted: None,
+                }))
+            }
+        };
+        c.last_seen = ts;
+        c.last_frame = frame;
+        let dir = c.dir_of(seg);
+        if !c.checksum_passes(dir, seg.checksum_ok()) {
+            self.stats.bad_checksums += 1;
+            return None;
+        }
+        if seg.flags.syn {
+            c.synack |= seg.flags.ack && dir == Dir::ServerToClient;
+            if dir == Dir::ClientToServer && c.client_isn.is_none() {
+                c.client_isn = Some(seg.seq);
             }
         }
-        h.write_u128(ip(&self.lo));
-        h.write_u128(ip(&self.hi));
-        h.write_u32((self.lo.port() as u32) << 16 | self.hi.port() as u32);
+        Some(Admitted { conn: c, dir })
     }
-}
 
-impl ConnKey {
-    pub fn new(a: SocketAddr, b: SocketAddr) -> Self {
-        if a <= b {
-            ConnKey { lo: a, hi: b }
-        } else {
-            ConnKey { lo: b, hi: a }
+    /// After a segment of `key` was handled: its FIN and RST, then (unless that ended it) its
+    /// activity, tier and the bytes it holds. Returns the connections to close: `key` itself
+    /// when it is over, or those the memory budget closes.
+    pub fn touched(&mut self, key: ConnKey, seg: &Segment<'_>, dir: Dir) -> Vec<Box<Conn<T>>> {
+        let Some(c) = self.conns.get_mut(&key) else {
+            return Vec::new();
+        };
+        if seg.flags.fin {
+            c.fin[dir.index()] = true;
         }
+        if seg.flags.rst {
+            c.rst = true;
+        }
+        if c.is_over() {
+            return self.remove(key).into_iter().collect();
+        }
+        self.tick += 1;
+        c.tick = self.tick;
+        let data = c.streams.as_ref().map_or(0, |s| {
+            s.reasm
+                .iter()
+                .filter(|r| r.stats.delivered_bytes > 0)
+                .count()
+        });
+        let tier = match (data, c.synack) {
+            (2, _) => 2,
+            (1, _) | (_, true) => 1,
+            _ => 0,
+        };
+        if tier != c.tier {
+            self.lru[c.tier as usize].remove(&c.lru_at);
+            c.tier = tier;
+            c.lru_at = c.tick;
+            self.lru[tier as usize].insert(c.lru_at, key);
+        }
+        let held = c.streams.as_ref().map_or(0, |s| s.memory());
+        if held != c.memory {
+            self.by_memory.remove(&(c.memory, key));
+            self.memory = self.memory - c.memory + held;
+            c.memory = held;
+            if held > 0 {
+                self.by_memory.insert((held, key));
+            }
+        }
+        self.enforce_memory_budget()
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    /// Over the global budget, the connection holding the most bytes is closed.
+    fn enforce_memory_budget(&mut self) -> Vec<Box<Conn<T>>> {
+        let mut closed = Vec::new();
+        while self.memory > self.limits.buffered_bytes_total {
+            let Some(&(_, key)) = self.by_memory.last() else {
+                break;
+            };
+            if let Some(c) = self.conns.get_mut(&key) {
+                c.evicted = Some(Eviction::BufferedTotal);
+            }
+            closed.extend(self.remove(key));
+        }
+        closed
+    }
 
-    #[test]
-    fn key_is_direction_independent() {
-        let a: SocketAddr = "10.0.0.1:5000".parse().unwrap();
-        let b: SocketAddr = "10.0.0.2:1935".parse().unwrap();
-        assert_eq!(ConnKey::new(a, b), ConnKey::new(b, a));
-        assert_eq!(Dir::ClientToServer.other(), Dir::ServerToClient);
+    /// Close the least recently active connection of the lowest tier (a SYN flood pushes out
+    /// only its own SYNs, not the sessions that got answers or carried data).
+    fn evict_oldest(&mut self) -> Option<Box<Conn<T>>> {
+        let k = (0..self.lru.len()).find_map(|t| self.least_recent(t))?;
+        self.stats.connections_evicted += 1;
+        if let Some(c) = self.conns.get_mut(&k) {
+            c.evicted = Some(Eviction::Connections);
+        }
+        self.remove(k)
+    }
+
+    /// The least recently active connection of tier `t`: entries of connections active since
+    /// they were placed are moved to where they belong on the way.
+    fn least_recent(&mut self, t: usize) -> Option<ConnKey> {
+        let lru = &mut self.lru[t];
+        while let Some((&at, &key)) = lru.first_key_value() {
+            match self.conns.get_mut(&key) {
+                Some(c) if c.tick != at && c.lru_at == at => {
+                    lru.remove(&at);
+                    c.lru_at = c.tick;
+                    lru.insert(c.tick, key);
+                }
+                Some(c) if c.lru_at == at => return Some(key),
+                // Not an entry of a connection in the table (cannot happen): dropped.
+                _ => {
+                    lru.remove(&at);
+                }
+            }
+        }
+        None
+    }
+
+    /// The connections that carried nothing for the idle timeout before packet time `now`.
+    /// Each tier's LRU map is in order of activity, so only the expired entries, the entries
+    /// of connections active since they were placed (which are moved), and one more per tier
+    /// are looked at.
+    ///
+    /// At most [`CLOSE_BATCH`] are closed at a time (their outputs are taken before the next
+    /// ones are made); when there were more, the next packet looks again.
+    fn expire_idle(&mut self, now: f64) -> Vec<Box<Conn<T>>> {
+        let limit = now - self.idle_timeout;
+        let mut idle = Vec::new();
+        let mut moved = Vec::new();
+        for (t, lru) in self.lru.iter().enumerate() {
+            for (&at, key) in lru {
+                match self.conns.get(key) {
+                    Some(_) if idle.len() == CLOSE_BATCH => break,
+                    Some(c) if c.last_seen < limit => idle.push(*key),
+                    Some(c) if c.tick != at => moved.push((t, at, *key, c.tick)),
+                    _ => break,
+                }
+            }
+        }
+        if idle.len() < CLOSE_BATCH {
+            self.expiry_checked = now;
+        }
+        for (t, at, key, tick) in moved {
+            if let Some(c) = self.conns.get_mut(&key) {
+                self.lru[t].remove(&at);
+                c.lru_at = tick;
+                self.lru[t].insert(tick, key);
+            }
+        }
+        let mut closed = Vec::with_capacity(idle.len());
+        for key in idle {
+            self.stats.connections_expired += 1;
+            if let Some(c) = self.conns.get_mut(&key) {
+                c.evicted = Some(Eviction::Idle);
+            }
+            closed.extend(self.remove(key));
+        }
+        closed
+    }
+
+    /// Take a connection out of the table, to be closed.
+    pub fn remove(&mut self, key: ConnKey) -> Option<Box<Conn<T>>> {
+        let c = self.conns.remove(&key)?;
+        self.lru[c.tier as usize].remove(&c.lru_at);
+        self.by_memory.remove(&(c.memory, key));
+        self.memory -= c.memory;
+        Some(c)
+    }
+
+    /// End of input, a few connections at a time in the order they began: up to
+    /// [`CLOSE_BATCH`] of them, to be closed, and whether any remain.
+    pub fn finish_some(&mut self) -> (Vec<Box<Conn<T>>>, bool) {
+        let mut keys = self.closing.take().unwrap_or_else(|| {
+            let mut keys: Vec<(ConnId, ConnKey)> =
+                self.conns.iter().map(|(k, c)| (c.id, *k)).collect();
+            // Latest first: they are taken from the end.
+            keys.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
+            keys.into_iter().map(|(_, k)| k).collect()
+        });
+        let mut closed = Vec::new();
+        for _ in 0..CLOSE_BATCH {
+            match keys.pop() {
+                Some(k) => closed.extend(self.remove(k)),
+                None => break,
+            }
+        }
+        let more = !keys.is_empty();
+        self.closing = more.then_some(keys);
+        (closed, more)
     }
 }

@@ -61,7 +61,7 @@ fn run(limits: Limits, frames: &[(f64, Vec<u8>)]) -> Run {
     }
     let _ = std::fs::remove_dir_all(&dir);
     Run {
-        stats: p.stats,
+        stats: p.stats(),
         sink_hits,
         connections,
         files,

@@ -833,7 +833,8 @@ fn a_stream_joined_mid_stream_borrows_the_configuration_of_the_same_pictures() {
 
 #[test]
 fn keep_alives_zero_window_probes_and_duplicates_change_nothing() {
-    use rtmpsniff::decode::{decode, linktype};
+    use rtmpsniff::capture::linktype;
+    use rtmpsniff::decode::decode;
     let o = Opts {
         frames: 12,
         ..Opts::default()
