@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the two layers every captured byte goes through: TCP reassembly
 //! (segments of one direction with the receiver's ACKs) and the RTMP chunk reader (a publish's
-//! worth of video and audio messages). Throughput is in bytes of stream.
+//! worth of video and audio messages), and the whole pipeline on a sample capture.
+//! Throughput is in bytes of stream (of capture file for the pipeline).
 //!
 //!     cargo bench --bench demux
 //!
@@ -9,9 +10,11 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use rtmpsniff::Limits;
+use rtmpsniff::capture::FileSet;
 use rtmpsniff::flow::{Reassembler, StreamEvent};
 use rtmpsniff::rtmp::{ChunkReader, ChunkWriter};
+use rtmpsniff::sink::FlvSink;
+use rtmpsniff::{Config, Driver, Limits, Pipeline};
 
 /// A publisher's chunk stream: video messages of `video` bytes and audio of 418 bytes,
 /// interleaved as ffmpeg sends them, at `chunk_size`.
@@ -124,5 +127,27 @@ fn reassembler(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, chunk_reader, reassembler);
+/// The whole library on a real capture (ffmpeg publishing to nginx-rtmp, and two players),
+/// through the same driver `rtmpsniff list` uses, into an inventory (nothing written).
+fn pipeline(c: &mut Criterion) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/samples/netns-multi/capture.pcap"
+    );
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Bytes(size));
+    g.bench_function("netns-multi sample, inventory", |b| {
+        b.iter(|| {
+            let mut files = FileSet::open(&[path.to_string()]).expect("the sample capture");
+            let mut d = Driver::new(Pipeline::new(Config::default()), FlvSink::inventory());
+            d.run(&mut files, |_, _| Ok(()))
+                .expect("an inventory writes nothing");
+            black_box(d.sink.into_connections().len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, chunk_reader, reassembler, pipeline);
 criterion_main!(benches);

@@ -16,6 +16,7 @@ use crate::flow::{Reassembler, StreamEvent};
 use crate::pipeline::Pipeline;
 use crate::rtmp::amf0;
 use crate::rtmp::chunk::{ChunkReader, Message};
+use crate::run::Driver;
 use crate::sink::{FlvSink, flv};
 
 /// Link types a frame can be decoded as, chosen by the first input byte.
@@ -230,7 +231,7 @@ fn run_pipeline<'a>(frames: impl Iterator<Item = Frame<'a>>, limits: Limits, any
 }
 
 fn drive<'a>(frames: impl Iterator<Item = Frame<'a>>, limits: Limits, any_port: bool, dir: &Path) {
-    let mut sink = FlvSink::new(dir)
+    let sink = FlvSink::new(dir)
         .expect("scratch folder")
         .with_open_files(limits.open_files);
     let config = Config {
@@ -239,18 +240,12 @@ fn drive<'a>(frames: impl Iterator<Item = Frame<'a>>, limits: Limits, any_port: 
         limits,
         ..Config::default()
     };
-    let mut p = Pipeline::new(config);
+    let mut d = Driver::new(Pipeline::new(config), sink);
     for f in frames {
-        p.frame(&f);
-        for o in p.drain() {
-            sink.handle(o).expect("write into the scratch folder");
-        }
+        d.frame(&f).expect("write into the scratch folder");
     }
-    p.finish();
-    for o in p.drain() {
-        sink.handle(o).expect("write into the scratch folder");
-    }
-    let connections = sink.into_connections();
+    d.finish().expect("write into the scratch folder");
+    let connections = d.sink.into_connections();
     serde_json::to_vec(&connections).expect("the report serialises");
     for e in std::fs::read_dir(dir).expect("scratch folder") {
         let path = e.expect("entry").path();

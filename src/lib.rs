@@ -17,9 +17,11 @@ pub mod flow;
 pub mod fuzzing;
 pub mod pipeline;
 pub mod rtmp;
+pub mod run;
 pub mod sink;
 pub mod transport;
 
 pub use capture::Frame;
 pub use config::{Config, Limits};
-pub use pipeline::{Output, Pipeline};
+pub use pipeline::{Output, OutputSink, Pipeline};
+pub use run::{Driver, FrameSource};

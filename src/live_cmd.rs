@@ -5,7 +5,7 @@
 //! signals and the terminal. The protocol layers still see only packets and their timestamps.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -14,9 +14,9 @@ use anyhow::{Context, Result};
 
 use rtmpsniff::capture::KernelStats;
 use rtmpsniff::capture::live::{self, LiveCapture, LiveOptions};
-use rtmpsniff::sink::report::Report;
+use rtmpsniff::sink::report::{Report, StreamReport, TextKind};
 use rtmpsniff::sink::{self, FlvSink};
-use rtmpsniff::{Config, Output, Pipeline};
+use rtmpsniff::{Config, Driver, Output, OutputSink, Pipeline};
 
 /// How often files (and the `--write-pcap` file) are flushed and the status line redrawn.
 const TICK: Duration = Duration::from_secs(1);
@@ -158,6 +158,95 @@ fn describe_start(o: &Output) -> Option<String> {
     ))
 }
 
+/// The live run's sink: every output to the FLV sink, and the starts and ends of streams
+/// announced on the console.
+struct LiveSink {
+    flv: FlvSink,
+    console: Console,
+    start: Instant,
+    ended_conns: u64,
+    streams_seen: u64,
+    output: PathBuf,
+}
+
+impl OutputSink for LiveSink {
+    type Error = anyhow::Error;
+
+    fn output(&mut self, o: Output) -> Result<()> {
+        let started = describe_start(&o);
+        if started.is_some() {
+            self.streams_seen += 1;
+        }
+        let ended = match &o {
+            Output::StreamEnded { conn, stream } => Some((*conn, *stream)),
+            Output::ConnectionEnded(_) => {
+                self.ended_conns += 1;
+                None
+            }
+            _ => None,
+        };
+        let output = &self.output;
+        self.flv.handle(o).map_err(|e| write_err(output, e))?;
+        let at = self.start.elapsed().as_secs_f64();
+        if let Some(d) = started {
+            self.console.line(&format!("[{at:8.1}s] started {d}"));
+        }
+        if let Some((conn, stream)) = ended
+            && let Some(r) = self.flv.stream_report(conn, stream)
+        {
+            let line = describe_end(r);
+            self.console.line(&format!("[{at:8.1}s] ended {line}"));
+        }
+        Ok(())
+    }
+}
+
+fn write_err(output: &Path, e: std::io::Error) -> anyhow::Error {
+    anyhow::Error::new(e).context(format!("writing into {}", output.display()))
+}
+
+/// A stream that ended, for the console.
+fn describe_end(r: &StreamReport) -> String {
+    format!(
+        "{} {}: {} video, {} audio frames, {:.1} s -> {}",
+        r.direction,
+        r.name
+            .as_deref()
+            .map_or(format!("<msid {}>", r.message_stream_id), |n| format!(
+                "\"{n}\""
+            )),
+        r.video_frames,
+        r.audio_frames,
+        r.duration_ms as f64 / 1000.0,
+        match r.file.as_deref() {
+            Some("-") => "standard output",
+            Some(f) => f,
+            None => "(no media, no file)",
+        }
+    )
+}
+
+/// The FLV sink of a live run, with its spool, ready to write into the output folder.
+fn live_flv_sink(args: &LiveArgs) -> Result<FlvSink> {
+    let output = &args.output;
+    let cannot = || format!("cannot use output folder {}", output.display());
+    let mut sink = FlvSink::new(output)
+        .with_context(cannot)?
+        .flush_on_keyframes(true)
+        // As much again as the kernel buffer for tags waiting to be written: a burst the
+        // kernel buffer holds is not stopped by the disk.
+        .with_write_budget(args.capture.buffer_bytes.unwrap_or(0).max(0) as usize)
+        .with_sha256(args.sha256)
+        .with_selection(args.selection.clone());
+    if let Some(sel) = &args.stdout_stream {
+        sink = sink.with_pipe(sel, Box::new(std::io::stdout()));
+    }
+    // Ended connections' reports wait in a file, not in memory, however long the run.
+    sink.spool_in(output, TextKind::Summary { verbose: false })
+        .with_context(cannot)?;
+    Ok(sink)
+}
+
 pub fn run(args: LiveArgs) -> Result<u8> {
     // First signal: stop cleanly. A second one while stopping: quit at once (exit 130), for a
     // shutdown that hangs on a stuck disk.
@@ -180,32 +269,18 @@ pub fn run(args: LiveArgs) -> Result<u8> {
             return Ok(super::EXIT_BAD_INPUT);
         }
     };
-    let output = &args.output;
-    let mut sink = FlvSink::new(output)
-        .with_context(|| format!("cannot use output folder {}", output.display()))?
-        .flush_on_keyframes(true)
-        // As much again as the kernel buffer for tags waiting to be written: a burst the
-        // kernel buffer holds is not stopped by the disk.
-        .with_write_budget(args.capture.buffer_bytes.unwrap_or(0).max(0) as usize)
-        .with_sha256(args.sha256)
-        .with_selection(args.selection.clone());
-    if let Some(sel) = &args.stdout_stream {
-        sink = sink.with_pipe(sel, Box::new(std::io::stdout()));
-    }
-    // Ended connections' reports wait in a file, not in memory, however long the run.
-    sink.spool_in(
-        output,
-        rtmpsniff::sink::report::TextKind::Summary { verbose: false },
-    )
-    .with_context(|| format!("cannot use output folder {}", output.display()))?;
-    let write_err = |e: std::io::Error| {
-        anyhow::Error::new(e).context(format!("writing into {}", output.display()))
-    };
-    let mut console = Console {
-        to_stderr: piping,
-        quiet: args.quiet,
-        status: !args.quiet && std::io::stderr().is_terminal(),
-        status_shown: false,
+    let sink = LiveSink {
+        flv: live_flv_sink(&args)?,
+        console: Console {
+            to_stderr: piping,
+            quiet: args.quiet,
+            status: !args.quiet && std::io::stderr().is_terminal(),
+            status_shown: false,
+        },
+        start: Instant::now(),
+        ended_conns: 0,
+        streams_seen: 0,
+        output: args.output.clone(),
     };
     if !args.quiet {
         eprintln!(
@@ -216,135 +291,23 @@ pub fn run(args: LiveArgs) -> Result<u8> {
             if args.capture.promiscuous { "" } else { "not " },
         );
     }
-
-    let mut pipeline = Pipeline::new(args.config.clone());
-    let start = Instant::now();
-    let deadline = args.duration.map(|d| start + d);
-    let mut next_tick = start + TICK;
-    let mut last_tick = (start, 0u64);
-    let mut ended_conns = 0u64;
-    let mut streams_seen = 0u64;
-    let mut capture_error = None;
-
-    // Every output the pipeline has made: to the sink, and announced on the console.
-    let take_outputs = |pipeline: &mut Pipeline,
-                        sink: &mut FlvSink,
-                        console: &mut Console,
-                        ended_conns: &mut u64,
-                        streams_seen: &mut u64|
-     -> Result<()> {
-        for o in pipeline.drain() {
-            let started = describe_start(&o);
-            if started.is_some() {
-                *streams_seen += 1;
-            }
-            let ended = match &o {
-                Output::StreamEnded { conn, stream } => Some((*conn, *stream)),
-                Output::ConnectionEnded(_) => {
-                    *ended_conns += 1;
-                    None
-                }
-                _ => None,
-            };
-            sink.handle(o).map_err(write_err)?;
-            let at = start.elapsed().as_secs_f64();
-            if let Some(d) = started {
-                console.line(&format!("[{at:8.1}s] started {d}"));
-            }
-            if let Some((conn, stream)) = ended
-                && let Some(r) = sink.stream_report(conn, stream)
-            {
-                console.line(&format!(
-                    "[{at:8.1}s] ended {} {}: {} video, {} audio frames, {:.1} s -> {}",
-                    r.direction,
-                    r.name
-                        .as_deref()
-                        .map_or(format!("<msid {}>", r.message_stream_id), |n| format!(
-                            "\"{n}\""
-                        )),
-                    r.video_frames,
-                    r.audio_frames,
-                    r.duration_ms as f64 / 1000.0,
-                    match r.file.as_deref() {
-                        Some("-") => "standard output",
-                        Some(f) => f,
-                        None => "(no media, no file)",
-                    }
-                ));
-            }
-        }
-        Ok(())
-    };
-
-    loop {
-        if stop.load(Ordering::SeqCst)
-            || deadline.is_some_and(|d| Instant::now() >= d)
-            || sink.pipe_done()
-        {
-            break;
-        }
-        match cap.next_frame() {
-            Ok(Some(frame)) => {
-                pipeline.frame(&frame);
-                take_outputs(
-                    &mut pipeline,
-                    &mut sink,
-                    &mut console,
-                    &mut ended_conns,
-                    &mut streams_seen,
-                )?;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                capture_error = Some(e);
-                break;
-            }
-        }
-        let now = Instant::now();
-        if now >= next_tick {
-            next_tick = now + TICK;
-            sink.hand_over().map_err(write_err)?;
-            cap.flush()?;
-            if console.status {
-                let secs = now.duration_since(last_tick.0).as_secs_f64();
-                let bytes = pipeline.stats().bytes - last_tick.1;
-                last_tick = (now, pipeline.stats().bytes);
-                let line = status_line(
-                    now - start,
-                    (
-                        pipeline.stats().connections - ended_conns,
-                        pipeline.stats().connections,
-                    ),
-                    (sink.open_streams(), streams_seen),
-                    bytes as f64 * 8.0 / secs.max(1e-3),
-                    pipeline.stats().frames,
-                    cap.kernel_stats(),
-                );
-                console.status(&line);
-            }
-        }
-    }
-
+    let mut driver = Driver::new(Pipeline::new(args.config.clone()), sink);
+    let capture_error = capture_loop(&mut cap, &mut driver, &stop, args.duration)?;
     // Stop: every connection is flushed and closed, every file finalised, then the report.
     let input = cap.report();
     drop(cap);
-    loop {
-        let more = pipeline.finish_some();
-        take_outputs(
-            &mut pipeline,
-            &mut sink,
-            &mut console,
-            &mut ended_conns,
-            &mut streams_seen,
-        )?;
-        if !more {
-            break;
-        }
-    }
+    driver.finish()?;
+    let Driver { pipeline, sink } = driver;
+    let LiveSink {
+        flv: mut sink,
+        mut console,
+        ..
+    } = sink;
     console.clear_status();
     let kernel = input.kernel;
-    sink.finish().map_err(write_err)?;
-    let mut hits = pipeline.stats().limit_hits.clone();
+    let output = &args.output;
+    sink.finish().map_err(|e| write_err(output, e))?;
+    let mut hits = pipeline.stats().limit_hits;
     hits.add(&sink.limit_hits);
     let mut report = Report {
         tool: format!("rtmpsniff {}", env!("CARGO_PKG_VERSION")),
@@ -354,7 +317,8 @@ pub fn run(args: LiveArgs) -> Result<u8> {
         limits: hits.report(&args.config.limits),
         connections: sink.into_report_connections(),
     };
-    let path = sink::write_report(output, &mut |w| report.write_json(w)).map_err(write_err)?;
+    let path = sink::write_report(output, &mut |w| report.write_json(w))
+        .map_err(|e| write_err(output, e))?;
     if !args.quiet {
         let mut text = report.summary(false);
         if let Some(k) = kernel {
@@ -377,6 +341,62 @@ pub fn run(args: LiveArgs) -> Result<u8> {
         return Ok(super::EXIT_BAD_INPUT);
     }
     Ok(super::EXIT_OK)
+}
+
+/// Capture until a signal, the `--duration`, the end of the piped stream, or an error of the
+/// capture (returned: the run still finishes what it has). Once a second, the files are
+/// handed to the writer, the `--write-pcap` file flushed and the status line redrawn.
+fn capture_loop(
+    cap: &mut LiveCapture,
+    driver: &mut Driver<LiveSink>,
+    stop: &AtomicBool,
+    duration: Option<Duration>,
+) -> Result<Option<rtmpsniff::capture::LiveError>> {
+    let start = driver.sink.start;
+    let deadline = duration.map(|d| start + d);
+    let mut next_tick = start + TICK;
+    let mut last_tick = (start, 0u64);
+    loop {
+        if stop.load(Ordering::SeqCst)
+            || deadline.is_some_and(|d| Instant::now() >= d)
+            || driver.sink.flv.pipe_done()
+        {
+            return Ok(None);
+        }
+        match cap.next_frame() {
+            Ok(Some(frame)) => driver.frame(&frame)?,
+            Ok(None) => {}
+            Err(e) => return Ok(Some(e)),
+        }
+        let now = Instant::now();
+        if now < next_tick {
+            continue;
+        }
+        next_tick = now + TICK;
+        let output = &driver.sink.output;
+        driver
+            .sink
+            .flv
+            .hand_over()
+            .map_err(|e| write_err(output, e))?;
+        cap.flush()?;
+        if driver.sink.console.status {
+            let stats = driver.pipeline.stats();
+            let secs = now.duration_since(last_tick.0).as_secs_f64();
+            let bytes = stats.bytes - last_tick.1;
+            last_tick = (now, stats.bytes);
+            let s = &driver.sink;
+            let line = status_line(
+                now - start,
+                (stats.connections - s.ended_conns, stats.connections),
+                (s.flv.open_streams(), s.streams_seen),
+                bytes as f64 * 8.0 / secs.max(1e-3),
+                stats.frames,
+                cap.kernel_stats(),
+            );
+            driver.sink.console.status(&line);
+        }
+    }
 }
 
 #[cfg(test)]

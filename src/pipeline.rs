@@ -44,6 +44,13 @@ pub enum Output {
     ConnectionEnded(Box<ConnectionSummary>),
 }
 
+/// Anything that takes the pipeline's outputs, in the order they are made: FLV files and a
+/// report ([`crate::sink::FlvSink`]), or a list in a test. [`crate::run::Driver`] feeds it.
+pub trait OutputSink {
+    type Error;
+    fn output(&mut self, o: Output) -> Result<(), Self::Error>;
+}
+
 /// Where a direction was locked onto without a handshake (mid-stream start or after a gap).
 #[derive(Clone, Debug, Serialize)]
 pub struct LockReport {

@@ -888,6 +888,14 @@ impl FlvSink {
     }
 }
 
+impl crate::pipeline::OutputSink for FlvSink {
+    type Error = io::Error;
+
+    fn output(&mut self, o: Output) -> io::Result<()> {
+        self.handle(o)
+    }
+}
+
 /// Write `lender`'s decoder configuration at the start of the stream's file (after the FLV
 /// header), through a new file renamed over it, and say so in the report.
 fn lend(dir: &Path, report: &mut StreamReport, lender: &Lender, sha256: bool) -> io::Result<()> {

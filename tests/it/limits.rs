@@ -6,7 +6,7 @@ use rtmpsniff::config::LimitHits;
 use rtmpsniff::pipeline::Stats;
 use rtmpsniff::sink::report::ConnectionReport;
 use rtmpsniff::sink::{FlvSink, flv};
-use rtmpsniff::{Config, Frame, Limits, Pipeline};
+use rtmpsniff::{Config, Driver, Limits, Pipeline};
 
 use crate::synthetic::{self, Opts, Session};
 use crate::util::*;
@@ -20,29 +20,16 @@ struct Run {
 
 fn run(limits: Limits, frames: &[(f64, Vec<u8>)]) -> Run {
     let dir = temp_dir("limits");
-    let mut sink = FlvSink::new(&dir)
+    let sink = FlvSink::new(&dir)
         .unwrap()
         .with_open_files(limits.open_files);
-    let mut p = Pipeline::new(Config {
+    let p = Pipeline::new(Config {
         limits,
         ..Config::default()
     });
-    for (n, (ts, data)) in frames.iter().enumerate() {
-        p.frame(&Frame {
-            ts: *ts,
-            number: n as u64 + 1,
-            linktype: 1,
-            data,
-            orig_len: data.len() as u32,
-        });
-        for o in p.drain() {
-            sink.handle(o).unwrap();
-        }
-    }
-    p.finish();
-    for o in p.drain() {
-        sink.handle(o).unwrap();
-    }
+    let mut d = Driver::new(p, sink);
+    d.run(&mut Frames::new(frames), |_, _| Ok(())).unwrap();
+    let Driver { pipeline: p, sink } = d;
     let sink_hits = sink.limit_hits.clone();
     let connections = sink.into_connections();
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)

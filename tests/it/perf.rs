@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use rtmpsniff::pipeline::Output;
-use rtmpsniff::{Config, Frame, Pipeline};
+use rtmpsniff::{Config, Driver, Pipeline};
 
 use crate::synthetic::{self, Opts, Session};
 use crate::util::*;
@@ -92,20 +92,16 @@ fn benchmark_capture_small_is_recovered_bit_exact() {
 
 /// Run frames through a pipeline; the outputs after each frame, by frame index.
 fn outputs_by_frame(config: Config, frames: &[(f64, Vec<u8>)]) -> Vec<(usize, Output)> {
-    let mut p = Pipeline::new(config);
+    let mut d = Driver::new(Pipeline::new(config), Vec::new());
     let mut v = Vec::new();
-    for (n, (ts, data)) in frames.iter().enumerate() {
-        p.frame(&Frame {
-            ts: *ts,
-            number: n as u64 + 1,
-            linktype: 1,
-            data,
-            orig_len: data.len() as u32,
-        });
-        v.extend(p.drain().map(|o| (n, o)));
-    }
-    p.finish();
-    v.extend(p.drain().map(|o| (frames.len(), o)));
+    let mut n = 0;
+    d.run(&mut Frames::new(frames), |d, _| {
+        v.extend(d.sink.drain(..).map(|o| (n, o)));
+        n += 1;
+        Ok(())
+    })
+    .unwrap();
+    v.extend(d.sink.drain(..).map(|o| (frames.len(), o)));
     v
 }
 

@@ -197,7 +197,7 @@ fn spooled_report_is_the_in_memory_report_in_the_order_connections_began() {
     use crate::synthetic::{Opts, Session, pcap_file, publish_session};
     use rtmpsniff::capture::FileSet;
     use rtmpsniff::sink::FlvSink;
-    use rtmpsniff::{Config, Pipeline};
+    use rtmpsniff::{Config, Driver, Pipeline};
 
     let n = 60;
     let mut frames: Vec<(f64, Vec<u8>)> = Vec::new();
@@ -254,20 +254,12 @@ fn spooled_report_is_the_in_memory_report_in_the_order_connections_began() {
 
     // The library, keeping every report in memory, says the same.
     let mem = dir.join("mem");
-    let mut sink = FlvSink::new(&mem).unwrap();
-    let mut p = Pipeline::new(Config::default());
+    let sink = FlvSink::new(&mem).unwrap();
+    let mut d = Driver::new(Pipeline::new(Config::default()), sink);
     // The frames as the binary reads them (times rounded to the file's microseconds).
     let mut files = FileSet::open(&[cap.to_str().unwrap().to_string()]).unwrap();
-    while let Some(f) = files.next_frame() {
-        p.frame(&f);
-        for o in p.drain() {
-            sink.handle(o).unwrap();
-        }
-    }
-    p.finish();
-    for o in p.drain() {
-        sink.handle(o).unwrap();
-    }
+    d.run(&mut files, |_, _| Ok(())).unwrap();
+    let mut sink = d.sink;
     sink.finish().unwrap();
     // Through text both ways: serde_json's float parsing is not always exact.
     let text = serde_json::to_vec(&sink.into_connections()).unwrap();

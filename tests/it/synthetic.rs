@@ -10,7 +10,7 @@ use rtmpsniff::flow::Dir;
 use rtmpsniff::rtmp::amf0::{Value, encode};
 use rtmpsniff::rtmp::chunk::{ChunkWriter, types};
 use rtmpsniff::sink::{FlvSink, flv};
-use rtmpsniff::{Config, Frame, Pipeline};
+use rtmpsniff::{Config, Driver, Pipeline};
 
 use crate::util::*;
 
@@ -400,24 +400,9 @@ pub fn pcap_file(frames: &[(f64, Vec<u8>)]) -> Vec<u8> {
 /// Run the library pipeline on frames and return the FLV files it wrote, by name.
 pub fn run_frames(frames: &[(f64, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
     let dir = temp_dir("syn");
-    let mut sink = FlvSink::new(&dir).unwrap();
-    let mut p = Pipeline::new(Config::default());
-    for (n, (ts, data)) in frames.iter().enumerate() {
-        p.frame(&Frame {
-            ts: *ts,
-            number: n as u64 + 1,
-            linktype: 1,
-            data,
-            orig_len: data.len() as u32,
-        });
-        for o in p.drain() {
-            sink.handle(o).unwrap();
-        }
-    }
-    p.finish();
-    for o in p.drain() {
-        sink.handle(o).unwrap();
-    }
+    let sink = FlvSink::new(&dir).unwrap();
+    let mut d = Driver::new(Pipeline::new(Config::default()), sink);
+    d.run(&mut Frames::new(frames), |_, _| Ok(())).unwrap();
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| {

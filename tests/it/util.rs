@@ -140,3 +140,30 @@ pub fn read_ok(capture: &Path, out: &Path) -> serde_json::Value {
     );
     read_json(&out.join("report.json"))
 }
+
+/// Ethernet frames with their packet times, as a frame source for the library's driver;
+/// numbered from 1.
+pub struct Frames<'a> {
+    list: &'a [(f64, Vec<u8>)],
+    next: usize,
+}
+
+impl<'a> Frames<'a> {
+    pub fn new(list: &'a [(f64, Vec<u8>)]) -> Self {
+        Frames { list, next: 0 }
+    }
+}
+
+impl rtmpsniff::FrameSource for Frames<'_> {
+    fn next_frame(&mut self) -> Option<rtmpsniff::Frame<'_>> {
+        let (ts, data) = self.list.get(self.next)?;
+        self.next += 1;
+        Some(rtmpsniff::Frame {
+            ts: *ts,
+            number: self.next as u64,
+            linktype: 1,
+            data,
+            orig_len: data.len() as u32,
+        })
+    }
+}

@@ -1,0 +1,313 @@
+//! The command line: clap's definition, lowered once into a validated [`Mode`] and one
+//! [`Config`]. Nothing past [`Cli::lower`] sees a raw flag.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use rtmpsniff::Config;
+use rtmpsniff::capture::{LiveOptions, live};
+use rtmpsniff::rtmp::Direction;
+use rtmpsniff::sink::Selection;
+
+use crate::live_cmd::LiveArgs;
+
+#[derive(Parser)]
+#[command(
+    name = "rtmpsniff",
+    version,
+    about = "Recover RTMP audio/video from network captures as FLV files, without joining the session"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Which streams to keep (the others are neither written nor reported).
+#[derive(clap::Args, Clone, Debug, Default)]
+struct SelectArgs {
+    /// Only streams whose name matches this glob (also tried on the name without its query
+    /// string, and on APP/NAME).
+    #[arg(long = "stream", value_name = "GLOB")]
+    stream: Option<String>,
+    /// Only streams of an application matching this glob.
+    #[arg(long, value_name = "GLOB")]
+    app: Option<String>,
+    /// Only streams of this client (IP or IP:PORT).
+    #[arg(long, value_name = "ADDR")]
+    client: Option<String>,
+    /// Only published or only played streams.
+    #[arg(long, value_enum)]
+    direction: Option<DirectionArg>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum DirectionArg {
+    Publish,
+    Play,
+}
+
+impl SelectArgs {
+    fn selection(&self) -> Selection {
+        Selection {
+            stream: self.stream.clone(),
+            app: self.app.clone(),
+            client: self.client.clone(),
+            direction: self.direction.map(|d| match d {
+                DirectionArg::Publish => Direction::Publish,
+                DirectionArg::Play => Direction::Play,
+            }),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read saved captures (pcap, pcapng) and write every RTMP stream found as an FLV file.
+    #[command(
+        after_help = "Examples:\n  rtmpsniff read capture.pcap -o out\n  rtmpsniff read part1.pcapng part2.pcapng --port 1935 --port 19350 -o out\n  tcpdump -w - port 1935 | rtmpsniff read - -o out\n\nExit status: 0 streams found, 1 no RTMP in the input, 2 an input or the output could not be used\n(with several inputs, the readable ones are still read)."
+    )]
+    Read {
+        /// Capture files, read as one timeline; `-` reads standard input.
+        #[arg(required = true)]
+        captures: Vec<String>,
+        /// Folder for the FLV files and report.json (created if missing; nothing in it is
+        /// ever replaced).
+        #[arg(short, long, default_value = "rtmpsniff-out")]
+        output: PathBuf,
+        /// TCP port RTMP servers listen on (repeatable).
+        #[arg(short, long = "port", default_values_t = [1935u16])]
+        ports: Vec<u16>,
+        /// Also recognise RTMP on any TCP port by its handshake.
+        #[arg(long)]
+        any_port: bool,
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Print nothing but errors (no summary, no progress bar).
+        #[arg(short, long)]
+        quiet: bool,
+        /// Also print each connection's warnings, gaps and lock-ons.
+        #[arg(short, long)]
+        verbose: bool,
+        /// Put each file's SHA-256 in the report (reads every file back once it is finished:
+        /// about as much work again as the rest of the run).
+        #[arg(long)]
+        sha256: bool,
+    },
+    /// Say what is in captures (connections, streams, codecs, sizes, gaps) without writing
+    /// anything.
+    #[command(
+        after_help = "Examples:\n  rtmpsniff list capture.pcap\n  rtmpsniff list --json capture.pcapng | jq '.connections[].streams[].name'\n  rtmpsniff list --direction publish --any-port big.pcap"
+    )]
+    List {
+        /// Capture files, read as one timeline; `-` reads standard input.
+        #[arg(required = true)]
+        captures: Vec<String>,
+        /// TCP port RTMP servers listen on (repeatable).
+        #[arg(short, long = "port", default_values_t = [1935u16])]
+        ports: Vec<u16>,
+        /// Also recognise RTMP on any TCP port by its handshake.
+        #[arg(long)]
+        any_port: bool,
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Print the inventory as JSON (the report's format) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the manual page (roff) generated from this command line.
+    Man,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Capture on a network interface and write every RTMP stream as an FLV file while it runs.
+    #[command(
+        after_help = "Examples:\n  rtmpsniff live -i eth0 -o out\n  rtmpsniff live -i any --port 1935 --port 19350 --duration 600 --write-pcap out.pcap\n  rtmpsniff live -i eth0 -f 'host 192.0.2.7 and tcp port 1935' -o out\n  rtmpsniff live -i eth0 --stdout --stream cam1 | ffplay -\n\nFiles are flushed every second and on each keyframe; a stream that ends is closed at once.\nCtrl-C or SIGTERM stops cleanly: files finalised, report.json written, exit 0.\nExit status 2: the interface, the filter, the privileges or the output could not be used."
+    )]
+    Live {
+        /// Interface to capture on (`rtmpsniff interfaces` lists them; `any` is all of them).
+        #[arg(short, long, required_unless_present = "list")]
+        interface: Option<String>,
+        /// List the interfaces and exit.
+        #[arg(long)]
+        list: bool,
+        /// Folder for the FLV files and report.json (created if missing; nothing in it is
+        /// ever replaced).
+        #[arg(short, long, default_value = "rtmpsniff-out")]
+        output: PathBuf,
+        /// TCP port RTMP servers listen on (repeatable).
+        #[arg(short, long = "port", default_values_t = [1935u16])]
+        ports: Vec<u16>,
+        /// Also recognise RTMP on any TCP port by its handshake (captures all TCP).
+        #[arg(long)]
+        any_port: bool,
+        /// BPF filter expression for the capture, instead of the one built from the ports.
+        #[arg(short, long, value_name = "EXPR")]
+        filter: Option<String>,
+        /// Do not put the interface into promiscuous mode.
+        #[arg(long)]
+        no_promisc: bool,
+        /// Kernel capture buffer, in MiB (tcpdump's -B is in KiB; libpcap's default is 2 MiB).
+        #[arg(short = 'B', long, value_name = "MIB", default_value_t = 32,
+              value_parser = clap::value_parser!(u32).range(1..=2047))]
+        buffer_size: u32,
+        /// Stop by itself after this many seconds.
+        #[arg(long, value_name = "SECS")]
+        duration: Option<f64>,
+        /// Write the stream chosen with --stream to standard output (the run ends with it).
+        #[arg(long, requires = "stream")]
+        stdout: bool,
+        /// --stream picks the stream for --stdout (the first it names); without --stdout it
+        /// selects, like --app, --client and --direction.
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Also save every captured packet to this pcap file (never replaces a file).
+        #[arg(long, value_name = "FILE")]
+        write_pcap: Option<PathBuf>,
+        /// Put each file's SHA-256 in the report (worked out once the file is finished).
+        #[arg(long)]
+        sha256: bool,
+        /// Print nothing but errors.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// List the network interfaces `live` can capture on.
+    Interfaces,
+}
+
+/// What the command line asks for, checked.
+pub enum Mode {
+    /// `read` and `list`.
+    Read(ReadArgs),
+    Live(LiveArgs),
+    Man,
+    Completions(clap_complete::Shell),
+    Interfaces,
+}
+
+/// What `read` and `list` were asked.
+pub struct ReadArgs {
+    pub captures: Vec<String>,
+    pub config: Config,
+    pub selection: Selection,
+    pub out: ReadOut,
+}
+
+/// Where `read` and `list` put what they found.
+pub enum ReadOut {
+    /// `read`: FLV files and report.json in a folder, a summary on standard output.
+    Folder {
+        dir: PathBuf,
+        /// Print nothing but errors.
+        quiet: bool,
+        /// The summary with each connection's warnings, gaps and lock-ons.
+        verbose: bool,
+        sha256: bool,
+    },
+    /// `list`: nothing written; the inventory on standard output, as a table or JSON.
+    Inventory { json: bool },
+}
+
+/// The one place a [`Config`] is made from the command line.
+fn config(ports: Vec<u16>, any_port: bool) -> Config {
+    Config {
+        ports,
+        any_port,
+        ..Config::default()
+    }
+}
+
+impl Cli {
+    /// The validated mode, or the one line that says what is wrong with the command line.
+    pub fn lower(self) -> Result<Mode, String> {
+        Ok(match self.command {
+            Command::Read {
+                captures,
+                output,
+                ports,
+                any_port,
+                select,
+                quiet,
+                verbose,
+                sha256,
+            } => Mode::Read(ReadArgs {
+                captures,
+                config: config(ports, any_port),
+                selection: select.selection(),
+                out: ReadOut::Folder {
+                    dir: output,
+                    quiet,
+                    verbose,
+                    sha256,
+                },
+            }),
+            Command::List {
+                captures,
+                ports,
+                any_port,
+                select,
+                json,
+            } => Mode::Read(ReadArgs {
+                captures,
+                config: config(ports, any_port),
+                selection: select.selection(),
+                out: ReadOut::Inventory { json },
+            }),
+            Command::Man => Mode::Man,
+            Command::Completions { shell } => Mode::Completions(shell),
+            Command::Interfaces | Command::Live { list: true, .. } => Mode::Interfaces,
+            Command::Live {
+                interface,
+                list: false,
+                output,
+                ports,
+                any_port,
+                filter,
+                no_promisc,
+                buffer_size,
+                duration,
+                stdout,
+                select,
+                write_pcap,
+                quiet,
+                sha256,
+            } => {
+                let duration = match duration {
+                    Some(d) if !(d.is_finite() && d > 0.0) => {
+                        return Err("--duration must be a positive number of seconds".into());
+                    }
+                    d => d.map(std::time::Duration::from_secs_f64),
+                };
+                let Some(interface) = interface else {
+                    return Err("live needs -i IFACE (or --list)".into());
+                };
+                let capture = LiveOptions {
+                    interface,
+                    filter,
+                    ports: ports.clone(),
+                    any_port,
+                    promiscuous: !no_promisc,
+                    snaplen: live::SNAPLEN,
+                    buffer_bytes: Some((buffer_size as i32) << 20),
+                    write_pcap,
+                };
+                Mode::Live(LiveArgs {
+                    capture,
+                    output,
+                    config: config(ports, any_port),
+                    duration,
+                    selection: SelectArgs {
+                        stream: if stdout { None } else { select.stream.clone() },
+                        ..select.clone()
+                    }
+                    .selection(),
+                    stdout_stream: if stdout { select.stream } else { None },
+                    quiet,
+                    sha256,
+                })
+            }
+        })
+    }
+}
