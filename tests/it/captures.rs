@@ -6,18 +6,10 @@ use std::process::Command;
 
 use crate::util::*;
 
-fn shared() -> Option<PathBuf> {
+fn shared() -> PathBuf {
     let d = root().join("..").join("shared").join("captures");
-    if d.is_dir() {
-        return Some(d);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("../shared/captures is missing in CI");
-    }
-    eprintln!(
-        "\n!!!!! SKIPPED: ../shared/captures is not here; public-capture tests did not run !!!!!\n"
-    );
-    None
+    require("../shared/captures is not beside the project", d.is_dir());
+    d
 }
 
 /// Audio and video messages tshark's RTMP dissector finds.
@@ -52,9 +44,9 @@ fn tshark_media(path: &std::path::Path) -> (usize, usize) {
 
 #[test]
 fn at_least_what_wireshark_finds_and_clean_decodes() {
-    let Some(dir) = shared() else { return };
-    let have_tshark = have_tool("tshark");
-    let have_ffmpeg = have_tool("ffmpeg");
+    let dir = shared();
+    require_tool("tshark");
+    require_tool("ffmpeg");
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -91,29 +83,25 @@ fn at_least_what_wireshark_finds_and_clean_decodes() {
                 let (_, tags) = rtmpsniff::sink::flv::parse(&data).expect("valid FLV");
                 audio += tags.iter().filter(|t| t.kind == 8).count();
                 video += tags.iter().filter(|t| t.kind == 9).count();
-                if have_ffmpeg {
-                    ffmpeg_decodes_cleanly(&path).unwrap();
-                }
+                ffmpeg_decodes_cleanly(&path).unwrap();
             }
         }
-        if have_tshark {
-            let (wa, wv) = tshark_media(&cap);
-            eprintln!(
-                "{}: rtmpsniff {audio} audio / {video} video messages, Wireshark {wa} / {wv}",
-                cap.file_name().unwrap().to_string_lossy()
-            );
-            assert!(
-                audio >= wa && video >= wv,
-                "{}: fewer than Wireshark",
-                cap.display()
-            );
-        }
+        let (wa, wv) = tshark_media(&cap);
+        eprintln!(
+            "{}: rtmpsniff {audio} audio / {video} video messages, Wireshark {wa} / {wv}",
+            cap.file_name().unwrap().to_string_lossy()
+        );
+        assert!(
+            audio >= wa && video >= wv,
+            "{}: fewer than Wireshark",
+            cap.display()
+        );
     }
 }
 
 #[test]
 fn tunnels_vlan_and_nonstandard_port() {
-    let Some(dir) = shared() else { return };
+    let dir = shared();
     let cap = dir.join("ndpi-vlan-gtp-nonstd-port.pcapng");
     let out = temp_dir("ndpi");
     let o = rtmpsniff(&[
@@ -157,7 +145,7 @@ fn tunnels_vlan_and_nonstandard_port() {
 
 #[test]
 fn obs_publish_facts() {
-    let Some(dir) = shared() else { return };
+    let dir = shared();
     let out = temp_dir("obs");
     let cap = dir.join("obs-publish-nginx.pcap");
     let o = rtmpsniff(&[

@@ -269,21 +269,20 @@ fn killed_mid_run_leaves_valid_files() {
     // The process waited for input when it was killed: no write was under way.
     let (tags, _) = check_killed_output(&out, false);
     assert!(tags > 100, "{tags} tags");
-    if have_tool("ffprobe") {
-        let p = Command::new("ffprobe")
-            .args(["-v", "error", "-show_format"])
-            .arg(&flv)
-            .output()
-            .unwrap();
-        assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stderr));
-    }
+    require_tool("ffprobe");
+    let p = Command::new("ffprobe")
+        .args(["-v", "error", "-show_format"])
+        .arg(&flv)
+        .output()
+        .unwrap();
+    assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stderr));
 }
 
 #[test]
 fn killed_at_random_moments_on_a_real_sample() {
     let cap = root().join("samples/netns-multi/capture.pcap");
     let work = temp_dir("killed-real");
-    let check_ffmpeg = have_tool("ffmpeg");
+    require_tool("ffmpeg");
     let mut rng = crate::fuzz::Rng(7);
     for i in 0..12 {
         let out = work.join(format!("o{i}"));
@@ -306,23 +305,21 @@ fn killed_at_random_moments_on_a_real_sample() {
             continue;
         }
         let (_, cut) = check_killed_output(&out, true);
-        if check_ffmpeg {
-            for name in entries(&out).iter().filter(|n| n.ends_with(".flv")) {
-                let path = out.join(name);
-                let data = std::fs::read(&path).unwrap();
-                let (_, tags, _) = flv::parse_prefix(&data).unwrap();
-                if cut.contains(&path) {
-                    // The cut frame is damaged; the file still opens and plays to it.
-                    let o = Command::new("ffmpeg")
-                        .args(["-nostdin", "-v", "error", "-i"])
-                        .arg(&path)
-                        .args(["-f", "null", "-"])
-                        .output()
-                        .unwrap();
-                    assert!(o.status.success(), "{}", path.display());
-                } else if tags.iter().any(|t| t.kind == 9) {
-                    ffmpeg_decodes_cleanly(&path).unwrap();
-                }
+        for name in entries(&out).iter().filter(|n| n.ends_with(".flv")) {
+            let path = out.join(name);
+            let data = std::fs::read(&path).unwrap();
+            let (_, tags, _) = flv::parse_prefix(&data).unwrap();
+            if cut.contains(&path) {
+                // The cut frame is damaged; the file still opens and plays to it.
+                let o = Command::new("ffmpeg")
+                    .args(["-nostdin", "-v", "error", "-i"])
+                    .arg(&path)
+                    .args(["-f", "null", "-"])
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "{}", path.display());
+            } else if tags.iter().any(|t| t.kind == 9) {
+                ffmpeg_decodes_cleanly(&path).unwrap();
             }
         }
     }

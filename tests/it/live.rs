@@ -12,31 +12,21 @@ use rtmpsniff::sink::flv;
 
 use crate::util::*;
 
-/// Whether this test can run: root and the peers (each with the argument that makes it print
-/// its version). In CI a missing one is a failure.
-fn lab_ready(tools: &[(&str, &str)]) -> bool {
+/// What this test needs: root and the peers (each with the argument that makes it print its
+/// version); a missing one fails the test (see [`require`]).
+fn lab_ready(tools: &[(&str, &str)]) {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        if std::env::var_os("CI").is_some() {
-            panic!("the live capture tests need root in CI");
-        }
-        eprintln!("\n!!!!! SKIPPED: not root; live capture tests did not run !!!!!\n");
-        return false;
-    }
+    require(
+        "the live capture tests need root",
+        unsafe { libc::geteuid() } == 0,
+    );
     for (tool, version) in tools {
         let ok = Command::new(tool)
             .arg(version)
             .output()
             .is_ok_and(|o| o.status.success());
-        if !ok {
-            if std::env::var_os("CI").is_some() {
-                panic!("{tool} is required in CI (.ci/run installs it)");
-            }
-            eprintln!("\n!!!!! SKIPPED: {tool} is not installed; this test did not run !!!!!\n");
-            return false;
-        }
+        require(&format!("{tool} is not installed"), ok);
     }
-    true
 }
 
 /// The peers of the tests with nginx-rtmp.
@@ -309,9 +299,7 @@ fn only_flv(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn live_on_loopback_equals_nginx_recording() {
-    if !lab_ready(&PEERS) {
-        return;
-    }
+    lab_ready(&PEERS);
     let mut g = Guard::default();
     let dir = temp_dir("live-lo");
     let port = free_port();
@@ -406,9 +394,7 @@ fn live_on_loopback_equals_nginx_recording() {
 
 #[test]
 fn live_stdout_piped_into_ffmpeg() {
-    if !lab_ready(&PEERS) {
-        return;
-    }
+    lab_ready(&PEERS);
     let mut g = Guard::default();
     let dir = temp_dir("live-stdout");
     let port = free_port();
@@ -513,9 +499,8 @@ fn live_stdout_piped_into_ffmpeg() {
 
 #[test]
 fn live_on_a_veth_pair_between_namespaces() {
-    if !(lab_ready(&PEERS) && lab_ready(&[("ip", "-V")])) {
-        return;
-    }
+    lab_ready(&PEERS);
+    lab_ready(&[("ip", "-V")]);
     let mut g = Guard::default();
     let dir = temp_dir("live-veth");
     // Unique names: namespaces are global, and interface names have at most 15 characters.
@@ -589,9 +574,7 @@ fn live_on_a_veth_pair_between_namespaces() {
 #[test]
 fn live_errors_exit_2_with_one_clear_line() {
     // setpriv is in util-linux, which every Debian system has.
-    if !lab_ready(&[]) {
-        return;
-    }
+    lab_ready(&[]);
     let dir = temp_dir("live-errors");
     let o = dir.join("o");
     let out = o.to_str().unwrap();

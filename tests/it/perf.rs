@@ -12,15 +12,12 @@ use crate::synthetic::{self, Opts, Session};
 use crate::util::*;
 
 /// Root and the peers `bench/bench.sh` needs to make a capture; in CI a missing one fails.
-fn bench_lab_ready() -> bool {
+fn bench_lab_ready() {
     // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let ci = std::env::var_os("CI").is_some();
-    if !root {
-        assert!(!ci, "the benchmark capture needs root in CI");
-        eprintln!("\n!!!!! SKIPPED: not root; the benchmark capture was not made !!!!!\n");
-        return false;
-    }
+    require(
+        "the benchmark capture needs root",
+        unsafe { libc::geteuid() } == 0,
+    );
     for (tool, arg) in [
         ("nginx", "-v"),
         ("ffmpeg", "-version"),
@@ -31,20 +28,13 @@ fn bench_lab_ready() -> bool {
             .arg(arg)
             .output()
             .is_ok_and(|o| o.status.success());
-        if !ok {
-            assert!(!ci, "{tool} is required in CI (.ci/run installs it)");
-            eprintln!("\n!!!!! SKIPPED: {tool} is not installed; this test did not run !!!!!\n");
-            return false;
-        }
+        require(&format!("{tool} is not installed"), ok);
     }
-    true
 }
 
 #[test]
 fn benchmark_capture_small_is_recovered_bit_exact() {
-    if !bench_lab_ready() {
-        return;
-    }
+    bench_lab_ready();
     let data = temp_dir("bench-small");
     let o = Command::new("bash")
         .arg(root().join("bench/bench.sh"))

@@ -36,9 +36,7 @@ fn sha256_hex(path: &std::path::Path) -> String {
 
 #[test]
 fn report_fields_agree_with_ffprobe_of_the_truth() {
-    if !have_tool("ffprobe") {
-        return;
-    }
+    require_tool("ffprobe");
     for sample in ["lo-h264-aac", "lo-legacy-play", "netns-multi"] {
         let dir = root().join("samples").join(sample);
         let manifest = read_json(&dir.join("manifest.json"));

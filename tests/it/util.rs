@@ -31,21 +31,24 @@ pub fn rtmpsniff(args: &[&str]) -> Output {
         .expect("run rtmpsniff")
 }
 
-/// Whether an external tool is installed. In CI a missing peer is a failure; locally the test
-/// says loudly that it skipped.
-pub fn have_tool(tool: &str) -> bool {
+/// A test that cannot run without something it depends on (a peer, root, ../shared) fails,
+/// so that cargo's own summary shows it was not run, in CI and locally alike: never an `ok`
+/// for a test that did not run. `.ci/run` installs everything.
+pub fn require(what: &str, present: bool) {
+    assert!(
+        present,
+        "NOT RUN: {what} (.ci/run installs what the tests need)"
+    );
+}
+
+/// An external tool, which must be installed (see [`require`]).
+pub fn require_tool(tool: &str) {
     let ok = Command::new(tool)
         .arg("-version")
         .output()
         .map(|o| o.status.success() || !o.stdout.is_empty())
         .unwrap_or(false);
-    if !ok {
-        if std::env::var_os("CI").is_some() {
-            panic!("{tool} is required in CI (.ci/run installs it)");
-        }
-        eprintln!("\n!!!!! SKIPPED: {tool} is not installed; this test did not run !!!!!\n");
-    }
-    ok
+    require(&format!("{tool} is not installed"), ok);
 }
 
 /// Whether ffmpeg decodes the file without a single error message.
