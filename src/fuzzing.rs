@@ -233,7 +233,7 @@ fn run_pipeline<'a>(frames: impl Iterator<Item = Frame<'a>>, limits: Limits, any
 fn drive<'a>(frames: impl Iterator<Item = Frame<'a>>, limits: Limits, any_port: bool, dir: &Path) {
     let sink = FlvSink::new(dir)
         .expect("scratch folder")
-        .with_open_files(limits.open_files);
+        .with_limits(&limits);
     let config = Config {
         ports: vec![1935],
         any_port,

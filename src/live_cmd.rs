@@ -232,6 +232,7 @@ fn live_flv_sink(args: &LiveArgs) -> Result<FlvSink> {
     let cannot = || format!("cannot use output folder {}", output.display());
     let mut sink = FlvSink::new(output)
         .with_context(cannot)?
+        .with_limits(&args.config.limits)
         .flush_on_keyframes(true)
         // As much again as the kernel buffer for tags waiting to be written: a burst the
         // kernel buffer holds is not stopped by the disk.

@@ -227,7 +227,7 @@ fn read_sink(out: &ReadOut, limits: &rtmpsniff::Limits) -> Result<FlvSink> {
             let cannot = || format!("cannot use output folder {}", dir.display());
             let mut sink = FlvSink::new(dir)
                 .with_context(cannot)?
-                .with_open_files(limits.open_files)
+                .with_limits(limits)
                 .with_sha256(*sha256);
             sink.spool_in(dir, TextKind::Summary { verbose: *verbose })
                 .with_context(cannot)?;

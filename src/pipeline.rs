@@ -7,11 +7,12 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::capture::Frame;
-use crate::config::{Config, LimitHits, LimitReport, Limits};
+use crate::config::{Config, LimitHits, Limits};
 use crate::decode::{self, Segment};
+use crate::flow::reassembly::ReassemblyStats;
 use crate::flow::table::Admitted;
-use crate::flow::{self, ConnKey, Dir, Eviction, Held, Reassembler, StreamEvent, Streams, Table};
-use crate::rtmp::{self, Direction, HandshakeOutcome, TagKind};
+use crate::flow::{self, ConnId, ConnKey, Dir, Eviction, Held, StreamEvent, Streams, Table};
+use crate::rtmp::{self, ConnectInfo, Direction, Handshake, HandshakeOutcome, LockRecord, TagKind};
 use crate::transport::Transport;
 
 /// What the pipeline hands to the sinks.
@@ -41,7 +42,7 @@ pub enum Output {
         conn: u64,
         stream: u32,
     },
-    ConnectionEnded(Box<ConnectionSummary>),
+    ConnectionEnded(Box<ConnectionFacts>),
 }
 
 /// Anything that takes the pipeline's outputs, in the order they are made: FLV files and a
@@ -51,71 +52,48 @@ pub trait OutputSink {
     fn output(&mut self, o: Output) -> Result<(), Self::Error>;
 }
 
-/// Where a direction was locked onto without a handshake (mid-stream start or after a gap).
-#[derive(Clone, Debug, Serialize)]
-pub struct LockReport {
-    pub direction: &'static str,
-    /// Stream offset of the first chunk header trusted.
-    pub offset: u64,
-    pub frame: u64,
-    pub skipped_bytes: u64,
-    pub chunk_size: u32,
-    pub after_gap: bool,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct GapReport {
-    pub direction: &'static str,
-    pub offset: u64,
-    pub len: u64,
-    pub frame: u64,
-    pub reason: &'static str,
-}
-
-/// Everything the protocol layers learnt about one connection.
-#[derive(Clone, Debug, Serialize)]
-pub struct ConnectionSummary {
-    pub id: u64,
-    pub client: String,
-    pub server: String,
+/// What the layers learnt about one connection, handed up when it ends. Typed facts only:
+/// the report (in sink) says in words what they mean.
+#[derive(Clone, Debug)]
+pub struct ConnectionFacts {
+    pub id: ConnId,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    /// Packet times (seconds since the epoch) and frame numbers of its first and last segment.
     pub first_seen: f64,
     pub last_seen: f64,
     pub first_frame: u64,
     pub last_frame: u64,
-    /// "seen", "missing" or "partial".
-    pub handshake: &'static str,
-    /// "simple" or "complex" when seen.
-    pub handshake_type: Option<&'static str>,
-    pub encrypted: bool,
-    /// "rtmpe" (RTMP versions 6, 8, 9) or "tls"; nothing of either can be read passively.
-    pub encryption: Option<&'static str>,
-    pub rtmp_version: Option<u8>,
-    pub app: Option<String>,
-    pub tc_url: Option<String>,
-    pub flash_ver: Option<String>,
-    pub swf_url: Option<String>,
-    pub page_url: Option<String>,
-    /// Chunk sizes in force, in order, client to server and server to client.
-    pub chunk_sizes_client: Vec<u32>,
-    pub chunk_sizes_server: Vec<u32>,
-    pub messages_client: u64,
-    pub messages_server: u64,
-    pub bytes_client: u64,
-    pub bytes_server: u64,
-    pub duplicate_bytes: u64,
-    /// Retransmissions whose bytes differed from the first copy (the acknowledged one is kept).
-    pub conflicting_retransmissions: u64,
+    /// Segments dropped for a wrong TCP checksum.
     pub bad_checksums: u64,
-    pub gaps: Vec<GapReport>,
-    pub locks: Vec<LockReport>,
+    /// Why it was closed before its end, if it was.
+    pub evicted: Option<Eviction>,
+    /// Per TCP direction ([`Dir::index`]): what reassembly handed on, saw twice, and lost.
+    pub reassembly: [ReassemblyStats; 2],
+    pub handshake: Handshake,
+    pub connect: ConnectInfo,
+    /// Per direction: the chunk sizes in force, in order, and the messages read.
+    pub chunk_sizes: [Vec<u32>; 2],
+    pub messages: [u64; 2],
+    pub locks: Vec<LockRecord>,
+    /// onStatus codes the server sent, in order.
     pub status_codes: Vec<String>,
+    /// Problems of the chunk layer, then of the session, in order.
     pub warnings: Vec<String>,
-    /// Limits this connection reached (only those reached are listed).
-    pub limits_hit: Vec<LimitReport>,
-    #[serde(skip)]
-    pub is_rtmp: bool,
-    #[serde(skip)]
+    /// Per direction: bytes that could not be read (encrypted, not RTMP, passed over).
+    pub skipped_bytes: [u64; 2],
+    /// Every limit the connection reached, at every layer.
     pub hits: LimitHits,
+}
+
+impl ConnectionFacts {
+    /// Whether it carried RTMP (or RTMPS) as far as could be told.
+    pub fn is_rtmp(&self) -> bool {
+        let hs = &self.handshake;
+        (hs.version.is_some() && !matches!(hs.outcome, Some(HandshakeOutcome::NotRtmp)))
+            || matches!(hs.outcome, Some(HandshakeOutcome::Tls))
+            || !self.locks.is_empty()
+    }
 }
 
 /// Counters over the whole input.
@@ -288,9 +266,9 @@ impl Pipeline {
             upper.rtmp.close(frame, events);
         }
         forward(&c, &mut self.events, &mut self.out);
-        let s = summary(&c, &self.config.limits);
-        self.frames.limit_hits.add(&s.hits);
-        self.out.push(Output::ConnectionEnded(Box::new(s)));
+        let f = facts(&c);
+        self.frames.limit_hits.add(&f.hits);
+        self.out.push(Output::ConnectionEnded(Box::new(f)));
     }
 
     /// End of input: every connection is flushed and closed, in the order they began.
@@ -432,171 +410,54 @@ fn forward(c: &Conn, events: &mut Vec<rtmp::Event>, out: &mut Vec<Output>) {
     }
 }
 
-fn eviction_why(e: Eviction) -> &'static str {
-    match e {
-        Eviction::Connections => "more connections than the connection limit were open",
-        Eviction::BufferedTotal => "the bytes buffered across all connections reached their limit",
-        Eviction::Idle => "nothing for the idle timeout of packet time",
-    }
-}
-
-fn text(b: &Option<Vec<u8>>) -> Option<String> {
-    b.as_deref().map(crate::sink::naming::escape)
-}
-
-fn dir_name(d: Dir) -> &'static str {
-    match d {
-        Dir::ClientToServer => "client_to_server",
-        Dir::ServerToClient => "server_to_client",
-    }
-}
-
-/// The limits a connection reached, at every layer.
-fn limit_hits(c: &Conn, f: &Streams<Upper>) -> LimitHits {
-    let mut h = c.evicted.map(Eviction::hits).unwrap_or_default();
-    h.add(&f.upper.rtmp.limit_hits);
-    h.add(&f.upper.rtmp.session.limit_hits);
-    for r in &f.reasm {
-        h.reassembly_bytes += r.stats.byte_limit_hits;
-        h.reassembly_segments += r.stats.segment_limit_hits;
-    }
-    h
-}
-
-fn summary(c: &Conn, limits: &crate::config::Limits) -> ConnectionSummary {
-    // A connection that was nothing but a SYN reads as one whose streams carried nothing.
-    let empty;
-    let f = match &c.streams {
-        Some(f) => f,
-        None => {
-            let reasm = || Reassembler::new(limits.reassembly_bytes, limits.reassembly_segments);
-            empty = Streams {
-                reasm: [reasm(), reasm()],
-                upper: Upper::new(limits),
-            };
-            &empty
-        }
-    };
-    let r = &f.upper.rtmp;
-    let hs = &r.handshake;
-    let handshake = if hs.seen() {
-        "seen"
-    } else if hs.missing || hs.version.is_none() {
-        "missing"
-    } else {
-        "partial"
-    };
-    let reader = |d: Dir| r.chunk_reader(d);
-    let sizes = |d: Dir| {
-        reader(d)
-            .map(|x| x.stats.chunk_sizes.clone())
-            .unwrap_or_default()
-    };
-    let msgs = |d: Dir| reader(d).map_or(0, |x| x.stats.messages);
-    let mut gaps = Vec::new();
-    for d in [Dir::ClientToServer, Dir::ServerToClient] {
-        for g in &f.reasm[d.index()].stats.gaps {
-            gaps.push(GapReport {
-                direction: dir_name(d),
-                offset: g.offset,
-                len: g.len,
-                frame: g.frame,
-                reason: g.reason,
-            });
-        }
-    }
-    let mut warnings = r.errors.clone();
-    warnings.extend(r.session.warnings.iter().cloned());
-    for (d, name) in [
-        (Dir::ClientToServer, "client"),
-        (Dir::ServerToClient, "server"),
-    ] {
-        let st = &f.reasm[d.index()].stats;
-        if st.byte_limit_hits > 0 {
-            warnings.push(format!(
-                "{name} direction: reassembly buffer limit ({} bytes) hit {} times",
-                limits.reassembly_bytes, st.byte_limit_hits
-            ));
-        }
-        if st.segment_limit_hits > 0 {
-            warnings.push(format!(
-                "{name} direction: out-of-order segment limit ({}) hit {} times",
-                limits.reassembly_segments, st.segment_limit_hits
-            ));
-        }
-        if r.skipped_bytes[d.index()] > 0 {
-            warnings.push(format!(
-                "{name} direction: {} bytes not decoded",
-                r.skipped_bytes[d.index()]
-            ));
-        }
-    }
-    if let Some(e) = c.evicted {
-        warnings.push(format!("closed before its end: {}", eviction_why(e)));
-    }
-    let hits = limit_hits(c, f);
-    let s = &r.session.connect;
-    ConnectionSummary {
-        id: c.id.0,
-        client: c.client.to_string(),
-        server: c.server.to_string(),
+/// The facts of a connection the table let go of (a connection that was nothing but a SYN
+/// reads as one whose streams carried nothing).
+fn facts(c: &Conn) -> ConnectionFacts {
+    let mut hits = c.evicted.map(Eviction::hits).unwrap_or_default();
+    let mut f = ConnectionFacts {
+        id: c.id,
+        client: c.client,
+        server: c.server,
         first_seen: c.first_seen,
         last_seen: c.last_seen,
         first_frame: c.first_frame,
         last_frame: c.last_frame,
-        handshake,
-        handshake_type: match hs.outcome {
-            Some(HandshakeOutcome::Simple) => Some("simple"),
-            Some(HandshakeOutcome::Complex) => Some("complex"),
-            _ => None,
-        },
-        encrypted: matches!(
-            hs.outcome,
-            Some(HandshakeOutcome::Encrypted(_) | HandshakeOutcome::Tls)
-        ),
-        encryption: match hs.outcome {
-            Some(HandshakeOutcome::Encrypted(_)) => Some("rtmpe"),
-            Some(HandshakeOutcome::Tls) => Some("tls"),
-            _ => None,
-        },
-        rtmp_version: hs.version,
-        app: text(&s.app),
-        tc_url: text(&s.tc_url),
-        flash_ver: text(&s.flash_ver),
-        swf_url: text(&s.swf_url),
-        page_url: text(&s.page_url),
-        chunk_sizes_client: sizes(Dir::ClientToServer),
-        chunk_sizes_server: sizes(Dir::ServerToClient),
-        messages_client: msgs(Dir::ClientToServer),
-        messages_server: msgs(Dir::ServerToClient),
-        bytes_client: f.reasm[0].stats.delivered_bytes,
-        bytes_server: f.reasm[1].stats.delivered_bytes,
-        duplicate_bytes: f.reasm[0].stats.duplicate_bytes + f.reasm[1].stats.duplicate_bytes,
-        conflicting_retransmissions: f.reasm[0].stats.conflicts + f.reasm[1].stats.conflicts,
         bad_checksums: c.bad_checksums,
-        gaps,
-        locks: r
-            .locks
-            .iter()
-            .map(|l| LockReport {
-                direction: dir_name(l.dir),
-                offset: l.offset,
-                frame: l.frame,
-                skipped_bytes: l.skipped,
-                chunk_size: l.chunk_size,
-                after_gap: l.after_gap,
-            })
-            .collect(),
-        status_codes: r.session.status_codes.clone(),
-        warnings,
-        limits_hit: hits
-            .report(limits)
-            .into_iter()
-            .filter(|l| l.hits > 0)
-            .collect(),
-        hits,
-        is_rtmp: (hs.version.is_some() && !matches!(hs.outcome, Some(HandshakeOutcome::NotRtmp)))
-            || matches!(hs.outcome, Some(HandshakeOutcome::Tls))
-            || !r.locks.is_empty(),
+        evicted: c.evicted,
+        reassembly: Default::default(),
+        handshake: Handshake::default(),
+        connect: ConnectInfo::default(),
+        chunk_sizes: Default::default(),
+        messages: [0, 0],
+        locks: Vec::new(),
+        status_codes: Vec::new(),
+        warnings: Vec::new(),
+        skipped_bytes: [0, 0],
+        hits: LimitHits::default(),
+    };
+    if let Some(s) = &c.streams {
+        let r = &s.upper.rtmp;
+        for d in [Dir::ClientToServer, Dir::ServerToClient] {
+            let i = d.index();
+            let st = &s.reasm[i].stats;
+            hits.reassembly_bytes += st.byte_limit_hits;
+            hits.reassembly_segments += st.segment_limit_hits;
+            f.reassembly[i] = st.clone();
+            if let Some(reader) = r.chunk_reader(d) {
+                f.chunk_sizes[i] = reader.stats.chunk_sizes.clone();
+                f.messages[i] = reader.stats.messages;
+            }
+        }
+        hits.add(&r.limit_hits);
+        hits.add(&r.session.limit_hits);
+        f.handshake = r.handshake.clone();
+        f.connect = r.session.connect.clone();
+        f.locks = r.locks.clone();
+        f.status_codes = r.session.status_codes.clone();
+        f.warnings = r.errors.clone();
+        f.warnings.extend(r.session.warnings.iter().cloned());
+        f.skipped_bytes = r.skipped_bytes;
     }
+    f.hits = hits;
+    f
 }

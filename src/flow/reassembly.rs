@@ -53,7 +53,7 @@ pub struct ReassemblyStats {
 const MAX_AHEAD: i64 = 1 << 30;
 /// Acknowledgements past a hole needed before it is declared lost.
 const ACK_PATIENCE: u32 = 8;
-/// Gap records kept per direction (the count keeps going in `gap_count`).
+/// Gap records kept per direction (later gaps are still handed on, not recorded).
 const MAX_GAP_RECORDS: usize = 1000;
 
 #[derive(Debug)]
@@ -74,8 +74,6 @@ pub struct Reassembler {
     /// The hole (its stream offset) that `acks_past_hole` counts for.
     hole_at: u64,
     pub stats: ReassemblyStats,
-    pub gap_count: u64,
-    pub gap_bytes: u64,
 }
 
 impl Reassembler {
@@ -92,8 +90,6 @@ impl Reassembler {
             acks_past_hole: 0,
             hole_at: 0,
             stats: ReassemblyStats::default(),
-            gap_count: 0,
-            gap_bytes: 0,
         }
     }
 
@@ -339,8 +335,6 @@ impl Reassembler {
     where
         F: FnMut(StreamEvent<'_>),
     {
-        self.gap_count += 1;
-        self.gap_bytes += len;
         if self.stats.gaps.len() < MAX_GAP_RECORDS {
             self.stats.gaps.push(GapRecord {
                 offset,

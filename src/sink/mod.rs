@@ -169,6 +169,8 @@ pub struct FlvSink {
     open: BTreeMap<u64, (u64, u32)>,
     tick: u64,
     open_files: usize,
+    /// The run's limits, which the report names.
+    limits: Limits,
     /// The writer thread, once a file is written, and how many bytes it may hold in flight.
     queue: Option<WriteQueue>,
     write_budget: usize,
@@ -306,6 +308,7 @@ impl FlvSink {
             open: BTreeMap::new(),
             tick: 0,
             open_files: Limits::default().open_files,
+            limits: Limits::default(),
             queue: None,
             write_budget: WriteQueue::BUDGET,
             hashing: None,
@@ -343,6 +346,12 @@ impl FlvSink {
     pub fn flush_on_keyframes(mut self, on: bool) -> Self {
         self.flush_on_keyframes = on;
         self
+    }
+
+    /// The run's limits: what the report names, and the open-file limit.
+    pub fn with_limits(mut self, limits: &Limits) -> Self {
+        self.limits = limits.clone();
+        self.with_open_files(limits.open_files)
     }
 
     /// Keep at most `n` files open at once (at least one).
@@ -668,7 +677,8 @@ impl FlvSink {
                 s.report.record(bytes, timestamp, ts, frame);
             }
             Output::StreamEnded { conn, stream } => self.close_stream(conn, stream)?,
-            Output::ConnectionEnded(summary) => {
+            Output::ConnectionEnded(facts) => {
+                let summary = report::ConnectionSummary::new(&facts, &self.limits);
                 let id = summary.id;
                 // Streams still open when their connection ended (should not happen: the
                 // session ends them), closed here all the same.
@@ -687,7 +697,7 @@ impl FlvSink {
                 };
                 if wanted {
                     self.settle(ConnectionReport {
-                        summary: *summary,
+                        summary,
                         streams: streams.into_iter().map(|(_, r)| r).collect(),
                     })?;
                 } else {

@@ -13,8 +13,224 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::capture::InputReport;
-use crate::config::LimitReport;
-use crate::pipeline::{ConnectionSummary, Stats};
+use crate::config::{LimitHits, LimitReport, Limits};
+use crate::flow::{Dir, Eviction};
+use crate::pipeline::{ConnectionFacts, Stats};
+use crate::rtmp::HandshakeOutcome;
+
+use super::naming::escape;
+
+/// Where a direction was locked onto without a handshake (mid-stream start or after a gap).
+#[derive(Clone, Debug, Serialize)]
+pub struct LockReport {
+    pub direction: &'static str,
+    /// Stream offset of the first chunk header trusted.
+    pub offset: u64,
+    pub frame: u64,
+    pub skipped_bytes: u64,
+    pub chunk_size: u32,
+    pub after_gap: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GapReport {
+    pub direction: &'static str,
+    pub offset: u64,
+    pub len: u64,
+    pub frame: u64,
+    pub reason: &'static str,
+}
+
+/// A connection as the report shows it: [`ConnectionFacts`] in words.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConnectionSummary {
+    pub id: u64,
+    pub client: String,
+    pub server: String,
+    pub first_seen: f64,
+    pub last_seen: f64,
+    pub first_frame: u64,
+    pub last_frame: u64,
+    /// "seen", "missing" or "partial".
+    pub handshake: &'static str,
+    /// "simple" or "complex" when seen.
+    pub handshake_type: Option<&'static str>,
+    pub encrypted: bool,
+    /// "rtmpe" (RTMP versions 6, 8, 9) or "tls"; nothing of either can be read passively.
+    pub encryption: Option<&'static str>,
+    pub rtmp_version: Option<u8>,
+    pub app: Option<String>,
+    pub tc_url: Option<String>,
+    pub flash_ver: Option<String>,
+    pub swf_url: Option<String>,
+    pub page_url: Option<String>,
+    /// Chunk sizes in force, in order, client to server and server to client.
+    pub chunk_sizes_client: Vec<u32>,
+    pub chunk_sizes_server: Vec<u32>,
+    pub messages_client: u64,
+    pub messages_server: u64,
+    pub bytes_client: u64,
+    pub bytes_server: u64,
+    pub duplicate_bytes: u64,
+    /// Retransmissions whose bytes differed from the copy held (the later copy is kept: the
+    /// earlier one was not acknowledged).
+    pub conflicting_retransmissions: u64,
+    pub bad_checksums: u64,
+    pub gaps: Vec<GapReport>,
+    pub locks: Vec<LockReport>,
+    pub status_codes: Vec<String>,
+    pub warnings: Vec<String>,
+    /// Limits this connection reached (only those reached are listed).
+    pub limits_hit: Vec<LimitReport>,
+    #[serde(skip)]
+    pub is_rtmp: bool,
+    #[serde(skip)]
+    pub hits: LimitHits,
+}
+
+fn dir_name(d: Dir) -> &'static str {
+    match d {
+        Dir::ClientToServer => "client_to_server",
+        Dir::ServerToClient => "server_to_client",
+    }
+}
+
+fn eviction_why(e: Eviction) -> &'static str {
+    match e {
+        Eviction::Connections => "more connections than the connection limit were open",
+        Eviction::BufferedTotal => "the bytes buffered across all connections reached their limit",
+        Eviction::Idle => "nothing for the idle timeout of packet time",
+    }
+}
+
+impl ConnectionSummary {
+    /// The facts of a connection in words; `limits` are those the run had.
+    pub fn new(f: &ConnectionFacts, limits: &Limits) -> Self {
+        let hs = &f.handshake;
+        let handshake = if hs.seen() {
+            "seen"
+        } else if hs.missing || hs.version.is_none() {
+            "missing"
+        } else {
+            "partial"
+        };
+        let text = |b: &Option<Vec<u8>>| b.as_deref().map(escape);
+        let s = &f.connect;
+        let [c2s, s2c] = &f.reassembly;
+        ConnectionSummary {
+            id: f.id.0,
+            client: f.client.to_string(),
+            server: f.server.to_string(),
+            first_seen: f.first_seen,
+            last_seen: f.last_seen,
+            first_frame: f.first_frame,
+            last_frame: f.last_frame,
+            handshake,
+            handshake_type: match hs.outcome {
+                Some(HandshakeOutcome::Simple) => Some("simple"),
+                Some(HandshakeOutcome::Complex) => Some("complex"),
+                _ => None,
+            },
+            encrypted: matches!(
+                hs.outcome,
+                Some(HandshakeOutcome::Encrypted(_) | HandshakeOutcome::Tls)
+            ),
+            encryption: match hs.outcome {
+                Some(HandshakeOutcome::Encrypted(_)) => Some("rtmpe"),
+                Some(HandshakeOutcome::Tls) => Some("tls"),
+                _ => None,
+            },
+            rtmp_version: hs.version,
+            app: text(&s.app),
+            tc_url: text(&s.tc_url),
+            flash_ver: text(&s.flash_ver),
+            swf_url: text(&s.swf_url),
+            page_url: text(&s.page_url),
+            chunk_sizes_client: f.chunk_sizes[0].clone(),
+            chunk_sizes_server: f.chunk_sizes[1].clone(),
+            messages_client: f.messages[0],
+            messages_server: f.messages[1],
+            bytes_client: c2s.delivered_bytes,
+            bytes_server: s2c.delivered_bytes,
+            duplicate_bytes: c2s.duplicate_bytes + s2c.duplicate_bytes,
+            conflicting_retransmissions: c2s.conflicts + s2c.conflicts,
+            bad_checksums: f.bad_checksums,
+            gaps: gaps(f),
+            locks: f
+                .locks
+                .iter()
+                .map(|l| LockReport {
+                    direction: dir_name(l.dir),
+                    offset: l.offset,
+                    frame: l.frame,
+                    skipped_bytes: l.skipped,
+                    chunk_size: l.chunk_size,
+                    after_gap: l.after_gap,
+                })
+                .collect(),
+            status_codes: f.status_codes.clone(),
+            warnings: warnings(f, limits),
+            limits_hit: f
+                .hits
+                .report(limits)
+                .into_iter()
+                .filter(|l| l.hits > 0)
+                .collect(),
+            hits: f.hits.clone(),
+            is_rtmp: f.is_rtmp(),
+        }
+    }
+}
+
+fn gaps(f: &ConnectionFacts) -> Vec<GapReport> {
+    let mut gaps = Vec::new();
+    for d in [Dir::ClientToServer, Dir::ServerToClient] {
+        for g in &f.reassembly[d.index()].gaps {
+            gaps.push(GapReport {
+                direction: dir_name(d),
+                offset: g.offset,
+                len: g.len,
+                frame: g.frame,
+                reason: g.reason,
+            });
+        }
+    }
+    gaps
+}
+
+/// The connection's problems: the protocol layers' own, then the limits its directions
+/// reached, what could not be read, and why it was closed early.
+fn warnings(f: &ConnectionFacts, limits: &Limits) -> Vec<String> {
+    let mut warnings = f.warnings.clone();
+    for (d, name) in [
+        (Dir::ClientToServer, "client"),
+        (Dir::ServerToClient, "server"),
+    ] {
+        let st = &f.reassembly[d.index()];
+        if st.byte_limit_hits > 0 {
+            warnings.push(format!(
+                "{name} direction: reassembly buffer limit ({} bytes) hit {} times",
+                limits.reassembly_bytes, st.byte_limit_hits
+            ));
+        }
+        if st.segment_limit_hits > 0 {
+            warnings.push(format!(
+                "{name} direction: out-of-order segment limit ({}) hit {} times",
+                limits.reassembly_segments, st.segment_limit_hits
+            ));
+        }
+        if f.skipped_bytes[d.index()] > 0 {
+            warnings.push(format!(
+                "{name} direction: {} bytes not decoded",
+                f.skipped_bytes[d.index()]
+            ));
+        }
+    }
+    if let Some(e) = f.evicted {
+        warnings.push(format!("closed before its end: {}", eviction_why(e)));
+    }
+    warnings
+}
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct StreamReport {

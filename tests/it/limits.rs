@@ -20,9 +20,7 @@ struct Run {
 
 fn run(limits: Limits, frames: &[(f64, Vec<u8>)]) -> Run {
     let dir = temp_dir("limits");
-    let sink = FlvSink::new(&dir)
-        .unwrap()
-        .with_open_files(limits.open_files);
+    let sink = FlvSink::new(&dir).unwrap().with_limits(&limits);
     let p = Pipeline::new(Config {
         limits,
         ..Config::default()

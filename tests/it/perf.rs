@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use rtmpsniff::pipeline::Output;
+use rtmpsniff::sink::report::ConnectionSummary;
 use rtmpsniff::{Config, Driver, Pipeline};
 
 use crate::synthetic::{self, Opts, Session};
@@ -126,12 +127,13 @@ fn idle_connection_is_closed_by_packet_time() {
     // The first connection ends when the packet time has moved past its idle timeout, not
     // at the end of the input, and says why.
     let (n, s) = ended[0];
-    assert_eq!(s.id, 0);
+    assert_eq!(s.id.0, 0);
     assert_eq!(n, first_of_b, "closed at the first packet after the pause");
+    let words = ConnectionSummary::new(s, &rtmpsniff::Limits::default());
     assert!(
-        s.warnings.iter().any(|w| w.contains("idle timeout")),
+        words.warnings.iter().any(|w| w.contains("idle timeout")),
         "{:?}",
-        s.warnings
+        words.warnings
     );
     // Everything it carried was handed on before it closed.
     let tags = out
