@@ -1,15 +1,16 @@
 //! Where recovered streams go: FLV files in the output folder, and the report.
 
 pub mod flv;
+mod fs;
 pub mod naming;
 pub mod queue;
 pub mod report;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
@@ -20,6 +21,8 @@ use crate::config::{LimitHits, Limits};
 use crate::pipeline::Output;
 use crate::rtmp::{Direction, TagKind, amf0, media};
 use flv::{FlvWriter, TagOut};
+pub use fs::write_report;
+use fs::{create_unique, create_unique_tmp, reopen};
 use queue::{QueuedFile, WriteQueue};
 use report::{ConnectionReport, Connections, Spool, StreamReport, TextKind};
 
@@ -163,7 +166,7 @@ pub struct FlvSink {
     dry: bool,
     /// Next suffix to try for file stems that were used more than once, so naming stays
     /// linear however many streams share a stem (a stem used once is not remembered: seeing it
-    /// again costs one name that exists already). At most [`MAX_STEMS`].
+    /// again costs one name that exists already). At most `fs::MAX_STEMS`.
     next_suffix: HashMap<String, u32>,
     /// Streams whose file is open, least recently written first.
     open: BTreeMap<u64, (u64, u32)>,
@@ -177,8 +180,6 @@ pub struct FlvSink {
     pub limit_hits: LimitHits,
 }
 
-/// File stems whose next suffix is remembered, at most.
-const MAX_STEMS: usize = 65536;
 /// Keyframes remembered to lend a configuration, at most.
 const MAX_KEYFRAMES: usize = 16384;
 /// Streams that can wait for a configuration to be lent, at most.
@@ -1201,142 +1202,6 @@ fn file_stem(
     };
     let ip = naming::sanitize(client.ip().to_string().as_bytes());
     format!("{app}_{name}_{ip}-{}_{}", client.port(), d.as_str())
-}
-
-/// Open a file this sink created, again, to write at its end: never through a symbolic link,
-/// never truncating, and only if it is still the same file (`None` otherwise).
-fn reopen(path: &Path, id: (u64, u64)) -> io::Result<Option<File>> {
-    let f = match OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ELOOP) => {
-            return Ok(None);
-        }
-        Err(e) => return Err(e),
-    };
-    let meta = f.metadata()?;
-    if (meta.dev(), meta.ino()) != id {
-        return Ok(None);
-    }
-    let mut f = f;
-    f.seek(SeekFrom::End(0))?;
-    Ok(Some(f))
-}
-
-/// Create `stem.flv` (or `stem-2.flv`, ...) without ever replacing or following anything that
-/// is already there (`create_new` is O_CREAT|O_EXCL: it fails on any existing name, a symbolic
-/// link included, dangling or not).
-fn create_unique(
-    dir: &Path,
-    stem: &str,
-    next_suffix: &mut HashMap<String, u32>,
-) -> io::Result<(File, String)> {
-    let first = next_suffix.get(stem).copied().unwrap_or(1);
-    for n in first.. {
-        let name = if n == 1 {
-            format!("{stem}.flv")
-        } else {
-            format!("{stem}-{n}.flv")
-        };
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(dir.join(&name))
-        {
-            Ok(f) => {
-                if n > 1 {
-                    if next_suffix.len() >= MAX_STEMS {
-                        // Forget them all: a stem seen again then costs a look at the names
-                        // it already has, once.
-                        next_suffix.clear();
-                    }
-                    next_suffix.insert(stem.to_string(), n + 1);
-                }
-                return Ok((f, name));
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    unreachable!("u32 names run out")
-}
-
-/// Write `report.json` (or `report-2.json`, ...) without replacing an earlier one. The report
-/// appears whole or not at all: it is written under a temporary name, then linked to its
-/// name (which, like `create_new`, fails rather than replace anything). Where the file system
-/// has no hard links, it is written in place under its `create_new` name.
-pub fn write_report(
-    dir: &Path,
-    json: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
-) -> io::Result<PathBuf> {
-    let name = |n: u32| {
-        dir.join(if n == 1 {
-            "report.json".to_string()
-        } else {
-            format!("report-{n}.json")
-        })
-    };
-    let mut write = |f: &mut File| {
-        let mut w = io::BufWriter::with_capacity(1 << 16, &mut *f);
-        json(&mut w)?;
-        w.write_all(b"\n")?;
-        w.flush()?;
-        drop(w);
-        f.sync_all()
-    };
-    let (tmp, mut f) = create_unique_tmp(dir, "report", ".json.tmp")?;
-    let linked = write(&mut f).map(|()| {
-        for n in 1u32.. {
-            match std::fs::hard_link(&tmp, name(n)) {
-                Ok(()) => return Some(name(n)),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(_) => return None,
-            }
-        }
-        unreachable!("u32 names run out")
-    });
-    drop(f);
-    let _ = std::fs::remove_file(&tmp);
-    if let Some(path) = linked? {
-        return Ok(path);
-    }
-    for n in 1u32.. {
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(name(n))
-        {
-            Ok(mut f) => {
-                write(&mut f)?;
-                return Ok(name(n));
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    unreachable!("u32 names run out")
-}
-
-/// A new hidden temporary file in `dir`, `.STEM-PID-K EXT`, open to read and write.
-fn create_unique_tmp(dir: &Path, stem: &str, ext: &str) -> io::Result<(PathBuf, File)> {
-    for k in 0u32.. {
-        let path = dir.join(format!(".{stem}-{}-{k}{ext}", std::process::id()));
-        match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(f) => return Ok((path, f)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    unreachable!("u32 names run out")
 }
 
 #[cfg(test)]
