@@ -906,7 +906,8 @@ fn lend(dir: &Path, report: &mut StreamReport, lender: &Lender, sha256: bool) ->
     }
     // Our own file of this run, replaced whole through a new file renamed over it; copied a
     // block at a time, not read into memory.
-    let (tmp, f) = create_unique_tmp(dir, "report", ".json.tmp")?;
+    let stem = name.strip_suffix(".flv").unwrap_or(&name);
+    let (tmp, f) = create_unique_tmp(dir, stem, ".flv.tmp")?;
     let mut f = io::BufWriter::new(f);
     let mut cfg = Vec::new();
     for (k, b) in [
