@@ -2,99 +2,34 @@
 
 pub mod flv;
 mod fs;
+mod hash;
 pub mod naming;
 pub mod queue;
 pub mod report;
+mod select;
+mod target;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::File;
-use std::io::{self, Seek, SeekFrom, Write};
-use std::net::SocketAddr;
+use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
 
 use bytes::Bytes;
 
 use crate::config::{LimitHits, Limits};
 
 use crate::pipeline::Output;
-use crate::rtmp::{Direction, TagKind, amf0, media};
-use flv::{FlvWriter, TagOut};
+use crate::rtmp::{TagKind, amf0, media};
+use flv::FlvWriter;
 pub use fs::write_report;
 use fs::{create_unique, create_unique_tmp, reopen};
-use queue::{QueuedFile, WriteQueue};
+use hash::{Hashing, sha256_of};
+use queue::WriteQueue;
 use report::{ConnectionReport, Connections, Spool, StreamReport, TextKind};
-
-/// Where one stream's FLV goes.
-enum Target {
-    /// A file in the folder, written by the writer thread (see [`queue`]).
-    File(QueuedFile),
-    /// Standard output or another pipe: written as it comes, the header never revisited.
-    Pipe(Box<dyn Write + Send>),
-}
-
-impl Write for Target {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Target::File(f) => f.write(buf),
-            Target::Pipe(p) => p.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Target::File(f) => f.flush(),
-            Target::Pipe(p) => p.flush(),
-        }
-    }
-
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        match self {
-            Target::File(f) => f.write_vectored(bufs),
-            Target::Pipe(p) => p.write_vectored(bufs),
-        }
-    }
-}
-
-impl TagOut for Target {
-    // To a file, the batch goes to the writer thread as it is: large bodies are not copied.
-    fn write_parts(&mut self, parts: Vec<Bytes>) -> io::Result<()> {
-        match self {
-            Target::File(f) => f.write_parts(parts),
-            Target::Pipe(p) => p.write_parts(parts),
-        }
-    }
-
-    fn hurry(&mut self) {
-        if let Target::File(f) = self {
-            f.hurry();
-        }
-    }
-}
-
-impl TagOut for Box<dyn Write + Send> {}
-
-impl Seek for Target {
-    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        match self {
-            Target::File(f) => f.seek(pos),
-            Target::Pipe(_) => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "a pipe cannot seek",
-            )),
-        }
-    }
-}
-
-/// The one stream that goes to a pipe instead of a file (`--stdout --stream NAME`).
-struct Pipe {
-    selector: String,
-    /// Taken by the stream once it is chosen.
-    out: Option<Box<dyn Write + Send>>,
-    chosen: Option<(u64, u32)>,
-    done: bool,
-}
+use select::file_stem;
+pub use select::{Selection, glob};
+use target::{Pipe, Target};
 
 struct StreamOut {
     base_name: String,
@@ -193,92 +128,6 @@ struct Lender {
     audio: Option<Bytes>,
 }
 
-/// SHA-256 of the finished files, worked out on other threads. Reading a file back and hashing
-/// it costs about as much as all the rest of the work on its bytes (so it is asked for, not
-/// done by default), and nothing needs the sum before the report is written: the capture (a
-/// live one above all) does not wait for it. At most one file per core is hashed at a time.
-struct Hashing {
-    /// File name (relative to the folder) and the thread working on it, oldest first.
-    running: VecDeque<(String, JoinHandle<io::Result<Option<String>>>)>,
-    done: HashMap<String, io::Result<Option<String>>>,
-    limit: usize,
-}
-
-impl Hashing {
-    fn new() -> Self {
-        Hashing {
-            running: VecDeque::new(),
-            done: HashMap::new(),
-            limit: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        }
-    }
-
-    fn start(&mut self, name: String, path: PathBuf, id: (u64, u64)) {
-        while self.running.len() >= self.limit {
-            self.join_oldest();
-        }
-        let job = path.clone();
-        let spawned = std::thread::Builder::new()
-            .name("sha256".into())
-            .spawn(move || sha256_of(&job, id));
-        match spawned {
-            Ok(h) => self.running.push_back((name, h)),
-            // No thread to be had: hash here.
-            Err(_) => {
-                let sum = sha256_of(&path, id);
-                self.done.insert(name, sum);
-            }
-        }
-    }
-
-    fn join_oldest(&mut self) {
-        if let Some((name, h)) = self.running.pop_front() {
-            let sum = h
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("the hashing thread panicked")));
-            self.done.insert(name, sum);
-        }
-    }
-
-    /// Take the sums worked out so far, without waiting.
-    fn poll(&mut self) {
-        while self.running.front().is_some_and(|(_, h)| h.is_finished()) {
-            self.join_oldest();
-        }
-    }
-
-    /// Wait for every sum.
-    fn wait_all(&mut self) {
-        while !self.running.is_empty() {
-            self.join_oldest();
-        }
-    }
-
-    /// Whether the sum of one of a connection's files is still being worked out.
-    fn waited_for(&self, c: &ConnectionReport) -> bool {
-        c.streams.iter().any(|r| {
-            r.file
-                .as_deref()
-                .is_some_and(|f| self.running.iter().any(|(n, _)| n == f))
-        })
-    }
-
-    /// Put the sums of a connection's files into its report.
-    fn apply(&mut self, c: &mut ConnectionReport) {
-        for r in &mut c.streams {
-            // A file rewritten by `finish` was hashed again there: that sum stands.
-            if r.sha256.is_some() {
-                continue;
-            }
-            match r.file.as_ref().and_then(|f| self.done.remove(f)) {
-                Some(Ok(sum)) => r.sha256 = sum,
-                Some(Err(e)) => r.notes.push(format!("SHA-256 not worked out: {e}")),
-                None => {}
-            }
-        }
-    }
-}
-
 impl FlvSink {
     /// Output into `dir` (created if missing; earlier files in it are never touched).
     pub fn new(dir: &Path) -> io::Result<Self> {
@@ -317,12 +166,7 @@ impl FlvSink {
     /// Write the first stream that `selector` names to `out` instead of a file. The selector is
     /// the stream name as the report shows it, `APP/NAME`, or the name without its query string.
     pub fn with_pipe(mut self, selector: &str, out: Box<dyn Write + Send>) -> Self {
-        self.pipe = Some(Pipe {
-            selector: selector.to_string(),
-            out: Some(out),
-            chosen: None,
-            done: false,
-        });
+        self.pipe = Some(Pipe::new(selector, out));
         self
     }
 
@@ -560,14 +404,10 @@ impl FlvSink {
                     return Ok(());
                 }
                 let base_name = file_stem(app.as_deref(), name.as_deref(), msid, client, direction);
-                let to_pipe = self.pipe.as_mut().is_some_and(|p| {
-                    let take =
-                        p.chosen.is_none() && selects(&p.selector, app.as_deref(), name.as_deref());
-                    if take {
-                        p.chosen = Some((conn, stream));
-                    }
-                    take
-                });
+                let to_pipe = self
+                    .pipe
+                    .as_mut()
+                    .is_some_and(|p| p.choose((conn, stream), app.as_deref(), name.as_deref()));
                 self.streams.insert(
                     (conn, stream),
                     StreamOut {
@@ -1071,144 +911,10 @@ fn close(s: StreamOut, dir: &Path, queue: Option<&mut WriteQueue>) -> io::Result
     Ok(r)
 }
 
-/// SHA-256 of a finished file, read back (without following a link) if it is still ours.
-fn sha256_of(path: &Path, id: (u64, u64)) -> io::Result<Option<String>> {
-    use sha2::{Digest, Sha256};
-    let Some(mut f) = reopen(path, id)? else {
-        return Ok(None);
-    };
-    f.seek(SeekFrom::Start(0))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 << 10];
-    loop {
-        let n = io::Read::read(&mut f, &mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(Some(
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect(),
-    ))
-}
-
-/// Whether a `--stream` selector names this stream: its name as the report shows it, the name
-/// without its query string, or `APP/NAME`.
-fn selects(selector: &str, app: Option<&[u8]>, name: Option<&[u8]>) -> bool {
-    let Some(name) = name else {
-        return false;
-    };
-    let name = naming::escape(name);
-    let bare = name.split('?').next().unwrap_or("");
-    let app = app.map(naming::escape).unwrap_or_default();
-    [
-        name.clone(),
-        bare.to_string(),
-        format!("{app}/{name}"),
-        format!("{app}/{bare}"),
-    ]
-    .iter()
-    .any(|candidate| glob(selector.as_bytes(), candidate.as_bytes()))
-}
-
-/// Shell-style pattern match: `*` any run, `?` any one character, everything else itself.
-pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, t));
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c == text[t] => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    p = sp + 1;
-                    t = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p.min(pattern.len())..].iter().all(|&c| c == b'*')
-}
-
-/// Which streams a run keeps (`--stream`, `--app`, `--client`, `--direction`); the others are
-/// neither written nor reported.
-#[derive(Clone, Debug, Default)]
-pub struct Selection {
-    /// Glob over the stream name, the name without its query string, or `APP/NAME`.
-    pub stream: Option<String>,
-    /// Glob over the application name.
-    pub app: Option<String>,
-    /// The client's address (`IP`) or address and port (`IP:PORT`).
-    pub client: Option<String>,
-    pub direction: Option<Direction>,
-}
-
-impl Selection {
-    pub fn is_empty(&self) -> bool {
-        self.stream.is_none()
-            && self.app.is_none()
-            && self.client.is_none()
-            && self.direction.is_none()
-    }
-
-    fn keeps(
-        &self,
-        app: Option<&[u8]>,
-        name: Option<&[u8]>,
-        client: SocketAddr,
-        d: Direction,
-    ) -> bool {
-        if self.direction.is_some_and(|x| x != d) {
-            return false;
-        }
-        if let Some(c) = &self.client {
-            let ip = client.ip().to_string();
-            if *c != ip && *c != client.to_string() {
-                return false;
-            }
-        }
-        if let Some(a) = &self.app {
-            let app = app.map(naming::escape).unwrap_or_default();
-            if !glob(a.as_bytes(), app.as_bytes()) {
-                return false;
-            }
-        }
-        match &self.stream {
-            Some(sel) => selects(sel, app, name),
-            None => true,
-        }
-    }
-}
-
-/// `app_name_client-port_direction`, every part sanitised.
-fn file_stem(
-    app: Option<&[u8]>,
-    name: Option<&[u8]>,
-    msid: u32,
-    client: SocketAddr,
-    d: Direction,
-) -> String {
-    let app = naming::sanitize(app.unwrap_or(b"noapp"));
-    let name = match name {
-        Some(n) => naming::sanitize(n),
-        None => format!("msid{msid}"),
-    };
-    let ip = naming::sanitize(client.ip().to_string().as_bytes());
-    format!("{app}_{name}_{ip}-{}_{}", client.port(), d.as_str())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+    use crate::rtmp::Direction;
     use std::sync::{Arc, Mutex};
 
     /// A pipe whose bytes the test can read back.
@@ -1288,17 +994,5 @@ mod tests {
         assert_eq!((flags, tags.len(), tags[1].timestamp), (0x05, 2, 40));
         assert_eq!(sink.stream_report(2, 0).unwrap().file.as_deref(), Some("-"));
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn selectors() {
-        let n = Some(&b"cam1?key=abc"[..]);
-        let app = Some(&b"live"[..]);
-        assert!(selects("cam1", app, n));
-        assert!(selects("cam1?key=abc", app, n));
-        assert!(selects("live/cam1", app, n));
-        assert!(!selects("live/cam", app, n));
-        assert!(!selects("other/cam1", app, n));
-        assert!(!selects("cam1", app, None));
     }
 }
