@@ -8,6 +8,7 @@ pub mod queue;
 pub mod report;
 mod select;
 mod target;
+mod waiting;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::File;
@@ -26,10 +27,11 @@ pub use fs::write_report;
 use fs::{create_unique, create_unique_tmp, reopen};
 use hash::{Hashing, sha256_of};
 use queue::WriteQueue;
-use report::{ConnectionReport, Connections, Spool, StreamReport, TextKind};
+use report::{ConnectionReport, Connections, StreamReport, TextKind};
 use select::file_stem;
 pub use select::{Selection, glob};
 use target::{Pipe, Target};
+use waiting::Waiting;
 
 struct StreamOut {
     base_name: String,
@@ -73,15 +75,8 @@ pub struct FlvSink {
     /// Looked up for every tag: foldhash, not SipHash.
     streams: foldhash::HashMap<(u64, u32), StreamOut>,
     finished: HashMap<u64, Vec<(u32, StreamReport)>>,
-    /// Reports of ended connections, in the order they began, that wait for the end of the
-    /// input (a stream of theirs may be lent a decoder configuration then), or all of them
-    /// when there is no spool.
-    waiting_end: BTreeMap<u64, ConnectionReport>,
-    /// Reports of ended connections that wait for the SHA-256 of a file (a few: at most one
-    /// file per core is hashed at a time).
-    waiting_sum: BTreeMap<u64, ConnectionReport>,
-    /// Where the reports of the other ended connections go (`spool_in`).
-    spool: Option<Spool>,
+    /// Reports of ended connections, until they go to the spool.
+    waiting: Waiting,
     pipe: Option<Pipe>,
     flush_on_keyframes: bool,
     selection: Selection,
@@ -140,9 +135,7 @@ impl FlvSink {
             dir,
             streams: Default::default(),
             finished: HashMap::new(),
-            waiting_end: BTreeMap::new(),
-            waiting_sum: BTreeMap::new(),
-            spool: None,
+            waiting: Waiting::default(),
             pipe: None,
             flush_on_keyframes: false,
             selection: Selection::default(),
@@ -213,8 +206,7 @@ impl FlvSink {
     /// summary or table lines each gets), instead of memory: however many connections the
     /// input holds, memory holds a few bytes for each.
     pub fn spool_in(&mut self, dir: &Path, text: TextKind) -> io::Result<()> {
-        self.spool = Some(Spool::new(dir, text)?);
-        Ok(())
+        self.waiting.spool_in(dir, text)
     }
 
     /// Write every waiting tag, and wait until the files on disk are up to date.
@@ -527,60 +519,16 @@ impl FlvSink {
                     !streams.is_empty()
                 };
                 if wanted {
-                    self.settle(ConnectionReport {
+                    let c = ConnectionReport {
                         summary: *summary,
                         streams: streams.into_iter().map(|(_, r)| r).collect(),
-                    })?;
+                    };
+                    let for_end = self.fix_conns.contains(&id);
+                    self.waiting.settle(c, for_end, self.hashing.as_mut())?;
                 } else {
                     self.forget_fixes(id);
                 }
-                self.release_summed()?;
-            }
-        }
-        Ok(())
-    }
-
-    /// An ended connection's report: into the spool, or kept until what it waits for comes.
-    fn settle(&mut self, mut c: ConnectionReport) -> io::Result<()> {
-        let id = c.summary.id;
-        if self.spool.is_none() || self.fix_conns.contains(&id) {
-            self.waiting_end.insert(id, c);
-            return Ok(());
-        }
-        if let Some(h) = &mut self.hashing {
-            if h.waited_for(&c) {
-                self.waiting_sum.insert(id, c);
-                return Ok(());
-            }
-            h.apply(&mut c);
-        }
-        match &mut self.spool {
-            Some(sp) => sp.push(&c),
-            None => Ok(()),
-        }
-    }
-
-    /// Spool the reports whose sums have been worked out since.
-    fn release_summed(&mut self) -> io::Result<()> {
-        let Some(h) = &mut self.hashing else {
-            return Ok(());
-        };
-        if self.waiting_sum.is_empty() {
-            return Ok(());
-        }
-        h.poll();
-        let ready: Vec<u64> = self
-            .waiting_sum
-            .iter()
-            .filter(|(_, c)| !h.waited_for(c))
-            .map(|(&id, _)| id)
-            .collect();
-        for id in ready {
-            if let Some(mut c) = self.waiting_sum.remove(&id) {
-                h.apply(&mut c);
-                if let Some(sp) = &mut self.spool {
-                    sp.push(&c)?;
-                }
+                self.waiting.release_summed(self.hashing.as_mut())?;
             }
         }
         Ok(())
@@ -676,7 +624,8 @@ impl FlvSink {
         fixes.sort_by_key(|(k, _)| *k);
         for (key, lender) in fixes {
             let Some(report) = self
-                .waiting_end
+                .waiting
+                .end()
                 .get_mut(&key.0)
                 .and_then(|c| c.streams.iter_mut().find(|s| s.key == key))
             else {
@@ -685,47 +634,18 @@ impl FlvSink {
             lend(&self.dir, report, &lender, self.hashing.is_some())?;
         }
         self.fix_conns.clear();
-        if self.spool.is_some() {
-            for c in self.take_waiting() {
-                if let Some(sp) = &mut self.spool {
-                    sp.push(&c)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Every report still waiting, in the order the connections began, with the sums of
-    /// their files (once every sum is worked out).
-    fn take_waiting(&mut self) -> Vec<ConnectionReport> {
-        if let Some(h) = &mut self.hashing {
-            h.wait_all();
-        }
-        let mut all: Vec<ConnectionReport> = std::mem::take(&mut self.waiting_end)
-            .into_values()
-            .chain(std::mem::take(&mut self.waiting_sum).into_values())
-            .collect();
-        all.sort_by_key(|c| c.summary.id);
-        if let Some(h) = &mut self.hashing {
-            for c in &mut all {
-                h.apply(c);
-            }
-        }
-        all
+        self.waiting.finish(self.hashing.as_mut())
     }
 
     /// The connections seen, in the order they began (all in memory: a sink without a spool).
     pub fn into_connections(mut self) -> Vec<ConnectionReport> {
-        self.take_waiting()
+        self.waiting.take(self.hashing.as_mut())
     }
 
     /// The connections seen, for the report: the spool when there is one (after
     /// [`finish`](Self::finish)), else the reports in memory.
     pub fn into_report_connections(mut self) -> Connections {
-        match self.spool.take() {
-            Some(sp) => Connections::Spooled(sp),
-            None => Connections::Memory(self.into_connections()),
-        }
+        self.waiting.into_connections(self.hashing.as_mut())
     }
 }
 
