@@ -3,6 +3,7 @@
 pub mod flv;
 mod fs;
 mod hash;
+mod lend;
 pub mod naming;
 pub mod queue;
 pub mod report;
@@ -10,13 +11,10 @@ mod select;
 mod target;
 mod waiting;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::fs::File;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-
-use bytes::Bytes;
 
 use crate::config::{LimitHits, Limits};
 
@@ -24,8 +22,9 @@ use crate::pipeline::Output;
 use crate::rtmp::{TagKind, amf0, media};
 use flv::FlvWriter;
 pub use fs::write_report;
-use fs::{create_unique, create_unique_tmp, reopen};
-use hash::{Hashing, sha256_of};
+use fs::{create_unique, reopen};
+use hash::Hashing;
+use lend::{Carried, Lending};
 use queue::WriteQueue;
 use report::{ConnectionReport, Connections, StreamReport, TextKind};
 use select::file_stem;
@@ -46,12 +45,8 @@ struct StreamOut {
     base_ts: Option<u32>,
     video_config: bool,
     audio_config: bool,
-    /// The decoder configurations last seen (to lend to a stream that missed them).
-    video_cfg: Option<bytes::Bytes>,
-    audio_cfg: Option<bytes::Bytes>,
-    /// Joined mid-stream without a video configuration: its first keyframe's hash, to find
-    /// the same pictures (and so their configuration) in another connection of the input.
-    missing_cfg_key: Option<u64>,
+    /// What lending a decoder configuration needs to know of the stream.
+    carried: Carried,
     /// Joined mid-stream: video frames before the first keyframe cannot be decoded.
     mid_stream: bool,
     wait_keyframe: bool,
@@ -80,18 +75,8 @@ pub struct FlvSink {
     pipe: Option<Pipe>,
     flush_on_keyframes: bool,
     selection: Selection,
-    /// Recent keyframes of streams whose decoder configuration is known, by content hash,
-    /// with that configuration; oldest first in `keyframe_order` (at most [`MAX_KEYFRAMES`]).
-    keyframes: HashMap<u64, Lender>,
-    keyframe_order: VecDeque<u64>,
-    /// Streams that joined mid-stream without their configuration, by the hash of their first
-    /// keyframe, until a stream with the same keyframe and a configuration turns up.
-    needs: HashMap<u64, Vec<(u64, u32)>>,
-    /// Streams a configuration was found for, to write at the start of their files at the end
-    /// (with `needs`, at most [`MAX_FIXES`]).
-    fixes: HashMap<(u64, u32), Lender>,
-    /// Connections with a stream in `needs` or `fixes`.
-    fix_conns: HashSet<u64>,
+    /// Decoder configurations to lend to streams that joined mid-stream without theirs.
+    lending: Lending,
     /// Count and describe only: no file is written (`rtmpsniff list`).
     dry: bool,
     /// Next suffix to try for file stems that were used more than once, so naming stays
@@ -110,19 +95,6 @@ pub struct FlvSink {
     pub limit_hits: LimitHits,
 }
 
-/// Keyframes remembered to lend a configuration, at most.
-const MAX_KEYFRAMES: usize = 16384;
-/// Streams that can wait for a configuration to be lent, at most.
-const MAX_FIXES: usize = 1024;
-
-/// A stream whose decoder configuration another stream with the same pictures can borrow.
-#[derive(Clone)]
-struct Lender {
-    from: (u64, u32),
-    video: Option<Bytes>,
-    audio: Option<Bytes>,
-}
-
 impl FlvSink {
     /// Output into `dir` (created if missing; earlier files in it are never touched).
     pub fn new(dir: &Path) -> io::Result<Self> {
@@ -139,11 +111,7 @@ impl FlvSink {
             pipe: None,
             flush_on_keyframes: false,
             selection: Selection::default(),
-            keyframes: HashMap::new(),
-            keyframe_order: VecDeque::new(),
-            needs: HashMap::new(),
-            fixes: HashMap::new(),
-            fix_conns: HashSet::new(),
+            lending: Lending::default(),
             dry: false,
             next_suffix: HashMap::new(),
             open: BTreeMap::new(),
@@ -411,9 +379,7 @@ impl FlvSink {
                         base_ts: None,
                         video_config: false,
                         audio_config: false,
-                        video_cfg: None,
-                        audio_cfg: None,
-                        missing_cfg_key: None,
+                        carried: Carried::default(),
                         mid_stream,
                         wait_keyframe: mid_stream,
                         audio_note: false,
@@ -442,10 +408,8 @@ impl FlvSink {
                 if !accept(s, kind, &body) {
                     return Ok(());
                 }
-                self.note_configuration(conn, stream, kind, &body);
-                let Some(s) = self.streams.get_mut(&(conn, stream)) else {
-                    return Ok(());
-                };
+                self.lending
+                    .note_configuration((conn, stream), s, kind, &body);
                 if self.dry {
                     let ts = s.file_time(timestamp);
                     let bytes =
@@ -523,90 +487,15 @@ impl FlvSink {
                         summary: *summary,
                         streams: streams.into_iter().map(|(_, r)| r).collect(),
                     };
-                    let for_end = self.fix_conns.contains(&id);
+                    let for_end = self.lending.waits(id);
                     self.waiting.settle(c, for_end, self.hashing.as_mut())?;
                 } else {
-                    self.forget_fixes(id);
+                    self.lending.forget(id);
                 }
                 self.waiting.release_summed(self.hashing.as_mut())?;
             }
         }
         Ok(())
-    }
-
-    /// A connection that is not reported: its streams wait for nothing.
-    fn forget_fixes(&mut self, conn: u64) {
-        if self.fix_conns.remove(&conn) {
-            self.fixes.retain(|k, _| k.0 != conn);
-            for v in self.needs.values_mut() {
-                v.retain(|k| k.0 != conn);
-            }
-            self.needs.retain(|_, v| !v.is_empty());
-        }
-    }
-
-    /// Remember decoder configurations and keyframes, to lend a configuration to a stream
-    /// that joined mid-stream and carries the same pictures as another (a publisher and the
-    /// players of its stream).
-    fn note_configuration(&mut self, conn: u64, stream: u32, kind: TagKind, body: &bytes::Bytes) {
-        use std::hash::{Hash, Hasher};
-        let Some(s) = self.streams.get_mut(&(conn, stream)) else {
-            return;
-        };
-        match kind {
-            TagKind::Video => {
-                let Some(i) = media::video(body) else { return };
-                if i.config {
-                    s.video_cfg = Some(body.clone());
-                } else if i.keyframe && i.frame && i.needs_config {
-                    let mut h = std::collections::hash_map::DefaultHasher::new();
-                    body.hash(&mut h);
-                    let h = h.finish();
-                    if s.video_cfg.is_some() {
-                        let lender = Lender {
-                            from: (conn, stream),
-                            video: s.video_cfg.clone(),
-                            audio: s.audio_cfg.clone(),
-                        };
-                        // Streams that were waiting for these pictures get this configuration.
-                        for k in self.needs.remove(&h).unwrap_or_default() {
-                            self.fixes.insert(k, lender.clone());
-                        }
-                        if self.keyframes.insert(h, lender).is_none() {
-                            self.keyframe_order.push_back(h);
-                        }
-                        while self.keyframe_order.len() > MAX_KEYFRAMES {
-                            if let Some(old) = self.keyframe_order.pop_front() {
-                                self.keyframes.remove(&old);
-                            }
-                        }
-                    } else if s.mid_stream && s.missing_cfg_key.is_none() {
-                        s.missing_cfg_key = Some(h);
-                        let waiting =
-                            self.fixes.len() + self.needs.values().map(Vec::len).sum::<usize>();
-                        if waiting >= MAX_FIXES {
-                            s.report.notes.push(format!(
-                                "sequence headers not captured, and not looked for in other connections (more than {MAX_FIXES} streams needed them)"
-                            ));
-                        } else {
-                            match self.keyframes.get(&h) {
-                                Some(l) => {
-                                    self.fixes.insert((conn, stream), l.clone());
-                                }
-                                None => self.needs.entry(h).or_default().push((conn, stream)),
-                            }
-                            self.fix_conns.insert(conn);
-                        }
-                    }
-                }
-            }
-            TagKind::Audio => {
-                if media::audio(body).is_some_and(|i| i.config) {
-                    s.audio_cfg = Some(body.clone());
-                }
-            }
-            TagKind::Script => {}
-        }
     }
 
     /// End of the input: a stream that joined mid-stream without its decoder configuration,
@@ -619,21 +508,8 @@ impl FlvSink {
         if let Some(h) = &mut self.hashing {
             h.wait_all();
         }
-        self.needs.clear();
-        let mut fixes: Vec<((u64, u32), Lender)> = self.fixes.drain().collect();
-        fixes.sort_by_key(|(k, _)| *k);
-        for (key, lender) in fixes {
-            let Some(report) = self
-                .waiting
-                .end()
-                .get_mut(&key.0)
-                .and_then(|c| c.streams.iter_mut().find(|s| s.key == key))
-            else {
-                continue;
-            };
-            lend(&self.dir, report, &lender, self.hashing.is_some())?;
-        }
-        self.fix_conns.clear();
+        let sha256 = self.hashing.is_some();
+        self.lending.finish(&self.dir, self.waiting.end(), sha256)?;
         self.waiting.finish(self.hashing.as_mut())
     }
 
@@ -647,56 +523,6 @@ impl FlvSink {
     pub fn into_report_connections(mut self) -> Connections {
         self.waiting.into_connections(self.hashing.as_mut())
     }
-}
-
-/// Write `lender`'s decoder configuration at the start of the stream's file (after the FLV
-/// header), through a new file renamed over it, and say so in the report.
-fn lend(dir: &Path, report: &mut StreamReport, lender: &Lender, sha256: bool) -> io::Result<()> {
-    let Some(name) = report.file.clone() else {
-        return Ok(());
-    };
-    let path = dir.join(&name);
-    let mut old = match File::open(&path) {
-        Ok(f) => f,
-        Err(_) => return Ok(()),
-    };
-    let mut head = [0u8; flv::HEADER.len()];
-    if io::Read::read_exact(&mut old, &mut head).is_err() {
-        return Ok(());
-    }
-    // Our own file of this run, replaced whole through a new file renamed over it; copied a
-    // block at a time, not read into memory.
-    let stem = name.strip_suffix(".flv").unwrap_or(&name);
-    let (tmp, f) = create_unique_tmp(dir, stem, ".flv.tmp")?;
-    let mut f = io::BufWriter::new(f);
-    let mut cfg = Vec::new();
-    for (k, b) in [
-        (TagKind::Video, &lender.video),
-        (TagKind::Audio, &lender.audio),
-    ] {
-        if let Some(b) = b {
-            let s = (b.len() as u32).to_be_bytes();
-            cfg.extend_from_slice(&[k as u8, s[1], s[2], s[3], 0, 0, 0, 0, 0, 0, 0]);
-            cfg.extend_from_slice(b);
-            cfg.extend_from_slice(&(11 + b.len() as u32).to_be_bytes());
-        }
-    }
-    f.write_all(&head)?;
-    f.write_all(&cfg)?;
-    let rest = io::copy(&mut old, &mut f)?;
-    f.flush()?;
-    drop(f);
-    std::fs::rename(&tmp, &path)?;
-    report.bytes = head.len() as u64 + cfg.len() as u64 + rest;
-    if sha256 {
-        let meta = std::fs::symlink_metadata(&path)?;
-        report.sha256 = sha256_of(&path, (meta.dev(), meta.ino()))?;
-    }
-    report.notes.push(format!(
-        "decoder configuration taken from connection {} stream {}, which carries the same pictures",
-        lender.from.0, lender.from.1
-    ));
-    Ok(())
 }
 
 /// Count the tag and decide whether it goes in the file: coded frames wait for their decoder
@@ -835,6 +661,7 @@ fn close(s: StreamOut, dir: &Path, queue: Option<&mut WriteQueue>) -> io::Result
 mod tests {
     use super::*;
     use crate::rtmp::Direction;
+    use bytes::Bytes;
     use std::sync::{Arc, Mutex};
 
     /// A pipe whose bytes the test can read back.
