@@ -11,11 +11,11 @@ use std::path::Path;
 
 use bytes::Bytes;
 
-use super::StreamOut;
 use super::flv;
 use super::fs::create_unique_tmp;
 use super::hash::sha256_of;
 use super::report::{ConnectionReport, StreamReport};
+use super::stream::StreamOut;
 use crate::rtmp::{TagKind, media};
 
 /// Keyframes remembered to lend a configuration, at most.

@@ -8,61 +8,31 @@ pub mod naming;
 pub mod queue;
 pub mod report;
 mod select;
+mod stream;
 mod target;
 mod waiting;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
 
 use crate::config::{LimitHits, Limits};
 
-use crate::pipeline::Output;
-use crate::rtmp::{TagKind, amf0, media};
+use crate::pipeline::{ConnectionSummary, Output};
+use crate::rtmp::TagKind;
 use flv::FlvWriter;
 pub use fs::write_report;
-use fs::{create_unique, reopen};
 use hash::Hashing;
-use lend::{Carried, Lending};
+use lend::Lending;
 use queue::WriteQueue;
 use report::{ConnectionReport, Connections, StreamReport, TextKind};
 use select::file_stem;
 pub use select::{Selection, glob};
+use stream::StreamOut;
 use target::{Pipe, Target};
 use waiting::Waiting;
-
-struct StreamOut {
-    base_name: String,
-    writer: Option<FlvWriter<Target>>,
-    to_pipe: bool,
-    /// The file's name in the folder and identity (device, inode), to open it again after
-    /// it was closed for the open-file limit and be sure it is still ours.
-    file: Option<(String, (u64, u64))>,
-    /// When its file was last written (the sink's own clock).
-    tick: u64,
-    /// Timestamp that becomes 0 in the file.
-    base_ts: Option<u32>,
-    video_config: bool,
-    audio_config: bool,
-    /// What lending a decoder configuration needs to know of the stream.
-    carried: Carried,
-    /// Joined mid-stream: video frames before the first keyframe cannot be decoded.
-    mid_stream: bool,
-    wait_keyframe: bool,
-    audio_note: bool,
-    report: StreamReport,
-}
-
-impl StreamOut {
-    /// The tag's time in the file: the first tag is at 0. A tag slightly before the first one
-    /// (audio/video interleaving) stays at 0.
-    fn file_time(&mut self, timestamp: u32) -> u32 {
-        let base = *self.base_ts.get_or_insert(timestamp);
-        let rel = timestamp.wrapping_sub(base);
-        if (rel as i32) < 0 { 0 } else { rel }
-    }
-}
 
 /// Writes one FLV file per stream into a folder and gathers the report.
 pub struct FlvSink {
@@ -279,42 +249,7 @@ impl FlvSink {
             self.queue()?;
             let queue = self.queue.as_mut().expect("started above");
             let s = self.streams.get_mut(&key).expect("looked up above");
-            let reopened = match (&s.file, s.writer.as_mut()) {
-                (Some((name, id)), Some(w)) => match reopen(&self.dir.join(name), *id)? {
-                    Some(f) => {
-                        w.resume(Target::File(queue.open(f, w.bytes())?));
-                        true
-                    }
-                    None => {
-                        // Something else took the file's place: carry on in a new file.
-                        let old = s.writer.take().expect("matched");
-                        old.finish()?;
-                        s.report.notes.push(format!(
-                            "{name} was replaced by another file while rtmpsniff wrote it; \
-                             the stream goes on in a new file"
-                        ));
-                        false
-                    }
-                },
-                _ => false,
-            };
-            if !reopened {
-                let (file, name) = create_unique(&self.dir, &s.base_name, &mut self.next_suffix)?;
-                let meta = file.metadata()?;
-                // The header is written here, not queued: from now on a kill leaves a file
-                // players open.
-                let mut file = file;
-                file.write_all(&flv::HEADER)?;
-                let len = flv::HEADER.len() as u64;
-                s.writer = Some(FlvWriter::after_header(Target::File(
-                    queue.open(file, len)?,
-                )));
-                s.report.file.get_or_insert_with(|| name.clone());
-                if s.report.file.as_deref() != Some(name.as_str()) {
-                    s.report.more_files.push(name.clone());
-                }
-                s.file = Some((name, (meta.dev(), meta.ino())));
-            }
+            s.open_file(&self.dir, queue, &mut self.next_suffix)?;
         }
         self.tick += 1;
         let s = self.streams.get_mut(&key).expect("looked up above");
@@ -333,7 +268,7 @@ impl FlvSink {
             }
             self.open.remove(&s.tick);
             let file = s.file.clone().filter(|_| s.writer.is_some() && !s.to_pipe);
-            let r = close(s, &self.dir, self.queue.as_mut())?;
+            let r = s.close(&self.dir, self.queue.as_mut())?;
             if let (Some((name, id)), Some(h)) = (file, self.hashing.as_mut()) {
                 // `close` waited for the file's last write.
                 let path = self.dir.join(&name);
@@ -346,53 +281,9 @@ impl FlvSink {
 
     pub fn handle(&mut self, o: Output) -> io::Result<()> {
         match o {
-            Output::StreamStarted {
-                conn,
-                client,
-                app,
-                stream,
-                msid,
-                direction,
-                name,
-                mid_stream,
-                ..
-            } => {
-                if !self
-                    .selection
-                    .keeps(app.as_deref(), name.as_deref(), client, direction)
-                {
-                    return Ok(());
-                }
-                let base_name = file_stem(app.as_deref(), name.as_deref(), msid, client, direction);
-                let to_pipe = self
-                    .pipe
-                    .as_mut()
-                    .is_some_and(|p| p.choose((conn, stream), app.as_deref(), name.as_deref()));
-                self.streams.insert(
-                    (conn, stream),
-                    StreamOut {
-                        base_name,
-                        writer: None,
-                        to_pipe,
-                        file: None,
-                        tick: 0,
-                        base_ts: None,
-                        video_config: false,
-                        audio_config: false,
-                        carried: Carried::default(),
-                        mid_stream,
-                        wait_keyframe: mid_stream,
-                        audio_note: false,
-                        report: StreamReport {
-                            key: (conn, stream),
-                            name: name.as_deref().map(naming::escape),
-                            name_in_file: name.as_deref().map(naming::sanitize),
-                            direction: direction.as_str(),
-                            message_stream_id: msid,
-                            ..Default::default()
-                        },
-                    },
-                );
+            o @ Output::StreamStarted { .. } => {
+                self.stream_started(o);
+                Ok(())
             }
             Output::Tag {
                 conn,
@@ -401,101 +292,109 @@ impl FlvSink {
                 timestamp,
                 body,
                 frame,
-            } => {
-                let Some(s) = self.streams.get_mut(&(conn, stream)) else {
-                    return Ok(());
-                };
-                if !accept(s, kind, &body) {
-                    return Ok(());
-                }
-                self.lending
-                    .note_configuration((conn, stream), s, kind, &body);
-                if self.dry {
-                    let ts = s.file_time(timestamp);
-                    let bytes =
-                        s.report.bytes.max(flv::HEADER.len() as u64) + 15 + body.len() as u64;
-                    s.report.record(bytes, timestamp, ts, frame);
-                    return Ok(());
-                }
-                if s.writer.is_none() && s.to_pipe {
-                    let Some(out) = self.pipe.as_mut().and_then(|p| p.out.take()) else {
-                        // The pipe's reader went away: nothing more is written.
-                        return Ok(());
-                    };
-                    s.writer = Some(FlvWriter::new(Target::Pipe(out))?);
-                    s.report.file = Some("-".into());
-                }
-                if !s.to_pipe {
-                    self.open_file((conn, stream))?;
-                }
-                let Some(s) = self.streams.get_mut(&(conn, stream)) else {
-                    return Ok(());
-                };
-                let ts = s.file_time(timestamp);
-                let w = s.writer.as_mut().expect("opened above");
-                let mut res = w.tag_shared(kind, ts, &body);
-                if res.is_ok() && s.to_pipe {
-                    // A pipe is read as it is written (a player): no waiting for a buffer to fill.
-                    res = w.flush();
-                } else if res.is_ok()
-                    && self.flush_on_keyframes
-                    && kind == TagKind::Video
-                    && media::video(&body).is_some_and(|i| i.keyframe && i.frame)
-                {
-                    // Whole groups of pictures reach the file at once; the capture does not
-                    // wait for the write (a live capture that waits drops packets).
-                    res = w.hand_over();
-                }
-                if let Err(e) = res {
-                    if !s.to_pipe {
-                        return Err(e);
-                    }
-                    // The reader of the pipe went away (a player was closed): the stream is
-                    // over for it, and for this run.
-                    s.writer = None;
-                    s.report
-                        .notes
-                        .push(format!("standard output closed by its reader ({e})"));
-                    if let Some(p) = &mut self.pipe {
-                        p.done = true;
-                    }
-                    return Ok(());
-                }
-                let bytes = w.bytes();
-                s.report.record(bytes, timestamp, ts, frame);
-            }
-            Output::StreamEnded { conn, stream } => self.close_stream(conn, stream)?,
-            Output::ConnectionEnded(summary) => {
-                let id = summary.id;
-                // Streams still open when their connection ended (should not happen: the
-                // session ends them), closed here all the same.
-                let open: Vec<(u64, u32)> =
-                    self.streams.keys().filter(|k| k.0 == id).copied().collect();
-                for k in open {
-                    self.close_stream(k.0, k.1)?;
-                }
-                let mut streams = self.finished.remove(&id).unwrap_or_default();
-                streams.sort_by_key(|(sid, _)| *sid);
-                // With a selection, a connection is reported for the streams it kept.
-                let wanted = if self.selection.is_empty() {
-                    summary.is_rtmp || !streams.is_empty()
-                } else {
-                    !streams.is_empty()
-                };
-                if wanted {
-                    let c = ConnectionReport {
-                        summary: *summary,
-                        streams: streams.into_iter().map(|(_, r)| r).collect(),
-                    };
-                    let for_end = self.lending.waits(id);
-                    self.waiting.settle(c, for_end, self.hashing.as_mut())?;
-                } else {
-                    self.lending.forget(id);
-                }
-                self.waiting.release_summed(self.hashing.as_mut())?;
-            }
+            } => self.tag((conn, stream), kind, timestamp, &body, frame),
+            Output::StreamEnded { conn, stream } => self.close_stream(conn, stream),
+            Output::ConnectionEnded(summary) => self.connection_ended(*summary),
+        }
+    }
+
+    /// A stream starts: kept if the selection keeps it, for the pipe if it is the one piped.
+    fn stream_started(&mut self, o: Output) {
+        let Output::StreamStarted {
+            conn,
+            client,
+            app,
+            stream,
+            msid,
+            direction,
+            name,
+            mid_stream,
+            ..
+        } = o
+        else {
+            return;
+        };
+        let (key, app, name) = ((conn, stream), app.as_deref(), name.as_deref());
+        if !self.selection.keeps(app, name, client, direction) {
+            return;
+        }
+        let base_name = file_stem(app, name, msid, client, direction);
+        let to_pipe = self.pipe.as_mut().is_some_and(|p| p.choose(key, app, name));
+        let s = StreamOut::new(key, base_name, to_pipe, name, direction, msid, mid_stream);
+        self.streams.insert(key, s);
+    }
+
+    /// A tag of a stream: counted, and written if it goes in the file.
+    fn tag(
+        &mut self,
+        key: (u64, u32),
+        kind: TagKind,
+        timestamp: u32,
+        body: &Bytes,
+        frame: u64,
+    ) -> io::Result<()> {
+        let Some(s) = self.streams.get_mut(&key) else {
+            return Ok(());
+        };
+        if !s.accept(kind, body) {
+            return Ok(());
+        }
+        self.lending.note_configuration(key, s, kind, body);
+        if self.dry {
+            s.count_only(timestamp, body.len(), frame);
+            return Ok(());
+        }
+        if s.writer.is_none() && s.to_pipe {
+            let Some(out) = self.pipe.as_mut().and_then(|p| p.out.take()) else {
+                // The pipe's reader went away: nothing more is written.
+                return Ok(());
+            };
+            s.writer = Some(FlvWriter::new(Target::Pipe(out))?);
+            s.report.file = Some("-".into());
+        }
+        if !s.to_pipe {
+            self.open_file(key)?;
+        }
+        let Some(s) = self.streams.get_mut(&key) else {
+            return Ok(());
+        };
+        // Not written: the reader of the pipe went away, the piped stream is over.
+        if !s.write(kind, timestamp, body, frame, self.flush_on_keyframes)?
+            && let Some(p) = &mut self.pipe
+        {
+            p.done = true;
         }
         Ok(())
+    }
+
+    /// A connection is over: its report is made, of the streams the selection kept.
+    fn connection_ended(&mut self, summary: ConnectionSummary) -> io::Result<()> {
+        let id = summary.id;
+        // Streams still open when their connection ended (should not happen: the
+        // session ends them), closed here all the same.
+        let open: Vec<(u64, u32)> = self.streams.keys().filter(|k| k.0 == id).copied().collect();
+        for k in open {
+            self.close_stream(k.0, k.1)?;
+        }
+        let mut streams = self.finished.remove(&id).unwrap_or_default();
+        streams.sort_by_key(|(sid, _)| *sid);
+        // With a selection, a connection is reported for the streams it kept.
+        let wanted = if self.selection.is_empty() {
+            summary.is_rtmp || !streams.is_empty()
+        } else {
+            !streams.is_empty()
+        };
+        if wanted {
+            let c = ConnectionReport {
+                summary,
+                streams: streams.into_iter().map(|(_, r)| r).collect(),
+            };
+            let for_end = self.lending.waits(id);
+            self.waiting.settle(c, for_end, self.hashing.as_mut())?;
+        } else {
+            self.lending.forget(id);
+        }
+        self.waiting.release_summed(self.hashing.as_mut())
     }
 
     /// End of the input: a stream that joined mid-stream without its decoder configuration,
@@ -525,143 +424,10 @@ impl FlvSink {
     }
 }
 
-/// Count the tag and decide whether it goes in the file: coded frames wait for their decoder
-/// configuration, as players need it first.
-fn accept(s: &mut StreamOut, kind: TagKind, body: &[u8]) -> bool {
-    let r = &mut s.report;
-    match kind {
-        TagKind::Video => {
-            let Some(i) = media::video(body) else {
-                return false;
-            };
-            r.video_codec.get_or_insert(i.codec);
-            if (i.config || r.width.is_none())
-                && let Some((w, h)) = media::video_dimensions(body)
-            {
-                r.width = Some(w);
-                r.height = Some(h);
-            }
-            if i.config {
-                s.video_config = true;
-            } else if s.mid_stream {
-                // Joined mid-stream: write from the first keyframe on, configuration or not
-                // (the report says when it was not captured).
-                if s.wait_keyframe && i.frame {
-                    if !i.keyframe {
-                        r.dropped_before_keyframe += 1;
-                        return false;
-                    }
-                    s.wait_keyframe = false;
-                    if i.needs_config && !s.video_config {
-                        r.notes.push("video sequence header not captured".into());
-                    }
-                }
-            } else if i.needs_config && !s.video_config {
-                r.dropped_before_config += 1;
-                return false;
-            }
-            if i.frame {
-                r.video_frames += 1;
-                r.keyframes += i.keyframe as u64;
-            }
-        }
-        TagKind::Audio => {
-            let Some(i) = media::audio(body) else {
-                return false;
-            };
-            r.audio_codec.get_or_insert(i.codec);
-            if let Some((rate, ch)) = media::audio_params(body)
-                && (i.config || r.audio_rate.is_none())
-            {
-                r.audio_rate = Some(rate);
-                r.audio_channels = Some(ch);
-            }
-            if i.config {
-                s.audio_config = true;
-            } else if s.mid_stream {
-                if i.needs_config && !s.audio_config && !s.audio_note {
-                    s.audio_note = true;
-                    r.notes.push("audio sequence header not captured".into());
-                }
-            } else if i.needs_config && !s.audio_config {
-                r.dropped_before_config += 1;
-                return false;
-            }
-            if i.frame {
-                r.audio_frames += 1;
-            }
-        }
-        TagKind::Script => {
-            r.script_tags += 1;
-            if r.metadata.is_none() {
-                let (vals, _) = amf0::decode_all(body, 16, 4096);
-                if vals.first().and_then(|v| v.as_bytes()) == Some(b"onMetaData")
-                    && let Some(m) = vals.get(1)
-                {
-                    let json = amf0::to_json(m);
-                    let num = |k: &str| {
-                        json.get(k)
-                            .and_then(|v| v.as_f64())
-                            .filter(|v| *v >= 1.0 && *v < 65536.0)
-                    };
-                    if r.width.is_none()
-                        && let (Some(w), Some(h)) = (num("width"), num("height"))
-                    {
-                        r.width = Some(w as u32);
-                        r.height = Some(h as u32);
-                    }
-                    r.metadata = Some(json);
-                }
-            }
-        }
-    }
-    true
-}
-
-/// Finish a stream's file (its last writes made when this returns) and its report.
-fn close(s: StreamOut, dir: &Path, queue: Option<&mut WriteQueue>) -> io::Result<StreamReport> {
-    let mut r = s.report;
-    if let Some(mut w) = s.writer {
-        r.bytes = w.bytes();
-        if s.to_pipe {
-            if let Err(e) = w.into_inner() {
-                r.notes
-                    .push(format!("standard output closed by its reader ({e})"));
-            }
-        } else {
-            if !w.is_open()
-                && let Some((name, id)) = &s.file
-                && let Some(queue) = queue
-                && let Some(f) = reopen(&dir.join(name), *id)?
-            {
-                // Opened again only to set the header's flags to what the file holds.
-                let len = w.bytes();
-                w.resume(Target::File(queue.open(f, len)?));
-            }
-            // Waits for the file's last write (flush).
-            w.finish()?;
-        }
-    }
-    if r.dropped_before_keyframe > 0 {
-        r.notes.push(format!(
-            "joined mid-stream: {} video frames before the first keyframe were left out",
-            r.dropped_before_keyframe
-        ));
-    }
-    if r.dropped_before_config > 0 {
-        r.notes.push(format!(
-            "sequence headers not captured: {} coded frames before the first one were left out",
-            r.dropped_before_config
-        ));
-    }
-    Ok(r)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rtmp::Direction;
-    use bytes::Bytes;
     use std::sync::{Arc, Mutex};
 
     /// A pipe whose bytes the test can read back.
