@@ -392,7 +392,7 @@ impl Spool {
         {
             Ok(f) => f,
             Err(_) => {
-                let (path, f) = super::create_unique_tmp(dir, "rtmpsniff-spool", "")?;
+                let (path, f) = super::fs::create_unique_tmp(dir, "rtmpsniff-spool", "")?;
                 let _ = std::fs::remove_file(&path);
                 f
             }

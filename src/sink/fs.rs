@@ -1,0 +1,149 @@
+//! File-system helpers: files made under a name nothing else has, opened again only if they
+//! are still ours, and the report written whole.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// File stems whose next suffix is remembered, at most.
+const MAX_STEMS: usize = 65536;
+
+/// Open a file this sink created, again, to write at its end: never through a symbolic link,
+/// never truncating, and only if it is still the same file (`None` otherwise).
+pub(super) fn reopen(path: &Path, id: (u64, u64)) -> io::Result<Option<File>> {
+    let f = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ELOOP) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = f.metadata()?;
+    if (meta.dev(), meta.ino()) != id {
+        return Ok(None);
+    }
+    let mut f = f;
+    f.seek(SeekFrom::End(0))?;
+    Ok(Some(f))
+}
+
+/// `attempt(n)` for `n` = `first`, `first + 1`, ... until it does not fail because the name
+/// is taken: what it made, and the `n` it took.
+fn first_free<T>(
+    first: u32,
+    mut attempt: impl FnMut(u32) -> io::Result<T>,
+) -> io::Result<(T, u32)> {
+    for n in first.. {
+        match attempt(n) {
+            Ok(made) => return Ok((made, n)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("u32 names run out")
+}
+
+/// Create a new file in `dir`, open to write (and to read if `read`), under the first of
+/// `name(first)`, `name(first + 1)`, ... that is free, without ever replacing or following
+/// anything that is already there (`create_new` is O_CREAT|O_EXCL: it fails on any existing
+/// name, a symbolic link included, dangling or not). The file, its name and the `n` taken.
+fn create_unique_name(
+    dir: &Path,
+    name: &mut dyn FnMut(u32) -> String,
+    first: u32,
+    read: bool,
+) -> io::Result<(File, String, u32)> {
+    let mut opts = OpenOptions::new();
+    opts.read(read).write(true).create_new(true);
+    let ((f, name), n) = first_free(first, |n| {
+        let name = name(n);
+        opts.open(dir.join(&name)).map(|f| (f, name))
+    })?;
+    Ok((f, name, n))
+}
+
+/// Create `stem.flv` (or `stem-2.flv`, ...) under a name that is free (see
+/// [`create_unique_name`]); `next_suffix` remembers where to start for stems used more than
+/// once (at most [`MAX_STEMS`] of them).
+pub(super) fn create_unique(
+    dir: &Path,
+    stem: &str,
+    next_suffix: &mut HashMap<String, u32>,
+) -> io::Result<(File, String)> {
+    let first = next_suffix.get(stem).copied().unwrap_or(1);
+    let (f, name, n) = create_unique_name(dir, &mut |n| flv_name(stem, n), first, false)?;
+    if n > 1 {
+        if next_suffix.len() >= MAX_STEMS {
+            // Forget them all: a stem seen again then costs a look at the names it already
+            // has, once.
+            next_suffix.clear();
+        }
+        next_suffix.insert(stem.to_string(), n + 1);
+    }
+    Ok((f, name))
+}
+
+/// The `n`th name for a stream's file: `stem.flv`, `stem-2.flv`, ...
+fn flv_name(stem: &str, n: u32) -> String {
+    if n == 1 {
+        format!("{stem}.flv")
+    } else {
+        format!("{stem}-{n}.flv")
+    }
+}
+
+/// The `n`th name for the report: `report.json`, `report-2.json`, ...
+fn report_name(n: u32) -> String {
+    if n == 1 {
+        "report.json".to_string()
+    } else {
+        format!("report-{n}.json")
+    }
+}
+
+/// Write `report.json` (or `report-2.json`, ...) without replacing an earlier one. The report
+/// appears whole or not at all: it is written under a temporary name, then linked to its
+/// name (which, like `create_new`, fails rather than replace anything). Where the file system
+/// has no hard links, it is written in place under its `create_new` name.
+pub fn write_report(
+    dir: &Path,
+    json: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<PathBuf> {
+    let mut write = |f: &mut File| {
+        let mut w = io::BufWriter::with_capacity(1 << 16, &mut *f);
+        json(&mut w)?;
+        w.write_all(b"\n")?;
+        w.flush()?;
+        drop(w);
+        f.sync_all()
+    };
+    let (tmp, mut f) = create_unique_tmp(dir, "report", ".json.tmp")?;
+    let linked = write(&mut f).map(|()| {
+        first_free(1, |n| std::fs::hard_link(&tmp, dir.join(report_name(n))))
+            .ok()
+            .map(|((), n)| dir.join(report_name(n)))
+    });
+    drop(f);
+    let _ = std::fs::remove_file(&tmp);
+    if let Some(path) = linked? {
+        return Ok(path);
+    }
+    let (mut f, name, _) = create_unique_name(dir, &mut report_name, 1, false)?;
+    write(&mut f)?;
+    Ok(dir.join(name))
+}
+
+/// A new hidden temporary file in `dir`, `.STEM-PID-K EXT`, open to read and write.
+pub(super) fn create_unique_tmp(dir: &Path, stem: &str, ext: &str) -> io::Result<(PathBuf, File)> {
+    let pid = std::process::id();
+    let (f, name, _) =
+        create_unique_name(dir, &mut |k| format!(".{stem}-{pid}-{k}{ext}"), 0, true)?;
+    Ok((dir.join(name), f))
+}

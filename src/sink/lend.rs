@@ -1,0 +1,225 @@
+//! Lending a decoder configuration to a stream that joined mid-stream without it, from
+//! another stream of the input that carries the same pictures (a publisher and the players of
+//! its stream): its keyframes are recognised by hash, and the configuration is written at the
+//! start of the borrower's file at the end of the input.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use bytes::Bytes;
+
+use super::flv;
+use super::fs::create_unique_tmp;
+use super::hash::sha256_of;
+use super::report::{ConnectionReport, StreamReport};
+use super::stream::StreamOut;
+use crate::rtmp::{TagKind, media};
+
+/// Keyframes remembered to lend a configuration, at most.
+const MAX_KEYFRAMES: usize = 16384;
+/// Streams that can wait for a configuration to be lent, at most.
+const MAX_FIXES: usize = 1024;
+
+/// What lending needs to know of one stream.
+#[derive(Default)]
+pub(super) struct Carried {
+    /// The decoder configurations last seen (to lend to a stream that missed them).
+    video: Option<Bytes>,
+    audio: Option<Bytes>,
+    /// Joined mid-stream without a video configuration: its first keyframe's hash, to find
+    /// the same pictures (and so their configuration) in another connection of the input.
+    missing_key: Option<u64>,
+}
+
+/// A stream whose decoder configuration another stream with the same pictures can borrow.
+#[derive(Clone)]
+struct Lender {
+    from: (u64, u32),
+    video: Option<Bytes>,
+    audio: Option<Bytes>,
+}
+
+/// The keyframes that can be lent a configuration for, and the streams waiting for one.
+#[derive(Default)]
+pub(super) struct Lending {
+    /// Recent keyframes of streams whose decoder configuration is known, by content hash,
+    /// with that configuration; oldest first in `keyframe_order` (at most [`MAX_KEYFRAMES`]).
+    keyframes: HashMap<u64, Lender>,
+    keyframe_order: VecDeque<u64>,
+    /// Streams that joined mid-stream without their configuration, by the hash of their first
+    /// keyframe, until a stream with the same keyframe and a configuration turns up.
+    needs: HashMap<u64, Vec<(u64, u32)>>,
+    /// Streams a configuration was found for, to write at the start of their files at the end
+    /// (with `needs`, at most [`MAX_FIXES`]).
+    fixes: HashMap<(u64, u32), Lender>,
+    /// Connections with a stream in `needs` or `fixes`.
+    conns: HashSet<u64>,
+}
+
+impl Lending {
+    /// Whether a stream of connection `conn` may be lent a configuration at the end of the
+    /// input (its report waits for it).
+    pub(super) fn waits(&self, conn: u64) -> bool {
+        self.conns.contains(&conn)
+    }
+
+    /// A connection that is not reported: its streams wait for nothing.
+    pub(super) fn forget(&mut self, conn: u64) {
+        if self.conns.remove(&conn) {
+            self.fixes.retain(|k, _| k.0 != conn);
+            for v in self.needs.values_mut() {
+                v.retain(|k| k.0 != conn);
+            }
+            self.needs.retain(|_, v| !v.is_empty());
+        }
+    }
+
+    /// Remember the decoder configurations and keyframes of the stream `key` (`s`), to lend
+    /// a configuration to a stream that joined mid-stream and carries the same pictures.
+    pub(super) fn note_configuration(
+        &mut self,
+        key: (u64, u32),
+        s: &mut StreamOut,
+        kind: TagKind,
+        body: &Bytes,
+    ) {
+        match kind {
+            TagKind::Video => {
+                let Some(i) = media::video(body) else { return };
+                if i.config {
+                    s.carried.video = Some(body.clone());
+                } else if i.keyframe && i.frame && i.needs_config {
+                    self.note_keyframe(key, s, body);
+                }
+            }
+            TagKind::Audio => {
+                if media::audio(body).is_some_and(|i| i.config) {
+                    s.carried.audio = Some(body.clone());
+                }
+            }
+            TagKind::Script => {}
+        }
+    }
+
+    /// A keyframe that needs a configuration: lent from, if the stream has one, else maybe
+    /// waited for a configuration to be lent to.
+    fn note_keyframe(&mut self, key: (u64, u32), s: &mut StreamOut, body: &Bytes) {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        body.hash(&mut h);
+        let h = h.finish();
+        if s.carried.video.is_some() {
+            let lender = Lender {
+                from: key,
+                video: s.carried.video.clone(),
+                audio: s.carried.audio.clone(),
+            };
+            // Streams that were waiting for these pictures get this configuration.
+            for k in self.needs.remove(&h).unwrap_or_default() {
+                self.fixes.insert(k, lender.clone());
+            }
+            if self.keyframes.insert(h, lender).is_none() {
+                self.keyframe_order.push_back(h);
+            }
+            while self.keyframe_order.len() > MAX_KEYFRAMES {
+                if let Some(old) = self.keyframe_order.pop_front() {
+                    self.keyframes.remove(&old);
+                }
+            }
+        } else if s.mid_stream && s.carried.missing_key.is_none() {
+            s.carried.missing_key = Some(h);
+            let waiting = self.fixes.len() + self.needs.values().map(Vec::len).sum::<usize>();
+            if waiting >= MAX_FIXES {
+                s.report.notes.push(format!(
+                    "sequence headers not captured, and not looked for in other connections (more than {MAX_FIXES} streams needed them)"
+                ));
+            } else {
+                match self.keyframes.get(&h) {
+                    Some(l) => {
+                        self.fixes.insert(key, l.clone());
+                    }
+                    None => self.needs.entry(h).or_default().push(key),
+                }
+                self.conns.insert(key.0);
+            }
+        }
+    }
+
+    /// End of the input: each stream a configuration was found for, whose report is in
+    /// `reports`, gets it written at the start of its file in `dir` (hashed again if
+    /// `sha256`), and its report says so. Nothing waits any more.
+    pub(super) fn finish(
+        &mut self,
+        dir: &Path,
+        reports: &mut BTreeMap<u64, ConnectionReport>,
+        sha256: bool,
+    ) -> io::Result<()> {
+        self.needs.clear();
+        let mut fixes: Vec<((u64, u32), Lender)> = self.fixes.drain().collect();
+        fixes.sort_by_key(|(k, _)| *k);
+        for (key, lender) in fixes {
+            let Some(report) = reports
+                .get_mut(&key.0)
+                .and_then(|c| c.streams.iter_mut().find(|s| s.key == key))
+            else {
+                continue;
+            };
+            lend(dir, report, &lender, sha256)?;
+        }
+        self.conns.clear();
+        Ok(())
+    }
+}
+
+/// Write `lender`'s decoder configuration at the start of the stream's file (after the FLV
+/// header), through a new file renamed over it, and say so in the report.
+fn lend(dir: &Path, report: &mut StreamReport, lender: &Lender, sha256: bool) -> io::Result<()> {
+    let Some(name) = report.file.clone() else {
+        return Ok(());
+    };
+    let path = dir.join(&name);
+    let mut old = match File::open(&path) {
+        Ok(f) => f,
+        Err(_) => return Ok(()),
+    };
+    let mut head = [0u8; flv::HEADER.len()];
+    if io::Read::read_exact(&mut old, &mut head).is_err() {
+        return Ok(());
+    }
+    // Our own file of this run, replaced whole through a new file renamed over it; copied a
+    // block at a time, not read into memory.
+    let stem = name.strip_suffix(".flv").unwrap_or(&name);
+    let (tmp, f) = create_unique_tmp(dir, stem, ".flv.tmp")?;
+    let mut f = io::BufWriter::new(f);
+    let mut cfg = Vec::new();
+    for (k, b) in [
+        (TagKind::Video, &lender.video),
+        (TagKind::Audio, &lender.audio),
+    ] {
+        if let Some(b) = b {
+            let s = (b.len() as u32).to_be_bytes();
+            cfg.extend_from_slice(&[k as u8, s[1], s[2], s[3], 0, 0, 0, 0, 0, 0, 0]);
+            cfg.extend_from_slice(b);
+            cfg.extend_from_slice(&(11 + b.len() as u32).to_be_bytes());
+        }
+    }
+    f.write_all(&head)?;
+    f.write_all(&cfg)?;
+    let rest = io::copy(&mut old, &mut f)?;
+    f.flush()?;
+    drop(f);
+    std::fs::rename(&tmp, &path)?;
+    report.bytes = head.len() as u64 + cfg.len() as u64 + rest;
+    if sha256 {
+        let meta = std::fs::symlink_metadata(&path)?;
+        report.sha256 = sha256_of(&path, (meta.dev(), meta.ino()))?;
+    }
+    report.notes.push(format!(
+        "decoder configuration taken from connection {} stream {}, which carries the same pictures",
+        lender.from.0, lender.from.1
+    ));
+    Ok(())
+}

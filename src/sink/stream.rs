@@ -1,0 +1,330 @@
+//! One stream being written: what goes in its file (and what the report counts), its times,
+//! and its end.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use bytes::Bytes;
+
+use super::flv::{self, FlvWriter};
+use super::fs::{create_unique, reopen};
+use super::lend::Carried;
+use super::naming;
+use super::queue::WriteQueue;
+use super::report::StreamReport;
+use super::target::Target;
+use crate::rtmp::{Direction, TagKind, amf0, media};
+
+pub(super) struct StreamOut {
+    base_name: String,
+    pub(super) writer: Option<FlvWriter<Target>>,
+    pub(super) to_pipe: bool,
+    /// The file's name in the folder and identity (device, inode), to open it again after
+    /// it was closed for the open-file limit and be sure it is still ours.
+    pub(super) file: Option<(String, (u64, u64))>,
+    /// When its file was last written (the sink's own clock).
+    pub(super) tick: u64,
+    /// Timestamp that becomes 0 in the file.
+    base_ts: Option<u32>,
+    video_config: bool,
+    audio_config: bool,
+    /// What lending a decoder configuration needs to know of the stream.
+    pub(super) carried: Carried,
+    /// Joined mid-stream: video frames before the first keyframe cannot be decoded.
+    pub(super) mid_stream: bool,
+    wait_keyframe: bool,
+    audio_note: bool,
+    pub(super) report: StreamReport,
+}
+
+impl StreamOut {
+    /// A stream that starts, its file named after `base_name` (not made yet).
+    pub(super) fn new(
+        key: (u64, u32),
+        base_name: String,
+        to_pipe: bool,
+        name: Option<&[u8]>,
+        direction: Direction,
+        msid: u32,
+        mid_stream: bool,
+    ) -> Self {
+        StreamOut {
+            base_name,
+            writer: None,
+            to_pipe,
+            file: None,
+            tick: 0,
+            base_ts: None,
+            video_config: false,
+            audio_config: false,
+            carried: Carried::default(),
+            mid_stream,
+            wait_keyframe: mid_stream,
+            audio_note: false,
+            report: StreamReport {
+                key,
+                name: name.map(naming::escape),
+                name_in_file: name.map(naming::sanitize),
+                direction: direction.as_str(),
+                message_stream_id: msid,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// The tag's time in the file: the first tag is at 0. A tag slightly before the first one
+    /// (audio/video interleaving) stays at 0.
+    pub(super) fn file_time(&mut self, timestamp: u32) -> u32 {
+        let base = *self.base_ts.get_or_insert(timestamp);
+        let rel = timestamp.wrapping_sub(base);
+        if (rel as i32) < 0 { 0 } else { rel }
+    }
+
+    /// Count an accepted tag of `len` bytes as if it were written (an inventory writes none).
+    pub(super) fn count_only(&mut self, timestamp: u32, len: usize, frame: u64) {
+        let ts = self.file_time(timestamp);
+        let bytes = self.report.bytes.max(flv::HEADER.len() as u64) + 15 + len as u64;
+        self.report.record(bytes, timestamp, ts, frame);
+    }
+
+    /// Write an accepted tag to the stream's file or pipe, which is open. `Ok(false)` when
+    /// the reader of the pipe went away: the stream is over for it (the report says so).
+    pub(super) fn write(
+        &mut self,
+        kind: TagKind,
+        timestamp: u32,
+        body: &Bytes,
+        frame: u64,
+        flush_on_keyframes: bool,
+    ) -> io::Result<bool> {
+        let ts = self.file_time(timestamp);
+        let w = self.writer.as_mut().expect("opened above");
+        let mut res = w.tag_shared(kind, ts, body);
+        if res.is_ok() && self.to_pipe {
+            // A pipe is read as it is written (a player): no waiting for a buffer to fill.
+            res = w.flush();
+        } else if res.is_ok()
+            && flush_on_keyframes
+            && kind == TagKind::Video
+            && media::video(body).is_some_and(|i| i.keyframe && i.frame)
+        {
+            // Whole groups of pictures reach the file at once; the capture does not
+            // wait for the write (a live capture that waits drops packets).
+            res = w.hand_over();
+        }
+        if let Err(e) = res {
+            if !self.to_pipe {
+                return Err(e);
+            }
+            // The reader of the pipe went away (a player was closed): the stream is
+            // over for it, and for this run.
+            self.writer = None;
+            self.report
+                .notes
+                .push(format!("standard output closed by its reader ({e})"));
+            return Ok(false);
+        }
+        let bytes = w.bytes();
+        self.report.record(bytes, timestamp, ts, frame);
+        Ok(true)
+    }
+
+    /// Count the tag and decide whether it goes in the file: coded frames wait for their
+    /// decoder configuration, as players need it first.
+    pub(super) fn accept(&mut self, kind: TagKind, body: &[u8]) -> bool {
+        match kind {
+            TagKind::Video => self.accept_video(body),
+            TagKind::Audio => self.accept_audio(body),
+            TagKind::Script => {
+                self.count_script(body);
+                true
+            }
+        }
+    }
+
+    fn accept_video(&mut self, body: &[u8]) -> bool {
+        let r = &mut self.report;
+        let Some(i) = media::video(body) else {
+            return false;
+        };
+        r.video_codec.get_or_insert(i.codec);
+        if (i.config || r.width.is_none())
+            && let Some((w, h)) = media::video_dimensions(body)
+        {
+            r.width = Some(w);
+            r.height = Some(h);
+        }
+        if i.config {
+            self.video_config = true;
+        } else if self.mid_stream {
+            // Joined mid-stream: write from the first keyframe on, configuration or not
+            // (the report says when it was not captured).
+            if self.wait_keyframe && i.frame {
+                if !i.keyframe {
+                    r.dropped_before_keyframe += 1;
+                    return false;
+                }
+                self.wait_keyframe = false;
+                if i.needs_config && !self.video_config {
+                    r.notes.push("video sequence header not captured".into());
+                }
+            }
+        } else if i.needs_config && !self.video_config {
+            r.dropped_before_config += 1;
+            return false;
+        }
+        if i.frame {
+            r.video_frames += 1;
+            r.keyframes += i.keyframe as u64;
+        }
+        true
+    }
+
+    fn accept_audio(&mut self, body: &[u8]) -> bool {
+        let r = &mut self.report;
+        let Some(i) = media::audio(body) else {
+            return false;
+        };
+        r.audio_codec.get_or_insert(i.codec);
+        if let Some((rate, ch)) = media::audio_params(body)
+            && (i.config || r.audio_rate.is_none())
+        {
+            r.audio_rate = Some(rate);
+            r.audio_channels = Some(ch);
+        }
+        if i.config {
+            self.audio_config = true;
+        } else if self.mid_stream {
+            if i.needs_config && !self.audio_config && !self.audio_note {
+                self.audio_note = true;
+                r.notes.push("audio sequence header not captured".into());
+            }
+        } else if i.needs_config && !self.audio_config {
+            r.dropped_before_config += 1;
+            return false;
+        }
+        if i.frame {
+            r.audio_frames += 1;
+        }
+        true
+    }
+
+    /// A script tag always goes in the file; the first `onMetaData` is kept for the report.
+    fn count_script(&mut self, body: &[u8]) {
+        let r = &mut self.report;
+        r.script_tags += 1;
+        if r.metadata.is_some() {
+            return;
+        }
+        let (vals, _) = amf0::decode_all(body, 16, 4096);
+        if vals.first().and_then(|v| v.as_bytes()) == Some(b"onMetaData")
+            && let Some(m) = vals.get(1)
+        {
+            let json = amf0::to_json(m);
+            let num = |k: &str| {
+                json.get(k)
+                    .and_then(|v| v.as_f64())
+                    .filter(|v| *v >= 1.0 && *v < 65536.0)
+            };
+            if r.width.is_none()
+                && let (Some(w), Some(h)) = (num("width"), num("height"))
+            {
+                r.width = Some(w as u32);
+                r.height = Some(h as u32);
+            }
+            r.metadata = Some(json);
+        }
+    }
+
+    /// Open the stream's file again (closed for the open-file limit), or a new one in `dir`
+    /// on first use or when something else took its place.
+    pub(super) fn open_file(
+        &mut self,
+        dir: &Path,
+        queue: &mut WriteQueue,
+        next_suffix: &mut HashMap<String, u32>,
+    ) -> io::Result<()> {
+        let reopened = match (&self.file, self.writer.as_mut()) {
+            (Some((name, id)), Some(w)) => match reopen(&dir.join(name), *id)? {
+                Some(f) => {
+                    w.resume(Target::File(queue.open(f, w.bytes())?));
+                    true
+                }
+                None => {
+                    // Something else took the file's place: carry on in a new file.
+                    let old = self.writer.take().expect("matched");
+                    old.finish()?;
+                    self.report.notes.push(format!(
+                        "{name} was replaced by another file while rtmpsniff wrote it; \
+                         the stream goes on in a new file"
+                    ));
+                    false
+                }
+            },
+            _ => false,
+        };
+        if !reopened {
+            let (file, name) = create_unique(dir, &self.base_name, next_suffix)?;
+            let meta = file.metadata()?;
+            // The header is written here, not queued: from now on a kill leaves a file
+            // players open.
+            let mut file = file;
+            file.write_all(&flv::HEADER)?;
+            let len = flv::HEADER.len() as u64;
+            self.writer = Some(FlvWriter::after_header(Target::File(
+                queue.open(file, len)?,
+            )));
+            self.report.file.get_or_insert_with(|| name.clone());
+            if self.report.file.as_deref() != Some(name.as_str()) {
+                self.report.more_files.push(name.clone());
+            }
+            self.file = Some((name, (meta.dev(), meta.ino())));
+        }
+        Ok(())
+    }
+
+    /// Finish the stream's file (its last writes made when this returns) and its report.
+    pub(super) fn close(
+        self,
+        dir: &Path,
+        queue: Option<&mut WriteQueue>,
+    ) -> io::Result<StreamReport> {
+        let mut r = self.report;
+        if let Some(mut w) = self.writer {
+            r.bytes = w.bytes();
+            if self.to_pipe {
+                if let Err(e) = w.into_inner() {
+                    r.notes
+                        .push(format!("standard output closed by its reader ({e})"));
+                }
+            } else {
+                if !w.is_open()
+                    && let Some((name, id)) = &self.file
+                    && let Some(queue) = queue
+                    && let Some(f) = reopen(&dir.join(name), *id)?
+                {
+                    // Opened again only to set the header's flags to what the file holds.
+                    let len = w.bytes();
+                    w.resume(Target::File(queue.open(f, len)?));
+                }
+                // Waits for the file's last write (flush).
+                w.finish()?;
+            }
+        }
+        if r.dropped_before_keyframe > 0 {
+            r.notes.push(format!(
+                "joined mid-stream: {} video frames before the first keyframe were left out",
+                r.dropped_before_keyframe
+            ));
+        }
+        if r.dropped_before_config > 0 {
+            r.notes.push(format!(
+                "sequence headers not captured: {} coded frames before the first one were left out",
+                r.dropped_before_config
+            ));
+        }
+        Ok(r)
+    }
+}
