@@ -145,7 +145,8 @@ pub struct LostBody {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestPart {
     pub target: Target,
-    /// The body as received (for a send: client RTMP bytes). Empty when `lost` is set.
+    /// The body as received (for a send: client RTMP bytes); when `lost` is set, the bytes
+    /// that came before the loss (at most [`HttpLimits::max_body`]).
     pub body: Vec<u8>,
     /// The request says `Content-Type: application/x-fcs`.
     pub fcs_content_type: bool,
@@ -167,7 +168,7 @@ pub struct ResponsePart {
     /// The polling-interval byte (a 200 answer to send, idle or close with a body).
     pub interval: Option<u8>,
     /// The body without the interval byte when there is one (server RTMP bytes for send and
-    /// idle), else the whole body. Empty when `lost` is set.
+    /// idle), else the whole body; when `lost` is set, the bytes before the loss.
     pub body: Vec<u8>,
     pub lost: Option<LostBody>,
     /// The last frame of the request answered, if any.

@@ -222,7 +222,7 @@ impl TunnelSessions {
                     self.unplaced_requests.add(t.kind);
                     return;
                 };
-                let s = self.session(id, false, out);
+                let s = self.session(&id, false, out);
                 s.info.requests.add(t.kind);
                 s.touch(conn, r.first_frame, r.last_frame);
                 if t.kind == RequestKind::Close {
@@ -238,7 +238,7 @@ impl TunnelSessions {
                     };
                     s.insert(Dir::ClientToServer, seq, Part { bytes, lost }, &limits, out);
                 }
-                self.maybe_done(out);
+                self.maybe_done(&id, out);
             }
             TunnelEvent::Response(p) => {
                 let Some(t) = p.target else {
@@ -253,12 +253,12 @@ impl TunnelSessions {
                 };
                 match t.kind {
                     RequestKind::Open => {
-                        let s = self.session(id, true, out);
+                        let s = self.session(&id, true, out);
                         s.info.requests.add(RequestKind::Open);
                         s.touch(conn, p.first_frame, p.last_frame);
                     }
                     RequestKind::Send | RequestKind::Idle | RequestKind::Close => {
-                        let s = self.session(id, false, out);
+                        let s = self.session(&id, false, out);
                         s.touch(conn, p.first_frame, p.last_frame);
                         if let Some(seq) = t.seq {
                             let bytes = if p.status == 200 { p.body } else { Vec::new() };
@@ -268,7 +268,7 @@ impl TunnelSessions {
                             };
                             s.insert(Dir::ServerToClient, seq, part, &limits, out);
                         }
-                        self.maybe_done(out);
+                        self.maybe_done(&id, out);
                     }
                     _ => {}
                 }
@@ -307,47 +307,43 @@ impl TunnelSessions {
         self.finished.push(s.info);
     }
 
-    /// Ends the sessions whose close has been handed on in both directions.
-    fn maybe_done<F>(&mut self, out: &mut F)
+    /// Ends session `id` if its close has been handed on in both directions.
+    fn maybe_done<F>(&mut self, id: &[u8], out: &mut F)
     where
         F: FnMut(&[u8], Dir, StreamEvent<'_>),
     {
-        let done: Vec<Vec<u8>> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| {
-                s.close_seq.is_some_and(|c| {
-                    s.flows
-                        .iter()
-                        .all(|f| f.next.is_some_and(|n| n > c) && f.held.is_empty())
-                })
+        let done = self.sessions.get(id).is_some_and(|s| {
+            s.close_seq.is_some_and(|c| {
+                s.flows
+                    .iter()
+                    .all(|f| f.next.is_some_and(|n| n > c) && f.held.is_empty())
             })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for id in done {
-            self.end(&id, out);
+        });
+        if done {
+            self.end(id, out);
         }
     }
 
-    fn session<F>(&mut self, id: Vec<u8>, opened: bool, out: &mut F) -> &mut Session
+    fn session<F>(&mut self, id: &[u8], opened: bool, out: &mut F) -> &mut Session
     where
         F: FnMut(&[u8], Dir, StreamEvent<'_>),
     {
-        if !self.sessions.contains_key(&id) && self.sessions.len() >= self.limits.max_sessions {
-            let oldest = self
-                .sessions
-                .iter()
-                .min_by_key(|(_, s)| s.last_active)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                self.end(&k, out);
+        if !self.sessions.contains_key(id) {
+            if self.sessions.len() >= self.limits.max_sessions.max(1) {
+                let oldest = self
+                    .sessions
+                    .iter()
+                    .min_by_key(|(_, s)| s.last_active)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    self.end(&k, out);
+                }
             }
         }
-        let tick = self.tick;
-        let max_conns = self.limits.max_connections_per_session;
-        let s = self.sessions.entry(id).or_insert_with_key(|id| Session {
+        let (tick, max_conns) = (self.tick, self.limits.max_connections_per_session);
+        let s = self.sessions.entry(id.to_vec()).or_insert_with(|| Session {
             info: SessionInfo {
-                id: id.clone(),
+                id: id.to_vec(),
                 start_seen: false,
                 closed: false,
                 connections: Vec::new(),
@@ -460,7 +456,7 @@ impl Session {
                                 bytes: &part.bytes,
                             },
                         );
-                        f.offset += part.bytes.len() as u64;
+                        f.offset = f.offset.saturating_add(part.bytes.len() as u64);
                         info.bytes[d.index()] += part.bytes.len() as u64;
                     }
                     // An exact count of 0: only the interval byte was missing.
@@ -473,8 +469,9 @@ impl Session {
                                 len: l.at_least,
                             },
                         );
-                        record_gap(info, limits, d, f.offset, l.at_least, l.exact, (n, n + 1));
-                        f.offset += l.at_least;
+                        let seqs = (n, n.saturating_add(1));
+                        record_gap(info, limits, d, f.offset, l.at_least, l.exact, seqs);
+                        f.offset = f.offset.saturating_add(l.at_least);
                     }
                 }
                 Some(n) => {

@@ -761,6 +761,12 @@ fn arb_events() -> impl Strategy<Value = Vec<(bool, bool, Vec<u8>)>> {
         Just(b"HTTP/1.1 200 OK\r\n".to_vec()),
         Just(b"Content-Length: 3\r\n".to_vec()),
         Just(b"Content-Length: 99999999999999999999\r\n".to_vec()),
+        Just(b"Content-Length: 18446744073709551615\r\n".to_vec()),
+        Just(b"POST /send/a/9999999999999999999 HTTP/1.1\r\n".to_vec()),
+        Just(
+            b"POST /open/1 HTTP/1.1\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\na\n"
+                .to_vec()
+        ),
         Just(b"Transfer-Encoding: chunked\r\n".to_vec()),
         Just(b"\r\n".to_vec()),
         Just(b"5\r\nabcde\r\n0\r\n\r\n".to_vec()),
