@@ -328,16 +328,15 @@ impl TunnelSessions {
     where
         F: FnMut(&[u8], Dir, StreamEvent<'_>),
     {
-        if !self.sessions.contains_key(id) {
-            if self.sessions.len() >= self.limits.max_sessions.max(1) {
-                let oldest = self
-                    .sessions
-                    .iter()
-                    .min_by_key(|(_, s)| s.last_active)
-                    .map(|(k, _)| k.clone());
-                if let Some(k) = oldest {
-                    self.end(&k, out);
-                }
+        if !self.sessions.contains_key(id) && self.sessions.len() >= self.limits.max_sessions.max(1)
+        {
+            let oldest = self
+                .sessions
+                .iter()
+                .min_by_key(|(_, s)| s.last_active)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.end(&k, out);
             }
         }
         let (tick, max_conns) = (self.tick, self.limits.max_connections_per_session);

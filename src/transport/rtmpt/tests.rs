@@ -703,6 +703,34 @@ fn limits_bound_what_is_held() {
 }
 
 #[test]
+fn the_least_recently_active_session_ends_at_the_session_limit() {
+    let limits = SessionLimits {
+        max_sessions: 2,
+        ..Default::default()
+    };
+    let mut s = TunnelSessions::new(limits);
+    let mut sink = Sink::default();
+    let mut c = Conn::new();
+    for id in ["a", "b", "a", "c"] {
+        // seq 1 only: held, waiting for seq 0
+        c.send(C2S, &req(&format!("/send/{id}/1"), id.as_bytes()), 1);
+    }
+    join(&mut s, &mut sink, 1, c.take());
+    let done = s.take_finished();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].id, b"b");
+    // What it held was handed on when it ended.
+    assert_eq!(sink.bytes(b"b", C2S), b"b");
+    let mut live: Vec<_> = s.sessions().map(|i| i.id.clone()).collect();
+    live.sort();
+    assert_eq!(live, [b"a".to_vec(), b"c".to_vec()]);
+    assert_eq!(
+        s.sessions().find(|i| i.id == b"a").unwrap().duplicate_parts,
+        1
+    );
+}
+
+#[test]
 fn target_parsing() {
     let t = Target::parse(b"POST", b"/send/0871404251/17");
     assert_eq!(t.kind, RequestKind::Send);
