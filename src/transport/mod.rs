@@ -9,6 +9,8 @@
 //! streams are the RTMP byte streams. ARCHITECTURE.md says how a TLS decryptor (RTMPS) and
 //! an HTTP tunnel (RTMPT, several TCP connections feeding one RTMP session) plug in here.
 
+pub mod rtmpt;
+
 use crate::flow::{Dir, StreamEvent};
 
 /// How RTMP is carried on one TCP connection.

@@ -85,6 +85,13 @@ fn every_sample_is_recovered_bit_exact() {
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join("manifest.json").exists())
+        // RTMPT samples (samples/rtmpt-*, manifests with "http_server") are read by the
+        // transport::rtmpt unit tests; the binary does not unwrap RTMPT yet.
+        .filter(|p| {
+            read_json(&p.join("manifest.json"))
+                .get("http_server")
+                .is_none()
+        })
         .collect();
     dirs.sort();
     assert!(dirs.len() >= 3, "samples are missing");
