@@ -3,6 +3,7 @@
 # change behaviour.
 #
 #   bench/same-output.sh OLD_BINARY NEW_BINARY [MUTATIONS]
+#   EXCLUDE='rtmpt-|rtmps-' bench/same-output.sh ...   (leave out captures whose path matches)
 #
 # Runs both binaries on every capture under samples/ and ../shared/captures, and on MUTATIONS
 # (default 300) damaged variants of them (bit flips, overwritten, copied and deleted blocks,
@@ -21,7 +22,8 @@ trap 'rm -rf "$WORK"' EXIT
 
 inputs=()
 while IFS= read -r f; do inputs+=("$f"); done < <(
-    find "$ROOT/samples" "$ROOT/../shared/captures" -name '*.pcap' -o -name '*.pcapng' 2>/dev/null | sort)
+    find "$ROOT/samples" "$ROOT/../shared/captures" -name '*.pcap' -o -name '*.pcapng' 2>/dev/null |
+        grep -v -E "${EXCLUDE:-^$}" | sort)
 
 mkdir -p "$WORK/mut"
 python3 - "$WORK/mut" "$MUTATIONS" "${inputs[@]}" <<'EOF'

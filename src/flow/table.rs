@@ -246,6 +246,14 @@ impl<T: Held> Table<T> {
         }
     }
 
+    /// A new connection number, for a connection the layers above make of several of the
+    /// table's (an RTMPT session): numbered with them, in the order they began.
+    pub fn new_id(&mut self) -> ConnId {
+        let id = ConnId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
     /// Connections tracked now.
     pub fn len(&self) -> usize {
         self.conns.len()

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::capture::InputReport;
 use crate::config::{LimitHits, LimitReport, Limits};
 use crate::flow::{Dir, Eviction};
-use crate::pipeline::{ConnectionFacts, Stats};
+use crate::pipeline::{ConnectionFacts, Stats, TunnelFacts};
 use crate::rtmp::HandshakeOutcome;
 
 use super::naming::escape;
@@ -82,10 +82,104 @@ pub struct ConnectionSummary {
     pub warnings: Vec<String>,
     /// Limits this connection reached (only those reached are listed).
     pub limits_hit: Vec<LimitReport>,
+    /// How RTMP was carried, when not straight over TCP: `rtmpt`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<&'static str>,
+    /// An RTMPT session: its id, the TCP connections and the requests that carried it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtmpt: Option<RtmptReport>,
     #[serde(skip)]
     pub is_rtmp: bool,
     #[serde(skip)]
     pub hits: LimitHits,
+}
+
+/// An RTMPT session as the report shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct RtmptReport {
+    /// The session id (escaped).
+    pub session: String,
+    /// Its `/open` was captured; else it was first seen in its middle.
+    pub start_seen: bool,
+    pub closed: bool,
+    pub connections: Vec<TunnelConnReport>,
+    pub connections_dropped: u64,
+    pub requests: RequestCounts,
+    /// Requests whose bytes were never captured: in which RTMP direction, where in it, how
+    /// many bytes at least (`exact` when known), and their SEQs (`first_seq..end_seq`).
+    pub gaps: Vec<TunnelGapReport>,
+    pub gap_count: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TunnelConnReport {
+    pub client: String,
+    pub server: String,
+    pub first_frame: u64,
+    pub last_frame: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RequestCounts {
+    pub open: u64,
+    pub send: u64,
+    pub idle: u64,
+    pub close: u64,
+    pub ident: u64,
+    pub other: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TunnelGapReport {
+    pub direction: &'static str,
+    pub offset: u64,
+    pub len: u64,
+    pub exact: bool,
+    pub first_seq: u64,
+    pub end_seq: u64,
+}
+
+impl RtmptReport {
+    fn new(t: &TunnelFacts) -> Self {
+        let r = &t.requests;
+        RtmptReport {
+            session: escape(&t.session),
+            start_seen: t.start_seen,
+            closed: t.closed,
+            connections: t
+                .connections
+                .iter()
+                .map(|c| TunnelConnReport {
+                    client: c.client.to_string(),
+                    server: c.server.to_string(),
+                    first_frame: c.first_frame,
+                    last_frame: c.last_frame,
+                })
+                .collect(),
+            connections_dropped: t.connections_dropped,
+            requests: RequestCounts {
+                open: r.open,
+                send: r.send,
+                idle: r.idle,
+                close: r.close,
+                ident: r.ident,
+                other: r.other,
+            },
+            gaps: t
+                .gaps
+                .iter()
+                .map(|g| TunnelGapReport {
+                    direction: dir_name(g.dir),
+                    offset: g.offset,
+                    len: g.len,
+                    exact: g.exact,
+                    first_seq: g.seqs.0,
+                    end_seq: g.seqs.1,
+                })
+                .collect(),
+            gap_count: t.gap_count,
+        }
+    }
 }
 
 fn dir_name(d: Dir) -> &'static str {
@@ -177,6 +271,8 @@ impl ConnectionSummary {
                 .filter(|l| l.hits > 0)
                 .collect(),
             hits: f.hits.clone(),
+            transport: f.tunnel.as_ref().map(|_| "rtmpt"),
+            rtmpt: f.tunnel.as_ref().map(RtmptReport::new),
             is_rtmp: f.is_rtmp(),
         }
     }
@@ -491,6 +587,23 @@ fn codecs(st: &StreamReport) -> String {
     if c.is_empty() { "no media".into() } else { c }
 }
 
+/// `  rtmpt session=ID (N TCP connections)` for an RTMPT session.
+fn tunnel(m: &ConnectionSummary) -> String {
+    match &m.rtmpt {
+        Some(t) => format!(
+            "  rtmpt session={} ({} TCP connection{})",
+            t.session,
+            t.connections.len() as u64 + t.connections_dropped,
+            if t.connections.len() as u64 + t.connections_dropped == 1 {
+                ""
+            } else {
+                "s"
+            }
+        ),
+        None => String::new(),
+    }
+}
+
 fn encryption(m: &ConnectionSummary) -> &'static str {
     match m.encryption {
         Some("tls") => "  ENCRYPTED (TLS)",
@@ -505,12 +618,13 @@ pub fn summary_of(c: &ConnectionReport, verbose: bool) -> String {
     let mut s = String::new();
     let m = &c.summary;
     s.push_str(&format!(
-        "connection {} -> {}  app={}  handshake={}{}\n",
+        "connection {} -> {}  app={}  handshake={}{}{}\n",
         m.client,
         m.server,
         m.app.as_deref().unwrap_or("?"),
         m.handshake,
-        encryption(m)
+        encryption(m),
+        tunnel(m)
     ));
     if !m.gaps.is_empty() {
         let lost: u64 = m.gaps.iter().map(|g| g.len).sum();
@@ -564,7 +678,7 @@ pub fn table_of(c: &ConnectionReport) -> String {
     let mut s = String::new();
     let m = &c.summary;
     s.push_str(&format!(
-        " {} -> {}  {} .. {} ({:.1} s)  app={}  tcUrl={}  handshake={}{}{}\n",
+        " {} -> {}  {} .. {} ({:.1} s)  app={}  tcUrl={}  handshake={}{}{}{}\n",
         m.client,
         m.server,
         utc(m.first_seen),
@@ -574,6 +688,7 @@ pub fn table_of(c: &ConnectionReport) -> String {
         m.tc_url.as_deref().unwrap_or("?"),
         m.handshake,
         encryption(m),
+        tunnel(m),
         if m.gaps.is_empty() {
             String::new()
         } else {

@@ -5,47 +5,223 @@
 //! offsets counted in that RTMP byte stream, and gaps where bytes of it were lost. A transport
 //! never hands up bytes it could not vouch for: a gap goes up as a gap.
 //!
-//! Today there is one kind, [`Transport::Plain`]: RTMP straight over TCP, so the TCP byte
-//! streams are the RTMP byte streams. ARCHITECTURE.md says how a TLS decryptor (RTMPS) and
-//! an HTTP tunnel (RTMPT, several TCP connections feeding one RTMP session) plug in here.
+//! Kinds: [`Transport::Plain`], RTMP straight over TCP (the TCP byte streams are the RTMP
+//! byte streams); [`Transport::Http`], RTMPT, whose HTTP messages go up as tunnel events for
+//! the pipeline to join with the other TCP connections of their session ([`rtmpt`]). The kind
+//! is decided by the first bytes; ARCHITECTURE.md says how TLS (RTMPS) plugs in.
 
 pub mod rtmpt;
 
 use crate::flow::{Dir, StreamEvent};
 
-/// How RTMP is carried on one TCP connection.
+/// What a transport hands up: bytes or a gap of one RTMP direction (plain), with the capture
+/// frame they came with, or a piece of an HTTP tunnel, which the pipeline joins with the
+/// other TCP connections of its session.
+#[derive(Debug)]
+pub enum Up<'a> {
+    Rtmp(Dir, StreamEvent<'a>, u64),
+    Tunnel(rtmpt::TunnelEvent),
+}
+
+/// Bytes held, over both directions, while the kind of a connection is not known; past it
+/// the connection is plain RTMP.
+pub const SNIFF_BYTES: usize = 64 << 10;
+/// What a client's bytes must begin with to be an HTTP request RTMPT uses.
+const POST: &[u8] = b"POST ";
+
+/// How RTMP is carried on one TCP connection: decided by the first bytes seen.
 #[derive(Debug, Default)]
 pub enum Transport {
-    /// RTMP directly over TCP: every event goes up as it is.
+    /// Nothing seen yet, or bytes that do not tell yet (held, see [`Sniff`]).
     #[default]
+    Undecided,
+    Sniffing(Box<Sniff>),
+    /// RTMP directly over TCP: every event goes up as it is.
     Plain,
+    /// RTMPT: HTTP requests and responses whose bodies carry RTMP.
+    Http(Box<HttpTunnel>),
+}
+
+/// Events of a connection whose kind is not known yet, in order, with their frames: client
+/// bytes that could still begin `POST `, or (for a connection whose start was not captured)
+/// a server's bytes before the client's. At most [`SNIFF_BYTES`].
+#[derive(Debug, Default)]
+pub struct Sniff {
+    held: Vec<HeldEvent>,
+    bytes: usize,
+}
+
+/// A [`StreamEvent`] kept while sniffing, with its direction and frame.
+#[derive(Debug)]
+struct HeldEvent {
+    dir: Dir,
+    offset: u64,
+    /// The bytes, or for a gap its length.
+    what: Result<Vec<u8>, u64>,
+    frame: u64,
+}
+
+/// One TCP connection of an RTMPT session: its HTTP parser and what it made, handed up.
+#[derive(Debug)]
+pub struct HttpTunnel {
+    http: rtmpt::HttpConnection,
+    made: Vec<rtmpt::TunnelEvent>,
+}
+
+impl Sniff {
+    /// The bytes held of direction `dir`, joined, then `more`.
+    fn joined(&self, dir: Dir, more: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        for h in &self.held {
+            if let (true, Ok(b)) = (h.dir == dir, &h.what) {
+                v.extend_from_slice(b);
+            }
+        }
+        v.extend_from_slice(more);
+        v
+    }
+
+    /// The kind `bytes` (all of `dir` so far) show, `None` while they do not tell. RTMPT
+    /// is a client whose first bytes are an RTMPT request; where the start of the connection
+    /// was not captured, also bytes that hold an RTMPT request or an `application/x-fcs`
+    /// head, in either direction (a server's bytes that do not are held until the client's
+    /// tell).
+    fn decide(dir: Dir, bytes: &[u8], mid_stream: bool) -> Option<bool> {
+        let find = |needle: &[u8]| memchr::memmem::find(bytes, needle).is_some();
+        let markers = || find(b"POST /send/") || find(b"POST /idle/") || find(b"application/x-fcs");
+        match dir {
+            Dir::ClientToServer if rtmpt::looks_like_rtmpt(bytes) => Some(true),
+            Dir::ClientToServer if bytes.len() < POST.len() && POST.starts_with(bytes) => None,
+            _ if mid_stream && markers() => Some(true),
+            Dir::ServerToClient if mid_stream => None,
+            _ => Some(false),
+        }
+    }
 }
 
 impl Transport {
-    /// One event of TCP direction `dir` (bytes in order, or a gap); what it carries of RTMP
-    /// goes to `up`, with the RTMP direction it belongs to.
+    /// One event of TCP direction `dir` (bytes in order, or a gap); what it carries goes to
+    /// `up`. `mid_stream`: the start of the connection was not captured.
     #[inline]
-    pub fn stream_event<F>(&mut self, dir: Dir, ev: StreamEvent<'_>, up: &mut F)
-    where
-        F: FnMut(Dir, StreamEvent<'_>),
+    pub fn stream_event<F>(
+        &mut self,
+        dir: Dir,
+        ev: StreamEvent<'_>,
+        frame: u64,
+        mid_stream: bool,
+        up: &mut F,
+    ) where
+        F: FnMut(Up<'_>),
     {
         match self {
-            Transport::Plain => up(dir, ev),
+            Transport::Plain => up(Up::Rtmp(dir, ev, frame)),
+            Transport::Http(t) => {
+                t.http.stream_event(dir, ev, frame, &mut t.made);
+                for te in t.made.drain(..) {
+                    up(Up::Tunnel(te));
+                }
+            }
+            Transport::Undecided | Transport::Sniffing(_) => {
+                self.sniff(dir, ev, frame, mid_stream, up)
+            }
         }
     }
 
-    /// The start of TCP direction `dir` was not captured: which RTMP directions start
-    /// unknown.
-    pub fn start_unknown(&self, dir: Dir) -> Option<Dir> {
+    /// An event of a connection whose kind is not known yet: held, or it decides the kind
+    /// and everything held goes up first, with its own frames. A gap with nothing held makes
+    /// the connection plain RTMP.
+    #[cold]
+    fn sniff<F>(&mut self, dir: Dir, ev: StreamEvent<'_>, frame: u64, mid_stream: bool, up: &mut F)
+    where
+        F: FnMut(Up<'_>),
+    {
+        let mut sniff = match std::mem::take(self) {
+            Transport::Sniffing(s) => s,
+            _ => Box::default(),
+        };
+        let decided = match ev {
+            StreamEvent::Data { bytes, .. } if sniff.bytes + bytes.len() <= SNIFF_BYTES => {
+                Sniff::decide(dir, &sniff.joined(dir, bytes), mid_stream)
+            }
+            StreamEvent::Gap { .. } if !sniff.held.is_empty() => None,
+            _ => Some(false),
+        };
+        let Some(http) = decided else {
+            let (offset, what) = match ev {
+                StreamEvent::Data { offset, bytes } => (offset, Ok(bytes.to_vec())),
+                StreamEvent::Gap { offset, len } => (offset, Err(len)),
+            };
+            sniff.bytes += what.as_ref().map_or(0, Vec::len);
+            sniff.held.push(HeldEvent {
+                dir,
+                offset,
+                what,
+                frame,
+            });
+            *self = Transport::Sniffing(sniff);
+            return;
+        };
+        *self = if http {
+            Transport::Http(Box::new(HttpTunnel {
+                http: rtmpt::HttpConnection::new(rtmpt::HttpLimits::default()),
+                made: Vec::new(),
+            }))
+        } else {
+            Transport::Plain
+        };
+        self.replay(sniff, mid_stream, up);
+        self.stream_event(dir, ev, frame, mid_stream, up);
+    }
+
+    /// What was held while sniffing, up through the kind now decided.
+    fn replay<F>(&mut self, sniff: Box<Sniff>, mid_stream: bool, up: &mut F)
+    where
+        F: FnMut(Up<'_>),
+    {
+        for h in sniff.held {
+            let ev = match &h.what {
+                Ok(bytes) => StreamEvent::Data {
+                    offset: h.offset,
+                    bytes,
+                },
+                Err(len) => StreamEvent::Gap {
+                    offset: h.offset,
+                    len: *len,
+                },
+            };
+            self.stream_event(h.dir, ev, h.frame, mid_stream, up);
+        }
+    }
+
+    /// The end of the connection: what is held goes up (as plain RTMP), and a tunnel's last
+    /// message.
+    pub fn finish<F>(&mut self, frame: u64, up: &mut F)
+    where
+        F: FnMut(Up<'_>),
+    {
         match self {
-            Transport::Plain => Some(dir),
+            Transport::Sniffing(_) => {
+                let Transport::Sniffing(sniff) = std::mem::replace(self, Transport::Plain) else {
+                    return;
+                };
+                self.replay(sniff, false, up);
+            }
+            Transport::Http(t) => {
+                t.http.finish(frame, &mut t.made);
+                for te in t.made.drain(..) {
+                    up(Up::Tunnel(te));
+                }
+            }
+            Transport::Undecided | Transport::Plain => {}
         }
     }
 
     /// Bytes held (records or bodies waiting to be whole), for the memory limits.
     pub fn held_bytes(&self) -> usize {
         match self {
-            Transport::Plain => 0,
+            Transport::Undecided | Transport::Plain => 0,
+            Transport::Sniffing(s) => s.bytes,
+            Transport::Http(t) => t.http.buffered_bytes(),
         }
     }
 }
@@ -54,40 +230,190 @@ impl Transport {
 mod tests {
     use super::*;
 
+    /// What went up, in order: (dir, offset, bytes or gap length, frame) for RTMP, and the
+    /// tunnel events counted.
+    #[derive(Default)]
+    struct Seen {
+        rtmp: Vec<(Dir, u64, Result<Vec<u8>, u64>, u64)>,
+        tunnel: usize,
+    }
+
+    fn push(
+        t: &mut Transport,
+        seen: &mut Seen,
+        dir: Dir,
+        ev: StreamEvent<'_>,
+        frame: u64,
+        mid: bool,
+    ) {
+        t.stream_event(dir, ev, frame, mid, &mut |up| match up {
+            Up::Rtmp(d, StreamEvent::Data { offset, bytes }, f) => {
+                seen.rtmp.push((d, offset, Ok(bytes.to_vec()), f))
+            }
+            Up::Rtmp(d, StreamEvent::Gap { offset, len }, f) => {
+                seen.rtmp.push((d, offset, Err(len), f))
+            }
+            Up::Tunnel(_) => seen.tunnel += 1,
+        });
+    }
+
+    fn data(offset: u64, bytes: &[u8]) -> StreamEvent<'_> {
+        StreamEvent::Data { offset, bytes }
+    }
+
     #[test]
-    fn plain_passes_bytes_and_gaps_up_unchanged() {
-        let mut t = Transport::Plain;
-        let mut seen = Vec::new();
-        let mut up = |d: Dir, ev: StreamEvent<'_>| {
-            seen.push(match ev {
-                StreamEvent::Data { offset, bytes } => (d, offset, bytes.to_vec(), 0),
-                StreamEvent::Gap { offset, len } => (d, offset, Vec::new(), len),
-            })
-        };
-        t.stream_event(
-            Dir::ServerToClient,
-            StreamEvent::Data {
-                offset: 7,
-                bytes: b"abc",
-            },
-            &mut up,
-        );
-        t.stream_event(
+    fn an_rtmp_handshake_is_plain_at_once_and_passes_up_unchanged() {
+        let mut t = Transport::default();
+        let mut seen = Seen::default();
+        push(
+            &mut t,
+            &mut seen,
             Dir::ClientToServer,
-            StreamEvent::Gap { offset: 3, len: 9 },
-            &mut up,
+            data(0, &[3, 0, 0, 0]),
+            1,
+            false,
         );
+        push(
+            &mut t,
+            &mut seen,
+            Dir::ServerToClient,
+            StreamEvent::Gap { offset: 0, len: 9 },
+            2,
+            false,
+        );
+        assert!(matches!(t, Transport::Plain));
         assert_eq!(
-            seen,
+            seen.rtmp,
             vec![
-                (Dir::ServerToClient, 7, b"abc".to_vec(), 0),
-                (Dir::ClientToServer, 3, Vec::new(), 9)
+                (Dir::ClientToServer, 0, Ok(vec![3, 0, 0, 0]), 1),
+                (Dir::ServerToClient, 0, Err(9), 2)
             ]
         );
-        assert_eq!(
-            t.start_unknown(Dir::ClientToServer),
-            Some(Dir::ClientToServer)
-        );
         assert_eq!(t.held_bytes(), 0);
+    }
+
+    #[test]
+    fn a_post_split_across_segments_is_held_then_read_as_rtmpt() {
+        let req = b"POST /open/1 HTTP/1.1\r\nContent-Type: application/x-fcs\r\nContent-Length: 1\r\n\r\n\x00";
+        let mut t = Transport::default();
+        let mut seen = Seen::default();
+        push(
+            &mut t,
+            &mut seen,
+            Dir::ClientToServer,
+            data(0, &req[..2]),
+            1,
+            false,
+        );
+        assert!(matches!(t, Transport::Sniffing(_)));
+        assert_eq!(t.held_bytes(), 2);
+        push(
+            &mut t,
+            &mut seen,
+            Dir::ClientToServer,
+            data(2, &req[2..]),
+            2,
+            false,
+        );
+        assert!(matches!(t, Transport::Http(_)));
+        assert!(seen.rtmp.is_empty());
+        assert_eq!(seen.tunnel, 1, "the whole request, held part included");
+    }
+
+    #[test]
+    fn mid_stream_server_bytes_wait_for_the_client_and_keep_their_frames() {
+        // A response body caught in its middle, then the client's next poll.
+        let mut t = Transport::default();
+        let mut seen = Seen::default();
+        push(
+            &mut t,
+            &mut seen,
+            Dir::ServerToClient,
+            data(0, b"\x14\x00rtmp bytes"),
+            5,
+            true,
+        );
+        assert!(matches!(t, Transport::Sniffing(_)));
+        let poll = b"POST /idle/42/7 HTTP/1.1\r\nContent-Length: 1\r\n\r\n\x00";
+        push(
+            &mut t,
+            &mut seen,
+            Dir::ClientToServer,
+            data(0, poll),
+            6,
+            true,
+        );
+        assert!(matches!(t, Transport::Http(_)));
+        assert!(seen.rtmp.is_empty());
+        // The same for plain RTMP joined mid-stream: the server's bytes go up first, with
+        // the frame they came in.
+        let mut t = Transport::default();
+        let mut seen = Seen::default();
+        push(
+            &mut t,
+            &mut seen,
+            Dir::ServerToClient,
+            data(100, b"abc"),
+            5,
+            true,
+        );
+        push(
+            &mut t,
+            &mut seen,
+            Dir::ClientToServer,
+            data(200, &[0x43, 1, 2]),
+            6,
+            true,
+        );
+        assert!(matches!(t, Transport::Plain));
+        assert_eq!(
+            seen.rtmp,
+            vec![
+                (Dir::ServerToClient, 100, Ok(b"abc".to_vec()), 5),
+                (Dir::ClientToServer, 200, Ok(vec![0x43, 1, 2]), 6)
+            ]
+        );
+    }
+
+    #[test]
+    fn sniffing_holds_at_most_its_bound_then_reads_plain_rtmp() {
+        let mut t = Transport::default();
+        let mut seen = Seen::default();
+        let block = vec![7u8; 4096];
+        let mut offset = 0;
+        for f in 0..(SNIFF_BYTES / block.len() + 1) as u64 {
+            push(
+                &mut t,
+                &mut seen,
+                Dir::ServerToClient,
+                data(offset, &block),
+                f,
+                true,
+            );
+            offset += block.len() as u64;
+            assert!(t.held_bytes() <= SNIFF_BYTES);
+        }
+        assert!(matches!(t, Transport::Plain));
+        assert_eq!(seen.rtmp.len(), SNIFF_BYTES / block.len() + 1);
+        // What is held when the connection ends goes up too.
+        let mut t = Transport::default();
+        let mut seen = Seen::default();
+        push(
+            &mut t,
+            &mut seen,
+            Dir::ClientToServer,
+            data(0, b"P"),
+            1,
+            false,
+        );
+        t.finish(2, &mut |up| {
+            if let Up::Rtmp(d, StreamEvent::Data { offset, bytes }, f) = up {
+                seen.rtmp.push((d, offset, Ok(bytes.to_vec()), f))
+            }
+        });
+        assert_eq!(
+            seen.rtmp,
+            vec![(Dir::ClientToServer, 0, Ok(b"P".to_vec()), 1)]
+        );
     }
 }

@@ -9,11 +9,18 @@ use serde::Serialize;
 use crate::capture::Frame;
 use crate::config::{Config, LimitHits, Limits};
 use crate::decode::{self, Segment};
-use crate::flow::reassembly::ReassemblyStats;
 use crate::flow::table::Admitted;
-use crate::flow::{self, ConnId, ConnKey, Dir, Eviction, Held, StreamEvent, Streams, Table};
-use crate::rtmp::{self, ConnectInfo, Direction, Handshake, HandshakeOutcome, LockRecord, TagKind};
-use crate::transport::Transport;
+use crate::flow::{self, ConnKey, Dir, Held, StreamEvent, Streams, Table};
+use crate::rtmp::{self, Direction, TagKind};
+use crate::transport::rtmpt::TunnelEvent;
+use crate::transport::{Transport, Up};
+
+mod facts;
+mod tunnels;
+
+use facts::Origin;
+pub use facts::{ConnectionFacts, MAX_TUNNEL_CONNECTIONS, TunnelConn, TunnelFacts};
+use tunnels::{Carrier, Tunnels};
 
 /// What the pipeline hands to the sinks.
 #[derive(Clone, Debug)]
@@ -52,50 +59,6 @@ pub trait OutputSink {
     fn output(&mut self, o: Output) -> Result<(), Self::Error>;
 }
 
-/// What the layers learnt about one connection, handed up when it ends. Typed facts only:
-/// the report (in sink) says in words what they mean.
-#[derive(Clone, Debug)]
-pub struct ConnectionFacts {
-    pub id: ConnId,
-    pub client: SocketAddr,
-    pub server: SocketAddr,
-    /// Packet times (seconds since the epoch) and frame numbers of its first and last segment.
-    pub first_seen: f64,
-    pub last_seen: f64,
-    pub first_frame: u64,
-    pub last_frame: u64,
-    /// Segments dropped for a wrong TCP checksum.
-    pub bad_checksums: u64,
-    /// Why it was closed before its end, if it was.
-    pub evicted: Option<Eviction>,
-    /// Per TCP direction ([`Dir::index`]): what reassembly handed on, saw twice, and lost.
-    pub reassembly: [ReassemblyStats; 2],
-    pub handshake: Handshake,
-    pub connect: ConnectInfo,
-    /// Per direction: the chunk sizes in force, in order, and the messages read.
-    pub chunk_sizes: [Vec<u32>; 2],
-    pub messages: [u64; 2],
-    pub locks: Vec<LockRecord>,
-    /// onStatus codes the server sent, in order.
-    pub status_codes: Vec<String>,
-    /// Problems of the chunk layer, then of the session, in order.
-    pub warnings: Vec<String>,
-    /// Per direction: bytes that could not be read (encrypted, not RTMP, passed over).
-    pub skipped_bytes: [u64; 2],
-    /// Every limit the connection reached, at every layer.
-    pub hits: LimitHits,
-}
-
-impl ConnectionFacts {
-    /// Whether it carried RTMP (or RTMPS) as far as could be told.
-    pub fn is_rtmp(&self) -> bool {
-        let hs = &self.handshake;
-        (hs.version.is_some() && !matches!(hs.outcome, Some(HandshakeOutcome::NotRtmp)))
-            || matches!(hs.outcome, Some(HandshakeOutcome::Tls))
-            || !self.locks.is_empty()
-    }
-}
-
 /// Counters over the whole input.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Stats {
@@ -117,10 +80,20 @@ pub struct Stats {
 }
 
 /// What the layers above TCP keep for one connection: how RTMP is carried, and the RTMP read
-/// from it.
+/// from it (unused when the connection is part of an RTMPT session, whose RTMP is read in
+/// [`tunnels`]).
 struct Upper {
     transport: Transport,
     rtmp: rtmp::Connection,
+    /// The start of the connection was not captured (data came before any SYN).
+    mid_stream: bool,
+}
+
+/// Where what the transport hands up goes: RTMP bytes into the connection's own RTMP, tunnel
+/// events kept for the pipeline to join.
+struct UpSink<'a> {
+    events: &'a mut Vec<rtmp::Event>,
+    tunnel: &'a mut Vec<TunnelEvent>,
 }
 
 impl Upper {
@@ -128,19 +101,33 @@ impl Upper {
         Upper {
             transport: Transport::default(),
             rtmp: rtmp::Connection::new(limits.clone()),
+            mid_stream: false,
         }
     }
 
     /// One event of TCP direction `dir`, through the transport into RTMP.
-    fn stream_event(
-        &mut self,
-        dir: Dir,
-        ev: StreamEvent<'_>,
-        frame: u64,
-        out: &mut Vec<rtmp::Event>,
-    ) {
-        let Upper { transport, rtmp } = self;
-        transport.stream_event(dir, ev, &mut |d, ev| rtmp.stream_event(d, ev, frame, out));
+    fn stream_event(&mut self, dir: Dir, ev: StreamEvent<'_>, frame: u64, to: &mut UpSink<'_>) {
+        let Upper {
+            transport,
+            rtmp,
+            mid_stream,
+        } = self;
+        transport.stream_event(dir, ev, frame, *mid_stream, &mut |up| match up {
+            Up::Rtmp(d, ev, frame) => rtmp.stream_event(d, ev, frame, to.events),
+            Up::Tunnel(te) => to.tunnel.push(te),
+        });
+    }
+
+    /// The connection ended: what the transport still holds goes up, then RTMP finishes.
+    fn close(&mut self, frame: u64, to: &mut UpSink<'_>) {
+        let Upper {
+            transport, rtmp, ..
+        } = self;
+        transport.finish(frame, &mut |up| match up {
+            Up::Rtmp(d, ev, frame) => rtmp.stream_event(d, ev, frame, to.events),
+            Up::Tunnel(te) => to.tunnel.push(te),
+        });
+        rtmp.close(frame, to.events);
     }
 }
 
@@ -156,7 +143,11 @@ type Conn = flow::Conn<Upper>;
 pub struct Pipeline {
     config: Config,
     table: Table<Upper>,
+    /// RTMPT sessions, each carried by one or more of the table's connections.
+    tunnels: Tunnels,
     events: Vec<rtmp::Event>,
+    /// Tunnel events of the segment being handled, for [`Tunnels`].
+    tunnel_events: Vec<TunnelEvent>,
     out: Vec<Output>,
     /// Counters of the frames (the table keeps those of connections).
     frames: Stats,
@@ -166,8 +157,10 @@ impl Pipeline {
     pub fn new(config: Config) -> Self {
         Pipeline {
             table: Table::new(config.limits.clone(), config.idle_timeout),
+            tunnels: Tunnels::new(&config.limits),
             config,
             events: Vec::new(),
+            tunnel_events: Vec::new(),
             out: Vec::new(),
             frames: Stats::default(),
         }
@@ -236,6 +229,7 @@ impl Pipeline {
             config,
             table,
             events,
+            tunnel_events,
             out,
             ..
         } = self;
@@ -245,11 +239,40 @@ impl Pipeline {
         };
         c.ensure_streams(seg, dir, &config.limits, || Upper::new(&config.limits));
         if let Some(s) = c.streams.as_mut() {
-            feed(s, seg, dir, frame, events);
+            let mut to = UpSink {
+                events,
+                tunnel: tunnel_events,
+            };
+            feed(s, seg, dir, frame, &mut to);
         }
-        forward(c, events, out);
+        facts::forward(&Origin::of(c), events, out);
+        let carrier = Carrier {
+            id: c.id,
+            client: c.client,
+            server: c.server,
+            ts,
+            frame,
+        };
+        self.join_tunnels(carrier);
         for c in self.table.touched(key, seg, dir) {
             self.close(c);
+        }
+    }
+
+    /// The tunnel events a connection just made, into their RTMPT sessions.
+    fn join_tunnels(&mut self, from: Carrier) {
+        if self.tunnel_events.is_empty() {
+            return;
+        }
+        let Pipeline {
+            table,
+            tunnels,
+            tunnel_events,
+            out,
+            ..
+        } = self;
+        for te in tunnel_events.drain(..) {
+            tunnels.event(from, te, &mut || table.new_id(), out);
         }
     }
 
@@ -258,15 +281,29 @@ impl Pipeline {
         let frame = c.last_frame;
         if let Some(s) = c.streams.as_mut() {
             let Streams { reasm, upper } = &mut **s;
-            let events = &mut self.events;
+            let mut to = UpSink {
+                events: &mut self.events,
+                tunnel: &mut self.tunnel_events,
+            };
             for dir in [Dir::ClientToServer, Dir::ServerToClient] {
                 reasm[dir.index()]
-                    .flush(frame, &mut |ev| upper.stream_event(dir, ev, frame, events));
+                    .flush(frame, &mut |ev| upper.stream_event(dir, ev, frame, &mut to));
             }
-            upper.rtmp.close(frame, events);
+            upper.close(frame, &mut to);
         }
-        forward(&c, &mut self.events, &mut self.out);
-        let f = facts(&c);
+        facts::forward(&Origin::of(&c), &mut self.events, &mut self.out);
+        self.join_tunnels(Carrier {
+            id: c.id,
+            client: c.client,
+            server: c.server,
+            ts: c.last_seen,
+            frame,
+        });
+        self.ended(facts::facts(&c));
+    }
+
+    /// A connection's (or RTMPT session's) facts, handed up.
+    fn ended(&mut self, f: ConnectionFacts) {
         self.frames.limit_hits.add(&f.hits);
         self.out.push(Output::ConnectionEnded(Box::new(f)));
     }
@@ -288,25 +325,29 @@ impl Pipeline {
         for c in closed {
             self.close(c);
         }
+        if !more {
+            // Every TCP connection has handed on what it held: the sessions they carried end.
+            let mut out = Vec::new();
+            self.tunnels.finish(self.frames.frames, &mut out);
+            for o in out {
+                match o {
+                    Output::ConnectionEnded(f) => self.ended(*f),
+                    o => self.out.push(o),
+                }
+            }
+        }
         more
     }
 }
 
 /// A segment's bytes into its direction's reassembler, and its acknowledgement into the
 /// other's; what they hand on goes up through the transport into RTMP.
-fn feed(
-    s: &mut Streams<Upper>,
-    seg: &Segment<'_>,
-    dir: Dir,
-    frame: u64,
-    events: &mut Vec<rtmp::Event>,
-) {
+fn feed(s: &mut Streams<Upper>, seg: &Segment<'_>, dir: Dir, frame: u64, to: &mut UpSink<'_>) {
     let Streams { reasm, upper } = s;
     if !seg.flags.syn && !seg.payload.is_empty() && !reasm[dir.index()].started() {
         // Data before any SYN of this direction: the capture began after its start.
-        if let Some(d) = upper.transport.start_unknown(dir) {
-            upper.rtmp.start_unknown(d);
-        }
+        upper.mid_stream = true;
+        upper.rtmp.start_unknown(dir);
     }
     if seg.flags.syn {
         reasm[dir.index()].syn(seg.seq);
@@ -320,11 +361,11 @@ fn feed(
     };
     let payload = if dead { &[][..] } else { seg.payload };
     mine.segment(seg.seq, payload, seg.flags.fin, frame, &mut |ev| {
-        upper.stream_event(dir, ev, frame, events)
+        upper.stream_event(dir, ev, frame, to)
     });
     if seg.flags.ack {
         theirs.peer_ack(seg.ack, frame, &mut |ev| {
-            upper.stream_event(dir.other(), ev, frame, events)
+            upper.stream_event(dir.other(), ev, frame, to)
         });
     }
 }
@@ -362,102 +403,4 @@ fn roles(config: &Config, seg: &Segment<'_>) -> Option<(SocketAddr, SocketAddr)>
         }
         _ => None,
     }
-}
-
-/// Turn the RTMP events of a connection into outputs.
-fn forward(c: &Conn, events: &mut Vec<rtmp::Event>, out: &mut Vec<Output>) {
-    for ev in events.drain(..) {
-        out.push(match ev {
-            rtmp::Event::StreamStarted {
-                stream,
-                msid,
-                direction,
-                name,
-                mid_stream,
-            } => Output::StreamStarted {
-                conn: c.id.0,
-                client: c.client,
-                server: c.server,
-                app: c
-                    .streams
-                    .as_ref()
-                    .and_then(|s| s.upper.rtmp.session.connect.app.clone()),
-                stream,
-                msid,
-                direction,
-                name,
-                mid_stream,
-            },
-            rtmp::Event::Tag {
-                stream,
-                kind,
-                timestamp,
-                body,
-                frame,
-            } => Output::Tag {
-                conn: c.id.0,
-                stream,
-                kind,
-                timestamp,
-                body,
-                frame,
-            },
-            rtmp::Event::StreamEnded { stream } => Output::StreamEnded {
-                conn: c.id.0,
-                stream,
-            },
-        });
-    }
-}
-
-/// The facts of a connection the table let go of (a connection that was nothing but a SYN
-/// reads as one whose streams carried nothing).
-fn facts(c: &Conn) -> ConnectionFacts {
-    let mut hits = c.evicted.map(Eviction::hits).unwrap_or_default();
-    let mut f = ConnectionFacts {
-        id: c.id,
-        client: c.client,
-        server: c.server,
-        first_seen: c.first_seen,
-        last_seen: c.last_seen,
-        first_frame: c.first_frame,
-        last_frame: c.last_frame,
-        bad_checksums: c.bad_checksums,
-        evicted: c.evicted,
-        reassembly: Default::default(),
-        handshake: Handshake::default(),
-        connect: ConnectInfo::default(),
-        chunk_sizes: Default::default(),
-        messages: [0, 0],
-        locks: Vec::new(),
-        status_codes: Vec::new(),
-        warnings: Vec::new(),
-        skipped_bytes: [0, 0],
-        hits: LimitHits::default(),
-    };
-    if let Some(s) = &c.streams {
-        let r = &s.upper.rtmp;
-        for d in [Dir::ClientToServer, Dir::ServerToClient] {
-            let i = d.index();
-            let st = &s.reasm[i].stats;
-            hits.reassembly_bytes += st.byte_limit_hits;
-            hits.reassembly_segments += st.segment_limit_hits;
-            f.reassembly[i] = st.clone();
-            if let Some(reader) = r.chunk_reader(d) {
-                f.chunk_sizes[i] = reader.stats.chunk_sizes.clone();
-                f.messages[i] = reader.stats.messages;
-            }
-        }
-        hits.add(&r.limit_hits);
-        hits.add(&r.session.limit_hits);
-        f.handshake = r.handshake.clone();
-        f.connect = r.session.connect.clone();
-        f.locks = r.locks.clone();
-        f.status_codes = r.session.status_codes.clone();
-        f.warnings = r.errors.clone();
-        f.warnings.extend(r.session.warnings.iter().cloned());
-        f.skipped_bytes = r.skipped_bytes;
-    }
-    f.hits = hits;
-    f
 }
