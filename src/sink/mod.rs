@@ -1,5 +1,6 @@
 //! Where recovered streams go: FLV files in the output folder, and the report.
 
+mod amf_json;
 pub mod flv;
 pub mod naming;
 pub mod queue;
@@ -1010,7 +1011,7 @@ fn accept(s: &mut StreamOut, kind: TagKind, body: &[u8]) -> bool {
                 if vals.first().and_then(|v| v.as_bytes()) == Some(b"onMetaData")
                     && let Some(m) = vals.get(1)
                 {
-                    let json = amf0::to_json(m);
+                    let json = amf_json::to_json(m);
                     let num = |k: &str| {
                         json.get(k)
                             .and_then(|v| v.as_f64())
