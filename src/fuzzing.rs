@@ -13,7 +13,7 @@ use crate::decode::{self, linktype};
 use crate::flow::{Reassembler, StreamEvent};
 use crate::pipeline::{Frame, Pipeline};
 use crate::rtmp::amf0;
-use crate::rtmp::chunk::{ChunkReader, Message};
+use crate::rtmp::{ChunkReader, Message};
 use crate::sink::{FlvSink, flv};
 
 /// Link types a frame can be decoded as, chosen by the first input byte.

@@ -3,15 +3,18 @@
 pub mod amf0;
 pub mod chunk;
 pub mod handshake;
+pub mod header;
 pub mod lockon;
 pub mod media;
+pub mod message;
 pub mod session;
 
 use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 
-pub use chunk::{ChunkReader, ChunkWriter, Message};
+pub use chunk::{ChunkReader, ChunkWriter};
 pub use handshake::{Handshake, HandshakeOutcome};
+pub use message::Message;
 pub use session::{ConnectInfo, Session};
 
 use crate::config::{LimitHits, Limits};
@@ -330,7 +333,7 @@ impl Connection {
     }
 
     /// Hand decoded messages to the session. After a lock-on some chunk-stream state was
-    /// guessed, so each message must be believable (see [`ChunkReader::check`]); at the first
+    /// guessed, so each message must be believable (see [`lockon::believable`]); at the first
     /// one that is not, it and the rest are dropped (a wrong packet is worse than a missing
     /// one) and `false` says the lock is lost.
     fn deliver(&mut self, dir: Dir, msgs: &mut Vec<Message>, out: &mut Vec<Event>) -> bool {
@@ -342,7 +345,7 @@ impl Connection {
         let resumed = reader.is_resumed();
         let mut believable = true;
         for m in msgs.drain(..) {
-            if believable && resumed && !reader.check(&m) {
+            if believable && resumed && !lockon::believable(reader, &m) {
                 believable = false;
             }
             if !believable {

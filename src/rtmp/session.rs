@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::amf0::{self, Value};
-use super::chunk::{Message, types};
+use super::message::{Message, types};
 use super::{Direction, Event, TagKind};
 use crate::config::{LimitHits, Limits};
 use crate::flow::Dir;
