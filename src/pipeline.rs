@@ -786,8 +786,8 @@ fn summary(c: &Conn, limits: &crate::config::Limits) -> ConnectionSummary {
             });
         }
     }
-    let mut warnings = r.errors.clone();
-    warnings.extend(r.session.warnings.iter().cloned());
+    let mut warnings: Vec<String> = r.errors.iter().map(ToString::to_string).collect();
+    warnings.extend(r.session.warnings.iter().map(ToString::to_string));
     for (d, name) in [
         (Dir::ClientToServer, "client"),
         (Dir::ServerToClient, "server"),
@@ -868,7 +868,12 @@ fn summary(c: &Conn, limits: &crate::config::Limits) -> ConnectionSummary {
                 after_gap: l.after_gap,
             })
             .collect(),
-        status_codes: r.session.status_codes.clone(),
+        status_codes: r
+            .session
+            .status_codes
+            .iter()
+            .map(|c| crate::sink::naming::escape(c))
+            .collect(),
         warnings,
         limits_hit: hits
             .report(limits)
