@@ -254,8 +254,8 @@ impl ChunkReader {
         self.lenient
     }
 
-    /// The codec last remembered for chunk stream `csid` (audio format or video codec id,
-    /// see [`super::lockon::believable`]), when the chunk stream is known.
+    /// The codec last remembered for chunk stream `csid` (audio format or video codec id;
+    /// lock-on's believability check keeps it), when the chunk stream is known.
     pub(crate) fn codec_slot(&mut self, csid: u32) -> Option<&mut Option<(u8, u8)>> {
         self.streams.get_mut(&csid).map(|cs| &mut cs.codec)
     }

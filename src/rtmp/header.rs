@@ -56,7 +56,7 @@ fn u24(b: &[u8]) -> u32 {
 impl ChunkHeader {
     /// The header at the start of `buf`, extended timestamp included; `None` while `buf`
     /// does not hold all of it.
-    #[inline]
+    #[inline(always)]
     pub fn parse(buf: &[u8]) -> Option<ChunkHeader> {
         let mut h = Self::parse_fixed(buf)?;
         if h.fmt < 3 && h.field() == EXTENDED {
@@ -70,7 +70,7 @@ impl ChunkHeader {
     /// The basic and message header at the start of `buf`, whether or not the extended
     /// timestamp they announce is there yet (`extended` is `None`, `len` is
     /// [`fixed_len`](Self::fixed_len)); `None` while `buf` does not hold them.
-    #[inline]
+    #[inline(always)]
     pub fn parse_fixed(buf: &[u8]) -> Option<ChunkHeader> {
         let b0 = *buf.first()?;
         let fmt = b0 >> 6;
