@@ -15,7 +15,7 @@ use crate::decode;
 use crate::flow::{Reassembler, StreamEvent};
 use crate::pipeline::Pipeline;
 use crate::rtmp::amf0;
-use crate::rtmp::chunk::{ChunkReader, Message};
+use crate::rtmp::{ChunkReader, Message};
 use crate::run::Driver;
 use crate::sink::{FlvSink, flv};
 

@@ -34,10 +34,10 @@ pub struct ConnectionFacts {
     pub chunk_sizes: [Vec<u32>; 2],
     pub messages: [u64; 2],
     pub locks: Vec<LockRecord>,
-    /// onStatus codes the server sent, in order.
-    pub status_codes: Vec<String>,
+    /// onStatus codes the server sent, in order, as sent.
+    pub status_codes: Vec<Vec<u8>>,
     /// Problems of the chunk layer, then of the session, in order.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<rtmp::Warning>,
     /// Per direction: bytes that could not be read (encrypted, not RTMP, passed over).
     pub skipped_bytes: [u64; 2],
     /// Every limit the connection reached, at every layer.

@@ -41,7 +41,7 @@ pub enum Amf3 {
     String(Vec<u8>),
 }
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum Error {
     #[error("AMF0 value cut short at byte {0}")]
     Truncated(usize),
@@ -367,47 +367,52 @@ pub fn encode(v: &Value, out: &mut Vec<u8>) {
         }
         Value::Amf3(a) => {
             out.push(0x11);
-            match a {
-                Amf3::Undefined => out.push(0x00),
-                Amf3::Null => out.push(0x01),
-                Amf3::Boolean(b) => out.push(if *b { 0x03 } else { 0x02 }),
-                Amf3::Integer(i) => {
-                    out.push(0x04);
-                    let v = (*i as u32) & 0x1fff_ffff;
-                    if v < 0x80 {
-                        out.push(v as u8);
-                    } else if v < 0x4000 {
-                        out.extend_from_slice(&[(v >> 7) as u8 | 0x80, (v & 0x7f) as u8]);
-                    } else if v < 0x20_0000 {
-                        out.extend_from_slice(&[
-                            (v >> 14) as u8 | 0x80,
-                            ((v >> 7) & 0x7f) as u8 | 0x80,
-                            (v & 0x7f) as u8,
-                        ]);
-                    } else {
-                        out.extend_from_slice(&[
-                            (v >> 22) as u8 | 0x80,
-                            ((v >> 15) & 0x7f) as u8 | 0x80,
-                            ((v >> 8) & 0x7f) as u8 | 0x80,
-                            v as u8,
-                        ]);
-                    }
-                }
-                Amf3::Double(d) => {
-                    out.push(0x05);
-                    out.extend_from_slice(&d.to_be_bytes());
-                }
-                Amf3::String(s) => {
-                    out.push(0x06);
-                    let h = ((s.len() as u32) << 1) | 1;
-                    if h < 0x80 {
-                        out.push(h as u8);
-                    } else {
-                        out.extend_from_slice(&[(h >> 7) as u8 | 0x80, (h & 0x7f) as u8]);
-                    }
-                    out.extend_from_slice(s);
-                }
+            encode_amf3(a, out);
+        }
+    }
+}
+
+/// An AMF3 value after its AMF0 switch marker.
+fn encode_amf3(a: &Amf3, out: &mut Vec<u8>) {
+    match a {
+        Amf3::Undefined => out.push(0x00),
+        Amf3::Null => out.push(0x01),
+        Amf3::Boolean(b) => out.push(if *b { 0x03 } else { 0x02 }),
+        Amf3::Integer(i) => {
+            out.push(0x04);
+            let v = (*i as u32) & 0x1fff_ffff;
+            if v < 0x80 {
+                out.push(v as u8);
+            } else if v < 0x4000 {
+                out.extend_from_slice(&[(v >> 7) as u8 | 0x80, (v & 0x7f) as u8]);
+            } else if v < 0x20_0000 {
+                out.extend_from_slice(&[
+                    (v >> 14) as u8 | 0x80,
+                    ((v >> 7) & 0x7f) as u8 | 0x80,
+                    (v & 0x7f) as u8,
+                ]);
+            } else {
+                out.extend_from_slice(&[
+                    (v >> 22) as u8 | 0x80,
+                    ((v >> 15) & 0x7f) as u8 | 0x80,
+                    ((v >> 8) & 0x7f) as u8 | 0x80,
+                    v as u8,
+                ]);
             }
+        }
+        Amf3::Double(d) => {
+            out.push(0x05);
+            out.extend_from_slice(&d.to_be_bytes());
+        }
+        Amf3::String(s) => {
+            out.push(0x06);
+            let h = ((s.len() as u32) << 1) | 1;
+            if h < 0x80 {
+                out.push(h as u8);
+            } else {
+                out.extend_from_slice(&[(h >> 7) as u8 | 0x80, (h & 0x7f) as u8]);
+            }
+            out.extend_from_slice(s);
         }
     }
 }
@@ -555,54 +560,5 @@ mod tests {
         fn random_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = decode_all(&b, 32, 1000);
         }
-    }
-}
-
-/// The value as JSON, for the report: text that is not UTF-8 or holds control characters is
-/// escaped (`\xNN`), numbers that JSON cannot hold (NaN, infinities) become null.
-pub fn to_json(v: &Value) -> serde_json::Value {
-    use serde_json::Value as J;
-    let text = |b: &[u8]| J::String(crate::sink::naming::escape(b));
-    let map = |p: &[(Vec<u8>, Value)]| {
-        J::Object(
-            p.iter()
-                .map(|(k, v)| (crate::sink::naming::escape(k), to_json(v)))
-                .collect(),
-        )
-    };
-    match v {
-        Value::Number(n) | Value::Amf3(Amf3::Double(n)) => {
-            serde_json::Number::from_f64(*n).map_or(J::Null, J::Number)
-        }
-        Value::Amf3(Amf3::Integer(i)) => J::from(*i),
-        Value::Boolean(b) | Value::Amf3(Amf3::Boolean(b)) => J::Bool(*b),
-        Value::String(s) | Value::LongString(s) | Value::Xml(s) | Value::Amf3(Amf3::String(s)) => {
-            text(s)
-        }
-        Value::Object(p) | Value::EcmaArray(p) | Value::TypedObject { props: p, .. } => map(p),
-        Value::StrictArray(items) => J::Array(items.iter().map(to_json).collect()),
-        Value::Date { millis, .. } => {
-            serde_json::Number::from_f64(*millis).map_or(J::Null, J::Number)
-        }
-        Value::Null | Value::Undefined | Value::Unsupported | Value::Reference(_) => J::Null,
-        Value::Amf3(Amf3::Null | Amf3::Undefined) => J::Null,
-    }
-}
-
-#[cfg(test)]
-mod json_tests {
-    use super::*;
-
-    #[test]
-    fn metadata_to_json() {
-        let v = Value::EcmaArray(vec![
-            (b"width".to_vec(), Value::Number(320.0)),
-            (b"encoder".to_vec(), Value::String(b"Lavf\x00x".to_vec())),
-            (b"nan".to_vec(), Value::Number(f64::NAN)),
-        ]);
-        let j = to_json(&v);
-        assert_eq!(j["width"], 320.0);
-        assert_eq!(j["encoder"], "Lavf\\x00x");
-        assert!(j["nan"].is_null());
     }
 }

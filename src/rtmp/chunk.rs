@@ -9,50 +9,14 @@ use std::collections::HashMap;
 use bytes::{Buf, Bytes, BytesMut};
 use thiserror::Error;
 
+use super::header::{ChunkHeader, EXTENDED, Fields, MAX_HEADER};
+use super::message::{self, Message, types};
 use crate::config::{LimitHits, Limits};
 
 pub const DEFAULT_CHUNK_SIZE: u32 = 128;
 pub const MAX_CHUNK_SIZE: u32 = 0x7fff_ffff;
-const EXTENDED: u32 = 0x00ff_ffff;
-/// The largest chunk header: 3-byte basic header, 11-byte message header, extended timestamp.
-const MAX_HEADER: usize = 3 + 11 + 4;
-
-/// Message type ids.
-pub mod types {
-    pub const SET_CHUNK_SIZE: u8 = 1;
-    pub const ABORT: u8 = 2;
-    pub const ACK: u8 = 3;
-    pub const USER_CONTROL: u8 = 4;
-    pub const WINDOW_ACK_SIZE: u8 = 5;
-    pub const SET_PEER_BANDWIDTH: u8 = 6;
-    pub const AUDIO: u8 = 8;
-    pub const VIDEO: u8 = 9;
-    pub const DATA_AMF3: u8 = 15;
-    pub const SHARED_OBJECT_AMF3: u8 = 16;
-    pub const COMMAND_AMF3: u8 = 17;
-    pub const DATA_AMF0: u8 = 18;
-    pub const SHARED_OBJECT_AMF0: u8 = 19;
-    pub const COMMAND_AMF0: u8 = 20;
-    pub const AGGREGATE: u8 = 22;
-
-    pub fn known(t: u8) -> bool {
-        matches!(t, 1..=6 | 8 | 9 | 15..=20 | 22)
-    }
-}
-
-/// A whole RTMP message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Message {
-    pub csid: u32,
-    pub msid: u32,
-    pub type_id: u8,
-    pub timestamp: u32,
-    pub body: Bytes,
-    /// Stream offset of the message's first chunk header.
-    pub offset: u64,
-    /// Capture frame that completed the message.
-    pub frame: u64,
-}
+/// Chunk sizes kept in [`ChunkStats::chunk_sizes`].
+const MAX_CHUNK_SIZES_KEPT: usize = 64;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum ChunkError {
@@ -120,6 +84,73 @@ pub(crate) struct ChunkStream {
     partial: Option<Partial>,
     /// Codec of the media last read on this chunk stream (audio format or video codec id).
     codec: Option<(u8, u8)>,
+}
+
+impl ChunkStream {
+    /// Take in a header's fields (`new_message`: its chunk starts a message).
+    fn apply(&mut self, h: &ChunkHeader, new_message: bool) {
+        match h.fields {
+            Fields::Full {
+                length,
+                type_id,
+                msid,
+                ..
+            } => {
+                let ts = h.time();
+                self.timestamp = ts;
+                self.delta = ts;
+                self.length = length;
+                self.type_id = type_id;
+                self.msid = msid;
+                self.ext = h.extended;
+            }
+            Fields::Sized {
+                length, type_id, ..
+            } => {
+                self.advance(h.time());
+                self.length = length;
+                self.type_id = type_id;
+                self.ext = h.extended;
+            }
+            Fields::Delta { .. } => {
+                self.advance(h.time());
+                self.ext = h.extended;
+            }
+            Fields::Continue => {
+                if new_message {
+                    self.timestamp = self.timestamp.wrapping_add(self.delta);
+                }
+            }
+        }
+    }
+
+    fn advance(&mut self, delta: u32) {
+        self.delta = delta;
+        self.timestamp = self.timestamp.wrapping_add(delta);
+    }
+}
+
+/// Whether a fmt-3 chunk repeats the extended timestamp. Senders disagree, so the four bytes
+/// after its basic header (`avail` holds what is here of them) are taken only when they hold
+/// a value expected: the last extended timestamp, or `absolute`, the timestamp a new message
+/// would have. `None` while too few bytes are here to tell and more may come.
+fn fmt3_extended(expected: u32, absolute: Option<u32>, avail: &[u8], at_end: bool) -> Option<bool> {
+    let candidates = [Some(expected), absolute];
+    match avail.get(..4) {
+        Some(e) => Some(candidates.contains(&Some(u32::from_be_bytes([e[0], e[1], e[2], e[3]])))),
+        None => {
+            // Wait for more bytes only while they could still be the timestamp.
+            let could_be = candidates
+                .iter()
+                .flatten()
+                .any(|c| c.to_be_bytes().starts_with(avail));
+            if could_be && !at_end {
+                None
+            } else {
+                Some(false)
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -211,7 +242,7 @@ impl ChunkReader {
         }
         if r.chunk_size != chunk_size {
             r.chunk_size = chunk_size;
-            if r.stats.chunk_sizes.len() < 64 {
+            if r.stats.chunk_sizes.len() < MAX_CHUNK_SIZES_KEPT {
                 r.stats.chunk_sizes.push(chunk_size);
             }
         }
@@ -223,29 +254,10 @@ impl ChunkReader {
         self.lenient
     }
 
-    /// Whether a message read after a lock-on is believable: it looks like what senders send
-    /// (see [`super::lockon::plausible`]) and its media codec is the one already seen on its
-    /// chunk stream. Remembers the codec of believable media.
-    pub fn check(&mut self, m: &Message) -> bool {
-        if !super::lockon::plausible(m) {
-            return false;
-        }
-        let key = match (m.type_id, m.body.first()) {
-            (types::AUDIO, Some(&b)) => (types::AUDIO, b >> 4),
-            (types::VIDEO, Some(&b)) if b & 0x80 != 0 => (types::VIDEO, 0x80),
-            (types::VIDEO, Some(&b)) => (types::VIDEO, b & 0x0f),
-            _ => return true,
-        };
-        let Some(cs) = self.streams.get_mut(&m.csid) else {
-            return true;
-        };
-        match cs.codec {
-            Some(k) if k.0 == key.0 && k != key => false,
-            _ => {
-                cs.codec = Some(key);
-                true
-            }
-        }
+    /// The codec last remembered for chunk stream `csid` (audio format or video codec id;
+    /// lock-on's believability check keeps it), when the chunk stream is known.
+    pub(crate) fn codec_slot(&mut self, csid: u32) -> Option<&mut Option<(u8, u8)>> {
+        self.streams.get_mut(&csid).map(|cs| &mut cs.codec)
     }
 
     /// Whether a chunk stream's header state is known.
@@ -395,134 +407,42 @@ impl ChunkReader {
         n
     }
 
+    /// The next chunk header: its chunk stream takes in the fields, and the payload that
+    /// follows is set up (a message whole in this chunk and already here goes out at once).
+    /// `Ok(false)` while more bytes are needed.
     fn read_header(&mut self, frame: u64, out: &mut Vec<Message>) -> Result<bool, ChunkError> {
-        let b = &self.buf[..];
-        let Some(&b0) = b.first() else {
+        let Some(h) = ChunkHeader::parse(&self.buf) else {
             return Ok(false);
         };
-        let fmt = b0 >> 6;
-        let (csid, bh) = match b0 & 0x3f {
-            0 => match b.get(1) {
-                Some(&x) => (64 + x as u32, 2),
-                None => return Ok(false),
-            },
-            1 => match (b.get(1), b.get(2)) {
-                (Some(&x), Some(&y)) => (64 + x as u32 + 256 * y as u32, 3),
-                _ => return Ok(false),
-            },
-            x => (x as u32, 1),
-        };
-        let mh = [11usize, 7, 3, 0][fmt as usize];
-        if b.len() < bh + mh {
-            return Ok(false);
-        }
-        let h = &b[bh..bh + mh];
-        let u24 = |i: usize| u32::from_be_bytes([0, h[i], h[i + 1], h[i + 2]]);
-        let mut pos = bh + mh;
-        let field = if fmt < 3 { u24(0) } else { 0 };
-        let ext = if fmt < 3 && field == EXTENDED {
-            let Some(e) = b.get(pos..pos + 4) else {
-                return Ok(false);
-            };
-            pos += 4;
-            Some(u32::from_be_bytes([e[0], e[1], e[2], e[3]]))
-        } else {
-            None
-        };
-        let known = self.streams.contains_key(&csid);
-        if !known {
-            if fmt == 1 && self.lenient {
-                // Resumed mid-stream: the fmt-1 header gives length and type; the message
-                // stream id is the usual one and the time is aligned with the other streams.
-                let delta = ext.unwrap_or(field);
-                self.streams.insert(
-                    csid,
-                    ChunkStream {
-                        timestamp: self.latest_ts.wrapping_sub(delta),
-                        msid: self.default_msid,
-                        ..Default::default()
-                    },
-                );
-            } else if fmt != 0 {
-                return Err(ChunkError::NoPreviousHeader {
-                    csid,
-                    fmt,
-                    offset: self.offset,
-                });
-            }
-            if self.streams.len() >= self.limits.chunk_streams {
-                return Err(ChunkError::TooManyChunkStreams {
-                    limit: self.limits.chunk_streams,
-                    offset: self.offset,
-                });
-            }
+        let csid = h.csid;
+        if !self.streams.contains_key(&csid) {
+            self.admit(&h)?;
         }
         let header_offset = self.offset;
         let cs = self.streams.entry(csid).or_default();
-        let mut new_message = fmt < 3 || cs.partial.is_none();
-        if fmt == 3
+        let new_message = h.fmt < 3 || cs.partial.is_none();
+        let mut pos = h.len;
+        if h.fmt == 3
             && let Some(expected) = cs.ext
         {
-            // Senders disagree on whether fmt-3 chunks repeat the extended timestamp:
-            // take the four bytes only when they hold the value expected.
-            let absolute = cs.timestamp.wrapping_add(cs.delta);
-            let candidates = [Some(expected), new_message.then_some(absolute)];
-            let avail = &b[pos..];
-            let present = match avail.get(..4) {
-                Some(e) => candidates.contains(&Some(u32::from_be_bytes([e[0], e[1], e[2], e[3]]))),
-                None => {
-                    // Wait for more bytes only while they could still be the timestamp.
-                    let could_be = candidates
-                        .iter()
-                        .flatten()
-                        .any(|c| c.to_be_bytes().starts_with(avail));
-                    if could_be && !self.at_end {
-                        return Ok(false);
-                    }
-                    false
+            let absolute = new_message.then_some(cs.timestamp.wrapping_add(cs.delta));
+            match fmt3_extended(expected, absolute, &self.buf[pos..], self.at_end) {
+                None => return Ok(false),
+                Some(true) => {
+                    pos += 4;
+                    self.stats.fmt3_ext_present += 1;
                 }
-            };
-            if present {
-                pos += 4;
-                self.stats.fmt3_ext_present += 1;
-            } else {
-                self.stats.fmt3_ext_absent += 1;
+                Some(false) => self.stats.fmt3_ext_absent += 1,
             }
         }
-        match fmt {
-            0 => {
-                let ts = ext.unwrap_or(field);
-                cs.timestamp = ts;
-                cs.delta = ts;
-                cs.length = u24(3);
-                cs.type_id = h[6];
-                cs.msid = u32::from_le_bytes([h[7], h[8], h[9], h[10]]);
-                cs.ext = ext;
-            }
-            1 | 2 => {
-                let delta = ext.unwrap_or(field);
-                cs.delta = delta;
-                cs.timestamp = cs.timestamp.wrapping_add(delta);
-                if fmt == 1 {
-                    cs.length = u24(3);
-                    cs.type_id = h[6];
-                }
-                cs.ext = ext;
-            }
-            _ => {
-                if new_message {
-                    cs.timestamp = cs.timestamp.wrapping_add(cs.delta);
-                }
-            }
-        }
+        cs.apply(&h, new_message);
         self.stats.chunks += 1;
-        if fmt < 3 {
-            if let Some(old) = cs.partial.take() {
-                // A new header while a message was incomplete: the sender abandoned it.
-                self.partial_bytes -= old.body.capacity();
-                self.stats.replaced_partials += 1;
-            }
-            new_message = true;
+        if h.fmt < 3
+            && let Some(old) = cs.partial.take()
+        {
+            // A new header while a message was incomplete: the sender abandoned it.
+            self.partial_bytes -= old.body.capacity();
+            self.stats.replaced_partials += 1;
         }
         if new_message && cs.length > self.limits.message_bytes {
             return Err(ChunkError::MessageTooLarge {
@@ -530,48 +450,97 @@ impl ChunkReader {
                 offset: header_offset,
             });
         }
-        let chunk_size = self.chunk_size;
-        let length = cs.length;
-        let (msid, type_id, timestamp) = (cs.msid, cs.type_id, cs.timestamp);
+        let (length, msid, type_id, timestamp) = (cs.length, cs.msid, cs.type_id, cs.timestamp);
         if new_message {
-            let in_chunk = length.min(chunk_size) as usize;
+            let in_chunk = length.min(self.chunk_size) as usize;
             if length as usize == in_chunk && self.buf.len() >= pos + in_chunk {
                 // The whole message is in this chunk and already here: no copy.
                 self.consume(pos);
                 let body = self.buf.split_to(in_chunk).freeze();
                 self.offset += in_chunk as u64;
-                self.complete(
-                    Message {
-                        csid,
-                        msid,
-                        type_id,
-                        timestamp,
-                        body,
-                        offset: header_offset,
-                        frame,
-                    },
-                    out,
-                );
+                let msg = Message {
+                    csid,
+                    msid,
+                    type_id,
+                    timestamp,
+                    body,
+                    offset: header_offset,
+                    frame,
+                };
+                self.complete(msg, out);
                 return Ok(true);
             }
-            let cs = self.streams.get_mut(&csid).expect("inserted above");
-            // Sized by what this chunk brings, not by the claimed length: a header costs
-            // nothing until its bytes arrive.
-            // (Counted at once: the limit check below sees it.)
-            let first = length.min(chunk_size).min(GROW_TO as u32) as usize;
-            cs.partial = Some(Partial {
-                body: Vec::with_capacity(first),
-                length,
-                offset: header_offset,
-            });
-            self.partial_bytes += cs.partial.as_ref().map_or(0, |p| p.body.capacity());
-            self.payload_left = length.min(chunk_size);
+            self.begin_partial(csid, length, header_offset);
         } else {
-            let cs = self.streams.get_mut(&csid).expect("known");
-            let p = cs.partial.as_ref().expect("continuation has a partial");
-            let left = p.length - p.body.len() as u32;
-            self.payload_left = left.min(chunk_size);
+            self.continue_partial(csid);
         }
+        self.check_partial_limit(csid, header_offset)?;
+        self.current = csid;
+        self.consume(pos);
+        Ok(true)
+    }
+
+    /// A header on a chunk stream not seen before: only fmt 0 may start one, or after a
+    /// lock-on fmt 1 (see `lenient`), and there are only so many.
+    fn admit(&mut self, h: &ChunkHeader) -> Result<(), ChunkError> {
+        if h.fmt == 1 && self.lenient {
+            // Resumed mid-stream: the fmt-1 header gives length and type; the message
+            // stream id is the usual one and the time is aligned with the other streams.
+            self.streams.insert(
+                h.csid,
+                ChunkStream {
+                    timestamp: self.latest_ts.wrapping_sub(h.time()),
+                    msid: self.default_msid,
+                    ..Default::default()
+                },
+            );
+        } else if h.fmt != 0 {
+            return Err(ChunkError::NoPreviousHeader {
+                csid: h.csid,
+                fmt: h.fmt,
+                offset: self.offset,
+            });
+        }
+        if self.streams.len() >= self.limits.chunk_streams {
+            return Err(ChunkError::TooManyChunkStreams {
+                limit: self.limits.chunk_streams,
+                offset: self.offset,
+            });
+        }
+        Ok(())
+    }
+
+    /// A message that does not come whole with its header: a partial message takes its
+    /// payload as it arrives.
+    fn begin_partial(&mut self, csid: u32, length: u32, offset: u64) {
+        let chunk_size = self.chunk_size;
+        let cs = self
+            .streams
+            .get_mut(&csid)
+            .expect("inserted by read_header");
+        // Sized by what this chunk brings, not by the claimed length: a header costs
+        // nothing until its bytes arrive.
+        // (Counted at once: the limit check sees it.)
+        let first = length.min(chunk_size).min(GROW_TO as u32) as usize;
+        cs.partial = Some(Partial {
+            body: Vec::with_capacity(first),
+            length,
+            offset,
+        });
+        self.partial_bytes += cs.partial.as_ref().map_or(0, |p| p.body.capacity());
+        self.payload_left = length.min(chunk_size);
+    }
+
+    /// A fmt-3 chunk continuing a partial message: its payload is the rest, up to a chunk.
+    fn continue_partial(&mut self, csid: u32) {
+        let cs = self.streams.get(&csid).expect("known");
+        let p = cs.partial.as_ref().expect("continuation has a partial");
+        let left = p.length - p.body.len() as u32;
+        self.payload_left = left.min(self.chunk_size);
+    }
+
+    /// Partial messages may not hold more than the limit once this chunk's payload is in.
+    fn check_partial_limit(&self, csid: u32, offset: u64) -> Result<(), ChunkError> {
         let grows = {
             let p = self.streams.get(&csid).and_then(|cs| cs.partial.as_ref());
             p.map_or(0, |p| {
@@ -581,12 +550,10 @@ impl ChunkReader {
         if self.partial_bytes + grows > self.limits.partial_bytes {
             return Err(ChunkError::PartialLimit {
                 limit: self.limits.partial_bytes,
-                offset: header_offset,
+                offset,
             });
         }
-        self.current = csid;
-        self.consume(pos);
-        Ok(true)
+        Ok(())
     }
 
     /// Act on protocol control messages, then hand the message on.
@@ -599,7 +566,7 @@ impl ChunkReader {
         match msg.type_id {
             // After a lock-on only a plausible Set Chunk Size is believed (see lockon).
             types::SET_CHUNK_SIZE
-                if msg.body.len() >= 4 && (!self.lenient || super::lockon::plausible(&msg)) =>
+                if msg.body.len() >= 4 && (!self.lenient || message::plausible(&msg)) =>
             {
                 let b = &msg.body;
                 let size = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & MAX_CHUNK_SIZE;
@@ -607,7 +574,7 @@ impl ChunkReader {
                     self.stats.invalid_chunk_sizes += 1;
                 } else {
                     self.chunk_size = size;
-                    if self.stats.chunk_sizes.len() < 64 {
+                    if self.stats.chunk_sizes.len() < MAX_CHUNK_SIZES_KEPT {
                         self.stats.chunk_sizes.push(size);
                     }
                 }

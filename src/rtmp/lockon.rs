@@ -8,8 +8,9 @@
 //! the candidate is trusted once several messages in a row decode plausibly with no
 //! contradiction.
 
-use super::chunk::{ChunkReader, Message, types};
-use super::media;
+use super::chunk::ChunkReader;
+use super::header::ChunkHeader;
+use super::message::{Message, length_fits, plausible, types};
 use crate::config::Limits;
 
 /// Consecutive plausible messages that make a lock trustworthy.
@@ -27,8 +28,6 @@ const COMMON_SIZES: [u32; 16] = [
     128, 4096, 4000, 60000, 1024, 2048, 8192, 16384, 32768, 65536, 256, 512, 1400, 1460, 5000,
     131072,
 ];
-/// Largest chunk size real senders were seen to use (RTMP-NOTES quirk 4: 128 MiB).
-const MAX_PLAUSIBLE_CHUNK_SIZE: u32 = 128 << 20;
 /// Chunk sizes inferred from one candidate's continuation headers.
 const MAX_INFERRED: usize = 8;
 
@@ -50,60 +49,32 @@ pub enum Search {
     NotFound,
 }
 
-fn u24(b: &[u8]) -> u32 {
-    u32::from_be_bytes([0, b[0], b[1], b[2]])
-}
-
-/// Length rules for protocol control messages.
-fn length_fits(type_id: u8, len: u32) -> bool {
-    match type_id {
-        types::SET_CHUNK_SIZE | types::ABORT | types::ACK | types::WINDOW_ACK_SIZE => len == 4,
-        types::SET_PEER_BANDWIDTH => len == 5,
-        types::USER_CONTROL => (2..=10).contains(&len),
-        types::AUDIO | types::VIDEO => len >= 1,
-        types::COMMAND_AMF0 | types::DATA_AMF0 => len >= 3,
-        types::AGGREGATE => len >= 15,
-        _ => len >= 1,
-    }
-}
-
 /// A header at `p` that could start a lock: the basic header and message header parse with
-/// plausible values. Returns the chunk stream id, header length and message length if known.
+/// plausible values (the extended timestamp is not needed to judge it). Returns the chunk
+/// stream id, the length of the basic and message header, and the message length if known.
 fn plausible_start(
     buf: &[u8],
     p: usize,
     known: Option<&ChunkReader>,
     limits: &Limits,
 ) -> Option<(u32, usize, Option<u32>)> {
-    let b0 = *buf.get(p)?;
-    let fmt = b0 >> 6;
-    let (csid, bh) = match b0 & 0x3f {
-        0 => (64 + *buf.get(p + 1)? as u32, 2),
-        1 => (
-            64 + *buf.get(p + 1)? as u32 + 256 * *buf.get(p + 2)? as u32,
-            3,
-        ),
-        x => (x as u32, 1),
-    };
-    let mh = [11usize, 7, 3, 0][fmt as usize];
-    let h = buf.get(p + bh..p + bh + mh)?;
+    let h = ChunkHeader::parse_fixed(buf.get(p..)?)?;
+    let (csid, hlen) = (h.csid, h.fixed_len());
     let known_csid = known.is_some_and(|k| k.knows(csid));
-    if known_csid && fmt >= 2 {
-        return Some((csid, bh + mh, None));
+    if known_csid && h.fmt >= 2 {
+        return Some((csid, hlen, None));
     }
-    if fmt > 1 || csid < 2 {
+    if h.fmt > 1 || csid < 2 {
         return None;
     }
-    let len = u24(&h[3..6]);
-    let type_id = h[6];
+    let (len, type_id) = h.length_and_type()?;
     if !types::known(type_id) || !length_fits(type_id, len) || len > limits.message_bytes {
         return None;
     }
     if known_csid {
-        return Some((csid, bh + mh, Some(len)));
+        return Some((csid, hlen, Some(len)));
     }
-    if fmt == 0 {
-        let msid = u32::from_le_bytes([h[7], h[8], h[9], h[10]]);
+    if let Some(msid) = h.msid() {
         if msid > 0xffff {
             return None;
         }
@@ -112,29 +83,31 @@ fn plausible_start(
             return None;
         }
     }
-    Some((csid, bh + mh, Some(len)))
+    Some((csid, hlen, Some(len)))
 }
 
-/// Whether a decoded message looks like what RTMP senders send.
-pub fn plausible(m: &Message) -> bool {
-    let b = &m.body;
-    if !types::known(m.type_id) || !length_fits(m.type_id, b.len() as u32) {
+/// Whether a message read after a lock-on is believable: it looks like what senders send
+/// (see [`plausible`]) and its media codec is the one already seen on its chunk stream.
+/// Remembers the codec of believable media in the reader's slot for that chunk stream.
+pub fn believable(reader: &mut ChunkReader, m: &Message) -> bool {
+    if !plausible(m) {
         return false;
     }
-    // Protocol control travels on chunk stream 2, message stream 0.
-    if (1..=6).contains(&m.type_id) && (m.csid != 2 || m.msid != 0) {
-        return false;
-    }
-    match m.type_id {
-        types::AUDIO => media::audio_plausible(b),
-        types::VIDEO => media::video_plausible(b),
-        types::COMMAND_AMF0 | types::DATA_AMF0 => b[0] == 0x02,
-        types::SET_CHUNK_SIZE => {
-            let v = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-            v != 0 && v <= MAX_PLAUSIBLE_CHUNK_SIZE
+    let key = match (m.type_id, m.body.first()) {
+        (types::AUDIO, Some(&b)) => (types::AUDIO, b >> 4),
+        (types::VIDEO, Some(&b)) if b & 0x80 != 0 => (types::VIDEO, 0x80),
+        (types::VIDEO, Some(&b)) => (types::VIDEO, b & 0x0f),
+        _ => return true,
+    };
+    let Some(codec) = reader.codec_slot(m.csid) else {
+        return true;
+    };
+    match *codec {
+        Some(k) if k.0 == key.0 && k != key => false,
+        _ => {
+            *codec = Some(key);
+            true
         }
-        types::AGGREGATE => matches!(b[0], 8 | 9 | 18),
-        _ => true,
     }
 }
 
@@ -247,7 +220,7 @@ fn find_with(
             for piece in window.chunks(PROBE_STEP) {
                 *budget = budget.saturating_sub(piece.len() as u64);
                 ok = r.push(piece, 0, &mut msgs).is_ok();
-                implausible = !msgs[good..].iter().all(|m| r.check(m));
+                implausible = !msgs[good..].iter().all(|m| believable(&mut r, m));
                 good = msgs.len();
                 if !ok || implausible {
                     break;
@@ -255,7 +228,7 @@ fn find_with(
             }
             if ok && !implausible && at_end && window_is_all {
                 ok = r.finish(0, &mut msgs).is_ok();
-                implausible = !msgs[good..].iter().all(|m| r.check(m));
+                implausible = !msgs[good..].iter().all(|m| believable(&mut r, m));
                 good = msgs.len();
             }
             if implausible {

@@ -4,7 +4,8 @@
 use bytes::Bytes;
 
 use super::amf0::{self, Value};
-use super::chunk::{Message, types};
+use super::message::{Message, types};
+use super::warning::Warning;
 use super::{Direction, Event, TagKind};
 use crate::config::{LimitHits, Limits};
 use crate::flow::Dir;
@@ -27,16 +28,16 @@ struct ActiveStream {
     direction: Direction,
 }
 
-const MAX_RECORDS: usize = 64;
+/// Warnings, status codes, pending and created stream ids kept per session.
+const MAX_SESSION_RECORDS: usize = 64;
 
 #[derive(Debug)]
 pub struct Session {
     pub connect: ConnectInfo,
-    /// onStatus codes the server sent, in order (bounded).
-    pub status_codes: Vec<String>,
+    /// onStatus codes the server sent, in order, as sent (cut to the text limit; bounded).
+    pub status_codes: Vec<Vec<u8>>,
     /// Problems worth telling the analyst about (bounded).
-    pub warnings: Vec<String>,
-    pub commands: u64,
+    pub warnings: Vec<Warning>,
     streams: Vec<ActiveStream>,
     /// Transaction ids of createStream calls not yet answered.
     pending_create: Vec<f64>,
@@ -58,7 +59,6 @@ impl Session {
             connect: ConnectInfo::default(),
             status_codes: Vec::new(),
             warnings: Vec::new(),
-            commands: 0,
             streams: Vec::new(),
             pending_create: Vec::new(),
             created: Vec::new(),
@@ -70,37 +70,39 @@ impl Session {
         }
     }
 
-    pub fn warn(&mut self, w: String) {
-        if self.warnings.len() < MAX_RECORDS {
+    pub fn warn(&mut self, w: Warning) {
+        if self.warnings.len() < MAX_SESSION_RECORDS {
             self.warnings.push(w);
         }
     }
 
     /// Count an AMF0 decoding error that is a limit being reached.
-    fn amf_error(&mut self, e: &amf0::Error, msg: &Message) {
+    fn amf_error(&mut self, e: amf0::Error, msg: &Message) {
         let hit = match e {
             amf0::Error::TooDeep(_) => &mut self.limit_hits.amf_depth,
             amf0::Error::TooManyValues(_) => &mut self.limit_hits.amf_elements,
             _ => return,
         };
         *hit += 1;
-        self.warn(format!(
-            "{e}: message at stream offset {} (frame {}) only partly decoded",
-            msg.offset, msg.frame
-        ));
+        self.warn(Warning::PartlyDecoded {
+            error: e,
+            offset: msg.offset,
+            frame: msg.frame,
+        });
     }
 
     /// A name or text from the wire, cut to the text limit (with a warning giving its length).
-    fn text(&mut self, what: &str, b: &[u8]) -> Vec<u8> {
+    fn text(&mut self, what: &'static str, b: &[u8]) -> Vec<u8> {
         let max = self.limits.text_bytes;
         if b.len() <= max {
             return b.to_vec();
         }
         self.limit_hits.text_bytes += 1;
-        self.warn(format!(
-            "{what} of {} bytes: only its first {max} bytes are kept",
-            b.len()
-        ));
+        self.warn(Warning::TextCut {
+            what,
+            len: b.len(),
+            kept: max,
+        });
         b[..max].to_vec()
     }
 
@@ -171,10 +173,9 @@ impl Session {
         if self.next_id as usize >= self.limits.streams_per_connection {
             self.limit_hits.streams_per_connection += 1;
             if self.next_id as usize == self.limits.streams_per_connection {
-                self.warn(format!(
-                    "more than {} streams on this connection: the rest are ignored",
-                    self.limits.streams_per_connection
-                ));
+                self.warn(Warning::TooManyStreams {
+                    limit: self.limits.streams_per_connection,
+                });
                 self.next_id += 1;
             }
             return None;
@@ -213,9 +214,8 @@ impl Session {
     }
 
     fn command(&mut self, dir: Dir, msg: &Message, body: &[u8], out: &mut Vec<Event>) {
-        self.commands += 1;
         let (vals, err) = amf0::decode_all(body, self.limits.amf_depth, self.limits.amf_elements);
-        if let Some(e) = &err {
+        if let Some(e) = err {
             self.amf_error(e, msg);
         }
         let Some(name) = vals.first().and_then(|v| v.as_bytes()) else {
@@ -226,7 +226,7 @@ impl Session {
         match (dir, name) {
             (Dir::ClientToServer, b"connect") => {
                 if let Some(obj) = vals.get(2) {
-                    let mut s = |k: &str| {
+                    let mut s = |k: &'static str| {
                         let v = obj.get(k).and_then(|v| v.as_bytes())?;
                         Some(self.text(k, v))
                     };
@@ -243,7 +243,7 @@ impl Session {
             }
             (Dir::ClientToServer, b"createStream") => {
                 if let Some(tx) = tx {
-                    if self.pending_create.len() >= MAX_RECORDS {
+                    if self.pending_create.len() >= MAX_SESSION_RECORDS {
                         self.pending_create.remove(0);
                     }
                     self.pending_create.push(tx);
@@ -254,7 +254,10 @@ impl Session {
                     && let Some(i) = self.pending_create.iter().position(|&t| t == tx)
                 {
                     self.pending_create.remove(i);
-                    if self.created.len() < MAX_RECORDS && id >= 0.0 && id <= u32::MAX as f64 {
+                    if self.created.len() < MAX_SESSION_RECORDS
+                        && id >= 0.0
+                        && id <= u32::MAX as f64
+                    {
                         self.created.push(id as u32);
                     }
                 }
@@ -287,10 +290,10 @@ impl Session {
             }
             (Dir::ServerToClient, b"onStatus") => {
                 if let Some(code) = arg(0).and_then(|o| o.get("code")).and_then(Value::as_bytes)
-                    && self.status_codes.len() < MAX_RECORDS
+                    && self.status_codes.len() < MAX_SESSION_RECORDS
                 {
                     let code = self.text("status code", code);
-                    self.status_codes.push(crate::sink::naming::escape(&code));
+                    self.status_codes.push(code);
                 }
             }
             _ => {}
@@ -303,7 +306,7 @@ impl Session {
         let first = match r.value() {
             Ok(v) => v,
             Err(e) => {
-                self.amf_error(&e, msg);
+                self.amf_error(e, msg);
                 return;
             }
         };
@@ -347,10 +350,7 @@ impl Session {
             let ts = u32::from_be_bytes([b[pos + 7], b[pos + 4], b[pos + 5], b[pos + 6]]);
             let start = pos + 11;
             let Some(end) = start.checked_add(size).filter(|&e| e <= b.len()) else {
-                self.warn(format!(
-                    "aggregate message at offset {} is cut short",
-                    msg.offset
-                ));
+                self.warn(Warning::AggregateCut { offset: msg.offset });
                 return;
             };
             let base = *first_ts.get_or_insert(ts);

@@ -1,5 +1,6 @@
 //! Where recovered streams go: FLV files in the output folder, and the report.
 
+mod amf_json;
 pub mod flv;
 mod fs;
 mod hash;

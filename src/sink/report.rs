@@ -262,7 +262,7 @@ impl ConnectionSummary {
                     after_gap: l.after_gap,
                 })
                 .collect(),
-            status_codes: f.status_codes.clone(),
+            status_codes: f.status_codes.iter().map(|c| escape(c)).collect(),
             warnings: warnings(f, limits),
             limits_hit: f
                 .hits
@@ -297,7 +297,7 @@ fn gaps(f: &ConnectionFacts) -> Vec<GapReport> {
 /// The connection's problems: the protocol layers' own, then the limits its directions
 /// reached, what could not be read, and why it was closed early.
 fn warnings(f: &ConnectionFacts, limits: &Limits) -> Vec<String> {
-    let mut warnings = f.warnings.clone();
+    let mut warnings: Vec<String> = f.warnings.iter().map(|w| w.to_string()).collect();
     for (d, name) in [
         (Dir::ClientToServer, "client"),
         (Dir::ServerToClient, "server"),

@@ -222,7 +222,7 @@ impl StreamOut {
         if vals.first().and_then(|v| v.as_bytes()) == Some(b"onMetaData")
             && let Some(m) = vals.get(1)
         {
-            let json = amf0::to_json(m);
+            let json = super::amf_json::to_json(m);
             let num = |k: &str| {
                 json.get(k)
                     .and_then(|v| v.as_f64())

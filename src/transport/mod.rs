@@ -169,12 +169,12 @@ impl Transport {
         } else {
             Transport::Plain
         };
-        self.replay(sniff, mid_stream, up);
+        self.replay(*sniff, mid_stream, up);
         self.stream_event(dir, ev, frame, mid_stream, up);
     }
 
     /// What was held while sniffing, up through the kind now decided.
-    fn replay<F>(&mut self, sniff: Box<Sniff>, mid_stream: bool, up: &mut F)
+    fn replay<F>(&mut self, sniff: Sniff, mid_stream: bool, up: &mut F)
     where
         F: FnMut(Up<'_>),
     {
@@ -204,7 +204,7 @@ impl Transport {
                 let Transport::Sniffing(sniff) = std::mem::replace(self, Transport::Plain) else {
                     return;
                 };
-                self.replay(sniff, false, up);
+                self.replay(*sniff, false, up);
             }
             Transport::Http(t) => {
                 t.http.finish(frame, &mut t.made);
@@ -230,11 +230,13 @@ impl Transport {
 mod tests {
     use super::*;
 
-    /// What went up, in order: (dir, offset, bytes or gap length, frame) for RTMP, and the
-    /// tunnel events counted.
+    /// One RTMP event that went up: direction, offset, bytes or gap length, frame.
+    type Went = (Dir, u64, Result<Vec<u8>, u64>, u64);
+
+    /// What went up, in order, and the tunnel events counted.
     #[derive(Default)]
     struct Seen {
-        rtmp: Vec<(Dir, u64, Result<Vec<u8>, u64>, u64)>,
+        rtmp: Vec<Went>,
         tunnel: usize,
     }
 

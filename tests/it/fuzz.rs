@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rtmpsniff::capture::FileSet;
 use rtmpsniff::flow::{Reassembler, StreamEvent};
 use rtmpsniff::fuzzing;
-use rtmpsniff::rtmp::chunk::{ChunkReader, types};
+use rtmpsniff::rtmp::{ChunkReader, message::types};
 
 use crate::util::*;
 

@@ -8,7 +8,7 @@ use etherparse::PacketBuilder;
 use proptest::prelude::*;
 use rtmpsniff::flow::Dir;
 use rtmpsniff::rtmp::amf0::{Value, encode};
-use rtmpsniff::rtmp::chunk::{ChunkWriter, types};
+use rtmpsniff::rtmp::{ChunkWriter, message::types};
 use rtmpsniff::sink::{FlvSink, flv};
 use rtmpsniff::{Config, Driver, Pipeline};
 

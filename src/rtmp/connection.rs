@@ -1,0 +1,455 @@
+//! One RTMP connection: its two directions (handshake, chunks, or hunting for chunk headers
+//! after a gap) and the session they make up.
+
+use bytes::BytesMut;
+
+use super::Event;
+use super::chunk::{self, ChunkReader};
+use super::handshake::{Handshake, HandshakeOutcome};
+use super::lockon;
+use super::message::Message;
+use super::session::Session;
+use super::warning::Warning;
+use crate::config::{LimitHits, Limits};
+use crate::flow::{Dir, StreamEvent};
+
+/// Bytes searched for a lock before the oldest are given up as unreadable.
+const HUNT_WINDOW: usize = 512 << 10;
+/// Bytes searched without a lock before a flow joined mid-stream is taken for something else.
+const GIVE_UP_AFTER: u64 = 2 << 20;
+/// New bytes needed before the search runs again (it resumes where it stopped).
+const HUNT_STEP: usize = 1 << 10;
+/// Probe work (see [`lockon::find_within`]) a direction starts with: enough for a few
+/// candidates over the first bytes.
+const HUNT_BUDGET_START: u64 = 64 << 10;
+/// Probe work each byte of a direction pays for, and what a direction can save up: bytes
+/// that keep offering candidates that lead nowhere (hostile, or gap after gap) cost at most
+/// this many times their own size, while a lock after a gap or at a mid-stream start takes a
+/// few probes.
+const HUNT_WORK_PER_BYTE: u64 = 32;
+const HUNT_BUDGET_MAX: u64 = 16 << 20;
+
+/// Looking for chunk headers in bytes whose start is unknown.
+#[derive(Debug)]
+struct Hunt {
+    buf: BytesMut,
+    /// Stream offset of `buf[0]`.
+    start: u64,
+    /// Candidates before this position of `buf` were rejected.
+    scanned: usize,
+    /// Buffer length at the last search.
+    tried_at: usize,
+    /// What the chunk streams looked like before the bytes were lost.
+    template: Option<Box<ChunkReader>>,
+    /// Bytes given up so far in this hunt.
+    skipped: u64,
+}
+
+/// How far one direction has got.
+#[derive(Debug)]
+enum Phase {
+    /// Waiting for the first byte.
+    Start,
+    Handshake,
+    Chunks(Box<ChunkReader>),
+    Hunting(Box<Hunt>),
+    /// Nothing more is read in this direction (encrypted or not RTMP).
+    Stopped,
+}
+
+/// Where a direction was locked onto without a handshake, for the report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockRecord {
+    pub dir: Dir,
+    /// Stream offset of the first header trusted.
+    pub offset: u64,
+    /// Capture frame whose bytes completed the lock.
+    pub frame: u64,
+    /// Bytes passed over before it.
+    pub skipped: u64,
+    pub chunk_size: u32,
+    /// True after a gap, false for a capture that began mid-stream.
+    pub after_gap: bool,
+}
+
+/// One RTMP connection: two directions and the session they make up.
+#[derive(Debug)]
+pub struct Connection {
+    phases: [Phase; 2],
+    /// Whether the first byte of each direction is the first byte the sender sent (its SYN
+    /// was seen).
+    start_known: [bool; 2],
+    pub handshake: Handshake,
+    pub session: Session,
+    /// Chunk-layer problems, for the report (bounded).
+    pub errors: Vec<Warning>,
+    /// Bytes that could not be read (encrypted, not RTMP, or passed over while hunting).
+    pub skipped_bytes: [u64; 2],
+    pub locks: Vec<LockRecord>,
+    /// Chunk readers of directions that have been closed or re-locked (for the statistics).
+    retired: [Option<Box<ChunkReader>>; 2],
+    /// Chunk-layer limits reached.
+    pub limit_hits: LimitHits,
+    limits: Limits,
+    msgs: Vec<Message>,
+    /// Probe work each direction may still spend looking for chunk headers (see
+    /// [`HUNT_WORK_PER_BYTE`]).
+    hunt_budget: [u64; 2],
+}
+
+/// Chunk-layer warnings and lock-ons kept per connection, for the report.
+const MAX_CONNECTION_RECORDS: usize = 256;
+
+impl Connection {
+    pub fn new(limits: Limits) -> Self {
+        Connection {
+            phases: [Phase::Start, Phase::Start],
+            start_known: [true, true],
+            handshake: Handshake::default(),
+            session: Session::new(limits.clone()),
+            errors: Vec::new(),
+            skipped_bytes: [0, 0],
+            locks: Vec::new(),
+            retired: [None, None],
+            limit_hits: LimitHits::default(),
+            limits,
+            msgs: Vec::new(),
+            hunt_budget: [HUNT_BUDGET_START; 2],
+        }
+    }
+
+    /// The sender's first bytes of `dir` were not seen (no SYN): look for chunk headers
+    /// instead of a handshake.
+    pub fn start_unknown(&mut self, dir: Dir) {
+        self.start_known[dir.index()] = false;
+    }
+
+    /// Chunk statistics of a direction, when it got as far as chunks.
+    pub fn chunk_reader(&self, dir: Dir) -> Option<&ChunkReader> {
+        match &self.phases[dir.index()] {
+            Phase::Chunks(r) => Some(r),
+            _ => self.retired[dir.index()].as_deref(),
+        }
+    }
+
+    /// Bytes held in chunk readers (unparsed bytes and partial messages).
+    pub fn buffered_bytes(&self) -> usize {
+        self.phases
+            .iter()
+            .map(|p| match p {
+                Phase::Chunks(r) => r.buffered_bytes(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// Whether the connection is known not to carry readable RTMP.
+    pub fn is_dead(&self) -> bool {
+        matches!(
+            self.handshake.outcome,
+            Some(
+                HandshakeOutcome::Encrypted(_) | HandshakeOutcome::Tls | HandshakeOutcome::NotRtmp
+            )
+        )
+    }
+
+    fn error(&mut self, e: Warning) {
+        if self.errors.len() < MAX_CONNECTION_RECORDS {
+            self.errors.push(e);
+        }
+    }
+
+    fn hunt(start: u64, template: Option<Box<ChunkReader>>) -> Phase {
+        Phase::Hunting(Box::new(Hunt {
+            buf: BytesMut::new(),
+            start,
+            scanned: 0,
+            tried_at: 0,
+            template,
+            skipped: 0,
+        }))
+    }
+
+    /// What the reassembler of direction `dir` hands on: bytes in order, or a gap. Bytes of a
+    /// connection known not to carry readable RTMP are not looked at.
+    pub fn stream_event(
+        &mut self,
+        dir: Dir,
+        ev: StreamEvent<'_>,
+        frame: u64,
+        out: &mut Vec<Event>,
+    ) {
+        match ev {
+            StreamEvent::Data { offset, bytes } => {
+                if !self.is_dead() {
+                    self.push(dir, offset, bytes, frame, out)
+                }
+            }
+            StreamEvent::Gap { offset, len } => self.gap(dir, offset, len, frame),
+        }
+    }
+
+    /// Bytes of direction `dir` at stream offset `offset`, in order.
+    pub fn push(&mut self, dir: Dir, offset: u64, data: &[u8], frame: u64, out: &mut Vec<Event>) {
+        // Each byte of the direction pays for some search, once.
+        let i = dir.index();
+        self.hunt_budget[i] = self.hunt_budget[i]
+            .saturating_add(data.len() as u64 * HUNT_WORK_PER_BYTE)
+            .min(HUNT_BUDGET_MAX);
+        self.feed(dir, offset, data, frame, out);
+    }
+
+    /// [`push`](Self::push) without paying for search again (bytes pushed once more after a
+    /// lock was found in them).
+    fn feed(&mut self, dir: Dir, offset: u64, mut data: &[u8], frame: u64, out: &mut Vec<Event>) {
+        let i = dir.index();
+        loop {
+            match &mut self.phases[i] {
+                Phase::Start => {
+                    if data.is_empty() {
+                        return;
+                    }
+                    if offset != 0 || !self.start_known[i] {
+                        // The start of this direction was not captured: lock on mid-stream.
+                        self.handshake.missing = true;
+                        self.session.mid_stream = true;
+                        self.phases[i] = Self::hunt(offset, None);
+                        continue;
+                    }
+                    self.phases[i] = Phase::Handshake;
+                }
+                Phase::Handshake => {
+                    let used = self.handshake.push(dir, data);
+                    data = &data[used..];
+                    if self.is_dead() {
+                        self.phases = [Phase::Stopped, Phase::Stopped];
+                        continue;
+                    }
+                    if self.handshake.done(dir) {
+                        let start = offset + used as u64;
+                        self.phases[i] = Phase::Chunks(Box::new(ChunkReader::new(
+                            start,
+                            chunk::DEFAULT_CHUNK_SIZE,
+                            self.limits.clone(),
+                        )));
+                        continue;
+                    }
+                    return;
+                }
+                Phase::Chunks(reader) => {
+                    let mut msgs = std::mem::take(&mut self.msgs);
+                    let res = reader.push(data, frame, &mut msgs);
+                    let believable = self.deliver(dir, &mut msgs, out);
+                    self.msgs = msgs;
+                    if !believable {
+                        self.error(Warning::Implausible { frame });
+                        self.relock_after_error(dir);
+                        return;
+                    }
+                    if let Err(e) = res {
+                        e.count(&mut self.limit_hits);
+                        self.error(Warning::Relocking { error: e, frame });
+                        self.relock_after_error(dir);
+                        // The unparsed bytes are in the hunt now.
+                        data = &[];
+                        continue;
+                    }
+                    return;
+                }
+                Phase::Hunting(h) => {
+                    h.buf.extend_from_slice(data);
+                    self.search(dir, frame, false, out);
+                    return;
+                }
+                Phase::Stopped => {
+                    self.skipped_bytes[i] += data.len() as u64;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Hand decoded messages to the session. After a lock-on some chunk-stream state was
+    /// guessed, so each message must be believable (see [`lockon::believable`]); at the first
+    /// one that is not, it and the rest are dropped (a wrong packet is worse than a missing
+    /// one) and `false` says the lock is lost.
+    fn deliver(&mut self, dir: Dir, msgs: &mut Vec<Message>, out: &mut Vec<Event>) -> bool {
+        let Phase::Chunks(reader) = &mut self.phases[dir.index()] else {
+            msgs.clear();
+            return true;
+        };
+        let resumed = reader.is_resumed();
+        let mut believable = true;
+        for m in msgs.drain(..) {
+            if believable && resumed && !lockon::believable(reader, &m) {
+                believable = false;
+            }
+            if !believable {
+                continue;
+            }
+            self.session.on_message(dir, m, out);
+        }
+        believable
+    }
+
+    /// The chunk reader met bytes it cannot read: hunt again from just after the header that
+    /// failed, keeping what is known of the chunk streams.
+    fn relock_after_error(&mut self, dir: Dir) {
+        let i = dir.index();
+        let Phase::Chunks(reader) = std::mem::replace(&mut self.phases[i], Phase::Stopped) else {
+            return;
+        };
+        let mut reader = reader;
+        let (offset, mut rest) = reader.take_unparsed();
+        let skip = rest.len().min(1);
+        let _ = rest.split_to(skip);
+        self.skipped_bytes[i] += skip as u64;
+        let mut phase = Self::hunt(offset + skip as u64, Some(reader));
+        if let Phase::Hunting(h) = &mut phase {
+            h.buf = rest;
+            h.skipped = skip as u64;
+        }
+        self.phases[i] = phase;
+    }
+
+    /// Run the lock-on search over the hunted bytes; on success, read chunks from there.
+    fn search(&mut self, dir: Dir, frame: u64, at_end: bool, out: &mut Vec<Event>) {
+        let i = dir.index();
+        let Phase::Hunting(h) = &mut self.phases[i] else {
+            return;
+        };
+        if !at_end && h.buf.len() < h.tried_at + HUNT_STEP && h.buf.len() < HUNT_WINDOW {
+            return;
+        }
+        h.tried_at = h.buf.len();
+        let found = lockon::find_within(
+            &h.buf,
+            h.scanned,
+            h.template.as_deref(),
+            &self.limits,
+            at_end,
+            &mut self.hunt_budget[i],
+        );
+        match found {
+            lockon::Search::Found(lock) => {
+                let Phase::Hunting(h) = std::mem::replace(&mut self.phases[i], Phase::Stopped)
+                else {
+                    return;
+                };
+                let mut h = h;
+                let at = h.start + lock.pos as u64;
+                let skipped = h.skipped + lock.pos as u64;
+                self.skipped_bytes[i] += lock.pos as u64;
+                let after_gap = h.template.is_some();
+                if self.locks.len() < MAX_CONNECTION_RECORDS {
+                    self.locks.push(LockRecord {
+                        dir,
+                        offset: at,
+                        frame,
+                        skipped,
+                        chunk_size: lock.chunk_size,
+                        after_gap,
+                    });
+                }
+                let reader = match h.template.take() {
+                    Some(t) => t.resume_at(at, lock.chunk_size),
+                    None => ChunkReader::resumed(at, lock.chunk_size, self.limits.clone()),
+                };
+                self.phases[i] = Phase::Chunks(Box::new(reader));
+                let rest = h.buf.split_off(lock.pos);
+                self.feed(dir, at, &rest, frame, out);
+                if at_end {
+                    self.finish_dir(dir, frame, out);
+                }
+            }
+            lockon::Search::NeedMore(p) => {
+                h.scanned = p;
+                if h.buf.len() >= HUNT_WINDOW {
+                    // Still undecided with a full window: give up that candidate.
+                    h.scanned = p + 1;
+                }
+                Self::trim(h, &mut self.skipped_bytes[i]);
+            }
+            lockon::Search::NotFound => {
+                // Keep a tail that could hold the start of a header.
+                h.scanned = h.buf.len().saturating_sub(16);
+                Self::trim(h, &mut self.skipped_bytes[i]);
+                // A flow joined mid-stream that shows no RTMP in its first megabytes is not
+                // RTMP (with --any-port, most TCP is not): stop spending time on it.
+                if h.template.is_none() && self.locks.is_empty() && h.skipped > GIVE_UP_AFTER {
+                    self.phases[i] = Phase::Stopped;
+                }
+            }
+        }
+    }
+
+    /// Drop hunted bytes before the first candidate still open.
+    fn trim(h: &mut Hunt, skipped: &mut u64) {
+        let drop = h.scanned;
+        if drop > 0 {
+            let _ = h.buf.split_to(drop);
+            h.start += drop as u64;
+            h.skipped += drop as u64;
+            *skipped += drop as u64;
+            h.tried_at = h.tried_at.saturating_sub(drop);
+            h.scanned = 0;
+        }
+    }
+
+    /// Bytes of direction `dir` were lost: partial messages there cannot be trusted, and the
+    /// next chunk header must be found again.
+    pub fn gap(&mut self, dir: Dir, offset: u64, len: u64, frame: u64) {
+        let i = dir.index();
+        let resume = offset + len;
+        let phase = std::mem::replace(&mut self.phases[i], Phase::Stopped);
+        self.phases[i] = match phase {
+            Phase::Chunks(reader) => {
+                self.retired[i] = Some(reader.clone());
+                Self::hunt(resume, Some(reader))
+            }
+            Phase::Hunting(h) => {
+                self.skipped_bytes[i] += h.buf.len() as u64;
+                Self::hunt(resume, h.template)
+            }
+            Phase::Start | Phase::Handshake => {
+                if !self.handshake.done(dir) {
+                    self.handshake.missing = true;
+                    self.session.mid_stream = true;
+                }
+                Self::hunt(resume, None)
+            }
+            Phase::Stopped => Phase::Stopped,
+        };
+        let _ = frame;
+    }
+
+    /// No more bytes in `dir`: decide on what is buffered.
+    fn finish_dir(&mut self, dir: Dir, frame: u64, out: &mut Vec<Event>) {
+        let i = dir.index();
+        match &mut self.phases[i] {
+            Phase::Chunks(reader) => {
+                let mut msgs = std::mem::take(&mut self.msgs);
+                let res = reader.finish(frame, &mut msgs);
+                self.deliver(dir, &mut msgs, out);
+                self.msgs = msgs;
+                if let Err(e) = res {
+                    e.count(&mut self.limit_hits);
+                    self.error(Warning::AtEnd { error: e, frame });
+                }
+            }
+            Phase::Hunting(_) => self.search(dir, frame, true, out),
+            _ => {}
+        }
+    }
+
+    /// End of the connection: what is buffered is decoded, then open streams end.
+    pub fn close(&mut self, frame: u64, out: &mut Vec<Event>) {
+        for dir in [Dir::ClientToServer, Dir::ServerToClient] {
+            self.finish_dir(dir, frame, out);
+            if let Phase::Hunting(h) = &self.phases[dir.index()] {
+                self.skipped_bytes[dir.index()] += h.buf.len() as u64;
+            }
+        }
+        self.session.close(out);
+    }
+}

@@ -1,0 +1,82 @@
+//! RTMP messages: what the chunk layer puts together, the message type ids, and what real
+//! senders send (the rules a message read after a lock-on must pass).
+
+use bytes::Bytes;
+
+use super::media;
+
+/// Message type ids.
+pub mod types {
+    pub const SET_CHUNK_SIZE: u8 = 1;
+    pub const ABORT: u8 = 2;
+    pub const ACK: u8 = 3;
+    pub const USER_CONTROL: u8 = 4;
+    pub const WINDOW_ACK_SIZE: u8 = 5;
+    pub const SET_PEER_BANDWIDTH: u8 = 6;
+    pub const AUDIO: u8 = 8;
+    pub const VIDEO: u8 = 9;
+    pub const DATA_AMF3: u8 = 15;
+    pub const SHARED_OBJECT_AMF3: u8 = 16;
+    pub const COMMAND_AMF3: u8 = 17;
+    pub const DATA_AMF0: u8 = 18;
+    pub const SHARED_OBJECT_AMF0: u8 = 19;
+    pub const COMMAND_AMF0: u8 = 20;
+    pub const AGGREGATE: u8 = 22;
+
+    pub fn known(t: u8) -> bool {
+        matches!(t, 1..=6 | 8 | 9 | 15..=20 | 22)
+    }
+}
+
+/// A whole RTMP message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub csid: u32,
+    pub msid: u32,
+    pub type_id: u8,
+    pub timestamp: u32,
+    pub body: Bytes,
+    /// Stream offset of the message's first chunk header.
+    pub offset: u64,
+    /// Capture frame that completed the message.
+    pub frame: u64,
+}
+
+/// Largest chunk size real senders were seen to use (RTMP-NOTES quirk 4: 128 MiB).
+const MAX_PLAUSIBLE_CHUNK_SIZE: u32 = 128 << 20;
+
+/// Length rules for protocol control messages.
+pub fn length_fits(type_id: u8, len: u32) -> bool {
+    match type_id {
+        types::SET_CHUNK_SIZE | types::ABORT | types::ACK | types::WINDOW_ACK_SIZE => len == 4,
+        types::SET_PEER_BANDWIDTH => len == 5,
+        types::USER_CONTROL => (2..=10).contains(&len),
+        types::AUDIO | types::VIDEO => len >= 1,
+        types::COMMAND_AMF0 | types::DATA_AMF0 => len >= 3,
+        types::AGGREGATE => len >= 15,
+        _ => len >= 1,
+    }
+}
+
+/// Whether a decoded message looks like what RTMP senders send.
+pub fn plausible(m: &Message) -> bool {
+    let b = &m.body;
+    if !types::known(m.type_id) || !length_fits(m.type_id, b.len() as u32) {
+        return false;
+    }
+    // Protocol control travels on chunk stream 2, message stream 0.
+    if (1..=6).contains(&m.type_id) && (m.csid != 2 || m.msid != 0) {
+        return false;
+    }
+    match m.type_id {
+        types::AUDIO => media::audio_plausible(b),
+        types::VIDEO => media::video_plausible(b),
+        types::COMMAND_AMF0 | types::DATA_AMF0 => b[0] == 0x02,
+        types::SET_CHUNK_SIZE => {
+            let v = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+            v != 0 && v <= MAX_PLAUSIBLE_CHUNK_SIZE
+        }
+        types::AGGREGATE => matches!(b[0], 8 | 9 | 18),
+        _ => true,
+    }
+}
