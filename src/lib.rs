@@ -18,6 +18,7 @@ pub mod fuzzing;
 pub mod pipeline;
 pub mod rtmp;
 pub mod sink;
+pub mod transport;
 
 pub use config::{Config, Limits};
 pub use pipeline::{Frame, Output, Pipeline};
