@@ -197,7 +197,9 @@ tshark_tls_view() { # capture [keylog]
         IFS=';' read -r ver sv suite < <(tshark -r "$cap" -Y "tcp.stream == $st && tls.handshake.type == 2" \
             -T fields -E 'separator=;' -e tls.handshake.version -e tls.handshake.extensions.supported_version \
             -e tls.handshake.ciphersuite 2>/dev/null | head -1)
-        follow=$(tshark -r "$cap" "${kl[@]}" -q -z "follow,tls,raw,$st" 2>/dev/null || true)
+        # (http off: its heuristic takes RTMP on port 443 for HTTP and breaks the reassembly)
+        follow=$(tshark -r "$cap" "${kl[@]}" --disable-protocol http --disable-protocol http2 \
+            -q -z "follow,tls,raw,$st" 2>/dev/null || true)
         # "Node 0" is the side whose decrypted bytes come first (not indented); find the client's
         node0=$(sed -n 's/^Node 0: .*:\([0-9]*\)$/\1/p' <<<"$follow")
         follow=$(grep -v '^=\|^Follow\|^Filter\|^Node\|^$' <<<"$follow" || true)
@@ -273,7 +275,7 @@ manifest() { # out description capture keylog name tshark_view
     read -r yv ya < <(count_packets "$out/truth/play-ffmpeg-$name.flv")
     jq -n --arg d "$2" --arg cap "$3" --arg kl "$4" --arg name "$name" --argjson conns "$6" \
         --argjson pv "$pv" --argjson pa "$pa" --argjson yv "$yv" --argjson ya "$ya" \
-        '{description: $d, capture: $cap, keylog: $kl, link: "lo (DLT_EN10MB)",
+        '{description: $d, encryption: "tls", capture: $cap, keylog: $kl, link: "lo (DLT_EN10MB)",
           server: "127.0.0.1:443 (publish), 127.0.0.1:8443 (play); TLS proxied to nginx-rtmp 127.0.0.1:1935",
           server_chunk_size: 4096,
           tshark: $conns,
