@@ -347,7 +347,7 @@ impl TlsConnection {
                 continue;
             }
             if let Some(l) = s.lost.take() {
-                let t = l.ct_bytes + s.buf.len() as u64;
+                let t = l.ct_bytes.saturating_add(s.buf.len() as u64);
                 s.buf.clear();
                 let k = (t / s.avg_record()).max(1);
                 let len = t.saturating_sub(k * (RECORD_HEADER as u64 + over));
@@ -368,8 +368,8 @@ impl TlsConnection {
     fn loss(&mut self, i: usize, records: u64, len: u64, resync: bool, up: Up<'_>) {
         let s = &mut self.sides[i];
         let offset = s.plain_off;
-        s.plain_off += len;
-        self.info.lost_records += records;
+        s.plain_off = s.plain_off.saturating_add(len);
+        self.info.lost_records = self.info.lost_records.saturating_add(records);
         if self.info.losses.len() < MAX_LOSSES {
             self.info.losses.push(TlsLoss {
                 dir: dir_of(i),
@@ -400,7 +400,7 @@ impl TlsConnection {
             e => e,
         };
         match (h.last_mut(), e) {
-            (Some(Held::Gap(g)), Held::Gap(n)) => *g += n,
+            (Some(Held::Gap(g)), Held::Gap(n)) => *g = g.saturating_add(n),
             (Some(Held::Data(d)), Held::Data(n)) => {
                 *held_bytes += n.len();
                 d.extend_from_slice(&n);
@@ -427,10 +427,10 @@ impl TlsConnection {
         s.hs_buf.clear();
         s.hs_skip = 0;
         match &mut s.lost {
-            Some(l) => l.ct_bytes += partial + len,
+            Some(l) => l.ct_bytes = l.ct_bytes.saturating_add(partial + len),
             None => {
                 s.lost = Some(Loss {
-                    ct_bytes: partial + len,
+                    ct_bytes: partial.saturating_add(len),
                     base_seq: s.seq,
                     attempts: 0,
                     gave_up: false,
@@ -670,7 +670,7 @@ impl TlsConnection {
                 let len = (body.len() as u64).saturating_sub(over);
                 let s = &mut self.sides[i];
                 let offset = s.plain_off;
-                s.plain_off += len;
+                s.plain_off = s.plain_off.saturating_add(len);
                 if len > 0 {
                     up(dir_of(i), StreamEvent::Gap { offset, len });
                 }
@@ -697,7 +697,7 @@ impl TlsConnection {
             CT_APPDATA => {
                 let s = &mut self.sides[i];
                 let offset = s.plain_off;
-                s.plain_off += pt.len() as u64;
+                s.plain_off = s.plain_off.saturating_add(pt.len() as u64);
                 if !pt.is_empty() {
                     up(dir_of(i), StreamEvent::Data { offset, bytes: pt });
                 }
@@ -847,7 +847,7 @@ impl TlsConnection {
             };
             if l.gave_up || s.keys.is_none() {
                 // nothing can be recognised: count and drop
-                l.ct_bytes += s.buf.len() as u64;
+                l.ct_bytes = l.ct_bytes.saturating_add(s.buf.len() as u64);
                 s.buf.clear();
                 return;
             }
@@ -868,11 +868,11 @@ impl TlsConnection {
             let Some((p, len)) = found else {
                 let keep = s.buf.len().min(RECORD_HEADER - 1);
                 let drop = s.buf.len() - keep;
-                l.ct_bytes += drop as u64;
+                l.ct_bytes = l.ct_bytes.saturating_add(drop as u64);
                 s.buf.drain(..drop);
                 return;
             };
-            l.ct_bytes += p as u64;
+            l.ct_bytes = l.ct_bytes.saturating_add(p as u64);
             s.buf.drain(..p);
             if s.buf.len() < RECORD_HEADER + len {
                 return;
@@ -950,7 +950,7 @@ impl TlsConnection {
                         l.gave_up = true;
                         self.info.resync_failures += 1;
                     }
-                    l.ct_bytes += 1;
+                    l.ct_bytes = l.ct_bytes.saturating_add(1);
                     s.buf.drain(..1);
                 }
             }

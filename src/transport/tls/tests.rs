@@ -86,14 +86,14 @@ impl Out {
                 if offset != self.next[i] {
                     self.bad_offsets = true;
                 }
-                self.next[i] = offset + bytes.len() as u64;
+                self.next[i] = offset.saturating_add(bytes.len() as u64);
                 self.data[i].extend_from_slice(bytes);
             }
             StreamEvent::Gap { offset, len } => {
                 if offset != self.next[i] {
                     self.bad_offsets = true;
                 }
-                self.next[i] = offset + len;
+                self.next[i] = offset.saturating_add(len);
                 self.gaps[i].push((offset, len));
             }
         }
@@ -408,7 +408,8 @@ mod prop {
         #[test]
         fn random_events_never_panic(
             evs in proptest::collection::vec(
-                (any::<bool>(), any::<bool>(), proptest::collection::vec(any::<u8>(), 0..300), 0u64..5000),
+                (any::<bool>(), any::<bool>(), proptest::collection::vec(any::<u8>(), 0..300),
+                 prop_oneof![0u64..5000, Just(u64::MAX / 2), any::<u64>()]),
                 0..40),
             prefix in any::<bool>(),
         ) {
@@ -435,10 +436,10 @@ mod prop {
                 }
                 if gap {
                     conn.stream_event(d, StreamEvent::Gap { offset: off[i], len: glen }, 0, &keys, &mut up);
-                    off[i] += glen;
+                    off[i] = off[i].saturating_add(glen);
                 } else {
                     conn.stream_event(d, StreamEvent::Data { offset: off[i], bytes: &b }, 0, &keys, &mut up);
-                    off[i] += b.len() as u64;
+                    off[i] = off[i].saturating_add(b.len() as u64);
                 }
                 prop_assert!(conn.buffered_bytes() < 4096 + 4 * (RECORD_HEADER + MAX_CIPHERTEXT) + 70_000 + 1024 * 1024);
             }
