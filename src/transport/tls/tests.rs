@@ -714,8 +714,19 @@ fn real_capture_keys_from_the_pcapng_secrets_block() {
 
 #[test]
 fn real_capture_with_loss_resynchronises() {
-    // drop 3000 bytes of the publisher's stream in the middle: the rest decrypts again
-    let folder = "rtmps-tls13";
+    for folder in [
+        "rtmps-tls13",
+        "rtmps-tls13-chacha",
+        "rtmps-tls12-gcm",
+        "rtmps-tls12-chacha",
+    ] {
+        loss_in_sample(folder);
+    }
+}
+
+/// Drops 3000 bytes in the middle of the bigger direction of each connection: the rest
+/// decrypts again.
+fn loss_in_sample(folder: &str) {
     let pcap = sample(&format!("{folder}/capture.pcap"));
     let keys = KeyLog::parse(
         &sample(&format!("{folder}/keylog.txt")),
@@ -813,4 +824,113 @@ fn real_capture_with_loss_resynchronises() {
         assert!(gl.abs_diff(truth) <= 22 * 4, "gap {gl} truth {truth}");
         assert!(!out.bad_offsets);
     }
+}
+
+#[test]
+fn key_update_in_both_directions_is_followed() {
+    let keys = rfc8448_keylog();
+    let suite = crypto::suite(0x1301).unwrap();
+    let next = |s: &[u8]| {
+        let mut n = [0u8; 32];
+        assert!(crypto::hkdf_expand_label(
+            suite.hash,
+            s,
+            b"traffic upd",
+            &mut n
+        ));
+        n
+    };
+    let key_update = [hs::KEY_UPDATE, 0, 0, 1, 0]; // update_not_requested
+    // server: after the RFC's ticket (0) and data (1), a KeyUpdate at 2, then data under
+    // the next secret from 0, then another KeyUpdate and data under the third secret
+    let s0 = hex(R3_S_AP);
+    let s1 = next(&s0);
+    let s2 = next(&s1);
+    let k0 = RecordKeys::from_traffic_secret(suite, &s0).unwrap();
+    let k1 = RecordKeys::from_traffic_secret(suite, &s1).unwrap();
+    let k2 = RecordKeys::from_traffic_secret(suite, &s2).unwrap();
+    let extra = vec![
+        k0.seal13(2, &key_update, 22),
+        k1.seal13(0, b"after one update", 23),
+        k1.seal13(1, &key_update, 22),
+        k2.seal13(0, b", after two", 23),
+    ];
+    let srv = server_stream(&extra);
+    // client: its data (0), then a KeyUpdate at 1, then data under its next secret
+    let c0 = hex(R3_C_AP);
+    let c1 = next(&c0);
+    let ck0 = RecordKeys::from_traffic_secret(suite, &c0).unwrap();
+    let ck1 = RecordKeys::from_traffic_secret(suite, &c1).unwrap();
+    let mut cli: Vec<u8> = [R3_CH, R3_CLIENT_FINISHED, R3_CLIENT_DATA]
+        .iter()
+        .flat_map(|h| hex(h))
+        .collect();
+    cli.extend(ck0.seal13(1, &key_update, 22));
+    cli.extend(ck1.seal13(0, b"client updated", 23));
+    let mut conn = TlsConnection::new();
+    let mut out = Out::default();
+    run(&mut conn, &cli, &srv, 50, &keys, &mut out);
+    let mut want: Vec<u8> = (0u8..50).collect();
+    want.extend_from_slice(b"after one update, after two");
+    assert_eq!(out.data[1], want);
+    let mut want: Vec<u8> = (0u8..50).collect();
+    want.extend_from_slice(b"client updated");
+    assert_eq!(out.data[0], want);
+    assert_eq!(conn.info().key_updates, 3);
+    assert_eq!(conn.info().failed_records, 0);
+}
+
+#[test]
+fn traffic_secrets_logged_after_the_handshake_ones() {
+    // a live key log read while it grows: the handshake secrets first, the rest later
+    let hs_only = KeyLog::parse(
+        format!(
+            "CLIENT_HANDSHAKE_TRAFFIC_SECRET {R3_CLIENT_RANDOM} {R3_C_HS}\n\
+             SERVER_HANDSHAKE_TRAFFIC_SECRET {R3_CLIENT_RANDOM} {R3_S_HS}\n"
+        )
+        .as_bytes(),
+        KeysFrom::KeyLogFile,
+    );
+    let mut conn = TlsConnection::new();
+    let mut out = Out::default();
+    run(
+        &mut conn,
+        &client_stream(),
+        &server_stream(&[]),
+        100,
+        &hs_only,
+        &mut out,
+    );
+    assert!(out.data[0].is_empty() && out.data[1].is_empty());
+    assert_eq!(conn.info().server_cert_cn.as_deref(), Some(&b"rsa"[..]));
+    assert_eq!(
+        conn.info().records,
+        2,
+        "the server's flight and the client's Finished"
+    );
+    let mut up = |d: Dir, ev: StreamEvent<'_>| out.take(d, ev);
+    conn.retry_with(&rfc8448_keylog(), &mut up);
+    assert_eq!(out.data[0], (0u8..50).collect::<Vec<u8>>());
+    assert_eq!(out.data[1], (0u8..50).collect::<Vec<u8>>());
+}
+
+#[test]
+fn a_stream_that_is_not_tls_is_left_alone() {
+    let keys = rfc8448_keylog();
+    let mut conn = TlsConnection::new();
+    let mut out = Out::default();
+    // an RTMP handshake (C0 = 3) on the TLS port
+    let mut c = vec![3u8];
+    c.extend(std::iter::repeat_n(0x41, 1536));
+    run(
+        &mut conn,
+        &c,
+        &[0x16, 0x03, 0x03, 0xff, 0xff, 0],
+        64,
+        &keys,
+        &mut out,
+    );
+    assert!(conn.info().not_tls);
+    assert!(out.data[0].is_empty() && out.data[1].is_empty());
+    assert!(conn.buffered_bytes() < 4096);
 }
