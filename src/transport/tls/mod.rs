@@ -835,9 +835,30 @@ impl TlsConnection {
         }
     }
 
+    /// The application keys of side `i` while it is in its TLS 1.3 handshake phase.
+    fn app_keys13(&self, i: usize, keys: &KeyLog) -> Option<(RecordKeys, Secret)> {
+        let suite = self.suite.filter(|s| s.tls13)?;
+        if self.sides[i].phase != Phase::Handshake {
+            return None;
+        }
+        let e = keys.get(self.info.client_random.as_ref()?)?;
+        let sec = if i == 0 {
+            e.client_traffic_0.clone()?
+        } else {
+            e.server_traffic_0.clone()?
+        };
+        if sec.as_bytes().len() != suite.hash.output_len() {
+            return None;
+        }
+        Some((RecordKeys::from_traffic_secret(suite, sec.as_bytes())?, sec))
+    }
+
     /// Side `i` is lost after a gap: look for the next record that decrypts.
     fn resync(&mut self, i: usize, keys: &KeyLog, up: Up<'_>) {
         self.ensure_keys(i, keys);
+        // TLS 1.3 lost during its handshake flight: the Finished may be in the gap, so the
+        // next records may already be under the application traffic secret
+        let mut app13 = self.app_keys13(i, keys);
         loop {
             let budget = self.limits.resync_attempts;
             let s = &mut self.sides[i];
@@ -925,17 +946,45 @@ impl TlsConnection {
                     break;
                 }
             }
+            let mut switched = false;
+            if hit.is_none()
+                && let Some((ak, _)) = &app13
+            {
+                for c in 0..64u64 {
+                    if l.attempts >= budget {
+                        break;
+                    }
+                    l.attempts += 1;
+                    self.scratch.clear();
+                    self.scratch
+                        .extend_from_slice(&s.buf[RECORD_HEADER..RECORD_HEADER + len]);
+                    if let Some(r) = ak.open(c, &header, &mut self.scratch) {
+                        hit = Some((c, r));
+                        switched = true;
+                        break;
+                    }
+                }
+            }
             match hit {
                 Some((c, r)) => {
-                    let lost_len = t.saturating_sub(c * min_rec);
-                    let base = l.base_seq;
+                    // records lost: c before this one under the same keys, plus (after a
+                    // switch) at least the Finished under the old ones
+                    let lost = if switched { c + 1 } else { c };
+                    let lost_len = t.saturating_sub(lost * min_rec);
+                    let base = if switched { 0 } else { l.base_seq };
                     s.lost = None;
+                    if switched && let Some((ak, sec)) = app13.take() {
+                        s.phase = Phase::Application;
+                        s.keys = Some(ak);
+                        s.secret = Some(sec);
+                        s.switch_after_record = false;
+                    }
                     s.seq = base.wrapping_add(c).wrapping_add(1);
                     s.record_bytes += (RECORD_HEADER + len) as u64;
                     s.record_count += 1;
                     let rest: Vec<u8> = s.buf.drain(RECORD_HEADER + len..).collect();
                     s.buf.clear();
-                    self.loss(i, c, lost_len, true, up);
+                    self.loss(i, lost, lost_len, true, up);
                     self.info.records_seen += 1;
                     self.info.records += 1;
                     self.info.decrypted = true;

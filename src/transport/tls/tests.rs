@@ -934,3 +934,70 @@ fn a_stream_that_is_not_tls_is_left_alone() {
     assert!(out.data[0].is_empty() && out.data[1].is_empty());
     assert!(conn.buffered_bytes() < 4096);
 }
+
+#[test]
+fn a_gap_over_the_server_finished_resynchronises_on_application_keys() {
+    let keys = rfc8448_keylog();
+    let (recs, plains) = more_server_records(5);
+    let s = server_stream(&recs);
+    let sh = hex(R3_SH).len();
+    let flight = hex(R3_SERVER_FLIGHT).len();
+    let ticket = hex(R3_SERVER_TICKET).len();
+    // lose the end of the encrypted flight (its Finished) and the whole ticket
+    let gap_from = sh + flight - 40;
+    let gap_to = sh + flight + ticket;
+    let mut conn = TlsConnection::new();
+    let mut out = Out::default();
+    let mut up = |d: Dir, ev: StreamEvent<'_>| out.take(d, ev);
+    let c = client_stream();
+    conn.stream_event(
+        Dir::ClientToServer,
+        StreamEvent::Data {
+            offset: 0,
+            bytes: &c,
+        },
+        1,
+        &keys,
+        &mut up,
+    );
+    conn.stream_event(
+        Dir::ServerToClient,
+        StreamEvent::Data {
+            offset: 0,
+            bytes: &s[..gap_from],
+        },
+        2,
+        &keys,
+        &mut up,
+    );
+    conn.stream_event(
+        Dir::ServerToClient,
+        StreamEvent::Gap {
+            offset: gap_from as u64,
+            len: (gap_to - gap_from) as u64,
+        },
+        3,
+        &keys,
+        &mut up,
+    );
+    conn.stream_event(
+        Dir::ServerToClient,
+        StreamEvent::Data {
+            offset: gap_to as u64,
+            bytes: &s[gap_to..],
+        },
+        4,
+        &keys,
+        &mut up,
+    );
+    conn.finish(&keys, &mut up);
+    let mut want: Vec<u8> = (0u8..50).collect();
+    for p in &plains {
+        want.extend_from_slice(p);
+    }
+    assert_eq!(out.data[1], want);
+    assert_eq!(out.gaps[1].len(), 1);
+    assert_eq!(conn.info().lost_records, 2);
+    assert_eq!(conn.info().failed_records, 0);
+    assert_eq!(out.data[0], (0u8..50).collect::<Vec<u8>>());
+}
