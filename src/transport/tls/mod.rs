@@ -855,6 +855,17 @@ impl TlsConnection {
 
     /// Side `i` is lost after a gap: look for the next record that decrypts.
     fn resync(&mut self, i: usize, keys: &KeyLog, up: Up<'_>) {
+        // TLS 1.2 lost before its ChangeCipherSpec was seen: the CCS may be in the gap, and
+        // the records after it are protected from sequence number 0 (the Finished)
+        let s = &mut self.sides[i];
+        if !s.encrypted && self.info.version == Some(0x0303) && self.suite.is_some() {
+            s.encrypted = true;
+            s.keys = None;
+            s.seq = 0;
+            if let Some(l) = s.lost.as_mut() {
+                l.base_seq = 0;
+            }
+        }
         self.ensure_keys(i, keys);
         // TLS 1.3 lost during its handshake flight: the Finished may be in the gap, so the
         // next records may already be under the application traffic secret

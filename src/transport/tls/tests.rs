@@ -1001,3 +1001,86 @@ fn a_gap_over_the_server_finished_resynchronises_on_application_keys() {
     assert_eq!(conn.info().failed_records, 0);
     assert_eq!(out.data[0], (0u8..50).collect::<Vec<u8>>());
 }
+
+/// Byte offsets of the records of a TLS stream.
+fn record_starts(b: &[u8]) -> Vec<usize> {
+    let mut v = Vec::new();
+    let mut at = 0;
+    while at + 5 <= b.len() {
+        v.push(at);
+        at += 5 + u16::from_be_bytes([b[at + 3], b[at + 4]]) as usize;
+    }
+    v
+}
+
+#[test]
+fn real_capture_tls12_gap_over_the_change_cipher_spec() {
+    let folder = "rtmps-tls12-gcm";
+    let pcap = sample(&format!("{folder}/capture.pcap"));
+    let keys = KeyLog::parse(
+        &sample(&format!("{folder}/keylog.txt")),
+        KeysFrom::KeyLogFile,
+    );
+    for (_, sport, c, s) in tcp_streams(&pcap) {
+        let (full, _) = decrypt(&c, &s, &keys);
+        // client records: ClientHello, ClientKeyExchange, CCS, Finished, data...
+        let r = record_starts(&c);
+        assert_eq!(c[r[2]], CT_CCS, "{sport}");
+        let (gap_from, gap_to) = (r[1] + 3, r[4] + 2); // CKE, CCS, Finished and a data record
+        let mut conn = TlsConnection::new();
+        let mut out = Out::default();
+        let mut up = |d: Dir, ev: StreamEvent<'_>| out.take(d, ev);
+        let cd = Dir::ClientToServer;
+        conn.stream_event(
+            cd,
+            StreamEvent::Data {
+                offset: 0,
+                bytes: &c[..gap_from],
+            },
+            0,
+            &keys,
+            &mut up,
+        );
+        conn.stream_event(
+            Dir::ServerToClient,
+            StreamEvent::Data {
+                offset: 0,
+                bytes: &s,
+            },
+            0,
+            &keys,
+            &mut up,
+        );
+        conn.stream_event(
+            cd,
+            StreamEvent::Gap {
+                offset: gap_from as u64,
+                len: (gap_to - gap_from) as u64,
+            },
+            0,
+            &keys,
+            &mut up,
+        );
+        conn.stream_event(
+            cd,
+            StreamEvent::Data {
+                offset: gap_to as u64,
+                bytes: &c[gap_to..],
+            },
+            0,
+            &keys,
+            &mut up,
+        );
+        conn.finish(&keys, &mut up);
+        assert_eq!(
+            out.data[1], full.data[1],
+            "{sport}: the server side is untouched"
+        );
+        assert_eq!(out.gaps[0].len(), 1, "{sport}");
+        let tail = &out.data[0][out.gaps[0][0].0 as usize..];
+        assert!(!tail.is_empty() && full.data[0].ends_with(tail), "{sport}");
+        assert_eq!(conn.info().failed_records, 0);
+        // Finished and the first data record are lost
+        assert_eq!(conn.info().lost_records, 2, "{sport}");
+    }
+}
