@@ -32,7 +32,7 @@ pub mod handshake;
 pub mod keylog;
 
 pub use crypto::suite_name;
-pub use dsb::secrets_from_pcapng;
+pub use dsb::{DsbWalker, secrets_from_pcapng};
 pub use keylog::{KeyLog, KeyLogEntry, KeysFrom, Secret};
 
 use crate::flow::{Dir, StreamEvent};
