@@ -216,7 +216,8 @@ impl Side {
     }
 }
 
-type Up<'u> = &'u mut dyn FnMut(Dir, StreamEvent<'_>);
+/// Where plaintext events go: `(direction, event)` in plaintext offsets of that direction.
+pub type Up<'u> = &'u mut dyn FnMut(Dir, StreamEvent<'_>);
 
 /// The decryptor of one TLS connection.
 pub struct TlsConnection {
@@ -283,7 +284,10 @@ impl TlsConnection {
 
     /// One event of the TCP reassembler for direction `dir` (ciphertext offsets). Plaintext
     /// events of either direction go to `up` (a direction held for its keys may be released
-    /// by what the other one brings).
+    /// by what the other one brings). `frame` is the capture frame the event came with; it is
+    /// recorded in [`TlsInfo::losses`]. Data before the offset already seen is ignored, data
+    /// beyond it counts the bytes between as lost. `keys` is looked up again on every call, so
+    /// a key log that grew since the last call is used at once (see also [`Self::retry_with`]).
     pub fn stream_event(
         &mut self,
         dir: Dir,
