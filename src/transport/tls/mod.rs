@@ -17,6 +17,17 @@
 //! - work after a gap: at most [`TlsLimits::resync_attempts`] AEAD attempts per gap (default
 //!   [`DEFAULT_RESYNC_ATTEMPTS`]); after that the direction stays lost to its end.
 //!
+//! Resynchronisation: after a gap, the next plausible header (type 23, version 0x0303,
+//! length 17..=2^14+256) is tried with the sequence numbers the lost bytes allow (from one
+//! record of the largest size to all records of the smallest), at most 96 per header: for
+//! TLS 1.2 GCM first the one the explicit nonce gives (GnuTLS sends the sequence number,
+//! OpenSSL a counter from a random start, so the difference seen before the gap is used),
+//! then alternately around (lost bytes / average record size seen) and upwards from the
+//! fewest. A header whose record decrypts with none is skipped by one byte. In TLS 1.3 a
+//! direction lost during its handshake flight also tries its application secret (sequence
+//! numbers 0..63); a TLS 1.2 direction lost before its ChangeCipherSpec is taken as
+//! protected from sequence number 0.
+//!
 //! Gaps passed up: when a record fails its tag, `len` is its ciphertext length less the AEAD
 //! overhead (TLS 1.2 GCM: 8-byte explicit nonce + 16-byte tag; ChaCha20-Poly1305: the tag;
 //! TLS 1.3: the tag and the inner content type), an upper bound (TLS 1.3 padding, or a
@@ -53,6 +64,8 @@ pub const DEFAULT_BACKLOG: usize = 4 << 20;
 pub const DEFAULT_RESYNC_ATTEMPTS: u32 = 4096;
 /// Most losses listed in [`TlsInfo::losses`] (the rest are only counted).
 pub const MAX_LOSSES: usize = 64;
+/// Sequence numbers tried for one candidate record after a gap.
+const MAX_SEQ_CANDIDATES: usize = 96;
 /// Most entries (runs of bytes or gaps) held while the keys are missing.
 const MAX_HELD_ENTRIES: usize = 4096;
 
@@ -186,6 +199,9 @@ struct Side {
     closed: bool,
     record_bytes: u64,
     record_count: u64,
+    /// TLS 1.2 GCM: explicit nonce minus sequence number, as last seen (GnuTLS sends the
+    /// sequence number, OpenSSL a counter from a random start: either way constant).
+    nonce_delta: Option<u64>,
 }
 
 impl Side {
@@ -208,6 +224,7 @@ impl Side {
             closed: false,
             record_bytes: 0,
             record_count: 0,
+            nonce_delta: None,
         }
     }
 
@@ -664,6 +681,11 @@ impl TlsConnection {
         };
         match opened {
             Some(r) => {
+                if over == 24 && body.len() >= 8 {
+                    let mut e = [0u8; 8];
+                    e.copy_from_slice(&body[..8]);
+                    self.sides[i].nonce_delta = Some(u64::from_be_bytes(e).wrapping_sub(seq));
+                }
                 self.info.records += 1;
                 self.info.decrypted = true;
                 let pt = &body[r];
@@ -925,23 +947,33 @@ impl TlsConnection {
                 .max(1);
             let kmax = (t / min_rec).max(kmin);
             let kest = (t / avg).clamp(kmin, kmax);
-            let mut cands: Vec<u64> = Vec::new();
-            let tls12_gcm = over == 24;
-            if tls12_gcm {
+            // candidates: the TLS 1.2 GCM explicit nonce's word first, then alternately
+            // around the estimate from the average record size and up from the fewest
+            // records the gap can hold (small gaps usually lose one or two records)
+            let mut cands: Vec<u64> = Vec::with_capacity(MAX_SEQ_CANDIDATES);
+            let mut add = |c: u64, cands: &mut Vec<u64>| {
+                if (kmin..=kmax).contains(&c) && !cands.contains(&c) {
+                    cands.push(c);
+                }
+            };
+            if over == 24 {
                 let mut e = [0u8; 8];
                 e.copy_from_slice(&s.buf[RECORD_HEADER..RECORD_HEADER + 8]);
-                let hint = u64::from_be_bytes(e).wrapping_sub(l.base_seq);
-                if (kmin..=kmax).contains(&hint) {
-                    cands.push(hint);
+                let explicit = u64::from_be_bytes(e);
+                if let Some(delta) = s.nonce_delta {
+                    add(
+                        explicit.wrapping_sub(delta).wrapping_sub(l.base_seq),
+                        &mut cands,
+                    );
                 }
+                add(explicit.wrapping_sub(l.base_seq), &mut cands);
             }
             let mut d = 0u64;
-            while cands.len() < 64 && (kest + d <= kmax || kest.saturating_sub(d) >= kmin.max(1)) {
-                if kest + d <= kmax {
-                    cands.push(kest + d);
-                }
-                if d > 0 && kest >= d && kest - d >= kmin {
-                    cands.push(kest - d);
+            while cands.len() < MAX_SEQ_CANDIDATES && (kest + d <= kmax || kmin + d <= kmax) {
+                add(kest + d, &mut cands);
+                add(kmin + d, &mut cands);
+                if kest >= d + 1 {
+                    add(kest - d - 1, &mut cands);
                 }
                 d += 1;
             }
