@@ -951,7 +951,7 @@ impl TlsConnection {
             // around the estimate from the average record size and up from the fewest
             // records the gap can hold (small gaps usually lose one or two records)
             let mut cands: Vec<u64> = Vec::with_capacity(MAX_SEQ_CANDIDATES);
-            let mut add = |c: u64, cands: &mut Vec<u64>| {
+            let add = |c: u64, cands: &mut Vec<u64>| {
                 if (kmin..=kmax).contains(&c) && !cands.contains(&c) {
                     cands.push(c);
                 }
@@ -972,7 +972,7 @@ impl TlsConnection {
             while cands.len() < MAX_SEQ_CANDIDATES && (kest + d <= kmax || kmin + d <= kmax) {
                 add(kest + d, &mut cands);
                 add(kmin + d, &mut cands);
-                if kest >= d + 1 {
+                if kest > d {
                     add(kest - d - 1, &mut cands);
                 }
                 d += 1;
