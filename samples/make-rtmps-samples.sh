@@ -30,8 +30,6 @@ if [ -z "${RTMPS_LAB_IN_NS:-}" ]; then
 fi
 
 SAMPLES="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-TMP="$(mktemp -d /tmp/rtmpsniff-rtmps.XXXXXX)"
-chmod 755 "$TMP"
 PIDS=()            # every background process we start
 
 log() { printf '[make-rtmps-samples] %s\n' "$*" >&2; }
@@ -69,6 +67,8 @@ cleanup() {
     if [ -n "${KEEP_TMP:-}" ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
     exit $rc
 }
+TMP="$(mktemp -d /tmp/rtmpsniff-rtmps.XXXXXX)"   # made once the checks passed
+chmod 755 "$TMP"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
