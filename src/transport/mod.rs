@@ -11,6 +11,7 @@
 //! is decided by the first bytes; ARCHITECTURE.md says how TLS (RTMPS) plugs in.
 
 pub mod rtmpt;
+pub mod tls;
 
 use crate::flow::{Dir, StreamEvent};
 
