@@ -61,6 +61,16 @@ impl SelectArgs {
     }
 }
 
+/// Keys for RTMPS.
+#[derive(clap::Args, Clone, Debug, Default)]
+struct TlsArgs {
+    /// A TLS key log (NSS format, as SSLKEYLOGFILE writes it) with the keys of RTMPS
+    /// connections (repeatable). Keys in a pcapng capture's Decryption Secrets Block are used
+    /// without it. `live` reads the file again as it grows.
+    #[arg(long = "tls-keylog", value_name = "FILE")]
+    keylogs: Vec<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Read saved captures (pcap, pcapng) and write every RTMP stream found as an FLV file.
@@ -83,6 +93,8 @@ enum Command {
         any_port: bool,
         #[command(flatten)]
         select: SelectArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
         /// Print nothing but errors (no summary, no progress bar).
         #[arg(short, long)]
         quiet: bool,
@@ -111,6 +123,8 @@ enum Command {
         any_port: bool,
         #[command(flatten)]
         select: SelectArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
         /// Print the inventory as JSON (the report's format) instead of a table.
         #[arg(long)]
         json: bool,
@@ -163,6 +177,8 @@ enum Command {
         /// selects, like --app, --client and --direction.
         #[command(flatten)]
         select: SelectArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
         /// Also save every captured packet to this pcap file (never replaces a file).
         #[arg(long, value_name = "FILE")]
         write_pcap: Option<PathBuf>,
@@ -192,6 +208,8 @@ pub struct ReadArgs {
     pub captures: Vec<String>,
     pub config: Config,
     pub selection: Selection,
+    /// `--tls-keylog` files.
+    pub keylogs: Vec<PathBuf>,
     pub out: ReadOut,
 }
 
@@ -229,6 +247,7 @@ impl Cli {
                 ports,
                 any_port,
                 select,
+                tls,
                 quiet,
                 verbose,
                 sha256,
@@ -236,6 +255,7 @@ impl Cli {
                 captures,
                 config: config(ports, any_port),
                 selection: select.selection(),
+                keylogs: tls.keylogs,
                 out: ReadOut::Folder {
                     dir: output,
                     quiet,
@@ -248,11 +268,13 @@ impl Cli {
                 ports,
                 any_port,
                 select,
+                tls,
                 json,
             } => Mode::Read(ReadArgs {
                 captures,
                 config: config(ports, any_port),
                 selection: select.selection(),
+                keylogs: tls.keylogs,
                 out: ReadOut::Inventory { json },
             }),
             Command::Man => Mode::Man,
@@ -270,6 +292,7 @@ impl Cli {
                 duration,
                 stdout,
                 select,
+                tls,
                 write_pcap,
                 quiet,
                 sha256,
@@ -296,7 +319,12 @@ impl Cli {
                 Mode::Live(LiveArgs {
                     capture,
                     output,
-                    config: config(ports, any_port),
+                    config: Config {
+                        // Encoders log their keys as they connect: records wait for them.
+                        tls_backlog: rtmpsniff::transport::tls::DEFAULT_BACKLOG,
+                        ..config(ports, any_port)
+                    },
+                    keylogs: tls.keylogs,
                     duration,
                     selection: SelectArgs {
                         stream: if stdout { None } else { select.stream.clone() },

@@ -159,6 +159,10 @@ pub struct Config {
     /// files finished), so that connections whose FIN or RST was never captured do not stay
     /// in memory until the end of the input. Looked at once per second of packet time.
     pub idle_timeout: f64,
+    /// Ciphertext a TLS connection may hold while its keys are not in the key log yet (a
+    /// live capture whose key log grows as encoders start); 0 when every key is known before
+    /// the first packet.
+    pub tls_backlog: usize,
 }
 
 /// [`Config::idle_timeout`]'s default: longer than any keep-alive or pause RTMP peers have.
@@ -171,6 +175,7 @@ impl Default for Config {
             any_port: false,
             limits: Limits::default(),
             idle_timeout: IDLE_TIMEOUT,
+            tls_backlog: 0,
         }
     }
 }

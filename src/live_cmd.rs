@@ -25,6 +25,8 @@ pub struct LiveArgs {
     pub capture: LiveOptions,
     pub output: PathBuf,
     pub config: Config,
+    /// `--tls-keylog` files, read again as they grow.
+    pub keylogs: Vec<PathBuf>,
     pub duration: Option<Duration>,
     /// `--stdout --stream NAME`: the stream written to standard output.
     pub stdout_stream: Option<String>,
@@ -226,6 +228,47 @@ fn describe_end(r: &StreamReport) -> String {
     )
 }
 
+/// The `--tls-keylog` files of a live run, read again as they grow: an encoder appends a line
+/// for each connection it opens.
+struct KeyLogs {
+    files: Vec<(PathBuf, std::fs::File, u64)>,
+}
+
+impl KeyLogs {
+    /// Open every file, or the one line that says which could not be.
+    fn open(paths: &[PathBuf]) -> Result<Self, String> {
+        let mut files = Vec::new();
+        for p in paths {
+            let f = std::fs::File::open(p)
+                .map_err(|e| format!("{}: cannot read the TLS key log: {e}", p.display()))?;
+            files.push((p.clone(), f, 0));
+        }
+        Ok(KeyLogs { files })
+    }
+
+    /// What the files gained since the last look, into the pipeline's keys. A file that got
+    /// shorter (rewritten) is read again from its start.
+    fn poll(&mut self, pipeline: &mut Pipeline) {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut buf = vec![0u8; 64 << 10];
+        for (_, f, at) in &mut self.files {
+            if f.metadata().is_ok_and(|m| m.len() < *at) {
+                *at = 0;
+            }
+            if f.seek(SeekFrom::Start(*at)).is_err() {
+                continue;
+            }
+            while let Ok(n) = f.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                *at += n as u64;
+                pipeline.extend_keys(&buf[..n]);
+            }
+        }
+    }
+}
+
 /// The FLV sink of a live run, with its spool, ready to write into the output folder.
 fn live_flv_sink(args: &LiveArgs) -> Result<FlvSink> {
     let output = &args.output;
@@ -263,6 +306,13 @@ pub fn run(args: LiveArgs) -> Result<u8> {
         );
         return Ok(super::EXIT_BAD_INPUT);
     }
+    let mut keylogs = match KeyLogs::open(&args.keylogs) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("rtmpsniff: {e}");
+            return Ok(super::EXIT_BAD_INPUT);
+        }
+    };
     let mut cap = match LiveCapture::open(&args.capture) {
         Ok(c) => c,
         Err(e) => {
@@ -293,7 +343,8 @@ pub fn run(args: LiveArgs) -> Result<u8> {
         );
     }
     let mut driver = Driver::new(Pipeline::new(args.config.clone()), sink);
-    let capture_error = capture_loop(&mut cap, &mut driver, &stop, args.duration)?;
+    keylogs.poll(&mut driver.pipeline);
+    let capture_error = capture_loop(&mut cap, &mut driver, &mut keylogs, &stop, args.duration)?;
     // Stop: every connection is flushed and closed, every file finalised, then the report.
     let input = cap.report();
     drop(cap);
@@ -345,11 +396,13 @@ pub fn run(args: LiveArgs) -> Result<u8> {
 }
 
 /// Capture until a signal, the `--duration`, the end of the piped stream, or an error of the
-/// capture (returned: the run still finishes what it has). Once a second, the files are
-/// handed to the writer, the `--write-pcap` file flushed and the status line redrawn.
+/// capture (returned: the run still finishes what it has). Once a second, the key logs are
+/// read again, the files are handed to the writer, the `--write-pcap` file flushed and the
+/// status line redrawn.
 fn capture_loop(
     cap: &mut LiveCapture,
     driver: &mut Driver<LiveSink>,
+    keylogs: &mut KeyLogs,
     stop: &AtomicBool,
     duration: Option<Duration>,
 ) -> Result<Option<rtmpsniff::capture::LiveError>> {
@@ -374,6 +427,8 @@ fn capture_loop(
             continue;
         }
         next_tick = now + TICK;
+        keylogs.poll(&mut driver.pipeline);
+        driver.take()?;
         let output = &driver.sink.output;
         driver
             .sink

@@ -12,6 +12,7 @@ use clap::Parser;
 use rtmpsniff::capture::FileSet;
 use rtmpsniff::sink::report::{Report, TextKind};
 use rtmpsniff::sink::{self, FlvSink};
+use rtmpsniff::transport::tls::{KeyLog, KeysFrom};
 use rtmpsniff::{Driver, Pipeline};
 
 use cli::{Cli, Mode, ReadArgs, ReadOut};
@@ -119,6 +120,7 @@ fn read(args: ReadArgs) -> Result<u8> {
         captures,
         config,
         selection,
+        keylogs,
         out,
     } = args;
     // Every input that cannot be used gets one line; the others are read all the same.
@@ -137,8 +139,19 @@ fn read(args: ReadArgs) -> Result<u8> {
     };
     let write_err =
         |e: std::io::Error| anyhow::Error::new(e).context(format!("writing into {shown}"));
+    let mut keys = match read_keylogs(&keylogs) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("rtmpsniff: {e}");
+            return Ok(EXIT_BAD_INPUT);
+        }
+    };
+    for s in files.decryption_secrets() {
+        keys.merge(&KeyLog::parse(s, KeysFrom::PcapngBlock));
+    }
     let sink = read_sink(&out, &limits)?.with_selection(selection);
     let mut driver = Driver::new(Pipeline::new(config), sink);
+    driver.pipeline.add_keys(&keys);
     let progress = match &out {
         ReadOut::Folder { quiet: false, .. } if std::io::stderr().is_terminal() => {
             Some(progress_bar(&captures))
@@ -211,6 +224,27 @@ fn read(args: ReadArgs) -> Result<u8> {
         return Ok(EXIT_NO_RTMP);
     }
     Ok(EXIT_OK)
+}
+
+/// The `--tls-keylog` files, read whole (a megabyte at a time: the key log bounds what it
+/// keeps), or the one line that says which could not be read.
+pub(crate) fn read_keylogs(paths: &[std::path::PathBuf]) -> Result<KeyLog, String> {
+    let mut keys = KeyLog::new(KeysFrom::KeyLogFile);
+    for p in paths {
+        let cannot =
+            |e: std::io::Error| format!("{}: cannot read the TLS key log: {e}", p.display());
+        let mut f = std::fs::File::open(p).map_err(cannot)?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = std::io::Read::read(&mut f, &mut buf).map_err(cannot)?;
+            if n == 0 {
+                break;
+            }
+            keys.extend_from(&buf[..n]);
+        }
+        keys.finish_partial();
+    }
+    Ok(keys)
 }
 
 /// The sink `read` or `list` writes into. The reports of ended connections wait in a file,

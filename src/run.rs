@@ -63,7 +63,9 @@ impl<S: OutputSink> Driver<S> {
         self.finish()
     }
 
-    fn take(&mut self) -> Result<(), S::Error> {
+    /// Hand the sink what the pipeline made outside a frame (keys added to a live run's key
+    /// log decrypt records that waited for them).
+    pub fn take(&mut self) -> Result<(), S::Error> {
         for o in self.pipeline.drain() {
             self.sink.output(o)?;
         }

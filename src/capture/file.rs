@@ -122,6 +122,8 @@ impl Input {
 /// Capture files merged by packet time (ties go to the file named first).
 pub struct FileSet {
     inputs: Vec<Input>,
+    /// TLS key logs carried in the inputs (pcapng Decryption Secrets Blocks), in input order.
+    secrets: Vec<Vec<u8>>,
     number: u64,
     /// The input whose frame was handed out last: it reads ahead on the next call.
     current: Option<usize>,
@@ -202,15 +204,24 @@ impl FileSet {
     pub fn open_each(paths: &[String]) -> (Self, Vec<OpenError>) {
         let mut inputs = Vec::new();
         let mut errors = Vec::new();
+        let mut secrets = Vec::new();
         let mut stdin_used = false;
         for path in paths {
             match Self::open_one(path, &mut stdin_used) {
-                Ok(input) => inputs.push(input),
+                Ok(input) => {
+                    if input.report.format == "pcapng" {
+                        // Unreadable secrets are no reason not to read the packets.
+                        secrets
+                            .extend(super::dsb::secrets_of_file(path.as_ref()).unwrap_or_default());
+                    }
+                    inputs.push(input)
+                }
                 Err(e) => errors.push(e),
             }
         }
         let set = FileSet {
             inputs,
+            secrets,
             number: 0,
             current: None,
         };
@@ -301,6 +312,12 @@ impl FileSet {
             data: inp.data(),
             orig_len,
         })
+    }
+
+    /// The TLS key logs the inputs carry (pcapng Decryption Secrets Blocks before their first
+    /// packet; not read from standard input).
+    pub fn decryption_secrets(&self) -> &[Vec<u8>] {
+        &self.secrets
     }
 
     /// What was read from each input so far.

@@ -4,6 +4,7 @@
 //! time, frame number, link type) and, per input, an [`InputReport`] of what it read.
 
 pub mod classic;
+pub mod dsb;
 pub mod file;
 pub mod linktype;
 pub mod live;

@@ -254,6 +254,11 @@ impl<T: Held> Table<T> {
         id
     }
 
+    /// Every connection tracked, in no particular order.
+    pub fn conns_mut(&mut self) -> impl Iterator<Item = &mut Conn<T>> {
+        self.conns.values_mut().map(|c| &mut **c)
+    }
+
     /// Connections tracked now.
     pub fn len(&self) -> usize {
         self.conns.len()

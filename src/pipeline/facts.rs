@@ -9,6 +9,7 @@ use crate::flow::reassembly::ReassemblyStats;
 use crate::flow::{ConnId, Dir, Eviction};
 use crate::rtmp::{self, ConnectInfo, Handshake, HandshakeOutcome, LockRecord};
 use crate::transport::rtmpt;
+use crate::transport::tls::TlsInfo;
 
 /// What the layers learnt about one connection, handed up when it ends. Typed facts only:
 /// the report (in sink) says in words what they mean.
@@ -45,6 +46,8 @@ pub struct ConnectionFacts {
     /// An RTMPT session: its id and the TCP connections and requests that carried it (the
     /// addresses and times above are its first connection's).
     pub tunnel: Option<TunnelFacts>,
+    /// RTMPS: what TLS showed in the clear, and what was decrypted.
+    pub tls: Option<TlsInfo>,
 }
 
 /// What carried an RTMPT session.
@@ -83,6 +86,9 @@ impl ConnectionFacts {
         (hs.version.is_some() && !matches!(hs.outcome, Some(HandshakeOutcome::NotRtmp)))
             || matches!(hs.outcome, Some(HandshakeOutcome::Tls))
             || !self.locks.is_empty()
+            // TLS that could not be read may carry RTMP; TLS that was read and is not RTMP
+            // (HTTPS, say) is left out like any other TCP.
+            || self.tls.as_ref().is_some_and(|t| !t.decrypted)
     }
 }
 
@@ -176,6 +182,7 @@ pub(super) fn facts(c: &Conn) -> ConnectionFacts {
         skipped_bytes: [0, 0],
         hits: LimitHits::default(),
         tunnel: None,
+        tls: None,
     };
     if let Some(s) = &c.streams {
         for d in [Dir::ClientToServer, Dir::ServerToClient] {
@@ -185,6 +192,7 @@ pub(super) fn facts(c: &Conn) -> ConnectionFacts {
             f.reassembly[d.index()] = st.clone();
         }
         rtmp_facts(&s.upper.rtmp, &mut f);
+        f.tls = s.upper.transport.tls().cloned();
     }
     f.hits.add(&hits);
     f

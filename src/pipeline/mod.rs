@@ -13,7 +13,8 @@ use crate::flow::table::Admitted;
 use crate::flow::{self, ConnKey, Dir, Held, StreamEvent, Streams, Table};
 use crate::rtmp::{self, Direction, TagKind};
 use crate::transport::rtmpt::TunnelEvent;
-use crate::transport::{Transport, Up};
+use crate::transport::tls::{KeyLog, KeysFrom};
+use crate::transport::{Context, Transport, Up};
 
 mod facts;
 mod tunnels;
@@ -94,6 +95,19 @@ struct Upper {
 struct UpSink<'a> {
     events: &'a mut Vec<rtmp::Event>,
     tunnel: &'a mut Vec<TunnelEvent>,
+    keys: &'a KeyLog,
+    tls_backlog: usize,
+}
+
+impl<'a> UpSink<'a> {
+    /// What the transport needs (the keys are borrowed for as long as the sink's, not from it).
+    fn cx(keys: &'a KeyLog, tls_backlog: usize, mid_stream: bool) -> Context<'a> {
+        Context {
+            keys,
+            tls_backlog,
+            mid_stream,
+        }
+    }
 }
 
 impl Upper {
@@ -112,7 +126,8 @@ impl Upper {
             rtmp,
             mid_stream,
         } = self;
-        transport.stream_event(dir, ev, frame, *mid_stream, &mut |up| match up {
+        let cx = UpSink::cx(to.keys, to.tls_backlog, *mid_stream);
+        transport.stream_event(dir, ev, frame, cx, &mut |up| match up {
             Up::Rtmp(d, ev, frame) => rtmp.stream_event(d, ev, frame, to.events),
             Up::Tunnel(te) => to.tunnel.push(te),
         });
@@ -121,9 +136,12 @@ impl Upper {
     /// The connection ended: what the transport still holds goes up, then RTMP finishes.
     fn close(&mut self, frame: u64, to: &mut UpSink<'_>) {
         let Upper {
-            transport, rtmp, ..
+            transport,
+            rtmp,
+            mid_stream,
         } = self;
-        transport.finish(frame, &mut |up| match up {
+        let cx = UpSink::cx(to.keys, to.tls_backlog, *mid_stream);
+        transport.finish(frame, cx, &mut |up| match up {
             Up::Rtmp(d, ev, frame) => rtmp.stream_event(d, ev, frame, to.events),
             Up::Tunnel(te) => to.tunnel.push(te),
         });
@@ -148,6 +166,8 @@ pub struct Pipeline {
     events: Vec<rtmp::Event>,
     /// Tunnel events of the segment being handled, for [`Tunnels`].
     tunnel_events: Vec<TunnelEvent>,
+    /// TLS keys: the key logs given and those the inputs carry.
+    keys: KeyLog,
     out: Vec<Output>,
     /// Counters of the frames (the table keeps those of connections).
     frames: Stats,
@@ -161,8 +181,51 @@ impl Pipeline {
             config,
             events: Vec::new(),
             tunnel_events: Vec::new(),
+            // Text added by `extend_keys` comes from key log files.
+            keys: KeyLog::new(KeysFrom::KeyLogFile),
             out: Vec::new(),
             frames: Stats::default(),
+        }
+    }
+
+    /// Keys for TLS connections (RTMPS): a key log, as `--tls-keylog` names one or a capture
+    /// carries one. Connections that held records waiting for their keys decrypt them now.
+    pub fn add_keys(&mut self, log: &KeyLog) {
+        self.keys.merge(log);
+        self.keys_added();
+    }
+
+    /// More bytes of a key log file that grows while the capture runs (an encoder appends a
+    /// line per new connection); a line cut short waits for the rest.
+    pub fn extend_keys(&mut self, text: &[u8]) {
+        let before = self.keys.len();
+        self.keys.extend_from(text);
+        if self.keys.len() != before {
+            self.keys_added();
+        }
+    }
+
+    fn keys_added(&mut self) {
+        let Pipeline {
+            table,
+            events,
+            keys,
+            out,
+            ..
+        } = self;
+        for c in table.conns_mut() {
+            let frame = c.last_frame;
+            if let Some(s) = c.streams.as_mut() {
+                let Upper {
+                    transport, rtmp, ..
+                } = &mut s.upper;
+                transport.keys_added(frame, keys, &mut |up| {
+                    if let Up::Rtmp(d, ev, frame) = up {
+                        rtmp.stream_event(d, ev, frame, events)
+                    }
+                });
+            }
+            facts::forward(&Origin::of(c), events, out);
         }
     }
 
@@ -230,6 +293,7 @@ impl Pipeline {
             table,
             events,
             tunnel_events,
+            keys,
             out,
             ..
         } = self;
@@ -242,6 +306,8 @@ impl Pipeline {
             let mut to = UpSink {
                 events,
                 tunnel: tunnel_events,
+                keys,
+                tls_backlog: config.tls_backlog,
             };
             feed(s, seg, dir, frame, &mut to);
         }
@@ -284,6 +350,8 @@ impl Pipeline {
             let mut to = UpSink {
                 events: &mut self.events,
                 tunnel: &mut self.tunnel_events,
+                keys: &self.keys,
+                tls_backlog: self.config.tls_backlog,
             };
             for dir in [Dir::ClientToServer, Dir::ServerToClient] {
                 reasm[dir.index()]

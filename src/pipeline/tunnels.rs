@@ -221,6 +221,7 @@ impl Session {
                 gaps: info.gaps,
                 gap_count: info.gap_count,
             }),
+            tls: None,
         };
         f.reassembly[0].delivered_bytes = info.bytes[0];
         f.reassembly[1].delivered_bytes = info.bytes[1];

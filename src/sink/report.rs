@@ -17,6 +17,7 @@ use crate::config::{LimitHits, LimitReport, Limits};
 use crate::flow::{Dir, Eviction};
 use crate::pipeline::{ConnectionFacts, Stats, TunnelFacts};
 use crate::rtmp::HandshakeOutcome;
+use crate::transport::tls::{KeysFrom, TlsInfo, suite_name};
 
 use super::naming::escape;
 
@@ -88,10 +89,75 @@ pub struct ConnectionSummary {
     /// An RTMPT session: its id, the TCP connections and the requests that carried it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rtmpt: Option<RtmptReport>,
+    /// RTMPS: what TLS showed in the clear, and what was decrypted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsReport>,
     #[serde(skip)]
     pub is_rtmp: bool,
     #[serde(skip)]
     pub hits: LimitHits,
+}
+
+/// A TLS connection as the report shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct TlsReport {
+    /// `TLS 1.2`, `TLS 1.3` (from the ServerHello), or null when it was not captured.
+    pub version: Option<String>,
+    /// The IANA name (`TLS_AES_128_GCM_SHA256`), or its number as `0xNNNN`.
+    pub cipher_suite: Option<String>,
+    /// The server name the client asked for (SNI), escaped.
+    pub sni: Option<String>,
+    /// The application protocol chosen (ALPN), escaped.
+    pub alpn: Option<String>,
+    /// The subject common name of the server's certificate (TLS 1.2 in the clear; TLS 1.3
+    /// once decrypted).
+    pub server_certificate: Option<String>,
+    /// Records were decrypted (the key log had this connection's keys).
+    pub decrypted: bool,
+    /// Records framed, decrypted with a valid tag, failed their tag (passed on as gaps, never
+    /// as bytes), lost in capture gaps.
+    pub records_seen: u64,
+    pub records: u64,
+    pub failed_records: u64,
+    pub lost_records: u64,
+    /// Where the keys came from: `keylog` (a file) or `pcapng` (the capture's secrets block).
+    pub keys_from: Option<&'static str>,
+    pub key_updates: u64,
+    /// Protected records of a suite that cannot be decrypted here (CBC, TLS before 1.2).
+    pub undecryptable_records: u64,
+}
+
+impl TlsReport {
+    fn new(t: &TlsInfo) -> Self {
+        let text = |b: &Option<Vec<u8>>| b.as_deref().map(escape);
+        TlsReport {
+            version: t.version.map(|v| match v {
+                0x0304 => "TLS 1.3".to_string(),
+                0x0303 => "TLS 1.2".to_string(),
+                0x0302 => "TLS 1.1".to_string(),
+                0x0301 => "TLS 1.0".to_string(),
+                v => format!("0x{v:04x}"),
+            }),
+            cipher_suite: t
+                .cipher_suite
+                .map(|s| suite_name(s).map_or_else(|| format!("0x{s:04x}"), str::to_string)),
+            sni: text(&t.sni),
+            alpn: text(&t.alpn),
+            server_certificate: text(&t.server_cert_cn),
+            decrypted: t.decrypted,
+            records_seen: t.records_seen,
+            records: t.records,
+            failed_records: t.failed_records,
+            lost_records: t.lost_records,
+            keys_from: match t.keys_from {
+                KeysFrom::None => None,
+                KeysFrom::KeyLogFile => Some("keylog"),
+                KeysFrom::PcapngBlock => Some("pcapng"),
+            },
+            key_updates: t.key_updates,
+            undecryptable_records: t.undecryptable_records,
+        }
+    }
 }
 
 /// An RTMPT session as the report shows it.
@@ -228,10 +294,11 @@ impl ConnectionSummary {
             encrypted: matches!(
                 hs.outcome,
                 Some(HandshakeOutcome::Encrypted(_) | HandshakeOutcome::Tls)
-            ),
-            encryption: match hs.outcome {
-                Some(HandshakeOutcome::Encrypted(_)) => Some("rtmpe"),
-                Some(HandshakeOutcome::Tls) => Some("tls"),
+            ) || f.tls.as_ref().is_some_and(|t| !t.decrypted),
+            encryption: match (hs.outcome, &f.tls) {
+                (_, Some(_)) => Some("tls"),
+                (Some(HandshakeOutcome::Encrypted(_)), _) => Some("rtmpe"),
+                (Some(HandshakeOutcome::Tls), _) => Some("tls"),
                 _ => None,
             },
             rtmp_version: hs.version,
@@ -273,6 +340,7 @@ impl ConnectionSummary {
             hits: f.hits.clone(),
             transport: f.tunnel.as_ref().map(|_| "rtmpt"),
             rtmpt: f.tunnel.as_ref().map(RtmptReport::new),
+            tls: f.tls.as_ref().map(TlsReport::new),
             is_rtmp: f.is_rtmp(),
         }
     }
@@ -604,12 +672,24 @@ fn tunnel(m: &ConnectionSummary) -> String {
     }
 }
 
-fn encryption(m: &ConnectionSummary) -> &'static str {
+fn encryption(m: &ConnectionSummary) -> String {
+    if let Some(t) = &m.tls {
+        let v = t.version.as_deref().unwrap_or("TLS");
+        let sni = t
+            .sni
+            .as_deref()
+            .map_or(String::new(), |s| format!(" sni={s}"));
+        return match t.decrypted {
+            true => format!("  {v} decrypted{sni}"),
+            false => format!("  ENCRYPTED ({v}, no keys){sni}"),
+        };
+    }
     match m.encryption {
         Some("tls") => "  ENCRYPTED (TLS)",
         Some(_) => "  ENCRYPTED (RTMPE)",
         None => "",
     }
+    .to_string()
 }
 
 /// A connection's lines in the summary `read` prints; `verbose` adds its warnings, gaps and

@@ -14,6 +14,7 @@ pub mod rtmpt;
 pub mod tls;
 
 use crate::flow::{Dir, StreamEvent};
+use tls::{KeyLog, TlsConnection, TlsLimits};
 
 /// What a transport hands up: bytes or a gap of one RTMP direction (plain), with the capture
 /// frame they came with, or a piece of an HTTP tunnel, which the pipeline joins with the
@@ -29,6 +30,8 @@ pub enum Up<'a> {
 pub const SNIFF_BYTES: usize = 64 << 10;
 /// What a client's bytes must begin with to be an HTTP request RTMPT uses.
 const POST: &[u8] = b"POST ";
+/// Bytes that tell a TLS ClientHello ([`tls::looks_like_tls`]).
+const CLIENT_HELLO: usize = 6;
 
 /// How RTMP is carried on one TCP connection: decided by the first bytes seen.
 #[derive(Debug, Default)]
@@ -41,6 +44,27 @@ pub enum Transport {
     Plain,
     /// RTMPT: HTTP requests and responses whose bodies carry RTMP.
     Http(Box<HttpTunnel>),
+    /// RTMPS: TLS records, decrypted with the key log when it has this connection's keys.
+    Tls(Box<TlsConnection>),
+}
+
+/// What the first bytes of a connection say it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Plain,
+    Http,
+    Tls,
+}
+
+/// What a transport needs besides the bytes: the TLS keys known so far, and how much
+/// ciphertext a TLS connection may hold while its keys are missing (0 when every key is known
+/// before the first packet, as when reading a file).
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    pub keys: &'a KeyLog,
+    pub tls_backlog: usize,
+    /// The start of the connection was not captured.
+    pub mid_stream: bool,
 }
 
 /// Events of a connection whose kind is not known yet, in order, with their frames: client
@@ -87,29 +111,33 @@ impl Sniff {
     /// was not captured, also bytes that hold an RTMPT request or an `application/x-fcs`
     /// head, in either direction (a server's bytes that do not are held until the client's
     /// tell).
-    fn decide(dir: Dir, bytes: &[u8], mid_stream: bool) -> Option<bool> {
+    fn decide(dir: Dir, bytes: &[u8], mid_stream: bool) -> Option<Kind> {
         let find = |needle: &[u8]| memchr::memmem::find(bytes, needle).is_some();
         let markers = || find(b"POST /send/") || find(b"POST /idle/") || find(b"application/x-fcs");
+        let client = dir == Dir::ClientToServer;
         match dir {
-            Dir::ClientToServer if rtmpt::looks_like_rtmpt(bytes) => Some(true),
-            Dir::ClientToServer if bytes.len() < POST.len() && POST.starts_with(bytes) => None,
-            _ if mid_stream && markers() => Some(true),
+            _ if client && rtmpt::looks_like_rtmpt(bytes) => Some(Kind::Http),
+            _ if client && !mid_stream && tls::looks_like_tls(bytes) => Some(Kind::Tls),
+            // The start of a request, or of a ClientHello, not whole yet.
+            _ if client && bytes.len() < POST.len() && POST.starts_with(bytes) => None,
+            _ if client && !mid_stream && bytes.len() < CLIENT_HELLO && bytes[0] == 0x16 => None,
+            _ if mid_stream && markers() => Some(Kind::Http),
             Dir::ServerToClient if mid_stream => None,
-            _ => Some(false),
+            _ => Some(Kind::Plain),
         }
     }
 }
 
 impl Transport {
     /// One event of TCP direction `dir` (bytes in order, or a gap); what it carries goes to
-    /// `up`. `mid_stream`: the start of the connection was not captured.
+    /// `up`.
     #[inline]
     pub fn stream_event<F>(
         &mut self,
         dir: Dir,
         ev: StreamEvent<'_>,
         frame: u64,
-        mid_stream: bool,
+        cx: Context<'_>,
         up: &mut F,
     ) where
         F: FnMut(Up<'_>),
@@ -122,9 +150,10 @@ impl Transport {
                     up(Up::Tunnel(te));
                 }
             }
-            Transport::Undecided | Transport::Sniffing(_) => {
-                self.sniff(dir, ev, frame, mid_stream, up)
-            }
+            Transport::Tls(t) => t.stream_event(dir, ev, frame, cx.keys, &mut |d, ev| {
+                up(Up::Rtmp(d, ev, frame))
+            }),
+            Transport::Undecided | Transport::Sniffing(_) => self.sniff(dir, ev, frame, cx, up),
         }
     }
 
@@ -132,7 +161,7 @@ impl Transport {
     /// and everything held goes up first, with its own frames. A gap with nothing held makes
     /// the connection plain RTMP.
     #[cold]
-    fn sniff<F>(&mut self, dir: Dir, ev: StreamEvent<'_>, frame: u64, mid_stream: bool, up: &mut F)
+    fn sniff<F>(&mut self, dir: Dir, ev: StreamEvent<'_>, frame: u64, cx: Context<'_>, up: &mut F)
     where
         F: FnMut(Up<'_>),
     {
@@ -142,12 +171,12 @@ impl Transport {
         };
         let decided = match ev {
             StreamEvent::Data { bytes, .. } if sniff.bytes + bytes.len() <= SNIFF_BYTES => {
-                Sniff::decide(dir, &sniff.joined(dir, bytes), mid_stream)
+                Sniff::decide(dir, &sniff.joined(dir, bytes), cx.mid_stream)
             }
             StreamEvent::Gap { .. } if !sniff.held.is_empty() => None,
-            _ => Some(false),
+            _ => Some(Kind::Plain),
         };
-        let Some(http) = decided else {
+        let Some(kind) = decided else {
             let (offset, what) = match ev {
                 StreamEvent::Data { offset, bytes } => (offset, Ok(bytes.to_vec())),
                 StreamEvent::Gap { offset, len } => (offset, Err(len)),
@@ -162,20 +191,23 @@ impl Transport {
             *self = Transport::Sniffing(sniff);
             return;
         };
-        *self = if http {
-            Transport::Http(Box::new(HttpTunnel {
+        *self = match kind {
+            Kind::Plain => Transport::Plain,
+            Kind::Http => Transport::Http(Box::new(HttpTunnel {
                 http: rtmpt::HttpConnection::new(rtmpt::HttpLimits::default()),
                 made: Vec::new(),
-            }))
-        } else {
-            Transport::Plain
+            })),
+            Kind::Tls => Transport::Tls(Box::new(TlsConnection::with_limits(TlsLimits {
+                backlog_bytes: cx.tls_backlog,
+                ..TlsLimits::default()
+            }))),
         };
-        self.replay(*sniff, mid_stream, up);
-        self.stream_event(dir, ev, frame, mid_stream, up);
+        self.replay(*sniff, cx, up);
+        self.stream_event(dir, ev, frame, cx, up);
     }
 
     /// What was held while sniffing, up through the kind now decided.
-    fn replay<F>(&mut self, sniff: Sniff, mid_stream: bool, up: &mut F)
+    fn replay<F>(&mut self, sniff: Sniff, cx: Context<'_>, up: &mut F)
     where
         F: FnMut(Up<'_>),
     {
@@ -190,13 +222,13 @@ impl Transport {
                     len: *len,
                 },
             };
-            self.stream_event(h.dir, ev, h.frame, mid_stream, up);
+            self.stream_event(h.dir, ev, h.frame, cx, up);
         }
     }
 
-    /// The end of the connection: what is held goes up (as plain RTMP), and a tunnel's last
-    /// message.
-    pub fn finish<F>(&mut self, frame: u64, up: &mut F)
+    /// The end of the connection: what is held goes up (as plain RTMP), and a tunnel's or a
+    /// TLS connection's last message.
+    pub fn finish<F>(&mut self, frame: u64, cx: Context<'_>, up: &mut F)
     where
         F: FnMut(Up<'_>),
     {
@@ -205,7 +237,7 @@ impl Transport {
                 let Transport::Sniffing(sniff) = std::mem::replace(self, Transport::Plain) else {
                     return;
                 };
-                self.replay(*sniff, false, up);
+                self.replay(*sniff, cx, up);
             }
             Transport::Http(t) => {
                 t.http.finish(frame, &mut t.made);
@@ -213,7 +245,29 @@ impl Transport {
                     up(Up::Tunnel(te));
                 }
             }
+            Transport::Tls(t) => t.finish(cx.keys, &mut |d, ev| up(Up::Rtmp(d, ev, frame))),
             Transport::Undecided | Transport::Plain => {}
+        }
+    }
+
+    /// Keys were added to the key log: a TLS connection that waited for its keys decrypts
+    /// what it held.
+    pub fn keys_added<F>(&mut self, frame: u64, keys: &KeyLog, up: &mut F)
+    where
+        F: FnMut(Up<'_>),
+    {
+        if let Transport::Tls(t) = self
+            && !t.info().decrypted
+        {
+            t.retry_with(keys, &mut |d, ev| up(Up::Rtmp(d, ev, frame)));
+        }
+    }
+
+    /// What TLS showed of the connection, when it is TLS.
+    pub fn tls(&self) -> Option<&tls::TlsInfo> {
+        match self {
+            Transport::Tls(t) => Some(t.info()),
+            _ => None,
         }
     }
 
@@ -223,6 +277,7 @@ impl Transport {
             Transport::Undecided | Transport::Plain => 0,
             Transport::Sniffing(s) => s.bytes,
             Transport::Http(t) => t.http.buffered_bytes(),
+            Transport::Tls(t) => t.buffered_bytes(),
         }
     }
 }
@@ -241,6 +296,14 @@ mod tests {
         tunnel: usize,
     }
 
+    fn cx(keys: &KeyLog, mid_stream: bool) -> Context<'_> {
+        Context {
+            keys,
+            tls_backlog: 0,
+            mid_stream,
+        }
+    }
+
     fn push(
         t: &mut Transport,
         seen: &mut Seen,
@@ -249,7 +312,8 @@ mod tests {
         frame: u64,
         mid: bool,
     ) {
-        t.stream_event(dir, ev, frame, mid, &mut |up| match up {
+        let keys = KeyLog::default();
+        t.stream_event(dir, ev, frame, cx(&keys, mid), &mut |up| match up {
             Up::Rtmp(d, StreamEvent::Data { offset, bytes }, f) => {
                 seen.rtmp.push((d, offset, Ok(bytes.to_vec()), f))
             }
@@ -379,6 +443,47 @@ mod tests {
     }
 
     #[test]
+    fn a_client_hello_is_tls_even_split_and_without_keys_nothing_goes_up() {
+        // A ClientHello record header and the start of its handshake message, in two pieces.
+        let hello = [
+            0x16, 0x03, 0x01, 0x00, 0x40, 0x01, 0x00, 0x00, 0x3c, 0x03, 0x03,
+        ];
+        let mut t = Transport::default();
+        let mut seen = Seen::default();
+        push(
+            &mut t,
+            &mut seen,
+            Dir::ClientToServer,
+            data(0, &hello[..3]),
+            1,
+            false,
+        );
+        assert!(matches!(t, Transport::Sniffing(_)));
+        push(
+            &mut t,
+            &mut seen,
+            Dir::ClientToServer,
+            data(3, &hello[3..]),
+            2,
+            false,
+        );
+        assert!(matches!(t, Transport::Tls(_)));
+        assert!(t.tls().is_some());
+        assert!(seen.rtmp.is_empty() && seen.tunnel == 0);
+        // Joined mid-stream, a TLS record is not taken for a ClientHello: plain, as before.
+        let mut t = Transport::default();
+        push(
+            &mut t,
+            &mut seen,
+            Dir::ClientToServer,
+            data(9, &hello),
+            1,
+            true,
+        );
+        assert!(matches!(t, Transport::Plain));
+    }
+
+    #[test]
     fn sniffing_holds_at_most_its_bound_then_reads_plain_rtmp() {
         let mut t = Transport::default();
         let mut seen = Seen::default();
@@ -409,7 +514,8 @@ mod tests {
             1,
             false,
         );
-        t.finish(2, &mut |up| {
+        let keys = KeyLog::default();
+        t.finish(2, cx(&keys, false), &mut |up| {
             if let Up::Rtmp(d, StreamEvent::Data { offset, bytes }, f) = up {
                 seen.rtmp.push((d, offset, Ok(bytes.to_vec()), f))
             }

@@ -141,13 +141,55 @@ fn wait_until(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
 
 /// nginx-rtmp in the foreground, one process, `record all` into `dir/rec`.
 fn start_nginx(g: &mut Guard, dir: &Path, listen: &str, ns: Option<&str>) -> (u32, PathBuf) {
+    start_nginx_with(g, dir, listen, ns, None)
+}
+
+/// [`start_nginx`], and with `tls: Some(ADDR)` nginx's stream module terminating TLS on ADDR
+/// (a self-signed certificate made here) in front of it: RTMPS.
+fn start_nginx_with(
+    g: &mut Guard,
+    dir: &Path,
+    listen: &str,
+    ns: Option<&str>,
+    tls: Option<&str>,
+) -> (u32, PathBuf) {
     let rec = dir.join("rec");
     std::fs::create_dir_all(&rec).unwrap();
     std::fs::create_dir_all(dir.join("logs")).unwrap();
     let d = dir.display();
+    let stream = match tls {
+        None => String::new(),
+        Some(addr) => {
+            run_ok(
+                Command::new("openssl")
+                    .args([
+                        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    ])
+                    .args(["-subj", "/CN=rtmpsniff.test", "-keyout"])
+                    .arg(dir.join("key.pem"))
+                    .arg("-out")
+                    .arg(dir.join("cert.pem")),
+            );
+            format!(
+                "stream {{
+  ssl_certificate {d}/cert.pem;
+  ssl_certificate_key {d}/key.pem;
+  server {{
+    listen {addr} ssl;
+    proxy_pass {listen};
+  }}
+}}
+"
+            )
+        }
+    };
+    let modules = match tls {
+        None => "",
+        Some(_) => "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n",
+    };
     let conf = format!(
         "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
-daemon off;
+{modules}daemon off;
 master_process off;
 user root root;
 pid {d}/nginx.pid;
@@ -167,7 +209,7 @@ rtmp {{
     }}
   }}
 }}
-",
+{stream}",
         rec.display()
     );
     let conf_path = dir.join("nginx.conf");
@@ -390,6 +432,70 @@ fn live_on_loopback_equals_nginx_recording() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert_same_media(&rec.join("cam1.flv"), &only_flv(&again)[0]);
+}
+
+/// RTMPS: ffmpeg publishes through TLS with SSLKEYLOGFILE; `live --tls-keylog` reads the key
+/// log as ffmpeg writes it (it is empty when the capture starts) and decrypts the stream.
+#[test]
+fn live_rtmps_decrypted_with_a_growing_key_log() {
+    lab_ready(&PEERS);
+    lab_ready(&[("openssl", "version")]);
+    let mut g = Guard::default();
+    let dir = temp_dir("live-rtmps");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let tls_port = free_port();
+    let tls = format!("127.0.0.1:{tls_port}");
+    let (nginx, rec) = start_nginx_with(&mut g, &dir.join("nginx"), &listen, None, Some(&tls));
+    wait_until(Duration::from_secs(10), "nginx to listen for TLS", || {
+        let o = Command::new("ss").arg("-Hltn").output().unwrap();
+        String::from_utf8_lossy(&o.stdout).contains(&format!("{tls} "))
+    });
+    let keylog = dir.join("keys.log");
+    std::fs::write(&keylog, b"").unwrap();
+    let out = dir.join("out");
+    let port_s = tls_port.to_string();
+    let live = start_live(
+        &mut g,
+        &dir,
+        None,
+        &[
+            "-i",
+            "lo",
+            "--port",
+            &port_s,
+            "--tls-keylog",
+            keylog.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        std::fs::File::create(dir.join("live.out")).unwrap().into(),
+    );
+    let ff =
+        g.spawn(publish(None, &format!("rtmps://{tls}/live/sec"), 4).env("SSLKEYLOGFILE", &keylog));
+    let st = g.wait(ff, Duration::from_secs(30), "ffmpeg publisher");
+    assert!(st.success(), "ffmpeg publisher: {st}");
+    assert!(
+        !std::fs::read(&keylog).unwrap().is_empty(),
+        "ffmpeg wrote no key log"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    g.signal(live, libc::SIGINT);
+    let st = g.wait(live, Duration::from_secs(15), "rtmpsniff after SIGINT");
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(dir.join("live.err")).unwrap()
+    );
+    stop_nginx(&mut g, nginx);
+    let files = only_flv(&out);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_same_media(&rec.join("sec.flv"), &files[0]);
+    let report = read_json(&out.join("report.json"));
+    let tls = &report["connections"][0]["tls"];
+    assert_eq!(tls["decrypted"], true, "{tls}");
+    assert_eq!(tls["keys_from"], "keylog");
+    assert_eq!(tls["failed_records"], 0);
 }
 
 #[test]

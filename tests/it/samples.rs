@@ -87,8 +87,8 @@ fn every_sample_is_recovered_bit_exact() {
         .filter(|p| p.join("manifest.json").exists())
         // RTMPT samples (samples/rtmpt-*, manifests with "http_server") are read by the
         // transport::rtmpt unit tests; the binary does not unwrap RTMPT yet.
-        // RTMPS samples (manifest "encryption": "tls") need the TLS layer in the pipeline;
-        // src/transport/tls tests them on their own until then
+        // RTMPS samples (manifest "encryption": "tls") need their ports and key logs:
+        // tests/it/rtmps.rs checks them.
         .filter(|p| {
             let m = read_json(&p.join("manifest.json"));
             m.get("http_server").is_none() && m.get("encryption").is_none()

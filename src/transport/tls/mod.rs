@@ -38,12 +38,10 @@
 //! estimated from the average record size seen.
 
 pub mod crypto;
-pub mod dsb;
 pub mod handshake;
 pub mod keylog;
 
 pub use crypto::suite_name;
-pub use dsb::{DsbWalker, secrets_from_pcapng};
 pub use keylog::{KeyLog, KeyLogEntry, KeysFrom, Secret};
 
 use crate::flow::{Dir, StreamEvent};
@@ -258,6 +256,14 @@ fn dir_of(i: usize) -> Dir {
         Dir::ClientToServer
     } else {
         Dir::ServerToClient
+    }
+}
+
+impl std::fmt::Debug for TlsConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConnection")
+            .field("info", self.info())
+            .finish_non_exhaustive()
     }
 }
 

@@ -2,6 +2,7 @@
 //! keys, hostile input, and the real RTMPS captures of samples/.
 
 use super::*;
+use crate::capture::dsb::secrets_from_pcapng;
 use crate::flow::{Dir, StreamEvent};
 
 pub(crate) fn hex(s: &str) -> Vec<u8> {

@@ -99,11 +99,18 @@ pub struct DsbWalker {
     /// Length of the secrets block being gathered in `buf` (0: reading a header).
     want: usize,
     broken: bool,
+    /// A packet block (simple, enhanced or obsolete) was reached.
+    packets_seen: bool,
 }
 
 impl DsbWalker {
     pub fn new() -> DsbWalker {
         DsbWalker::default()
+    }
+
+    /// Whether a packet block was reached: secrets that decrypt packets come before them.
+    pub fn packets_seen(&self) -> bool {
+        self.packets_seen
     }
 
     /// Whether a malformed block stopped the walk.
@@ -164,6 +171,7 @@ impl DsbWalker {
                 self.broken = true;
                 return;
             }
+            self.packets_seen |= matches!(ty, 2 | 3 | 6);
             if ty == DSB_TYPE && len <= MAX_SECRETS_BLOCK {
                 self.want = len; // the 12 bytes held are its first ones
             } else {
@@ -172,6 +180,29 @@ impl DsbWalker {
             }
         }
     }
+}
+
+/// Most bytes of a file read looking for its secrets (they come before its packets).
+pub const SCAN_LIMIT: u64 = 16 << 20;
+
+/// The TLS key logs of the Decryption Secrets Blocks at the start of the pcapng file `path`:
+/// its blocks are read up to the first packet block (or [`SCAN_LIMIT`] bytes).
+pub fn secrets_of_file(path: &std::path::Path) -> std::io::Result<Vec<Vec<u8>>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut walker = DsbWalker::new();
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut read = 0u64;
+    while !walker.packets_seen() && !walker.is_broken() && read < SCAN_LIMIT {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        read += n as u64;
+        walker.push(&buf[..n], &mut out);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
