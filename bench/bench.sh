@@ -3,8 +3,8 @@
 # memory against the number of connections.
 #
 #   sudo bench/bench.sh [-n PUBLISHERS] [-s SOURCE_SECS] [-r RUNS] [-d DATA_DIR]
-#                       [--make-only] [--remake] [--no-peers]
-#   bench/bench.sh --memory [-d DATA_DIR]
+#                       [--make-only] [--remake] [--no-peers] [--compare OLD_BINARY]
+#   bench/bench.sh --memory [-d DATA_DIR] [--compare OLD_BINARY]
 #
 # 1. Makes the capture (once; kept in DATA_DIR, default /tmp/rtmpsniff-bench): N ffmpeg
 #    publishers each push the same 720p Sorenson H.263 + MP3 FLV (no -re: as fast as TCP
@@ -40,6 +40,21 @@
 #    it and its output need (df, before each) is skipped, and the table says so. Exit status 1
 #    when rtmpsniff fails (status other than 0, or 1 = no RTMP found, as for the SYN flood).
 #
+# --compare OLD_BINARY: also runs another build of rtmpsniff (say, one from before a refactor),
+#    side by side with this one, so that both are measured under the same conditions. In the
+#    benchmark: two more rows, `rtmpsniff@old` and `rtmpsniff@old --sha256`, run in the same
+#    rounds (each tool once a round); the order of the tools is then rotated from round to
+#    round (round r starts at the r-th tool of the list, wrapping) and in every other round
+#    each old row runs just before its new counterpart instead of just after. The old
+#    binary's output goes through the same bit-exact and sha256 check (a stream it does not
+#    recover bit-exact also makes the exit status 1). After the table, one line per figure:
+#    new vs old wall time (median) and peak RSS (largest of all runs), for `read -q` and
+#    `read -q --sha256`, as a ratio new/old, each `within 5%: met` when new <= 1.05 x old,
+#    else `NOT met`. With --memory: the old binary runs (after the new one, after `sync` and
+#    `cat` again) on each of the same captures, and the table gets its wall s and peak RSS
+#    beside the new one's, and the ratio of the peak RSS new/old. Without --compare, the
+#    output is as without this option.
+#
 # --make-only stops after step 1 (the tests use it for a small capture); --remake makes the
 # capture again; --no-peers skips tcpflow and tshark. Making the capture needs root, nginx +
 # libnginx-mod-rtmp, ffmpeg, tcpdump, iproute2; the runs need python3 and GNU time; ethtool,
@@ -55,6 +70,7 @@ MAKE_ONLY=0
 REMAKE=0
 PEERS=1
 MEMORY=0
+OLD=""
 while [ $# -gt 0 ]; do
     case "$1" in
         -n) N=$2; shift 2 ;;
@@ -65,6 +81,7 @@ while [ $# -gt 0 ]; do
         --remake) REMAKE=1; shift ;;
         --no-peers) PEERS=0; shift ;;
         --memory) MEMORY=1; shift ;;
+        --compare) OLD=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -72,6 +89,10 @@ done
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN=${RTMPSNIFF:-${CARGO_TARGET_DIR:-$ROOT/target}/release/rtmpsniff}
+if [ -n "$OLD" ]; then
+    [ -x "$OLD" ] || { echo "--compare: $OLD is not an executable" >&2; exit 2; }
+    OLD=$(realpath "$OLD")
+fi
 TAG=$$
 NS_SRV=rsb-s$TAG NS_CLI=rsb-c$TAG VETH_SRV=rsb-vs$TAG VETH_CLI=rsb-vc$TAG
 SRV_IP=10.203.0.1 CLI_IP=10.203.0.2
@@ -238,7 +259,27 @@ memory_run() { # shape count capture_bytes_per_connection
         flvs=$(find "$out" -name '*.flv' | wc -l)
         used=$(du -s -B1 "$out" | cut -f1)
         OUT_PER[$shape]=$(( used / n + 1 ))
-        echo "$shape $n $(stat -c %s "$cap") $time_line $report_b $flvs" >>"$ROWS"
+        local row
+        row="$shape $n $(stat -c %s "$cap") $time_line $report_b $flvs"
+        if [ -n "$OLD" ]; then
+            # The old binary on the same capture, under the same conditions.
+            rm -rf "$out"
+            sync -f "$WORK" 2>/dev/null || sync
+            cat "$cap" >/dev/null
+            log "$shape N=$n: rtmpsniff@old read"
+            rc=0
+            /usr/bin/time -f '%e %M' -o "$WORK/time" "$OLD" read "$cap" -o "$out" -q \
+                >"$WORK/stdout" 2>"$WORK/stderr" || rc=$?
+            if [ "$rc" -gt 1 ]; then
+                tail -n 20 "$WORK/stderr" >&2
+                log "rtmpsniff@old failed on $shape N=$n (exit status $rc)"
+                row+=" old-failed $rc"
+                FAILED=1
+            else
+                row+=" $(tail -n 1 "$WORK/time")"
+            fi
+        fi
+        echo "$row" >>"$ROWS"
     fi
     rm -rf "$cap" "$out"
 }
@@ -259,11 +300,13 @@ memory_bench() {
     memory_run sessions 1000 17486
     memory_run sessions 10000 17486
     memory_run sessions 100000 17486
-    python3 - "$ROWS" <<'PY'
+    python3 - "$ROWS" "${OLD:+compare}" <<'PY'
 import sys
 
+compare = sys.argv[2] == 'compare'
 print(f'{"shape":<10}{"N":>9}{"capture MB":>12}{"wall s":>8}{"peak RSS MiB":>14}'
-      f'{"report.json MB":>16}{"FLV files":>11}')
+      f'{"report.json MB":>16}{"FLV files":>11}'
+      + (f'{"old wall s":>12}{"old RSS MiB":>13}{"RSS new/old":>13}' if compare else ''))
 for line in open(sys.argv[1]):
     f = line.split()
     shape, n = f[0], int(f[1])
@@ -274,11 +317,18 @@ for line in open(sys.argv[1]):
         print(f'{head}  rtmpsniff FAILED (exit status {f[3]}): {" ".join(f[4:])}')
     else:
         cap, wall, rss, rep, flvs = int(f[2]), float(f[3]), int(f[4]), int(f[5]), int(f[6])
+        old = ''
+        if compare and f[7] == 'old-failed':
+            old = f'  rtmpsniff@old FAILED (exit status {f[8]})'
+        elif compare:
+            owall, orss = float(f[7]), int(f[8])
+            old = f'{owall:>12.2f}{orss / 1024:>13.1f}{rss / orss:>12.2f}x'
         print(f'{head}{cap / 1e6:>12.1f}{wall:>8.2f}{rss / 1024:>14.1f}{rep / 1e6:>16.1f}'
-              f'{flvs:>11,}')
+              f'{flvs:>11,}{old}')
 PY
     echo
     machine
+    [ -n "$OLD" ] && echo "rtmpsniff@old: $OLD ($("$OLD" --version 2>&1 || true))"
     return "$FAILED"
 }
 
@@ -343,33 +393,68 @@ if [ "$PEERS" = 1 ] && command -v tshark >/dev/null; then
     HAVE_TSHARK=1
     TOOLS+=", $(tshark -v 2>/dev/null | awk 'NR == 1 { print "tshark", $3 }' || true)"
 fi
+[ -n "$OLD" ] && TOOLS+=", rtmpsniff@old: $OLD ($("$OLD" --version 2>&1 || true))"
+run_tool() { # name
+    case "$1" in
+        copy) measure copy cp "$CAPTURE" "$WORK/out/copy.pcap" ;;
+        rtmpsniff) measure rtmpsniff "$BIN" read "$CAPTURE" -o "$WORK/out" -q ;;
+        # The name is one token in $RESULTS; the table prints "+" as " --".
+        rtmpsniff+sha256) measure rtmpsniff+sha256 "$BIN" read "$CAPTURE" -o "$WORK/out" -q --sha256 ;;
+        rtmpsniff@old) measure rtmpsniff@old "$OLD" read "$CAPTURE" -o "$WORK/out" -q ;;
+        rtmpsniff@old+sha256) measure rtmpsniff@old+sha256 "$OLD" read "$CAPTURE" -o "$WORK/out" -q --sha256 ;;
+        tcpflow) measure tcpflow tcpflow -r "$CAPTURE" -o "$WORK/out" ;;
+        tshark) measure tshark tshark -n -r "$CAPTURE" -q -z io,phs ;;
+    esac
+}
+LIST=(copy rtmpsniff)
+[ -n "$OLD" ] && LIST+=(rtmpsniff@old)
+LIST+=(rtmpsniff+sha256)
+[ -n "$OLD" ] && LIST+=(rtmpsniff@old+sha256)
+[ "$HAVE_TCPFLOW" = 1 ] && LIST+=(tcpflow)
+[ "$HAVE_TSHARK" = 1 ] && LIST+=(tshark)
 # Round after round, each tool once in each: a machine that speeds up or slows down during
-# the benchmark (other load, memory reclaim) weighs on every tool alike.
+# the benchmark (other load, memory reclaim) weighs on every tool alike. With --compare, the
+# order also changes from round to round (see --compare above).
 for ((r = 1; r <= RUNS; r++)); do
     log "round $r of $RUNS"
-    measure copy cp "$CAPTURE" "$WORK/out/copy.pcap"
-    measure rtmpsniff "$BIN" read "$CAPTURE" -o "$WORK/out" -q
-    # The name is one token in $RESULTS; the table prints "+" as " --".
-    measure rtmpsniff+sha256 "$BIN" read "$CAPTURE" -o "$WORK/out" -q --sha256
-    if [ "$HAVE_TCPFLOW" = 1 ]; then
-        measure tcpflow tcpflow -r "$CAPTURE" -o "$WORK/out"
+    if [ -z "$OLD" ]; then
+        for t in "${LIST[@]}"; do run_tool "$t"; done
+        continue
     fi
-    if [ "$HAVE_TSHARK" = 1 ]; then
-        measure tshark tshark -n -r "$CAPTURE" -q -z io,phs
+    seq_=()
+    for ((i = 0; i < ${#LIST[@]}; i++)); do seq_+=("${LIST[(i + r - 1) % ${#LIST[@]}]}"); done
+    if ((r % 2 == 0)); then # each old row just before its new counterpart
+        for ((i = 0; i + 1 < ${#seq_[@]}; i++)); do
+            if [ "${seq_[i + 1]}" = "${seq_[i]/rtmpsniff/rtmpsniff@old}" ] &&
+                [ "${seq_[i]}" != "${seq_[i + 1]}" ]; then
+                t=${seq_[i]}
+                seq_[i]=${seq_[i + 1]}
+                seq_[i + 1]=$t
+                i=$((i + 1))
+            fi
+        done
     fi
+    log "order: ${seq_[*]}"
+    for t in "${seq_[@]}"; do run_tool "$t"; done
 done
 # Keep one rtmpsniff output (with the sha256s) for the check.
 rm -rf "$WORK/rtmpsniff-out"
 "$BIN" read "$CAPTURE" -o "$WORK/rtmpsniff-out" -q --sha256
+if [ -n "$OLD" ]; then
+    rm -rf "$WORK/old-out"
+    "$OLD" read "$CAPTURE" -o "$WORK/old-out" -q --sha256
+fi
 
 # --------------------------------------------------------------------------------------------
 # 3. Bit-exact check, the table and the targets
 STATUS=0
-python3 - "$DATA/truth" "$WORK/rtmpsniff-out" "$RESULTS" "$BYTES" "$PACKETS" <<'PY' || STATUS=$?
+python3 - "$DATA/truth" "$WORK/rtmpsniff-out" "$RESULTS" "$BYTES" "$PACKETS" \
+    ${OLD:+"$WORK/old-out"} <<'PY' || STATUS=$?
 import hashlib, json, os, statistics, sys
 
 truth_dir, out_dir, results, nbytes, npackets = sys.argv[1:6]
 nbytes, npackets = int(nbytes), int(npackets)
+old_dir = sys.argv[6] if len(sys.argv) > 6 else None  # --compare
 
 def media(path):
     d = open(path, 'rb').read()
@@ -386,31 +471,39 @@ def media(path):
         pos += 15 + size
     return tags
 
-report = json.load(open(os.path.join(out_dir, 'report.json')))
-files = {}
-for c in report['connections']:
-    for s in c['streams']:
-        if s['direction'] == 'publish':
-            files[s['name']] = (os.path.join(out_dir, s['file']), s.get('sha256'))
-ok = 0
-sha_ok = sha_n = 0
 truths = sorted(os.listdir(truth_dir))
-for t in truths:
-    name = t[:-4]
-    want = media(os.path.join(truth_dir, t))
-    got = media(files[name][0]) if name in files else []
-    same = want == got
-    ok += same
-    sha = ''
-    if name in files:
-        path, reported = files[name]
-        actual = hashlib.sha256(open(path, 'rb').read()).hexdigest()
-        sha_ok += reported == actual
-        sha_n += 1
-        sha = ', report sha256 ' + ('right' if reported == actual else
-                                     f'WRONG ({reported} for a file of {actual})')
-    print(f'{name}: {len(want)} truth tags, {len(got)} recovered, '
-          + ('bit-exact' if same else 'DIFFERENT') + sha)
+wants = {t: media(os.path.join(truth_dir, t)) for t in truths}
+
+def check(out_dir, prefix):  # -> (bit-exact, sha256 right, sha256 checked)
+    report = json.load(open(os.path.join(out_dir, 'report.json')))
+    files = {}
+    for c in report['connections']:
+        for s in c['streams']:
+            if s['direction'] == 'publish':
+                files[s['name']] = (os.path.join(out_dir, s['file']), s.get('sha256'))
+    ok = 0
+    sha_ok = sha_n = 0
+    for t in truths:
+        name = t[:-4]
+        want = wants[t]
+        got = media(files[name][0]) if name in files else []
+        same = want == got
+        ok += same
+        sha = ''
+        if name in files:
+            path, reported = files[name]
+            actual = hashlib.sha256(open(path, 'rb').read()).hexdigest()
+            sha_ok += reported == actual
+            sha_n += 1
+            sha = ', report sha256 ' + ('right' if reported == actual else
+                                         f'WRONG ({reported} for a file of {actual})')
+        print(f'{prefix}{name}: {len(want)} truth tags, {len(got)} recovered, '
+              + ('bit-exact' if same else 'DIFFERENT') + sha)
+    return ok, sha_ok, sha_n
+
+ok, sha_ok, sha_n = check(out_dir, '')
+if old_dir:
+    old_ok, old_sha_ok, old_sha_n = check(old_dir, 'rtmpsniff@old: ')
 
 runs = {}
 order = []
@@ -419,6 +512,11 @@ for line in open(results):
     if name not in runs:
         order.append(name)
     runs.setdefault(name, []).append((float(wall), float(user), float(sys_), int(rss)))
+# The table's order, whatever the order of the runs (--compare rotates it; without it, this
+# is the order of the runs).
+LIST = ['copy', 'rtmpsniff', 'rtmpsniff@old', 'rtmpsniff+sha256', 'rtmpsniff@old+sha256',
+        'tcpflow', 'tshark']
+order.sort(key=LIST.index)
 med = lambda name, i: statistics.median(r[i] for r in runs[name])
 cpu = lambda name: statistics.median(r[1] + r[2] for r in runs[name])
 peak = lambda name: max(r[3] for r in runs[name]) / 1024
@@ -426,19 +524,36 @@ shown = lambda name: name.replace('+', ' --')
 ref = med('rtmpsniff', 0)
 print()
 print(f'capture: {nbytes / 1e6:.0f} MB, {npackets} packets; median of {len(runs["rtmpsniff"])} run(s)')
-print(f'{"tool":<20}{"wall s":>7}{"user s":>7}{"sys s":>7}{"MB/s":>7}{"packets/s":>11}'
+W = max([20] + [len(shown(n)) + 2 for n in order])  # 20 unless --compare's names
+print(f'{"tool":<{W}}{"wall s":>7}{"user s":>7}{"sys s":>7}{"MB/s":>7}{"packets/s":>11}'
       f'{"peak RSS":>12}{"wall/rtmpsniff":>16}')
 for name in order:
     wall = med(name, 0)
     speed = lambda n: n / wall if wall > 0 else float('inf')
-    print(f'{shown(name):<20}{wall:>7.2f}{med(name, 1):>7.2f}{med(name, 2):>7.2f}'
+    print(f'{shown(name):<{W}}{wall:>7.2f}{med(name, 1):>7.2f}{med(name, 2):>7.2f}'
           f'{speed(nbytes) / 1e6:>7.0f}{speed(npackets):>11.0f}'
           f'{peak(name):>8.1f} MiB{wall / ref:>15.2f}x')
+
+EPS = 1e-9  # times are in hundredths: 0.18 <= 1.5 x 0.12 must hold
+if old_dir:
+    # New vs old, measured side by side in the same rounds.
+    print()
+    print('new vs old (rtmpsniff@old), within 5% = new <= 1.05 x old:')
+    for new in ('rtmpsniff', 'rtmpsniff+sha256'):
+        old = new.replace('rtmpsniff', 'rtmpsniff@old')
+        if new not in runs or old not in runs:
+            continue
+        for what, a, b, unit, fmt in (
+                ('wall time (median)', med(new, 0), med(old, 0), 's', '.2f'),
+                ('peak RSS (max)', peak(new), peak(old), 'MiB', '.1f')):
+            r = f'{a / b:.3f}x' if b > 0 else 'inf x'
+            met = 'met' if a <= 1.05 * b + EPS else 'NOT met'
+            print(f'{shown(new)} {what}: new {a:{fmt}} {unit} vs old {b:{fmt}} {unit} = {r}: '
+                  f'within 5%: {met}')
 
 # The targets, from the medians (peak RSS: the largest of all runs).
 verdict = lambda met: 'met' if met else 'NOT met'
 ratio = lambda a, b: f'{a / b:.2f}x' if b > 0 else 'inf x'
-EPS = 1e-9  # times are in hundredths: 0.18 <= 1.5 x 0.12 must hold
 print()
 print('targets:')
 if 'copy' in runs:
@@ -450,7 +565,7 @@ if 'tcpflow' in runs:
     print(f'rtmpsniff wall <= 1/3 tcpflow: {ref:.2f} s vs {tf:.2f} s / 3 = {tf / 3:.2f} s '
           f'({ratio(ref, tf)}): {verdict(3 * ref <= tf + EPS)}')
 sniffs = [n for n in order if n.startswith('rtmpsniff')]
-worst = max(peak(n) for n in sniffs)
+worst = max(peak(n) for n in sniffs if '@old' not in n)
 with_sha = (f' (--sha256: {peak("rtmpsniff+sha256"):.1f} MiB)' if 'rtmpsniff+sha256' in runs
             else '')
 print(f'rtmpsniff peak RSS <= 32 MiB: {peak("rtmpsniff"):.1f} MiB{with_sha}, largest of '
@@ -458,6 +573,13 @@ print(f'rtmpsniff peak RSS <= 32 MiB: {peak("rtmpsniff"):.1f} MiB{with_sha}, lar
 print(f'bit-exact streams: {ok}/{len(truths)}: {verdict(ok == len(truths))}')
 if sha_ok != sha_n:
     print(f'report sha256 WRONG for {sha_n - sha_ok}/{sha_n} recovered streams')
+if old_dir:
+    print(f'rtmpsniff@old bit-exact streams: {old_ok}/{len(truths)}: '
+          f'{verdict(old_ok == len(truths))}')
+    if old_sha_ok != old_sha_n:
+        print(f'rtmpsniff@old report sha256 WRONG for {old_sha_n - old_sha_ok}/{old_sha_n} '
+              'recovered streams')
+    ok = min(ok, old_ok)
 for n in sniffs:
     c = cpu(n)
     print(f'{shown(n)} CPU: {c / npackets * 1e6:.2f} us/packet, {c / nbytes * 1e9:.2f} ns/byte '
