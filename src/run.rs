@@ -66,6 +66,9 @@ impl<S: OutputSink> Driver<S> {
     /// Hand the sink what the pipeline made outside a frame (keys added to a live run's key
     /// log decrypt records that waited for them).
     pub fn take(&mut self) -> Result<(), S::Error> {
+        if self.pipeline.is_idle() {
+            return Ok(());
+        }
         for o in self.pipeline.drain() {
             self.sink.output(o)?;
         }

@@ -196,10 +196,16 @@ pub struct TableStats {
     pub bad_checksums: u64,
 }
 
-/// What one segment found in the table.
+/// What one segment found in the table: its connection and direction, and (for
+/// [`touched`](Admitted::touched), so that a segment costs one look-up) the table's order.
 pub struct Admitted<'a, T> {
     pub conn: &'a mut Conn<T>,
     pub dir: Dir,
+    key: ConnKey,
+    lru: &'a mut [BTreeMap<u64, ConnKey>; 3],
+    tick: &'a mut u64,
+    by_memory: &'a mut BTreeSet<(usize, ConnKey)>,
+    memory: &'a mut usize,
 }
 
 pub struct Table<T> {
@@ -270,6 +276,7 @@ impl<T: Held> Table<T> {
 
     /// Before a segment at packet time `now`: the connections that carried nothing for the
     /// idle timeout, looked for once per second of packet time.
+    #[inline]
     pub fn expire_due(&mut self, now: f64) -> Vec<Box<Conn<T>>> {
         if (now - self.expiry_checked).abs() >= 1.0 {
             self.expire_idle(now)
@@ -280,6 +287,7 @@ impl<T: Held> Table<T> {
 
     /// A client's SYN (without ACK) on a 4-tuple that is finished, or that had a SYN with
     /// another ISN, starts a new connection: the old one is returned to be closed.
+    #[inline]
     pub fn restarted(&mut self, key: ConnKey, seg: &Segment<'_>) -> Option<Box<Conn<T>>> {
         if !seg.flags.syn || seg.flags.ack {
             return None;
@@ -304,30 +312,42 @@ impl<T: Held> Table<T> {
     }
 
     /// Whether `key` is new and the table is at its connection limit.
+    #[inline]
     pub fn is_full_for(&self, key: ConnKey) -> bool {
         self.conns.len() >= self.limits.connections && !self.conns.contains_key(&key)
     }
 
-    /// The connection `seg` belongs to, created with `roles` (client, server) when it is new
-    /// (`None`: not a flow to track). Counts its packet time and checksum: a segment whose
+    /// The connection `seg` belongs to, created with `roles()` (client, server) when it is
+    /// new (`None`: not a flow to track; asked only for a new flow). Counts its packet time and checksum: a segment whose
     /// wrong checksum marks it as corrupted on the wire gives `None`.
+    #[inline]
     pub fn admit(
         &mut self,
         key: ConnKey,
         seg: &Segment<'_>,
-        roles: Option<(SocketAddr, SocketAddr)>,
+        roles: impl FnOnce() -> Option<(SocketAddr, SocketAddr)>,
         ts: f64,
         frame: u64,
     ) -> Option<Admitted<'_, T>> {
-        let c = match self.conns.entry(key) {
+        let Table {
+            conns,
+            next_id,
+            lru,
+            tick,
+            by_memory,
+            memory,
+            stats,
+            ..
+        } = self;
+        let c = match conns.entry(key) {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => {
-                let (client, server) = roles?;
-                let id = ConnId(self.next_id);
-                self.next_id += 1;
-                self.stats.connections += 1;
-                self.tick += 1;
-                self.lru[0].insert(self.tick, key);
+                let (client, server) = roles()?;
+                let id = ConnId(*next_id);
+                *next_id += 1;
+                stats.connections += 1;
+                *tick += 1;
+                lru[0].insert(*tick, key);
                 v.insert(Box::new(Conn {
                     id,
                     client,
@@ -342,8 +362,8 @@ impl<T: Held> Table<T> {
                     client_isn: None,
                     checksums: [Checksums::default(); 2],
                     bad_checksums: 0,
-                    tick: self.tick,
-                    lru_at: self.tick,
+                    tick: *tick,
+                    lru_at: *tick,
                     tier: 0,
                     synack: false,
                     memory: 0,
@@ -355,7 +375,7 @@ impl<T: Held> Table<T> {
         c.last_frame = frame;
         let dir = c.dir_of(seg);
         if !c.checksum_passes(dir, seg.checksum_ok()) {
-            self.stats.bad_checksums += 1;
+            stats.bad_checksums += 1;
             return None;
         }
         if seg.flags.syn {
@@ -364,16 +384,46 @@ impl<T: Held> Table<T> {
                 c.client_isn = Some(seg.seq);
             }
         }
-        Some(Admitted { conn: c, dir })
+        Some(Admitted {
+            conn: c,
+            dir,
+            key,
+            lru,
+            tick,
+            by_memory,
+            memory,
+        })
     }
 
-    /// After a segment of `key` was handled: its FIN and RST, then (unless that ended it) its
-    /// activity, tier and the bytes it holds. Returns the connections to close: `key` itself
-    /// when it is over, or those the memory budget closes.
-    pub fn touched(&mut self, key: ConnKey, seg: &Segment<'_>, dir: Dir) -> Vec<Box<Conn<T>>> {
-        let Some(c) = self.conns.get_mut(&key) else {
-            return Vec::new();
-        };
+    /// After [`Admitted::touched`]: the connections to close, `key` itself when it is over,
+    /// or those the memory budget closes.
+    #[inline]
+    pub fn after_touch(&mut self, key: ConnKey, over: bool) -> Vec<Box<Conn<T>>> {
+        if over {
+            self.remove(key).into_iter().collect()
+        } else if self.memory > self.limits.buffered_bytes_total {
+            self.enforce_memory_budget()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+impl<T: Held> Admitted<'_, T> {
+    /// The segment was handled: its FIN and RST, then (unless that ended the connection, which
+    /// it says) its activity, tier and the bytes it holds. [`Table::after_touch`] closes what
+    /// must close.
+    #[inline]
+    pub fn touched(self, seg: &Segment<'_>) -> bool {
+        let Admitted {
+            conn: c,
+            dir,
+            key,
+            lru,
+            tick,
+            by_memory,
+            memory,
+        } = self;
         if seg.flags.fin {
             c.fin[dir.index()] = true;
         }
@@ -381,10 +431,10 @@ impl<T: Held> Table<T> {
             c.rst = true;
         }
         if c.is_over() {
-            return self.remove(key).into_iter().collect();
+            return true;
         }
-        self.tick += 1;
-        c.tick = self.tick;
+        *tick += 1;
+        c.tick = *tick;
         let data = c.streams.as_ref().map_or(0, |s| {
             s.reasm
                 .iter()
@@ -397,23 +447,25 @@ impl<T: Held> Table<T> {
             _ => 0,
         };
         if tier != c.tier {
-            self.lru[c.tier as usize].remove(&c.lru_at);
+            lru[c.tier as usize].remove(&c.lru_at);
             c.tier = tier;
             c.lru_at = c.tick;
-            self.lru[tier as usize].insert(c.lru_at, key);
+            lru[tier as usize].insert(c.lru_at, key);
         }
         let held = c.streams.as_ref().map_or(0, |s| s.memory());
         if held != c.memory {
-            self.by_memory.remove(&(c.memory, key));
-            self.memory = self.memory - c.memory + held;
+            by_memory.remove(&(c.memory, key));
+            *memory = *memory - c.memory + held;
             c.memory = held;
             if held > 0 {
-                self.by_memory.insert((held, key));
+                by_memory.insert((held, key));
             }
         }
-        self.enforce_memory_budget()
+        false
     }
+}
 
+impl<T: Held> Table<T> {
     /// Over the global budget, the connection holding the most bytes is closed.
     fn enforce_memory_budget(&mut self) -> Vec<Box<Conn<T>>> {
         let mut closed = Vec::new();

@@ -116,6 +116,9 @@ impl<'a> Origin<'a> {
 
 /// Turn the RTMP events of a connection into outputs.
 pub(super) fn forward(c: &Origin<'_>, events: &mut Vec<rtmp::Event>, out: &mut Vec<Output>) {
+    if events.is_empty() {
+        return;
+    }
     for ev in events.drain(..) {
         out.push(match ev {
             rtmp::Event::StreamStarted {

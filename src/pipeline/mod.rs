@@ -9,7 +9,6 @@ use serde::Serialize;
 use crate::capture::Frame;
 use crate::config::{Config, LimitHits, Limits};
 use crate::decode::{self, Segment};
-use crate::flow::table::Admitted;
 use crate::flow::{self, ConnKey, Dir, Held, StreamEvent, Streams, Table};
 use crate::rtmp::{self, Direction, TagKind};
 use crate::transport::rtmpt::TunnelEvent;
@@ -241,6 +240,12 @@ impl Pipeline {
         }
     }
 
+    /// Whether no output waits to be taken.
+    #[inline]
+    pub fn is_idle(&self) -> bool {
+        self.out.is_empty()
+    }
+
     /// Events produced so far; the caller takes them after each frame.
     pub fn drain(&mut self) -> std::vec::Drain<'_, Output> {
         self.out.drain(..)
@@ -297,10 +302,10 @@ impl Pipeline {
             out,
             ..
         } = self;
-        let roles = roles(config, seg);
-        let Some(Admitted { conn: c, dir }) = table.admit(key, seg, roles, ts, frame) else {
+        let Some(a) = table.admit(key, seg, || roles(config, seg), ts, frame) else {
             return;
         };
+        let (c, dir) = (&mut *a.conn, a.dir);
         c.ensure_streams(seg, dir, &config.limits, || Upper::new(&config.limits));
         if let Some(s) = c.streams.as_mut() {
             let mut to = UpSink {
@@ -319,8 +324,9 @@ impl Pipeline {
             ts,
             frame,
         };
+        let over = a.touched(seg);
         self.join_tunnels(carrier);
-        for c in self.table.touched(key, seg, dir) {
+        for c in self.table.after_touch(key, over) {
             self.close(c);
         }
     }
