@@ -11,6 +11,7 @@ mod live;
 mod mutation;
 mod perf;
 mod report;
+mod rtmpt;
 mod samples;
 mod synthetic;
 mod util;
