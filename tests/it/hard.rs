@@ -208,6 +208,7 @@ fn rtmpt_capture_with_one_percent_of_frames_missing() {
             t.label, t.streams
         );
         assert_eq!(wrong, 0, "{}", t.label);
+        assert_eq!(t.streams, 1, "{}: one stream, not cut in two", t.label);
         if found < total {
             assert!(
                 t.conn["rtmpt"]["gap_count"].as_u64().unwrap() > 0,
@@ -219,11 +220,11 @@ fn rtmpt_capture_with_one_percent_of_frames_missing() {
         all_found += found;
         all_total += total;
     }
-    // Measured: publish 157/167, ffmpeg play 167/167; rtmpdump's play 37/167, as its stream
-    // ends at the deleteStream the client sent while the server's answers after a lost
-    // response were still held.
+    // Measured: publish 157/167, ffmpeg play 167/167, rtmpdump play 150/167 (the answer to
+    // one of its polls lost whole: once 37/167, its stream ending at the client's
+    // deleteStream while the server's later answers were held waiting for that SEQ).
     assert!(found_of[0] >= 157, "{found_of:?}");
     assert!(found_of[1] >= 167, "{found_of:?}");
-    assert!(found_of[2] >= 37, "{found_of:?}");
-    assert!(all_found >= 361, "{all_found}/{all_total}");
+    assert!(found_of[2] >= 150, "{found_of:?}");
+    assert!(all_found >= 474, "{all_found}/{all_total}");
 }
