@@ -12,6 +12,7 @@ mod mutation;
 mod perf;
 mod report;
 mod rtmps;
+mod rtmpt;
 mod samples;
 mod synthetic;
 mod util;

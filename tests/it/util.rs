@@ -128,13 +128,20 @@ pub fn read_json(path: &Path) -> serde_json::Value {
 
 /// `rtmpsniff read CAPTURE -o OUT -q` that must succeed; its report.
 pub fn read_ok(capture: &Path, out: &Path) -> serde_json::Value {
-    let o = rtmpsniff(&[
+    read_ok_with(capture, out, &[])
+}
+
+/// [`read_ok`] with more options (`--port 8080`).
+pub fn read_ok_with(capture: &Path, out: &Path, options: &[&str]) -> serde_json::Value {
+    let mut args = vec![
         "read",
         capture.to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),
         "-q",
-    ]);
+    ];
+    args.extend_from_slice(options);
+    let o = rtmpsniff(&args);
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -169,4 +176,63 @@ impl rtmpsniff::FrameSource for Frames<'_> {
             orig_len: data.len() as u32,
         })
     }
+}
+
+/// The `--port` options a sample's capture is read with: its HTTP server's port for an RTMPT
+/// sample (manifest `http_server`), none (1935) otherwise.
+pub fn port_options(manifest: &serde_json::Value) -> Vec<String> {
+    match manifest.get("http_server").and_then(|s| s.as_str()) {
+        Some(server) => {
+            let port = server.rsplit(':').next().unwrap();
+            vec!["--port".to_string(), port.to_string()]
+        }
+        None => Vec::new(),
+    }
+}
+
+/// The report's connection that carried a manifest stream: by RTMPT session id
+/// (`rtmpt_session`, and then it must be reported as RTMPT) or by client port (`client_port`).
+pub fn connection_of<'a>(
+    report: &'a serde_json::Value,
+    stream: &serde_json::Value,
+) -> &'a serde_json::Value {
+    let conns = report["connections"].as_array().unwrap();
+    if let Some(session) = stream.get("rtmpt_session") {
+        let c = conns
+            .iter()
+            .find(|c| c["rtmpt"]["session"] == *session)
+            .unwrap_or_else(|| panic!("no connection for RTMPT session {session} in the report"));
+        assert_eq!(c["transport"], "rtmpt");
+        return c;
+    }
+    let port = stream["client_port"].as_u64().unwrap();
+    conns
+        .iter()
+        .find(|c| c["client"].as_str().unwrap().ends_with(&format!(":{port}")))
+        .unwrap_or_else(|| panic!("no connection from client port {port} in the report"))
+}
+
+/// Whether a video body is an end of sequence (AVC/HEVC/AV1 packet type 2): not a coded frame.
+pub fn end_of_sequence(kind: u8, body: &[u8]) -> bool {
+    kind == 9 && body.len() >= 2 && matches!(body[0] & 0x0f, 7 | 12 | 13) && body[1] == 2
+}
+
+/// The packets to compare of a stream and its truth. A player that recorded with ffmpeg
+/// (`client_tool` ffmpeg, direction play) has an end of sequence at the end of its truth
+/// that its FLV muxer wrote, whether one came over the wire or not (ffmpeg's own RTMPT
+/// publisher never sends one: it closes the session with what it still buffers unsent), so
+/// ends of sequence are left out of both sides there. Elsewhere (nginx's record of a
+/// publish, rtmpdump's raw FLV) the truth has what travelled, and so must the output.
+pub fn comparable(
+    stream: &serde_json::Value,
+    packets: Vec<(u8, u32, Vec<u8>)>,
+) -> Vec<(u8, u32, Vec<u8>)> {
+    let muxed = stream["direction"] == "play"
+        && stream["client_tool"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("ffmpeg"));
+    packets
+        .into_iter()
+        .filter(|p| !(muxed && end_of_sequence(p.0, &p.2)))
+        .collect()
 }

@@ -311,7 +311,7 @@ impl HttpConnection {
                 if len > rem {
                     // More than the rest of this body was lost: a whole message may be too.
                     self.halves[i].state = State::Resync;
-                    self.message_lost(i, frame);
+                    self.message_lost(i, frame, out);
                 }
             }
             State::Body(_) => {
@@ -333,7 +333,7 @@ impl HttpConnection {
                     State::Resync
                 };
                 if len > rem {
-                    self.message_lost(i, frame);
+                    self.message_lost(i, frame, out);
                 }
             }
             State::Head => {
@@ -341,12 +341,12 @@ impl HttpConnection {
                 self.halves[i].head.clear();
                 if partial || len >= MIN_MESSAGE {
                     touched = partial;
-                    self.message_lost(i, frame);
+                    self.message_lost(i, frame, out);
                 }
             }
             State::Resync => {
                 if len >= MIN_MESSAGE {
-                    self.message_lost(i, frame);
+                    self.message_lost(i, frame, out);
                 }
             }
         }
@@ -357,12 +357,37 @@ impl HttpConnection {
     }
 
     /// A message of direction `i` is taken to have vanished whole: keep the pairing of
-    /// requests and responses.
-    fn message_lost(&mut self, i: usize, frame: u64) {
+    /// requests and responses. A response to a send, idle or close lost so is handed on, with
+    /// nothing of its body, so that the SEQ it answered is known lost at once (and not waited
+    /// for while the client's stream goes on).
+    fn message_lost(&mut self, i: usize, frame: u64, out: &mut Vec<TunnelEvent>) {
         if i == 0 {
             self.push_pending(None, frame);
-        } else {
-            self.pending.pop_front();
+            return;
+        }
+        let Some(p) = self.pending.pop_front() else {
+            return;
+        };
+        if let Some(t) = p.target.filter(|t| {
+            t.seq.is_some()
+                && matches!(
+                    t.kind,
+                    RequestKind::Send | RequestKind::Idle | RequestKind::Close
+                )
+        }) {
+            out.push(TunnelEvent::Response(ResponsePart {
+                target: Some(t),
+                status: 0,
+                interval: None,
+                body: Vec::new(),
+                lost: Some(LostBody {
+                    at_least: 0,
+                    exact: false,
+                }),
+                request_frame: Some(p.frame),
+                first_frame: frame,
+                last_frame: frame,
+            }));
         }
     }
 
@@ -410,7 +435,7 @@ impl HttpConnection {
                             let off = h.next.unwrap_or(0).saturating_sub(data.len() as u64 + len);
                             self.start_resync(i, off);
                             self.loss(i, LossReason::HeadTooLong, off, len, frame, false, out);
-                            self.message_lost(i, frame);
+                            self.message_lost(i, frame, out);
                         }
                         None => data = &data[take..],
                     }
@@ -664,7 +689,7 @@ impl HttpConnection {
                 false,
                 out,
             );
-            self.message_lost(i, frame);
+            self.message_lost(i, frame, out);
             return;
         };
         let (target, request_frame, body) = if i == 0 {

@@ -164,6 +164,8 @@ pub struct ResponsePart {
     /// The answered request's target; for an open answered with 200, `session` is the id
     /// read from the body. `None` when no request was waiting for it.
     pub target: Option<Target>,
+    /// The status code; 0 for a response lost whole (no head read: `lost` is set, `body`
+    /// empty).
     pub status: u16,
     /// The polling-interval byte (a 200 answer to send, idle or close with a body).
     pub interval: Option<u8>,

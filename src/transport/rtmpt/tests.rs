@@ -441,6 +441,58 @@ fn missing_seq_becomes_a_gap_and_the_rest_continues() {
 }
 
 #[test]
+fn a_response_lost_whole_is_a_gap_at_its_seq_at_once() {
+    // rtmpt-loss: the head of the answer to /idle/abc/1 is lost; its body is skipped in the
+    // resync. The SEQ is known lost then: the server stream goes on at once (before the
+    // session ends), so its bytes keep their place before the client's later requests.
+    let mut s = TunnelSessions::new(SessionLimits::default());
+    let mut sink = Sink::default();
+    let mut c = Conn::new();
+    c.send(C2S, &req("/open/1", &[0]), 1);
+    c.send(S2C, &resp(b"abc\n"), 1);
+    c.send(C2S, &req("/idle/abc/0", &[0]), 2);
+    c.send(S2C, &resp(&iv(b"r0")), 2);
+    c.send(C2S, &req("/idle/abc/1", &[0]), 3);
+    let r1 = resp(&iv(b"lost-with-its-head"));
+    c.gap(S2C, 40, 4);
+    c.send(S2C, &r1[40..], 5);
+    c.send(C2S, &req("/idle/abc/2", &[0]), 6);
+    c.send(S2C, &resp(&iv(b"r2")), 6);
+    let evs = c.take();
+    let lost: Vec<_> = evs
+        .iter()
+        .filter_map(|e| match e {
+            TunnelEvent::Response(r) if r.status == 0 => {
+                Some((r.target.as_ref().and_then(|t| t.seq), r.lost, r.body.len()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        lost,
+        [(
+            Some(1),
+            Some(LostBody {
+                at_least: 0,
+                exact: false
+            }),
+            0
+        )]
+    );
+    join(&mut s, &mut sink, 1, evs);
+    assert_eq!(
+        sink.events(b"abc", S2C),
+        vec![
+            Out::Data(0, b"r0".to_vec()),
+            Out::Gap(2, 0),
+            Out::Data(2, b"r2".to_vec())
+        ]
+    );
+    let info = s.sessions().next().unwrap().clone();
+    assert_eq!(info.gaps[0].seqs, (1, 2));
+}
+
+#[test]
 fn missing_seq_at_the_end_is_declared_at_finish() {
     let mut s = TunnelSessions::new(SessionLimits::default());
     let mut sink = Sink::default();
