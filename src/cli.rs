@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use rtmpsniff::Config;
 use rtmpsniff::capture::{LiveOptions, live};
-use rtmpsniff::rtmp::Direction;
+use rtmpsniff::rtmp::Role;
 use rtmpsniff::sink::Selection;
 
 use crate::live_cmd::LiveArgs;
@@ -38,11 +38,11 @@ struct SelectArgs {
     client: Option<String>,
     /// Only published or only played streams.
     #[arg(long, value_enum)]
-    direction: Option<DirectionArg>,
+    direction: Option<RoleArg>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum DirectionArg {
+enum RoleArg {
     Publish,
     Play,
 }
@@ -54,8 +54,8 @@ impl SelectArgs {
             app: self.app.clone(),
             client: self.client.clone(),
             direction: self.direction.map(|d| match d {
-                DirectionArg::Publish => Direction::Publish,
-                DirectionArg::Play => Direction::Play,
+                RoleArg::Publish => Role::Publish,
+                RoleArg::Play => Role::Play,
             }),
         }
     }

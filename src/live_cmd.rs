@@ -140,7 +140,7 @@ fn describe_start(o: &Output) -> Option<String> {
     let Output::StreamStarted {
         client,
         app,
-        direction,
+        role,
         name,
         msid,
         ..
@@ -154,7 +154,7 @@ fn describe_start(o: &Output) -> Option<String> {
     let app = app.as_deref().map_or("?".into(), sink::naming::escape);
     Some(format!(
         "{} {name} app={app} client {client}",
-        direction.as_str()
+        role.as_str()
     ))
 }
 

@@ -4,7 +4,7 @@ use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
 /// Which of a TCP connection's two byte streams: the one the client sends, or the server's.
-/// (Not to be confused with a media stream's direction, publish or play.)
+/// (Not to be confused with a media stream's [`Role`](crate::rtmp::Role), publish or play.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Dir {
     ClientToServer,

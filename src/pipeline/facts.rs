@@ -115,7 +115,7 @@ pub(super) fn forward(c: &Origin<'_>, events: &mut Vec<rtmp::Event>, out: &mut V
             rtmp::Event::StreamStarted {
                 stream,
                 msid,
-                direction,
+                role,
                 name,
                 mid_stream,
             } => Output::StreamStarted {
@@ -125,7 +125,7 @@ pub(super) fn forward(c: &Origin<'_>, events: &mut Vec<rtmp::Event>, out: &mut V
                 app: c.app.cloned(),
                 stream,
                 msid,
-                direction,
+                role,
                 name,
                 mid_stream,
             },

@@ -11,7 +11,7 @@ use crate::config::{Config, LimitHits, Limits};
 use crate::decode::{self, Segment};
 use crate::flow::table::Admitted;
 use crate::flow::{self, ConnKey, Dir, Held, StreamEvent, Streams, Table};
-use crate::rtmp::{self, Direction, TagKind};
+use crate::rtmp::{self, Role, TagKind};
 use crate::transport::rtmpt::TunnelEvent;
 use crate::transport::{Transport, Up};
 
@@ -32,7 +32,7 @@ pub enum Output {
         app: Option<Vec<u8>>,
         stream: u32,
         msid: u32,
-        direction: Direction,
+        role: Role,
         name: Option<Vec<u8>>,
         /// The connection was joined mid-stream: video waits for a keyframe.
         mid_stream: bool,

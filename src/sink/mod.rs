@@ -319,7 +319,7 @@ impl FlvSink {
             app,
             stream,
             msid,
-            direction,
+            role,
             name,
             mid_stream,
             ..
@@ -328,12 +328,12 @@ impl FlvSink {
             return;
         };
         let (key, app, name) = ((conn, stream), app.as_deref(), name.as_deref());
-        if !self.selection.keeps(app, name, client, direction) {
+        if !self.selection.keeps(app, name, client, role) {
             return;
         }
-        let base_name = file_stem(app, name, msid, client, direction);
+        let base_name = file_stem(app, name, msid, client, role);
         let to_pipe = self.pipe.as_mut().is_some_and(|p| p.choose(key, app, name));
-        let s = StreamOut::new(key, base_name, to_pipe, name, direction, msid, mid_stream);
+        let s = StreamOut::new(key, base_name, to_pipe, name, role, msid, mid_stream);
         self.streams.insert(key, s);
     }
 
@@ -448,7 +448,7 @@ impl crate::pipeline::OutputSink for FlvSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rtmp::Direction;
+    use crate::rtmp::Role;
     use std::sync::{Arc, Mutex};
 
     /// A pipe whose bytes the test can read back.
@@ -473,7 +473,7 @@ mod tests {
             app: Some(b"live".to_vec()),
             stream: 0,
             msid: 1,
-            direction: Direction::Publish,
+            role: Role::Publish,
             name: Some(name.to_vec()),
             mid_stream: false,
         }

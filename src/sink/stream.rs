@@ -15,7 +15,7 @@ use super::naming;
 use super::queue::WriteQueue;
 use super::report::StreamReport;
 use super::target::Target;
-use crate::rtmp::{Direction, TagKind, amf0, media};
+use crate::rtmp::{Role, TagKind, amf0, media};
 
 pub(super) struct StreamOut {
     base_name: String,
@@ -46,7 +46,7 @@ impl StreamOut {
         base_name: String,
         to_pipe: bool,
         name: Option<&[u8]>,
-        direction: Direction,
+        role: Role,
         msid: u32,
         mid_stream: bool,
     ) -> Self {
@@ -67,7 +67,7 @@ impl StreamOut {
                 key,
                 name: name.map(naming::escape),
                 name_in_file: name.map(naming::sanitize),
-                direction: direction.as_str(),
+                direction: role.as_str(),
                 message_stream_id: msid,
                 ..Default::default()
             },
