@@ -604,7 +604,19 @@ pub struct ChunkWriter {
     pub chunk_size: u32,
     /// Whether fmt-3 chunks repeat the extended timestamp (Flash/ffmpeg) or not (old librtmp).
     pub fmt3_ext: bool,
-    prev: HashMap<u32, (u32, u32, u8, u32, u32)>, // csid -> (timestamp, length, type, msid, delta)
+    /// The last message written on each chunk stream id.
+    prev: HashMap<u32, Written>,
+}
+
+/// What the next header on a chunk stream can leave out: the message written last on it.
+#[derive(Clone, Copy, Debug)]
+struct Written {
+    timestamp: u32,
+    len: u32,
+    type_id: u8,
+    msid: u32,
+    /// The timestamp field its header carried: a delta, or the timestamp itself (type 0).
+    field: u32,
 }
 
 impl ChunkWriter {
@@ -643,10 +655,10 @@ impl ChunkWriter {
     ) {
         let len = body.len() as u32;
         let (fmt, field) = match self.prev.get(&csid) {
-            Some(&(pts, plen, ptype, pmsid, pdelta)) if pmsid == msid && timestamp >= pts => {
-                let delta = timestamp - pts;
-                if plen == len && ptype == type_id {
-                    if delta == pdelta {
+            Some(p) if p.msid == msid && timestamp >= p.timestamp => {
+                let delta = timestamp - p.timestamp;
+                if p.len == len && p.type_id == type_id {
+                    if delta == p.field {
                         (3, delta)
                     } else {
                         (2, delta)
@@ -657,8 +669,16 @@ impl ChunkWriter {
             }
             _ => (0, timestamp),
         };
-        self.prev
-            .insert(csid, (timestamp, len, type_id, msid, field));
+        self.prev.insert(
+            csid,
+            Written {
+                timestamp,
+                len,
+                type_id,
+                msid,
+                field,
+            },
+        );
         let ext = field >= EXTENDED;
         let f24 = if ext { EXTENDED } else { field };
         Self::basic_header(fmt, csid, out);
