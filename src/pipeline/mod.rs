@@ -10,7 +10,7 @@ use crate::capture::Frame;
 use crate::config::{Config, LimitHits, Limits};
 use crate::decode::{self, Segment};
 use crate::flow::table::Admitted;
-use crate::flow::{self, ConnKey, Dir, Held, StreamEvent, Streams, Table};
+use crate::flow::{self, ConnId, ConnKey, Dir, Held, StreamEvent, Streams, Table};
 use crate::rtmp::{self, Role, TagKind};
 use crate::transport::rtmpt::TunnelEvent;
 use crate::transport::{Transport, Up};
@@ -26,7 +26,7 @@ use tunnels::{Carrier, Tunnels};
 #[derive(Clone, Debug)]
 pub enum Output {
     StreamStarted {
-        conn: u64,
+        conn: ConnId,
         client: SocketAddr,
         server: SocketAddr,
         app: Option<Vec<u8>>,
@@ -38,7 +38,7 @@ pub enum Output {
         mid_stream: bool,
     },
     Tag {
-        conn: u64,
+        conn: ConnId,
         stream: u32,
         kind: TagKind,
         timestamp: u32,
@@ -46,7 +46,7 @@ pub enum Output {
         frame: u64,
     },
     StreamEnded {
-        conn: u64,
+        conn: ConnId,
         stream: u32,
     },
     ConnectionEnded(Box<ConnectionFacts>),

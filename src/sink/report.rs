@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::capture::InputReport;
 use crate::config::{LimitHits, LimitReport, Limits};
-use crate::flow::{Dir, Eviction};
+use crate::flow::{ConnId, Dir, Eviction, StreamKey};
 use crate::pipeline::{ConnectionFacts, Stats, TunnelFacts};
 use crate::rtmp::HandshakeOutcome;
 
@@ -44,7 +44,7 @@ pub struct GapReport {
 /// A connection as the report shows it: [`ConnectionFacts`] in words.
 #[derive(Clone, Debug, Serialize)]
 pub struct ConnectionSummary {
-    pub id: u64,
+    pub id: ConnId,
     pub client: String,
     pub server: String,
     pub first_seen: f64,
@@ -212,7 +212,7 @@ impl ConnectionSummary {
         let s = &f.connect;
         let [c2s, s2c] = &f.reassembly;
         ConnectionSummary {
-            id: f.id.0,
+            id: f.id,
             client: f.client.to_string(),
             server: f.server.to_string(),
             first_seen: f.first_seen,
@@ -332,7 +332,7 @@ fn warnings(f: &ConnectionFacts, limits: &Limits) -> Vec<String> {
 pub struct StreamReport {
     /// (connection, stream) inside the run; not reported.
     #[serde(skip)]
-    pub key: (u64, u32),
+    pub key: StreamKey,
     /// The stream name as sent (escaped), or null when the naming command was not captured.
     pub name: Option<String>,
     /// The name as it stands in the file name (sanitised).
@@ -467,12 +467,19 @@ impl TextKind {
 pub struct Spool {
     file: File,
     end: u64,
-    /// Per connection, in the order they were added: its id, where its JSON starts, and the
-    /// lengths of its JSON and of its text (which follows the JSON).
-    entries: Vec<(u64, u64, u32, u32)>,
+    /// Per connection, in the order they were added.
+    entries: Vec<SpoolEntry>,
     sorted: bool,
     streams: u64,
     text: TextKind,
+}
+
+/// Where one connection's report is in the spool: its JSON at `at`, its text right after.
+struct SpoolEntry {
+    conn: ConnId,
+    at: u64,
+    json_len: u32,
+    text_len: u32,
 }
 
 impl Spool {
@@ -513,11 +520,15 @@ impl Spool {
         self.file.write_all_at(&json, self.end)?;
         self.file
             .write_all_at(text.as_bytes(), self.end + json.len() as u64)?;
-        if self.entries.last().is_some_and(|e| e.0 > c.summary.id) {
+        if self.entries.last().is_some_and(|e| e.conn > c.summary.id) {
             self.sorted = false;
         }
-        self.entries
-            .push((c.summary.id, self.end, json_len, text_len));
+        self.entries.push(SpoolEntry {
+            conn: c.summary.id,
+            at: self.end,
+            json_len,
+            text_len,
+        });
         self.end += json.len() as u64 + text.len() as u64;
         self.streams += c.streams.len() as u64;
         Ok(())
@@ -526,7 +537,7 @@ impl Spool {
     /// In the order the connections began.
     fn sort(&mut self) {
         if !self.sorted {
-            self.entries.sort_unstable_by_key(|e| e.0);
+            self.entries.sort_unstable_by_key(|e| e.conn);
             self.sorted = true;
         }
     }
@@ -769,8 +780,8 @@ impl Report {
             }
             Connections::Spooled(sp) => {
                 sp.sort();
-                for &(_, at, json, _) in &sp.entries {
-                    each(&sp.read(at, json)?)?;
+                for e in &sp.entries {
+                    each(&sp.read(e.at, e.json_len)?)?;
                 }
             }
         }
@@ -800,8 +811,8 @@ impl Report {
                     return Err(io::Error::other("the spool keeps another text"));
                 }
                 sp.sort();
-                for &(_, at, json, len) in &sp.entries {
-                    each(&sp.read(at + json as u64, len)?)?;
+                for e in &sp.entries {
+                    each(&sp.read(e.at + e.json_len as u64, e.text_len)?)?;
                 }
             }
         }

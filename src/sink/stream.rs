@@ -15,7 +15,19 @@ use super::naming;
 use super::queue::WriteQueue;
 use super::report::StreamReport;
 use super::target::Target;
+use crate::flow::StreamKey;
 use crate::rtmp::{Role, TagKind, amf0, media};
+
+/// When a stream's file was last written to, counting up over the run: of the open files,
+/// the one with the lowest tick is closed first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Tick(u64);
+
+impl Tick {
+    pub(super) fn next(self) -> Tick {
+        Tick(self.0 + 1)
+    }
+}
 
 pub(super) struct StreamOut {
     base_name: String,
@@ -25,7 +37,7 @@ pub(super) struct StreamOut {
     /// it was closed for the open-file limit and be sure it is still ours.
     pub(super) file: Option<(String, (u64, u64))>,
     /// When its file was last written (the sink's own clock).
-    pub(super) tick: u64,
+    pub(super) tick: Tick,
     /// Timestamp that becomes 0 in the file.
     base_ts: Option<u32>,
     video_config: bool,
@@ -42,7 +54,7 @@ pub(super) struct StreamOut {
 impl StreamOut {
     /// A stream that starts, its file named after `base_name` (not made yet).
     pub(super) fn new(
-        key: (u64, u32),
+        key: StreamKey,
         base_name: String,
         to_pipe: bool,
         name: Option<&[u8]>,
@@ -55,7 +67,7 @@ impl StreamOut {
             writer: None,
             to_pipe,
             file: None,
-            tick: 0,
+            tick: Tick::default(),
             base_ts: None,
             video_config: false,
             audio_config: false,
