@@ -222,19 +222,7 @@ impl Session {
         match (dir, name) {
             (Dir::ClientToServer, b"connect") => {
                 if let Some(obj) = vals.get(2) {
-                    let mut s = |k: &'static str| {
-                        let v = obj.get(k).and_then(|v| v.as_bytes())?;
-                        Some(self.text(k, v))
-                    };
-                    let info = ConnectInfo {
-                        app: s("app"),
-                        tc_url: s("tcUrl"),
-                        flash_ver: s("flashVer"),
-                        swf_url: s("swfUrl"),
-                        page_url: s("pageUrl"),
-                        object_encoding: obj.get("objectEncoding").and_then(Value::as_number),
-                    };
-                    self.connect = info;
+                    self.connect = self.connect_info(obj);
                 }
             }
             (Dir::ClientToServer, b"createStream") => {
@@ -246,16 +234,8 @@ impl Session {
                 }
             }
             (Dir::ServerToClient, b"_result") => {
-                if let (Some(tx), Some(id)) = (tx, arg(0).and_then(Value::as_number))
-                    && let Some(i) = self.pending_create.iter().position(|&t| t == tx)
-                {
-                    self.pending_create.remove(i);
-                    if self.created.len() < MAX_SESSION_RECORDS
-                        && id >= 0.0
-                        && id <= u32::MAX as f64
-                    {
-                        self.created.push(id as u32);
-                    }
+                if let (Some(tx), Some(id)) = (tx, arg(0).and_then(Value::as_number)) {
+                    self.stream_created(tx, id);
                 }
             }
             (Dir::ClientToServer, b"releaseStream" | b"FCPublish") => {
@@ -293,6 +273,33 @@ impl Session {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// What the command object of a `connect` says of the connection.
+    fn connect_info(&mut self, obj: &Value) -> ConnectInfo {
+        let mut s = |k: &'static str| {
+            let v = obj.get(k).and_then(|v| v.as_bytes())?;
+            Some(self.text(k, v))
+        };
+        ConnectInfo {
+            app: s("app"),
+            tc_url: s("tcUrl"),
+            flash_ver: s("flashVer"),
+            swf_url: s("swfUrl"),
+            page_url: s("pageUrl"),
+            object_encoding: obj.get("objectEncoding").and_then(Value::as_number),
+        }
+    }
+
+    /// A `_result` for transaction `tx` with a number: if it answers a `createStream`, the
+    /// message stream id it made.
+    fn stream_created(&mut self, tx: f64, id: f64) {
+        if let Some(i) = self.pending_create.iter().position(|&t| t == tx) {
+            self.pending_create.remove(i);
+            if self.created.len() < MAX_SESSION_RECORDS && id >= 0.0 && id <= u32::MAX as f64 {
+                self.created.push(id as u32);
+            }
         }
     }
 
