@@ -48,6 +48,16 @@ enum RoleArg {
 }
 
 impl SelectArgs {
+    /// What a live run keeps: with `--stdout`, the stream `--stream` names goes to the pipe
+    /// and every stream the other options keep to files.
+    fn live_selection(&self, stdout: bool) -> Selection {
+        SelectArgs {
+            stream: if stdout { None } else { self.stream.clone() },
+            ..self.clone()
+        }
+        .selection()
+    }
+
     fn selection(&self) -> Selection {
         Selection {
             stream: self.stream.clone(),
@@ -219,6 +229,16 @@ fn config(ports: Vec<u16>, any_port: bool) -> Config {
     }
 }
 
+/// `--duration`, checked: a positive number of seconds.
+fn run_time(duration: Option<f64>) -> Result<Option<std::time::Duration>, String> {
+    match duration {
+        Some(d) if !(d.is_finite() && d > 0.0) => {
+            Err("--duration must be a positive number of seconds".into())
+        }
+        d => Ok(d.map(std::time::Duration::from_secs_f64)),
+    }
+}
+
 impl Cli {
     /// The validated mode, or the one line that says what is wrong with the command line.
     pub fn lower(self) -> Result<Mode, String> {
@@ -274,12 +294,7 @@ impl Cli {
                 quiet,
                 sha256,
             } => {
-                let duration = match duration {
-                    Some(d) if !(d.is_finite() && d > 0.0) => {
-                        return Err("--duration must be a positive number of seconds".into());
-                    }
-                    d => d.map(std::time::Duration::from_secs_f64),
-                };
+                let duration = run_time(duration)?;
                 let Some(interface) = interface else {
                     return Err("live needs -i IFACE (or --list)".into());
                 };
@@ -298,11 +313,7 @@ impl Cli {
                     output,
                     config: config(ports, any_port),
                     duration,
-                    selection: SelectArgs {
-                        stream: if stdout { None } else { select.stream.clone() },
-                        ..select.clone()
-                    }
-                    .selection(),
+                    selection: select.live_selection(stdout),
                     stdout_stream: if stdout { select.stream } else { None },
                     quiet,
                     sha256,
