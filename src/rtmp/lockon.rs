@@ -14,7 +14,7 @@ use super::message::{Message, length_fits, plausible, types};
 use crate::config::Limits;
 
 /// Consecutive plausible messages that make a lock trustworthy.
-pub const MIN_MESSAGES: usize = 4;
+const MIN_MESSAGES: usize = 4;
 /// Bytes run through the reader per candidate.
 const PROBE: usize = 96 << 10;
 /// The probe is fed this many bytes at a time, so that a candidate is dropped at its first

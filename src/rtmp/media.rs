@@ -14,7 +14,7 @@ pub struct MediaInfo {
     pub frame: bool,
 }
 
-pub fn video_codec_name(id: u8) -> &'static str {
+fn video_codec_name(id: u8) -> &'static str {
     match id {
         1 => "jpeg",
         2 => "flv1",
@@ -29,7 +29,7 @@ pub fn video_codec_name(id: u8) -> &'static str {
     }
 }
 
-pub fn video_fourcc_name(f: &[u8]) -> &'static str {
+fn video_fourcc_name(f: &[u8]) -> &'static str {
     match f {
         b"avc1" => "h264",
         b"hvc1" => "hevc",
@@ -40,7 +40,7 @@ pub fn video_fourcc_name(f: &[u8]) -> &'static str {
     }
 }
 
-pub fn audio_format_name(id: u8) -> &'static str {
+fn audio_format_name(id: u8) -> &'static str {
     match id {
         0 => "pcm",
         1 => "adpcm_swf",
@@ -57,7 +57,7 @@ pub fn audio_format_name(id: u8) -> &'static str {
     }
 }
 
-pub fn audio_fourcc_name(f: &[u8]) -> &'static str {
+fn audio_fourcc_name(f: &[u8]) -> &'static str {
     match f {
         b"Opus" => "opus",
         b"fLaC" => "flac",

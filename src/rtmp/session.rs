@@ -70,7 +70,7 @@ impl Session {
         }
     }
 
-    pub fn warn(&mut self, w: Warning) {
+    fn warn(&mut self, w: Warning) {
         if self.warnings.len() < MAX_SESSION_RECORDS {
             self.warnings.push(w);
         }

@@ -132,7 +132,7 @@ impl FlvSink {
     }
 
     /// Keep at most `n` files open at once (at least one).
-    pub fn with_open_files(mut self, n: usize) -> Self {
+    fn with_open_files(mut self, n: usize) -> Self {
         self.open_files = n.max(1);
         self
     }
