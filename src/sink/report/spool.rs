@@ -106,23 +106,30 @@ impl Spool {
     /// Each connection's JSON, in the order the connections began.
     pub(super) fn each_json(
         &mut self,
-        mut each: impl FnMut(&[u8]) -> io::Result<()>,
+        each: impl FnMut(&[u8]) -> io::Result<()>,
     ) -> io::Result<()> {
-        self.sort();
-        for e in &self.entries {
-            each(&self.read(e.at, e.json_len)?)?;
-        }
-        Ok(())
+        self.each_at(|e| (e.at, e.json_len), each)
     }
 
     /// Each connection's text, in the order the connections began.
     pub(super) fn each_text(
         &mut self,
+        each: impl FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        self.each_at(|e| (e.at + e.json_len as u64, e.text_len), each)
+    }
+
+    /// Each connection's bytes where `place` says (offset, length), in the order the
+    /// connections began.
+    fn each_at(
+        &mut self,
+        place: impl Fn(&SpoolEntry) -> (u64, u32),
         mut each: impl FnMut(&[u8]) -> io::Result<()>,
     ) -> io::Result<()> {
         self.sort();
         for e in &self.entries {
-            each(&self.read(e.at + e.json_len as u64, e.text_len)?)?;
+            let (at, len) = place(e);
+            each(&self.read(at, len)?)?;
         }
         Ok(())
     }
