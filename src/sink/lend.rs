@@ -6,13 +6,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use bytes::Bytes;
 
 use super::flv;
-use super::fs::create_unique_tmp;
+use super::fs::{FileId, create_unique_tmp};
 use super::hash::sha256_of;
 use super::report::{ConnectionReport, StreamReport};
 use super::stream::StreamOut;
@@ -226,7 +225,7 @@ fn lend(dir: &Path, report: &mut StreamReport, lender: &Lender, sha256: bool) ->
     report.bytes = head.len() as u64 + cfg.len() as u64 + rest;
     if sha256 {
         let meta = std::fs::symlink_metadata(&path)?;
-        report.sha256 = sha256_of(&path, (meta.dev(), meta.ino()))?;
+        report.sha256 = sha256_of(&path, FileId::of(&meta))?;
     }
     report.notes.push(format!(
         "decoder configuration taken from connection {} stream {}, which carries the same pictures",

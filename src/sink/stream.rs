@@ -3,13 +3,12 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use bytes::Bytes;
 
 use super::flv::{self, FlvWriter};
-use super::fs::{create_unique, reopen};
+use super::fs::{FileId, create_unique, reopen};
 use super::lend::Carried;
 use super::naming;
 use super::queue::WriteQueue;
@@ -35,7 +34,7 @@ pub(super) struct StreamOut {
     pub(super) to_pipe: bool,
     /// The file's name in the folder and identity (device, inode), to open it again after
     /// it was closed for the open-file limit and be sure it is still ours.
-    pub(super) file: Option<(String, (u64, u64))>,
+    pub(super) file: Option<(String, FileId)>,
     /// When its file was last written (the sink's own clock).
     pub(super) tick: Tick,
     /// Timestamp that becomes 0 in the file.
@@ -292,7 +291,7 @@ impl StreamOut {
             if self.report.file.as_deref() != Some(name.as_str()) {
                 self.report.more_files.push(name.clone());
             }
-            self.file = Some((name, (meta.dev(), meta.ino())));
+            self.file = Some((name, FileId::of(&meta)));
         }
         Ok(())
     }
