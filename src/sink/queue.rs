@@ -21,19 +21,23 @@ use std::thread::JoinHandle;
 
 use bytes::Bytes;
 
+/// The queue's name for a file it writes: numbered in the order they were opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FileNo(u64);
+
 /// A write of `parts`, one after the other, at file offset `at`.
 struct Write {
-    file: u64,
+    file: FileNo,
     at: u64,
     parts: Vec<Bytes>,
 }
 
 enum Job {
     /// From now on, writes to `file` go to this descriptor.
-    Open(u64, File),
+    Open(FileNo, File),
     Write(Write),
     /// Let go of the descriptor (the writes queued before are done first).
-    Close(u64),
+    Close(FileNo),
 }
 
 impl Job {
@@ -156,7 +160,7 @@ impl WriteQueue {
 
     /// Hand a file to the writer thread; its writes go through the returned handle.
     pub fn open(&mut self, file: File, len: u64) -> io::Result<QueuedFile> {
-        let id = self.next_id;
+        let id = FileNo(self.next_id);
         self.next_id += 1;
         self.handle().send(Job::Open(id, file))?;
         Ok(QueuedFile {
@@ -338,7 +342,7 @@ impl Drop for Open {
 /// The writer thread: takes the queued jobs in batches and runs them in order, until the
 /// queue is closed and empty.
 fn run(shared: &Shared) {
-    let mut files: HashMap<u64, Open> = HashMap::new();
+    let mut files: HashMap<FileNo, Open> = HashMap::new();
     let mut failed = false;
     loop {
         let batch = {
@@ -456,7 +460,7 @@ fn write_at(f: &File, mut at: u64, parts: &[Bytes]) -> io::Result<()> {
 /// each write is queued for the writer thread. `flush` waits until the writes queued so far
 /// have been made. Dropping it lets the writer close the descriptor after its writes.
 pub struct QueuedFile {
-    id: u64,
+    id: FileNo,
     pos: u64,
     /// The file's length once every queued write is made.
     len: u64,
