@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use rtmpsniff::Config;
 use rtmpsniff::capture::{LiveOptions, live};
-use rtmpsniff::rtmp::Direction;
+use rtmpsniff::rtmp::Role;
 use rtmpsniff::sink::Selection;
 
 use crate::live_cmd::LiveArgs;
@@ -38,24 +38,34 @@ struct SelectArgs {
     client: Option<String>,
     /// Only published or only played streams.
     #[arg(long, value_enum)]
-    direction: Option<DirectionArg>,
+    direction: Option<RoleArg>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum DirectionArg {
+enum RoleArg {
     Publish,
     Play,
 }
 
 impl SelectArgs {
+    /// What a live run keeps: with `--stdout`, the stream `--stream` names goes to the pipe
+    /// and every stream the other options keep to files.
+    fn live_selection(&self, stdout: bool) -> Selection {
+        SelectArgs {
+            stream: if stdout { None } else { self.stream.clone() },
+            ..self.clone()
+        }
+        .selection()
+    }
+
     fn selection(&self) -> Selection {
         Selection {
             stream: self.stream.clone(),
             app: self.app.clone(),
             client: self.client.clone(),
             direction: self.direction.map(|d| match d {
-                DirectionArg::Publish => Direction::Publish,
-                DirectionArg::Play => Direction::Play,
+                RoleArg::Publish => Role::Publish,
+                RoleArg::Play => Role::Play,
             }),
         }
     }
@@ -237,6 +247,16 @@ fn config(ports: Vec<u16>, any_port: bool) -> Config {
     }
 }
 
+/// `--duration`, checked: a positive number of seconds.
+fn run_time(duration: Option<f64>) -> Result<Option<std::time::Duration>, String> {
+    match duration {
+        Some(d) if !(d.is_finite() && d > 0.0) => {
+            Err("--duration must be a positive number of seconds".into())
+        }
+        d => Ok(d.map(std::time::Duration::from_secs_f64)),
+    }
+}
+
 impl Cli {
     /// The validated mode, or the one line that says what is wrong with the command line.
     pub fn lower(self) -> Result<Mode, String> {
@@ -297,12 +317,7 @@ impl Cli {
                 quiet,
                 sha256,
             } => {
-                let duration = match duration {
-                    Some(d) if !(d.is_finite() && d > 0.0) => {
-                        return Err("--duration must be a positive number of seconds".into());
-                    }
-                    d => d.map(std::time::Duration::from_secs_f64),
-                };
+                let duration = run_time(duration)?;
                 let Some(interface) = interface else {
                     return Err("live needs -i IFACE (or --list)".into());
                 };
@@ -326,11 +341,7 @@ impl Cli {
                     },
                     keylogs: tls.keylogs,
                     duration,
-                    selection: SelectArgs {
-                        stream: if stdout { None } else { select.stream.clone() },
-                        ..select.clone()
-                    }
-                    .selection(),
+                    selection: select.live_selection(stdout),
                     stdout_stream: if stdout { select.stream } else { None },
                     quiet,
                     sha256,

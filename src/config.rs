@@ -107,10 +107,6 @@ impl LimitHits {
         }
     }
 
-    pub fn is_zero(&self) -> bool {
-        self.clone().fields_mut().iter().all(|v| **v == 0)
-    }
-
     /// Each limit's name, value and hits, in the order of [`Limits`].
     pub fn report(&self, limits: &Limits) -> Vec<LimitReport> {
         let mut hits = self.clone();
@@ -166,7 +162,7 @@ pub struct Config {
 }
 
 /// [`Config::idle_timeout`]'s default: longer than any keep-alive or pause RTMP peers have.
-pub const IDLE_TIMEOUT: f64 = 120.0;
+const IDLE_TIMEOUT: f64 = 120.0;
 
 impl Default for Config {
     fn default() -> Self {

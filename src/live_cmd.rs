@@ -142,7 +142,7 @@ fn describe_start(o: &Output) -> Option<String> {
     let Output::StreamStarted {
         client,
         app,
-        direction,
+        role,
         name,
         msid,
         ..
@@ -156,7 +156,7 @@ fn describe_start(o: &Output) -> Option<String> {
     let app = app.as_deref().map_or("?".into(), sink::naming::escape);
     Some(format!(
         "{} {name} app={app} client {client}",
-        direction.as_str()
+        role.as_str()
     ))
 }
 
@@ -291,14 +291,19 @@ fn live_flv_sink(args: &LiveArgs) -> Result<FlvSink> {
     Ok(sink)
 }
 
-pub fn run(args: LiveArgs) -> Result<u8> {
-    // First signal: stop cleanly. A second one while stopping: quit at once (exit 130), for a
-    // shutdown that hangs on a stuck disk.
+/// The flag SIGINT and SIGTERM set. First signal: stop cleanly. A second one while
+/// stopping: quit at once (exit 130), for a shutdown that hangs on a stuck disk.
+fn stop_on_signals() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop))?;
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
     }
+    Ok(stop)
+}
+
+pub fn run(args: LiveArgs) -> Result<u8> {
+    let stop = stop_on_signals()?;
     let piping = args.stdout_stream.is_some();
     if piping && std::io::stdout().is_terminal() {
         eprintln!(
@@ -372,19 +377,7 @@ pub fn run(args: LiveArgs) -> Result<u8> {
     let path = sink::write_report(output, &mut |w| report.write_json(w))
         .map_err(|e| write_err(output, e))?;
     if !args.quiet {
-        let mut text = report.summary(false);
-        if let Some(k) = kernel {
-            text.push_str(&format!(
-                "kernel: {} packets received by filter, {} dropped by kernel, {} dropped by interface\n",
-                k.received, k.dropped, k.if_dropped
-            ));
-        }
-        text.push_str(&format!("report: {}\n", path.display()));
-        if piping {
-            eprint!("{text}");
-        } else {
-            print!("{text}");
-        }
+        print_summary(&mut report, kernel, &path, piping);
     }
     if let Some(e) = capture_error {
         eprintln!(
@@ -393,6 +386,24 @@ pub fn run(args: LiveArgs) -> Result<u8> {
         return Ok(super::EXIT_BAD_INPUT);
     }
     Ok(super::EXIT_OK)
+}
+
+/// The run's summary, the kernel's counters and where the report is: on standard output,
+/// or on standard error when standard output is the pipe.
+fn print_summary(report: &mut Report, kernel: Option<KernelStats>, path: &Path, piping: bool) {
+    let mut text = report.summary(false);
+    if let Some(k) = kernel {
+        text.push_str(&format!(
+            "kernel: {} packets received by filter, {} dropped by kernel, {} dropped by interface\n",
+            k.received, k.dropped, k.if_dropped
+        ));
+    }
+    text.push_str(&format!("report: {}\n", path.display()));
+    if piping {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
 }
 
 /// Capture until a signal, the `--duration`, the end of the piped stream, or an error of the

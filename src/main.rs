@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use rtmpsniff::capture::FileSet;
+use rtmpsniff::capture::{FileSet, InputReport};
+use rtmpsniff::config::LimitReport;
 use rtmpsniff::sink::report::{Report, TextKind};
 use rtmpsniff::sink::{self, FlvSink};
 use rtmpsniff::transport::tls::{KeyLog, KeysFrom};
@@ -152,12 +153,7 @@ fn read(args: ReadArgs) -> Result<u8> {
     let sink = read_sink(&out, &limits)?.with_selection(selection);
     let mut driver = Driver::new(Pipeline::new(config), sink);
     driver.pipeline.add_keys(&keys);
-    let progress = match &out {
-        ReadOut::Folder { quiet: false, .. } if std::io::stderr().is_terminal() => {
-            Some(progress_bar(&captures))
-        }
-        _ => None,
-    };
+    let progress = progress_for(&out, &captures);
     let mut frames = 0u64;
     let mut bytes = 0u64;
     driver
@@ -180,30 +176,13 @@ fn read(args: ReadArgs) -> Result<u8> {
         p.finish_and_clear();
     }
     let inputs = files.reports();
-    for i in &inputs {
-        if let Some(e) = &i.error {
-            eprintln!(
-                "rtmpsniff: warning: {}: {e}; the packets before it were used",
-                i.path
-            );
-        }
-    }
+    warn_of_read_errors(&inputs);
     let Driver { pipeline, mut sink } = driver;
     sink.finish().map_err(write_err)?;
     let mut hits = pipeline.stats().limit_hits;
     hits.add(&sink.limit_hits);
     let limits_report = hits.report(&limits);
-    let reached: Vec<String> = limits_report
-        .iter()
-        .filter(|l| l.hits > 0)
-        .map(|l| format!("{} ({}) {} times", l.name, l.value, l.hits))
-        .collect();
-    if !reached.is_empty() {
-        eprintln!(
-            "rtmpsniff: warning: limits reached: {}; see the report",
-            reached.join(", ")
-        );
-    }
+    warn_of_limits(&limits_report);
     let mut report = Report {
         tool: format!("rtmpsniff {}", env!("CARGO_PKG_VERSION")),
         inputs,
@@ -245,6 +224,43 @@ pub(crate) fn read_keylogs(paths: &[std::path::PathBuf]) -> Result<KeyLog, Strin
         keys.finish_partial();
     }
     Ok(keys)
+}
+
+/// A progress bar, for a `read` that is not quiet, on a terminal.
+fn progress_for(out: &ReadOut, captures: &[String]) -> Option<indicatif::ProgressBar> {
+    match out {
+        ReadOut::Folder { quiet: false, .. } if std::io::stderr().is_terminal() => {
+            Some(progress_bar(captures))
+        }
+        _ => None,
+    }
+}
+
+/// One line for each input whose reading stopped at an error.
+fn warn_of_read_errors(inputs: &[InputReport]) {
+    for i in inputs {
+        if let Some(e) = &i.error {
+            eprintln!(
+                "rtmpsniff: warning: {}: {e}; the packets before it were used",
+                i.path
+            );
+        }
+    }
+}
+
+/// One line naming the limits the run reached, if it reached any.
+fn warn_of_limits(limits: &[LimitReport]) {
+    let reached: Vec<String> = limits
+        .iter()
+        .filter(|l| l.hits > 0)
+        .map(|l| format!("{} ({}) {} times", l.name, l.value, l.hits))
+        .collect();
+    if !reached.is_empty() {
+        eprintln!(
+            "rtmpsniff: warning: limits reached: {}; see the report",
+            reached.join(", ")
+        );
+    }
 }
 
 /// The sink `read` or `list` writes into. The reports of ended connections wait in a file,

@@ -1,10 +1,13 @@
-//! Names for connections and their directions: the table's key, the run's connection id.
+//! Names for connections and their directions: the table's key, the run's connection id,
+//! and a media stream's key within the run.
 
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
+use serde::Serialize;
+
 /// Which of a TCP connection's two byte streams: the one the client sends, or the server's.
-/// (Not to be confused with a media stream's direction, publish or play.)
+/// (Not to be confused with a media stream's [`Role`](crate::rtmp::Role), publish or play.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Dir {
     ClientToServer,
@@ -29,13 +32,21 @@ impl Dir {
 
 /// A connection's number within the run: 0 for the first one seen, counting up in the order
 /// they began (the report's `id`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
 pub struct ConnId(pub u64);
 
 impl std::fmt::Display for ConnId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
     }
+}
+
+/// One media stream of the run: its connection, and its number within the connection (the
+/// order the connection's streams started in). Ordered by connection, then stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct StreamKey {
+    pub conn: ConnId,
+    pub stream: u32,
 }
 
 /// A connection's 4-tuple with the endpoints in a canonical order, so both directions of a

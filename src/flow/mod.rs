@@ -9,6 +9,6 @@ pub mod reassembly;
 pub mod seq;
 pub mod table;
 
-pub use key::{ConnId, ConnKey, Dir};
+pub use key::{ConnId, ConnKey, Dir, StreamKey};
 pub use reassembly::{GapRecord, Reassembler, StreamEvent};
 pub use table::{Conn, Eviction, Held, Streams, Table};

@@ -118,7 +118,7 @@ struct Checksums {
 
 impl<T> Conn<T> {
     /// Which way `seg` travels.
-    pub fn dir_of(&self, seg: &Segment<'_>) -> Dir {
+    fn dir_of(&self, seg: &Segment<'_>) -> Dir {
         if seg.src == self.client {
             Dir::ClientToServer
         } else {
@@ -175,7 +175,7 @@ impl<T> Conn<T> {
     }
 
     /// Both directions ended (FIN reached in each), or the connection was reset.
-    pub fn is_over(&self) -> bool {
+    fn is_over(&self) -> bool {
         self.rst
             || self
                 .streams

@@ -124,17 +124,17 @@ pub(super) fn forward(c: &Origin<'_>, events: &mut Vec<rtmp::Event>, out: &mut V
             rtmp::Event::StreamStarted {
                 stream,
                 msid,
-                direction,
+                role,
                 name,
                 mid_stream,
             } => Output::StreamStarted {
-                conn: c.id.0,
+                conn: c.id,
                 client: c.client,
                 server: c.server,
                 app: c.app.cloned(),
                 stream,
                 msid,
-                direction,
+                role,
                 name,
                 mid_stream,
             },
@@ -145,17 +145,14 @@ pub(super) fn forward(c: &Origin<'_>, events: &mut Vec<rtmp::Event>, out: &mut V
                 body,
                 frame,
             } => Output::Tag {
-                conn: c.id.0,
+                conn: c.id,
                 stream,
                 kind,
                 timestamp,
                 body,
                 frame,
             },
-            rtmp::Event::StreamEnded { stream } => Output::StreamEnded {
-                conn: c.id.0,
-                stream,
-            },
+            rtmp::Event::StreamEnded { stream } => Output::StreamEnded { conn: c.id, stream },
         });
     }
 }

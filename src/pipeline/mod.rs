@@ -9,8 +9,8 @@ use serde::Serialize;
 use crate::capture::Frame;
 use crate::config::{Config, LimitHits, Limits};
 use crate::decode::{self, Segment};
-use crate::flow::{self, ConnKey, Dir, Held, StreamEvent, Streams, Table};
-use crate::rtmp::{self, Direction, TagKind};
+use crate::flow::{self, ConnId, ConnKey, Dir, Held, StreamEvent, Streams, Table};
+use crate::rtmp::{self, Role, TagKind};
 use crate::transport::rtmpt::TunnelEvent;
 use crate::transport::tls::{KeyLog, KeysFrom};
 use crate::transport::{Context, Transport, Up};
@@ -26,19 +26,19 @@ use tunnels::{Carrier, Tunnels};
 #[derive(Clone, Debug)]
 pub enum Output {
     StreamStarted {
-        conn: u64,
+        conn: ConnId,
         client: SocketAddr,
         server: SocketAddr,
         app: Option<Vec<u8>>,
         stream: u32,
         msid: u32,
-        direction: Direction,
+        role: Role,
         name: Option<Vec<u8>>,
         /// The connection was joined mid-stream: video waits for a keyframe.
         mid_stream: bool,
     },
     Tag {
-        conn: u64,
+        conn: ConnId,
         stream: u32,
         kind: TagKind,
         timestamp: u32,
@@ -46,7 +46,7 @@ pub enum Output {
         frame: u64,
     },
     StreamEnded {
-        conn: u64,
+        conn: ConnId,
         stream: u32,
     },
     ConnectionEnded(Box<ConnectionFacts>),

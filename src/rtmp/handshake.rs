@@ -2,9 +2,9 @@
 
 use crate::flow::Dir;
 
-pub const PACKET: usize = 1536;
+const PACKET: usize = 1536;
 /// Bytes of handshake in each direction before the first chunk.
-pub const LEN: usize = 1 + 2 * PACKET;
+const LEN: usize = 1 + 2 * PACKET;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HandshakeOutcome {

@@ -14,7 +14,7 @@ use super::message::{Message, length_fits, plausible, types};
 use crate::config::Limits;
 
 /// Consecutive plausible messages that make a lock trustworthy.
-pub const MIN_MESSAGES: usize = 4;
+const MIN_MESSAGES: usize = 4;
 /// Bytes run through the reader per candidate.
 const PROBE: usize = 96 << 10;
 /// The probe is fed this many bytes at a time, so that a candidate is dropped at its first
@@ -203,44 +203,24 @@ fn find_with(
         *budget = budget.saturating_sub(CANDIDATE_COST);
         let window = &buf[p..buf.len().min(p + PROBE)];
         let window_is_all = p + PROBE >= buf.len();
+        let to_end = at_end && window_is_all;
         let mut best: Option<Lock> = None;
         let sizes = match only_size {
             Some(cs) => vec![cs],
             None => sizes_for(buf, p, csid, hlen, len, known),
         };
         for cs in sizes {
-            let mut r = match known {
-                Some(k) => k.resume_at(0, cs),
-                None => ChunkReader::resumed(0, cs, limits.clone()),
-            };
-            msgs.clear();
-            let mut ok = true;
-            let mut good = 0;
-            let mut implausible = false;
-            for piece in window.chunks(PROBE_STEP) {
-                *budget = budget.saturating_sub(piece.len() as u64);
-                ok = r.push(piece, 0, &mut msgs).is_ok();
-                implausible = !msgs[good..].iter().all(|m| believable(&mut r, m));
-                good = msgs.len();
-                if !ok || implausible {
-                    break;
-                }
-            }
-            if ok && !implausible && at_end && window_is_all {
-                ok = r.finish(0, &mut msgs).is_ok();
-                implausible = !msgs[good..].iter().all(|m| believable(&mut r, m));
-                good = msgs.len();
-            }
-            if implausible {
+            let Some(Probe { good, ok, chunks }) =
+                probe(window, cs, known, limits, to_end, &mut msgs, budget)
+            else {
                 continue; // an implausible message: a wrong lock
-            }
-            let chunks = r.stats.chunks as usize;
+            };
             if !ok && good < MIN_MESSAGES {
                 continue;
             }
             // At the end of the input fewer messages may remain; they must still parse to the
             // last byte with no error.
-            let enough = good >= MIN_MESSAGES || (at_end && window_is_all && ok && good >= 2);
+            let enough = good >= MIN_MESSAGES || (to_end && ok && good >= 2);
             if enough {
                 if best.as_ref().is_none_or(|b| good > b.messages) {
                     best = Some(Lock {
@@ -264,6 +244,60 @@ fn find_with(
         Some(w) if !at_end => Search::NeedMore(w),
         _ => Search::NotFound,
     }
+}
+
+/// What reading a candidate's bytes with one chunk size showed.
+struct Probe {
+    /// Messages read, every one believable.
+    good: usize,
+    /// The reader met no error.
+    ok: bool,
+    /// Chunks read.
+    chunks: usize,
+}
+
+/// Read `window`, the bytes from a candidate on, with chunk size `cs`, paying from `budget`
+/// for the bytes read; `to_end` when the window is the rest of the input and the input has
+/// ended. `None` when a message read is not believable: a wrong lock.
+fn probe(
+    window: &[u8],
+    cs: u32,
+    known: Option<&ChunkReader>,
+    limits: &Limits,
+    to_end: bool,
+    msgs: &mut Vec<Message>,
+    budget: &mut u64,
+) -> Option<Probe> {
+    let mut r = match known {
+        Some(k) => k.resume_at(0, cs),
+        None => ChunkReader::resumed(0, cs, limits.clone()),
+    };
+    msgs.clear();
+    let mut ok = true;
+    let mut good = 0;
+    let mut implausible = false;
+    for piece in window.chunks(PROBE_STEP) {
+        *budget = budget.saturating_sub(piece.len() as u64);
+        ok = r.push(piece, 0, msgs).is_ok();
+        implausible = !msgs[good..].iter().all(|m| believable(&mut r, m));
+        good = msgs.len();
+        if !ok || implausible {
+            break;
+        }
+    }
+    if ok && !implausible && to_end {
+        ok = r.finish(0, msgs).is_ok();
+        implausible = !msgs[good..].iter().all(|m| believable(&mut r, m));
+        good = msgs.len();
+    }
+    if implausible {
+        return None;
+    }
+    Some(Probe {
+        good,
+        ok,
+        chunks: r.stats.chunks as usize,
+    })
 }
 
 #[cfg(test)]

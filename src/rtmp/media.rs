@@ -14,7 +14,7 @@ pub struct MediaInfo {
     pub frame: bool,
 }
 
-pub fn video_codec_name(id: u8) -> &'static str {
+fn video_codec_name(id: u8) -> &'static str {
     match id {
         1 => "jpeg",
         2 => "flv1",
@@ -29,7 +29,7 @@ pub fn video_codec_name(id: u8) -> &'static str {
     }
 }
 
-pub fn video_fourcc_name(f: &[u8]) -> &'static str {
+fn video_fourcc_name(f: &[u8]) -> &'static str {
     match f {
         b"avc1" => "h264",
         b"hvc1" => "hevc",
@@ -40,7 +40,7 @@ pub fn video_fourcc_name(f: &[u8]) -> &'static str {
     }
 }
 
-pub fn audio_format_name(id: u8) -> &'static str {
+fn audio_format_name(id: u8) -> &'static str {
     match id {
         0 => "pcm",
         1 => "adpcm_swf",
@@ -57,7 +57,7 @@ pub fn audio_format_name(id: u8) -> &'static str {
     }
 }
 
-pub fn audio_fourcc_name(f: &[u8]) -> &'static str {
+fn audio_fourcc_name(f: &[u8]) -> &'static str {
     match f {
         b"Opus" => "opus",
         b"fLaC" => "flac",
@@ -364,18 +364,9 @@ fn avc_config_dimensions(rec: &[u8]) -> Option<(u32, u32)> {
     sps_dimensions(nal.get(1..)?)
 }
 
+/// An H.264 sequence parameter set (after the NAL header byte) -> the picture's size.
 fn sps_dimensions(ebsp: &[u8]) -> Option<(u32, u32)> {
-    // Remove emulation prevention bytes (00 00 03).
-    let mut rbsp = Vec::with_capacity(ebsp.len());
-    let mut zeros = 0;
-    for &x in ebsp {
-        if zeros >= 2 && x == 3 {
-            zeros = 0;
-            continue;
-        }
-        zeros = if x == 0 { zeros + 1 } else { 0 };
-        rbsp.push(x);
-    }
+    let rbsp = unescape(ebsp);
     let mut r = Bits { b: &rbsp, pos: 0 };
     let profile = r.bits(8)?;
     r.bits(16)?; // constraint flags, level
@@ -385,30 +376,7 @@ fn sps_dimensions(ebsp: &[u8]) -> Option<(u32, u32)> {
         profile,
         100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
     ) {
-        chroma_format = r.ue()?;
-        if chroma_format == 3 {
-            r.bit()?;
-        }
-        r.ue()?;
-        r.ue()?;
-        r.bit()?;
-        if r.bit()? == 1 {
-            let lists = if chroma_format == 3 { 12 } else { 8 };
-            for i in 0..lists {
-                if r.bit()? == 1 {
-                    let size = if i < 6 { 16 } else { 64 };
-                    let (mut last, mut next) = (8i32, 8i32);
-                    for _ in 0..size {
-                        if next != 0 {
-                            next = (last + r.se()? + 256) % 256;
-                        }
-                        if next != 0 {
-                            last = next;
-                        }
-                    }
-                }
-            }
-        }
+        chroma_format = skip_high_profile_fields(&mut r)?;
     }
     r.ue()?; // log2_max_frame_num_minus4
     match r.ue()? {
@@ -451,6 +419,56 @@ fn sps_dimensions(ebsp: &[u8]) -> Option<(u32, u32)> {
         height = height.checked_sub(cy * (t.checked_add(b)?))?;
     }
     (width > 0 && height > 0).then_some((width, height))
+}
+
+/// The bytes of a NAL unit without its emulation prevention bytes (the 03 of 00 00 03).
+fn unescape(ebsp: &[u8]) -> Vec<u8> {
+    let mut rbsp = Vec::with_capacity(ebsp.len());
+    let mut zeros = 0;
+    for &x in ebsp {
+        if zeros >= 2 && x == 3 {
+            zeros = 0;
+            continue;
+        }
+        zeros = if x == 0 { zeros + 1 } else { 0 };
+        rbsp.push(x);
+    }
+    rbsp
+}
+
+/// The fields a high profile's SPS adds (chroma format, bit depths, scaling lists), read
+/// past; the chroma format, which the cropping depends on.
+fn skip_high_profile_fields(r: &mut Bits<'_>) -> Option<u32> {
+    let chroma_format = r.ue()?;
+    if chroma_format == 3 {
+        r.bit()?;
+    }
+    r.ue()?;
+    r.ue()?;
+    r.bit()?;
+    if r.bit()? == 1 {
+        let lists = if chroma_format == 3 { 12 } else { 8 };
+        for i in 0..lists {
+            if r.bit()? == 1 {
+                skip_scaling_list(r, if i < 6 { 16 } else { 64 })?;
+            }
+        }
+    }
+    Some(chroma_format)
+}
+
+/// One scaling list of `size` entries, read past.
+fn skip_scaling_list(r: &mut Bits<'_>, size: usize) -> Option<()> {
+    let (mut last, mut next) = (8i32, 8i32);
+    for _ in 0..size {
+        if next != 0 {
+            next = (last + r.se()? + 256) % 256;
+        }
+        if next != 0 {
+            last = next;
+        }
+    }
+    Some(())
 }
 
 /// Sorenson H.263: picture start code, version, temporal reference, then the size.

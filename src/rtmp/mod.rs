@@ -28,21 +28,22 @@ pub use message::Message;
 pub use session::{ConnectInfo, Session};
 pub use warning::Warning;
 
-/// Which way a stream's media travels.
+/// Which way a stream's media travels: published by the client, or played to it. (Not a
+/// TCP direction: that is [`crate::flow::Dir`].)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Direction {
+pub enum Role {
     /// Client to server.
     Publish,
     /// Server to client.
     Play,
 }
 
-impl Direction {
+impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
-            Direction::Publish => "publish",
-            Direction::Play => "play",
+            Role::Publish => "publish",
+            Role::Play => "play",
         }
     }
 }
@@ -61,7 +62,7 @@ pub enum Event {
     StreamStarted {
         stream: u32,
         msid: u32,
-        direction: Direction,
+        role: Role,
         name: Option<Vec<u8>>,
         /// The connection was joined mid-stream (its start was not captured).
         mid_stream: bool,

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use super::amf0::{self, Value};
 use super::message::{Message, types};
 use super::warning::Warning;
-use super::{Direction, Event, TagKind};
+use super::{Event, Role, TagKind};
 use crate::config::{LimitHits, Limits};
 use crate::flow::Dir;
 
@@ -25,7 +25,7 @@ pub struct ConnectInfo {
 struct ActiveStream {
     id: u32,
     msid: u32,
-    direction: Direction,
+    role: Role,
 }
 
 /// Warnings, status codes, pending and created stream ids kept per session.
@@ -70,7 +70,7 @@ impl Session {
         }
     }
 
-    pub fn warn(&mut self, w: Warning) {
+    fn warn(&mut self, w: Warning) {
         if self.warnings.len() < MAX_SESSION_RECORDS {
             self.warnings.push(w);
         }
@@ -106,7 +106,7 @@ impl Session {
         b[..max].to_vec()
     }
 
-    /// Interpret one message that travelled in direction `dir`.
+    /// Interpret one message that travelled in role `dir`.
     pub fn on_message(&mut self, dir: Dir, msg: Message, out: &mut Vec<Event>) {
         match msg.type_id {
             types::COMMAND_AMF0 => self.command(dir, &msg, &msg.body, out),
@@ -147,29 +147,29 @@ impl Session {
     /// The open stream whose media travels in `dir` on `msid`, started on first sight when the
     /// command that named it was not seen.
     fn stream_for(&mut self, dir: Dir, msid: u32, out: &mut Vec<Event>) -> Option<u32> {
-        let direction = media_direction(dir);
+        let role = media_role(dir);
         if let Some(s) = self
             .streams
             .iter()
-            .find(|s| s.msid == msid && s.direction == direction)
+            .find(|s| s.msid == msid && s.role == role)
         {
             return Some(s.id);
         }
-        let name = match direction {
-            Direction::Publish => self.announced.clone(),
-            Direction::Play => None,
+        let name = match role {
+            Role::Publish => self.announced.clone(),
+            Role::Play => None,
         };
-        self.start(msid, direction, name, out)
+        self.start(msid, role, name, out)
     }
 
     fn start(
         &mut self,
         msid: u32,
-        direction: Direction,
+        role: Role,
         name: Option<Vec<u8>>,
         out: &mut Vec<Event>,
     ) -> Option<u32> {
-        self.end_where(|s| s.msid == msid && s.direction == direction, out);
+        self.end_where(|s| s.msid == msid && s.role == role, out);
         if self.next_id as usize >= self.limits.streams_per_connection {
             self.limit_hits.streams_per_connection += 1;
             if self.next_id as usize == self.limits.streams_per_connection {
@@ -182,15 +182,11 @@ impl Session {
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.streams.push(ActiveStream {
-            id,
-            msid,
-            direction,
-        });
+        self.streams.push(ActiveStream { id, msid, role });
         out.push(Event::StreamStarted {
             stream: id,
             msid,
-            direction,
+            role,
             name,
             mid_stream: self.mid_stream,
         });
@@ -226,19 +222,7 @@ impl Session {
         match (dir, name) {
             (Dir::ClientToServer, b"connect") => {
                 if let Some(obj) = vals.get(2) {
-                    let mut s = |k: &'static str| {
-                        let v = obj.get(k).and_then(|v| v.as_bytes())?;
-                        Some(self.text(k, v))
-                    };
-                    let info = ConnectInfo {
-                        app: s("app"),
-                        tc_url: s("tcUrl"),
-                        flash_ver: s("flashVer"),
-                        swf_url: s("swfUrl"),
-                        page_url: s("pageUrl"),
-                        object_encoding: obj.get("objectEncoding").and_then(Value::as_number),
-                    };
-                    self.connect = info;
+                    self.connect = self.connect_info(obj);
                 }
             }
             (Dir::ClientToServer, b"createStream") => {
@@ -250,16 +234,8 @@ impl Session {
                 }
             }
             (Dir::ServerToClient, b"_result") => {
-                if let (Some(tx), Some(id)) = (tx, arg(0).and_then(Value::as_number))
-                    && let Some(i) = self.pending_create.iter().position(|&t| t == tx)
-                {
-                    self.pending_create.remove(i);
-                    if self.created.len() < MAX_SESSION_RECORDS
-                        && id >= 0.0
-                        && id <= u32::MAX as f64
-                    {
-                        self.created.push(id as u32);
-                    }
+                if let (Some(tx), Some(id)) = (tx, arg(0).and_then(Value::as_number)) {
+                    self.stream_created(tx, id);
                 }
             }
             (Dir::ClientToServer, b"releaseStream" | b"FCPublish") => {
@@ -271,13 +247,13 @@ impl Session {
                 let n = arg(0)
                     .and_then(|v| v.as_bytes())
                     .map(|n| self.text("stream name", n));
-                self.start(msg.msid, Direction::Publish, n, out);
+                self.start(msg.msid, Role::Publish, n, out);
             }
             (Dir::ClientToServer, b"play") => {
                 let n = arg(0)
                     .and_then(|v| v.as_bytes())
                     .map(|n| self.text("stream name", n));
-                self.start(msg.msid, Direction::Play, n, out);
+                self.start(msg.msid, Role::Play, n, out);
             }
             (Dir::ClientToServer, b"deleteStream") => {
                 if let Some(id) = arg(0).and_then(Value::as_number) {
@@ -297,6 +273,33 @@ impl Session {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// What the command object of a `connect` says of the connection.
+    fn connect_info(&mut self, obj: &Value) -> ConnectInfo {
+        let mut s = |k: &'static str| {
+            let v = obj.get(k).and_then(|v| v.as_bytes())?;
+            Some(self.text(k, v))
+        };
+        ConnectInfo {
+            app: s("app"),
+            tc_url: s("tcUrl"),
+            flash_ver: s("flashVer"),
+            swf_url: s("swfUrl"),
+            page_url: s("pageUrl"),
+            object_encoding: obj.get("objectEncoding").and_then(Value::as_number),
+        }
+    }
+
+    /// A `_result` for transaction `tx` with a number: if it answers a `createStream`, the
+    /// message stream id it made.
+    fn stream_created(&mut self, tx: f64, id: f64) {
+        if let Some(i) = self.pending_create.iter().position(|&t| t == tx) {
+            self.pending_create.remove(i);
+            if self.created.len() < MAX_SESSION_RECORDS && id >= 0.0 && id <= u32::MAX as f64 {
+                self.created.push(id as u32);
+            }
         }
     }
 
@@ -373,9 +376,9 @@ impl Session {
     }
 }
 
-fn media_direction(dir: Dir) -> Direction {
+fn media_role(dir: Dir) -> Role {
     match dir {
-        Dir::ClientToServer => Direction::Publish,
-        Dir::ServerToClient => Direction::Play,
+        Dir::ClientToServer => Role::Publish,
+        Dir::ServerToClient => Role::Play,
     }
 }

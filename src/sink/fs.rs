@@ -10,9 +10,26 @@ use std::path::{Path, PathBuf};
 /// File stems whose next suffix is remembered, at most.
 const MAX_STEMS: usize = 65536;
 
+/// Which file a name led to (device and inode): a file found again under its name is the one
+/// this run made only if its `FileId` is the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    pub(super) fn of(meta: &std::fs::Metadata) -> Self {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
 /// Open a file this sink created, again, to write at its end: never through a symbolic link,
 /// never truncating, and only if it is still the same file (`None` otherwise).
-pub(super) fn reopen(path: &Path, id: (u64, u64)) -> io::Result<Option<File>> {
+pub(super) fn reopen(path: &Path, id: FileId) -> io::Result<Option<File>> {
     let f = match OpenOptions::new()
         .read(true)
         .write(true)
@@ -26,7 +43,7 @@ pub(super) fn reopen(path: &Path, id: (u64, u64)) -> io::Result<Option<File>> {
         Err(e) => return Err(e),
     };
     let meta = f.metadata()?;
-    if (meta.dev(), meta.ino()) != id {
+    if FileId::of(&meta) != id {
         return Ok(None);
     }
     let mut f = f;

@@ -5,7 +5,7 @@ use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use super::fs::reopen;
+use super::fs::{FileId, reopen};
 use super::report::ConnectionReport;
 
 /// SHA-256 of the finished files, worked out on other threads. Reading a file back and hashing
@@ -28,7 +28,7 @@ impl Hashing {
         }
     }
 
-    pub(super) fn start(&mut self, name: String, path: PathBuf, id: (u64, u64)) {
+    pub(super) fn start(&mut self, name: String, path: PathBuf, id: FileId) {
         while self.running.len() >= self.limit {
             self.join_oldest();
         }
@@ -95,7 +95,7 @@ impl Hashing {
 }
 
 /// SHA-256 of a finished file, read back (without following a link) if it is still ours.
-pub(super) fn sha256_of(path: &Path, id: (u64, u64)) -> io::Result<Option<String>> {
+pub(super) fn sha256_of(path: &Path, id: FileId) -> io::Result<Option<String>> {
     use sha2::{Digest, Sha256};
     let Some(mut f) = reopen(path, id)? else {
         return Ok(None);

@@ -6,22 +6,35 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use bytes::Bytes;
 
 use super::flv;
-use super::fs::create_unique_tmp;
+use super::fs::{FileId, create_unique_tmp};
 use super::hash::sha256_of;
 use super::report::{ConnectionReport, StreamReport};
 use super::stream::StreamOut;
+use crate::flow::{ConnId, StreamKey};
 use crate::rtmp::{TagKind, media};
 
 /// Keyframes remembered to lend a configuration, at most.
 const MAX_KEYFRAMES: usize = 16384;
 /// Streams that can wait for a configuration to be lent, at most.
 const MAX_FIXES: usize = 1024;
+
+/// A keyframe's content hash: the same pictures in two streams hash alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FrameHash(u64);
+
+impl FrameHash {
+    fn of(body: &Bytes) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        body.hash(&mut h);
+        FrameHash(h.finish())
+    }
+}
 
 /// What lending needs to know of one stream.
 #[derive(Default)]
@@ -31,13 +44,13 @@ pub(super) struct Carried {
     audio: Option<Bytes>,
     /// Joined mid-stream without a video configuration: its first keyframe's hash, to find
     /// the same pictures (and so their configuration) in another connection of the input.
-    missing_key: Option<u64>,
+    missing_key: Option<FrameHash>,
 }
 
 /// A stream whose decoder configuration another stream with the same pictures can borrow.
 #[derive(Clone)]
 struct Lender {
-    from: (u64, u32),
+    from: StreamKey,
     video: Option<Bytes>,
     audio: Option<Bytes>,
 }
@@ -47,31 +60,31 @@ struct Lender {
 pub(super) struct Lending {
     /// Recent keyframes of streams whose decoder configuration is known, by content hash,
     /// with that configuration; oldest first in `keyframe_order` (at most [`MAX_KEYFRAMES`]).
-    keyframes: HashMap<u64, Lender>,
-    keyframe_order: VecDeque<u64>,
+    keyframes: HashMap<FrameHash, Lender>,
+    keyframe_order: VecDeque<FrameHash>,
     /// Streams that joined mid-stream without their configuration, by the hash of their first
     /// keyframe, until a stream with the same keyframe and a configuration turns up.
-    needs: HashMap<u64, Vec<(u64, u32)>>,
+    needs: HashMap<FrameHash, Vec<StreamKey>>,
     /// Streams a configuration was found for, to write at the start of their files at the end
     /// (with `needs`, at most [`MAX_FIXES`]).
-    fixes: HashMap<(u64, u32), Lender>,
+    fixes: HashMap<StreamKey, Lender>,
     /// Connections with a stream in `needs` or `fixes`.
-    conns: HashSet<u64>,
+    conns: HashSet<ConnId>,
 }
 
 impl Lending {
     /// Whether a stream of connection `conn` may be lent a configuration at the end of the
     /// input (its report waits for it).
-    pub(super) fn waits(&self, conn: u64) -> bool {
+    pub(super) fn waits(&self, conn: ConnId) -> bool {
         self.conns.contains(&conn)
     }
 
     /// A connection that is not reported: its streams wait for nothing.
-    pub(super) fn forget(&mut self, conn: u64) {
+    pub(super) fn forget(&mut self, conn: ConnId) {
         if self.conns.remove(&conn) {
-            self.fixes.retain(|k, _| k.0 != conn);
+            self.fixes.retain(|k, _| k.conn != conn);
             for v in self.needs.values_mut() {
-                v.retain(|k| k.0 != conn);
+                v.retain(|k| k.conn != conn);
             }
             self.needs.retain(|_, v| !v.is_empty());
         }
@@ -81,7 +94,7 @@ impl Lending {
     /// a configuration to a stream that joined mid-stream and carries the same pictures.
     pub(super) fn note_configuration(
         &mut self,
-        key: (u64, u32),
+        key: StreamKey,
         s: &mut StreamOut,
         kind: TagKind,
         body: &Bytes,
@@ -106,11 +119,8 @@ impl Lending {
 
     /// A keyframe that needs a configuration: lent from, if the stream has one, else maybe
     /// waited for a configuration to be lent to.
-    fn note_keyframe(&mut self, key: (u64, u32), s: &mut StreamOut, body: &Bytes) {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        body.hash(&mut h);
-        let h = h.finish();
+    fn note_keyframe(&mut self, key: StreamKey, s: &mut StreamOut, body: &Bytes) {
+        let h = FrameHash::of(body);
         if s.carried.video.is_some() {
             let lender = Lender {
                 from: key,
@@ -143,7 +153,7 @@ impl Lending {
                     }
                     None => self.needs.entry(h).or_default().push(key),
                 }
-                self.conns.insert(key.0);
+                self.conns.insert(key.conn);
             }
         }
     }
@@ -154,15 +164,15 @@ impl Lending {
     pub(super) fn finish(
         &mut self,
         dir: &Path,
-        reports: &mut BTreeMap<u64, ConnectionReport>,
+        reports: &mut BTreeMap<ConnId, ConnectionReport>,
         sha256: bool,
     ) -> io::Result<()> {
         self.needs.clear();
-        let mut fixes: Vec<((u64, u32), Lender)> = self.fixes.drain().collect();
+        let mut fixes: Vec<(StreamKey, Lender)> = self.fixes.drain().collect();
         fixes.sort_by_key(|(k, _)| *k);
         for (key, lender) in fixes {
             let Some(report) = reports
-                .get_mut(&key.0)
+                .get_mut(&key.conn)
                 .and_then(|c| c.streams.iter_mut().find(|s| s.key == key))
             else {
                 continue;
@@ -215,11 +225,11 @@ fn lend(dir: &Path, report: &mut StreamReport, lender: &Lender, sha256: bool) ->
     report.bytes = head.len() as u64 + cfg.len() as u64 + rest;
     if sha256 {
         let meta = std::fs::symlink_metadata(&path)?;
-        report.sha256 = sha256_of(&path, (meta.dev(), meta.ino()))?;
+        report.sha256 = sha256_of(&path, FileId::of(&meta))?;
     }
     report.notes.push(format!(
         "decoder configuration taken from connection {} stream {}, which carries the same pictures",
-        lender.from.0, lender.from.1
+        lender.from.conn, lender.from.stream
     ));
     Ok(())
 }

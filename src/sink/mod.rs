@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use crate::config::{LimitHits, Limits};
-
+use crate::flow::{ConnId, StreamKey};
 use crate::pipeline::Output;
 use crate::rtmp::TagKind;
 use flv::FlvWriter;
@@ -31,7 +31,7 @@ use queue::WriteQueue;
 use report::{ConnectionReport, ConnectionSummary, Connections, StreamReport, TextKind};
 use select::file_stem;
 pub use select::{Selection, glob};
-use stream::StreamOut;
+use stream::{StreamOut, Tick};
 use target::{Pipe, Target};
 use waiting::Waiting;
 
@@ -39,8 +39,8 @@ use waiting::Waiting;
 pub struct FlvSink {
     dir: PathBuf,
     /// Looked up for every tag: foldhash, not SipHash.
-    streams: foldhash::HashMap<(u64, u32), StreamOut>,
-    finished: HashMap<u64, Vec<(u32, StreamReport)>>,
+    streams: foldhash::HashMap<StreamKey, StreamOut>,
+    finished: HashMap<ConnId, Vec<(u32, StreamReport)>>,
     /// Reports of ended connections, until they go to the spool.
     waiting: Waiting,
     pipe: Option<Pipe>,
@@ -55,8 +55,8 @@ pub struct FlvSink {
     /// again costs one name that exists already). At most `fs::MAX_STEMS`.
     next_suffix: HashMap<String, u32>,
     /// Streams whose file is open, least recently written first.
-    open: BTreeMap<u64, (u64, u32)>,
-    tick: u64,
+    open: BTreeMap<Tick, StreamKey>,
+    tick: Tick,
     open_files: usize,
     /// The run's limits, which the report names.
     limits: Limits,
@@ -88,7 +88,7 @@ impl FlvSink {
             dry: false,
             next_suffix: HashMap::new(),
             open: BTreeMap::new(),
-            tick: 0,
+            tick: Tick::default(),
             open_files: Limits::default().open_files,
             limits: Limits::default(),
             queue: None,
@@ -132,7 +132,7 @@ impl FlvSink {
     }
 
     /// Keep at most `n` files open at once (at least one).
-    pub fn with_open_files(mut self, n: usize) -> Self {
+    fn with_open_files(mut self, n: usize) -> Self {
         self.open_files = n.max(1);
         self
     }
@@ -222,8 +222,8 @@ impl FlvSink {
     }
 
     /// What is known of a stream, open or closed.
-    pub fn stream_report(&self, conn: u64, stream: u32) -> Option<&StreamReport> {
-        if let Some(s) = self.streams.get(&(conn, stream)) {
+    pub fn stream_report(&self, conn: ConnId, stream: u32) -> Option<&StreamReport> {
+        if let Some(s) = self.streams.get(&StreamKey { conn, stream }) {
             return Some(&s.report);
         }
         self.finished
@@ -248,7 +248,7 @@ impl FlvSink {
     }
 
     /// Make sure the stream `key` has its file open, creating it on first use.
-    fn open_file(&mut self, key: (u64, u32)) -> io::Result<()> {
+    fn open_file(&mut self, key: StreamKey) -> io::Result<()> {
         let Some(s) = self.streams.get(&key) else {
             return Ok(());
         };
@@ -261,7 +261,7 @@ impl FlvSink {
             let s = self.streams.get_mut(&key).expect("looked up above");
             s.open_file(&self.dir, queue, &mut self.next_suffix)?;
         }
-        self.tick += 1;
+        self.tick = self.tick.next();
         let s = self.streams.get_mut(&key).expect("looked up above");
         s.tick = self.tick;
         self.open.insert(self.tick, key);
@@ -269,8 +269,8 @@ impl FlvSink {
     }
 
     /// A stream is over: finish its file and keep its report.
-    fn close_stream(&mut self, conn: u64, stream: u32) -> io::Result<()> {
-        if let Some(s) = self.streams.remove(&(conn, stream)) {
+    fn close_stream(&mut self, key: StreamKey) -> io::Result<()> {
+        if let Some(s) = self.streams.remove(&key) {
             if s.to_pipe
                 && let Some(p) = &mut self.pipe
             {
@@ -284,7 +284,10 @@ impl FlvSink {
                 let path = self.dir.join(&name);
                 h.start(name, path, id);
             }
-            self.finished.entry(conn).or_default().push((stream, r));
+            self.finished
+                .entry(key.conn)
+                .or_default()
+                .push((key.stream, r));
         }
         Ok(())
     }
@@ -302,8 +305,8 @@ impl FlvSink {
                 timestamp,
                 body,
                 frame,
-            } => self.tag((conn, stream), kind, timestamp, &body, frame),
-            Output::StreamEnded { conn, stream } => self.close_stream(conn, stream),
+            } => self.tag(StreamKey { conn, stream }, kind, timestamp, &body, frame),
+            Output::StreamEnded { conn, stream } => self.close_stream(StreamKey { conn, stream }),
             Output::ConnectionEnded(facts) => {
                 let summary = ConnectionSummary::new(&facts, &self.limits);
                 self.connection_ended(summary)
@@ -319,7 +322,7 @@ impl FlvSink {
             app,
             stream,
             msid,
-            direction,
+            role,
             name,
             mid_stream,
             ..
@@ -327,20 +330,20 @@ impl FlvSink {
         else {
             return;
         };
-        let (key, app, name) = ((conn, stream), app.as_deref(), name.as_deref());
-        if !self.selection.keeps(app, name, client, direction) {
+        let (key, app, name) = (StreamKey { conn, stream }, app.as_deref(), name.as_deref());
+        if !self.selection.keeps(app, name, client, role) {
             return;
         }
-        let base_name = file_stem(app, name, msid, client, direction);
+        let base_name = file_stem(app, name, msid, client, role);
         let to_pipe = self.pipe.as_mut().is_some_and(|p| p.choose(key, app, name));
-        let s = StreamOut::new(key, base_name, to_pipe, name, direction, msid, mid_stream);
+        let s = StreamOut::new(key, base_name, to_pipe, name, role, msid, mid_stream);
         self.streams.insert(key, s);
     }
 
     /// A tag of a stream: counted, and written if it goes in the file.
     fn tag(
         &mut self,
-        key: (u64, u32),
+        key: StreamKey,
         kind: TagKind,
         timestamp: u32,
         body: &Bytes,
@@ -385,9 +388,14 @@ impl FlvSink {
         let id = summary.id;
         // Streams still open when their connection ended (should not happen: the
         // session ends them), closed here all the same.
-        let open: Vec<(u64, u32)> = self.streams.keys().filter(|k| k.0 == id).copied().collect();
+        let open: Vec<StreamKey> = self
+            .streams
+            .keys()
+            .filter(|k| k.conn == id)
+            .copied()
+            .collect();
         for k in open {
-            self.close_stream(k.0, k.1)?;
+            self.close_stream(k)?;
         }
         let mut streams = self.finished.remove(&id).unwrap_or_default();
         streams.sort_by_key(|(sid, _)| *sid);
@@ -448,7 +456,7 @@ impl crate::pipeline::OutputSink for FlvSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rtmp::Direction;
+    use crate::rtmp::Role;
     use std::sync::{Arc, Mutex};
 
     /// A pipe whose bytes the test can read back.
@@ -467,13 +475,13 @@ mod tests {
 
     fn started(conn: u64, name: &[u8]) -> Output {
         Output::StreamStarted {
-            conn,
+            conn: ConnId(conn),
             client: "127.0.0.1:40000".parse().unwrap(),
             server: "127.0.0.1:1935".parse().unwrap(),
             app: Some(b"live".to_vec()),
             stream: 0,
             msid: 1,
-            direction: Direction::Publish,
+            role: Role::Publish,
             name: Some(name.to_vec()),
             mid_stream: false,
         }
@@ -482,7 +490,7 @@ mod tests {
     fn keyframe(conn: u64, timestamp: u32) -> Output {
         // Sorenson H.263 keyframe: needs no decoder configuration.
         Output::Tag {
-            conn,
+            conn: ConnId(conn),
             stream: 0,
             kind: TagKind::Video,
             timestamp,
@@ -507,7 +515,13 @@ mod tests {
         }
         // Handed to the writer on the keyframe: the file holds the tag soon, without an
         // explicit flush (the capture does not wait for the write).
-        let file = dir.join(sink.stream_report(1, 0).unwrap().file.clone().unwrap());
+        let file = dir.join(
+            sink.stream_report(ConnId(1), 0)
+                .unwrap()
+                .file
+                .clone()
+                .unwrap(),
+        );
         let mut tags = Vec::new();
         for _ in 0..500 {
             tags = flv::parse(&std::fs::read(&file).unwrap()).unwrap().1;
@@ -521,12 +535,18 @@ mod tests {
         assert_eq!(flv::parse(&pipe.0.lock().unwrap()).unwrap().1.len(), 1);
         assert!(!sink.pipe_done());
         sink.handle(keyframe(2, 1040)).unwrap();
-        sink.handle(Output::StreamEnded { conn: 2, stream: 0 })
-            .unwrap();
+        sink.handle(Output::StreamEnded {
+            conn: ConnId(2),
+            stream: 0,
+        })
+        .unwrap();
         assert!(sink.pipe_done());
         let (flags, tags) = flv::parse(&pipe.0.lock().unwrap()).unwrap();
         assert_eq!((flags, tags.len(), tags[1].timestamp), (0x05, 2, 40));
-        assert_eq!(sink.stream_report(2, 0).unwrap().file.as_deref(), Some("-"));
+        assert_eq!(
+            sink.stream_report(ConnId(2), 0).unwrap().file.as_deref(),
+            Some("-")
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

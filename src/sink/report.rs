@@ -5,21 +5,24 @@
 //! summary or table lines) when its connection ends, and the whole report is streamed out at
 //! the end.
 
-use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
 
 use serde::Serialize;
 
 use crate::capture::InputReport;
 use crate::config::{LimitHits, LimitReport, Limits};
-use crate::flow::{Dir, Eviction};
+use crate::flow::{ConnId, Dir, Eviction, StreamKey};
 use crate::pipeline::{ConnectionFacts, Stats, TunnelFacts};
 use crate::rtmp::HandshakeOutcome;
 use crate::transport::tls::{KeysFrom, TlsInfo, suite_name};
 
 use super::naming::escape;
+
+mod spool;
+mod text;
+
+pub use spool::Spool;
+use text::{summary_of, table_of};
 
 /// Where a direction was locked onto without a handshake (mid-stream start or after a gap).
 #[derive(Clone, Debug, Serialize)]
@@ -45,7 +48,7 @@ pub struct GapReport {
 /// A connection as the report shows it: [`ConnectionFacts`] in words.
 #[derive(Clone, Debug, Serialize)]
 pub struct ConnectionSummary {
-    pub id: u64,
+    pub id: ConnId,
     pub client: String,
     pub server: String,
     pub first_seen: f64,
@@ -278,7 +281,7 @@ impl ConnectionSummary {
         let s = &f.connect;
         let [c2s, s2c] = &f.reassembly;
         ConnectionSummary {
-            id: f.id.0,
+            id: f.id,
             client: f.client.to_string(),
             server: f.server.to_string(),
             first_seen: f.first_seen,
@@ -400,7 +403,7 @@ fn warnings(f: &ConnectionFacts, limits: &Limits) -> Vec<String> {
 pub struct StreamReport {
     /// (connection, stream) inside the run; not reported.
     #[serde(skip)]
-    pub key: (u64, u32),
+    pub key: StreamKey,
     /// The stream name as sent (escaped), or null when the naming command was not captured.
     pub name: Option<String>,
     /// The name as it stands in the file name (sanitised).
@@ -494,7 +497,7 @@ impl Connections {
     pub fn len(&self) -> usize {
         match self {
             Connections::Memory(v) => v.len(),
-            Connections::Spooled(s) => s.entries.len(),
+            Connections::Spooled(s) => s.len(),
         }
     }
 
@@ -506,7 +509,7 @@ impl Connections {
     pub fn streams(&self) -> u64 {
         match self {
             Connections::Memory(v) => v.iter().map(|c| c.streams.len() as u64).sum(),
-            Connections::Spooled(s) => s.streams,
+            Connections::Spooled(s) => s.streams(),
         }
     }
 }
@@ -530,82 +533,6 @@ impl TextKind {
     }
 }
 
-/// Reports of finished connections in an unnamed file (it disappears with the process):
-/// memory holds 24 bytes a connection, whatever the report holds.
-pub struct Spool {
-    file: File,
-    end: u64,
-    /// Per connection, in the order they were added: its id, where its JSON starts, and the
-    /// lengths of its JSON and of its text (which follows the JSON).
-    entries: Vec<(u64, u64, u32, u32)>,
-    sorted: bool,
-    streams: u64,
-    text: TextKind,
-}
-
-impl Spool {
-    /// A spool in `dir` (the output folder, or the temporary folder for an inventory).
-    pub fn new(dir: &Path, text: TextKind) -> io::Result<Self> {
-        // An unnamed file where the system has them; else a hidden one, unlinked at once.
-        let file = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_TMPFILE)
-            .open(dir)
-        {
-            Ok(f) => f,
-            Err(_) => {
-                let (path, f) = super::fs::create_unique_tmp(dir, "rtmpsniff-spool", "")?;
-                let _ = std::fs::remove_file(&path);
-                f
-            }
-        };
-        Ok(Spool {
-            file,
-            end: 0,
-            entries: Vec::new(),
-            sorted: true,
-            streams: 0,
-            text,
-        })
-    }
-
-    /// Keep one finished connection's report.
-    pub fn push(&mut self, c: &ConnectionReport) -> io::Result<()> {
-        let json = serde_json::to_vec_pretty(c).map_err(io::Error::other)?;
-        let text = self.text.render(c);
-        let too_big = || io::Error::other("a connection's report is larger than 4 GiB");
-        let json_len = u32::try_from(json.len()).map_err(|_| too_big())?;
-        let text_len = u32::try_from(text.len()).map_err(|_| too_big())?;
-        self.file.write_all_at(&json, self.end)?;
-        self.file
-            .write_all_at(text.as_bytes(), self.end + json.len() as u64)?;
-        if self.entries.last().is_some_and(|e| e.0 > c.summary.id) {
-            self.sorted = false;
-        }
-        self.entries
-            .push((c.summary.id, self.end, json_len, text_len));
-        self.end += json.len() as u64 + text.len() as u64;
-        self.streams += c.streams.len() as u64;
-        Ok(())
-    }
-
-    /// In the order the connections began.
-    fn sort(&mut self) {
-        if !self.sorted {
-            self.entries.sort_unstable_by_key(|e| e.0);
-            self.sorted = true;
-        }
-    }
-
-    fn read(&self, at: u64, len: u32) -> io::Result<Vec<u8>> {
-        let mut buf = vec![0; len as usize];
-        self.file.read_exact_at(&mut buf, at)?;
-        Ok(buf)
-    }
-}
-
 /// `json` (pretty, at depth 0) indented to sit at `depth` levels of two spaces.
 fn write_indented(out: &mut dyn Write, json: &[u8], depth: usize) -> io::Result<()> {
     let pad = &b"            "[..(2 * depth).min(12)];
@@ -617,208 +544,6 @@ fn write_indented(out: &mut dyn Write, json: &[u8], depth: usize) -> io::Result<
         out.write_all(line)?;
     }
     Ok(())
-}
-
-/// UTC time of day and date for seconds since the epoch (`2026-11-25 04:37:17.123`).
-pub fn utc(t: f64) -> String {
-    if !t.is_finite() || t < 0.0 {
-        return "?".into();
-    }
-    let secs = t.floor() as i64;
-    let ms = ((t - t.floor()) * 1000.0) as u32;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + (m <= 2) as i64;
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{ms:03}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-fn codecs(st: &StreamReport) -> String {
-    let c = [st.video_codec, st.audio_codec]
-        .iter()
-        .flatten()
-        .copied()
-        .collect::<Vec<_>>()
-        .join("+");
-    if c.is_empty() { "no media".into() } else { c }
-}
-
-/// `  rtmpt session=ID (N TCP connections)` for an RTMPT session.
-fn tunnel(m: &ConnectionSummary) -> String {
-    match &m.rtmpt {
-        Some(t) => format!(
-            "  rtmpt session={} ({} TCP connection{})",
-            t.session,
-            t.connections.len() as u64 + t.connections_dropped,
-            if t.connections.len() as u64 + t.connections_dropped == 1 {
-                ""
-            } else {
-                "s"
-            }
-        ),
-        None => String::new(),
-    }
-}
-
-fn encryption(m: &ConnectionSummary) -> String {
-    if let Some(t) = &m.tls {
-        let v = t.version.as_deref().unwrap_or("TLS");
-        let sni = t
-            .sni
-            .as_deref()
-            .map_or(String::new(), |s| format!(" sni={s}"));
-        return match t.decrypted {
-            true => format!("  {v} decrypted{sni}"),
-            false => format!("  ENCRYPTED ({v}, no keys){sni}"),
-        };
-    }
-    match m.encryption {
-        Some("tls") => "  ENCRYPTED (TLS)",
-        Some(_) => "  ENCRYPTED (RTMPE)",
-        None => "",
-    }
-    .to_string()
-}
-
-/// A connection's lines in the summary `read` prints; `verbose` adds its warnings, gaps and
-/// lock-ons.
-pub fn summary_of(c: &ConnectionReport, verbose: bool) -> String {
-    let mut s = String::new();
-    let m = &c.summary;
-    s.push_str(&format!(
-        "connection {} -> {}  app={}  handshake={}{}{}\n",
-        m.client,
-        m.server,
-        m.app.as_deref().unwrap_or("?"),
-        m.handshake,
-        encryption(m),
-        tunnel(m)
-    ));
-    if !m.gaps.is_empty() {
-        let lost: u64 = m.gaps.iter().map(|g| g.len).sum();
-        s.push_str(&format!(
-            "  {} gaps, {} bytes not captured\n",
-            m.gaps.len(),
-            lost
-        ));
-    }
-    if verbose {
-        for g in &m.gaps {
-            s.push_str(&format!(
-                "    gap: {} bytes {} at stream offset {} (frame {}): {}\n",
-                g.len, g.direction, g.offset, g.frame, g.reason
-            ));
-        }
-        for l in &m.locks {
-            s.push_str(&format!(
-                "    lock-on: {} at stream offset {} (frame {}), {} bytes skipped, chunk size {}\n",
-                l.direction, l.offset, l.frame, l.skipped_bytes, l.chunk_size
-            ));
-        }
-        for w in &m.warnings {
-            s.push_str(&format!("    warning: {w}\n"));
-        }
-    }
-    for st in &c.streams {
-        s.push_str(&format!(
-            "  {} {} (msid {}): {} video, {} audio frames, {:.1} s, {} -> {}\n",
-            st.direction,
-            st.name
-                .as_deref()
-                .map_or("<unnamed>".to_string(), |n| format!("\"{n}\"")),
-            st.message_stream_id,
-            st.video_frames,
-            st.audio_frames,
-            st.duration_ms as f64 / 1000.0,
-            codecs(st),
-            st.file.as_deref().unwrap_or("(no file)"),
-        ));
-        for n in &st.notes {
-            s.push_str(&format!("    note: {n}\n"));
-        }
-    }
-    s
-}
-
-/// A connection's lines in the inventory `list` prints, without its number (the first line
-/// starts with the space that follows it).
-pub fn table_of(c: &ConnectionReport) -> String {
-    let mut s = String::new();
-    let m = &c.summary;
-    s.push_str(&format!(
-        " {} -> {}  {} .. {} ({:.1} s)  app={}  tcUrl={}  handshake={}{}{}{}\n",
-        m.client,
-        m.server,
-        utc(m.first_seen),
-        utc(m.last_seen),
-        (m.last_seen - m.first_seen).max(0.0),
-        m.app.as_deref().unwrap_or("?"),
-        m.tc_url.as_deref().unwrap_or("?"),
-        m.handshake,
-        encryption(m),
-        tunnel(m),
-        if m.gaps.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "  gaps={} ({} bytes)",
-                m.gaps.len(),
-                m.gaps.iter().map(|g| g.len).sum::<u64>()
-            )
-        },
-    ));
-    if c.streams.is_empty() {
-        return s;
-    }
-    let mut rows = vec![[
-        "DIRECTION".to_string(),
-        "NAME".into(),
-        "CODECS".into(),
-        "SIZE".into(),
-        "DURATION".into(),
-        "VIDEO".into(),
-        "AUDIO".into(),
-        "KEYFRAMES".into(),
-    ]];
-    for st in &c.streams {
-        rows.push([
-            st.direction.to_string(),
-            st.name.clone().unwrap_or_else(|| "<unnamed>".into()),
-            codecs(st),
-            match (st.width, st.height) {
-                (Some(w), Some(h)) => format!("{w}x{h}"),
-                _ => "-".into(),
-            },
-            format!("{:.1} s", st.duration_ms as f64 / 1000.0),
-            st.video_frames.to_string(),
-            st.audio_frames.to_string(),
-            st.keyframes.to_string(),
-        ]);
-    }
-    let widths: Vec<usize> = (0..8)
-        .map(|k| rows.iter().map(|r| r[k].chars().count()).max().unwrap_or(0))
-        .collect();
-    for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        s.push_str(&format!("   {}\n", line.join("  ").trim_end()));
-    }
-    s
 }
 
 impl Report {
@@ -848,10 +573,7 @@ impl Report {
                 }
             }
             Connections::Spooled(sp) => {
-                sp.sort();
-                for &(_, at, json, _) in &sp.entries {
-                    each(&sp.read(at, json)?)?;
-                }
+                sp.each_json(&mut each)?;
             }
         }
         out.write_all(if first { b"]\n}" } else { b"\n  ]\n}" })?;
@@ -876,13 +598,10 @@ impl Report {
                 }
             }
             Connections::Spooled(sp) => {
-                if sp.text != text {
+                if sp.text() != text {
                     return Err(io::Error::other("the spool keeps another text"));
                 }
-                sp.sort();
-                for &(_, at, json, len) in &sp.entries {
-                    each(&sp.read(at + json as u64, len)?)?;
-                }
+                sp.each_text(&mut each)?;
             }
         }
         Ok(())
@@ -918,17 +637,5 @@ impl Report {
         let mut v = Vec::new();
         let _ = self.write_summary(&mut v, verbose);
         String::from_utf8_lossy(&v).into_owned()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::utc;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0.0), "1970-01-01 00:00:00.000");
-        assert_eq!(utc(1_764_045_437.25), "2025-11-25 04:37:17.250");
-        assert_eq!(utc(951_782_400.0), "2000-02-29 00:00:00.000");
     }
 }

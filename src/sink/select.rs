@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use super::naming;
-use crate::rtmp::Direction;
+use crate::rtmp::Role;
 
 /// Whether a `--stream` selector names this stream: its name as the report shows it, the name
 /// without its query string, or `APP/NAME`.
@@ -62,7 +62,7 @@ pub struct Selection {
     pub app: Option<String>,
     /// The client's address (`IP`) or address and port (`IP:PORT`).
     pub client: Option<String>,
-    pub direction: Option<Direction>,
+    pub direction: Option<Role>,
 }
 
 impl Selection {
@@ -78,7 +78,7 @@ impl Selection {
         app: Option<&[u8]>,
         name: Option<&[u8]>,
         client: SocketAddr,
-        d: Direction,
+        d: Role,
     ) -> bool {
         if self.direction.is_some_and(|x| x != d) {
             return false;
@@ -108,7 +108,7 @@ pub(super) fn file_stem(
     name: Option<&[u8]>,
     msid: u32,
     client: SocketAddr,
-    d: Direction,
+    d: Role,
 ) -> String {
     let app = naming::sanitize(app.unwrap_or(b"noapp"));
     let name = match name {

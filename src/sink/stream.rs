@@ -3,19 +3,30 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use bytes::Bytes;
 
 use super::flv::{self, FlvWriter};
-use super::fs::{create_unique, reopen};
+use super::fs::{FileId, create_unique, reopen};
 use super::lend::Carried;
 use super::naming;
 use super::queue::WriteQueue;
 use super::report::StreamReport;
 use super::target::Target;
-use crate::rtmp::{Direction, TagKind, amf0, media};
+use crate::flow::StreamKey;
+use crate::rtmp::{Role, TagKind, amf0, media};
+
+/// When a stream's file was last written to, counting up over the run: of the open files,
+/// the one with the lowest tick is closed first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Tick(u64);
+
+impl Tick {
+    pub(super) fn next(self) -> Tick {
+        Tick(self.0 + 1)
+    }
+}
 
 pub(super) struct StreamOut {
     base_name: String,
@@ -23,9 +34,9 @@ pub(super) struct StreamOut {
     pub(super) to_pipe: bool,
     /// The file's name in the folder and identity (device, inode), to open it again after
     /// it was closed for the open-file limit and be sure it is still ours.
-    pub(super) file: Option<(String, (u64, u64))>,
+    pub(super) file: Option<(String, FileId)>,
     /// When its file was last written (the sink's own clock).
-    pub(super) tick: u64,
+    pub(super) tick: Tick,
     /// Timestamp that becomes 0 in the file.
     base_ts: Option<u32>,
     video_config: bool,
@@ -42,11 +53,11 @@ pub(super) struct StreamOut {
 impl StreamOut {
     /// A stream that starts, its file named after `base_name` (not made yet).
     pub(super) fn new(
-        key: (u64, u32),
+        key: StreamKey,
         base_name: String,
         to_pipe: bool,
         name: Option<&[u8]>,
-        direction: Direction,
+        role: Role,
         msid: u32,
         mid_stream: bool,
     ) -> Self {
@@ -55,7 +66,7 @@ impl StreamOut {
             writer: None,
             to_pipe,
             file: None,
-            tick: 0,
+            tick: Tick::default(),
             base_ts: None,
             video_config: false,
             audio_config: false,
@@ -67,7 +78,7 @@ impl StreamOut {
                 key,
                 name: name.map(naming::escape),
                 name_in_file: name.map(naming::sanitize),
-                direction: direction.as_str(),
+                direction: role.as_str(),
                 message_stream_id: msid,
                 ..Default::default()
             },
@@ -280,7 +291,7 @@ impl StreamOut {
             if self.report.file.as_deref() != Some(name.as_str()) {
                 self.report.more_files.push(name.clone());
             }
-            self.file = Some((name, (meta.dev(), meta.ino())));
+            self.file = Some((name, FileId::of(&meta)));
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use super::flv::TagOut;
 use super::queue::QueuedFile;
 use super::select::selects;
+use crate::flow::StreamKey;
 
 /// Where one stream's FLV goes.
 pub(super) enum Target {
@@ -74,7 +75,7 @@ pub(super) struct Pipe {
     selector: String,
     /// Taken by the stream once it is chosen.
     pub(super) out: Option<Box<dyn Write + Send>>,
-    chosen: Option<(u64, u32)>,
+    chosen: Option<StreamKey>,
     /// The piped stream ended, or the pipe's reader went away.
     pub(super) done: bool,
 }
@@ -92,7 +93,7 @@ impl Pipe {
     /// Whether the stream `key`, starting, goes to the pipe: the first one the selector names.
     pub(super) fn choose(
         &mut self,
-        key: (u64, u32),
+        key: StreamKey,
         app: Option<&[u8]>,
         name: Option<&[u8]>,
     ) -> bool {

@@ -8,15 +8,16 @@ use std::path::Path;
 
 use super::hash::Hashing;
 use super::report::{ConnectionReport, Connections, Spool, TextKind};
+use crate::flow::ConnId;
 
 #[derive(Default)]
 pub(super) struct Waiting {
     /// Reports of ended connections, in the order they began, that wait for the end of the
     /// input, or all of them when there is no spool.
-    end: BTreeMap<u64, ConnectionReport>,
+    end: BTreeMap<ConnId, ConnectionReport>,
     /// Reports of ended connections that wait for the SHA-256 of a file (a few: at most one
     /// file per core is hashed at a time).
-    sum: BTreeMap<u64, ConnectionReport>,
+    sum: BTreeMap<ConnId, ConnectionReport>,
     /// Where the reports of the other ended connections go (`spool_in`).
     spool: Option<Spool>,
 }
@@ -29,7 +30,7 @@ impl Waiting {
     }
 
     /// The reports that wait for the end of the input.
-    pub(super) fn end(&mut self) -> &mut BTreeMap<u64, ConnectionReport> {
+    pub(super) fn end(&mut self) -> &mut BTreeMap<ConnId, ConnectionReport> {
         &mut self.end
     }
 
@@ -68,7 +69,7 @@ impl Waiting {
             return Ok(());
         }
         h.poll();
-        let ready: Vec<u64> = self
+        let ready: Vec<ConnId> = self
             .sum
             .iter()
             .filter(|(_, c)| !h.waited_for(c))

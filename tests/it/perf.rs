@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use rtmpsniff::flow::ConnId;
 use rtmpsniff::pipeline::Output;
 use rtmpsniff::sink::report::ConnectionSummary;
 use rtmpsniff::{Config, Driver, Pipeline};
@@ -138,7 +139,16 @@ fn idle_connection_is_closed_by_packet_time() {
     // Everything it carried was handed on before it closed.
     let tags = out
         .iter()
-        .filter(|(n, o)| *n <= first_of_b && matches!(o, Output::Tag { conn: 0, .. }))
+        .filter(|(n, o)| {
+            *n <= first_of_b
+                && matches!(
+                    o,
+                    Output::Tag {
+                        conn: ConnId(0),
+                        ..
+                    }
+                )
+        })
         .count();
     assert!(tags >= synthetic::expected_media(&Opts::default()).len());
 

@@ -1,0 +1,199 @@
+use super::*;
+use proptest::prelude::*;
+
+fn read_all(data: &[u8], pieces: &[usize]) -> Vec<Message> {
+    let mut r = ChunkReader::new(0, DEFAULT_CHUNK_SIZE, Limits::default());
+    let mut out = Vec::new();
+    let mut at = 0;
+    for &p in pieces {
+        let end = (at + p).min(data.len());
+        r.push(&data[at..end], 0, &mut out).unwrap();
+        at = end;
+    }
+    r.push(&data[at..], 0, &mut out).unwrap();
+    r.finish(0, &mut out).unwrap();
+    out
+}
+
+fn simple(m: &[Message]) -> Vec<(u32, u32, u8, u32, Vec<u8>)> {
+    m.iter()
+        .map(|m| (m.csid, m.msid, m.type_id, m.timestamp, m.body.to_vec()))
+        .collect()
+}
+
+#[test]
+fn fmt0_single_chunk() {
+    let mut w = ChunkWriter::new(128);
+    let mut b = Vec::new();
+    w.write(3, 1, 20, 1000, b"hello", &mut b);
+    let m = read_all(&b, &[]);
+    assert_eq!(simple(&m), vec![(3, 1, 20, 1000, b"hello".to_vec())]);
+}
+
+#[test]
+fn deltas_and_fmt3_new_message_reapply_delta() {
+    let mut w = ChunkWriter::new(128);
+    let mut b = Vec::new();
+    w.write(4, 1, 9, 0, b"a", &mut b); // fmt 0
+    w.write(4, 1, 9, 40, b"b", &mut b); // fmt 2, delta 40
+    w.write(4, 1, 9, 80, b"c", &mut b); // fmt 3, same delta
+    w.write(4, 1, 9, 100, b"dd", &mut b); // fmt 1
+    assert_eq!(b[b.len() - 2 - 8], 0x44); // fmt 1 on csid 4
+    let ts: Vec<u32> = read_all(&b, &[]).iter().map(|m| m.timestamp).collect();
+    assert_eq!(ts, vec![0, 40, 80, 100]);
+}
+
+#[test]
+fn fmt3_after_fmt0_uses_its_timestamp_as_delta() {
+    // As in the specification (and ffmpeg's writer): T, then a fmt-3 message at 2T.
+    let b = [
+        vec![0x04, 0, 0, 40, 0, 0, 1, 9, 1, 0, 0, 0, b'a'],
+        vec![0xc4, b'b'],
+    ]
+    .concat();
+    let ts: Vec<u32> = read_all(&b, &[]).iter().map(|m| m.timestamp).collect();
+    assert_eq!(ts, vec![40, 80]);
+}
+
+#[test]
+fn interleaved_chunk_streams() {
+    let mut b = Vec::new();
+    // Two 200-byte messages on csids 4 and 6, chunks interleaved at size 128.
+    let a = vec![1u8; 200];
+    let v = vec![2u8; 200];
+    b.extend_from_slice(&[0x04, 0, 0, 0, 0, 0, 200, 8, 1, 0, 0, 0]);
+    b.extend_from_slice(&a[..128]);
+    b.extend_from_slice(&[0x06, 0, 0, 0, 0, 0, 200, 9, 1, 0, 0, 0]);
+    b.extend_from_slice(&v[..128]);
+    b.push(0xc4);
+    b.extend_from_slice(&a[128..]);
+    b.push(0xc6);
+    b.extend_from_slice(&v[128..]);
+    let m = read_all(&b, &[]);
+    assert_eq!(m.len(), 2);
+    assert_eq!(m[0].body.to_vec(), a);
+    assert_eq!(m[1].body.to_vec(), v);
+}
+
+#[test]
+fn set_chunk_size_applies_to_following_chunks() {
+    let mut w = ChunkWriter::new(128);
+    let mut b = Vec::new();
+    w.set_chunk_size(4096, &mut b);
+    let body = vec![7u8; 3000];
+    w.write(6, 1, 9, 0, &body, &mut b);
+    let m = read_all(&b, &[]);
+    assert_eq!(m.len(), 2);
+    assert_eq!(m[1].body.len(), 3000);
+}
+
+#[test]
+fn extended_timestamps_both_fmt3_conventions() {
+    for fmt3_ext in [true, false] {
+        let mut w = ChunkWriter::new(128);
+        w.fmt3_ext = fmt3_ext;
+        let mut b = Vec::new();
+        let body: Vec<u8> = (0..300).map(|i| i as u8).collect();
+        w.write(4, 1, 9, 0x0100_0000, &body, &mut b);
+        w.write(4, 1, 9, 0x0100_0000 + 33, &body, &mut b);
+        w.write(4, 1, 9, 0x0200_0000, &body, &mut b); // extended delta on fmt 2
+        let m = read_all(&b, &[]);
+        assert_eq!(m.len(), 3, "fmt3_ext={fmt3_ext}");
+        assert!(m.iter().all(|m| m.body.to_vec() == body));
+        let ts: Vec<u32> = m.iter().map(|m| m.timestamp).collect();
+        assert_eq!(ts, vec![0x0100_0000, 0x0100_0021, 0x0200_0000]);
+    }
+}
+
+#[test]
+fn csid_ranges() {
+    let mut w = ChunkWriter::new(128);
+    let mut b = Vec::new();
+    w.set_chunk_size(64, &mut b);
+    for csid in [3, 63, 64, 319, 320, 65599] {
+        w.write(csid, 1, 8, 5, &[csid as u8; 100], &mut b);
+    }
+    let m = read_all(&b, &[]);
+    let ids: Vec<u32> = m.iter().skip(1).map(|m| m.csid).collect();
+    assert_eq!(ids, vec![3, 63, 64, 319, 320, 65599]);
+    assert!(m.iter().skip(1).all(|m| m.body.len() == 100));
+}
+
+#[test]
+fn abort_drops_the_partial() {
+    let mut b = vec![0x04, 0, 0, 0, 0, 1, 0, 9, 1, 0, 0, 0];
+    b.extend_from_slice(&[0u8; 128]);
+    // Abort csid 4 on csid 2.
+    b.extend_from_slice(&[0x02, 0, 0, 0, 0, 0, 4, 2, 0, 0, 0, 0, 0, 0, 0, 4]);
+    let mut w = ChunkWriter::new(128);
+    w.write(4, 1, 8, 10, b"next", &mut b);
+    let m = read_all(&b, &[]);
+    assert_eq!(m.len(), 2);
+    assert_eq!(m[1].body.as_ref(), b"next");
+}
+
+#[test]
+fn hostile_headers_error_not_panic() {
+    let mut r = ChunkReader::new(0, 128, Limits::default());
+    let mut out = Vec::new();
+    assert!(matches!(
+        r.push(&[0x45, 0, 0, 0, 0, 0, 1, 9], 0, &mut out),
+        Err(ChunkError::NoPreviousHeader { csid: 5, .. })
+    ));
+    let limits = Limits {
+        message_bytes: 1000,
+        ..Limits::default()
+    };
+    let mut r = ChunkReader::new(0, 128, limits);
+    assert!(
+        r.push(
+            &[0x04, 0, 0, 0, 0xff, 0xff, 0xff, 9, 1, 0, 0, 0],
+            0,
+            &mut out
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn huge_chunk_size_does_not_allocate() {
+    let mut w = ChunkWriter::new(128);
+    let mut b = Vec::new();
+    w.set_chunk_size(MAX_CHUNK_SIZE, &mut b);
+    w.write(4, 1, 9, 0, &[1u8; 10], &mut b);
+    let m = read_all(&b, &[]);
+    assert_eq!(m[1].body.len(), 10);
+}
+
+proptest! {
+    #[test]
+    fn byte_by_byte_equals_whole(
+        sizes in proptest::collection::vec(0usize..600, 1..12),
+        chunk in prop_oneof![Just(1u32), Just(7), Just(128), Just(4096)],
+        pieces in proptest::collection::vec(1usize..50, 0..200),
+        fmt3_ext in any::<bool>(),
+    ) {
+        let mut w = ChunkWriter::new(128);
+        w.fmt3_ext = fmt3_ext;
+        let mut b = Vec::new();
+        w.set_chunk_size(chunk, &mut b);
+        for (i, s) in sizes.iter().enumerate() {
+            let body: Vec<u8> = (0..*s).map(|k| (k + i) as u8).collect();
+            let csid = 4 + (i as u32 % 3) * 100;
+            w.write(csid, 1, if i % 2 == 0 { 8 } else { 9 }, 0x00ff_fff0 + 10 * i as u32, &body, &mut b);
+        }
+        let whole = read_all(&b, &[]);
+        let ones = read_all(&b, &vec![1; b.len()]);
+        let random = read_all(&b, &pieces);
+        prop_assert_eq!(whole.len(), sizes.len() + 1);
+        prop_assert_eq!(simple(&whole), simple(&ones));
+        prop_assert_eq!(simple(&whole), simple(&random));
+    }
+
+    #[test]
+    fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
+        let mut r = ChunkReader::new(0, 128, Limits::default());
+        let mut out = Vec::new();
+        let _ = r.push(&data, 0, &mut out);
+    }
+}

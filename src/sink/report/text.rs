@@ -1,0 +1,218 @@
+//! The report in words: a connection's lines in the summary `read` prints and in the
+//! inventory `list` prints.
+
+use super::{ConnectionReport, ConnectionSummary, StreamReport};
+
+/// UTC time of day and date for seconds since the epoch (`2026-11-25 04:37:17.123`).
+fn utc(t: f64) -> String {
+    if !t.is_finite() || t < 0.0 {
+        return "?".into();
+    }
+    let secs = t.floor() as i64;
+    let ms = ((t - t.floor()) * 1000.0) as u32;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{ms:03}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn codecs(st: &StreamReport) -> String {
+    let c = [st.video_codec, st.audio_codec]
+        .iter()
+        .flatten()
+        .copied()
+        .collect::<Vec<_>>()
+        .join("+");
+    if c.is_empty() { "no media".into() } else { c }
+}
+
+/// `  rtmpt session=ID (N TCP connections)` for an RTMPT session.
+fn tunnel(m: &ConnectionSummary) -> String {
+    match &m.rtmpt {
+        Some(t) => format!(
+            "  rtmpt session={} ({} TCP connection{})",
+            t.session,
+            t.connections.len() as u64 + t.connections_dropped,
+            if t.connections.len() as u64 + t.connections_dropped == 1 {
+                ""
+            } else {
+                "s"
+            }
+        ),
+        None => String::new(),
+    }
+}
+
+fn encryption(m: &ConnectionSummary) -> String {
+    if let Some(t) = &m.tls {
+        let v = t.version.as_deref().unwrap_or("TLS");
+        let sni = t
+            .sni
+            .as_deref()
+            .map_or(String::new(), |s| format!(" sni={s}"));
+        return match t.decrypted {
+            true => format!("  {v} decrypted{sni}"),
+            false => format!("  ENCRYPTED ({v}, no keys){sni}"),
+        };
+    }
+    match m.encryption {
+        Some("tls") => "  ENCRYPTED (TLS)",
+        Some(_) => "  ENCRYPTED (RTMPE)",
+        None => "",
+    }
+    .to_string()
+}
+
+/// A connection's lines in the summary `read` prints; `verbose` adds its warnings, gaps and
+/// lock-ons.
+pub(super) fn summary_of(c: &ConnectionReport, verbose: bool) -> String {
+    let mut s = String::new();
+    let m = &c.summary;
+    s.push_str(&format!(
+        "connection {} -> {}  app={}  handshake={}{}{}\n",
+        m.client,
+        m.server,
+        m.app.as_deref().unwrap_or("?"),
+        m.handshake,
+        encryption(m),
+        tunnel(m)
+    ));
+    if !m.gaps.is_empty() {
+        let lost: u64 = m.gaps.iter().map(|g| g.len).sum();
+        s.push_str(&format!(
+            "  {} gaps, {} bytes not captured\n",
+            m.gaps.len(),
+            lost
+        ));
+    }
+    if verbose {
+        for g in &m.gaps {
+            s.push_str(&format!(
+                "    gap: {} bytes {} at stream offset {} (frame {}): {}\n",
+                g.len, g.direction, g.offset, g.frame, g.reason
+            ));
+        }
+        for l in &m.locks {
+            s.push_str(&format!(
+                "    lock-on: {} at stream offset {} (frame {}), {} bytes skipped, chunk size {}\n",
+                l.direction, l.offset, l.frame, l.skipped_bytes, l.chunk_size
+            ));
+        }
+        for w in &m.warnings {
+            s.push_str(&format!("    warning: {w}\n"));
+        }
+    }
+    for st in &c.streams {
+        s.push_str(&format!(
+            "  {} {} (msid {}): {} video, {} audio frames, {:.1} s, {} -> {}\n",
+            st.direction,
+            st.name
+                .as_deref()
+                .map_or("<unnamed>".to_string(), |n| format!("\"{n}\"")),
+            st.message_stream_id,
+            st.video_frames,
+            st.audio_frames,
+            st.duration_ms as f64 / 1000.0,
+            codecs(st),
+            st.file.as_deref().unwrap_or("(no file)"),
+        ));
+        for n in &st.notes {
+            s.push_str(&format!("    note: {n}\n"));
+        }
+    }
+    s
+}
+
+/// A connection's lines in the inventory `list` prints, without its number (the first line
+/// starts with the space that follows it).
+pub(super) fn table_of(c: &ConnectionReport) -> String {
+    let mut s = String::new();
+    let m = &c.summary;
+    s.push_str(&format!(
+        " {} -> {}  {} .. {} ({:.1} s)  app={}  tcUrl={}  handshake={}{}{}{}\n",
+        m.client,
+        m.server,
+        utc(m.first_seen),
+        utc(m.last_seen),
+        (m.last_seen - m.first_seen).max(0.0),
+        m.app.as_deref().unwrap_or("?"),
+        m.tc_url.as_deref().unwrap_or("?"),
+        m.handshake,
+        encryption(m),
+        tunnel(m),
+        if m.gaps.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "  gaps={} ({} bytes)",
+                m.gaps.len(),
+                m.gaps.iter().map(|g| g.len).sum::<u64>()
+            )
+        },
+    ));
+    if c.streams.is_empty() {
+        return s;
+    }
+    let mut rows = vec![[
+        "DIRECTION".to_string(),
+        "NAME".into(),
+        "CODECS".into(),
+        "SIZE".into(),
+        "DURATION".into(),
+        "VIDEO".into(),
+        "AUDIO".into(),
+        "KEYFRAMES".into(),
+    ]];
+    for st in &c.streams {
+        rows.push([
+            st.direction.to_string(),
+            st.name.clone().unwrap_or_else(|| "<unnamed>".into()),
+            codecs(st),
+            match (st.width, st.height) {
+                (Some(w), Some(h)) => format!("{w}x{h}"),
+                _ => "-".into(),
+            },
+            format!("{:.1} s", st.duration_ms as f64 / 1000.0),
+            st.video_frames.to_string(),
+            st.audio_frames.to_string(),
+            st.keyframes.to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|k| rows.iter().map(|r| r[k].chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        s.push_str(&format!("   {}\n", line.join("  ").trim_end()));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0.0), "1970-01-01 00:00:00.000");
+        assert_eq!(utc(1_764_045_437.25), "2025-11-25 04:37:17.250");
+        assert_eq!(utc(951_782_400.0), "2000-02-29 00:00:00.000");
+    }
+}
