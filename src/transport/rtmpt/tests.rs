@@ -1041,109 +1041,10 @@ mod captures {
         }
     }
 
-    /// (video, audio) tag bodies other than sequence headers and end-of-sequence.
-    type Media = (Vec<Vec<u8>>, Vec<Vec<u8>>);
-
-    fn is_media(kind: u8, b: &[u8]) -> bool {
-        match kind {
-            9 => !(b.len() >= 2 && b[0] & 0x0f == 7 && b[1] != 1),
-            8 => !(b.len() >= 2 && b[0] >> 4 == 10 && b[1] == 0),
-            _ => false,
-        }
-    }
-
-    fn truth_media(path: &str) -> Media {
-        let f = std::fs::read(path).unwrap();
-        let (mut v, mut a) = (Vec::new(), Vec::new());
-        let mut p = 13;
-        while p + 11 <= f.len() {
-            let kind = f[p] & 0x1f;
-            let n = u32::from_be_bytes([0, f[p + 1], f[p + 2], f[p + 3]]) as usize;
-            let Some(body) = f.get(p + 11..p + 11 + n) else {
-                break;
-            };
-            if is_media(kind, body) {
-                if kind == 9 { &mut v } else { &mut a }.push(body.to_vec());
-            }
-            p += 11 + n + 4;
-        }
-        (v, a)
-    }
-
-    /// The media the RTMP layer reads from one session's joined streams.
-    fn session_media(j: &Joined, id: &[u8]) -> Media {
-        use crate::rtmp::{Connection, Event, TagKind};
-        let mut c = Connection::new(crate::config::Limits::default());
-        let mut evs = Vec::new();
-        for (sid, d, o) in &j.sink.order {
-            if sid.as_slice() != id {
-                continue;
-            }
-            let ev = match o {
-                Out::Data(offset, bytes) => StreamEvent::Data {
-                    offset: *offset,
-                    bytes,
-                },
-                Out::Gap(offset, len) => StreamEvent::Gap {
-                    offset: *offset,
-                    len: *len,
-                },
-            };
-            c.stream_event(*d, ev, 1, &mut evs);
-        }
-        c.close(1, &mut evs);
-        let (mut v, mut a) = (Vec::new(), Vec::new());
-        for e in evs {
-            if let Event::Tag { kind, body, .. } = e {
-                let k = kind as u8;
-                if is_media(k, &body) {
-                    match kind {
-                        TagKind::Video => v.push(body.to_vec()),
-                        TagKind::Audio => a.push(body.to_vec()),
-                        TagKind::Script => {}
-                    }
-                }
-            }
-        }
-        (v, a)
-    }
-
-    /// Per stream of the manifest: (session id, the truth's media, what was recovered).
-    fn media_of(j: &Joined, sample: &str) -> Vec<(String, Media, Media)> {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let m: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(format!("{root}/samples/{sample}/manifest.json")).unwrap(),
-        )
-        .unwrap();
-        m["streams"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                let id = s["rtmpt_session"].as_str().unwrap().to_string();
-                let truth = format!("{root}/samples/{sample}/{}", s["truth"].as_str().unwrap());
-                let t = truth_media(&truth);
-                let got = session_media(j, id.as_bytes());
-                (id, t, got)
-            })
-            .collect()
-    }
-
-    /// Every audio and video packet of every truth file comes back bit for bit, in order.
-    fn check_media_exact(j: &Joined, sample: &str) {
-        for (id, truth, got) in media_of(j, sample) {
-            assert!(truth.0.len() > 50 && truth.1.len() > 50, "{sample} {id}");
-            assert_eq!(got.0.len(), truth.0.len(), "{sample} {id}: video packets");
-            assert_eq!(got.1.len(), truth.1.len(), "{sample} {id}: audio packets");
-            assert!(got == truth, "{sample} {id}: packets differ");
-        }
-    }
-
     #[test]
     fn publish_and_two_players() {
         let j = join_capture("samples/rtmpt-publish-play/capture.pcap");
         check_handshakes(&j, "rtmpt-publish-play");
-        check_media_exact(&j, "rtmpt-publish-play");
         assert!(j.infos.iter().all(|i| i.connections.len() == 1 && i.closed));
         // rtmpdump closes its connection while the answer to its last pipelined poll is on
         // the way: that response is cut after its head (only its interval byte missing, so
@@ -1155,7 +1056,6 @@ mod captures {
     fn a_connection_per_request() {
         let j = join_capture("samples/rtmpt-per-request/capture.pcap");
         check_handshakes(&j, "rtmpt-per-request");
-        check_media_exact(&j, "rtmpt-per-request");
         for i in &j.infos {
             let r = &i.requests;
             // every request of the session on a connection of its own
@@ -1171,39 +1071,20 @@ mod captures {
     fn chunked_responses() {
         let j = join_capture("samples/rtmpt-chunked/capture.pcap");
         check_handshakes(&j, "rtmpt-chunked");
-        check_media_exact(&j, "rtmpt-chunked");
     }
 
     #[test]
-    fn midstream_and_loss_do_not_break() {
+    fn midstream_and_loss_are_joined_with_their_gaps() {
         let j = join_capture("samples/rtmpt-midstream/capture.pcap");
         assert!(!j.infos.is_empty());
         for i in &j.infos {
             assert!(!i.start_seen);
             assert_eq!(j.sink.events(&i.id, C2S).first(), Some(&Out::Gap(0, 0)));
         }
-        let mut counts = Vec::new();
-        for (id, truth, got) in media_of(&j, "rtmpt-midstream") {
-            // Nothing recovered is wrong: every packet is one of the truth's.
-            for p in got.0.iter().chain(&got.1) {
-                assert!(truth.0.contains(p) || truth.1.contains(p), "midstream {id}");
-            }
-            counts.push((got.0.len() + got.1.len(), truth.0.len() + truth.1.len()));
-        }
-        eprintln!("midstream: recovered/truth packets per stream {counts:?}");
         let j = join_capture("samples/rtmpt-loss/capture.pcap");
         assert_eq!(j.infos.len(), 3);
         assert!(j.sessions.losses > 0);
         assert!(j.infos.iter().any(|i| i.gap_count > 0));
-        let mut counts = Vec::new();
-        for (id, truth, got) in media_of(&j, "rtmpt-loss") {
-            for p in got.0.iter().chain(&got.1) {
-                assert!(truth.0.contains(p) || truth.1.contains(p), "loss {id}");
-            }
-            let (g, t) = (got.0.len() + got.1.len(), truth.0.len() + truth.1.len());
-            assert!(g * 2 > t, "loss {id}: {g} of {t} packets");
-            counts.push((g, t));
-        }
-        eprintln!("loss: recovered/truth packets per stream {counts:?}");
+        // What the joined streams make through RTMP, against the truth: tests/it/hard.rs.
     }
 }
