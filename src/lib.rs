@@ -1,13 +1,16 @@
 //! rtmpsniff: recover RTMP audio and video from network captures without joining the session.
 //!
-//! Data flows one way through the layers, each testable alone with bytes in and events out:
+//! Data flows one way through the stages, each testable alone with bytes in and events out:
 //!
 //! ```text
 //! capture (libpcap) -> decode (link/IP/TCP) -> flow (connections, TCP reassembly)
-//!     -> rtmp (handshake, chunks, messages, AMF0, session) -> sink (FLV files, report)
+//!     -> transport (plain, TLS, HTTP tunnel) -> rtmp (handshake, chunks, messages, session)
+//!     -> sink (FLV files, report)
 //! ```
 //!
-//! [`pipeline::Pipeline`] joins decode, flow and rtmp: frames in, [`pipeline::Output`] events out.
+//! [`pipeline::Pipeline`] joins decode, flow, transport and rtmp: frames in,
+//! [`pipeline::Output`]s out; [`run::Driver`] pushes frames through it into any
+//! [`OutputSink`]. ARCHITECTURE.md at the top of the repository is the map.
 
 pub mod capture;
 pub mod config;
