@@ -65,6 +65,8 @@ pub struct TunnelFacts {
     /// Requests (SEQs) whose bytes were never captured, per RTMP direction.
     pub gaps: Vec<rtmpt::SessionGap>,
     pub gap_count: u64,
+    /// Its requests came out of TLS connections (RTMPT over TLS, `rtmpts://`).
+    pub over_tls: bool,
 }
 
 /// One TCP connection of an RTMPT session.

@@ -105,6 +105,7 @@ impl<'a> UpSink<'a> {
             keys,
             tls_backlog,
             mid_stream,
+            inside_tls: false,
         }
     }
 }
@@ -208,23 +209,36 @@ impl Pipeline {
         let Pipeline {
             table,
             events,
+            tunnel_events,
             keys,
             out,
             ..
         } = self;
+        let mut carried = Vec::new();
         for c in table.conns_mut() {
             let frame = c.last_frame;
             if let Some(s) = c.streams.as_mut() {
                 let Upper {
                     transport, rtmp, ..
                 } = &mut s.upper;
-                transport.keys_added(frame, keys, &mut |up| {
-                    if let Up::Rtmp(d, ev, frame) = up {
-                        rtmp.stream_event(d, ev, frame, events)
-                    }
+                let cx = UpSink::cx(keys, 0, false);
+                transport.keys_added(frame, cx, &mut |up| match up {
+                    Up::Rtmp(d, ev, frame) => rtmp.stream_event(d, ev, frame, events),
+                    Up::Tunnel(te) => tunnel_events.push(te),
                 });
             }
             facts::forward(&Origin::of(c), events, out);
+            if !tunnel_events.is_empty() {
+                carried.push((
+                    Carrier::of(c, c.last_seen, frame),
+                    std::mem::take(tunnel_events),
+                ));
+            }
+        }
+        // RTMPT over TLS: what the keys opened joins its sessions.
+        for (from, made) in carried {
+            self.tunnel_events = made;
+            self.join_tunnels(from);
         }
     }
 
@@ -317,13 +331,7 @@ impl Pipeline {
             feed(s, seg, dir, frame, &mut to);
         }
         facts::forward(&Origin::of(c), events, out);
-        let carrier = Carrier {
-            id: c.id,
-            client: c.client,
-            server: c.server,
-            ts,
-            frame,
-        };
+        let carrier = Carrier::of(c, ts, frame);
         let over = a.touched(seg);
         self.join_tunnels(carrier);
         for c in self.table.after_touch(key, over) {
@@ -366,13 +374,7 @@ impl Pipeline {
             upper.close(frame, &mut to);
         }
         facts::forward(&Origin::of(&c), &mut self.events, &mut self.out);
-        self.join_tunnels(Carrier {
-            id: c.id,
-            client: c.client,
-            server: c.server,
-            ts: c.last_seen,
-            frame,
-        });
+        self.join_tunnels(Carrier::of(&c, c.last_seen, frame));
         self.ended(facts::facts(&c));
     }
 

@@ -5,10 +5,10 @@
 
 use std::net::SocketAddr;
 
-use super::Output;
 use super::facts::{
     self, ConnectionFacts, MAX_TUNNEL_CONNECTIONS, Origin, TunnelConn, TunnelFacts,
 };
+use super::{Conn, Output};
 use crate::config::Limits;
 use crate::flow::{ConnId, Dir, StreamEvent};
 use crate::rtmp;
@@ -22,6 +22,24 @@ pub(super) struct Carrier {
     pub server: SocketAddr,
     pub ts: f64,
     pub frame: u64,
+    /// The requests came decrypted out of TLS (RTMPT over TLS).
+    pub tls: bool,
+}
+
+impl Carrier {
+    pub fn of(c: &Conn, ts: f64, frame: u64) -> Self {
+        Carrier {
+            id: c.id,
+            client: c.client,
+            server: c.server,
+            ts,
+            frame,
+            tls: c
+                .streams
+                .as_ref()
+                .is_some_and(|s| s.upper.transport.tls().is_some()),
+        }
+    }
 }
 
 /// One RTMPT session's RTMP, and what is known of who carried it.
@@ -37,6 +55,8 @@ struct Session {
     /// The TCP connections that carried it, by their ids (at most
     /// [`MAX_TUNNEL_CONNECTIONS`]).
     carriers: Vec<(ConnId, TunnelConn)>,
+    /// Some of them were TLS (RTMPT over TLS).
+    over_tls: bool,
 }
 
 pub(super) struct Tunnels {
@@ -86,6 +106,7 @@ impl Tunnels {
                     last_frame: from.frame,
                     rtmp: rtmp::Connection::new(limits.clone()),
                     carriers: Vec::new(),
+                    over_tls: false,
                 })
             });
             s.carried_by(from);
@@ -173,6 +194,7 @@ impl Session {
     }
 
     fn carried_by(&mut self, c: Carrier) {
+        self.over_tls |= c.tls;
         self.last_seen = c.ts;
         self.last_frame = c.frame;
         if let Some((_, t)) = self.carriers.iter_mut().find(|(id, _)| *id == c.id) {
@@ -220,6 +242,7 @@ impl Session {
                 requests: info.requests,
                 gaps: info.gaps,
                 gap_count: info.gap_count,
+                over_tls: self.over_tls,
             }),
             tls: None,
         };

@@ -192,7 +192,10 @@ impl ConnectionSummary {
                 .filter(|l| l.hits > 0)
                 .collect(),
             hits: f.hits.clone(),
-            transport: f.tunnel.as_ref().map(|_| "rtmpt"),
+            transport: f
+                .tunnel
+                .as_ref()
+                .map(|t| if t.over_tls { "rtmpts" } else { "rtmpt" }),
             rtmpt: f.tunnel.as_ref().map(RtmptReport::new),
             tls: f.tls.as_ref().map(TlsReport::new),
             is_rtmp: f.is_rtmp(),

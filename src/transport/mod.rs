@@ -44,8 +44,28 @@ pub enum Transport {
     Plain,
     /// RTMPT: HTTP requests and responses whose bodies carry RTMP.
     Http(Box<HttpTunnel>),
-    /// RTMPS: TLS records, decrypted with the key log when it has this connection's keys.
-    Tls(Box<TlsConnection>),
+    /// RTMPS: TLS records, decrypted with the key log when it has this connection's keys;
+    /// the plaintext is read as a connection of its own would be (plain RTMP, or RTMPT over
+    /// TLS).
+    Tls(Box<TlsTunnel>),
+}
+
+/// A TLS connection and what its plaintext carries.
+#[derive(Debug)]
+pub struct TlsTunnel {
+    tls: TlsConnection,
+    inner: Transport,
+}
+
+impl Context<'_> {
+    /// The context of a TLS connection's plaintext: its start is the handshake's end.
+    fn plaintext(self) -> Self {
+        Context {
+            mid_stream: false,
+            inside_tls: true,
+            ..self
+        }
+    }
 }
 
 /// What the first bytes of a connection say it is.
@@ -65,6 +85,8 @@ pub struct Context<'a> {
     pub tls_backlog: usize,
     /// The start of the connection was not captured.
     pub mid_stream: bool,
+    /// The bytes are a TLS connection's plaintext (TLS is not looked for again in them).
+    pub inside_tls: bool,
 }
 
 /// Events of a connection whose kind is not known yet, in order, with their frames: client
@@ -111,18 +133,20 @@ impl Sniff {
     /// was not captured, also bytes that hold an RTMPT request or an `application/x-fcs`
     /// head, in either direction (a server's bytes that do not are held until the client's
     /// tell).
-    fn decide(dir: Dir, bytes: &[u8], mid_stream: bool) -> Option<Kind> {
+    fn decide(dir: Dir, bytes: &[u8], cx: Context<'_>) -> Option<Kind> {
         let find = |needle: &[u8]| memchr::memmem::find(bytes, needle).is_some();
         let markers = || find(b"POST /send/") || find(b"POST /idle/") || find(b"application/x-fcs");
         let client = dir == Dir::ClientToServer;
         match dir {
             _ if client && rtmpt::looks_like_rtmpt(bytes) => Some(Kind::Http),
-            _ if client && !mid_stream && tls::looks_like_tls(bytes) => Some(Kind::Tls),
+            _ if client && !cx.mid_stream && !cx.inside_tls && tls::looks_like_tls(bytes) => {
+                Some(Kind::Tls)
+            }
             // The start of a request, or of a ClientHello, not whole yet.
             _ if client && bytes.len() < POST.len() && POST.starts_with(bytes) => None,
-            _ if client && !mid_stream && bytes.len() < CLIENT_HELLO && bytes[0] == 0x16 => None,
-            _ if mid_stream && markers() => Some(Kind::Http),
-            Dir::ServerToClient if mid_stream => None,
+            _ if client && !cx.mid_stream && bytes.len() < CLIENT_HELLO && bytes[0] == 0x16 => None,
+            _ if cx.mid_stream && markers() => Some(Kind::Http),
+            Dir::ServerToClient if cx.mid_stream => None,
             _ => Some(Kind::Plain),
         }
     }
@@ -150,9 +174,13 @@ impl Transport {
                     up(Up::Tunnel(te));
                 }
             }
-            Transport::Tls(t) => t.stream_event(dir, ev, frame, cx.keys, &mut |d, ev| {
-                up(Up::Rtmp(d, ev, frame))
-            }),
+            Transport::Tls(t) => {
+                let TlsTunnel { tls, inner } = &mut **t;
+                let plain = cx.plaintext();
+                tls.stream_event(dir, ev, frame, cx.keys, &mut |d, ev| {
+                    inner.stream_event(d, ev, frame, plain, up)
+                })
+            }
             Transport::Undecided | Transport::Sniffing(_) => self.sniff(dir, ev, frame, cx, up),
         }
     }
@@ -171,7 +199,7 @@ impl Transport {
         };
         let decided = match ev {
             StreamEvent::Data { bytes, .. } if sniff.bytes + bytes.len() <= SNIFF_BYTES => {
-                Sniff::decide(dir, &sniff.joined(dir, bytes), cx.mid_stream)
+                Sniff::decide(dir, &sniff.joined(dir, bytes), cx)
             }
             StreamEvent::Gap { .. } if !sniff.held.is_empty() => None,
             _ => Some(Kind::Plain),
@@ -197,10 +225,13 @@ impl Transport {
                 http: rtmpt::HttpConnection::new(rtmpt::HttpLimits::default()),
                 made: Vec::new(),
             })),
-            Kind::Tls => Transport::Tls(Box::new(TlsConnection::with_limits(TlsLimits {
-                backlog_bytes: cx.tls_backlog,
-                ..TlsLimits::default()
-            }))),
+            Kind::Tls => Transport::Tls(Box::new(TlsTunnel {
+                tls: TlsConnection::with_limits(TlsLimits {
+                    backlog_bytes: cx.tls_backlog,
+                    ..TlsLimits::default()
+                }),
+                inner: Transport::Undecided,
+            })),
         };
         self.replay(*sniff, cx, up);
         self.stream_event(dir, ev, frame, cx, up);
@@ -245,28 +276,48 @@ impl Transport {
                     up(Up::Tunnel(te));
                 }
             }
-            Transport::Tls(t) => t.finish(cx.keys, &mut |d, ev| up(Up::Rtmp(d, ev, frame))),
+            Transport::Tls(t) => {
+                let TlsTunnel { tls, inner } = &mut **t;
+                let plain = cx.plaintext();
+                tls.finish(cx.keys, &mut |d, ev| {
+                    inner.stream_event(d, ev, frame, plain, up)
+                });
+                inner.finish(frame, plain, up);
+            }
             Transport::Undecided | Transport::Plain => {}
         }
     }
 
     /// Keys were added to the key log: a TLS connection that waited for its keys decrypts
     /// what it held.
-    pub fn keys_added<F>(&mut self, frame: u64, keys: &KeyLog, up: &mut F)
+    pub fn keys_added<F>(&mut self, frame: u64, cx: Context<'_>, up: &mut F)
     where
         F: FnMut(Up<'_>),
     {
         if let Transport::Tls(t) = self
-            && !t.info().decrypted
+            && !t.tls.info().decrypted
         {
-            t.retry_with(keys, &mut |d, ev| up(Up::Rtmp(d, ev, frame)));
+            let TlsTunnel { tls, inner } = &mut **t;
+            let plain = cx.plaintext();
+            tls.retry_with(cx.keys, &mut |d, ev| {
+                inner.stream_event(d, ev, frame, plain, up)
+            });
+        }
+    }
+
+    /// Whether the connection's (plaintext) bytes go up as tunnel events, not as RTMP.
+    pub fn is_http(&self) -> bool {
+        match self {
+            Transport::Http(_) => true,
+            Transport::Tls(t) => t.inner.is_http(),
+            _ => false,
         }
     }
 
     /// What TLS showed of the connection, when it is TLS.
     pub fn tls(&self) -> Option<&tls::TlsInfo> {
         match self {
-            Transport::Tls(t) => Some(t.info()),
+            Transport::Tls(t) => Some(t.tls.info()),
             _ => None,
         }
     }
@@ -277,7 +328,7 @@ impl Transport {
             Transport::Undecided | Transport::Plain => 0,
             Transport::Sniffing(s) => s.bytes,
             Transport::Http(t) => t.http.buffered_bytes(),
-            Transport::Tls(t) => t.buffered_bytes(),
+            Transport::Tls(t) => t.tls.buffered_bytes() + t.inner.held_bytes(),
         }
     }
 }
@@ -301,6 +352,7 @@ mod tests {
             keys,
             tls_backlog: 0,
             mid_stream,
+            inside_tls: false,
         }
     }
 
