@@ -82,6 +82,38 @@ pub struct TunnelConn {
 pub const MAX_TUNNEL_CONNECTIONS: usize = 4096;
 
 impl ConnectionFacts {
+    /// A connection of which nothing is known yet but its id, addresses (client, server) and
+    /// first and last packet times; its frames are set by the caller.
+    pub(super) fn new(
+        id: ConnId,
+        (client, server): (SocketAddr, SocketAddr),
+        seen: (f64, f64),
+    ) -> Self {
+        ConnectionFacts {
+            id,
+            client,
+            server,
+            first_seen: seen.0,
+            last_seen: seen.1,
+            first_frame: 0,
+            last_frame: 0,
+            bad_checksums: 0,
+            evicted: None,
+            reassembly: Default::default(),
+            handshake: Handshake::default(),
+            connect: ConnectInfo::default(),
+            chunk_sizes: Default::default(),
+            messages: [0, 0],
+            locks: Vec::new(),
+            status_codes: Vec::new(),
+            warnings: Vec::new(),
+            skipped_bytes: [0, 0],
+            hits: LimitHits::default(),
+            tunnel: None,
+            tls: None,
+        }
+    }
+
     /// Whether it carried RTMP (or RTMPS) as far as could be told.
     pub fn is_rtmp(&self) -> bool {
         let hs = &self.handshake;
@@ -164,28 +196,11 @@ pub(super) fn forward(c: &Origin<'_>, events: &mut Vec<rtmp::Event>, out: &mut V
 pub(super) fn facts(c: &Conn) -> ConnectionFacts {
     let mut hits = c.evicted.map(Eviction::hits).unwrap_or_default();
     let mut f = ConnectionFacts {
-        id: c.id,
-        client: c.client,
-        server: c.server,
-        first_seen: c.first_seen,
-        last_seen: c.last_seen,
-        first_frame: c.first_frame,
-        last_frame: c.last_frame,
         bad_checksums: c.bad_checksums,
         evicted: c.evicted,
-        reassembly: Default::default(),
-        handshake: Handshake::default(),
-        connect: ConnectInfo::default(),
-        chunk_sizes: Default::default(),
-        messages: [0, 0],
-        locks: Vec::new(),
-        status_codes: Vec::new(),
-        warnings: Vec::new(),
-        skipped_bytes: [0, 0],
-        hits: LimitHits::default(),
-        tunnel: None,
-        tls: None,
+        ..ConnectionFacts::new(c.id, (c.client, c.server), (c.first_seen, c.last_seen))
     };
+    (f.first_frame, f.last_frame) = (c.first_frame, c.last_frame);
     if let Some(s) = &c.streams {
         for d in [Dir::ClientToServer, Dir::ServerToClient] {
             let st = &s.reasm[d.index()].stats;

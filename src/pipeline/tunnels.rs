@@ -214,25 +214,6 @@ impl Session {
 
     fn facts(&self, info: SessionInfo) -> ConnectionFacts {
         let mut f = ConnectionFacts {
-            id: self.id,
-            client: self.client,
-            server: self.server,
-            first_seen: self.first_seen,
-            last_seen: self.last_seen,
-            first_frame: self.first_frame,
-            last_frame: self.last_frame,
-            bad_checksums: 0,
-            evicted: None,
-            reassembly: Default::default(),
-            handshake: Default::default(),
-            connect: Default::default(),
-            chunk_sizes: Default::default(),
-            messages: [0, 0],
-            locks: Vec::new(),
-            status_codes: Vec::new(),
-            warnings: Vec::new(),
-            skipped_bytes: [0, 0],
-            hits: Default::default(),
             tunnel: Some(TunnelFacts {
                 session: info.id,
                 start_seen: info.start_seen,
@@ -244,8 +225,13 @@ impl Session {
                 gap_count: info.gap_count,
                 over_tls: self.over_tls,
             }),
-            tls: None,
+            ..ConnectionFacts::new(
+                self.id,
+                (self.client, self.server),
+                (self.first_seen, self.last_seen),
+            )
         };
+        (f.first_frame, f.last_frame) = (self.first_frame, self.last_frame);
         f.reassembly[0].delivered_bytes = info.bytes[0];
         f.reassembly[1].delivered_bytes = info.bytes[1];
         facts::rtmp_facts(&self.rtmp, &mut f);
