@@ -5,10 +5,12 @@
 //! offsets counted in that RTMP byte stream, and gaps where bytes of it were lost. A transport
 //! never hands up bytes it could not vouch for: a gap goes up as a gap.
 //!
-//! Kinds: [`Transport::Plain`], RTMP straight over TCP (the TCP byte streams are the RTMP
-//! byte streams); [`Transport::Http`], RTMPT, whose HTTP messages go up as tunnel events for
-//! the pipeline to join with the other TCP connections of their session ([`rtmpt`]). The kind
-//! is decided by the first bytes; ARCHITECTURE.md says how TLS (RTMPS) plugs in.
+//! Kinds, decided by a connection's first bytes: [`Transport::Plain`], RTMP straight over
+//! TCP (the TCP byte streams are the RTMP byte streams); [`Transport::Http`], RTMPT, whose
+//! HTTP messages go up as tunnel events for the pipeline to join with the other TCP
+//! connections of their session ([`rtmpt`]); [`Transport::Tls`], RTMPS, decrypted with the
+//! key log ([`tls`]), whose plaintext is read as a connection of its own would be (plain RTMP,
+//! or RTMPT over TLS).
 
 pub mod rtmpt;
 pub mod tls;
@@ -28,6 +30,9 @@ pub enum Up<'a> {
 /// Bytes held, over both directions, while the kind of a connection is not known; past it
 /// the connection is plain RTMP.
 pub const SNIFF_BYTES: usize = 64 << 10;
+/// Events held while the kind is not known (each new one looks at all the bytes held: this
+/// bounds that work however small the segments); past it the connection is plain RTMP.
+pub const SNIFF_EVENTS: usize = 64;
 /// What a client's bytes must begin with to be an HTTP request RTMPT uses.
 const POST: &[u8] = b"POST ";
 /// Bytes that tell a TLS ClientHello ([`tls::looks_like_tls`]).
@@ -57,17 +62,6 @@ pub struct TlsTunnel {
     inner: Transport,
 }
 
-impl Context<'_> {
-    /// The context of a TLS connection's plaintext: its start is the handshake's end.
-    fn plaintext(self) -> Self {
-        Context {
-            mid_stream: false,
-            inside_tls: true,
-            ..self
-        }
-    }
-}
-
 /// What the first bytes of a connection say it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -87,6 +81,17 @@ pub struct Context<'a> {
     pub mid_stream: bool,
     /// The bytes are a TLS connection's plaintext (TLS is not looked for again in them).
     pub inside_tls: bool,
+}
+
+impl Context<'_> {
+    /// The context of a TLS connection's plaintext: its start is the handshake's end.
+    fn plaintext(self) -> Self {
+        Context {
+            mid_stream: false,
+            inside_tls: true,
+            ..self
+        }
+    }
 }
 
 /// Events of a connection whose kind is not known yet, in order, with their frames: client
@@ -198,6 +203,7 @@ impl Transport {
             _ => Box::default(),
         };
         let decided = match ev {
+            _ if sniff.held.len() >= SNIFF_EVENTS => Some(Kind::Plain),
             StreamEvent::Data { bytes, .. } if sniff.bytes + bytes.len() <= SNIFF_BYTES => {
                 Sniff::decide(dir, &sniff.joined(dir, bytes), cx)
             }
@@ -555,6 +561,21 @@ mod tests {
         }
         assert!(matches!(t, Transport::Plain));
         assert_eq!(seen.rtmp.len(), SNIFF_BYTES / block.len() + 1);
+        // However small the segments, at most SNIFF_EVENTS are held.
+        let mut t = Transport::default();
+        let mut seen = Seen::default();
+        for i in 0..(SNIFF_EVENTS as u64 + 1) {
+            push(
+                &mut t,
+                &mut seen,
+                Dir::ServerToClient,
+                data(i, b"x"),
+                i,
+                true,
+            );
+        }
+        assert!(matches!(t, Transport::Plain));
+        assert_eq!(seen.rtmp.len(), SNIFF_EVENTS + 1);
         // What is held when the connection ends goes up too.
         let mut t = Transport::default();
         let mut seen = Seen::default();
