@@ -393,9 +393,10 @@ impl Pipeline {
     }
 
     /// End of input, a few connections at a time (in the order they began): closes up to
-    /// [`CLOSE_BATCH`](flow::table::CLOSE_BATCH) of them and says whether any remain. Taking the outputs between calls
-    /// keeps what is held to a batch's reports (a hundred thousand connections open at the
-    /// end of a capture held all their reports at once).
+    /// [`CLOSE_BATCH`](flow::table::CLOSE_BATCH) of them and says whether any remain. Taking
+    /// the outputs between calls keeps what is held to a batch's reports (a hundred thousand
+    /// connections open at the end of a capture held all their reports at once). Once every
+    /// TCP connection is closed, the RTMPT sessions they carried end too.
     pub fn finish_some(&mut self) -> bool {
         let (closed, more) = self.table.finish_some();
         for c in closed {
