@@ -3,7 +3,7 @@
 # memory against the number of connections.
 #
 #   sudo bench/bench.sh [-n PUBLISHERS] [-s SOURCE_SECS] [-r RUNS] [-d DATA_DIR]
-#                       [--make-only] [--remake] [--no-peers] [--compare OLD_BINARY]
+#                       [--make-only] [--remake] [--no-peers] [--compare OLD_BINARY] [--rtmps]
 #   bench/bench.sh --memory [-d DATA_DIR] [--compare OLD_BINARY]
 #
 # 1. Makes the capture (once; kept in DATA_DIR, default /tmp/rtmpsniff-bench): N ffmpeg
@@ -55,11 +55,33 @@
 #    beside the new one's, and the ratio of the peak RSS new/old. Without --compare, the
 #    output is as without this option.
 #
+# --rtmps: also the same media through TLS (RTMPS), and what decrypting costs. Step 1 also
+#    makes (once; kept in DATA_DIR/rtmps/) a second capture like the first, but each ffmpeg
+#    (GnuTLS) publishes to rtmps://SERVER:443/live/loadN, all with one SSLKEYLOGFILE
+#    (DATA_DIR/rtmps/keylog.txt); nginx's stream module (libnginx-mod-stream) terminates TLS on
+#    port 443 of the server's namespace with a self-signed certificate made there (openssl;
+#    ssl_protocols TLSv1.2 TLSv1.3, the default of nginx 1.23.4 on, so TLS 1.3 with the
+#    cipher suite nginx and ffmpeg agree on by default; no SNI, as the URL names an address) and passes the clear bytes to nginx-rtmp on 127.0.0.1:1935 inside that
+#    namespace, whose `record all` recordings are the truth (DATA_DIR/rtmps/truth/); tcpdump
+#    captures port 443 on the server's veth end (DATA_DIR/rtmps/capture.pcap). The plain
+#    capture is made too when it is missing. In step 2, one more row in the same rounds:
+#    `rtmpsniff rtmps`, that is `rtmpsniff read -q --port 443 --tls-keylog keylog.txt` on the
+#    RTMPS capture (warmed into the page cache in its place), its MB/s and packets/s from that
+#    capture. In step 3, its streams go through the same bit-exact check against its own truth
+#    (a stream not bit-exact makes the exit status 1), the TLS connections as its report.json
+#    gives them (version, cipher suite, records decrypted and failed) are listed, and whether
+#    both truths hold the same media (audio/video tags); then the targets get `rtmps wall <=
+#    1.5 x plain` (the medians of `rtmpsniff rtmps` and `rtmpsniff`), `met` or `NOT met`, the
+#    RTMPS bit-exact line and the RTMPS CPU time per packet and per byte of its capture (and
+#    as a multiple of the plain run's). --remake makes both captures again. The old binary of
+#    --compare is not run on the RTMPS capture. Not with --memory. Without --rtmps, the
+#    output is as without this option.
+#
 # --make-only stops after step 1 (the tests use it for a small capture); --remake makes the
 # capture again; --no-peers skips tcpflow and tshark. Making the capture needs root, nginx +
-# libnginx-mod-rtmp, ffmpeg, tcpdump, iproute2; the runs need python3 and GNU time; ethtool,
-# tcpflow and tshark are optional. Only addresses inside the two namespaces made here are
-# used; both are removed at the end.
+# libnginx-mod-rtmp, ffmpeg, tcpdump, iproute2 (--rtmps: also libnginx-mod-stream and
+# openssl); the runs need python3 and GNU time; ethtool, tcpflow and tshark are optional.
+# Only addresses inside the two namespaces made here are used; both are removed at the end.
 set -euo pipefail
 
 N=4
@@ -71,6 +93,7 @@ REMAKE=0
 PEERS=1
 MEMORY=0
 OLD=""
+RTMPS=0
 while [ $# -gt 0 ]; do
     case "$1" in
         -n) N=$2; shift 2 ;;
@@ -82,10 +105,16 @@ while [ $# -gt 0 ]; do
         --no-peers) PEERS=0; shift ;;
         --memory) MEMORY=1; shift ;;
         --compare) OLD=$2; shift 2 ;;
+        --rtmps) RTMPS=1; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
+
+if [ "$RTMPS" = 1 ] && [ "$MEMORY" = 1 ]; then
+    echo "--rtmps does not go with --memory (see --help)" >&2
+    exit 2
+fi
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN=${RTMPSNIFF:-${CARGO_TARGET_DIR:-$ROOT/target}/release/rtmpsniff}
@@ -132,13 +161,22 @@ wait_for() { # what timeout_s command...
 
 # --------------------------------------------------------------------------------------------
 # 1. The capture
-make_capture() {
+make_capture() { # [rtmps] -> the capture and truth in $DATA (rtmps: in $DATA/rtmps)
+    local tls=${1:-} dir=$DATA
+    if [ -n "$tls" ]; then dir=$DATA/rtmps; fi
     [ "$(id -u)" = 0 ] || die "making the capture needs root (network namespaces)"
     for t in nginx ffmpeg tcpdump ip ss; do command -v "$t" >/dev/null || die "missing tool: $t"; done
-    local so
+    local so stream_so=""
     so=$(find /usr/lib/nginx /usr/share/nginx -name ngx_rtmp_module.so 2>/dev/null | head -1)
     [ -n "$so" ] || die "ngx_rtmp_module.so not found (apt-get install libnginx-mod-rtmp)"
-    mkdir -p "$DATA"
+    if [ -n "$tls" ]; then
+        command -v openssl >/dev/null || die "missing tool: openssl"
+        stream_so=$(find /usr/lib/nginx /usr/share/nginx -name ngx_stream_module.so 2>/dev/null |
+            head -1)
+        [ -n "$stream_so" ] ||
+            die "ngx_stream_module.so not found (apt-get install libnginx-mod-stream)"
+    fi
+    mkdir -p "$dir"
     local src=$DATA/source-${SECS}s.flv
     if [ ! -s "$src" ]; then
         log "encoding a ${SECS} s 720p Sorenson H.263 + MP3 source"
@@ -150,8 +188,9 @@ make_capture() {
     fi
     local attempt
     for attempt in 1 2 3; do
-        rm -rf "$DATA/capture.pcap" "$DATA/truth" "$DATA/nginx"
-        if session "$so" "$src"; then
+        rm -rf "$dir/capture.pcap" "$dir/truth" "$dir/nginx"
+        rm -f "$dir/keylog.txt" # GnuTLS appends
+        if session "$so" "$src" "$dir" "$stream_so"; then
             return 0
         fi
         log "tcpdump dropped packets (attempt $attempt); making the capture again"
@@ -159,17 +198,34 @@ make_capture() {
     die "tcpdump kept dropping packets; a capture with loss cannot be checked bit-exact"
 }
 
-session() { # rtmp_module source -> 0 when the capture is complete
-    local so=$1 src=$2 d=$DATA/nginx
-    mkdir -p "$d/rec" "$d/logs" "$DATA/truth"
-    cat >"$d/nginx.conf" <<CONF
+session() { # rtmp_module source dir [stream_module: RTMPS] -> 0 when the capture is complete
+    local so=$1 src=$2 dir=$3 stream_so=${4:-} d=$3/nginx
+    mkdir -p "$d/rec" "$d/logs" "$dir/truth"
+    # RTMPS: nginx-rtmp on the namespace's own 127.0.0.1 behind the TLS of the stream module.
+    local rtmp_at=$SRV_IP:1935 port=1935 url=rtmp://$SRV_IP:1935 keylog=()
+    if [ -n "$stream_so" ]; then
+        rtmp_at=127.0.0.1:1935 port=443 url=rtmps://$SRV_IP:443
+        keylog=(env "SSLKEYLOGFILE=$dir/keylog.txt")
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=rtmpsniff.test" \
+            -keyout "$d/key.pem" -out "$d/cert.pem" 2>/dev/null
+    fi
+    {
+        if [ -n "$stream_so" ]; then echo "load_module $stream_so;"; fi
+        cat <<CONF
 load_module $so;
 daemon off; master_process off; user root root;
 pid $d/nginx.pid; error_log $d/logs/error.log;
 events { worker_connections 256; }
-rtmp { server { listen $SRV_IP:1935; chunk_size 4096;
+rtmp { server { listen $rtmp_at; chunk_size 4096;
   application live { live on; record all; record_path $d/rec; record_unique off; } } }
 CONF
+        if [ -n "$stream_so" ]; then
+            cat <<CONF
+stream { server { listen $SRV_IP:443 ssl; ssl_protocols TLSv1.2 TLSv1.3;
+  ssl_certificate $d/cert.pem; ssl_certificate_key $d/key.pem; proxy_pass $rtmp_at; } }
+CONF
+        fi
+    } >"$d/nginx.conf"
     ip netns add "$NS_SRV"
     ip netns add "$NS_CLI"
     ip link add "$VETH_SRV" type veth peer name "$VETH_CLI"
@@ -189,17 +245,20 @@ CONF
     ip netns exec "$NS_SRV" nginx -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf" &
     local nginx=$!
     PIDS+=("$nginx")
-    wait_for "nginx" 10 sh -c "ip netns exec $NS_SRV ss -Hltn | grep -q '$SRV_IP:1935 '"
-    ip netns exec "$NS_SRV" tcpdump -i "$VETH_SRV" -B 262144 -s 0 -n -w "$DATA/capture.pcap" \
-        'tcp port 1935' 2>"$DATA/tcpdump.log" &
+    wait_for "nginx" 10 sh -c "ip netns exec $NS_SRV ss -Hltn | grep -q '$rtmp_at '"
+    if [ -n "$stream_so" ]; then
+        wait_for "nginx (TLS)" 10 sh -c "ip netns exec $NS_SRV ss -Hltn | grep -q '$SRV_IP:443 '"
+    fi
+    ip netns exec "$NS_SRV" tcpdump -i "$VETH_SRV" -B 262144 -s 0 -n -w "$dir/capture.pcap" \
+        "tcp port $port" 2>"$dir/tcpdump.log" &
     local cap=$!
     PIDS+=("$cap")
-    wait_for "tcpdump" 10 grep -q "listening on" "$DATA/tcpdump.log"
-    log "$N publishers pushing $(( $(stat -c %s "$src") / 1000000 )) MB each as fast as they can"
+    wait_for "tcpdump" 10 grep -q "listening on" "$dir/tcpdump.log"
+    log "$N publishers pushing $(( $(stat -c %s "$src") / 1000000 )) MB each as fast as they can${stream_so:+ (RTMPS)}"
     local pubs=() i
     for i in $(seq "$N"); do
-        ip netns exec "$NS_CLI" ffmpeg -nostdin -hide_banner -loglevel error -i "$src" \
-            -map 0 -c copy -f flv "rtmp://$SRV_IP:1935/live/load$i" &
+        ip netns exec "$NS_CLI" "${keylog[@]}" ffmpeg -nostdin -hide_banner -loglevel error \
+            -i "$src" -map 0 -c copy -f flv "$url/live/load$i" &
         pubs+=($!)
     done
     for p in "${pubs[@]}"; do wait "$p" || die "a publisher failed"; done
@@ -210,9 +269,15 @@ CONF
     wait "$nginx" || true
     PIDS=()
     for ns in "$NS_CLI" "$NS_SRV"; do ip netns del "$ns"; done
-    cp "$d"/rec/load*.flv "$DATA/truth/"
-    cat "$DATA/tcpdump.log" >&2
-    grep -q "^0 packets dropped by kernel" "$DATA/tcpdump.log"
+    cp "$d"/rec/load*.flv "$dir/truth/"
+    cat "$dir/tcpdump.log" >&2
+    if [ -n "$stream_so" ]; then
+        # Each of the N connections' secrets (TLS 1.2: one line; TLS 1.3: five).
+        [ "$(grep -c '^[A-Z_0-9]* [0-9a-f]\{64\} [0-9a-f]*$' "$dir/keylog.txt")" -ge "$N" ] ||
+            die "the key log $dir/keylog.txt lacks the publishers' secrets"
+        log "key log: $(wc -l <"$dir/keylog.txt") lines"
+    fi
+    grep -q "^0 packets dropped by kernel" "$dir/tcpdump.log"
 }
 
 machine() { # the machine the numbers come from
@@ -340,16 +405,28 @@ fi
 if [ "$REMAKE" = 1 ] || [ ! -s "$DATA/capture.pcap" ] || [ ! -d "$DATA/truth" ]; then
     make_capture
 fi
+RT_DIR=$DATA/rtmps
+if [ "$RTMPS" = 1 ] && { [ "$REMAKE" = 1 ] || [ ! -s "$RT_DIR/capture.pcap" ] ||
+    [ ! -d "$RT_DIR/truth" ] || [ ! -s "$RT_DIR/keylog.txt" ]; }; then
+    make_capture rtmps
+fi
 CAPTURE=$DATA/capture.pcap
-[ "$MAKE_ONLY" = 1 ] && { log "capture: $CAPTURE, truth: $DATA/truth"; exit 0; }
+RT_CAP=$RT_DIR/capture.pcap RT_KEYS=$RT_DIR/keylog.txt
+if [ "$MAKE_ONLY" = 1 ]; then
+    log "capture: $CAPTURE, truth: $DATA/truth"
+    if [ "$RTMPS" = 1 ]; then
+        log "rtmps capture: $RT_CAP, key log: $RT_KEYS, truth: $RT_DIR/truth"
+    fi
+    exit 0
+fi
 
 # --------------------------------------------------------------------------------------------
 # 2. The runs
 [ -x "$BIN" ] || die "no rtmpsniff at $BIN (cargo build --release, or set RTMPSNIFF)"
 command -v /usr/bin/time >/dev/null || die "GNU time is needed (apt-get install time)"
 WORK=$(mktemp -d "$DATA/run.XXXXXX")
-BYTES=$(stat -c %s "$CAPTURE")
-PACKETS=$(python3 - "$CAPTURE" <<'PY'
+count_packets() { # pcap -> its number of packets
+    python3 - "$1" <<'PY'
 import struct, sys
 with open(sys.argv[1], 'rb') as f:
     magic = f.read(24)[:4]
@@ -363,7 +440,14 @@ with open(sys.argv[1], 'rb') as f:
         n += 1
 print(n)
 PY
-)
+}
+BYTES=$(stat -c %s "$CAPTURE")
+PACKETS=$(count_packets "$CAPTURE")
+RT_BYTES=0 RT_PACKETS=0
+if [ "$RTMPS" = 1 ]; then
+    RT_BYTES=$(stat -c %s "$RT_CAP")
+    RT_PACKETS=$(count_packets "$RT_CAP")
+fi
 
 RESULTS=$WORK/results
 : >"$RESULTS"
@@ -375,13 +459,16 @@ measure() { # name command... ; appends "name wall_s user_s sys_s rss_kib" for o
     # No writeback or discard of the previous run's output during this one.
     sync -f "$WORK" 2>/dev/null || sync
     # The capture back into the page cache: memory reclaim (DAMON on a VM) evicts it.
-    cat "$CAPTURE" >/dev/null
+    cat "${WARM:-$CAPTURE}" >/dev/null # WARM: another capture (--rtmps)
     /usr/bin/time -f '%e %U %S %M' -o "$WORK/time" "$@" >"$WORK/stdout" 2>"$WORK/stderr" ||
         { cat "$WORK/stderr" >&2; die "$name failed"; }
     echo "$name $(tail -n 1 "$WORK/time")" >>"$RESULTS"
 }
 
 log "capture: $CAPTURE ($BYTES bytes, $PACKETS packets); $RUNS run(s) each"
+if [ "$RTMPS" = 1 ]; then
+    log "rtmps capture: $RT_CAP ($RT_BYTES bytes, $RT_PACKETS packets), key log $RT_KEYS"
+fi
 # Versions for the record (`tcpflow -V` exits with 1).
 TOOLS=$("$BIN" --version 2>&1 || true)
 HAVE_TCPFLOW=0 HAVE_TSHARK=0
@@ -401,6 +488,9 @@ run_tool() { # name
         # The name is one token in $RESULTS; the table prints "+" as " --".
         rtmpsniff+sha256) measure rtmpsniff+sha256 "$BIN" read "$CAPTURE" -o "$WORK/out" -q --sha256 ;;
         rtmpsniff@old) measure rtmpsniff@old "$OLD" read "$CAPTURE" -o "$WORK/out" -q ;;
+        # --rtmps: the TLS capture of the same media, warmed in the plain one's place.
+        rtmps) WARM=$RT_CAP measure rtmps "$BIN" read "$RT_CAP" --port 443 \
+            --tls-keylog "$RT_KEYS" -o "$WORK/out" -q ;;
         rtmpsniff@old+sha256) measure rtmpsniff@old+sha256 "$OLD" read "$CAPTURE" -o "$WORK/out" -q --sha256 ;;
         tcpflow) measure tcpflow tcpflow -r "$CAPTURE" -o "$WORK/out" ;;
         tshark) measure tshark tshark -n -r "$CAPTURE" -q -z io,phs ;;
@@ -408,6 +498,7 @@ run_tool() { # name
 }
 LIST=(copy rtmpsniff)
 [ -n "$OLD" ] && LIST+=(rtmpsniff@old)
+[ "$RTMPS" = 1 ] && LIST+=(rtmps)
 LIST+=(rtmpsniff+sha256)
 [ -n "$OLD" ] && LIST+=(rtmpsniff@old+sha256)
 [ "$HAVE_TCPFLOW" = 1 ] && LIST+=(tcpflow)
@@ -444,11 +535,16 @@ if [ -n "$OLD" ]; then
     rm -rf "$WORK/old-out"
     "$OLD" read "$CAPTURE" -o "$WORK/old-out" -q --sha256
 fi
+if [ "$RTMPS" = 1 ]; then
+    rm -rf "$WORK/rtmps-out"
+    "$BIN" read "$RT_CAP" --port 443 --tls-keylog "$RT_KEYS" -o "$WORK/rtmps-out" -q --sha256
+fi
 
 # --------------------------------------------------------------------------------------------
 # 3. Bit-exact check, the table and the targets
 STATUS=0
-python3 - "$DATA/truth" "$WORK/rtmpsniff-out" "$RESULTS" "$BYTES" "$PACKETS" \
+RB_RTMPS=$RTMPS RB_RT_TRUTH=$RT_DIR/truth RB_RT_OUT=$WORK/rtmps-out RB_RT_BYTES=$RT_BYTES \
+    RB_RT_PACKETS=$RT_PACKETS python3 - "$DATA/truth" "$WORK/rtmpsniff-out" "$RESULTS" "$BYTES" "$PACKETS" \
     ${OLD:+"$WORK/old-out"} <<'PY' || STATUS=$?
 import hashlib, json, os, statistics, sys
 
@@ -474,7 +570,7 @@ def media(path):
 truths = sorted(os.listdir(truth_dir))
 wants = {t: media(os.path.join(truth_dir, t)) for t in truths}
 
-def check(out_dir, prefix):  # -> (bit-exact, sha256 right, sha256 checked)
+def check(out_dir, prefix, truths=truths, wants=wants):  # -> (bit-exact, sha256 right, checked)
     report = json.load(open(os.path.join(out_dir, 'report.json')))
     files = {}
     for c in report['connections']:
@@ -504,6 +600,29 @@ def check(out_dir, prefix):  # -> (bit-exact, sha256 right, sha256 checked)
 ok, sha_ok, sha_n = check(out_dir, '')
 if old_dir:
     old_ok, old_sha_ok, old_sha_n = check(old_dir, 'rtmpsniff@old: ')
+rtmps = os.environ.get('RB_RTMPS') == '1'  # --rtmps
+if rtmps:
+    rt_out = os.environ['RB_RT_OUT']
+    rt_bytes, rt_packets = int(os.environ['RB_RT_BYTES']), int(os.environ['RB_RT_PACKETS'])
+    rt_truth = os.environ['RB_RT_TRUTH']
+    rt_truths = sorted(os.listdir(rt_truth))
+    rt_wants = {t: media(os.path.join(rt_truth, t)) for t in rt_truths}
+    rt_ok, rt_sha_ok, rt_sha_n = check(rt_out, 'rtmps: ', rt_truths, rt_wants)
+    same_media = [rt_wants[t] for t in rt_truths] == [wants[t] for t in truths]
+    print('rtmps: both truths the same media (audio/video tags): '
+          + ('yes' if same_media else 'NO: the two captures are not of the same media'))
+    tls = [c.get('tls') or {} for c in json.load(open(os.path.join(rt_out, 'report.json')))
+           ['connections']]
+    kinds = {}
+    for t in tls:
+        k = f'{t.get("version")} {t.get("cipher_suite")}' + ('' if t.get('decrypted') else
+                                                              ' NOT decrypted')
+        kinds[k] = kinds.get(k, 0) + 1
+    print('rtmps: TLS connections: ' + ', '.join(f'{n} x {k}' for k, n in sorted(kinds.items()))
+          + f'; records {sum(t.get("records_seen", 0) for t in tls)} seen, '
+          f'{sum(t.get("records", 0) for t in tls)} decrypted, '
+          f'{sum(t.get("failed_records", 0) for t in tls)} failed, '
+          f'{sum(t.get("lost_records", 0) for t in tls)} lost')
 
 runs = {}
 order = []
@@ -516,14 +635,19 @@ for line in open(results):
 # is the order of the runs).
 LIST = ['copy', 'rtmpsniff', 'rtmpsniff@old', 'rtmpsniff+sha256', 'rtmpsniff@old+sha256',
         'tcpflow', 'tshark']
+LIST.insert(LIST.index('rtmpsniff@old') + 1, 'rtmps')  # --rtmps
 order.sort(key=LIST.index)
 med = lambda name, i: statistics.median(r[i] for r in runs[name])
 cpu = lambda name: statistics.median(r[1] + r[2] for r in runs[name])
 peak = lambda name: max(r[3] for r in runs[name]) / 1024
-shown = lambda name: name.replace('+', ' --')
+shown = lambda name: 'rtmpsniff rtmps' if name == 'rtmps' else name.replace('+', ' --')
+# The RTMPS row's MB/s and packets/s are of its own capture.
+size = lambda name: (rt_bytes, rt_packets) if name == 'rtmps' else (nbytes, npackets)
 ref = med('rtmpsniff', 0)
 print()
 print(f'capture: {nbytes / 1e6:.0f} MB, {npackets} packets; median of {len(runs["rtmpsniff"])} run(s)')
+if rtmps:
+    print(f'rtmps capture: {rt_bytes / 1e6:.0f} MB, {rt_packets} packets (the `rtmpsniff rtmps` row)')
 W = max([20] + [len(shown(n)) + 2 for n in order])  # 20 unless --compare's names
 print(f'{"tool":<{W}}{"wall s":>7}{"user s":>7}{"sys s":>7}{"MB/s":>7}{"packets/s":>11}'
       f'{"peak RSS":>12}{"wall/rtmpsniff":>16}')
@@ -531,7 +655,7 @@ for name in order:
     wall = med(name, 0)
     speed = lambda n: n / wall if wall > 0 else float('inf')
     print(f'{shown(name):<{W}}{wall:>7.2f}{med(name, 1):>7.2f}{med(name, 2):>7.2f}'
-          f'{speed(nbytes) / 1e6:>7.0f}{speed(npackets):>11.0f}'
+          f'{speed(size(name)[0]) / 1e6:>7.0f}{speed(size(name)[1]):>11.0f}'
           f'{peak(name):>8.1f} MiB{wall / ref:>15.2f}x')
 
 EPS = 1e-9  # times are in hundredths: 0.18 <= 1.5 x 0.12 must hold
@@ -564,6 +688,10 @@ if 'tcpflow' in runs:
     tf = med('tcpflow', 0)
     print(f'rtmpsniff wall <= 1/3 tcpflow: {ref:.2f} s vs {tf:.2f} s / 3 = {tf / 3:.2f} s '
           f'({ratio(ref, tf)}): {verdict(3 * ref <= tf + EPS)}')
+if rtmps:
+    rt = med('rtmps', 0)
+    print(f'rtmps wall <= 1.5 x plain: {rt:.2f} s vs 1.5 x {ref:.2f} s = {1.5 * ref:.2f} s '
+          f'({ratio(rt, ref)}): {verdict(rt <= 1.5 * ref + EPS)}')
 sniffs = [n for n in order if n.startswith('rtmpsniff')]
 worst = max(peak(n) for n in sniffs if '@old' not in n)
 with_sha = (f' (--sha256: {peak("rtmpsniff+sha256"):.1f} MiB)' if 'rtmpsniff+sha256' in runs
@@ -580,10 +708,21 @@ if old_dir:
         print(f'rtmpsniff@old report sha256 WRONG for {old_sha_n - old_sha_ok}/{old_sha_n} '
               'recovered streams')
     ok = min(ok, old_ok)
+if rtmps:
+    print(f'rtmps bit-exact streams: {rt_ok}/{len(rt_truths)}: '
+          f'{verdict(rt_ok == len(rt_truths) and len(rt_truths) > 0)}')
+    if rt_sha_ok != rt_sha_n:
+        print(f'rtmps report sha256 WRONG for {rt_sha_n - rt_sha_ok}/{rt_sha_n} recovered streams')
+    if rt_ok != len(rt_truths) or not rt_truths:
+        ok = -1
 for n in sniffs:
     c = cpu(n)
     print(f'{shown(n)} CPU: {c / npackets * 1e6:.2f} us/packet, {c / nbytes * 1e9:.2f} ns/byte '
           f'(user+sys {c:.2f} s)')
+if rtmps:
+    c, plain = cpu('rtmps'), cpu('rtmpsniff')
+    print(f'rtmps CPU: {c / rt_packets * 1e6:.2f} us/packet, {c / rt_bytes * 1e9:.2f} ns/byte '
+          f'(user+sys {c:.2f} s, {ratio(c, plain)} the plain run\'s)')
 sys.exit(0 if ok == len(truths) else 1)
 PY
 echo
