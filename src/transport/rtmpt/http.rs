@@ -1,5 +1,8 @@
 //! One TCP connection's HTTP/1.0 and 1.1 messages: requests client to server, responses
 //! server to client, matched in order.
+//!
+//! Here the connection: its two directions, gaps, losses and the pairing of requests with
+//! responses; in `head` the heads read (and looked for after a loss); in `body` the bodies.
 
 use std::collections::VecDeque;
 
@@ -8,6 +11,10 @@ use super::{
     TunnelEvent,
 };
 use crate::flow::{Dir, StreamEvent};
+use body::{Body, Chunk};
+
+mod body;
+mod head;
 
 /// Bounds on what one [`HttpConnection`] holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,10 +38,6 @@ impl Default for HttpLimits {
     }
 }
 
-/// Headers read per head (httparse needs a fixed array); more is malformed.
-const MAX_HEADERS: usize = 64;
-/// Bytes of a chunk-size line or a trailer line.
-const MAX_CHUNK_LINE: usize = 1024;
 /// A gap between messages at least this long is taken to have swallowed a message (the
 /// shortest RTMPT request or response is longer).
 const MIN_MESSAGE: u64 = 16;
@@ -45,24 +48,6 @@ struct Pending {
     /// `None` for a request lost to a gap (a placeholder that keeps the order).
     target: Option<Target>,
     frame: u64,
-}
-
-#[derive(Debug)]
-enum Chunk {
-    /// Reading a chunk-size line.
-    Size(Vec<u8>),
-    Data(u64),
-    /// The CRLF after a chunk's data (`seen` bytes of it read).
-    DataEnd(u8),
-    /// Trailer lines after the last chunk, until an empty one.
-    Trailer(Vec<u8>),
-}
-
-#[derive(Debug)]
-enum Body {
-    Length(u64),
-    Chunked(Chunk),
-    UntilClose,
 }
 
 #[derive(Debug)]
@@ -403,43 +388,7 @@ impl HttpConnection {
         while !data.is_empty() {
             let h = &mut self.halves[i];
             match &mut h.state {
-                State::Head => {
-                    if h.head.is_empty() {
-                        // Blank lines between messages are allowed.
-                        let n = data
-                            .iter()
-                            .position(|&b| b != b'\r' && b != b'\n')
-                            .unwrap_or(data.len());
-                        data = &data[n..];
-                        if data.is_empty() {
-                            break;
-                        }
-                        h.head_frame = frame;
-                    }
-                    let room = self.limits.max_head.saturating_sub(h.head.len());
-                    let take = data.len().min(room);
-                    let old = h.head.len();
-                    h.head.extend_from_slice(&data[..take]);
-                    match head_end(&h.head, old) {
-                        Some(end) => {
-                            let extra = h.head.len() - end;
-                            h.head.truncate(end);
-                            data = &data[take - extra..];
-                            let head = std::mem::take(&mut h.head);
-                            self.head(i, &head, frame, out);
-                        }
-                        None if h.head.len() >= self.limits.max_head => {
-                            let len = h.head.len() as u64;
-                            h.head.clear();
-                            data = &data[take..];
-                            let off = h.next.unwrap_or(0).saturating_sub(data.len() as u64 + len);
-                            self.start_resync(i, off);
-                            self.loss(i, LossReason::HeadTooLong, off, len, frame, false, out);
-                            self.message_lost(i, frame, out);
-                        }
-                        None => data = &data[take..],
-                    }
-                }
+                State::Head => data = self.head_bytes(i, data, frame, out),
                 State::Skip(rem) => {
                     let n = (*rem).min(data.len() as u64);
                     *rem -= n;
@@ -448,41 +397,7 @@ impl HttpConnection {
                         h.state = State::Head;
                     }
                 }
-                State::Resync => {
-                    let pat = h.pattern();
-                    let mut found = None;
-                    for (k, &b) in data.iter().enumerate() {
-                        if b == pat[h.matched] {
-                            h.matched += 1;
-                            if h.matched == pat.len() {
-                                found = Some(k + 1);
-                                break;
-                            }
-                        } else {
-                            // The bytes matched so far were skipped too (the pattern has
-                            // no repeated prefix, so no match can start inside them).
-                            h.skipped += h.matched as u64;
-                            h.matched = 0;
-                            if b == pat[0] {
-                                h.matched = 1;
-                            } else {
-                                h.skipped += 1;
-                            }
-                        }
-                    }
-                    match found {
-                        Some(n) => {
-                            data = &data[n..];
-                            h.head.clear();
-                            h.head.extend_from_slice(pat);
-                            h.head_frame = frame;
-                            h.matched = 0;
-                            h.state = State::Head;
-                            self.end_resync(i, frame, out);
-                        }
-                        None => break,
-                    }
-                }
+                State::Resync => data = self.resync_bytes(i, data, frame, out),
                 State::Body(_) => {
                     let n = self.body(i, data, frame, out);
                     data = &data[n..];
@@ -505,235 +420,6 @@ impl HttpConnection {
         if skipped > 0 {
             let off = h.skip_offset;
             self.loss(i, LossReason::Malformed, off, skipped, frame, false, out);
-        }
-    }
-
-    /// Body bytes of the message in progress; returns how many of `data` it took.
-    fn body(&mut self, i: usize, data: &[u8], frame: u64, out: &mut Vec<TunnelEvent>) -> usize {
-        let max_body = self.limits.max_body;
-        let h = &mut self.halves[i];
-        let State::Body(body) = &mut h.state else {
-            return data.len();
-        };
-        let Some(msg) = h.msg.as_mut() else {
-            h.state = State::Head;
-            return 0;
-        };
-        let keep = |msg: &mut Msg, b: &[u8]| {
-            let room = max_body.saturating_sub(msg.body.len());
-            let n = b.len().min(room);
-            msg.body.extend_from_slice(&b[..n]);
-            msg.dropped += (b.len() - n) as u64;
-        };
-        let mut used = 0;
-        let mut done = false;
-        let mut bad = false;
-        match body {
-            Body::Length(rem) => {
-                let n = (*rem).min(data.len() as u64) as usize;
-                keep(msg, &data[..n]);
-                *rem -= n as u64;
-                used = n;
-                done = *rem == 0;
-            }
-            Body::UntilClose => {
-                keep(msg, data);
-                used = data.len();
-            }
-            Body::Chunked(c) => {
-                while used < data.len() && !done && !bad {
-                    let rest = &data[used..];
-                    match c {
-                        Chunk::Size(line) => match rest.iter().position(|&b| b == b'\n') {
-                            Some(p) => {
-                                line.extend_from_slice(&rest[..=p]);
-                                used += p + 1;
-                                match httparse::parse_chunk_size(line) {
-                                    Ok(httparse::Status::Complete((_, 0))) => {
-                                        *c = Chunk::Trailer(Vec::new());
-                                    }
-                                    Ok(httparse::Status::Complete((_, n))) => *c = Chunk::Data(n),
-                                    _ => bad = true,
-                                }
-                            }
-                            None => {
-                                line.extend_from_slice(rest);
-                                used = data.len();
-                                bad = line.len() > MAX_CHUNK_LINE;
-                            }
-                        },
-                        Chunk::Data(rem) => {
-                            let n = (*rem).min(rest.len() as u64) as usize;
-                            keep(msg, &rest[..n]);
-                            *rem -= n as u64;
-                            used += n;
-                            if *rem == 0 {
-                                *c = Chunk::DataEnd(0);
-                            }
-                        }
-                        Chunk::DataEnd(seen) => {
-                            let b = rest[0];
-                            used += 1;
-                            match (*seen, b) {
-                                (0, b'\r') => *seen = 1,
-                                (_, b'\n') => *c = Chunk::Size(Vec::new()),
-                                _ => bad = true,
-                            }
-                        }
-                        Chunk::Trailer(line) => match rest.iter().position(|&b| b == b'\n') {
-                            Some(p) => {
-                                line.extend_from_slice(&rest[..=p]);
-                                used += p + 1;
-                                if line == b"\r\n" || line == b"\n" {
-                                    done = true;
-                                } else {
-                                    line.clear();
-                                }
-                            }
-                            None => {
-                                line.extend_from_slice(rest);
-                                used = data.len();
-                                bad = line.len() > MAX_CHUNK_LINE;
-                            }
-                        },
-                    }
-                }
-            }
-        }
-        if bad {
-            // Not chunked encoding after all: the message is cut here.
-            let off = h
-                .next
-                .unwrap_or(0)
-                .saturating_sub((data.len() - used) as u64);
-            self.emit(
-                i,
-                Some(LostBody {
-                    at_least: 0,
-                    exact: false,
-                }),
-                frame,
-                out,
-            );
-            self.start_resync(i, off);
-            self.loss(i, LossReason::Malformed, off, 0, frame, true, out);
-            return used;
-        }
-        if done {
-            h.state = State::Head;
-            self.emit(i, None, frame, out);
-        }
-        used
-    }
-
-    /// A whole head of direction `i`.
-    fn head(&mut self, i: usize, head: &[u8], frame: u64, out: &mut Vec<TunnelEvent>) {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let first_frame = self.halves[i].head_frame;
-        let mut fcs = false;
-        let mut length: Option<u64> = None;
-        let mut chunked = false;
-        let mut bad = false;
-        let mut read_headers = |hs: &[httparse::Header<'_>]| {
-            for h in hs {
-                let v = h.value.trim_ascii();
-                if h.name.eq_ignore_ascii_case("content-length") {
-                    let n = std::str::from_utf8(v)
-                        .ok()
-                        .and_then(|s| s.parse::<u64>().ok());
-                    match (n, length) {
-                        (None, _) => bad = true,
-                        (Some(n), Some(l)) if n != l => bad = true,
-                        (Some(n), _) => length = Some(n),
-                    }
-                } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                    chunked = v
-                        .rsplit(|&b| b == b',')
-                        .next()
-                        .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-                } else if h.name.eq_ignore_ascii_case("content-type") {
-                    fcs = v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"application/x-fcs");
-                }
-            }
-        };
-        let parsed = if i == 0 {
-            let mut req = httparse::Request::new(&mut headers);
-            match req.parse(head) {
-                Ok(httparse::Status::Complete(_)) => {
-                    read_headers(req.headers);
-                    let method = req.method.unwrap_or_default().as_bytes();
-                    let path = req.path.unwrap_or_default().as_bytes();
-                    Some((Some(Target::parse(method, path)), 0u16))
-                }
-                _ => None,
-            }
-        } else {
-            let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(head) {
-                Ok(httparse::Status::Complete(_)) => {
-                    read_headers(resp.headers);
-                    Some((None, resp.code.unwrap_or(0)))
-                }
-                _ => None,
-            }
-        };
-        let Some((target, status)) = parsed.filter(|_| !bad) else {
-            let off = self.halves[i].next.unwrap_or(0);
-            self.start_resync(i, off);
-            self.loss(
-                i,
-                LossReason::Malformed,
-                off,
-                head.len() as u64,
-                frame,
-                false,
-                out,
-            );
-            self.message_lost(i, frame, out);
-            return;
-        };
-        let (target, request_frame, body) = if i == 0 {
-            let body = if chunked {
-                Body::Chunked(Chunk::Size(Vec::new()))
-            } else {
-                Body::Length(length.unwrap_or(0))
-            };
-            self.push_pending(target.clone(), frame);
-            (target, None, body)
-        } else {
-            if (100..200).contains(&status) && status != 101 {
-                return; // interim: the final response follows
-            }
-            let p = self.pending.pop_front();
-            let body = if status == 204 || status == 304 || (100..200).contains(&status) {
-                Body::Length(0)
-            } else if chunked {
-                Body::Chunked(Chunk::Size(Vec::new()))
-            } else if let Some(n) = length {
-                Body::Length(n)
-            } else {
-                Body::UntilClose
-            };
-            match p {
-                Some(p) => (p.target, Some(p.frame), body),
-                None => (None, None, body),
-            }
-        };
-        let h = &mut self.halves[i];
-        h.msg = Some(Msg {
-            target,
-            status,
-            fcs,
-            body: Vec::new(),
-            dropped: 0,
-            first_frame,
-            request_frame,
-        });
-        if matches!(body, Body::Length(0)) {
-            h.state = State::Head;
-            self.emit(i, None, frame, out);
-        } else {
-            h.state = State::Body(body);
         }
     }
 
@@ -813,17 +499,5 @@ impl HttpConnection {
             first_frame: msg.first_frame,
             last_frame: frame,
         }));
-    }
-}
-
-/// Where a head ends (the index after its blank line), searching from about `from`.
-fn head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let crlf = memchr::memmem::find(&buf[from.saturating_sub(3)..], b"\r\n\r\n")
-        .map(|p| p + from.saturating_sub(3) + 4);
-    let lf = memchr::memmem::find(&buf[from.saturating_sub(1)..], b"\n\n")
-        .map(|p| p + from.saturating_sub(1) + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }

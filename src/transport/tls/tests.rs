@@ -227,6 +227,7 @@ fn more_server_records(n: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
 
 #[test]
 fn a_gap_mid_stream_resynchronises() {
+    // Over 80 lines: one scenario (hello, a gap, the rest) at four chunk sizes, and its checks.
     let keys = rfc8448_keylog();
     let (recs, plains) = more_server_records(30);
     let s = server_stream(&recs);
@@ -728,6 +729,7 @@ fn real_capture_with_loss_resynchronises() {
 /// Drops 3000 bytes in the middle of the bigger direction of each connection: the rest
 /// decrypts again.
 fn loss_in_sample(folder: &str) {
+    // Over 80 lines: the six events of one lossy connection in order, then their checks.
     let pcap = sample(&format!("{folder}/capture.pcap"));
     let keys = KeyLog::parse(
         &sample(&format!("{folder}/keylog.txt")),
@@ -1091,6 +1093,7 @@ fn real_capture_tls12_gap_over_the_change_cipher_spec() {
 /// the application data the stream comes back.
 #[test]
 fn random_losses_in_real_captures_never_give_wrong_bytes() {
+    // Over 80 lines: holes drawn, the streams fed around them, every piece checked: one loop.
     let mut rng = 0x5eed_u64;
     let mut next = move || {
         // splitmix64
