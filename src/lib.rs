@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod rtmp;
 pub mod run;
 pub mod sink;
+pub mod timing;
 pub mod transport;
 
 pub use capture::Frame;

@@ -10,7 +10,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use thiserror::Error;
 
 use super::header::{ChunkHeader, EXTENDED, Fields, MAX_HEADER};
-use super::message::{self, Message, types};
+use super::message::{self, Message, TimeBase, types};
 use crate::config::{LimitHits, Limits};
 
 pub const DEFAULT_CHUNK_SIZE: u32 = 128;
@@ -84,6 +84,8 @@ pub(crate) struct ChunkStream {
     partial: Option<Partial>,
     /// Codec of the media last read on this chunk stream (audio format or video codec id).
     codec: Option<(u8, u8)>,
+    /// Where its timestamps count from.
+    base: TimeBase,
 }
 
 impl ChunkStream {
@@ -99,6 +101,7 @@ impl ChunkStream {
                 let ts = h.time();
                 self.timestamp = ts;
                 self.delta = ts;
+                self.base = TimeBase::Exact;
                 self.length = length;
                 self.type_id = type_id;
                 self.msid = msid;
@@ -189,6 +192,8 @@ pub struct ChunkReader {
     lenient: bool,
     default_msid: u32,
     latest_ts: u32,
+    /// Bases guessed so far (numbers [`TimeBase::Guessed`]).
+    guesses: u32,
     limits: Limits,
     pub stats: ChunkStats,
 }
@@ -208,6 +213,7 @@ impl ChunkReader {
             lenient: false,
             default_msid: 1,
             latest_ts: 0,
+            guesses: 0,
             limits,
             stats: ChunkStats {
                 chunk_sizes: vec![chunk_size],
@@ -400,6 +406,7 @@ impl ChunkReader {
                 body: Bytes::from(p.body),
                 offset: p.offset,
                 frame,
+                base: cs.base,
             };
             self.payload_left = 0;
             self.complete(msg, out);
@@ -450,7 +457,8 @@ impl ChunkReader {
                 offset: header_offset,
             });
         }
-        let (length, msid, type_id, timestamp) = (cs.length, cs.msid, cs.type_id, cs.timestamp);
+        let (length, msid, type_id, timestamp, base) =
+            (cs.length, cs.msid, cs.type_id, cs.timestamp, cs.base);
         if new_message {
             let in_chunk = length.min(self.chunk_size) as usize;
             if length as usize == in_chunk && self.buf.len() >= pos + in_chunk {
@@ -466,6 +474,7 @@ impl ChunkReader {
                     body,
                     offset: header_offset,
                     frame,
+                    base,
                 };
                 self.complete(msg, out);
                 return Ok(true);
@@ -491,9 +500,11 @@ impl ChunkReader {
                 ChunkStream {
                     timestamp: self.latest_ts.wrapping_sub(h.time()),
                     msid: self.default_msid,
+                    base: TimeBase::Guessed(self.guesses),
                     ..Default::default()
                 },
             );
+            self.guesses = self.guesses.wrapping_add(1);
         } else if h.fmt != 0 {
             return Err(ChunkError::NoPreviousHeader {
                 csid: h.csid,

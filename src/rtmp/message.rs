@@ -28,6 +28,17 @@ pub mod types {
     }
 }
 
+/// Where a chunk stream's timestamps count from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TimeBase {
+    /// From a captured fmt-0 header (absolute, as the sender sent it).
+    #[default]
+    Exact,
+    /// From a base guessed at a lock-on (the chunk stream was first seen with a delta): right
+    /// up to one unknown offset, the same for every message with this number.
+    Guessed(u32),
+}
+
 /// A whole RTMP message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
@@ -38,6 +49,9 @@ pub struct Message {
     pub body: Bytes,
     /// Stream offset of the message's first chunk header.
     pub offset: u64,
+    /// Whether `timestamp` counts from a captured fmt-0 header or from a base guessed at a
+    /// lock-on (see [`TimeBase`]).
+    pub base: TimeBase,
     /// Capture frame that completed the message.
     pub frame: u64,
 }

@@ -24,7 +24,7 @@ use serde::Serialize;
 pub use chunk::{ChunkReader, ChunkWriter};
 pub use connection::{Connection, LockRecord};
 pub use handshake::{Handshake, HandshakeOutcome};
-pub use message::Message;
+pub use message::{Message, TimeBase};
 pub use session::{ConnectInfo, Session};
 pub use warning::Warning;
 

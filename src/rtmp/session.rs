@@ -4,11 +4,12 @@
 use bytes::Bytes;
 
 use super::amf0::{self, Value};
-use super::message::{Message, types};
+use super::message::{Message, TimeBase, types};
 use super::warning::Warning;
 use super::{Direction, Event, TagKind};
 use crate::config::{LimitHits, Limits};
 use crate::flow::Dir;
+use crate::timing::{StreamClock, TimingReport};
 
 /// What the client said in `connect`.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -21,11 +22,13 @@ pub struct ConnectInfo {
     pub object_encoding: Option<f64>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct ActiveStream {
     id: u32,
     msid: u32,
     direction: Direction,
+    /// Audio and video put on one clock (see [`crate::timing`]).
+    clock: StreamClock,
 }
 
 /// Warnings, status codes, pending and created stream ids kept per session.
@@ -51,6 +54,8 @@ pub struct Session {
     limits: Limits,
     /// Limits reached on this connection's messages.
     pub limit_hits: LimitHits,
+    /// What timing did to each stream that ended (bounded).
+    pub timing: Vec<(u32, TimingReport)>,
 }
 
 impl Session {
@@ -67,6 +72,7 @@ impl Session {
             mid_stream: false,
             limits,
             limit_hits: LimitHits::default(),
+            timing: Vec::new(),
         }
     }
 
@@ -130,13 +136,14 @@ impl Session {
                     return; // an empty media message carries nothing a file could hold
                 }
                 if let Some(id) = self.stream_for(dir, msg.msid, out) {
-                    out.push(Event::Tag {
+                    let ev = Event::Tag {
                         stream: id,
                         kind,
                         timestamp: msg.timestamp,
                         body: msg.body,
                         frame: msg.frame,
-                    });
+                    };
+                    self.emit(id, msg.base, ev, out);
                 }
             }
             types::AGGREGATE => self.aggregate(dir, &msg, out),
@@ -186,6 +193,7 @@ impl Session {
             id,
             msid,
             direction,
+            clock: StreamClock::default(),
         });
         out.push(Event::StreamStarted {
             stream: id,
@@ -198,14 +206,28 @@ impl Session {
     }
 
     fn end_where(&mut self, pred: impl Fn(&ActiveStream) -> bool, out: &mut Vec<Event>) {
-        self.streams.retain(|s| {
+        let timing = &mut self.timing;
+        self.streams.retain_mut(|s| {
             if pred(s) {
+                // Tags held for timing go out before the end.
+                s.clock.finish(out);
+                if timing.len() < MAX_SESSION_RECORDS {
+                    timing.push((s.id, std::mem::take(&mut s.clock.report)));
+                }
                 out.push(Event::StreamEnded { stream: s.id });
                 false
             } else {
                 true
             }
         });
+    }
+
+    /// A tag of stream `id`, through its clock.
+    fn emit(&mut self, id: u32, base: TimeBase, ev: Event, out: &mut Vec<Event>) {
+        match self.streams.iter_mut().find(|s| s.id == id) {
+            Some(s) => s.clock.tag(base, ev, out),
+            None => out.push(ev),
+        }
     }
 
     /// The connection is over: every open stream ends.
@@ -329,13 +351,14 @@ impl Session {
             _ => return,
         };
         if let Some(id) = self.stream_for(dir, msg.msid, out) {
-            out.push(Event::Tag {
+            let ev = Event::Tag {
                 stream: id,
                 kind: TagKind::Script,
                 timestamp: msg.timestamp,
                 body: tag_body,
                 frame: msg.frame,
-            });
+            };
+            self.emit(id, msg.base, ev, out);
         }
     }
 
@@ -355,6 +378,7 @@ impl Session {
             };
             let base = *first_ts.get_or_insert(ts);
             let sub = Message {
+                base: msg.base,
                 csid: msg.csid,
                 msid: msg.msid,
                 type_id: t,
