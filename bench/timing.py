@@ -43,7 +43,7 @@ TRUTH = {
 }
 
 
-def score(got, truth):
+def score(got, truth, name=""):
     times = collections.defaultdict(list)
     for t, ts, b in truth:
         times[(t, b)].append(ts)
@@ -68,6 +68,16 @@ def score(got, truth):
         if err <= 1:
             res[t][0] += 1
         maxerr = max(maxerr, err)
+    if os.environ.get("DETAIL") and os.environ["DETAIL"] in name:
+        prev = None
+        for i, (t, ts, b) in enumerate(got):
+            tt = times.get((t, b))
+            if not tt:
+                continue
+            e = min((x - (ts + off) for x in tt), key=abs)
+            if prev is None or abs(e - prev) > 1:
+                print(f"  tag {i} type {t} ts {ts}: error {e}")
+                prev = e
     found = set((t, b) for t, _, b in got)
     recall = sum(1 for t, _, b in truth if (t, b) in found)
     return off, matched, res, maxerr, recall, len(truth)
@@ -85,7 +95,7 @@ def main():
             key = (s["direction"], s.get("video_codec") or "")
             got = tags(os.path.join(out, s["file"]))
             truth = tags(os.path.join(truth_dir, TRUTH[key]))
-            r = score(got, truth)
+            r = score(got, truth, " ".join(key))
             if r is None:
                 print(f"{label} {key}: nothing matched")
                 continue

@@ -30,6 +30,8 @@ pub struct TimingReport {
     /// Offsets applied after a lock-on: ms added to the audio (negative: to the video, when
     /// audio was the exact one), and how far the truth may lie from it (ms).
     pub av_offsets: Vec<AvOffset>,
+    /// Time put back after gaps that took frames' headers.
+    pub lost: Vec<Lost>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,25 +118,249 @@ impl Estimate {
     }
 }
 
+/// What timing knows of one kind (audio or video) of a stream.
+#[derive(Debug, Default)]
+struct Kind {
+    /// Base and gap number of its last tag.
+    base: Option<TimeBase>,
+    resumed: u32,
+    /// ms added to its timestamps.
+    adj: i64,
+    /// Corrected time of its last frame.
+    last: Option<u32>,
+    /// Deltas between its frames (ms), the last few.
+    deltas: VecDeque<u32>,
+    /// Audio: samples per frame and the sample rate, when the codec says.
+    samples: Option<(u32, u32)>,
+    /// Audio: the frame grid its times sit on.
+    grid: Grid,
+    /// ms added to its timestamps from the tag on: frames put back on the grid after a
+    /// lost header left a fmt-3 chunk stream re-applying a stale delta.
+    snap: i64,
+}
+
+/// Audio frames sit on a grid: frame `i` at `round(phase + i * period)` ms. The phase is
+/// known to an interval that each frame narrows.
+#[derive(Debug, Default)]
+struct Grid {
+    period: f64,
+    /// Real time of the reference frame lies in `[lo, hi)`.
+    lo: f64,
+    hi: f64,
+    frames: u32,
+    /// Frames that fitted no grid (the grid was started again from them).
+    broken: u32,
+}
+
+impl Grid {
+    fn new(period: f64, t: u32) -> Self {
+        Grid {
+            period,
+            lo: t as f64 - 0.5,
+            hi: t as f64 + 0.5,
+            frames: 1,
+            broken: 0,
+        }
+    }
+
+    fn mid(&self) -> f64 {
+        (self.lo + self.hi) / 2.0
+    }
+
+    fn index(&self, t: f64) -> f64 {
+        ((t - self.mid()) / self.period).round()
+    }
+
+    fn add(&mut self, t: u32) {
+        let i = self.index(t as f64);
+        let (lo, hi) = (
+            self.lo.max(t as f64 - 0.5 - i * self.period),
+            self.hi.min(t as f64 + 0.5 - i * self.period),
+        );
+        if lo >= hi {
+            let broken = self.broken + 1;
+            *self = Grid::new(self.period, t);
+            self.broken = broken;
+        } else {
+            (self.lo, self.hi) = (lo, hi);
+            self.frames += 1;
+        }
+    }
+
+    fn known(&self) -> bool {
+        self.period > 0.0 && self.frames >= 8 && self.hi - self.lo < 0.5
+    }
+
+    /// The grid time nearest `t`, and `k` frames after it.
+    fn at(&self, t: i64, k: u32) -> i64 {
+        let i = self.index(t as f64) + k as f64;
+        (self.mid() + i * self.period).round() as i64
+    }
+}
+
+const DELTAS_KEPT: usize = 64;
+
+impl Kind {
+    fn frame_seen(&mut self, t: u32) {
+        if let Some(l) = self.last {
+            let d = t.wrapping_sub(l);
+            if d > 0 && d < 1000 {
+                if self.deltas.len() == DELTAS_KEPT {
+                    self.deltas.pop_front();
+                }
+                self.deltas.push_back(d);
+            }
+        }
+        self.last = Some(t);
+        if let Some((n, r)) = self.samples {
+            let period = n as f64 * 1000.0 / r as f64;
+            if self.grid.period != period {
+                self.grid = Grid::new(period, t);
+            } else {
+                self.grid.add(t);
+            }
+        }
+    }
+
+    /// The frame period in µs: the codec's when the deltas agree, else what the deltas say.
+    fn period_us(&self, video: bool) -> Option<u64> {
+        if self.deltas.is_empty() {
+            return self.samples.map(|(n, r)| n as u64 * 1_000_000 / r as u64);
+        }
+        if video {
+            // The most common delta (a frame rate in whole ms).
+            let mut best = (0, 0);
+            for &d in &self.deltas {
+                let c = self.deltas.iter().filter(|&&x| x == d).count();
+                if c > best.1 || (c == best.1 && d < best.0) {
+                    best = (d, c);
+                }
+            }
+            return Some(best.0 as u64 * 1000);
+        }
+        let mut ds: Vec<u32> = self.deltas.iter().copied().collect();
+        ds.sort_unstable();
+        let median = ds[ds.len() / 2] as u64;
+        let near: Vec<u64> = ds
+            .iter()
+            .map(|&d| d as u64)
+            .filter(|&d| d * 4 <= median * 5 && d * 5 >= median * 4)
+            .collect();
+        let mean = near.iter().sum::<u64>() * 1000 / near.len().max(1) as u64;
+        match self.samples {
+            Some((n, r)) => {
+                let p = n as u64 * 1_000_000 / r as u64;
+                if p.abs_diff(mean) * 10 <= p {
+                    Some(p)
+                } else {
+                    Some(mean)
+                }
+            }
+            None => Some(mean),
+        }
+    }
+
+    /// Time lost with `k` frames whose headers were lost before a frame now at `first`.
+    fn lost(&self, k: u32, first: u32, video: bool) -> Option<i64> {
+        if k == 0 {
+            return Some(0);
+        }
+        if !video && self.grid.known() {
+            let f = first as i64;
+            return Some(self.grid.at(f, k) - self.grid.at(f, 0));
+        }
+        let p = self.period_us(video)?;
+        Some(((k as u64 * p + 500) / 1000) as i64)
+    }
+
+    /// After a gap: an audio frame `t` ms (corrected so far) a ms or two off its grid was
+    /// timed with a delta the lost header had changed; it and what follows move onto it.
+    fn snap(&mut self, t: u32) {
+        if !self.grid.known() {
+            return;
+        }
+        let t = t as i64 + self.snap;
+        let g = self.grid.at(t, 0);
+        if g != t && (g - t).abs() <= MAX_SNAP_MS {
+            self.snap += g - t;
+        }
+    }
+}
+
+/// Most ms an audio frame is moved onto its grid.
+const MAX_SNAP_MS: i64 = 2;
+
+/// Samples per frame and sample rate of an audio body's codec, when they are fixed.
+fn audio_frame(body: &[u8]) -> Option<(u32, u32)> {
+    let b0 = *body.first()?;
+    let (rate, _) = media::audio_params(body)?;
+    match b0 >> 4 {
+        10 => Some((1024, rate)),
+        2 if rate >= 32000 => Some((1152, rate)),
+        2 => Some((576, rate)),
+        _ => None,
+    }
+}
+
+/// Rebuilding the time lost in one gap: how many frames of each kind lost their headers
+/// there (each such frame makes its kind's later times early by its delta).
+#[derive(Debug)]
+struct GapEstimate {
+    /// Wire-order bounds on (audio lost) - (video lost), over times corrected so far.
+    est: Estimate,
+    /// Whether each kind (audio, video) may have lost frames, and its first time after.
+    free: [bool; 2],
+    first: [Option<u32>; 2],
+    /// Last corrected times of each kind before the gap.
+    before: [Option<u32>; 2],
+}
+
+/// One gap's rebuilt time, for the report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lost {
+    /// Frames whose headers were lost (audio, video), and the ms put back for them.
+    pub frames: [u32; 2],
+    pub ms: [i64; 2],
+    /// Whether the choice was the only one the bounds allowed (false: estimated).
+    pub exact: bool,
+}
+
 /// The clock of one stream.
 #[derive(Debug, Default)]
 pub struct StreamClock {
-    /// Base of the last audio / video tag.
-    audio: Option<TimeBase>,
-    video: Option<TimeBase>,
-    /// ms added to audio and to video timestamps.
-    audio_adj: i64,
-    video_adj: i64,
+    kinds: [Kind; 2],
     estimate: Option<Estimate>,
-    held: VecDeque<Event>,
+    gap: Option<GapEstimate>,
+    /// Tags held, each with the grid correction of its kind when it came.
+    held: VecDeque<(Event, i64)>,
     held_bytes: usize,
     pub report: TimingReport,
 }
 
+fn slot(kind: TagKind) -> Option<usize> {
+    match kind {
+        TagKind::Audio => Some(0),
+        TagKind::Video => Some(1),
+        TagKind::Script => None,
+    }
+}
+
+/// How far a rebuilt gap may stray from its wire-order bounds (ms): senders' order is exact
+/// only to their rounding (MP3 from ffmpeg: a few ms); the fewest frames lost are chosen.
+const REBUILD_SLACK_MS: i64 = 1;
+/// A rebuild candidate: (frames, distance from the bounds' middle), frames and ms per kind.
+type Choice = ((u32, i64), [u32; 2], [i64; 2]);
+
+/// Most frames taken to have lost their headers in one gap, per kind.
+const MAX_LOST_FRAMES: u32 = 24;
+/// Tags held at most while a gap's lost time is worked out.
+const MAX_GAP_HELD: usize = 400;
+
 impl StreamClock {
-    /// A tag of the stream (in wire order) whose timestamp counts from `base`. Tags go out in
-    /// the order they came, with their timestamps corrected.
-    pub fn tag(&mut self, base: TimeBase, ev: Event, out: &mut Vec<Event>) {
+    /// A tag of the stream (in wire order) whose timestamp counts from `base`, read after
+    /// the gap numbered `resumed` (0: none since its chunk stream's last fmt-0 header). Tags
+    /// go out in the order they came, with their timestamps corrected.
+    pub fn tag(&mut self, base: TimeBase, resumed: u32, ev: Event, out: &mut Vec<Event>) {
         let Event::Tag {
             kind,
             timestamp,
@@ -150,31 +376,62 @@ impl StreamClock {
             TagKind::Video => media::video(body).is_some_and(|i| i.frame),
             TagKind::Script => false,
         };
-        if kind != TagKind::Script {
-            let slot = if kind == TagKind::Audio {
-                &mut self.audio
-            } else {
-                &mut self.video
-            };
-            if *slot != Some(base) {
-                *slot = Some(base);
+        if let Some(i) = slot(kind) {
+            if i == 0
+                && let Some(f) = audio_frame(body)
+                && (self.kinds[0].samples.is_none() || media::audio(body).is_some_and(|m| m.config))
+            {
+                self.kinds[0].samples = Some(f);
+            }
+            if self.kinds[i].base != Some(base) {
+                self.kinds[i].base = Some(base);
                 self.bases_changed(out);
             }
+            if resumed != self.kinds[i].resumed {
+                self.kinds[i].resumed = resumed;
+                if resumed != 0 && frame {
+                    self.gap_began(i, timestamp, out);
+                }
+            }
         }
-        if let Some(e) = &mut self.estimate {
-            if frame {
-                match kind {
-                    TagKind::Audio => e.audio(timestamp),
-                    TagKind::Video => e.video(timestamp),
-                    TagKind::Script => {}
+        if i_audio_resumed(kind, resumed) && frame {
+            let t = timestamp.wrapping_add(self.kinds[0].adj as u32);
+            self.kinds[0].snap(t);
+        }
+        let extra = slot(kind).map_or(0, |i| self.kinds[i].snap);
+        if self.estimate.is_some() || self.gap.is_some() {
+            if frame && let Some(i) = slot(kind) {
+                let t = timestamp.wrapping_add((self.kinds[i].adj + extra) as u32);
+                if let Some(e) = &mut self.estimate {
+                    match kind {
+                        TagKind::Audio => e.audio(timestamp),
+                        _ => e.video(timestamp),
+                    }
+                }
+                if let Some(g) = &mut self.gap {
+                    if g.first[i].is_none() {
+                        g.first[i] = Some(t);
+                    }
+                    if i == 0 {
+                        g.est.audio(t);
+                    } else {
+                        g.est.video(t);
+                    }
                 }
             }
             self.held_bytes += body.len();
-            self.held.push_back(ev);
-            let alone = self.audio.is_none() || self.video.is_none();
+            self.held.push_back((ev, extra));
+            let alone = self.kinds[0].base.is_none() || self.kinds[1].base.is_none();
             let settled = self.estimate.as_ref().is_some_and(Estimate::settled);
-            if settled
+            let gap_done = self.gap.as_ref().is_some_and(|g| {
+                g.first.iter().all(Option::is_some)
+                    && g.est.bounded()
+                    && g.est.hi - g.est.lo <= 2 * SETTLED_MS
+            });
+            if (self.estimate.is_some() && settled)
+                || (self.estimate.is_none() && gap_done)
                 || self.held.len() >= MAX_HELD
+                || (self.gap.is_some() && self.held.len() >= MAX_GAP_HELD)
                 || self.held_bytes >= MAX_HELD_BYTES
                 || (alone && self.held.len() >= MAX_ALONE)
             {
@@ -182,7 +439,8 @@ impl StreamClock {
             }
             return;
         }
-        out.push(self.adjusted(ev));
+        let ev = self.adjusted(ev, extra);
+        out.push(ev);
     }
 
     /// The stream is over: what is held goes out with the best offset known.
@@ -195,29 +453,51 @@ impl StreamClock {
     fn bases_changed(&mut self, out: &mut Vec<Event>) {
         // What is held belongs to the bases before.
         self.settle(out);
-        let needs = match (self.audio, self.video) {
+        let needs = match (self.kinds[0].base, self.kinds[1].base) {
             (Some(a), Some(v)) => a != v,
             (Some(TimeBase::Guessed(_)), None) | (None, Some(TimeBase::Guessed(_))) => true,
             _ => false,
         };
         if !needs {
-            self.audio_adj = 0;
-            self.video_adj = 0;
+            self.kinds[0].adj = 0;
+            self.kinds[1].adj = 0;
             return;
         }
         self.estimate = Some(Estimate::new());
+    }
+
+    /// The first frame of kind `i` after a gap its headers may have been lost in.
+    fn gap_began(&mut self, i: usize, timestamp: u32, out: &mut Vec<Event>) {
+        if let Some(g) = &mut self.gap
+            && g.first[i].is_none()
+            && !g.free[i]
+        {
+            // The same gap, seen now on this kind too.
+            g.free[i] = true;
+            return;
+        }
+        self.settle(out);
+        let _ = timestamp;
+        let mut g = GapEstimate {
+            est: Estimate::new(),
+            free: [false; 2],
+            first: [None; 2],
+            before: [self.kinds[0].last, self.kinds[1].last],
+        };
+        g.free[i] = true;
+        self.gap = Some(g);
     }
 
     /// Take the offset being settled, and release what is held.
     fn settle(&mut self, out: &mut Vec<Event>) {
         if let Some(e) = self.estimate.take() {
             let (d, unc) = e.pick();
-            let both = self.audio.is_some() && self.video.is_some();
+            let both = self.kinds[0].base.is_some() && self.kinds[1].base.is_some();
             if both {
-                if self.audio != Some(TimeBase::Exact) {
-                    (self.audio_adj, self.video_adj) = (d, 0);
+                if self.kinds[0].base != Some(TimeBase::Exact) {
+                    (self.kinds[0].adj, self.kinds[1].adj) = (d, 0);
                 } else {
-                    (self.audio_adj, self.video_adj) = (0, -d);
+                    (self.kinds[0].adj, self.kinds[1].adj) = (0, -d);
                 }
                 self.report.av_offsets.push(AvOffset {
                     offset_ms: d,
@@ -225,38 +505,138 @@ impl StreamClock {
                     contradictions: e.contradictions,
                 });
             } else {
-                self.audio_adj = 0;
-                self.video_adj = 0;
+                self.kinds[0].adj = 0;
+                self.kinds[1].adj = 0;
                 // One clock alone so far: the other, when it comes, is settled then.
-                if self.audio.is_some() {
-                    self.video = None;
-                } else {
-                    self.audio = None;
-                }
+                let other = if self.kinds[0].base.is_some() { 1 } else { 0 };
+                self.kinds[other].base = None;
+            }
+        }
+        if let Some(g) = self.gap.take() {
+            let lost = self.rebuild(&g);
+            if std::env::var_os("RTMPSNIFF_TIMING_DEBUG").is_some() {
+                eprintln!(
+                    "gap: free {:?} first {:?} before {:?} bounds [{}, {}] held {} -> {:?} periods {:?} {:?}",
+                    g.free,
+                    g.first,
+                    g.before,
+                    g.est.lo,
+                    g.est.hi,
+                    self.held.len(),
+                    lost,
+                    self.kinds[0].period_us(false),
+                    self.kinds[1].period_us(true)
+                );
+            }
+            for i in 0..2 {
+                self.kinds[i].adj += lost.ms[i];
+            }
+            if lost.frames != [0, 0] && self.report.lost.len() < MAX_LOST_KEPT {
+                self.report.lost.push(lost);
             }
         }
         self.held_bytes = 0;
-        while let Some(ev) = self.held.pop_front() {
-            let ev = self.adjusted(ev);
+        while let Some((ev, extra)) = self.held.pop_front() {
+            let ev = self.adjusted(ev, extra);
             out.push(ev);
         }
     }
 
-    fn adjusted(&self, mut ev: Event) -> Event {
-        if let Event::Tag {
-            kind, timestamp, ..
-        } = &mut ev
-        {
-            let adj = match kind {
-                TagKind::Audio => self.audio_adj,
-                TagKind::Video => self.video_adj,
-                TagKind::Script => 0,
+    /// The frames each kind lost in a gap: the fewest that put every frame after it in wire
+    /// order (non-decreasing time across kinds, video first on ties) with the frames before.
+    fn rebuild(&self, g: &GapEstimate) -> Lost {
+        let range = |i: usize| {
+            if g.free[i] && g.first[i].is_some() {
+                MAX_LOST_FRAMES
+            } else {
+                0
+            }
+        };
+        let mut best: Option<Choice> = None;
+        let mut count = 0;
+        for ka in 0..=range(0) {
+            let Some(la) = self.kinds[0].lost(ka, g.first[0].unwrap_or(0), false) else {
+                continue;
             };
-            *timestamp = timestamp.wrapping_add(adj as u32);
+            for kv in 0..=range(1) {
+                let Some(lv) = self.kinds[1].lost(kv, g.first[1].unwrap_or(0), true) else {
+                    continue;
+                };
+                let d = la - lv;
+                if g.est.lo > i64::MIN / 4 && d < g.est.lo - REBUILD_SLACK_MS {
+                    continue;
+                }
+                if g.est.hi < i64::MAX / 4 && d > g.est.hi + REBUILD_SLACK_MS {
+                    continue;
+                }
+                // The first frame of each kind after the gap comes after the frames before it.
+                let after = |i: usize, l: i64| {
+                    g.first[i].is_none_or(|f| {
+                        let t = f as i64 + l;
+                        g.before
+                            .iter()
+                            .flatten()
+                            .all(|&b| t + SETTLED_MS >= b as i64)
+                    })
+                };
+                if !after(0, la) || !after(1, lv) {
+                    continue;
+                }
+                count += 1;
+                let mid = if g.est.bounded() {
+                    g.est.lo + (g.est.hi - g.est.lo) / 2
+                } else {
+                    d
+                };
+                let score = (ka + kv, (d - mid).abs());
+                if best.as_ref().is_none_or(|b| score < b.0) {
+                    best = Some((score, [ka, kv], [la, lv]));
+                }
+            }
+        }
+        match best {
+            Some((_, frames, ms)) => Lost {
+                frames,
+                ms,
+                exact: count == 1 || g.est.bounded(),
+            },
+            None => Lost {
+                frames: [0, 0],
+                ms: [0, 0],
+                exact: false,
+            },
+        }
+    }
+
+    fn adjusted(&mut self, mut ev: Event, extra: i64) -> Event {
+        if let Event::Tag {
+            kind,
+            timestamp,
+            body,
+            ..
+        } = &mut ev
+            && let Some(i) = slot(*kind)
+        {
+            *timestamp = timestamp.wrapping_add((self.kinds[i].adj + extra) as u32);
+            let frame = match kind {
+                TagKind::Audio => media::audio(body).is_some_and(|m| m.frame),
+                _ => media::video(body).is_some_and(|m| m.frame),
+            };
+            if frame {
+                self.kinds[i].frame_seen(*timestamp);
+            }
         }
         ev
     }
 }
+
+/// An audio tag read after a gap.
+fn i_audio_resumed(kind: TagKind, resumed: u32) -> bool {
+    kind == TagKind::Audio && resumed != 0
+}
+
+/// Gaps kept in a stream's report.
+const MAX_LOST_KEPT: usize = 256;
 
 #[cfg(test)]
 mod tests {
@@ -316,7 +696,7 @@ mod tests {
         let mut c = StreamClock::default();
         let mut out = Vec::new();
         for (k, t) in wire(2000) {
-            c.tag(TimeBase::Exact, tag(k, t), &mut out);
+            c.tag(TimeBase::Exact, 0, tag(k, t), &mut out);
         }
         c.finish(&mut out);
         assert_eq!(times(&out), wire(2000));
@@ -335,7 +715,7 @@ mod tests {
                     TagKind::Audio => (TimeBase::Guessed(1), t.wrapping_sub(shift)),
                     _ => (TimeBase::Exact, t),
                 };
-                c.tag(base, tag(k, t), &mut out);
+                c.tag(base, 0, tag(k, t), &mut out);
             }
             c.finish(&mut out);
             let got = times(&out);
@@ -362,7 +742,7 @@ mod tests {
                 TagKind::Audio => (TimeBase::Guessed(2), t + 1000 - 17),
                 _ => (TimeBase::Guessed(1), t + 1000),
             };
-            c.tag(base, tag(k, t), &mut out);
+            c.tag(base, 0, tag(k, t), &mut out);
         }
         c.finish(&mut out);
         for (g, t) in times(&out).iter().zip(&truth) {
@@ -394,9 +774,58 @@ mod tests {
             } else {
                 tag(k, t)
             };
-            c.tag(base, ev, &mut out);
+            c.tag(base, 0, ev, &mut out);
         }
         c.finish(&mut out);
         assert!((c.report.av_offsets[0].offset_ms - 9).abs() <= 1);
+    }
+
+    /// A gap that took the header of frame `lost` (and the frame with it): every later frame
+    /// of that kind is early by its delta, and read after gap 1.
+    fn with_lost_header(truth: &[(TagKind, u32)], lost: usize) -> Vec<Event> {
+        let mut c = StreamClock::default();
+        let mut out = Vec::new();
+        let (kind, t_lost) = truth[lost];
+        let prev = truth[..lost]
+            .iter()
+            .rev()
+            .find(|x| x.0 == kind)
+            .map_or(0, |x| x.1);
+        let early = t_lost - prev;
+        for (i, &(k, t)) in truth.iter().enumerate() {
+            if i == lost {
+                continue;
+            }
+            let (t, resumed) = match (i > lost, k == kind) {
+                (true, true) => (t - early, 1),
+                (true, false) => (t, 1),
+                _ => (t, 0),
+            };
+            c.tag(TimeBase::Exact, resumed, tag(k, t), &mut out);
+        }
+        c.finish(&mut out);
+        out
+    }
+
+    #[test]
+    fn time_lost_with_a_header_is_put_back() {
+        let truth = wire(8000);
+        for lost in [300, 301, 302, 303, 350, 417] {
+            let out = with_lost_header(&truth, lost);
+            let mut expect = truth.clone();
+            expect.remove(lost);
+            let got = times(&out);
+            assert_eq!(got.len(), expect.len());
+            let wrong: Vec<_> = got
+                .iter()
+                .zip(&expect)
+                .filter(|(g, t)| diff(g.1, t.1).abs() > 1)
+                .collect();
+            assert!(
+                wrong.is_empty(),
+                "lost {lost:?} {:?}: {wrong:?}",
+                truth[lost]
+            );
+        }
     }
 }

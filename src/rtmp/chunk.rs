@@ -86,6 +86,8 @@ pub(crate) struct ChunkStream {
     codec: Option<(u8, u8)>,
     /// Where its timestamps count from.
     base: TimeBase,
+    /// The last gap resumed after since its last fmt-0 header (see [`Message::resumed`]).
+    resumed: u32,
 }
 
 impl ChunkStream {
@@ -102,6 +104,7 @@ impl ChunkStream {
                 self.timestamp = ts;
                 self.delta = ts;
                 self.base = TimeBase::Exact;
+                self.resumed = 0;
                 self.length = length;
                 self.type_id = type_id;
                 self.msid = msid;
@@ -194,6 +197,8 @@ pub struct ChunkReader {
     latest_ts: u32,
     /// Bases guessed so far (numbers [`TimeBase::Guessed`]).
     guesses: u32,
+    /// Gaps resumed after so far.
+    resumes: u32,
     limits: Limits,
     pub stats: ChunkStats,
 }
@@ -214,6 +219,7 @@ impl ChunkReader {
             default_msid: 1,
             latest_ts: 0,
             guesses: 0,
+            resumes: 0,
             limits,
             stats: ChunkStats {
                 chunk_sizes: vec![chunk_size],
@@ -243,8 +249,10 @@ impl ChunkReader {
         r.partial_bytes = 0;
         r.at_end = false;
         r.lenient = true;
+        r.resumes = r.resumes.wrapping_add(1).max(1);
         for cs in r.streams.values_mut() {
             cs.partial = None;
+            cs.resumed = r.resumes;
         }
         if r.chunk_size != chunk_size {
             r.chunk_size = chunk_size;
@@ -407,6 +415,7 @@ impl ChunkReader {
                 offset: p.offset,
                 frame,
                 base: cs.base,
+                resumed: cs.resumed,
             };
             self.payload_left = 0;
             self.complete(msg, out);
@@ -457,8 +466,14 @@ impl ChunkReader {
                 offset: header_offset,
             });
         }
-        let (length, msid, type_id, timestamp, base) =
-            (cs.length, cs.msid, cs.type_id, cs.timestamp, cs.base);
+        let (length, msid, type_id, timestamp, base, resumed) = (
+            cs.length,
+            cs.msid,
+            cs.type_id,
+            cs.timestamp,
+            cs.base,
+            cs.resumed,
+        );
         if new_message {
             let in_chunk = length.min(self.chunk_size) as usize;
             if length as usize == in_chunk && self.buf.len() >= pos + in_chunk {
@@ -475,6 +490,7 @@ impl ChunkReader {
                     offset: header_offset,
                     frame,
                     base,
+                    resumed,
                 };
                 self.complete(msg, out);
                 return Ok(true);

@@ -52,6 +52,10 @@ pub struct Message {
     /// Whether `timestamp` counts from a captured fmt-0 header or from a base guessed at a
     /// lock-on (see [`TimeBase`]).
     pub base: TimeBase,
+    /// The number of the last gap the reader resumed after since this chunk stream's last
+    /// fmt-0 header (0: none): messages whose headers were lost there may have taken time
+    /// with them.
+    pub resumed: u32,
     /// Capture frame that completed the message.
     pub frame: u64,
 }

@@ -143,7 +143,7 @@ impl Session {
                         body: msg.body,
                         frame: msg.frame,
                     };
-                    self.emit(id, msg.base, ev, out);
+                    self.emit(id, msg.base, msg.resumed, ev, out);
                 }
             }
             types::AGGREGATE => self.aggregate(dir, &msg, out),
@@ -223,9 +223,9 @@ impl Session {
     }
 
     /// A tag of stream `id`, through its clock.
-    fn emit(&mut self, id: u32, base: TimeBase, ev: Event, out: &mut Vec<Event>) {
+    fn emit(&mut self, id: u32, base: TimeBase, resumed: u32, ev: Event, out: &mut Vec<Event>) {
         match self.streams.iter_mut().find(|s| s.id == id) {
-            Some(s) => s.clock.tag(base, ev, out),
+            Some(s) => s.clock.tag(base, resumed, ev, out),
             None => out.push(ev),
         }
     }
@@ -358,7 +358,7 @@ impl Session {
                 body: tag_body,
                 frame: msg.frame,
             };
-            self.emit(id, msg.base, ev, out);
+            self.emit(id, msg.base, msg.resumed, ev, out);
         }
     }
 
@@ -379,6 +379,7 @@ impl Session {
             let base = *first_ts.get_or_insert(ts);
             let sub = Message {
                 base: msg.base,
+                resumed: msg.resumed,
                 csid: msg.csid,
                 msid: msg.msid,
                 type_id: t,
