@@ -263,6 +263,52 @@ impl ChunkReader {
         r
     }
 
+    /// Whether the reader stands between chunks (no payload or header bytes pending): bytes
+    /// lost here began with a chunk header.
+    pub fn at_chunk_boundary(&self) -> bool {
+        self.payload_left == 0 && self.buf.is_empty()
+    }
+
+    /// Media chunk streams known: (csid, message length, type id, extended timestamp in use).
+    pub(crate) fn media_streams(&self) -> Vec<(u32, u32, u8, bool)> {
+        let mut v: Vec<_> = self
+            .streams
+            .iter()
+            .filter(|(_, cs)| cs.type_id == types::AUDIO || cs.type_id == types::VIDEO)
+            .map(|(&id, cs)| (id, cs.length, cs.type_id, cs.ext.is_some()))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// A message whose header was lost and whose body was found whole (`length` bytes,
+    /// `body`): its chunk stream takes it in as if the header had been read, its time being
+    /// the last delta applied again (exact for a lost fmt-3 header, estimated otherwise).
+    pub(crate) fn recovered(
+        &mut self,
+        csid: u32,
+        body: Bytes,
+        offset: u64,
+        frame: u64,
+    ) -> Option<Message> {
+        let cs = self.streams.get_mut(&csid)?;
+        cs.timestamp = cs.timestamp.wrapping_add(cs.delta);
+        cs.length = body.len() as u32;
+        self.stats.messages += 1;
+        self.latest_ts = cs.timestamp;
+        Some(Message {
+            csid,
+            msid: cs.msid,
+            type_id: cs.type_id,
+            timestamp: cs.timestamp,
+            body,
+            offset,
+            frame,
+            base: cs.base,
+            resumed: cs.resumed,
+        })
+    }
+
     /// Whether this reader resumed inside a stream (its chunk stream state is partly guessed).
     pub fn is_resumed(&self) -> bool {
         self.lenient
