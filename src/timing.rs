@@ -318,6 +318,9 @@ struct GapEstimate {
 /// One gap's rebuilt time, for the report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lost {
+    /// Stream times (ms, corrected) of the last frame before the gap and the first after.
+    pub start: u32,
+    pub end: u32,
     /// Frames whose headers were lost (audio, video), and the ms put back for them.
     pub frames: [u32; 2],
     pub ms: [i64; 2],
@@ -545,6 +548,8 @@ impl StreamClock {
     /// The frames each kind lost in a gap: the fewest that put every frame after it in wire
     /// order (non-decreasing time across kinds, video first on ties) with the frames before.
     fn rebuild(&self, g: &GapEstimate) -> Lost {
+        let start = g.before.iter().flatten().copied().max().unwrap_or(0);
+        let end = g.first.iter().flatten().copied().min().unwrap_or(start);
         let range = |i: usize| {
             if g.free[i] && g.first[i].is_some() {
                 MAX_LOST_FRAMES
@@ -553,7 +558,7 @@ impl StreamClock {
             }
         };
         let mut best: Option<Choice> = None;
-        let mut count = 0;
+        let mut feasible = Vec::new();
         for ka in 0..=range(0) {
             let Some(la) = self.kinds[0].lost(ka, g.first[0].unwrap_or(0), false) else {
                 continue;
@@ -582,7 +587,7 @@ impl StreamClock {
                 if !after(0, la) || !after(1, lv) {
                     continue;
                 }
-                count += 1;
+                feasible.push(ka + kv);
                 let mid = if g.est.bounded() {
                     g.est.lo + (g.est.hi - g.est.lo) / 2
                 } else {
@@ -595,12 +600,26 @@ impl StreamClock {
             }
         }
         match best {
-            Some((_, frames, ms)) => Lost {
-                frames,
-                ms,
-                exact: count == 1 || g.est.bounded(),
-            },
+            Some((_, frames, ms)) => {
+                // The first frame after the gap, as rebuilt.
+                let end = (0..2)
+                    .filter_map(|i| g.first[i].map(|f| f.wrapping_add(ms[i] as u32)))
+                    .min_by_key(|&t| diff(t, start))
+                    .unwrap_or(end);
+                // Exact when no other answer with as few frames, or one more, fits.
+                let n = frames[0] + frames[1];
+                let rivals = feasible.iter().filter(|&&k| k <= n + 1).count();
+                Lost {
+                    start,
+                    end,
+                    frames,
+                    ms,
+                    exact: rivals == 1 && g.est.bounded(),
+                }
+            }
             None => Lost {
+                start,
+                end,
                 frames: [0, 0],
                 ms: [0, 0],
                 exact: false,

@@ -54,8 +54,6 @@ pub struct Session {
     limits: Limits,
     /// Limits reached on this connection's messages.
     pub limit_hits: LimitHits,
-    /// What timing did to each stream that ended (bounded).
-    pub timing: Vec<(u32, TimingReport)>,
 }
 
 impl Session {
@@ -72,7 +70,6 @@ impl Session {
             mid_stream: false,
             limits,
             limit_hits: LimitHits::default(),
-            timing: Vec::new(),
         }
     }
 
@@ -206,13 +203,17 @@ impl Session {
     }
 
     fn end_where(&mut self, pred: impl Fn(&ActiveStream) -> bool, out: &mut Vec<Event>) {
-        let timing = &mut self.timing;
+        let warnings = &mut self.warnings;
         self.streams.retain_mut(|s| {
             if pred(s) {
                 // Tags held for timing go out before the end.
                 s.clock.finish(out);
-                if timing.len() < MAX_SESSION_RECORDS {
-                    timing.push((s.id, std::mem::take(&mut s.clock.report)));
+                let report = std::mem::take(&mut s.clock.report);
+                if report != TimingReport::default() && warnings.len() < MAX_SESSION_RECORDS {
+                    warnings.push(Warning::Timing {
+                        stream: s.id,
+                        report,
+                    });
                 }
                 out.push(Event::StreamEnded { stream: s.id });
                 false
