@@ -387,8 +387,16 @@ impl StreamClock {
                 self.kinds[0].samples = Some(f);
             }
             if self.kinds[i].base != Some(base) {
+                // The first tag of a kind while the other's are held for its offset: they
+                // wait on for the offset the two make.
+                let first_of_kind = self.kinds[i].base.is_none()
+                    && self.kinds[1 - i].base.is_some()
+                    && self.estimate.is_some()
+                    && self.gap.is_none();
                 self.kinds[i].base = Some(base);
-                self.bases_changed(out);
+                if !first_of_kind {
+                    self.bases_changed(out);
+                }
             }
             if resumed != self.kinds[i].resumed {
                 self.kinds[i].resumed = resumed;
@@ -748,6 +756,26 @@ mod tests {
             let o = c.report.av_offsets[0];
             assert!((o.offset_ms - shift as i64).abs() <= 1, "{o:?}");
             assert!(o.uncertainty_ms <= 1);
+        }
+    }
+
+    #[test]
+    fn audio_before_the_first_video_waits_for_the_offset() {
+        // The capture's first media is audio: it is held with the rest, not released alone.
+        let truth: Vec<_> = wire(6000).into_iter().skip(2).collect();
+        assert_eq!(truth[0].0, TagKind::Audio);
+        let mut c = StreamClock::default();
+        let mut out = Vec::new();
+        for &(k, t) in &truth {
+            let (base, t) = match k {
+                TagKind::Audio => (TimeBase::Guessed(1), t + 500),
+                _ => (TimeBase::Guessed(2), t + 1000),
+            };
+            c.tag(base, 0, tag(k, t), &mut out);
+        }
+        c.finish(&mut out);
+        for (g, t) in times(&out).iter().zip(&truth) {
+            assert!((diff(g.1, t.1) - 1000).abs() <= 1, "{g:?} {t:?}");
         }
     }
 
