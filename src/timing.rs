@@ -275,13 +275,13 @@ impl Kind {
 
     /// After a gap: an audio frame `t` ms (corrected so far) a ms or two off its grid was
     /// timed with a delta the lost header had changed; it and what follows move onto it.
-    fn snap(&mut self, t: u32) {
+    fn snap(&mut self, t: u32, most: i64) {
         if !self.grid.known() {
             return;
         }
         let t = t as i64 + self.snap;
         let g = self.grid.at(t, 0);
-        if g != t && (g - t).abs() <= MAX_SNAP_MS {
+        if g != t && (g - t).abs() <= most {
             self.snap += g - t;
         }
     }
@@ -364,6 +364,19 @@ impl StreamClock {
     /// the gap numbered `resumed` (0: none since its chunk stream's last fmt-0 header). Tags
     /// go out in the order they came, with their timestamps corrected.
     pub fn tag(&mut self, base: TimeBase, resumed: u32, ev: Event, out: &mut Vec<Event>) {
+        self.tag_with(base, resumed, resumed != 0, ev, out)
+    }
+
+    /// [`tag`](Self::tag), `stale` saying whether the timestamp re-applied a delta from
+    /// before the gap (only such audio is moved onto its grid).
+    pub fn tag_with(
+        &mut self,
+        base: TimeBase,
+        resumed: u32,
+        stale: bool,
+        ev: Event,
+        out: &mut Vec<Event>,
+    ) {
         let Event::Tag {
             kind,
             timestamp,
@@ -406,8 +419,9 @@ impl StreamClock {
             }
         }
         if i_audio_resumed(kind, resumed) && frame {
+            // A stale delta drifts a ms a frame; a fresh one is off only by the grid's doubt.
             let t = timestamp.wrapping_add(self.kinds[0].adj as u32);
-            self.kinds[0].snap(t);
+            self.kinds[0].snap(t, if stale { MAX_SNAP_MS } else { 1 });
         }
         let extra = slot(kind).map_or(0, |i| self.kinds[i].snap);
         if self.estimate.is_some() || self.gap.is_some() {

@@ -88,6 +88,9 @@ pub(crate) struct ChunkStream {
     base: TimeBase,
     /// The last gap resumed after since its last fmt-0 header (see [`Message::resumed`]).
     resumed: u32,
+    /// No fmt 0-2 header since the last gap: its delta is from before (see
+    /// [`Message::stale_delta`]).
+    stale: bool,
 }
 
 impl ChunkStream {
@@ -105,6 +108,7 @@ impl ChunkStream {
                 self.delta = ts;
                 self.base = TimeBase::Exact;
                 self.resumed = 0;
+                self.stale = false;
                 self.length = length;
                 self.type_id = type_id;
                 self.msid = msid;
@@ -117,10 +121,12 @@ impl ChunkStream {
                 self.length = length;
                 self.type_id = type_id;
                 self.ext = h.extended;
+                self.stale = false;
             }
             Fields::Delta { .. } => {
                 self.advance(h.time());
                 self.ext = h.extended;
+                self.stale = false;
             }
             Fields::Continue => {
                 if new_message {
@@ -253,6 +259,7 @@ impl ChunkReader {
         for cs in r.streams.values_mut() {
             cs.partial = None;
             cs.resumed = r.resumes;
+            cs.stale = true;
         }
         if r.chunk_size != chunk_size {
             r.chunk_size = chunk_size;
@@ -306,6 +313,7 @@ impl ChunkReader {
             frame,
             base: cs.base,
             resumed: cs.resumed,
+            stale_delta: true,
         })
     }
 
@@ -462,6 +470,7 @@ impl ChunkReader {
                 frame,
                 base: cs.base,
                 resumed: cs.resumed,
+                stale_delta: cs.stale,
             };
             self.payload_left = 0;
             self.complete(msg, out);
@@ -512,13 +521,14 @@ impl ChunkReader {
                 offset: header_offset,
             });
         }
-        let (length, msid, type_id, timestamp, base, resumed) = (
+        let (length, msid, type_id, timestamp, base, resumed, stale_delta) = (
             cs.length,
             cs.msid,
             cs.type_id,
             cs.timestamp,
             cs.base,
             cs.resumed,
+            cs.stale,
         );
         if new_message {
             let in_chunk = length.min(self.chunk_size) as usize;
@@ -537,6 +547,7 @@ impl ChunkReader {
                     frame,
                     base,
                     resumed,
+                    stale_delta,
                 };
                 self.complete(msg, out);
                 return Ok(true);

@@ -421,6 +421,7 @@ pub fn recover_body(
             frame: 0,
             base: Default::default(),
             resumed: 0,
+            stale_delta: false,
         };
         // It must look like what senders send, in the codec already seen on the chunk
         // stream when one was (only one chunk stream may fit).

@@ -56,6 +56,9 @@ pub struct Message {
     /// fmt-0 header (0: none): messages whose headers were lost there may have taken time
     /// with them.
     pub resumed: u32,
+    /// The timestamp re-applied a delta from before a gap (a fmt-3 chunk, no fmt 0-2 header
+    /// on its chunk stream since): a lost header may have changed it.
+    pub stale_delta: bool,
     /// Capture frame that completed the message.
     pub frame: u64,
 }

@@ -140,7 +140,7 @@ impl Session {
                         body: msg.body,
                         frame: msg.frame,
                     };
-                    self.emit(id, msg.base, msg.resumed, ev, out);
+                    self.emit(id, (msg.base, msg.resumed, msg.stale_delta), ev, out);
                 }
             }
             types::AGGREGATE => self.aggregate(dir, &msg, out),
@@ -224,9 +224,10 @@ impl Session {
     }
 
     /// A tag of stream `id`, through its clock.
-    fn emit(&mut self, id: u32, base: TimeBase, resumed: u32, ev: Event, out: &mut Vec<Event>) {
+    fn emit(&mut self, id: u32, time: (TimeBase, u32, bool), ev: Event, out: &mut Vec<Event>) {
+        let (base, resumed, stale) = time;
         match self.streams.iter_mut().find(|s| s.id == id) {
-            Some(s) => s.clock.tag(base, resumed, ev, out),
+            Some(s) => s.clock.tag_with(base, resumed, stale, ev, out),
             None => out.push(ev),
         }
     }
@@ -359,7 +360,7 @@ impl Session {
                 body: tag_body,
                 frame: msg.frame,
             };
-            self.emit(id, msg.base, msg.resumed, ev, out);
+            self.emit(id, (msg.base, msg.resumed, msg.stale_delta), ev, out);
         }
     }
 
@@ -381,6 +382,7 @@ impl Session {
             let sub = Message {
                 base: msg.base,
                 resumed: msg.resumed,
+                stale_delta: msg.stale_delta,
                 csid: msg.csid,
                 msid: msg.msid,
                 type_id: t,
