@@ -7,6 +7,10 @@
 //!     -> rtmp (handshake, chunks, messages, AMF0, session) -> sink (FLV files, report)
 //! ```
 //!
+//! [`timing`] sits between the session and the sink (the session runs one clock per stream):
+//! audio and video on one clock after a mid-stream join (wire-order bounds), the time lost
+//! after a gap rebuilt (frame grid), and what of it is exact or estimated, for the report.
+//!
 //! [`pipeline::Pipeline`] joins decode, flow and rtmp: frames in, [`pipeline::Output`] events out.
 
 pub mod capture;
