@@ -11,6 +11,10 @@
 //! [`pipeline::Pipeline`] joins decode, flow, transport and rtmp: frames in,
 //! [`pipeline::Output`]s out; [`run::Driver`] pushes frames through it into any
 //! [`OutputSink`]. ARCHITECTURE.md at the top of the repository is the map.
+//!
+//! Within rtmp, [`rtmp::timing`] keeps one clock per stream: audio and video on one clock
+//! after a mid-stream join (wire-order bounds), the time lost after a gap rebuilt (frame
+//! grid), and what of it is exact or estimated, for the report.
 
 pub mod capture;
 pub mod config;
@@ -22,6 +26,7 @@ pub mod pipeline;
 pub mod rtmp;
 pub mod run;
 pub mod sink;
+
 pub mod transport;
 
 pub use capture::Frame;

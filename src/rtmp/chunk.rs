@@ -8,7 +8,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use thiserror::Error;
 
 use super::header::{ChunkHeader, Fields, MAX_HEADER};
-use super::message::{self, Message, types};
+use super::message::{self, Message, TimeBase, types};
 use crate::config::{LimitHits, Limits};
 
 mod writer;
@@ -85,6 +85,13 @@ pub(crate) struct ChunkStream {
     partial: Option<Partial>,
     /// Codec of the media last read on this chunk stream (audio format or video codec id).
     codec: Option<(u8, u8)>,
+    /// Where its timestamps count from.
+    base: TimeBase,
+    /// The last gap resumed after since its last fmt-0 header (see [`Message::resumed`]).
+    resumed: u32,
+    /// No fmt 0-2 header since the last gap: its delta is from before (see
+    /// [`Message::stale_delta`]).
+    stale: bool,
 }
 
 impl ChunkStream {
@@ -100,6 +107,9 @@ impl ChunkStream {
                 let ts = h.time();
                 self.timestamp = ts;
                 self.delta = ts;
+                self.base = TimeBase::Exact;
+                self.resumed = 0;
+                self.stale = false;
                 self.length = length;
                 self.type_id = type_id;
                 self.msid = msid;
@@ -112,10 +122,12 @@ impl ChunkStream {
                 self.length = length;
                 self.type_id = type_id;
                 self.ext = h.extended;
+                self.stale = false;
             }
             Fields::Delta { .. } => {
                 self.advance(h.time());
                 self.ext = h.extended;
+                self.stale = false;
             }
             Fields::Continue => {
                 if new_message {
@@ -190,6 +202,10 @@ pub struct ChunkReader {
     lenient: bool,
     default_msid: u32,
     latest_ts: u32,
+    /// Bases guessed so far (numbers [`TimeBase::Guessed`]).
+    guesses: u32,
+    /// Gaps resumed after so far.
+    resumes: u32,
     limits: Limits,
     pub stats: ChunkStats,
 }
@@ -209,6 +225,8 @@ impl ChunkReader {
             lenient: false,
             default_msid: 1,
             latest_ts: 0,
+            guesses: 0,
+            resumes: 0,
             limits,
             stats: ChunkStats {
                 chunk_sizes: vec![chunk_size],
@@ -238,8 +256,11 @@ impl ChunkReader {
         r.partial_bytes = 0;
         r.at_end = false;
         r.lenient = true;
+        r.resumes = r.resumes.wrapping_add(1).max(1);
         for cs in r.streams.values_mut() {
             cs.partial = None;
+            cs.resumed = r.resumes;
+            cs.stale = true;
         }
         if r.chunk_size != chunk_size {
             r.chunk_size = chunk_size;
@@ -248,6 +269,53 @@ impl ChunkReader {
             }
         }
         r
+    }
+
+    /// Whether the reader stands between chunks (no payload or header bytes pending): bytes
+    /// lost here began with a chunk header.
+    pub fn at_chunk_boundary(&self) -> bool {
+        self.payload_left == 0 && self.buf.is_empty()
+    }
+
+    /// Media chunk streams known: (csid, message length, type id, extended timestamp in use).
+    pub(crate) fn media_streams(&self) -> Vec<(u32, u32, u8, bool)> {
+        let mut v: Vec<_> = self
+            .streams
+            .iter()
+            .filter(|(_, cs)| cs.type_id == types::AUDIO || cs.type_id == types::VIDEO)
+            .map(|(&id, cs)| (id, cs.length, cs.type_id, cs.ext.is_some()))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// A message whose header was lost and whose body was found whole (`length` bytes,
+    /// `body`): its chunk stream takes it in as if the header had been read, its time being
+    /// the last delta applied again (exact for a lost fmt-3 header, estimated otherwise).
+    pub(crate) fn recovered(
+        &mut self,
+        csid: u32,
+        body: Bytes,
+        offset: u64,
+        frame: u64,
+    ) -> Option<Message> {
+        let cs = self.streams.get_mut(&csid)?;
+        cs.timestamp = cs.timestamp.wrapping_add(cs.delta);
+        cs.length = body.len() as u32;
+        self.stats.messages += 1;
+        self.latest_ts = cs.timestamp;
+        Some(Message {
+            csid,
+            msid: cs.msid,
+            type_id: cs.type_id,
+            timestamp: cs.timestamp,
+            body,
+            offset,
+            frame,
+            base: cs.base,
+            resumed: cs.resumed,
+            stale_delta: true,
+        })
     }
 
     /// Whether this reader resumed inside a stream (its chunk stream state is partly guessed).
@@ -401,6 +469,9 @@ impl ChunkReader {
                 body: Bytes::from(p.body),
                 offset: p.offset,
                 frame,
+                base: cs.base,
+                resumed: cs.resumed,
+                stale_delta: cs.stale,
             };
             self.payload_left = 0;
             self.complete(msg, out);
@@ -451,7 +522,15 @@ impl ChunkReader {
                 offset: header_offset,
             });
         }
-        let (length, msid, type_id, timestamp) = (cs.length, cs.msid, cs.type_id, cs.timestamp);
+        let (length, msid, type_id, timestamp, base, resumed, stale_delta) = (
+            cs.length,
+            cs.msid,
+            cs.type_id,
+            cs.timestamp,
+            cs.base,
+            cs.resumed,
+            cs.stale,
+        );
         if new_message {
             let in_chunk = length.min(self.chunk_size) as usize;
             if length as usize == in_chunk && self.buf.len() >= pos + in_chunk {
@@ -467,6 +546,9 @@ impl ChunkReader {
                     body,
                     offset: header_offset,
                     frame,
+                    base,
+                    resumed,
+                    stale_delta,
                 };
                 self.complete(msg, out);
                 return Ok(true);
@@ -492,9 +574,11 @@ impl ChunkReader {
                 ChunkStream {
                     timestamp: self.latest_ts.wrapping_sub(h.time()),
                     msid: self.default_msid,
+                    base: TimeBase::Guessed(self.guesses),
                     ..Default::default()
                 },
             );
+            self.guesses = self.guesses.wrapping_add(1);
         } else if h.fmt != 0 {
             return Err(ChunkError::NoPreviousHeader {
                 csid: h.csid,

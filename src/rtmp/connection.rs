@@ -43,6 +43,9 @@ struct Hunt {
     template: Option<Box<ChunkReader>>,
     /// Bytes given up so far in this hunt.
     skipped: u64,
+    /// The gap took this many bytes and began between chunks: perhaps only a chunk header,
+    /// the body after it whole (see [`lockon::recover_body`]).
+    header_gap: Option<u32>,
 }
 
 /// How far one direction has got.
@@ -167,6 +170,7 @@ impl Connection {
             tried_at: 0,
             template,
             skipped: 0,
+            header_gap: None,
         }))
     }
 
@@ -322,6 +326,16 @@ impl Connection {
             return;
         }
         h.tried_at = h.buf.len();
+        if let (Some(lost), Some(t)) = (h.header_gap, h.template.as_deref()) {
+            match lockon::recover_body(&h.buf, t, lost, &self.limits, at_end) {
+                lockon::Recovered::Body { csid, end } => {
+                    self.take_recovered(dir, csid, end, frame, at_end, out);
+                    return;
+                }
+                lockon::Recovered::NeedMore if !at_end => return,
+                _ => h.header_gap = None,
+            }
+        }
         let found = lockon::find_within(
             &h.buf,
             h.scanned,
@@ -383,6 +397,53 @@ impl Connection {
         }
     }
 
+    /// A gap took only a chunk header: the message whose body starts the hunted bytes (up
+    /// to `end`) is read on chunk stream `csid`, and chunks from there.
+    fn take_recovered(
+        &mut self,
+        dir: Dir,
+        csid: u32,
+        end: usize,
+        frame: u64,
+        at_end: bool,
+        out: &mut Vec<Event>,
+    ) {
+        let i = dir.index();
+        let Phase::Hunting(h) = std::mem::replace(&mut self.phases[i], Phase::Stopped) else {
+            return;
+        };
+        let mut h = h;
+        let Some(t) = h.template.take() else {
+            return;
+        };
+        let at = h.start;
+        let chunk_size = t.chunk_size();
+        let mut reader = t.resume_at(at + end as u64, chunk_size);
+        let rest = h.buf.split_off(end);
+        let body = lockon::body_of(&h.buf, csid, chunk_size);
+        let msg = reader.recovered(csid, body.into(), at, frame);
+        if self.locks.len() < MAX_CONNECTION_RECORDS {
+            self.locks.push(LockRecord {
+                dir,
+                offset: at,
+                frame,
+                skipped: h.skipped,
+                chunk_size,
+                after_gap: true,
+            });
+        }
+        self.phases[i] = Phase::Chunks(Box::new(reader));
+        let mut msgs: Vec<Message> = msg.into_iter().collect();
+        if !self.deliver(dir, &mut msgs, out) {
+            self.relock_after_error(dir);
+            return;
+        }
+        self.feed(dir, at + end as u64, &rest, frame, out);
+        if at_end {
+            self.finish_dir(dir, frame, out);
+        }
+    }
+
     /// Drop hunted bytes before the first candidate still open.
     fn trim(h: &mut Hunt, skipped: &mut u64) {
         let drop = h.scanned;
@@ -405,7 +466,13 @@ impl Connection {
         self.phases[i] = match phase {
             Phase::Chunks(reader) => {
                 self.retired[i] = Some(reader.clone());
-                Self::hunt(resume, Some(reader))
+                let header_gap = (reader.at_chunk_boundary() && len <= lockon::MAX_LOST_HEADER)
+                    .then_some(len as u32);
+                let mut phase = Self::hunt(resume, Some(reader));
+                if let Phase::Hunting(h) = &mut phase {
+                    h.header_gap = header_gap;
+                }
+                phase
             }
             Phase::Hunting(h) => {
                 self.skipped_bytes[i] += h.buf.len() as u64;

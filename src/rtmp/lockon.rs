@@ -300,8 +300,242 @@ fn probe(
     })
 }
 
+/// The most bytes a lost chunk header takes (3-byte basic header, fmt 0, extended time).
+pub const MAX_LOST_HEADER: u64 = 18;
+
+/// What the bytes after a gap that took only a chunk header hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recovered {
+    /// The body of a message on `csid` ends at `end`, where a header that locks begins.
+    Body {
+        csid: u32,
+        end: usize,
+    },
+    NeedMore,
+    No,
+}
+
+fn continuation(csid: u32) -> Vec<u8> {
+    match csid {
+        0..64 => vec![0xc0 | csid as u8],
+        64..320 => vec![0xc0, (csid - 64) as u8],
+        _ => vec![0xc1, ((csid - 64) & 0xff) as u8, ((csid - 64) >> 8) as u8],
+    }
+}
+
+/// The payload of the chunks of one message on `csid` in `buf` (continuation headers taken
+/// out), `buf` holding exactly its chunks.
+pub fn body_of(buf: &[u8], csid: u32, chunk_size: u32) -> Vec<u8> {
+    let (cs, b) = (chunk_size as usize, continuation(csid).len());
+    let mut body = Vec::with_capacity(buf.len());
+    let mut pos = 0;
+    while pos < buf.len() {
+        let take = cs.min(buf.len() - pos);
+        body.extend_from_slice(&buf[pos..pos + take]);
+        pos += take + b;
+    }
+    body
+}
+
+/// After a gap of `lost` bytes that began between chunks (ffmpeg often sends a chunk header
+/// as a TCP segment of its own): the bytes in `buf` may start with the body of a message
+/// whose header was lost. For each media chunk stream of `known` whose header form fits
+/// `lost` bytes, the body is read (its length known from the previous header for fmt 2 and
+/// 3, else ending where a header that locks begins, with the chunk size's continuation
+/// headers in between) and taken when it is believable on that chunk stream alone.
+pub fn recover_body(
+    buf: &[u8],
+    known: &ChunkReader,
+    lost: u32,
+    limits: &Limits,
+    at_end: bool,
+) -> Recovered {
+    let cs = known.chunk_size() as usize;
+    let mut fits = Vec::new();
+    let mut need_more = false;
+    for (csid, length, type_id, ext) in known.media_streams() {
+        let cont = continuation(csid);
+        let b = cont.len();
+        let Some(rest) = (lost as usize).checked_sub(b) else {
+            continue;
+        };
+        let rest = if ext && rest >= 4 { rest - 4 } else { rest };
+        let known_len = match rest {
+            0 | 3 => Some(length as usize),
+            7 | 11 => None,
+            _ => continue,
+        };
+        if ext {
+            continue; // continuation chunks may repeat the extended time: not handled
+        }
+        // Where the message's chunks end, given the position of the next header.
+        let walk = |end: usize| -> Option<bool> {
+            // Some(true): chunks of one message up to `end`.
+            let mut pos = 0;
+            while end - pos > cs {
+                if buf.get(pos + cs..pos + cs + b)? != cont.as_slice() {
+                    return Some(false);
+                }
+                pos += cs + b;
+                if pos >= end {
+                    return Some(false);
+                }
+            }
+            Some(true)
+        };
+        let end = match known_len {
+            Some(len) => {
+                let chunks = len.div_ceil(cs).max(1);
+                let end = len + (chunks - 1) * b;
+                if end > buf.len() {
+                    need_more = true;
+                    continue;
+                }
+                if walk(end) != Some(true) {
+                    continue;
+                }
+                end
+            }
+            None => {
+                // Some(true): `p` is a continuation header of this message; Some(false):
+                // its chunks can end at `p`; None: they cannot reach it.
+                let at = |p: usize| -> Option<bool> {
+                    let mut pos = 0;
+                    while pos <= p {
+                        if p - pos <= cs {
+                            return Some(p - pos == cs && buf.get(p..p + b) == Some(&cont));
+                        }
+                        if buf.get(pos + cs..pos + cs + b) != Some(&cont) {
+                            return None;
+                        }
+                        pos += cs + b;
+                    }
+                    None
+                };
+                let mut from = 1;
+                loop {
+                    match find(buf, from, Some(known), limits, at_end) {
+                        Search::Found(l) => match at(l.pos) {
+                            Some(false) => break l.pos,
+                            Some(true) => from = l.pos + b,
+                            None => break 0,
+                        },
+                        Search::NeedMore(p) if at(p) == Some(true) => from = p + b,
+                        Search::NeedMore(_) => {
+                            need_more = true;
+                            break 0;
+                        }
+                        Search::NotFound => break 0,
+                    }
+                }
+            }
+        };
+        if end == 0 {
+            continue;
+        }
+        // The next header must lock right there (for a known length, check it).
+        if known_len.is_some() {
+            match find(buf, end, Some(known), limits, at_end) {
+                Search::Found(l) if l.pos == end => {}
+                Search::NeedMore(p) if p == end => {
+                    need_more = true;
+                    continue;
+                }
+                _ => continue,
+            }
+        }
+        let body = body_of(&buf[..end], csid, cs as u32);
+        let m = Message {
+            csid,
+            msid: 1,
+            type_id,
+            timestamp: 0,
+            body: body.into(),
+            offset: 0,
+            frame: 0,
+            base: Default::default(),
+            resumed: 0,
+            stale_delta: false,
+        };
+        // It must look like what senders send, in the codec already seen on the chunk
+        // stream when one was (only one chunk stream may fit).
+        let mut probe = known.clone();
+        if believable(&mut probe, &m) {
+            fits.push((csid, end));
+        }
+    }
+    match fits.as_slice() {
+        [(csid, end)] => Recovered::Body {
+            csid: *csid,
+            end: *end,
+        },
+        [] if need_more => Recovered::NeedMore,
+        _ => Recovered::No,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    /// Audio on csid 4 and video on csid 6 as ffmpeg sends them; the header of message
+    /// `lost` is cut out. Returns the reader after the messages before it, the bytes after
+    /// the header, the header's length and the lost message's body.
+    fn header_cut(lost: usize) -> (ChunkReader, Vec<u8>, u32, Vec<u8>) {
+        let mut w = ChunkWriter::new(128);
+        let mut before = Vec::new();
+        w.set_chunk_size(4096, &mut before);
+        let mut msgs = Vec::new();
+        for i in 0..40u32 {
+            let (csid, t, mut body) = if i % 2 == 0 {
+                (4, 8, vec![0xaf, 1])
+            } else {
+                (6, 9, vec![0x27, 1, 0, 0, 0])
+            };
+            let n = 100
+                + 37 * (i as usize % 5)
+                + if csid == 6 {
+                    4100 * (i as usize % 3)
+                } else {
+                    0
+                };
+            if csid == 6 {
+                body.extend_from_slice(&((n - 9) as u32).to_be_bytes());
+            }
+            body.resize(n, 0x41 + i as u8);
+            let mut b = Vec::new();
+            w.write(csid, 1, t, 23 * i, &body, &mut b);
+            msgs.push((b, body));
+        }
+        let mut r = ChunkReader::new(0, 128, Limits::default());
+        let mut out = Vec::new();
+        r.push(&before, 0, &mut out).unwrap();
+        for (b, _) in &msgs[..lost] {
+            r.push(b, 0, &mut out).unwrap();
+        }
+        let (b, body) = &msgs[lost];
+        let hlen = (b.len() - body.len() - (body.len().div_ceil(4096) - 1)) as u32;
+        let mut after = b[hlen as usize..].to_vec();
+        for (b, _) in &msgs[lost + 1..] {
+            after.extend_from_slice(b);
+        }
+        (r, after, hlen, body.clone())
+    }
+
+    #[test]
+    fn a_body_after_a_lost_header_is_read() {
+        for lost in [4, 5, 6, 7, 8] {
+            let (r, after, hlen, body) = header_cut(lost);
+            assert!(r.at_chunk_boundary());
+            match recover_body(&after, &r, hlen, &Limits::default(), true) {
+                Recovered::Body { csid, end } => {
+                    assert_eq!(csid, if lost % 2 == 0 { 4 } else { 6 });
+                    assert_eq!(body_of(&after[..end], csid, 4096), body, "lost {lost}");
+                }
+                other => panic!("lost {lost} (header {hlen}): {other:?}"),
+            }
+        }
+    }
+
     use super::*;
     use crate::rtmp::chunk::ChunkWriter;
 

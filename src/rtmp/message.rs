@@ -28,6 +28,17 @@ pub mod types {
     }
 }
 
+/// Where a chunk stream's timestamps count from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TimeBase {
+    /// From a captured fmt-0 header (absolute, as the sender sent it).
+    #[default]
+    Exact,
+    /// From a base guessed at a lock-on (the chunk stream was first seen with a delta): right
+    /// up to one unknown offset, the same for every message with this number.
+    Guessed(u32),
+}
+
 /// A whole RTMP message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
@@ -38,6 +49,16 @@ pub struct Message {
     pub body: Bytes,
     /// Stream offset of the message's first chunk header.
     pub offset: u64,
+    /// Whether `timestamp` counts from a captured fmt-0 header or from a base guessed at a
+    /// lock-on (see [`TimeBase`]).
+    pub base: TimeBase,
+    /// The number of the last gap the reader resumed after since this chunk stream's last
+    /// fmt-0 header (0: none): messages whose headers were lost there may have taken time
+    /// with them.
+    pub resumed: u32,
+    /// The timestamp re-applied a delta from before a gap (a fmt-3 chunk, no fmt 0-2 header
+    /// on its chunk stream since): a lost header may have changed it.
+    pub stale_delta: bool,
     /// Capture frame that completed the message.
     pub frame: u64,
 }

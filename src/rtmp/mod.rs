@@ -16,6 +16,7 @@ pub mod lockon;
 pub mod media;
 pub mod message;
 pub mod session;
+pub mod timing;
 pub mod warning;
 
 use bytes::Bytes;
@@ -24,7 +25,7 @@ use serde::Serialize;
 pub use chunk::{ChunkReader, ChunkWriter};
 pub use connection::{Connection, LockRecord};
 pub use handshake::{Handshake, HandshakeOutcome};
-pub use message::Message;
+pub use message::{Message, TimeBase};
 pub use session::{ConnectInfo, Session};
 pub use warning::Warning;
 

@@ -4,7 +4,8 @@
 use bytes::Bytes;
 
 use super::amf0::{self, Value};
-use super::message::{Message, types};
+use super::message::{Message, TimeBase, types};
+use super::timing::{StreamClock, TimingReport};
 use super::warning::Warning;
 use super::{Event, Role, TagKind};
 use crate::config::{LimitHits, Limits};
@@ -21,11 +22,13 @@ pub struct ConnectInfo {
     pub object_encoding: Option<f64>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct ActiveStream {
     id: u32,
     msid: u32,
     role: Role,
+    /// Audio and video put on one clock (see [`super::timing`]).
+    clock: StreamClock,
 }
 
 /// Warnings, status codes, pending and created stream ids kept per session.
@@ -130,13 +133,14 @@ impl Session {
                     return; // an empty media message carries nothing a file could hold
                 }
                 if let Some(id) = self.stream_for(dir, msg.msid, out) {
-                    out.push(Event::Tag {
+                    let ev = Event::Tag {
                         stream: id,
                         kind,
                         timestamp: msg.timestamp,
                         body: msg.body,
                         frame: msg.frame,
-                    });
+                    };
+                    self.emit(id, (msg.base, msg.resumed, msg.stale_delta), ev, out);
                 }
             }
             types::AGGREGATE => self.aggregate(dir, &msg, out),
@@ -182,7 +186,12 @@ impl Session {
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.streams.push(ActiveStream { id, msid, role });
+        self.streams.push(ActiveStream {
+            id,
+            msid,
+            role,
+            clock: StreamClock::default(),
+        });
         out.push(Event::StreamStarted {
             stream: id,
             msid,
@@ -194,14 +203,33 @@ impl Session {
     }
 
     fn end_where(&mut self, pred: impl Fn(&ActiveStream) -> bool, out: &mut Vec<Event>) {
-        self.streams.retain(|s| {
+        let warnings = &mut self.warnings;
+        self.streams.retain_mut(|s| {
             if pred(s) {
+                // Tags held for timing go out before the end.
+                s.clock.finish(out);
+                let report = std::mem::take(&mut s.clock.report);
+                if report != TimingReport::default() && warnings.len() < MAX_SESSION_RECORDS {
+                    warnings.push(Warning::Timing {
+                        stream: s.id,
+                        report,
+                    });
+                }
                 out.push(Event::StreamEnded { stream: s.id });
                 false
             } else {
                 true
             }
         });
+    }
+
+    /// A tag of stream `id`, through its clock.
+    fn emit(&mut self, id: u32, time: (TimeBase, u32, bool), ev: Event, out: &mut Vec<Event>) {
+        let (base, resumed, stale) = time;
+        match self.streams.iter_mut().find(|s| s.id == id) {
+            Some(s) => s.clock.tag_with(base, resumed, stale, ev, out),
+            None => out.push(ev),
+        }
     }
 
     /// The connection is over: every open stream ends.
@@ -332,13 +360,14 @@ impl Session {
             _ => return,
         };
         if let Some(id) = self.stream_for(dir, msg.msid, out) {
-            out.push(Event::Tag {
+            let ev = Event::Tag {
                 stream: id,
                 kind: TagKind::Script,
                 timestamp: msg.timestamp,
                 body: tag_body,
                 frame: msg.frame,
-            });
+            };
+            self.emit(id, (msg.base, msg.resumed, msg.stale_delta), ev, out);
         }
     }
 
@@ -358,6 +387,9 @@ impl Session {
             };
             let base = *first_ts.get_or_insert(ts);
             let sub = Message {
+                base: msg.base,
+                resumed: msg.resumed,
+                stale_delta: msg.stale_delta,
                 csid: msg.csid,
                 msid: msg.msid,
                 type_id: t,

@@ -37,6 +37,12 @@ pub enum Warning {
     /// An aggregate message whose sub-messages run past its end.
     #[error("aggregate message at offset {offset} is cut short")]
     AggregateCut { offset: u64 },
+    /// What timing did to a stream's times (the sink puts it in the stream's report).
+    #[error("stream {stream}: timestamps corrected ({} offsets after a lock-on, {} gaps rebuilt)", report.av_offsets.len(), report.lost.len())]
+    Timing {
+        stream: u32,
+        report: super::timing::TimingReport,
+    },
 }
 
 #[cfg(test)]

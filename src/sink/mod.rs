@@ -307,9 +307,18 @@ impl FlvSink {
                 frame,
             } => self.tag(StreamKey { conn, stream }, kind, timestamp, &body, frame),
             Output::StreamEnded { conn, stream } => self.close_stream(StreamKey { conn, stream }),
-            Output::ConnectionEnded(facts) => {
+            Output::ConnectionEnded(mut facts) => {
+                // Timing reports belong to the streams, not the connection's warnings.
+                let mut timing = Vec::new();
+                facts.warnings.retain(|w| match w {
+                    crate::rtmp::Warning::Timing { stream, report } => {
+                        timing.push((*stream, report.clone()));
+                        false
+                    }
+                    _ => true,
+                });
                 let summary = ConnectionSummary::new(&facts, &self.limits);
-                self.connection_ended(summary)
+                self.connection_ended(summary, &timing)
             }
         }
     }
@@ -384,7 +393,11 @@ impl FlvSink {
     }
 
     /// A connection is over: its report is made, of the streams the selection kept.
-    fn connection_ended(&mut self, summary: ConnectionSummary) -> io::Result<()> {
+    fn connection_ended(
+        &mut self,
+        summary: ConnectionSummary,
+        timing: &[(u32, crate::rtmp::timing::TimingReport)],
+    ) -> io::Result<()> {
         let id = summary.id;
         // Streams still open when their connection ended (should not happen: the
         // session ends them), closed here all the same.
@@ -399,6 +412,11 @@ impl FlvSink {
         }
         let mut streams = self.finished.remove(&id).unwrap_or_default();
         streams.sort_by_key(|(sid, _)| *sid);
+        for (sid, r) in &mut streams {
+            if let Some((_, t)) = timing.iter().find(|(s, _)| s == sid) {
+                r.timing = Some(report::StreamTiming::new(t, r.first_timestamp));
+            }
+        }
         // With a selection, a connection is reported for the streams it kept.
         let wanted = if self.selection.is_empty() {
             summary.is_rtmp || !streams.is_empty()

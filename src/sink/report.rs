@@ -296,6 +296,67 @@ pub struct StreamReport {
     /// The first onMetaData as the sender sent it.
     pub metadata: Option<serde_json::Value>,
     pub notes: Vec<String>,
+    /// What is uncertain in the file's times: the audio-vs-video offset applied after a
+    /// mid-stream join, and the time rebuilt after gaps (absent when every time is as sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timing: Option<StreamTiming>,
+}
+
+/// A stream's times where they are not simply the sender's.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct StreamTiming {
+    /// After a mid-stream join audio and video each counted from an unknown base: ms added
+    /// to the audio (relative to the video) from wire order, and how far the truth may lie
+    /// from it (null: nothing bounded it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub av_offset_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub av_offset_uncertainty_ms: Option<i64>,
+    /// Gaps that took frames' headers, and the time put back for them.
+    pub lost: Vec<LostTime>,
+}
+
+/// Time rebuilt after a gap.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct LostTime {
+    /// File times (ms) of the last frame before the gap and the first after it.
+    pub start: i64,
+    pub end: i64,
+    /// Frames whose headers were lost, per kind, and the ms put back for them.
+    pub audio_frames: u32,
+    pub video_frames: u32,
+    pub audio_ms: i64,
+    pub video_ms: i64,
+    /// "exact" when wire order allowed one answer, else "estimated": later times are as
+    /// sure as this.
+    pub later_times: &'static str,
+}
+
+impl StreamTiming {
+    /// From what the timing stage reports, in file time (`first` is the RTMP timestamp that
+    /// is 0 in the file).
+    pub fn new(t: &crate::rtmp::timing::TimingReport, first: Option<u32>) -> Self {
+        let file = |ts: u32| first.map_or(ts as i64, |f| ts.wrapping_sub(f) as i32 as i64);
+        let last = t.av_offsets.last();
+        StreamTiming {
+            av_offset_ms: last.map(|o| o.offset_ms),
+            av_offset_uncertainty_ms: last
+                .and_then(|o| (o.uncertainty_ms >= 0).then_some(o.uncertainty_ms)),
+            lost: t
+                .lost
+                .iter()
+                .map(|l| LostTime {
+                    start: file(l.start),
+                    end: file(l.end),
+                    audio_frames: l.frames[0],
+                    video_frames: l.frames[1],
+                    audio_ms: l.ms[0],
+                    video_ms: l.ms[1],
+                    later_times: if l.exact { "exact" } else { "estimated" },
+                })
+                .collect(),
+        }
+    }
 }
 
 impl StreamReport {

@@ -66,6 +66,13 @@ fn capture_begun_mid_stream_is_recovered_from_the_first_keyframe() {
     for (direction, codec, file, conn) in streams {
         assert_eq!(conn["handshake"], "missing");
         assert!(!conn["locks"].as_array().unwrap().is_empty());
+        // Audio and video each joined with an unknown base: the offset put between them is
+        // reported, settled to a ms.
+        for s in conn["streams"].as_array().unwrap() {
+            let t = &s["timing"];
+            assert!(t["av_offset_ms"].is_i64(), "{s}");
+            assert!(t["av_offset_uncertainty_ms"].as_i64().unwrap() <= 1, "{s}");
+        }
         let truth = media_of(&sample.join("truth").join(truth_for(&direction, &codec))).packets;
         let got = media_of(&file).packets;
         // The first keyframe written, and where it stands in the truth.
@@ -98,6 +105,10 @@ fn capture_with_one_percent_of_frames_missing() {
             !conn["gaps"].as_array().unwrap().is_empty(),
             "the deleted frames are gaps"
         );
+        // Time the lost headers took is put back, and said.
+        for s in conn["streams"].as_array().unwrap() {
+            assert!(!s["timing"]["lost"].as_array().unwrap().is_empty(), "{s}");
+        }
         let truth = media_of(&sample.join("truth").join(truth_for(&direction, &codec))).packets;
         let got = media_of(&file).packets;
         let (found, total, wrong) = score(&truth, &got, 0);

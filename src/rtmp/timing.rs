@@ -1,0 +1,892 @@
+//! Timing: per stream, one clock for audio and video.
+//!
+//! A chunk stream's timestamps count from its last fmt-0 header. After a lock-on (a capture
+//! begun mid-stream) a chunk stream first seen with a delta gets a guessed base (see
+//! [`TimeBase`]): audio and video are then each right up to an unknown offset of their own.
+//! Real senders emit messages in non-decreasing timestamp order across chunk streams (equal
+//! timestamps: video first), so every audio message between two video messages in wire order
+//! bounds the audio-versus-video offset: `v_before <= a + d < v_after`. The bounds are
+//! intersected as messages come; a message that contradicts them (an AVC end of sequence, a
+//! sequence header a server inserts for a joining player) is left out. Tags are held until
+//! the offset is settled to within [`SETTLED_MS`] (or too much is held), then released with
+//! the offset applied, so a file never holds a time that is corrected later.
+
+use std::collections::VecDeque;
+
+use super::{Event, TagKind, TimeBase, media};
+
+/// The offset is taken once its bounds are this close (ms).
+pub const SETTLED_MS: i64 = 1;
+/// Tags held at most while the offset is being settled.
+const MAX_HELD: usize = 1024;
+/// Bytes held at most while the offset is being settled.
+const MAX_HELD_BYTES: usize = 16 << 20;
+/// Tags held waiting for the other kind to appear before one clock is all there is.
+const MAX_ALONE: usize = 256;
+
+/// What the timing stage did to a stream, for the report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TimingReport {
+    /// Offsets applied after a lock-on: ms added to the audio (negative: to the video, when
+    /// audio was the exact one), and how far the truth may lie from it (ms).
+    pub av_offsets: Vec<AvOffset>,
+    /// Time put back after gaps that took frames' headers.
+    pub lost: Vec<Lost>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AvOffset {
+    /// Added to audio timestamps relative to video (ms).
+    pub offset_ms: i64,
+    /// The truth is within this many ms of `offset_ms`.
+    pub uncertainty_ms: i64,
+    /// Wire-order bounds that contradicted the others and were left out.
+    pub contradictions: u32,
+}
+
+/// `a - b` in ms, timestamps being 32-bit and wrapping.
+fn diff(a: u32, b: u32) -> i64 {
+    a.wrapping_sub(b) as i32 as i64
+}
+
+/// Settling the audio-versus-video offset of one pair of bases.
+#[derive(Clone, Debug)]
+struct Estimate {
+    lo: i64,
+    hi: i64,
+    /// Timestamp of the last video frame in wire order.
+    last_video: Option<u32>,
+    /// Audio timestamps since the last video frame.
+    audio_since: Vec<u32>,
+    contradictions: u32,
+}
+
+impl Estimate {
+    fn new() -> Self {
+        Estimate {
+            lo: i64::MIN / 4,
+            hi: i64::MAX / 4,
+            last_video: None,
+            audio_since: Vec::new(),
+            contradictions: 0,
+        }
+    }
+
+    fn bound(&mut self, lo: i64, hi: i64) {
+        let (nlo, nhi) = (self.lo.max(lo), self.hi.min(hi));
+        if nlo > nhi {
+            self.contradictions += 1;
+        } else {
+            (self.lo, self.hi) = (nlo, nhi);
+        }
+    }
+
+    fn audio(&mut self, a: u32) {
+        if let Some(v) = self.last_video {
+            self.bound(diff(v, a), i64::MAX / 4);
+        }
+        self.audio_since.push(a);
+    }
+
+    fn video(&mut self, v: u32) {
+        for a in std::mem::take(&mut self.audio_since) {
+            // Audio sent before a video frame is earlier (ties go video first).
+            self.bound(i64::MIN / 4, diff(v, a) - 1);
+        }
+        self.last_video = Some(v);
+    }
+
+    fn bounded(&self) -> bool {
+        self.lo > i64::MIN / 4 && self.hi < i64::MAX / 4
+    }
+
+    fn settled(&self) -> bool {
+        self.bounded() && self.hi - self.lo <= SETTLED_MS
+    }
+
+    /// The offset to apply and its uncertainty.
+    fn pick(&self) -> (i64, i64) {
+        match (self.lo > i64::MIN / 4, self.hi < i64::MAX / 4) {
+            (true, true) => {
+                let mid = self.lo + (self.hi - self.lo) / 2;
+                (mid, (self.hi - mid).max(mid - self.lo))
+            }
+            (true, false) => (self.lo.max(0), 0),
+            (false, true) => (self.hi.min(0), 0),
+            (false, false) => (0, 0),
+        }
+    }
+}
+
+/// What timing knows of one kind (audio or video) of a stream.
+#[derive(Debug, Default)]
+struct Kind {
+    /// Base and gap number of its last tag.
+    base: Option<TimeBase>,
+    resumed: u32,
+    /// ms added to its timestamps.
+    adj: i64,
+    /// Corrected time of its last frame.
+    last: Option<u32>,
+    /// Deltas between its frames (ms), the last few.
+    deltas: VecDeque<u32>,
+    /// Audio: samples per frame and the sample rate, when the codec says.
+    samples: Option<(u32, u32)>,
+    /// Audio: the frame grid its times sit on.
+    grid: Grid,
+    /// ms added to its timestamps from the tag on: frames put back on the grid after a
+    /// lost header left a fmt-3 chunk stream re-applying a stale delta.
+    snap: i64,
+}
+
+/// Audio frames sit on a grid: frame `i` at `round(phase + i * period)` ms. The phase is
+/// known to an interval that each frame narrows.
+#[derive(Debug, Default)]
+struct Grid {
+    period: f64,
+    /// Real time of the reference frame lies in `[lo, hi)`.
+    lo: f64,
+    hi: f64,
+    frames: u32,
+    /// Frames that fitted no grid (the grid was started again from them).
+    broken: u32,
+}
+
+impl Grid {
+    fn new(period: f64, t: u32) -> Self {
+        Grid {
+            period,
+            lo: t as f64 - 0.5,
+            hi: t as f64 + 0.5,
+            frames: 1,
+            broken: 0,
+        }
+    }
+
+    fn mid(&self) -> f64 {
+        (self.lo + self.hi) / 2.0
+    }
+
+    fn index(&self, t: f64) -> f64 {
+        ((t - self.mid()) / self.period).round()
+    }
+
+    fn add(&mut self, t: u32) {
+        let i = self.index(t as f64);
+        let (lo, hi) = (
+            self.lo.max(t as f64 - 0.5 - i * self.period),
+            self.hi.min(t as f64 + 0.5 - i * self.period),
+        );
+        if lo >= hi {
+            let broken = self.broken + 1;
+            *self = Grid::new(self.period, t);
+            self.broken = broken;
+        } else {
+            (self.lo, self.hi) = (lo, hi);
+            self.frames += 1;
+        }
+    }
+
+    fn known(&self) -> bool {
+        self.period > 0.0 && self.frames >= 8 && self.hi - self.lo < 0.5
+    }
+
+    /// The grid time nearest `t`, and `k` frames after it.
+    fn at(&self, t: i64, k: u32) -> i64 {
+        let i = self.index(t as f64) + k as f64;
+        (self.mid() + i * self.period).round() as i64
+    }
+}
+
+const DELTAS_KEPT: usize = 64;
+
+impl Kind {
+    fn frame_seen(&mut self, t: u32) {
+        if let Some(l) = self.last {
+            let d = t.wrapping_sub(l);
+            if d > 0 && d < 1000 {
+                if self.deltas.len() == DELTAS_KEPT {
+                    self.deltas.pop_front();
+                }
+                self.deltas.push_back(d);
+            }
+        }
+        self.last = Some(t);
+        if let Some((n, r)) = self.samples {
+            let period = n as f64 * 1000.0 / r as f64;
+            if self.grid.period != period {
+                self.grid = Grid::new(period, t);
+            } else {
+                self.grid.add(t);
+            }
+        }
+    }
+
+    /// The frame period in µs: the codec's when the deltas agree, else what the deltas say.
+    fn period_us(&self, video: bool) -> Option<u64> {
+        if self.deltas.is_empty() {
+            return self.samples.map(|(n, r)| n as u64 * 1_000_000 / r as u64);
+        }
+        if video {
+            // The most common delta (a frame rate in whole ms).
+            let mut best = (0, 0);
+            for &d in &self.deltas {
+                let c = self.deltas.iter().filter(|&&x| x == d).count();
+                if c > best.1 || (c == best.1 && d < best.0) {
+                    best = (d, c);
+                }
+            }
+            return Some(best.0 as u64 * 1000);
+        }
+        let mut ds: Vec<u32> = self.deltas.iter().copied().collect();
+        ds.sort_unstable();
+        let median = ds[ds.len() / 2] as u64;
+        let near: Vec<u64> = ds
+            .iter()
+            .map(|&d| d as u64)
+            .filter(|&d| d * 4 <= median * 5 && d * 5 >= median * 4)
+            .collect();
+        let mean = near.iter().sum::<u64>() * 1000 / near.len().max(1) as u64;
+        match self.samples {
+            Some((n, r)) => {
+                let p = n as u64 * 1_000_000 / r as u64;
+                if p.abs_diff(mean) * 10 <= p {
+                    Some(p)
+                } else {
+                    Some(mean)
+                }
+            }
+            None => Some(mean),
+        }
+    }
+
+    /// Time lost with `k` frames whose headers were lost before a frame now at `first`.
+    fn lost(&self, k: u32, first: u32, video: bool) -> Option<i64> {
+        if k == 0 {
+            return Some(0);
+        }
+        if !video && self.grid.known() {
+            let f = first as i64;
+            return Some(self.grid.at(f, k) - self.grid.at(f, 0));
+        }
+        let p = self.period_us(video)?;
+        Some(((k as u64 * p + 500) / 1000) as i64)
+    }
+
+    /// After a gap: an audio frame `t` ms (corrected so far) a ms or two off its grid was
+    /// timed with a delta the lost header had changed; it and what follows move onto it.
+    fn snap(&mut self, t: u32, most: i64) {
+        if !self.grid.known() {
+            return;
+        }
+        let t = t as i64 + self.snap;
+        let g = self.grid.at(t, 0);
+        if g != t && (g - t).abs() <= most {
+            self.snap += g - t;
+        }
+    }
+}
+
+/// Most ms an audio frame is moved onto its grid.
+const MAX_SNAP_MS: i64 = 2;
+
+/// Samples per frame and sample rate of an audio body's codec, when they are fixed.
+fn audio_frame(body: &[u8]) -> Option<(u32, u32)> {
+    let b0 = *body.first()?;
+    let (rate, _) = media::audio_params(body)?;
+    match b0 >> 4 {
+        10 => Some((1024, rate)),
+        2 if rate >= 32000 => Some((1152, rate)),
+        2 => Some((576, rate)),
+        _ => None,
+    }
+}
+
+/// Rebuilding the time lost in one gap: how many frames of each kind lost their headers
+/// there (each such frame makes its kind's later times early by its delta).
+#[derive(Debug)]
+struct GapEstimate {
+    /// Wire-order bounds on (audio lost) - (video lost), over times corrected so far.
+    est: Estimate,
+    /// Whether each kind (audio, video) may have lost frames, and its first time after.
+    free: [bool; 2],
+    first: [Option<u32>; 2],
+    /// Last corrected times of each kind before the gap.
+    before: [Option<u32>; 2],
+}
+
+/// One gap's rebuilt time, for the report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lost {
+    /// Stream times (ms, corrected) of the last frame before the gap and the first after.
+    pub start: u32,
+    pub end: u32,
+    /// Frames whose headers were lost (audio, video), and the ms put back for them.
+    pub frames: [u32; 2],
+    pub ms: [i64; 2],
+    /// Whether the choice was the only one the bounds allowed (false: estimated).
+    pub exact: bool,
+}
+
+/// The clock of one stream.
+#[derive(Debug, Default)]
+pub struct StreamClock {
+    kinds: [Kind; 2],
+    estimate: Option<Estimate>,
+    gap: Option<GapEstimate>,
+    /// Tags held, each with the grid correction of its kind when it came.
+    held: VecDeque<(Event, i64)>,
+    held_bytes: usize,
+    pub report: TimingReport,
+}
+
+fn slot(kind: TagKind) -> Option<usize> {
+    match kind {
+        TagKind::Audio => Some(0),
+        TagKind::Video => Some(1),
+        TagKind::Script => None,
+    }
+}
+
+/// How far a rebuilt gap may stray from its wire-order bounds (ms): senders' order is exact
+/// only to their rounding (MP3 from ffmpeg: a few ms); the fewest frames lost are chosen.
+const REBUILD_SLACK_MS: i64 = 1;
+/// A rebuild candidate: (frames, distance from the bounds' middle), frames and ms per kind.
+type Choice = ((u32, i64), [u32; 2], [i64; 2]);
+
+/// Most frames taken to have lost their headers in one gap, per kind.
+const MAX_LOST_FRAMES: u32 = 24;
+/// Tags held at most while a gap's lost time is worked out.
+const MAX_GAP_HELD: usize = 400;
+
+impl StreamClock {
+    /// A tag of the stream (in wire order) whose timestamp counts from `base`, read after
+    /// the gap numbered `resumed` (0: none since its chunk stream's last fmt-0 header). Tags
+    /// go out in the order they came, with their timestamps corrected.
+    pub fn tag(&mut self, base: TimeBase, resumed: u32, ev: Event, out: &mut Vec<Event>) {
+        self.tag_with(base, resumed, resumed != 0, ev, out)
+    }
+
+    /// [`tag`](Self::tag), `stale` saying whether the timestamp re-applied a delta from
+    /// before the gap (only such audio is moved onto its grid).
+    pub fn tag_with(
+        &mut self,
+        base: TimeBase,
+        resumed: u32,
+        stale: bool,
+        ev: Event,
+        out: &mut Vec<Event>,
+    ) {
+        let Event::Tag {
+            kind,
+            timestamp,
+            ref body,
+            ..
+        } = ev
+        else {
+            out.push(ev);
+            return;
+        };
+        let frame = match kind {
+            TagKind::Audio => media::audio(body).is_some_and(|i| i.frame),
+            TagKind::Video => media::video(body).is_some_and(|i| i.frame),
+            TagKind::Script => false,
+        };
+        if let Some(i) = slot(kind) {
+            if i == 0
+                && let Some(f) = audio_frame(body)
+                && (self.kinds[0].samples.is_none() || media::audio(body).is_some_and(|m| m.config))
+            {
+                self.kinds[0].samples = Some(f);
+            }
+            if self.kinds[i].base != Some(base) {
+                // The first tag of a kind while the other's are held for its offset: they
+                // wait on for the offset the two make.
+                let first_of_kind = self.kinds[i].base.is_none()
+                    && self.kinds[1 - i].base.is_some()
+                    && self.estimate.is_some()
+                    && self.gap.is_none();
+                self.kinds[i].base = Some(base);
+                if !first_of_kind {
+                    self.bases_changed(out);
+                }
+            }
+            if resumed != self.kinds[i].resumed {
+                self.kinds[i].resumed = resumed;
+                if resumed != 0 && frame {
+                    self.gap_began(i, timestamp, out);
+                }
+            }
+        }
+        if i_audio_resumed(kind, resumed) && frame {
+            // A stale delta drifts a ms a frame; a fresh one is off only by the grid's doubt.
+            let t = timestamp.wrapping_add(self.kinds[0].adj as u32);
+            self.kinds[0].snap(t, if stale { MAX_SNAP_MS } else { 1 });
+        }
+        let extra = slot(kind).map_or(0, |i| self.kinds[i].snap);
+        if self.estimate.is_some() || self.gap.is_some() {
+            if frame && let Some(i) = slot(kind) {
+                let t = timestamp.wrapping_add((self.kinds[i].adj + extra) as u32);
+                if let Some(e) = &mut self.estimate {
+                    match kind {
+                        TagKind::Audio => e.audio(timestamp),
+                        _ => e.video(timestamp),
+                    }
+                }
+                if let Some(g) = &mut self.gap {
+                    if g.first[i].is_none() {
+                        g.first[i] = Some(t);
+                    }
+                    if i == 0 {
+                        g.est.audio(t);
+                    } else {
+                        g.est.video(t);
+                    }
+                }
+            }
+            self.held_bytes += body.len();
+            self.held.push_back((ev, extra));
+            let alone = self.kinds[0].base.is_none() || self.kinds[1].base.is_none();
+            let settled = self.estimate.as_ref().is_some_and(Estimate::settled);
+            let gap_done = self.gap.as_ref().is_some_and(|g| {
+                g.first.iter().all(Option::is_some)
+                    && g.est.bounded()
+                    && g.est.hi - g.est.lo <= 2 * SETTLED_MS
+            });
+            if (self.estimate.is_some() && settled)
+                || (self.estimate.is_none() && gap_done)
+                || self.held.len() >= MAX_HELD
+                || (self.gap.is_some() && self.held.len() >= MAX_GAP_HELD)
+                || self.held_bytes >= MAX_HELD_BYTES
+                || (alone && self.held.len() >= MAX_ALONE)
+            {
+                self.settle(out);
+            }
+            return;
+        }
+        let ev = self.adjusted(ev, extra);
+        out.push(ev);
+    }
+
+    /// The stream is over: what is held goes out with the best offset known.
+    pub fn finish(&mut self, out: &mut Vec<Event>) {
+        self.settle(out);
+    }
+
+    /// Audio or video now counts from another base: while they count from different ones
+    /// and either is guessed, the offset between them must be found again.
+    fn bases_changed(&mut self, out: &mut Vec<Event>) {
+        // What is held belongs to the bases before.
+        self.settle(out);
+        let needs = match (self.kinds[0].base, self.kinds[1].base) {
+            (Some(a), Some(v)) => a != v,
+            (Some(TimeBase::Guessed(_)), None) | (None, Some(TimeBase::Guessed(_))) => true,
+            _ => false,
+        };
+        if !needs {
+            self.kinds[0].adj = 0;
+            self.kinds[1].adj = 0;
+            return;
+        }
+        self.estimate = Some(Estimate::new());
+    }
+
+    /// The first frame of kind `i` after a gap its headers may have been lost in.
+    fn gap_began(&mut self, i: usize, timestamp: u32, out: &mut Vec<Event>) {
+        if let Some(g) = &mut self.gap
+            && g.first[i].is_none()
+            && !g.free[i]
+        {
+            // The same gap, seen now on this kind too.
+            g.free[i] = true;
+            return;
+        }
+        self.settle(out);
+        let _ = timestamp;
+        let mut g = GapEstimate {
+            est: Estimate::new(),
+            free: [false; 2],
+            first: [None; 2],
+            before: [self.kinds[0].last, self.kinds[1].last],
+        };
+        g.free[i] = true;
+        self.gap = Some(g);
+    }
+
+    /// Take the offset being settled, and release what is held.
+    fn settle(&mut self, out: &mut Vec<Event>) {
+        if let Some(e) = self.estimate.take() {
+            let (d, unc) = e.pick();
+            let both = self.kinds[0].base.is_some() && self.kinds[1].base.is_some();
+            if both {
+                if self.kinds[0].base != Some(TimeBase::Exact) {
+                    (self.kinds[0].adj, self.kinds[1].adj) = (d, 0);
+                } else {
+                    (self.kinds[0].adj, self.kinds[1].adj) = (0, -d);
+                }
+                self.report.av_offsets.push(AvOffset {
+                    offset_ms: d,
+                    uncertainty_ms: if e.bounded() { unc } else { -1 },
+                    contradictions: e.contradictions,
+                });
+            } else {
+                self.kinds[0].adj = 0;
+                self.kinds[1].adj = 0;
+                // One clock alone so far: the other, when it comes, is settled then.
+                let other = if self.kinds[0].base.is_some() { 1 } else { 0 };
+                self.kinds[other].base = None;
+            }
+        }
+        if let Some(g) = self.gap.take() {
+            let lost = self.rebuild(&g);
+            if std::env::var_os("RTMPSNIFF_TIMING_DEBUG").is_some() {
+                eprintln!(
+                    "gap: free {:?} first {:?} before {:?} bounds [{}, {}] held {} -> {:?} periods {:?} {:?}",
+                    g.free,
+                    g.first,
+                    g.before,
+                    g.est.lo,
+                    g.est.hi,
+                    self.held.len(),
+                    lost,
+                    self.kinds[0].period_us(false),
+                    self.kinds[1].period_us(true)
+                );
+            }
+            for i in 0..2 {
+                self.kinds[i].adj += lost.ms[i];
+            }
+            if lost.frames != [0, 0] && self.report.lost.len() < MAX_LOST_KEPT {
+                self.report.lost.push(lost);
+            }
+        }
+        self.held_bytes = 0;
+        while let Some((ev, extra)) = self.held.pop_front() {
+            let ev = self.adjusted(ev, extra);
+            out.push(ev);
+        }
+    }
+
+    /// The frames each kind lost in a gap: the fewest that put every frame after it in wire
+    /// order (non-decreasing time across kinds, video first on ties) with the frames before.
+    fn rebuild(&self, g: &GapEstimate) -> Lost {
+        let start = g.before.iter().flatten().copied().max().unwrap_or(0);
+        let end = g.first.iter().flatten().copied().min().unwrap_or(start);
+        let range = |i: usize| {
+            if g.free[i] && g.first[i].is_some() {
+                MAX_LOST_FRAMES
+            } else {
+                0
+            }
+        };
+        let mut best: Option<Choice> = None;
+        let mut feasible = Vec::new();
+        for ka in 0..=range(0) {
+            let Some(la) = self.kinds[0].lost(ka, g.first[0].unwrap_or(0), false) else {
+                continue;
+            };
+            for kv in 0..=range(1) {
+                let Some(lv) = self.kinds[1].lost(kv, g.first[1].unwrap_or(0), true) else {
+                    continue;
+                };
+                let d = la - lv;
+                if g.est.lo > i64::MIN / 4 && d < g.est.lo - REBUILD_SLACK_MS {
+                    continue;
+                }
+                if g.est.hi < i64::MAX / 4 && d > g.est.hi + REBUILD_SLACK_MS {
+                    continue;
+                }
+                // The first frame of each kind after the gap comes after the frames before it.
+                let after = |i: usize, l: i64| {
+                    g.first[i].is_none_or(|f| {
+                        let t = f as i64 + l;
+                        g.before
+                            .iter()
+                            .flatten()
+                            .all(|&b| t + SETTLED_MS >= b as i64)
+                    })
+                };
+                if !after(0, la) || !after(1, lv) {
+                    continue;
+                }
+                feasible.push(ka + kv);
+                let mid = if g.est.bounded() {
+                    g.est.lo + (g.est.hi - g.est.lo) / 2
+                } else {
+                    d
+                };
+                let score = (ka + kv, (d - mid).abs());
+                if best.as_ref().is_none_or(|b| score < b.0) {
+                    best = Some((score, [ka, kv], [la, lv]));
+                }
+            }
+        }
+        match best {
+            Some((_, frames, ms)) => {
+                // The first frame after the gap, as rebuilt.
+                let end = (0..2)
+                    .filter_map(|i| g.first[i].map(|f| f.wrapping_add(ms[i] as u32)))
+                    .min_by_key(|&t| diff(t, start))
+                    .unwrap_or(end);
+                // Exact when no other answer with as few frames, or one more, fits.
+                let n = frames[0] + frames[1];
+                let rivals = feasible.iter().filter(|&&k| k <= n + 1).count();
+                Lost {
+                    start,
+                    end,
+                    frames,
+                    ms,
+                    exact: rivals == 1 && g.est.bounded(),
+                }
+            }
+            None => Lost {
+                start,
+                end,
+                frames: [0, 0],
+                ms: [0, 0],
+                exact: false,
+            },
+        }
+    }
+
+    fn adjusted(&mut self, mut ev: Event, extra: i64) -> Event {
+        if let Event::Tag {
+            kind,
+            timestamp,
+            body,
+            ..
+        } = &mut ev
+            && let Some(i) = slot(*kind)
+        {
+            *timestamp = timestamp.wrapping_add((self.kinds[i].adj + extra) as u32);
+            let frame = match kind {
+                TagKind::Audio => media::audio(body).is_some_and(|m| m.frame),
+                _ => media::video(body).is_some_and(|m| m.frame),
+            };
+            if frame {
+                self.kinds[i].frame_seen(*timestamp);
+            }
+        }
+        ev
+    }
+}
+
+/// An audio tag read after a gap.
+fn i_audio_resumed(kind: TagKind, resumed: u32) -> bool {
+    kind == TagKind::Audio && resumed != 0
+}
+
+/// Gaps kept in a stream's report.
+const MAX_LOST_KEPT: usize = 256;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn tag(kind: TagKind, ts: u32) -> Event {
+        let body = match kind {
+            TagKind::Audio => Bytes::from_static(&[0xaf, 1, 0x21]),
+            TagKind::Video => Bytes::from_static(&[0x27, 1, 0, 0, 0, 1]),
+            TagKind::Script => Bytes::from_static(&[2, 0, 1, b'x']),
+        };
+        Event::Tag {
+            stream: 0,
+            kind,
+            timestamp: ts,
+            body,
+            frame: 0,
+        }
+    }
+
+    /// A sender's wire order: AAC every 1024/44.1 ms and video every 40 ms, non-decreasing
+    /// in time, video first on ties.
+    fn wire(ms: u32) -> Vec<(TagKind, u32)> {
+        let mut v = Vec::new();
+        let (mut a, mut f) = (0u32, 0u32);
+        loop {
+            let at = (a as u64 * 1_024_000 / 44100) as u32;
+            let vt = f * 40;
+            if at.min(vt) > ms {
+                break;
+            }
+            if vt <= at {
+                v.push((TagKind::Video, vt));
+                f += 1;
+            } else {
+                v.push((TagKind::Audio, at));
+                a += 1;
+            }
+        }
+        v
+    }
+
+    fn times(out: &[Event]) -> Vec<(TagKind, u32)> {
+        out.iter()
+            .filter_map(|e| match e {
+                Event::Tag {
+                    kind, timestamp, ..
+                } => Some((*kind, *timestamp)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn exact_bases_pass_through() {
+        let mut c = StreamClock::default();
+        let mut out = Vec::new();
+        for (k, t) in wire(2000) {
+            c.tag(TimeBase::Exact, 0, tag(k, t), &mut out);
+        }
+        c.finish(&mut out);
+        assert_eq!(times(&out), wire(2000));
+        assert!(c.report.av_offsets.is_empty());
+    }
+
+    #[test]
+    fn guessed_audio_base_is_put_back_on_the_video_clock() {
+        for shift in [0u32, 7, 13, 22, 39] {
+            let truth = wire(6000);
+            let mut c = StreamClock::default();
+            let mut out = Vec::new();
+            for &(k, t) in &truth {
+                // Audio joined with a base `shift` ms early; video's base is exact.
+                let (base, t) = match k {
+                    TagKind::Audio => (TimeBase::Guessed(1), t.wrapping_sub(shift)),
+                    _ => (TimeBase::Exact, t),
+                };
+                c.tag(base, 0, tag(k, t), &mut out);
+            }
+            c.finish(&mut out);
+            let got = times(&out);
+            assert_eq!(got.len(), truth.len());
+            let exact = got
+                .iter()
+                .zip(&truth)
+                .filter(|(g, t)| diff(g.1, t.1).abs() <= 1)
+                .count();
+            assert!(exact * 100 >= truth.len() * 99, "shift {shift}: {exact}");
+            let o = c.report.av_offsets[0];
+            assert!((o.offset_ms - shift as i64).abs() <= 1, "{o:?}");
+            assert!(o.uncertainty_ms <= 1);
+        }
+    }
+
+    #[test]
+    fn audio_before_the_first_video_waits_for_the_offset() {
+        // The capture's first media is audio: it is held with the rest, not released alone.
+        let truth: Vec<_> = wire(6000).into_iter().skip(2).collect();
+        assert_eq!(truth[0].0, TagKind::Audio);
+        let mut c = StreamClock::default();
+        let mut out = Vec::new();
+        for &(k, t) in &truth {
+            let (base, t) = match k {
+                TagKind::Audio => (TimeBase::Guessed(1), t + 500),
+                _ => (TimeBase::Guessed(2), t + 1000),
+            };
+            c.tag(base, 0, tag(k, t), &mut out);
+        }
+        c.finish(&mut out);
+        for (g, t) in times(&out).iter().zip(&truth) {
+            assert!((diff(g.1, t.1) - 1000).abs() <= 1, "{g:?} {t:?}");
+        }
+    }
+
+    #[test]
+    fn both_guessed_agree_after_one_offset() {
+        let truth = wire(6000);
+        let mut c = StreamClock::default();
+        let mut out = Vec::new();
+        for &(k, t) in &truth {
+            let (base, t) = match k {
+                TagKind::Audio => (TimeBase::Guessed(2), t + 1000 - 17),
+                _ => (TimeBase::Guessed(1), t + 1000),
+            };
+            c.tag(base, 0, tag(k, t), &mut out);
+        }
+        c.finish(&mut out);
+        for (g, t) in times(&out).iter().zip(&truth) {
+            assert!((diff(g.1, t.1) - 1000).abs() <= 1, "{g:?} {t:?}");
+        }
+    }
+
+    #[test]
+    fn a_tag_out_of_order_is_left_out_of_the_bounds() {
+        let mut truth = wire(4000);
+        // A sequence header inserted late (a server's, for a joining player) and an AVC
+        // end of sequence behind the last audio.
+        truth.insert(50, (TagKind::Audio, 0));
+        let mut c = StreamClock::default();
+        let mut out = Vec::new();
+        for (i, &(k, t)) in truth.iter().enumerate() {
+            let (base, t) = match k {
+                TagKind::Audio => (TimeBase::Guessed(1), t.wrapping_sub(9)),
+                _ => (TimeBase::Exact, t),
+            };
+            let ev = if i == 50 {
+                Event::Tag {
+                    stream: 0,
+                    kind: k,
+                    timestamp: t,
+                    body: Bytes::from_static(&[0xaf, 0, 0x12, 0x10]),
+                    frame: 0,
+                }
+            } else {
+                tag(k, t)
+            };
+            c.tag(base, 0, ev, &mut out);
+        }
+        c.finish(&mut out);
+        assert!((c.report.av_offsets[0].offset_ms - 9).abs() <= 1);
+    }
+
+    /// A gap that took the header of frame `lost` (and the frame with it): every later frame
+    /// of that kind is early by its delta, and read after gap 1.
+    fn with_lost_header(truth: &[(TagKind, u32)], lost: usize) -> Vec<Event> {
+        let mut c = StreamClock::default();
+        let mut out = Vec::new();
+        let (kind, t_lost) = truth[lost];
+        let prev = truth[..lost]
+            .iter()
+            .rev()
+            .find(|x| x.0 == kind)
+            .map_or(0, |x| x.1);
+        let early = t_lost - prev;
+        for (i, &(k, t)) in truth.iter().enumerate() {
+            if i == lost {
+                continue;
+            }
+            let (t, resumed) = match (i > lost, k == kind) {
+                (true, true) => (t - early, 1),
+                (true, false) => (t, 1),
+                _ => (t, 0),
+            };
+            c.tag(TimeBase::Exact, resumed, tag(k, t), &mut out);
+        }
+        c.finish(&mut out);
+        out
+    }
+
+    #[test]
+    fn time_lost_with_a_header_is_put_back() {
+        let truth = wire(8000);
+        for lost in [300, 301, 302, 303, 350, 417] {
+            let out = with_lost_header(&truth, lost);
+            let mut expect = truth.clone();
+            expect.remove(lost);
+            let got = times(&out);
+            assert_eq!(got.len(), expect.len());
+            let wrong: Vec<_> = got
+                .iter()
+                .zip(&expect)
+                .filter(|(g, t)| diff(g.1, t.1).abs() > 1)
+                .collect();
+            assert!(
+                wrong.is_empty(),
+                "lost {lost:?} {:?}: {wrong:?}",
+                truth[lost]
+            );
+        }
+    }
+}
