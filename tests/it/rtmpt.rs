@@ -1,5 +1,6 @@
 //! RTMPT (RTMP over HTTP) as the binary reports it: each session one connection, with the
-//! TCP connections and requests that carried it, counted as tshark counts them.
+//! TCP connections and requests that carried it, counted as tshark counts them; also RTMPT
+//! over TLS (rtmpts://), read with the clients' key logs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -15,17 +16,28 @@ struct Seen {
     tcp: BTreeSet<u64>,
 }
 
-fn tshark_fields(capture: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
-    let mut args = vec![
+/// tshark's fields of the frames `filter` takes; with a key log, of the TLS plaintext.
+fn tshark_fields(
+    capture: &Path,
+    keylog: Option<&Path>,
+    filter: &str,
+    fields: &[&str],
+) -> Vec<Vec<String>> {
+    let mut args: Vec<String> = [
         "-r",
         capture.to_str().unwrap(),
         "-Y",
         filter,
         "-T",
         "fields",
-    ];
+    ]
+    .map(String::from)
+    .into();
+    if let Some(k) = keylog {
+        args.extend(["-o".into(), format!("tls.keylog_file:{}", k.display())]);
+    }
     for f in fields {
-        args.extend_from_slice(&["-e", f]);
+        args.extend(["-e".into(), f.to_string()]);
     }
     let o = Command::new("tshark")
         .args(&args)
@@ -43,10 +55,11 @@ fn tshark_fields(capture: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<Strin
         .collect()
 }
 
-fn tshark_sessions(capture: &Path) -> BTreeMap<String, Seen> {
+fn tshark_sessions(capture: &Path, keylog: Option<&Path>) -> BTreeMap<String, Seen> {
     let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
     let posts = tshark_fields(
         capture,
+        keylog,
         r#"http.request.method == "POST""#,
         &["tcp.stream", "http.request.uri"],
     );
@@ -61,6 +74,7 @@ fn tshark_sessions(capture: &Path) -> BTreeMap<String, Seen> {
     }
     let opens = tshark_fields(
         capture,
+        keylog,
         r#"http.response and http.response_for.uri contains "/open/""#,
         &["tcp.stream", "http.file_data"],
     );
@@ -82,15 +96,21 @@ fn tshark_sessions(capture: &Path) -> BTreeMap<String, Seen> {
     seen
 }
 
-/// The report (or `list --json`) agrees with tshark on every session of the sample.
-fn check_sessions(sample: &str, report: &serde_json::Value, seen: &BTreeMap<String, Seen>) {
+/// The report (or `list --json`) agrees with tshark on every session of the sample, each
+/// reported as `transport` (rtmpt, or rtmpts over TLS).
+fn check_sessions(
+    sample: &str,
+    transport: &str,
+    report: &serde_json::Value,
+    seen: &BTreeMap<String, Seen>,
+) {
     let manifest = read_json(&root().join("samples").join(sample).join("manifest.json"));
     let conns = report["connections"].as_array().unwrap();
     assert_eq!(conns.len(), manifest["streams"].as_array().unwrap().len());
     let mut tcp_total = 0;
     for s in manifest["streams"].as_array().unwrap() {
         let id = s["rtmpt_session"].as_str().unwrap();
-        let c = connection_of(report, s);
+        let c = connection_over(report, s, transport);
         let r = &c["rtmpt"];
         let t = &seen[id];
         assert_eq!(r["session"], id);
@@ -130,7 +150,7 @@ fn list_and_report_show_each_rtmpt_session_as_tshark_counts_it() {
     for sample in ["rtmpt-per-request", "rtmpt-publish-play", "rtmpt-chunked"] {
         let capture = root().join("samples").join(sample).join("capture.pcap");
         let cap = capture.to_str().unwrap();
-        let seen = tshark_sessions(&capture);
+        let seen = tshark_sessions(&capture, None);
 
         let o = rtmpsniff(&["list", "--port", "8080", cap]);
         assert_eq!(
@@ -160,11 +180,11 @@ fn list_and_report_show_each_rtmpt_session_as_tshark_counts_it() {
             String::from_utf8_lossy(&o.stderr)
         );
         let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        check_sessions(sample, &listed, &seen);
+        check_sessions(sample, "rtmpt", &listed, &seen);
 
         let out = temp_dir(sample);
         let report = read_ok_with(&capture, &out, &["--port", "8080"]);
-        check_sessions(sample, &report, &seen);
+        check_sessions(sample, "rtmpt", &report, &seen);
         let mut files = 0;
         for c in report["connections"].as_array().unwrap() {
             for s in c["streams"].as_array().unwrap() {
@@ -214,4 +234,126 @@ fn rtmpt_is_read_on_the_ports_given_or_with_any_port() {
         ("7038489339".to_string(), 137),
     ];
     assert_eq!(got, want);
+}
+
+/// RTMPT over TLS (samples/rtmpts-publish-play: ffmpeg and rtmpdump play, ffmpeg publishes,
+/// through nginx's stream module terminating TLS on 8443 in front of the lab's gateway): with
+/// the clients' key logs each session is reported as rtmpts, with the TCP connections and
+/// requests tshark finds in the plaintext, its stream bit-exact against nginx's recording or
+/// the player's file, track by track, and decoding cleanly; without them nothing is written
+/// and every TLS connection is reported encrypted.
+#[test]
+fn rtmpts_sessions_come_out_of_tls_bit_exact_and_stay_encrypted_without_keys() {
+    require_tool("tshark");
+    require_tool("ffmpeg");
+    let sample = "rtmpts-publish-play";
+    let dir = root().join("samples").join(sample);
+    let manifest = read_json(&dir.join("manifest.json"));
+    assert_eq!(manifest["encryption"], "tls");
+    let capture = dir.join(manifest["capture"].as_str().unwrap());
+    let keylog = dir.join(manifest["keylog"].as_str().unwrap());
+    let seen = tshark_sessions(&capture, Some(&keylog));
+    assert_eq!(seen.len(), 3, "tshark's sessions: {seen:?}");
+    let keys = ["--port", "8443", "--tls-keylog", keylog.to_str().unwrap()];
+
+    let o = rtmpsniff(
+        &["list", "--json", capture.to_str().unwrap()]
+            .into_iter()
+            .chain(keys)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    check_sessions(sample, "rtmpts", &listed, &seen);
+
+    let out = temp_dir(sample);
+    let report = read_ok_with(&capture, &out, &keys);
+    check_sessions(sample, "rtmpts", &report, &seen);
+    let track = |p: &[(u8, u32, Vec<u8>)], kind: u8| -> Vec<(u8, u32, Vec<u8>)> {
+        p.iter().filter(|p| p.0 == kind).cloned().collect()
+    };
+    for s in manifest["streams"].as_array().unwrap() {
+        let c = connection_over(&report, s, "rtmpts");
+        let direction = s["direction"].as_str().unwrap();
+        let label = format!("{sample}: {direction} by {}", s["client_tool"]);
+        assert_eq!(c["handshake"], "seen", "{label}");
+        assert_eq!(c["app"], s["app"], "{label}");
+        let streams = c["streams"].as_array().unwrap();
+        assert_eq!(streams.len(), 1, "{label}");
+        let st = &streams[0];
+        assert_eq!(st["direction"], direction, "{label}");
+        assert_eq!(st["name"], s["name"], "{label}");
+        assert_eq!(st["video_codec"], s["video_codec"], "{label}");
+        assert_eq!(st["audio_codec"], s["audio_codec"], "{label}");
+        let file = out.join(st["file"].as_str().unwrap());
+        let mut truth = media_of(&dir.join(s["truth"].as_str().unwrap()));
+        let mut got = media_of(&file);
+        // ffmpeg's player file ends with an end of sequence its muxer wrote (see comparable).
+        truth.packets = comparable(s, truth.packets);
+        got.packets = comparable(s, got.packets);
+        let matched: usize = [8, 9]
+            .into_iter()
+            .map(|k| matched_in_order(&track(&truth.packets, k), &track(&got.packets, k)))
+            .sum();
+        eprintln!(
+            "{label}: {matched}/{} truth packets bit-exact, {} recovered",
+            truth.packets.len(),
+            got.packets.len()
+        );
+        assert_eq!(got.packets.len(), truth.packets.len(), "{label}");
+        assert_eq!(matched, truth.packets.len(), "{label}");
+        assert_eq!(got.configs, truth.configs, "{label}");
+        assert_eq!(got.frame_before_config, None, "{label}");
+        ffmpeg_decodes_cleanly(&file).unwrap();
+    }
+
+    // Without the key log: the TLS connections, encrypted, and no file.
+    let out = temp_dir("rtmpts-no-keys");
+    let o = rtmpsniff(&[
+        "read",
+        capture.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+        "--port",
+        "8443",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report = read_json(&out.join("report.json"));
+    let conns = report["connections"].as_array().unwrap();
+    // One per TLS handshake tshark saw, with its version.
+    let handshakes = manifest["tshark"]["tls"].as_array().unwrap();
+    assert_eq!(conns.len(), handshakes.len());
+    for t in handshakes {
+        let port = t["client_port"].as_u64().unwrap();
+        let c = conns
+            .iter()
+            .find(|c| c["client"].as_str().unwrap().ends_with(&format!(":{port}")))
+            .unwrap_or_else(|| panic!("no TLS connection from port {port}"));
+        let version = match t["supported_version"].as_str() {
+            Some("0x0304") => "TLS 1.3",
+            _ => "TLS 1.2",
+        };
+        assert_eq!(c["tls"]["version"], version, "{c}");
+        assert_eq!(c["encryption"], "tls");
+        assert_eq!(c["encrypted"], true);
+        assert_eq!(c["tls"]["decrypted"], false);
+        assert!(c["rtmpt"].is_null(), "no keys, no session: {c}");
+        assert!(c["streams"].as_array().unwrap().is_empty(), "{c}");
+    }
+    let written: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(written, ["report.json"], "written without keys");
 }

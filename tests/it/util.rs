@@ -196,13 +196,23 @@ pub fn connection_of<'a>(
     report: &'a serde_json::Value,
     stream: &serde_json::Value,
 ) -> &'a serde_json::Value {
+    connection_over(report, stream, "rtmpt")
+}
+
+/// [`connection_of`], an RTMPT session having to be reported with `transport` ("rtmpts" for
+/// RTMPT over TLS).
+pub fn connection_over<'a>(
+    report: &'a serde_json::Value,
+    stream: &serde_json::Value,
+    transport: &str,
+) -> &'a serde_json::Value {
     let conns = report["connections"].as_array().unwrap();
     if let Some(session) = stream.get("rtmpt_session") {
         let c = conns
             .iter()
             .find(|c| c["rtmpt"]["session"] == *session)
             .unwrap_or_else(|| panic!("no connection for RTMPT session {session} in the report"));
-        assert_eq!(c["transport"], "rtmpt");
+        assert_eq!(c["transport"], transport, "RTMPT session {session}");
         return c;
     }
     let port = stream["client_port"].as_u64().unwrap();
