@@ -86,6 +86,94 @@ fn create_unique_name(
     Ok((f, name, n))
 }
 
+/// Create `stem.flv` (or `stem-2.flv`, ...) holding `head` from the moment it has a name: the
+/// file is made unnamed in `dir` (O_TMPFILE), `head` written, then linked under the first
+/// free name (linkat fails on a name that exists, as `create_new` does, and follows nothing
+/// there), so a kill at any moment leaves no empty or half-headed file. Where the file
+/// system has no unnamed files (or /proc is missing), it is made under its name and `head`
+/// written at once, as before. `next_suffix` as for [`create_unique`].
+pub(super) fn create_unique_with(
+    dir: &Path,
+    stem: &str,
+    next_suffix: &mut HashMap<String, u32>,
+    head: &[u8],
+) -> io::Result<(File, String)> {
+    use std::io::Write;
+    if let Some(made) = create_linked(dir, stem, next_suffix, head)? {
+        return Ok(made);
+    }
+    let (mut f, name) = create_unique(dir, stem, next_suffix)?;
+    f.write_all(head)?;
+    Ok((f, name))
+}
+
+/// [`create_unique_with`] through an unnamed file; `None` when unnamed files cannot be had.
+fn create_linked(
+    dir: &Path,
+    stem: &str,
+    next_suffix: &mut HashMap<String, u32>,
+    head: &[u8],
+) -> io::Result<Option<(File, String)>> {
+    use std::ffi::CString;
+    use std::io::Write;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::io::AsRawFd;
+    let Ok(mut f) = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
+    else {
+        return Ok(None);
+    };
+    f.write_all(head)?;
+    let Ok(from) = CString::new(format!("/proc/self/fd/{}", f.as_raw_fd())) else {
+        return Ok(None);
+    };
+    let first = next_suffix.get(stem).copied().unwrap_or(1);
+    let linked = first_free(first, |n| {
+        let name = flv_name(stem, n);
+        let to = CString::new(dir.join(&name).as_os_str().as_bytes())
+            .map_err(|_| io::Error::other("a NUL byte in the output folder's path"))?;
+        // SAFETY: both paths are NUL-terminated C strings that live across the call.
+        let r = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        };
+        if r == 0 {
+            Ok(name)
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    });
+    match linked {
+        Ok((name, n)) => {
+            if n > 1 {
+                if next_suffix.len() >= MAX_STEMS {
+                    next_suffix.clear();
+                }
+                next_suffix.insert(stem.to_string(), n + 1);
+            }
+            Ok(Some((f, name)))
+        }
+        // No /proc, or a file system that cannot link an unnamed file: the plain way.
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOENT | libc::EXDEV | libc::EPERM | libc::EOPNOTSUPP)
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Create `stem.flv` (or `stem-2.flv`, ...) under a name that is free (see
 /// [`create_unique_name`]); `next_suffix` remembers where to start for stems used more than
 /// once (at most [`MAX_STEMS`] of them).

@@ -2,13 +2,13 @@
 //! and its end.
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
 use bytes::Bytes;
 
 use super::flv::{self, FlvWriter};
-use super::fs::{FileId, create_unique, reopen};
+use super::fs::{FileId, create_unique_with, reopen};
 use super::lend::Carried;
 use super::naming;
 use super::queue::WriteQueue;
@@ -277,12 +277,10 @@ impl StreamOut {
             _ => false,
         };
         if !reopened {
-            let (file, name) = create_unique(dir, &self.base_name, next_suffix)?;
+            // The header is in the file before the file has its name (not queued): a kill at
+            // any moment leaves a file players open.
+            let (file, name) = create_unique_with(dir, &self.base_name, next_suffix, &flv::HEADER)?;
             let meta = file.metadata()?;
-            // The header is written here, not queued: from now on a kill leaves a file
-            // players open.
-            let mut file = file;
-            file.write_all(&flv::HEADER)?;
             let len = flv::HEADER.len() as u64;
             self.writer = Some(FlvWriter::after_header(Target::File(
                 queue.open(file, len)?,
