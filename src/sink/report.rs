@@ -151,6 +151,7 @@ impl ConnectionSummary {
             ) || f.tls.as_ref().is_some_and(|t| !t.decrypted),
             encryption: match (hs.outcome, &f.tls) {
                 (_, Some(_)) => Some("tls"),
+                _ if f.tunnel.as_ref().is_some_and(|t| t.over_tls) => Some("tls"),
                 (Some(HandshakeOutcome::Encrypted(_)), _) => Some("rtmpe"),
                 (Some(HandshakeOutcome::Tls), _) => Some("tls"),
                 _ => None,

@@ -279,6 +279,8 @@ fn rtmpts_sessions_come_out_of_tls_bit_exact_and_stay_encrypted_without_keys() {
     };
     for s in manifest["streams"].as_array().unwrap() {
         let c = connection_over(&report, s, "rtmpts");
+        assert_eq!(c["encryption"], "tls", "an RTMPT session over TLS says so");
+        assert_eq!(c["encrypted"], false);
         let direction = s["direction"].as_str().unwrap();
         let label = format!("{sample}: {direction} by {}", s["client_tool"]);
         assert_eq!(c["handshake"], "seen", "{label}");
