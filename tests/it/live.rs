@@ -290,13 +290,7 @@ fn assert_same_media(truth: &Path, got: &Path) {
     let t = media_of(truth);
     let m = media_of(got);
     assert!(t.packets.len() > 50, "{} is too short", truth.display());
-    let track = |p: &[(u8, u32, Vec<u8>)], kind: u8| -> Vec<(u8, u32, Vec<u8>)> {
-        p.iter().filter(|x| x.0 == kind).cloned().collect()
-    };
-    let matched: usize = [8, 9]
-        .iter()
-        .map(|&k| matched_in_order(&track(&t.packets, k), &track(&m.packets, k)))
-        .sum();
+    let matched = matched_per_kind(&t.packets, &m.packets);
     eprintln!(
         "{}: {matched}/{} truth packets bit-exact, {} recovered",
         got.display(),

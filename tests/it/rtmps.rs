@@ -134,11 +134,7 @@ fn every_rtmps_stream_is_recovered_bit_exact_and_its_tls_as_tshark_sees_it() {
             let got = media_of(&file);
             // Per track: a player's own file (ffmpeg's muxer) interleaves audio and video by
             // time, not in the order they came on the wire.
-            let track = |m: &Media, kind: u8| -> Vec<(u8, u32, Vec<u8>)> {
-                m.packets.iter().filter(|p| p.0 == kind).cloned().collect()
-            };
-            let matched = matched_in_order(&track(&truth, 8), &track(&got, 8))
-                + matched_in_order(&track(&truth, 9), &track(&got, 9));
+            let matched = matched_per_kind(&truth.packets, &got.packets);
             eprintln!(
                 "{name}: {direction}: {matched}/{} truth packets bit-exact, {} recovered",
                 truth.packets.len(),

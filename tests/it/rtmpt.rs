@@ -274,9 +274,6 @@ fn rtmpts_sessions_come_out_of_tls_bit_exact_and_stay_encrypted_without_keys() {
     let out = temp_dir(sample);
     let report = read_ok_with(&capture, &out, &keys);
     check_sessions(sample, "rtmpts", &report, &seen);
-    let track = |p: &[(u8, u32, Vec<u8>)], kind: u8| -> Vec<(u8, u32, Vec<u8>)> {
-        p.iter().filter(|p| p.0 == kind).cloned().collect()
-    };
     for s in manifest["streams"].as_array().unwrap() {
         let c = connection_over(&report, s, "rtmpts");
         assert_eq!(c["encryption"], "tls", "an RTMPT session over TLS says so");
@@ -298,10 +295,7 @@ fn rtmpts_sessions_come_out_of_tls_bit_exact_and_stay_encrypted_without_keys() {
         // ffmpeg's player file ends with an end of sequence its muxer wrote (see comparable).
         truth.packets = comparable(s, truth.packets);
         got.packets = comparable(s, got.packets);
-        let matched: usize = [8, 9]
-            .into_iter()
-            .map(|k| matched_in_order(&track(&truth.packets, k), &track(&got.packets, k)))
-            .sum();
+        let matched = matched_per_kind(&truth.packets, &got.packets);
         eprintln!(
             "{label}: {matched}/{} truth packets bit-exact, {} recovered",
             truth.packets.len(),

@@ -8,19 +8,6 @@ use std::path::Path;
 
 use crate::util::*;
 
-type Packets = Vec<(u8, u32, Vec<u8>)>;
-
-/// [`matched_in_order`] kind by kind: a player's recording (ffmpeg's) may put an audio and a
-/// video packet of the same timestamp the other way round from the wire.
-fn matched_per_kind(truth: &Packets, got: &Packets) -> usize {
-    let of =
-        |v: &Packets, kind: u8| -> Packets { v.iter().filter(|p| p.0 == kind).cloned().collect() };
-    [8, 9]
-        .into_iter()
-        .map(|k| matched_in_order(&of(truth, k), &of(got, k)))
-        .sum()
-}
-
 fn check_sample(dir: &Path) -> Vec<String> {
     let manifest = read_json(&dir.join("manifest.json"));
     let capture = dir.join(manifest["capture"].as_str().unwrap());

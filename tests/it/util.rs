@@ -122,6 +122,19 @@ pub fn matched_in_order(truth: &[(u8, u32, Vec<u8>)], got: &[(u8, u32, Vec<u8>)]
     n
 }
 
+/// [`matched_in_order`] kind by kind (audio, video): a player's recording (ffmpeg's muxer)
+/// interleaves audio and video by time, which may put an audio and a video packet of the same
+/// timestamp the other way round from the wire.
+pub fn matched_per_kind(truth: &[(u8, u32, Vec<u8>)], got: &[(u8, u32, Vec<u8>)]) -> usize {
+    let of = |v: &[(u8, u32, Vec<u8>)], kind: u8| -> Vec<(u8, u32, Vec<u8>)> {
+        v.iter().filter(|p| p.0 == kind).cloned().collect()
+    };
+    [8, 9]
+        .into_iter()
+        .map(|k| matched_in_order(&of(truth, k), &of(got, k)))
+        .sum()
+}
+
 pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
