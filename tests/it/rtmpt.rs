@@ -295,17 +295,7 @@ fn rtmpts_sessions_come_out_of_tls_bit_exact_and_stay_encrypted_without_keys() {
         // ffmpeg's player file ends with an end of sequence its muxer wrote (see comparable).
         truth.packets = comparable(s, truth.packets);
         got.packets = comparable(s, got.packets);
-        let matched = matched_per_kind(&truth.packets, &got.packets);
-        eprintln!(
-            "{label}: {matched}/{} truth packets bit-exact, {} recovered",
-            truth.packets.len(),
-            got.packets.len()
-        );
-        assert_eq!(got.packets.len(), truth.packets.len(), "{label}");
-        assert_eq!(matched, truth.packets.len(), "{label}");
-        assert_eq!(got.configs, truth.configs, "{label}");
-        assert_eq!(got.frame_before_config, None, "{label}");
-        ffmpeg_decodes_cleanly(&file).unwrap();
+        assert_bit_exact(&label, &truth, &got, &file);
     }
 
     // Without the key log: the TLS connections, encrypted, and no file.

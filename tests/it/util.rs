@@ -135,6 +135,23 @@ pub fn matched_per_kind(truth: &[(u8, u32, Vec<u8>)], got: &[(u8, u32, Vec<u8>)]
         .sum()
 }
 
+/// `got` (read from `file`) carries every audio/video packet of `truth`, bit for bit, nothing
+/// more (each kind in order, [`matched_per_kind`]), the same decoder configurations, no frame
+/// before its configuration, and `file` decodes without an error. `label` names it.
+pub fn assert_bit_exact(label: &str, truth: &Media, got: &Media, file: &Path) {
+    let matched = matched_per_kind(&truth.packets, &got.packets);
+    eprintln!(
+        "{label}: {matched}/{} truth packets bit-exact, {} recovered",
+        truth.packets.len(),
+        got.packets.len()
+    );
+    assert_eq!(got.packets.len(), truth.packets.len(), "{label}");
+    assert_eq!(matched, truth.packets.len(), "{label}");
+    assert_eq!(got.configs, truth.configs, "{label}");
+    assert_eq!(got.frame_before_config, None, "{label}");
+    ffmpeg_decodes_cleanly(file).unwrap();
+}
+
 pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
