@@ -1,10 +1,13 @@
 //! Key derivation and record protection: the TLS 1.2 PRF, the TLS 1.3 HKDF-Expand-Label, and
-//! AEAD record decryption (AES-GCM, ChaCha20-Poly1305) over the RustCrypto primitives.
+//! AEAD record decryption (AES-GCM, ChaCha20-Poly1305). The hashes, HMAC and HKDF are
+//! RustCrypto's; the AEADs are `ring`'s, whose AES-GCM (BoringSSL's assembly, VAES/AVX2 where
+//! the CPU has them) opens records about three times faster than RustCrypto's `aes-gcm` on our
+//! benchmark machine, which is what keeps RTMPS within 1.5x of plain RTMP.
 
-use aes_gcm::aead::AeadInOut;
-use aes_gcm::{Aes128Gcm, Aes256Gcm, KeyInit};
-use chacha20poly1305::ChaCha20Poly1305;
 use hmac::{Hmac, Mac};
+use ring::aead::{
+    AES_128_GCM, AES_256_GCM, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey,
+};
 use sha2::{Sha256, Sha384};
 
 /// The hash of a suite's PRF / HKDF.
@@ -174,16 +177,10 @@ pub fn hkdf_expand_label(hash: HashAlg, secret: &[u8], label: &[u8], out: &mut [
     }
 }
 
-enum Aead {
-    Aes128(Box<Aes128Gcm>),
-    Aes256(Box<Aes256Gcm>),
-    ChaCha(Box<ChaCha20Poly1305>),
-}
-
 /// The keys protecting one direction: a cipher and its IV (TLS 1.2 GCM: the 4-byte salt in the
 /// first 4 bytes of `iv`; otherwise the full 12-byte IV XORed with the sequence number).
 pub struct RecordKeys {
-    aead: Aead,
+    aead: LessSafeKey,
     iv: [u8; 12],
     tls13: bool,
     cipher: CipherAlg,
@@ -201,13 +198,12 @@ pub fn overhead(cipher: CipherAlg, tls13: bool) -> usize {
 
 impl RecordKeys {
     pub fn new(cipher: CipherAlg, key: &[u8], iv: &[u8], tls13: bool) -> Option<RecordKeys> {
-        let aead = match cipher {
-            CipherAlg::Aes128Gcm => Aead::Aes128(Box::new(Aes128Gcm::new_from_slice(key).ok()?)),
-            CipherAlg::Aes256Gcm => Aead::Aes256(Box::new(Aes256Gcm::new_from_slice(key).ok()?)),
-            CipherAlg::ChaCha20Poly1305 => {
-                Aead::ChaCha(Box::new(ChaCha20Poly1305::new_from_slice(key).ok()?))
-            }
+        let alg = match cipher {
+            CipherAlg::Aes128Gcm => &AES_128_GCM,
+            CipherAlg::Aes256Gcm => &AES_256_GCM,
+            CipherAlg::ChaCha20Poly1305 => &CHACHA20_POLY1305,
         };
+        let aead = LessSafeKey::new(UnboundKey::new(alg, key).ok()?);
         let mut v = [0u8; 12];
         if iv.len() > 12 {
             return None;
@@ -275,23 +271,12 @@ impl RecordKeys {
             aad[11..13].copy_from_slice(&plen.to_be_bytes());
             13
         };
-        let (data, tag) = body.split_at_mut(tag_at);
-        let data = &mut data[start..];
-        let aad = &aad[..aad_len];
-        let tag: [u8; 16] = (&*tag).try_into().ok()?;
-        let nonce = aes_gcm::aead::array::Array::from(nonce);
-        let tag = aes_gcm::aead::array::Array::from(tag);
-        let ok = match &self.aead {
-            Aead::Aes128(c) => c
-                .decrypt_inout_detached(&nonce, aad, data.into(), &tag)
-                .is_ok(),
-            Aead::Aes256(c) => c
-                .decrypt_inout_detached(&nonce, aad, data.into(), &tag)
-                .is_ok(),
-            Aead::ChaCha(c) => c
-                .decrypt_inout_detached(&nonce, aad, data.into(), &tag)
-                .is_ok(),
-        };
+        let aad = Aad::from(&aad[..aad_len]);
+        let nonce = Nonce::assume_unique_for_key(nonce);
+        let ok = self
+            .aead
+            .open_in_place(nonce, aad, &mut body[start..])
+            .is_ok();
         ok.then_some(start..tag_at)
     }
 }
@@ -308,22 +293,17 @@ impl RecordKeys {
         data.push(ty);
         let len = (data.len() + 16) as u16;
         let header = [23, 3, 3, (len >> 8) as u8, len as u8];
-        let nonce = aes_gcm::aead::array::Array::from(nonce);
-        let tag = match &self.aead {
-            Aead::Aes128(c) => {
-                c.encrypt_inout_detached(&nonce, &header, data.as_mut_slice().into())
-            }
-            Aead::Aes256(c) => {
-                c.encrypt_inout_detached(&nonce, &header, data.as_mut_slice().into())
-            }
-            Aead::ChaCha(c) => {
-                c.encrypt_inout_detached(&nonce, &header, data.as_mut_slice().into())
-            }
-        }
-        .unwrap();
+        let tag = self
+            .aead
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&header),
+                &mut data,
+            )
+            .unwrap();
         let mut out = header.to_vec();
         out.extend_from_slice(&data);
-        out.extend_from_slice(&tag);
+        out.extend_from_slice(tag.as_ref());
         out
     }
 }
