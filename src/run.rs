@@ -6,16 +6,27 @@
 
 use crate::capture::Frame;
 use crate::pipeline::{Output, OutputSink, Pipeline};
+use crate::transport::tls::{KeyLog, KeysFrom};
 
 /// Where frames come from, one at a time, each borrowed until the next is asked for.
 pub trait FrameSource {
     /// The next frame, or `None` at the end of the input.
     fn next_frame(&mut self) -> Option<Frame<'_>>;
+
+    /// TLS key logs the input carries next to its frames (pcapng Decryption Secrets Blocks),
+    /// found since the last call and before the next frame.
+    fn take_secrets(&mut self) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
 }
 
 impl FrameSource for crate::capture::FileSet {
     fn next_frame(&mut self) -> Option<Frame<'_>> {
         crate::capture::FileSet::next_frame(self)
+    }
+
+    fn take_secrets(&mut self) -> Vec<Vec<u8>> {
+        self.take_new_secrets()
     }
 }
 
@@ -55,7 +66,15 @@ impl<S: OutputSink> Driver<S> {
     where
         F: FnMut(&mut Self, usize) -> Result<(), S::Error>,
     {
-        while let Some(f) = source.next_frame() {
+        loop {
+            for s in source.take_secrets() {
+                let keys = KeyLog::parse(&s, KeysFrom::PcapngBlock);
+                self.pipeline.add_keys(&keys);
+                self.take()?;
+            }
+            let Some(f) = source.next_frame() else {
+                break;
+            };
             let len = f.data.len();
             self.frame(&f)?;
             after(self, len)?;

@@ -95,45 +95,33 @@ pub enum ReadError {
     Io(#[from] io::Error),
 }
 
-/// Reads the records of a classic pcap file, one frame at a time, out of one buffer.
-pub struct PcapReader<R> {
+/// A large read buffer over a file or a pipe: `fill` makes the next `n` bytes available at
+/// `pos`, reading a megabyte at a time; a frame is handed out of it without a copy. Shared by
+/// the classic pcap and the pcapng readers.
+pub(super) struct ReadBuffer<R> {
     inner: R,
-    header: FileHeader,
-    /// `buf[pos..end]` was read from the file and not handed out yet. The buffer is allocated
-    /// (and zeroed) once; it grows only for a record larger than itself.
-    buf: Vec<u8>,
-    pos: usize,
+    /// `buf[pos..end]` was read and not consumed yet. The buffer is allocated (and zeroed)
+    /// once; it grows only for a record larger than itself.
+    pub(super) buf: Vec<u8>,
+    pub(super) pos: usize,
     end: usize,
-    /// The current frame: `buf[frame.0..frame.1]`.
-    frame: (usize, usize),
-    /// File offset where the current record ends (where the next one starts).
-    record_end: u64,
     eof: bool,
 }
 
-impl<R: Read> PcapReader<R> {
-    /// A reader of `inner`, whose 24-byte file header (already read) is `header`.
-    pub fn new(inner: R, header: FileHeader) -> Self {
-        PcapReader {
+impl<R: Read> ReadBuffer<R> {
+    pub(super) fn new(inner: R) -> Self {
+        ReadBuffer {
             inner,
-            header,
             buf: vec![0; READ_SIZE],
             pos: 0,
             end: 0,
-            frame: (0, 0),
-            record_end: 24,
             eof: false,
         }
     }
 
-    /// Bytes of the file read as whole records so far (with the file header).
-    pub fn offset(&self) -> u64 {
-        self.record_end
-    }
-
-    /// Make `n` bytes from `pos` on available, unless the file ends first. Returns how many
-    /// there are (at most `n`).
-    fn fill(&mut self, n: usize) -> io::Result<usize> {
+    /// Make `n` bytes from `pos` on available, unless the input ends first. Returns how many
+    /// there are (at most `n`). Positions in `buf` from before the call are no longer valid.
+    pub(super) fn fill(&mut self, n: usize) -> io::Result<usize> {
         if self.end - self.pos >= n {
             return Ok(n);
         }
@@ -141,7 +129,6 @@ impl<R: Read> PcapReader<R> {
         self.buf.copy_within(self.pos..self.end, 0);
         self.end -= self.pos;
         self.pos = 0;
-        self.frame = (0, 0);
         if self.buf.len() < n {
             self.buf.resize(n, 0);
         }
@@ -155,17 +142,46 @@ impl<R: Read> PcapReader<R> {
         }
         Ok(self.end.min(n))
     }
+}
+
+/// Reads the records of a classic pcap file, one frame at a time, out of one buffer.
+pub struct PcapReader<R> {
+    input: ReadBuffer<R>,
+    header: FileHeader,
+    /// The current frame: `input.buf[frame.0..frame.1]`.
+    frame: (usize, usize),
+    /// File offset where the current record ends (where the next one starts).
+    record_end: u64,
+}
+
+impl<R: Read> PcapReader<R> {
+    /// A reader of `inner`, whose 24-byte file header (already read) is `header`.
+    pub fn new(inner: R, header: FileHeader) -> Self {
+        PcapReader {
+            input: ReadBuffer::new(inner),
+            header,
+            frame: (0, 0),
+            record_end: 24,
+        }
+    }
+
+    /// Bytes of the file read as whole records so far (with the file header).
+    pub fn offset(&self) -> u64 {
+        self.record_end
+    }
 
     /// Move to the next record: its header, or `None` at the end of the file.
     pub fn advance(&mut self) -> Result<Option<Record>, ReadError> {
-        let got = self.fill(16)?;
+        self.frame = (0, 0);
+        let input = &mut self.input;
+        let got = input.fill(16)?;
         if got == 0 {
             return Ok(None);
         }
         if got < 16 {
             return Err(ReadError::TruncatedHeader(got));
         }
-        let h = &self.buf[self.pos..self.pos + 16];
+        let h = &input.buf[input.pos..input.pos + 16];
         let be = self.header.big_endian;
         let sec = read_u32(&h[0..4], be);
         let frac = read_u32(&h[4..8], be);
@@ -185,16 +201,16 @@ impl<R: Read> PcapReader<R> {
         }
         let keep = caplen.min(snaplen) as usize;
         let len = caplen as usize;
-        let got = self.fill(16 + len)?;
+        let got = input.fill(16 + len)?;
         if got < 16 + len {
             return Err(ReadError::TruncatedRecord {
                 want: caplen,
                 got: got - 16,
             });
         }
-        let start = self.pos + 16;
+        let start = input.pos + 16;
         self.frame = (start, start + keep);
-        self.pos = start + len;
+        input.pos = start + len;
         self.record_end += 16 + len as u64;
         // As libpcap with nanosecond precision asked for: microseconds are scaled to
         // nanoseconds first (the same rounding as frames read through libpcap).
@@ -212,7 +228,7 @@ impl<R: Read> PcapReader<R> {
 
     /// The frame of the current record.
     pub fn data(&self) -> &[u8] {
-        &self.buf[self.frame.0..self.frame.1]
+        &self.input.buf[self.frame.0..self.frame.1]
     }
 }
 

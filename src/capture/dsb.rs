@@ -1,7 +1,8 @@
 //! pcapng Decryption Secrets Blocks (block type 0x0000000A): the TLS key logs a capture carries
 //! inside it (`editcap --inject-secrets tls,KEYLOG`).
 //!
-//! Pure functions over the bytes of pcapng blocks: no I/O. Both byte orders are read, each
+//! Pure functions over the bytes of pcapng blocks: no I/O (the pcapng reader hands each block
+//! here as it reads the file). Both byte orders are read, each
 //! section's order taken from its Section Header Block's byte-order magic. Garbage never panics:
 //! the walk stops at the first block whose length does not fit.
 
@@ -83,128 +84,6 @@ pub fn tls_secrets_of_block(block: &[u8], big_endian: bool) -> Option<&[u8]> {
     Some(&block[16..end])
 }
 
-/// Largest Decryption Secrets Block read by [`DsbWalker`] (larger ones are skipped).
-pub const MAX_SECRETS_BLOCK: usize = 1 << 20;
-
-/// An incremental reader of a pcapng block stream, fed in pieces of any size: yields the
-/// TLS key logs of its Decryption Secrets Blocks. It holds at most 12 bytes of a block's
-/// header, or one secrets block of at most [`MAX_SECRETS_BLOCK`] bytes; every other block is
-/// skipped without being held. After a malformed block header it reads nothing more.
-#[derive(Debug, Default)]
-pub struct DsbWalker {
-    big: bool,
-    buf: Vec<u8>,
-    /// Bytes still to skip of the current block.
-    skip: u64,
-    /// Length of the secrets block being gathered in `buf` (0: reading a header).
-    want: usize,
-    broken: bool,
-    /// A packet block (simple, enhanced or obsolete) was reached.
-    packets_seen: bool,
-}
-
-impl DsbWalker {
-    pub fn new() -> DsbWalker {
-        DsbWalker::default()
-    }
-
-    /// Whether a packet block was reached: secrets that decrypt packets come before them.
-    pub fn packets_seen(&self) -> bool {
-        self.packets_seen
-    }
-
-    /// Whether a malformed block stopped the walk.
-    pub fn is_broken(&self) -> bool {
-        self.broken
-    }
-
-    pub fn buffered_bytes(&self) -> usize {
-        self.buf.capacity()
-    }
-
-    /// Reads `data`, appending the TLS key logs of the secrets blocks completed to `out`.
-    pub fn push(&mut self, mut data: &[u8], out: &mut Vec<Vec<u8>>) {
-        while !data.is_empty() && !self.broken {
-            if self.skip > 0 {
-                let n = (self.skip.min(data.len() as u64)) as usize;
-                self.skip -= n as u64;
-                data = &data[n..];
-                continue;
-            }
-            if self.want > 0 {
-                let n = (self.want - self.buf.len()).min(data.len());
-                self.buf.extend_from_slice(&data[..n]);
-                data = &data[n..];
-                if self.buf.len() == self.want {
-                    if let Some(s) = tls_secrets_of_block(&self.buf, self.big) {
-                        out.push(s.to_vec());
-                    }
-                    self.buf.clear();
-                    self.want = 0;
-                }
-                continue;
-            }
-            let n = (12 - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..n]);
-            data = &data[n..];
-            if self.buf.len() < 12 {
-                continue;
-            }
-            let ty = u32_at(&self.buf, 0, false).unwrap_or(0);
-            if ty == SHB_TYPE {
-                match u32_at(&self.buf, 8, false) {
-                    Some(BYTE_ORDER_MAGIC) => self.big = false,
-                    Some(m) if m.swap_bytes() == BYTE_ORDER_MAGIC => self.big = true,
-                    _ => {
-                        self.broken = true;
-                        return;
-                    }
-                }
-            }
-            let ty = if ty == SHB_TYPE {
-                ty
-            } else {
-                u32_at(&self.buf, 0, self.big).unwrap_or(0)
-            };
-            let len = u32_at(&self.buf, 4, self.big).unwrap_or(0) as usize;
-            if len < 12 || !len.is_multiple_of(4) {
-                self.broken = true;
-                return;
-            }
-            self.packets_seen |= matches!(ty, 2 | 3 | 6);
-            if ty == DSB_TYPE && len <= MAX_SECRETS_BLOCK {
-                self.want = len; // the 12 bytes held are its first ones
-            } else {
-                self.buf.clear();
-                self.skip = (len - 12) as u64;
-            }
-        }
-    }
-}
-
-/// Most bytes of a file read looking for its secrets (they come before its packets).
-pub const SCAN_LIMIT: u64 = 16 << 20;
-
-/// The TLS key logs of the Decryption Secrets Blocks at the start of the pcapng file `path`:
-/// its blocks are read up to the first packet block (or [`SCAN_LIMIT`] bytes).
-pub fn secrets_of_file(path: &std::path::Path) -> std::io::Result<Vec<Vec<u8>>> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut walker = DsbWalker::new();
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 << 10];
-    let mut read = 0u64;
-    while !walker.packets_seen() && !walker.is_broken() && read < SCAN_LIMIT {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        read += n as u64;
-        walker.push(&buf[..n], &mut out);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,32 +150,6 @@ mod tests {
     }
 
     #[test]
-    fn the_walker_agrees_fed_in_any_pieces() {
-        for big in [false, true] {
-            let f = file(big, &[b"CLIENT_RANDOM a b\n", b"second"]);
-            let whole = secrets_from_pcapng(&f);
-            for piece in [1, 3, 5, 12, 100, f.len()] {
-                let mut w = DsbWalker::new();
-                let mut got = Vec::new();
-                for c in f.chunks(piece) {
-                    w.push(c, &mut got);
-                    assert!(w.buffered_bytes() <= MAX_SECRETS_BLOCK + 64);
-                }
-                assert_eq!(got, whole, "piece {piece}");
-                assert!(!w.is_broken());
-            }
-            let mut g = f.clone();
-            for i in 0..g.len() {
-                g[i] ^= 0xa5;
-                let mut w = DsbWalker::new();
-                let mut got = Vec::new();
-                w.push(&g, &mut got);
-                g[i] ^= 0xa5;
-            }
-        }
-    }
-
-    #[test]
     fn garbage_and_truncation_never_panic() {
         let f = file(true, &[b"CLIENT_RANDOM a b\n"]);
         for cut in 0..f.len() {
@@ -324,12 +177,10 @@ mod tests {
         };
         let s = secrets_from_pcapng(&data);
         assert_eq!(s.len(), 1);
-        let mut w = DsbWalker::new();
-        let mut got = Vec::new();
-        for c in data.chunks(4096) {
-            w.push(c, &mut got);
-        }
-        assert_eq!(got, s);
+        // The pcapng reader finds the same, before the first packet.
+        let mut r = crate::capture::pcapng::PcapngReader::new(data.as_slice());
+        assert!(r.advance().unwrap().is_some());
+        assert_eq!(r.take_secrets(), s);
         let want = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/samples/rtmps-tls13/keylog.txt"

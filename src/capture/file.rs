@@ -1,12 +1,15 @@
-//! Saved captures (classic pcap read here, pcapng and standard input through libpcap),
-//! several read as one timeline.
+//! Saved captures, several read as one timeline. Each input is opened once and its format
+//! told from its first bytes, so pipes, FIFOs and standard input read like files: classic pcap
+//! and pcapng are read here; anything else in a regular file (libpcap's rarer pcap variants)
+//! is left to libpcap, which also says what is wrong with it.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Cursor, Read};
 
 use pcap::{Capture, Offline, Precision};
 
 use super::classic::{FileHeader, PcapReader};
+use super::pcapng::PcapngReader;
 
 use super::{Frame, InputReport, linktype};
 
@@ -18,12 +21,17 @@ pub struct OpenError {
     pub message: String,
 }
 
+/// The one open stream of an input: a file, a pipe or standard input.
+type Stream = Box<dyn Read + Send>;
+
 /// Where an input's frames come from.
 enum Source {
     /// Classic pcap, read here: frames are handed out of a large read buffer without a copy.
-    Pcap(PcapReader<File>),
-    /// pcapng and standard input, through libpcap. Each frame is copied out of libpcap's buffer
-    /// so that the next one can be read ahead (to merge several inputs by time).
+    Pcap(PcapReader<Stream>),
+    /// pcapng, read here the same way; its interfaces may have different link types.
+    Pcapng(PcapngReader<Stream>),
+    /// Other formats of a regular file, through libpcap. Each frame is copied out of libpcap's
+    /// buffer so that the next one can be read ahead (to merge several inputs by time).
     Libpcap {
         cap: Capture<Offline>,
         buf: Vec<u8>,
@@ -37,8 +45,8 @@ enum Source {
 struct Input {
     source: Source,
     linktype: i32,
-    /// Time and length on the wire of the frame read ahead, if there is one.
-    next: Option<(f64, u32)>,
+    /// Time, length on the wire and link type of the frame read ahead, if there is one.
+    next: Option<(f64, u32, i32)>,
     report: InputReport,
 }
 
@@ -46,15 +54,23 @@ impl Input {
     /// Read the next frame ahead (the one read before is no longer needed).
     fn advance(&mut self) {
         self.next = None;
-        let (ts, data_len, orig_len) = match &mut self.source {
+        let (ts, data_len, orig_len, linktype) = match &mut self.source {
             Source::Pcap(r) => {
                 let good_end = r.offset();
                 match r.advance() {
-                    Ok(Some(h)) => (h.ts, h.caplen, h.orig_len),
+                    Ok(Some(h)) => (h.ts, h.caplen, h.orig_len, self.linktype),
                     Ok(None) => return,
                     Err(e) => return self.failed(&e, Some(good_end)),
                 }
             }
+            Source::Pcapng(r) => match r.advance() {
+                Ok(Some(p)) => (p.ts, p.caplen, p.orig_len, p.linktype),
+                Ok(None) => return,
+                Err(e) => {
+                    let good_end = r.offset();
+                    return self.failed(&e, Some(good_end));
+                }
+            },
             Source::Libpcap {
                 cap,
                 buf,
@@ -67,22 +83,16 @@ impl Input {
                     buf.clear();
                     buf.extend_from_slice(p.data);
                     *good_end += 16 + p.header.caplen as u64;
-                    (ts, p.data.len(), p.header.len)
+                    (ts, p.data.len(), p.header.len, self.linktype)
                 }
                 Err(pcap::Error::NoMorePackets) => return,
                 Err(e) => {
-                    let offset = if *classic {
-                        Some(*good_end)
-                    } else if self.report.path != "-" {
-                        pcapng_packets_end(&self.report.path, self.report.packets)
-                    } else {
-                        None
-                    };
+                    let offset = classic.then_some(*good_end);
                     return self.failed(&e, offset);
                 }
             },
         };
-        self.next = Some((ts, orig_len));
+        self.next = Some((ts, orig_len, linktype));
         let r = &mut self.report;
         r.packets += 1;
         r.bytes += data_len as u64;
@@ -96,7 +106,14 @@ impl Input {
     /// The input cannot be read past `offset` (where the last whole record ends, when known).
     fn failed(&mut self, e: &dyn std::fmt::Display, offset: Option<u64>) {
         let r = &mut self.report;
-        let size = std::fs::metadata(&r.path).ok().map(|m| m.len());
+        // The size of a regular file (a stat, not a second open; pipes have none).
+        let size = match r.path.as_str() {
+            "-" => None,
+            p => std::fs::metadata(p)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len()),
+        };
         r.error_offset = offset;
         r.error = Some(match (offset, size) {
             (Some(o), Some(n)) => format!(
@@ -110,10 +127,19 @@ impl Input {
         });
     }
 
+    /// The TLS key logs of the pcapng Decryption Secrets Blocks read since the last call.
+    fn take_secrets(&mut self) -> Vec<Vec<u8>> {
+        match &mut self.source {
+            Source::Pcapng(r) if r.has_secrets() => r.take_secrets(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The bytes of the frame read ahead.
     fn data(&self) -> &[u8] {
         match &self.source {
             Source::Pcap(r) => r.data(),
+            Source::Pcapng(r) => r.data(),
             Source::Libpcap { buf, .. } => buf,
         }
     }
@@ -129,64 +155,44 @@ pub struct FileSet {
     current: Option<usize>,
 }
 
-fn file_format(path: &str) -> String {
-    if path == "-" {
-        return "stdin".into();
-    }
-    let mut magic = [0u8; 4];
-    match std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)) {
-        Ok(()) => match magic {
-            [0x0a, 0x0d, 0x0d, 0x0a] => "pcapng".into(),
-            [0xd4, 0xc3, 0xb2, 0xa1] | [0xa1, 0xb2, 0xc3, 0xd4] => "pcap".into(),
-            [0x4d, 0x3c, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d] => "pcap-ns".into(),
-            _ => "unknown".into(),
-        },
-        Err(_) => "unknown".into(),
+/// What the first four bytes of an input say it is.
+fn format_of(magic: [u8; 4]) -> &'static str {
+    match magic {
+        [0x0a, 0x0d, 0x0d, 0x0a] => "pcapng",
+        [0xd4, 0xc3, 0xb2, 0xa1] | [0xa1, 0xb2, 0xc3, 0xd4] => "pcap",
+        [0x4d, 0x3c, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d] => "pcap-ns",
+        _ => "unknown",
     }
 }
 
-/// A classic pcap file opened for [`PcapReader`], or `None` when it is something else (left
-/// to libpcap, which also says what is wrong with it).
-fn open_classic(path: &str) -> Option<(File, FileHeader)> {
-    let mut f = File::open(path).ok()?;
-    let mut h = [0u8; 24];
-    f.read_exact(&mut h).ok()?;
-    let header = FileHeader::parse(&h)?;
-    Some((f, header))
+/// The report's name for the link types of a pcapng file's interfaces: `ethernet`, or
+/// `ethernet,linux_sll` when they differ.
+fn link_types_name(lts: &[i32]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for &lt in lts {
+        let n = linktype::name(lt);
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    match names.is_empty() {
+        true => linktype::name(-1).into(),
+        false => names.join(","),
+    }
 }
 
-/// Where the whole blocks holding the first `packets` packets of a pcapng file end (the
-/// data from there on was not used), found by walking the block headers.
-fn pcapng_packets_end(path: &str, packets: u64) -> Option<u64> {
-    let mut f = std::fs::File::open(path).ok()?;
-    let size = f.metadata().ok()?.len();
-    let (mut pos, mut seen, mut little) = (0u64, 0u64, true);
-    while pos + 12 <= size {
-        let mut h = [0u8; 12];
-        f.seek(SeekFrom::Start(pos)).ok()?;
-        f.read_exact(&mut h).ok()?;
-        let kind = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-        if kind == 0x0a0d_0d0a {
-            // Section header: its byte-order magic says how this section's numbers read.
-            little = h[8..12] == [0x4d, 0x3c, 0x2b, 0x1a];
+/// Reads up to `buf.len()` bytes, fewer only at the end of the stream.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-        let word = |b: [u8; 4]| {
-            if little {
-                u32::from_le_bytes(b)
-            } else {
-                u32::from_be_bytes(b)
-            }
-        };
-        let kind = word([h[0], h[1], h[2], h[3]]);
-        let len = word([h[4], h[5], h[6], h[7]]) as u64;
-        let is_packet = matches!(kind, 2 | 3 | 6);
-        if len < 12 || pos + len > size || (is_packet && seen == packets) {
-            break;
-        }
-        pos += len;
-        seen += is_packet as u64;
     }
-    Some(pos)
+    Ok(got)
 }
 
 impl FileSet {
@@ -208,12 +214,9 @@ impl FileSet {
         let mut stdin_used = false;
         for path in paths {
             match Self::open_one(path, &mut stdin_used) {
-                Ok(input) => {
-                    if input.report.format == "pcapng" {
-                        // Unreadable secrets are no reason not to read the packets.
-                        secrets
-                            .extend(super::dsb::secrets_of_file(path.as_ref()).unwrap_or_default());
-                    }
+                Ok(mut input) => {
+                    // Key logs before the first packet (read ahead on opening).
+                    secrets.extend(input.take_secrets());
                     inputs.push(input)
                 }
                 Err(e) => errors.push(e),
@@ -244,21 +247,55 @@ impl FileSet {
                 return Err(err("is a directory, not a capture file".into()));
             }
         }
-        let classic = match path {
-            "-" => None,
-            _ => open_classic(path),
+        let not_capture = |why: &dyn std::fmt::Display| {
+            err(format!("not a readable pcap or pcapng capture ({why})"))
+        };
+        // The one open of the input: its format comes from the first bytes of this stream.
+        let (mut stream, regular): (Stream, bool) = if path == "-" {
+            (Box::new(std::io::stdin()), false)
+        } else {
+            let f = File::open(path).map_err(|e| err(e.to_string()))?;
+            let regular = f.metadata().is_ok_and(|m| m.is_file());
+            (Box::new(f), regular)
+        };
+        let mut magic = [0u8; 4];
+        let got = read_full(&mut stream, &mut magic).map_err(|e| not_capture(&e))?;
+        if got < 4 {
+            return Err(not_capture(&format_args!(
+                "{got} bytes, too short for a file header"
+            )));
+        }
+        let format = format_of(magic);
+        let classic = match format {
+            "pcap" | "pcap-ns" => {
+                let mut h = [0u8; 24];
+                h[..4].copy_from_slice(&magic);
+                let got = read_full(&mut stream, &mut h[4..]).map_err(|e| not_capture(&e))?;
+                if got < 20 {
+                    return Err(not_capture(&format_args!(
+                        "truncated dump file; tried to read 24 file header bytes, only got {}",
+                        got + 4
+                    )));
+                }
+                FileHeader::parse(&h)
+            }
+            _ => None,
         };
         let (source, lt) = match classic {
-            Some((f, header)) => (Source::Pcap(PcapReader::new(f, header)), header.linktype),
-            None => {
-                let cap = if path == "-" {
-                    // SAFETY: descriptor 0 is ours for the life of the process and nothing
-                    // else reads it.
-                    unsafe { Capture::from_raw_fd_with_precision(0, Precision::Nano) }
-                } else {
-                    Capture::from_file_with_precision(path, Precision::Nano)
-                }
-                .map_err(|e| err(format!("not a readable pcap or pcapng capture ({e})")))?;
+            Some(header) => (
+                Source::Pcap(PcapReader::new(stream, header)),
+                header.linktype,
+            ),
+            None if format == "pcapng" => {
+                let stream: Stream = Box::new(Cursor::new(magic).chain(stream));
+                (Source::Pcapng(PcapngReader::new(stream)), -1)
+            }
+            None if regular => {
+                // Not a format read here: libpcap opens the file by name (it reads the rarer
+                // pcap variants, and says what is wrong with anything else).
+                drop(stream);
+                let cap = Capture::from_file_with_precision(path, Precision::Nano)
+                    .map_err(|e| not_capture(&e))?;
                 let lt = cap.get_datalink().0;
                 let source = Source::Libpcap {
                     classic: cap.major_version() == 2,
@@ -268,33 +305,65 @@ impl FileSet {
                 };
                 (source, lt)
             }
+            None => {
+                return Err(not_capture(&format_args!(
+                    "unknown file format, first bytes {:02x} {:02x} {:02x} {:02x}",
+                    magic[0], magic[1], magic[2], magic[3]
+                )));
+            }
         };
-        if !linktype::supported(lt) {
-            return Err(err(format!("link type {lt} is not supported")));
-        }
         let mut input = Input {
             source,
             linktype: lt,
             next: None,
-            report: InputReport::new(
-                path.to_string(),
-                file_format(path),
-                linktype::name(lt).into(),
-            ),
+            report: InputReport::new(path.to_string(), format.into(), linktype::name(lt).into()),
         };
         input.advance();
+        if let Source::Pcapng(r) = &input.source {
+            if input.report.packets == 0
+                && let Some(e) = &input.report.error
+            {
+                // Damaged before its first packet (libpcap too refuses such a file).
+                return Err(not_capture(e));
+            }
+            // The interfaces described before the first packet say what the file holds.
+            let lts = r.linktypes();
+            if !lts.is_empty() && !lts.iter().any(|&l| linktype::supported(l)) {
+                return Err(err(format!("link type {} is not supported", lts[0])));
+            }
+            input.report.link_type = link_types_name(lts);
+            return Ok(input);
+        }
+        if !linktype::supported(lt) {
+            return Err(err(format!("link type {lt} is not supported")));
+        }
         Ok(input)
+    }
+
+    /// Read ahead in the input whose frame was handed out last (it is done with).
+    fn read_ahead(&mut self) {
+        if let Some(i) = self.current.take() {
+            self.inputs[i].advance();
+        }
+    }
+
+    /// TLS key logs of Decryption Secrets Blocks found after the first packet, in the input
+    /// whose frame was handed out last, before the frame that follows them is handed out.
+    pub fn take_new_secrets(&mut self) -> Vec<Vec<u8>> {
+        self.read_ahead();
+        let mut out = Vec::new();
+        for inp in &mut self.inputs {
+            out.extend(inp.take_secrets());
+        }
+        out
     }
 
     /// The next frame in time order, or `None` at the end of every input.
     pub fn next_frame(&mut self) -> Option<Frame<'_>> {
-        if let Some(i) = self.current.take() {
-            // The frame handed out last is done with: read ahead in its input.
-            self.inputs[i].advance();
-        }
+        self.read_ahead();
         let mut best: Option<(usize, f64)> = None;
         for (i, inp) in self.inputs.iter().enumerate() {
-            if let Some((ts, _)) = inp.next
+            if let Some((ts, _, _)) = inp.next
                 && best.is_none_or(|(_, b)| ts < b)
             {
                 best = Some((i, ts));
@@ -304,24 +373,32 @@ impl FileSet {
         self.number += 1;
         self.current = Some(i);
         let inp = &self.inputs[i];
-        let (ts, orig_len) = inp.next.expect("chosen input has a frame");
+        let (ts, orig_len, linktype) = inp.next.expect("chosen input has a frame");
         Some(Frame {
             ts,
             number: self.number,
-            linktype: inp.linktype,
+            linktype,
             data: inp.data(),
             orig_len,
         })
     }
 
-    /// The TLS key logs the inputs carry (pcapng Decryption Secrets Blocks before their first
-    /// packet; not read from standard input).
+    /// The TLS key logs the inputs carry before their first packet (pcapng Decryption Secrets
+    /// Blocks; later ones come from [`take_new_secrets`](Self::take_new_secrets)).
     pub fn decryption_secrets(&self) -> &[Vec<u8>] {
         &self.secrets
     }
 
     /// What was read from each input so far.
     pub fn reports(&self) -> Vec<InputReport> {
-        self.inputs.iter().map(|i| i.report.clone()).collect()
+        let report = |i: &Input| {
+            let mut r = i.report.clone();
+            if let Source::Pcapng(p) = &i.source {
+                // Interfaces described after the first packet count too.
+                r.link_type = link_types_name(p.linktypes());
+            }
+            r
+        };
+        self.inputs.iter().map(report).collect()
     }
 }

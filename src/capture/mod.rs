@@ -8,6 +8,7 @@ pub mod dsb;
 pub mod file;
 pub mod linktype;
 pub mod live;
+pub mod pcapng;
 
 use serde::Serialize;
 

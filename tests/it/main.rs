@@ -6,6 +6,7 @@ mod cli;
 mod fuzz;
 mod hard;
 mod hostile;
+mod inputs;
 mod limits;
 mod live;
 mod mutation;
