@@ -99,6 +99,9 @@ pub struct TlsConnection {
     suite: Option<Suite>,
     limits: TlsLimits,
     held_bytes: usize,
+    /// Orders what the two directions hold while keys are missing (see `hold_push`).
+    hold_clock: u64,
+    hold_side: Option<usize>,
     frame: u64,
     scratch: Vec<u8>,
 }
@@ -137,6 +140,8 @@ impl TlsConnection {
             suite: None,
             limits,
             held_bytes: 0,
+            hold_clock: 0,
+            hold_side: None,
             frame: 0,
             scratch: Vec::new(),
         }
@@ -152,8 +157,8 @@ impl TlsConnection {
         for s in &self.sides {
             n += s.buf.capacity() + s.hs_buf.capacity();
             if let Some(h) = &s.held {
-                n += h.capacity() * std::mem::size_of::<Held>();
-                for e in h {
+                n += h.capacity() * std::mem::size_of::<(u64, Held)>();
+                for (_, e) in h {
                     if let Held::Data(d) = e {
                         n += d.capacity();
                     }

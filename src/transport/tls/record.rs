@@ -46,7 +46,9 @@ pub(super) struct Side {
     pub(super) hs_buf: Vec<u8>,
     pub(super) hs_skip: usize,
     pub(super) lost: Option<Loss>,
-    pub(super) held: Option<Vec<Held>>,
+    /// Ciphertext (and gaps) held while the keys are missing, each entry stamped with the
+    /// connection's hold clock, so that both directions are released in arrival order.
+    pub(super) held: Option<Vec<(u64, Held)>>,
     pub(super) closed: bool,
     pub(super) record_bytes: u64,
     pub(super) record_count: u64,
@@ -86,6 +88,13 @@ impl Side {
 
 impl TlsConnection {
     fn hold_push(&mut self, i: usize, e: Held) {
+        // The clock ticks whenever the other direction held something last: entries of the
+        // two directions then sort back into the order they arrived in.
+        if self.hold_side != Some(i) {
+            self.hold_side = Some(i);
+            self.hold_clock += 1;
+        }
+        let now = self.hold_clock;
         let limit = self.limits.backlog_bytes;
         let held_bytes = &mut self.held_bytes;
         let info = &mut self.info;
@@ -100,16 +109,16 @@ impl TlsConnection {
             e => e,
         };
         match (h.last_mut(), e) {
-            (Some(Held::Gap(g)), Held::Gap(n)) => *g = g.saturating_add(n),
-            (Some(Held::Data(d)), Held::Data(n)) => {
+            (Some((t, Held::Gap(g))), Held::Gap(n)) if *t == now => *g = g.saturating_add(n),
+            (Some((t, Held::Data(d))), Held::Data(n)) if *t == now => {
                 *held_bytes += n.len();
                 d.extend_from_slice(&n);
             }
             (_, Held::Data(n)) => {
                 *held_bytes += n.len();
-                h.push(Held::Data(n));
+                h.push((now, Held::Data(n)));
             }
-            (_, e) => h.push(e),
+            (_, e) => h.push((now, e)),
         }
     }
 
@@ -200,35 +209,39 @@ impl TlsConnection {
     }
 
     pub(super) fn release(&mut self, keys: &KeyLog, up: Up<'_>) {
-        for _round in 0..2 {
-            let mut any = false;
-            for i in 0..2 {
-                if self.sides[i].held.is_none() {
-                    continue;
-                }
-                if self.info.version.is_none() {
+        // Releasing one direction can make the other ready (its version or keys learnt).
+        for _round in 0..4 {
+            let mut ready = [false; 2];
+            for (i, r) in ready.iter_mut().enumerate() {
+                if self.sides[i].held.is_none() || self.info.version.is_none() {
                     continue;
                 }
                 self.ensure_keys(i, keys);
-                if !self.ready(i) {
-                    continue;
-                }
-                let held = self.sides[i].held.take().unwrap_or_default();
-                let n: usize = held
-                    .iter()
-                    .map(|e| if let Held::Data(d) = e { d.len() } else { 0 })
-                    .sum();
-                self.held_bytes = self.held_bytes.saturating_sub(n);
-                any = true;
-                for e in held {
-                    match e {
-                        Held::Data(d) => self.feed(i, &d, keys, up),
-                        Held::Gap(n) => self.gap(i, n),
-                    }
+                *r = self.ready(i);
+            }
+            if ready == [false; 2] {
+                break;
+            }
+            // Both directions released together go up in the order they arrived in (a
+            // handshake or a command answered before its answer), one released alone as it is.
+            let mut held = Vec::new();
+            for (i, r) in ready.iter().enumerate() {
+                if *r {
+                    let h = self.sides[i].held.take().unwrap_or_default();
+                    held.extend(h.into_iter().map(|(t, e)| (t, i, e)));
                 }
             }
-            if !any {
-                break;
+            held.sort_by_key(|(t, i, _)| (*t, *i));
+            let n: usize = held
+                .iter()
+                .map(|(_, _, e)| if let Held::Data(d) = e { d.len() } else { 0 })
+                .sum();
+            self.held_bytes = self.held_bytes.saturating_sub(n);
+            for (_, i, e) in held {
+                match e {
+                    Held::Data(d) => self.feed(i, &d, keys, up),
+                    Held::Gap(n) => self.gap(i, n),
+                }
             }
         }
     }

@@ -77,6 +77,8 @@ struct Out {
     /// offsets were contiguous
     bad_offsets: bool,
     next: [u64; 2],
+    /// The direction of each run of plaintext, in the order it came up.
+    order: Vec<usize>,
 }
 
 impl Out {
@@ -89,6 +91,9 @@ impl Out {
                 }
                 self.next[i] = offset.saturating_add(bytes.len() as u64);
                 self.data[i].extend_from_slice(bytes);
+                if self.order.last() != Some(&i) {
+                    self.order.push(i);
+                }
             }
             StreamEvent::Gap { offset, len } => {
                 if offset != self.next[i] {
@@ -343,6 +348,20 @@ fn keys_arriving_later_decrypt_the_backlog() {
     assert_eq!(out.data[0], want);
     assert_eq!(out.data[1], want);
     assert_eq!(conn.info().records, 7);
+    // Both directions held, released together: in the order they arrived in (the server's
+    // data was captured before the client's), as when the keys were there from the start.
+    let mut known = Out::default();
+    let mut c2 = TlsConnection::new();
+    run(
+        &mut c2,
+        &client_stream(),
+        &server_stream(&[]),
+        500,
+        &keys,
+        &mut known,
+    );
+    assert_eq!(known.order, vec![1, 0]);
+    assert_eq!(out.order, known.order);
 }
 
 #[test]
