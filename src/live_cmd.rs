@@ -302,8 +302,21 @@ fn stop_on_signals() -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-pub fn run(args: LiveArgs) -> Result<u8> {
+pub fn run(mut args: LiveArgs) -> Result<u8> {
     let stop = stop_on_signals()?;
+    match rtmpsniff::sink::resolve_output_dir(&args.output) {
+        Ok((real, note)) => {
+            if let Some(n) = note {
+                eprintln!("rtmpsniff: {n}");
+            }
+            args.output = real;
+        }
+        Err(e) => {
+            let shown = args.output.display();
+            eprintln!("rtmpsniff: cannot use output folder {shown}: {e}");
+            return Ok(super::EXIT_BAD_INPUT);
+        }
+    }
     let piping = args.stdout_stream.is_some();
     if piping && std::io::stdout().is_terminal() {
         eprintln!(

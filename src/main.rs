@@ -122,7 +122,7 @@ fn read(args: ReadArgs) -> Result<u8> {
         config,
         selection,
         keylogs,
-        out,
+        mut out,
     } = args;
     // Every input that cannot be used gets one line; the others are read all the same.
     let (mut files, open_errors) = FileSet::open_each(&captures);
@@ -131,6 +131,20 @@ fn read(args: ReadArgs) -> Result<u8> {
     }
     if open_errors.len() == captures.len() {
         return Ok(EXIT_BAD_INPUT);
+    }
+    if let ReadOut::Folder { dir, .. } = &mut out {
+        match sink::resolve_output_dir(dir) {
+            Ok((real, note)) => {
+                if let Some(n) = note {
+                    eprintln!("rtmpsniff: {n}");
+                }
+                *dir = real;
+            }
+            Err(e) => {
+                eprintln!("rtmpsniff: cannot use output folder {}: {e}", dir.display());
+                return Ok(EXIT_BAD_INPUT);
+            }
+        }
     }
     let limits = config.limits.clone();
     let ports = config.ports.clone();

@@ -13,7 +13,7 @@ const MAX_STEMS: usize = 65536;
 /// Which file a name led to (device and inode): a file found again under its name is the one
 /// this run made only if its `FileId` is the same.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct FileId {
+pub struct FileId {
     dev: u64,
     ino: u64,
 }
@@ -49,6 +49,23 @@ pub(super) fn reopen(path: &Path, id: FileId) -> io::Result<Option<File>> {
     let mut f = f;
     f.seek(SeekFrom::End(0))?;
     Ok(Some(f))
+}
+
+/// The output folder, created if missing, as the one path every file of the run is made
+/// under: a folder given through a symbolic link is resolved here, once (what the link points
+/// to later does not move the output), and the note says so.
+pub fn resolve_output_dir(dir: &Path) -> io::Result<(PathBuf, Option<String>)> {
+    std::fs::create_dir_all(dir)?;
+    if !std::fs::symlink_metadata(dir)?.file_type().is_symlink() {
+        return Ok((dir.to_path_buf(), None));
+    }
+    let real = std::fs::canonicalize(dir)?;
+    let note = format!(
+        "output folder {} is a symbolic link: writing into {}",
+        dir.display(),
+        real.display()
+    );
+    Ok((real, Some(note)))
 }
 
 /// `attempt(n)` for `n` = `first`, `first + 1`, ... until it does not fail because the name

@@ -4,14 +4,14 @@
 //! start of the borrower's file at the end of the input.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::fs::File;
+use std::io::Seek;
 use std::io::{self, Write};
 use std::path::Path;
 
 use bytes::Bytes;
 
 use super::flv;
-use super::fs::{FileId, create_unique_tmp};
+use super::fs::{FileId, create_unique_tmp, reopen};
 use super::hash::sha256_of;
 use super::report::{ConnectionReport, StreamReport};
 use super::stream::StreamOut;
@@ -187,13 +187,23 @@ impl Lending {
 /// Write `lender`'s decoder configuration at the start of the stream's file (after the FLV
 /// header), through a new file renamed over it, and say so in the report.
 fn lend(dir: &Path, report: &mut StreamReport, lender: &Lender, sha256: bool) -> io::Result<()> {
-    let Some(name) = report.file.clone() else {
+    let (Some(name), Some(id)) = (report.file.clone(), report.file_id) else {
         return Ok(());
     };
     let path = dir.join(&name);
-    let mut old = match File::open(&path) {
-        Ok(f) => f,
-        Err(_) => return Ok(()),
+    // Only the file this run made under that name, never through a link (something put in
+    // its place since is left alone, and the stream keeps its own configuration state).
+    let mut old = match reopen(&path, id) {
+        Ok(Some(mut f)) => {
+            f.seek(io::SeekFrom::Start(0))?;
+            f
+        }
+        _ => {
+            report
+                .notes
+                .push("file replaced by something else before the end: not patched".into());
+            return Ok(());
+        }
     };
     let mut head = [0u8; flv::HEADER.len()];
     if io::Read::read_exact(&mut old, &mut head).is_err() {
@@ -203,6 +213,7 @@ fn lend(dir: &Path, report: &mut StreamReport, lender: &Lender, sha256: bool) ->
     // block at a time, not read into memory.
     let stem = name.strip_suffix(".flv").unwrap_or(&name);
     let (tmp, f) = create_unique_tmp(dir, stem, ".flv.tmp")?;
+    let new_id = FileId::of(&f.metadata()?);
     let mut f = io::BufWriter::new(f);
     let mut cfg = Vec::new();
     for (k, b) in [
@@ -223,13 +234,108 @@ fn lend(dir: &Path, report: &mut StreamReport, lender: &Lender, sha256: bool) ->
     drop(f);
     std::fs::rename(&tmp, &path)?;
     report.bytes = head.len() as u64 + cfg.len() as u64 + rest;
+    report.file_id = Some(new_id);
     if sha256 {
-        let meta = std::fs::symlink_metadata(&path)?;
-        report.sha256 = sha256_of(&path, FileId::of(&meta))?;
+        report.sha256 = sha256_of(&path, new_id)?;
     }
     report.notes.push(format!(
         "decoder configuration taken from connection {} stream {}, which carries the same pictures",
         lender.from.conn, lender.from.stream
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn temp(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("rtmpsniff-lend-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn lender() -> Lender {
+        Lender {
+            from: StreamKey::default(),
+            video: Some(Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 2, 3])),
+            audio: None,
+        }
+    }
+
+    fn report_of(dir: &Path, name: &str) -> StreamReport {
+        let meta = std::fs::symlink_metadata(dir.join(name)).unwrap();
+        StreamReport {
+            file: Some(name.into()),
+            file_id: Some(FileId::of(&meta)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_configuration_goes_in_after_the_header() {
+        let dir = temp("ok");
+        let tags = [9u8, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0x27, 0, 0, 0, 12];
+        std::fs::write(dir.join("a.flv"), [&flv::HEADER[..], &tags].concat()).unwrap();
+        let mut r = report_of(&dir, "a.flv");
+        lend(&dir, &mut r, &lender(), true).unwrap();
+        let got = std::fs::read(dir.join("a.flv")).unwrap();
+        assert_eq!(&got[..flv::HEADER.len()], &flv::HEADER[..]);
+        assert_eq!(
+            got[flv::HEADER.len()],
+            9,
+            "a video tag first: the configuration"
+        );
+        assert!(got.ends_with(&tags));
+        assert_eq!(r.bytes, got.len() as u64);
+        assert!(r.sha256.is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_link_put_in_place_of_the_file_is_not_followed() {
+        // The file this run wrote is replaced, before the fix-up at the end, by a link to a
+        // file someone else can read: the fix-up must not copy it into the output folder.
+        let dir = temp("link");
+        std::fs::write(dir.join("a.flv"), flv::HEADER).unwrap();
+        let mut r = report_of(&dir, "a.flv");
+        let secret = dir.join("secret");
+        std::fs::write(&secret, [&flv::HEADER[..], b"root only"].concat()).unwrap();
+        std::fs::remove_file(dir.join("a.flv")).unwrap();
+        std::os::unix::fs::symlink(&secret, dir.join("a.flv")).unwrap();
+        lend(&dir, &mut r, &lender(), false).unwrap();
+        assert!(
+            std::fs::symlink_metadata(dir.join("a.flv"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(
+            r.notes.iter().any(|n| n.contains("not patched")),
+            "{:?}",
+            r.notes
+        );
+        // Nor is another file put under the name (same name, another inode; ours is kept
+        // under another name, so that its inode number cannot be given to the newcomer).
+        std::fs::write(dir.join("ours.flv"), flv::HEADER).unwrap();
+        let mut r = report_of(&dir, "ours.flv");
+        std::fs::rename(dir.join("ours.flv"), dir.join("kept.flv")).unwrap();
+        std::fs::remove_file(dir.join("a.flv")).unwrap();
+        std::fs::copy(&secret, dir.join("ours.flv")).unwrap();
+        r.file = Some("ours.flv".into());
+        let before = std::fs::metadata(dir.join("ours.flv")).unwrap().ino();
+        lend(&dir, &mut r, &lender(), false).unwrap();
+        assert_eq!(
+            std::fs::metadata(dir.join("ours.flv")).unwrap().ino(),
+            before
+        );
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -24,7 +24,7 @@ use crate::flow::{ConnId, StreamKey};
 use crate::pipeline::Output;
 use crate::rtmp::TagKind;
 use flv::FlvWriter;
-pub use fs::write_report;
+pub use fs::{resolve_output_dir, write_report};
 use hash::Hashing;
 use lend::Lending;
 use queue::WriteQueue;

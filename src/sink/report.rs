@@ -267,6 +267,10 @@ pub struct StreamReport {
     pub message_stream_id: u32,
     /// Path of the FLV file relative to the output folder (null when nothing was written).
     pub file: Option<String>,
+    /// Which file `file` is (device and inode): a fix-up at the end opens it again only if
+    /// the name still leads to it. Not reported.
+    #[serde(skip)]
+    pub(crate) file_id: Option<super::fs::FileId>,
     /// Further files the stream went on in (only if its first file was replaced under it).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub more_files: Vec<String>,

@@ -285,7 +285,10 @@ impl StreamOut {
             self.writer = Some(FlvWriter::after_header(Target::File(
                 queue.open(file, len)?,
             )));
-            self.report.file.get_or_insert_with(|| name.clone());
+            if self.report.file.is_none() {
+                self.report.file = Some(name.clone());
+                self.report.file_id = Some(FileId::of(&meta));
+            }
             if self.report.file.as_deref() != Some(name.as_str()) {
                 self.report.more_files.push(name.clone());
             }

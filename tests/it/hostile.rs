@@ -459,3 +459,35 @@ fn report_lists_every_limit_with_its_value() {
         assert_eq!(l["hits"].as_u64(), Some(0));
     }
 }
+
+#[test]
+fn an_output_folder_given_as_a_link_is_resolved_once_and_said_so() {
+    let dir = temp_dir("hostile-outlink");
+    let cap = capture(&dir, &Opts::default());
+    let real = dir.join("real");
+    std::fs::create_dir(&real).unwrap();
+    let link = dir.join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let o = read(&cap, &link);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    let real = real.canonicalize().unwrap();
+    assert!(
+        err.contains(&format!(
+            "output folder {} is a symbolic link: writing into {}",
+            link.display(),
+            real.display()
+        )),
+        "{err}"
+    );
+    let names = entries(&real);
+    assert!(names.iter().any(|n| n.ends_with(".flv")), "{names:?}");
+    assert!(names.contains(&"report.json".to_string()), "{names:?}");
+    // Nothing was made beside the link.
+    assert_eq!(entries(&dir), vec!["in.pcap", "link", "real"]);
+}
