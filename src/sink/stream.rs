@@ -7,6 +7,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 
+use super::amf_json::{MAX_METADATA_JSON, MAX_METADATA_TEXT};
 use super::flv::{self, FlvWriter};
 use super::fs::{FileId, create_unique_with, reopen};
 use super::lend::Carried;
@@ -233,7 +234,15 @@ impl StreamOut {
         if vals.first().and_then(|v| v.as_bytes()) == Some(b"onMetaData")
             && let Some(m) = vals.get(1)
         {
-            let json = super::amf_json::to_json(m);
+            let (json, cut) =
+                super::amf_json::to_json_bounded(m, MAX_METADATA_TEXT, MAX_METADATA_JSON);
+            if cut {
+                r.notes.push(format!(
+                    "onMetaData cut to {} KiB of JSON (texts to {} bytes each) in this report",
+                    MAX_METADATA_JSON >> 10,
+                    MAX_METADATA_TEXT
+                ));
+            }
             let num = |k: &str| {
                 json.get(k)
                     .and_then(|v| v.as_f64())

@@ -491,3 +491,47 @@ fn an_output_folder_given_as_a_link_is_resolved_once_and_said_so() {
     // Nothing was made beside the link.
     assert_eq!(entries(&dir), vec!["in.pcap", "link", "real"]);
 }
+
+#[test]
+fn metadata_made_to_fill_the_report_is_cut_and_said_so() {
+    // An onMetaData of 15 MB (15 texts of 1 MB): the report keeps a bounded copy and says
+    // it was cut; the file keeps the script tag whole, as sent.
+    let dir = temp_dir("hostile-meta");
+    let big = vec![b'm'; 1 << 20];
+    let o = Opts {
+        meta_extra: (0..15)
+            .map(|i| {
+                let v = rtmpsniff::rtmp::amf0::Value::LongString(big.clone());
+                (format!("k{i}").into_bytes(), v)
+            })
+            .collect(),
+        ..Opts::default()
+    };
+    let cap = capture(&dir, &o);
+    let out = dir.join("out");
+    let r = read(&cap, &out);
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let report = out.join("report.json");
+    let size = std::fs::metadata(&report).unwrap().len();
+    assert!(size < 256 << 10, "report.json is {size} bytes");
+    let j = read_json(&report);
+    let s = &j["connections"][0]["streams"][0];
+    assert_eq!(s["metadata"]["width"], 320.0);
+    assert_eq!(s["metadata"]["k0"].as_str().unwrap().len(), 4096);
+    let notes = s["notes"].as_array().unwrap();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("onMetaData cut")),
+        "{notes:?}"
+    );
+    let flv = std::fs::read(out.join(s["file"].as_str().unwrap())).unwrap();
+    let (_, tags) = flv::parse(&flv).unwrap();
+    let script = tags.iter().find(|t| t.kind == 18).expect("the script tag");
+    assert!(script.body.len() > 15 << 20, "{}", script.body.len());
+}

@@ -31,6 +31,8 @@ pub struct Opts {
     /// The application in `connect` and the stream name in `publish`, as sent.
     pub app: Vec<u8>,
     pub name: Vec<u8>,
+    /// More entries of the onMetaData array, after `width`.
+    pub meta_extra: Vec<(Vec<u8>, Value)>,
 }
 
 impl Default for Opts {
@@ -47,6 +49,7 @@ impl Default for Opts {
             aggregate: false,
             app: b"live".to_vec(),
             name: b"cam1".to_vec(),
+            meta_extra: Vec::new(),
         }
     }
 }
@@ -172,7 +175,11 @@ pub fn publish_session(o: &Opts) -> Vec<(Dir, Vec<u8>)> {
     let meta = amf(&[
         s("@setDataFrame"),
         s("onMetaData"),
-        Value::EcmaArray(vec![(b"width".to_vec(), Value::Number(320.0))]),
+        Value::EcmaArray(
+            std::iter::once((b"width".to_vec(), Value::Number(320.0)))
+                .chain(o.meta_extra.iter().cloned())
+                .collect(),
+        ),
     ]);
     c.write(o.csid_audio, 1, types::DATA_AMF0, o.base_ts, &meta, &mut b);
     c.write(
