@@ -71,6 +71,15 @@ impl SelectArgs {
     }
 }
 
+/// The limits every byte retained is counted against.
+#[derive(clap::Args, Clone, Debug, Default)]
+struct LimitArgs {
+    /// Set one limit (repeatable), e.g. `--limit buffered_bytes_total=256M --limit
+    /// open_files=64`; names and defaults as in README's Limits table (suffixes K, M, G).
+    #[arg(long = "limit", value_name = "NAME=VALUE")]
+    set: Vec<String>,
+}
+
 /// Keys for RTMPS.
 #[derive(clap::Args, Clone, Debug, Default)]
 struct TlsArgs {
@@ -105,6 +114,8 @@ enum Command {
         select: SelectArgs,
         #[command(flatten)]
         tls: TlsArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
         /// Print nothing but errors (no summary, no progress bar).
         #[arg(short, long)]
         quiet: bool,
@@ -135,6 +146,8 @@ enum Command {
         select: SelectArgs,
         #[command(flatten)]
         tls: TlsArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
         /// Print the inventory as JSON (the report's format) instead of a table.
         #[arg(long)]
         json: bool,
@@ -189,6 +202,8 @@ enum Command {
         select: SelectArgs,
         #[command(flatten)]
         tls: TlsArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
         /// Also save every captured packet to this pcap file (never replaces a file).
         #[arg(long, value_name = "FILE")]
         write_pcap: Option<PathBuf>,
@@ -239,12 +254,14 @@ pub enum ReadOut {
 }
 
 /// The one place a [`Config`] is made from the command line.
-fn config(ports: Vec<u16>, any_port: bool) -> Config {
-    Config {
+fn config(ports: Vec<u16>, any_port: bool, limits: &LimitArgs) -> Result<Config, String> {
+    let mut config = Config {
         ports,
         any_port,
         ..Config::default()
-    }
+    };
+    config.limits.set_all(&limits.set)?;
+    Ok(config)
 }
 
 /// `--duration`, checked: a positive number of seconds.
@@ -268,12 +285,13 @@ impl Cli {
                 any_port,
                 select,
                 tls,
+                limits,
                 quiet,
                 verbose,
                 sha256,
             } => Mode::Read(ReadArgs {
                 captures,
-                config: config(ports, any_port),
+                config: config(ports, any_port, &limits)?,
                 selection: select.selection(),
                 keylogs: tls.keylogs,
                 out: ReadOut::Folder {
@@ -289,10 +307,11 @@ impl Cli {
                 any_port,
                 select,
                 tls,
+                limits,
                 json,
             } => Mode::Read(ReadArgs {
                 captures,
-                config: config(ports, any_port),
+                config: config(ports, any_port, &limits)?,
                 selection: select.selection(),
                 keylogs: tls.keylogs,
                 out: ReadOut::Inventory { json },
@@ -313,6 +332,7 @@ impl Cli {
                 stdout,
                 select,
                 tls,
+                limits,
                 write_pcap,
                 quiet,
                 sha256,
@@ -337,7 +357,7 @@ impl Cli {
                     config: Config {
                         // Encoders log their keys as they connect: records wait for them.
                         tls_backlog: rtmpsniff::transport::tls::DEFAULT_BACKLOG,
-                        ..config(ports, any_port)
+                        ..config(ports, any_port, &limits)?
                     },
                     keylogs: tls.keylogs,
                     duration,

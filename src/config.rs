@@ -123,7 +123,76 @@ impl LimitHits {
     }
 }
 
+/// A number as `--limit` takes it: decimal, with an optional binary suffix (`K`, `M`, `G`:
+/// KiB, MiB, GiB; `KiB` etc. also read).
+fn parse_amount(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
+}
+
 impl Limits {
+    /// Sets the limit `name` (as [`Limits::named`] and the README name them) from `value`, as
+    /// `--limit NAME=VALUE` gives it. Every limit must be at least 1; `message_bytes` at most
+    /// what the wire format allows (16 MiB - 1).
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
+        let n = parse_amount(value)
+            .ok_or_else(|| format!("--limit {name}={value}: not a number (suffixes K, M, G)"))?;
+        if n == 0 {
+            return Err(format!("--limit {name}={value}: must be at least 1"));
+        }
+        let size = |n: u64| usize::try_from(n).map_err(|_| format!("--limit {name}: too large"));
+        match name {
+            "reassembly_bytes" => self.reassembly_bytes = size(n)?,
+            "reassembly_segments" => self.reassembly_segments = size(n)?,
+            "message_bytes" => {
+                if n >= 1 << 24 {
+                    return Err(format!(
+                        "--limit message_bytes={value}: RTMP messages are shorter than 16 MiB"
+                    ));
+                }
+                self.message_bytes = n as u32;
+            }
+            "partial_bytes" => self.partial_bytes = size(n)?,
+            "chunk_streams" => self.chunk_streams = size(n)?,
+            "amf_depth" => self.amf_depth = size(n)?,
+            "amf_elements" => self.amf_elements = size(n)?,
+            "text_bytes" => self.text_bytes = size(n)?,
+            "connections" => self.connections = size(n)?,
+            "streams_per_connection" => self.streams_per_connection = size(n)?,
+            "buffered_bytes_total" => self.buffered_bytes_total = size(n)?,
+            "open_files" => self.open_files = size(n)?,
+            _ => {
+                let names: Vec<&str> = self.named().iter().map(|(n, _)| *n).collect();
+                return Err(format!(
+                    "--limit {name}: no such limit (limits: {})",
+                    names.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every `NAME=VALUE` of the command line, in order (a later one wins).
+    pub fn set_all(&mut self, settings: &[String]) -> Result<(), String> {
+        for s in settings {
+            let Some((name, value)) = s.split_once('=') else {
+                return Err(format!("--limit {s}: expected NAME=VALUE"));
+            };
+            self.set(name.trim(), value)?;
+        }
+        Ok(())
+    }
+
     /// Each limit's name and value, in declaration order.
     pub fn named(&self) -> [(&'static str, u64); 12] {
         [
@@ -173,5 +242,34 @@ impl Default for Config {
             idle_timeout: IDLE_TIMEOUT,
             tls_backlog: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_set_by_name_with_suffixes_and_checked() {
+        let mut l = Limits::default();
+        l.set_all(&["open_files=8".into(), "buffered_bytes_total=64M".into()])
+            .unwrap();
+        assert_eq!((l.open_files, l.buffered_bytes_total), (8, 64 << 20));
+        l.set("reassembly_bytes", "16KiB").unwrap();
+        assert_eq!(l.reassembly_bytes, 16 << 10);
+        for (name, default) in Limits::default().named() {
+            let mut m = Limits::default();
+            m.set(name, "7").unwrap();
+            let got = m.named().into_iter().find(|(n, _)| *n == name).unwrap().1;
+            assert_eq!(got, 7, "{name} (default {default})");
+        }
+        assert!(l.set("message_bytes", "16M").is_err());
+        assert!(l.set("open_files", "0").is_err());
+        assert!(l.set("open_files", "-1").is_err());
+        assert!(l.set("open_files", "3X").is_err());
+        assert!(l.set("open_files", "99999999999999999999").is_err());
+        let e = l.set_all(&["nolimit=3".into()]).unwrap_err();
+        assert!(e.contains("open_files"), "{e}");
+        assert!(l.set_all(&["open_files".into()]).is_err());
     }
 }

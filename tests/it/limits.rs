@@ -233,3 +233,77 @@ fn syn_flood_is_bounded_and_spares_the_real_session() {
         synthetic::expected_media(&Opts::default()).len()
     );
 }
+
+#[test]
+fn limits_set_on_the_command_line_hold_and_are_reported() {
+    let cap = root().join("samples/netns-multi/capture.pcap");
+    let base = temp_dir("limits-cli-base");
+    let want = read_ok(&cap, &base);
+    // open_files=1: every file closed and opened again, the same bytes in the end.
+    let out = temp_dir("limits-cli");
+    let o = rtmpsniff(&[
+        "read",
+        "-q",
+        cap.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--limit",
+        "open_files=1",
+        "--limit",
+        "text_bytes=3",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let got = read_json(&out.join("report.json"));
+    let limit = |r: &serde_json::Value, name: &str| {
+        r["limits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(limit(&got, "open_files")["value"], 1);
+    assert!(limit(&got, "open_files")["hits"].as_u64().unwrap() > 0);
+    assert_eq!(limit(&got, "text_bytes")["value"], 3);
+    assert!(limit(&got, "text_bytes")["hits"].as_u64().unwrap() > 0);
+    assert_eq!(limit(&want, "open_files")["hits"], 0);
+    let bytes = |dir: &std::path::Path, r: &serde_json::Value| {
+        let mut v: Vec<Vec<u8>> = r["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c["streams"].as_array().unwrap().iter())
+            .filter_map(|s| s["file"].as_str())
+            .map(|f| std::fs::read(dir.join(f)).unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    let (got_files, want_files) = (bytes(&out, &got), bytes(&base, &want));
+    assert!(!want_files.is_empty());
+    assert_eq!(got_files, want_files);
+    // A name that is not a limit: one line naming the limits, status 2, nothing written.
+    let bad = temp_dir("limits-cli-bad").join("out");
+    let o = rtmpsniff(&[
+        "read",
+        cap.to_str().unwrap(),
+        "-o",
+        bad.to_str().unwrap(),
+        "--limit",
+        "opened_files=1",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no such limit") && err.contains("open_files"),
+        "{err}"
+    );
+    assert!(!bad.exists());
+}
