@@ -151,7 +151,7 @@ fn describe_start(o: &Output) -> Option<String> {
         return None;
     };
     let name = name.as_deref().map_or(format!("<msid {msid}>"), |n| {
-        format!("\"{}\"", sink::naming::escape(n))
+        sink::naming::quoted(&sink::naming::escape(n))
     });
     let app = app.as_deref().map_or("?".into(), sink::naming::escape);
     Some(format!(

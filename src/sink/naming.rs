@@ -28,6 +28,12 @@ pub fn escape(b: &[u8]) -> String {
     out
 }
 
+/// A name between double quotes for a line people read: an escaped name (see [`escape`])
+/// whose own `"` are written `\"`, so that where it ends is never in doubt.
+pub fn quoted(escaped: &str) -> String {
+    format!("\"{}\"", escaped.replace('"', "\\\""))
+}
+
 /// Characters that change how the text around them is shown without being seen themselves:
 /// bidirectional overrides and isolates, zero-width characters, the soft hyphen, the BOM.
 /// A name like `cam\u{202e}gpj.exe` must not read as something else.
@@ -82,6 +88,13 @@ pub fn sanitize(part: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_names_end_where_they_end() {
+        assert_eq!(quoted(&escape(b"cam1")), "\"cam1\"");
+        assert_eq!(quoted(&escape(b"a\" x \"b")), "\"a\\\" x \\\"b\"");
+        assert_eq!(quoted(&escape(b"a\\\"")), "\"a\\\\\\\"\"");
+    }
 
     #[test]
     fn hostile_names_stay_inside() {
