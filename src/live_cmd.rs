@@ -304,6 +304,9 @@ fn stop_on_signals() -> Result<Arc<AtomicBool>> {
 
 pub fn run(mut args: LiveArgs) -> Result<u8> {
     let stop = stop_on_signals()?;
+    if let Some(note) = rtmpsniff::sink::fit_open_files(&mut args.config.limits) {
+        eprintln!("rtmpsniff: {note}");
+    }
     match rtmpsniff::sink::resolve_output_dir(&args.output) {
         Ok((real, note)) => {
             if let Some(n) = note {

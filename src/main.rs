@@ -146,6 +146,10 @@ fn read(args: ReadArgs) -> Result<u8> {
             }
         }
     }
+    let mut config = config;
+    if let Some(note) = sink::fit_open_files(&mut config.limits) {
+        eprintln!("rtmpsniff: {note}");
+    }
     let limits = config.limits.clone();
     let ports = config.ports.clone();
     let shown = match &out {

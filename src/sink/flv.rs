@@ -96,6 +96,18 @@ impl<W: TagOut> FlvWriter<W> {
         self.out.is_some()
     }
 
+    /// Bytes of whole tags not handed to the output yet.
+    pub fn waiting(&self) -> usize {
+        self.waiting
+    }
+
+    /// Whether one more tag of `body_len` bytes can wait here without reaching the point at
+    /// which the batch is handed on (what a suspended writer holds until its file is opened
+    /// again).
+    pub fn can_hold(&self, body_len: usize) -> bool {
+        self.waiting + 15 + body_len < FLUSH_AT
+    }
+
     /// Write one tag with a 32-bit millisecond timestamp.
     pub fn tag(&mut self, kind: TagKind, timestamp: u32, body: &[u8]) -> io::Result<()> {
         self.put(kind, timestamp, body, None)

@@ -68,6 +68,49 @@ pub fn resolve_output_dir(dir: &Path) -> io::Result<(PathBuf, Option<String>)> {
     Ok((real, Some(note)))
 }
 
+/// Descriptors kept for everything but the FLV files (inputs, libpcap, the report, its spool,
+/// key logs, the writer thread's, standard streams).
+const OTHER_FDS: u64 = 32;
+
+/// Make room for `limits.open_files` FLV files in the process's descriptor limit: the soft
+/// limit is raised towards the hard one if it is too low, and if that is not enough the
+/// limit is lowered to what fits (a note says so), instead of a run that fails on its 257th
+/// stream with "Too many open files".
+pub fn fit_open_files(limits: &mut crate::config::Limits) -> Option<String> {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
+        return None;
+    }
+    let want = limits.open_files as u64 + OTHER_FDS;
+    if rl.rlim_cur >= want {
+        return None;
+    }
+    if rl.rlim_max > rl.rlim_cur {
+        let raised = libc::rlimit {
+            rlim_cur: want.min(rl.rlim_max),
+            rlim_max: rl.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct it is given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            rl.rlim_cur = raised.rlim_cur;
+        }
+    }
+    if rl.rlim_cur >= want {
+        return None;
+    }
+    let fits = rl.rlim_cur.saturating_sub(OTHER_FDS).max(1) as usize;
+    let note = format!(
+        "open_files lowered from {} to {fits}: the descriptor limit (ulimit -n) is {}",
+        limits.open_files, rl.rlim_cur
+    );
+    limits.open_files = fits;
+    Some(note)
+}
+
 /// `attempt(n)` for `n` = `first`, `first + 1`, ... until it does not fail because the name
 /// is taken: what it made, and the `n` it took.
 fn first_free<T>(

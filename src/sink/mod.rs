@@ -24,7 +24,7 @@ use crate::flow::{ConnId, StreamKey};
 use crate::pipeline::Output;
 use crate::rtmp::TagKind;
 use flv::FlvWriter;
-pub use fs::{resolve_output_dir, write_report};
+pub use fs::{fit_open_files, resolve_output_dir, write_report};
 use hash::Hashing;
 use lend::Lending;
 use queue::WriteQueue;
@@ -34,6 +34,12 @@ pub use select::{Selection, glob};
 use stream::{StreamOut, Tick};
 use target::{Pipe, Target};
 use waiting::Waiting;
+
+/// Bytes of tags that may wait, across all streams, for files closed because of the open-file
+/// limit. With more streams than open files, a closed file is opened again only once its
+/// stream has a batch to write (or at a flush), not for every tag: 300 concurrent streams
+/// with 256 open files had cost a million reopens.
+pub const SUSPENDED_BYTES: usize = 32 << 20;
 
 /// Writes one FLV file per stream into a folder and gathers the report.
 pub struct FlvSink {
@@ -56,6 +62,9 @@ pub struct FlvSink {
     next_suffix: HashMap<String, u32>,
     /// Streams whose file is open, least recently written first.
     open: BTreeMap<Tick, StreamKey>,
+    /// Bytes of tags waiting in the writers of streams whose file is closed (for the open-file
+    /// limit): at most [`SUSPENDED_BYTES`] in all, and less than a batch each.
+    suspended_bytes: usize,
     tick: Tick,
     open_files: usize,
     /// The run's limits, which the report names.
@@ -88,6 +97,7 @@ impl FlvSink {
             dry: false,
             next_suffix: HashMap::new(),
             open: BTreeMap::new(),
+            suspended_bytes: 0,
             tick: Tick::default(),
             open_files: Limits::default().open_files,
             limits: Limits::default(),
@@ -159,12 +169,38 @@ impl FlvSink {
 
     /// Write every waiting tag, and wait until the files on disk are up to date.
     pub fn flush(&mut self) -> io::Result<()> {
+        self.reopen_held()?;
         for s in self.streams.values_mut() {
             if let Some(w) = s.writer.as_mut() {
                 w.flush()?;
             }
         }
         self.wait_for_writes()
+    }
+
+    /// Open again the files of streams whose tags wait in memory (closed for the open-file
+    /// limit), so that a flush puts every tag in its file.
+    fn reopen_held(&mut self) -> io::Result<()> {
+        if self.suspended_bytes == 0 {
+            return Ok(());
+        }
+        let held: Vec<StreamKey> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| {
+                s.writer
+                    .as_ref()
+                    .is_some_and(|w| !w.is_open() && w.waiting() > 0)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in held {
+            self.open_file(k)?;
+            if let Some(w) = self.streams.get_mut(&k).and_then(|s| s.writer.as_mut()) {
+                w.write_pending()?;
+            }
+        }
+        Ok(())
     }
 
     /// Hand every waiting tag to the writer thread, without waiting for it.
@@ -180,6 +216,7 @@ impl FlvSink {
     /// Hand every waiting tag to the writer thread and have it write them now, without
     /// waiting for it (pipes are flushed); a write that failed since is reported.
     pub fn hand_over(&mut self) -> io::Result<()> {
+        self.reopen_held()?;
         for s in self.streams.values_mut() {
             if let Some(w) = s.writer.as_mut() {
                 if s.to_pipe {
@@ -255,6 +292,9 @@ impl FlvSink {
         if s.writer.as_ref().is_some_and(|w| w.is_open()) {
             self.open.remove(&s.tick);
         } else {
+            if let Some(w) = &s.writer {
+                self.suspended_bytes = self.suspended_bytes.saturating_sub(w.waiting());
+            }
             self.make_room()?;
             self.queue()?;
             let queue = self.queue.as_mut().expect("started above");
@@ -277,6 +317,9 @@ impl FlvSink {
                 p.done = true;
             }
             self.open.remove(&s.tick);
+            if let Some(w) = s.writer.as_ref().filter(|w| !w.is_open()) {
+                self.suspended_bytes = self.suspended_bytes.saturating_sub(w.waiting());
+            }
             let file = s.file.clone().filter(|_| s.writer.is_some() && !s.to_pipe);
             let r = s.close(&self.dir, self.queue.as_mut())?;
             if let (Some((name, id)), Some(h)) = (file, self.hashing.as_mut()) {
@@ -377,7 +420,17 @@ impl FlvSink {
             s.writer = Some(FlvWriter::new(Target::Pipe(out))?);
             s.report.file = Some("-".into());
         }
-        if !s.to_pipe {
+        // A stream whose file was closed for the open-file limit keeps its tags until it has
+        // a batch; then its file is opened again.
+        let held = match &s.writer {
+            Some(w) if !s.to_pipe && !w.is_open() => {
+                w.can_hold(body.len()) && self.suspended_bytes + 15 + body.len() <= SUSPENDED_BYTES
+            }
+            _ => false,
+        };
+        if held {
+            self.suspended_bytes += 15 + body.len();
+        } else if !s.to_pipe {
             self.open_file(key)?;
         }
         let Some(s) = self.streams.get_mut(&key) else {

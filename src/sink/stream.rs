@@ -269,7 +269,9 @@ impl StreamOut {
         let reopened = match (&self.file, self.writer.as_mut()) {
             (Some((name, id)), Some(w)) => match reopen(&dir.join(name), *id)? {
                 Some(f) => {
-                    w.resume(Target::File(queue.open(f, w.bytes())?));
+                    // What waits in the writer (held while the file was closed) is not in it yet.
+                    let on_disk = w.bytes() - w.waiting() as u64;
+                    w.resume(Target::File(queue.open(f, on_disk)?));
                     true
                 }
                 None => {
@@ -327,8 +329,8 @@ impl StreamOut {
                     && let Some(f) = reopen(&dir.join(name), *id)?
                 {
                     // Opened again only to set the header's flags to what the file holds.
-                    let len = w.bytes();
-                    w.resume(Target::File(queue.open(f, len)?));
+                    let on_disk = w.bytes() - w.waiting() as u64;
+                    w.resume(Target::File(queue.open(f, on_disk)?));
                 }
                 // Waits for the file's last write (flush).
                 w.finish()?;

@@ -121,7 +121,7 @@ pub(super) fn summary_of(c: &ConnectionReport, verbose: bool) -> String {
             st.direction,
             st.name
                 .as_deref()
-                .map_or("<unnamed>".to_string(), |n| crate::sink::naming::quoted(n)),
+                .map_or("<unnamed>".to_string(), crate::sink::naming::quoted),
             st.message_stream_id,
             st.video_frames,
             st.audio_frames,
