@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use rtmpsniff::Config;
 use rtmpsniff::capture::{LiveOptions, live};
 use rtmpsniff::rtmp::Role;
-use rtmpsniff::sink::Selection;
+use rtmpsniff::sink::{Endpoint, Pattern, Selection};
 
 use crate::live_cmd::LiveArgs;
 
@@ -26,16 +26,19 @@ pub struct Cli {
 /// Which streams to keep (the others are neither written nor reported).
 #[derive(clap::Args, Clone, Debug, Default)]
 struct SelectArgs {
-    /// Only streams whose name matches this glob (also tried on the name without its query
-    /// string, and on APP/NAME).
+    /// Only streams whose name matches this glob (`*`, `?`, `[ab]`, `[!0-9]`, `{a,b}`, `\`
+    /// escapes; also tried on the name without its query string, and on APP/NAME).
     #[arg(long = "stream", value_name = "GLOB")]
     stream: Option<String>,
     /// Only streams of an application matching this glob.
     #[arg(long, value_name = "GLOB")]
     app: Option<String>,
-    /// Only streams of this client (IP or IP:PORT).
+    /// Only streams of this client (IP, IP:PORT or [IPv6]:PORT).
     #[arg(long, value_name = "ADDR")]
     client: Option<String>,
+    /// Only streams of this server (IP, IP:PORT or [IPv6]:PORT).
+    #[arg(long, value_name = "ADDR")]
+    server: Option<String>,
     /// Only published or only played streams.
     #[arg(long, value_enum)]
     direction: Option<RoleArg>,
@@ -50,7 +53,7 @@ enum RoleArg {
 impl SelectArgs {
     /// What a live run keeps: with `--stdout`, the stream `--stream` names goes to the pipe
     /// and every stream the other options keep to files.
-    fn live_selection(&self, stdout: bool) -> Selection {
+    fn live_selection(&self, stdout: bool) -> Result<Selection, String> {
         SelectArgs {
             stream: if stdout { None } else { self.stream.clone() },
             ..self.clone()
@@ -58,17 +61,31 @@ impl SelectArgs {
         .selection()
     }
 
-    fn selection(&self) -> Selection {
-        Selection {
-            stream: self.stream.clone(),
-            app: self.app.clone(),
-            client: self.client.clone(),
+    /// The selection, or the one line that says which option is wrong and why.
+    fn selection(&self) -> Result<Selection, String> {
+        let endpoint = |flag: &str, text: &Option<String>| {
+            text.as_deref()
+                .map(|t| Endpoint::parse(t).map_err(|e| format!("{flag} {t}: {e}")))
+                .transpose()
+        };
+        Ok(Selection {
+            stream: pattern("--stream", &self.stream)?,
+            app: pattern("--app", &self.app)?,
+            client: endpoint("--client", &self.client)?,
+            server: endpoint("--server", &self.server)?,
             direction: self.direction.map(|d| match d {
                 RoleArg::Publish => Role::Publish,
                 RoleArg::Play => Role::Play,
             }),
-        }
+        })
     }
+}
+
+/// A glob option, compiled, or the line that says why it is not a glob.
+fn pattern(flag: &str, text: &Option<String>) -> Result<Option<Pattern>, String> {
+    text.as_deref()
+        .map(|t| Pattern::new(t).map_err(|e| format!("{flag} {t}: {e}")))
+        .transpose()
 }
 
 /// Keys for RTMPS.
@@ -274,7 +291,7 @@ impl Cli {
             } => Mode::Read(ReadArgs {
                 captures,
                 config: config(ports, any_port),
-                selection: select.selection(),
+                selection: select.selection()?,
                 keylogs: tls.keylogs,
                 out: ReadOut::Folder {
                     dir: output,
@@ -293,7 +310,7 @@ impl Cli {
             } => Mode::Read(ReadArgs {
                 captures,
                 config: config(ports, any_port),
-                selection: select.selection(),
+                selection: select.selection()?,
                 keylogs: tls.keylogs,
                 out: ReadOut::Inventory { json },
             }),
@@ -341,8 +358,12 @@ impl Cli {
                     },
                     keylogs: tls.keylogs,
                     duration,
-                    selection: select.live_selection(stdout),
-                    stdout_stream: if stdout { select.stream } else { None },
+                    selection: select.live_selection(stdout)?,
+                    stdout_stream: if stdout {
+                        pattern("--stream", &select.stream)?
+                    } else {
+                        None
+                    },
                     quiet,
                     sha256,
                 })

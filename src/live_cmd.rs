@@ -29,7 +29,7 @@ pub struct LiveArgs {
     pub keylogs: Vec<PathBuf>,
     pub duration: Option<Duration>,
     /// `--stdout --stream NAME`: the stream written to standard output.
-    pub stdout_stream: Option<String>,
+    pub stdout_stream: Option<rtmpsniff::sink::Pattern>,
     /// Which streams are kept at all (`--app`, `--client`, `--direction`).
     pub selection: rtmpsniff::sink::Selection,
     pub quiet: bool,

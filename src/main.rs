@@ -12,7 +12,7 @@ use clap::Parser;
 use rtmpsniff::capture::{FileSet, InputReport};
 use rtmpsniff::config::LimitReport;
 use rtmpsniff::sink::report::{Report, TextKind};
-use rtmpsniff::sink::{self, FlvSink};
+use rtmpsniff::sink::{self, FlvSink, Seen};
 use rtmpsniff::transport::tls::{KeyLog, KeysFrom};
 use rtmpsniff::{Driver, Pipeline};
 
@@ -150,6 +150,7 @@ fn read(args: ReadArgs) -> Result<u8> {
     for s in files.decryption_secrets() {
         keys.merge(&KeyLog::parse(s, KeysFrom::PcapngBlock));
     }
+    let selecting = !selection.is_empty();
     let sink = read_sink(&out, &limits)?.with_selection(selection);
     let mut driver = Driver::new(Pipeline::new(config), sink);
     driver.pipeline.add_keys(&keys);
@@ -183,6 +184,7 @@ fn read(args: ReadArgs) -> Result<u8> {
     hits.add(&sink.limit_hits);
     let limits_report = hits.report(&limits);
     warn_of_limits(&limits_report);
+    let seen = sink.seen();
     let mut report = Report {
         tool: format!("rtmpsniff {}", env!("CARGO_PKG_VERSION")),
         inputs,
@@ -197,12 +199,36 @@ fn read(args: ReadArgs) -> Result<u8> {
     }
     if report.connections.is_empty() {
         eprintln!(
-            "rtmpsniff: no RTMP found in {} (ports {ports:?}; try --port or --any-port)",
-            captures.join(", "),
+            "rtmpsniff: {}",
+            nothing_found(selecting, seen, &captures, &ports)
         );
         return Ok(EXIT_NO_RTMP);
     }
     Ok(EXIT_OK)
+}
+
+/// Why a run found nothing to report: the selection matched nothing the input held, or the
+/// input held no RTMP where it was looked for.
+pub(crate) fn nothing_found(
+    selecting: bool,
+    seen: Seen,
+    inputs: &[String],
+    ports: &[u16],
+) -> String {
+    if selecting && seen.connections > 0 {
+        format!(
+            "no stream matches the selection ({} RTMP connection{}, {} stream{} in the input)",
+            seen.connections,
+            if seen.connections == 1 { "" } else { "s" },
+            seen.streams,
+            if seen.streams == 1 { "" } else { "s" },
+        )
+    } else {
+        format!(
+            "no RTMP found in {} (ports {ports:?}; try --port or --any-port)",
+            inputs.join(", "),
+        )
+    }
 }
 
 /// The `--tls-keylog` files, read whole (a megabyte at a time: the key log bounds what it

@@ -498,15 +498,7 @@ impl Report {
 
     /// Each connection's text (what `text` names), in the order they began.
     fn write_texts(&mut self, out: &mut dyn Write, text: TextKind) -> io::Result<()> {
-        let table = text == TextKind::Table;
-        let mut n = 0usize;
-        let mut each = |t: &[u8]| -> io::Result<()> {
-            n += 1;
-            if table {
-                write!(out, "#{n}")?;
-            }
-            out.write_all(t)
-        };
+        let mut each = |t: &[u8]| -> io::Result<()> { out.write_all(t) };
         match &mut self.connections {
             Connections::Memory(v) => {
                 for c in v.iter() {

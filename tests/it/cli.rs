@@ -112,3 +112,74 @@ fn several_files_read_as_one_timeline() {
     let st = &report["connections"][0]["streams"][0];
     assert_eq!(st["video_frames"], synthetic::Opts::default().frames as u64);
 }
+
+/// A selection option that cannot match anything as written is refused with the reason.
+#[test]
+fn a_bad_selection_option_exits_2_saying_why() {
+    let cap = root().join("samples/lo-h264-aac/capture.pcap");
+    for (args, want) in [
+        (
+            &["--client", "notanip"][..],
+            "--client notanip: not an IP address",
+        ),
+        (
+            &["--server", "10.0.0.1:99999"],
+            "--server 10.0.0.1:99999: not an IP address",
+        ),
+        (
+            &["--stream", "[ab"],
+            "--stream [ab: unclosed character class",
+        ),
+        (&["--app", "{live"], "--app {live: unclosed alternate group"),
+    ] {
+        for cmd in ["list", "read"] {
+            let out = temp_dir("badsel");
+            let mut a = vec![cmd, cap.to_str().unwrap()];
+            if cmd == "read" {
+                a.extend(["-o", out.to_str().unwrap()]);
+            }
+            a.extend_from_slice(args);
+            let o = rtmpsniff(&a);
+            assert_eq!(o.status.code(), Some(2), "{a:?}");
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+            assert!(err.starts_with(&format!("rtmpsniff: {want}")), "{err}");
+            assert!(o.stdout.is_empty());
+            assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "{a:?}");
+        }
+    }
+}
+
+/// A selection that matches nothing in an input that holds RTMP says so (not "no RTMP"),
+/// with what the input held, and exits 1.
+#[test]
+fn a_selection_that_matches_nothing_exits_1_saying_what_there_was() {
+    let cap = root().join("samples/netns-multi/capture.pcap");
+    for cmd in ["list", "read"] {
+        let out = temp_dir("nomatch");
+        let mut a = vec![cmd, cap.to_str().unwrap(), "--stream", "[cd]"];
+        if cmd == "read" {
+            a.extend(["-o", out.to_str().unwrap()]);
+        }
+        let o = rtmpsniff(&a);
+        assert_eq!(o.status.code(), Some(1), "{cmd}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            err.trim(),
+            "rtmpsniff: no stream matches the selection (3 RTMP connections, 3 streams in the input)",
+            "{cmd}"
+        );
+    }
+    // Without a selection, an input without RTMP still says that.
+    let o = rtmpsniff(&[
+        "list",
+        root()
+            .join("samples/netns-multi/capture.pcap")
+            .to_str()
+            .unwrap(),
+        "--port",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no RTMP found"));
+}

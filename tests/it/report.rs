@@ -172,6 +172,63 @@ fn selection_keeps_only_what_it_names() {
     assert_eq!(count(&["--app", "other*"]), 0);
     assert_eq!(count(&["--client", "10.201.0.2"]), 3);
     assert_eq!(count(&["--client", "10.201.0.9"]), 0);
+    assert_eq!(count(&["--client", "10.201.0.2:55992"]), 1);
+    assert_eq!(count(&["--server", "10.201.0.1:1935"]), 3);
+    assert_eq!(count(&["--server", "10.201.0.1:1936"]), 0);
+    assert_eq!(count(&["--server", "10.201.0.2"]), 0);
+    // Character classes, negated ones and alternatives (globset's globs).
+    assert_eq!(count(&["--stream", "[ab]"]), 3);
+    assert_eq!(count(&["--stream", "[!a]"]), 1);
+    assert_eq!(count(&["--stream", "{b,c}"]), 1);
+    assert_eq!(count(&["--app", "l[i]ve"]), 3);
+    assert_eq!(count(&["--stream", "\\a"]), 2);
+}
+
+/// A connection has one number everywhere: `list`'s `#N`, the summary's `connection #N` and
+/// the report's `id`, counted from 1 in the order connections began; a selection leaves the
+/// numbers of what it keeps as they were.
+#[test]
+fn a_connection_has_one_number_in_the_table_the_summary_and_the_json() {
+    let cap = root().join("samples/netns-multi/capture.pcap");
+    let cap = cap.to_str().unwrap();
+    let all = rtmpsniff(&["list", "--json", cap]);
+    let all: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
+    let conns = all["connections"].as_array().unwrap();
+    let ids: Vec<u64> = conns.iter().map(|c| c["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [1, 2, 3]);
+    // The publish of "b" is the second connection; selected alone it keeps its number.
+    let b = conns
+        .iter()
+        .find(|c| c["streams"][0]["name"] == "b")
+        .unwrap();
+    let client = b["client"].as_str().unwrap();
+    assert_eq!(b["id"], 2);
+    let table = rtmpsniff(&["list", cap, "--stream", "b"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    let numbered: Vec<&str> = table.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(numbered.len(), 1, "{table}");
+    assert!(
+        numbered[0].starts_with(&format!("#2 {client} -> ")),
+        "{table}"
+    );
+    let json = rtmpsniff(&["list", "--json", cap, "--stream", "b"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["connections"].as_array().unwrap().len(), 1);
+    assert_eq!(json["connections"][0]["id"], 2);
+    let out = temp_dir("numbers");
+    let o = rtmpsniff(&["read", cap, "-o", out.to_str().unwrap(), "--stream", "b"]);
+    assert_eq!(o.status.code(), Some(0));
+    let summary = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        summary
+            .lines()
+            .any(|l| l.starts_with(&format!("connection #2 {client} -> "))),
+        "{summary}"
+    );
+    assert_eq!(
+        read_json(&out.join("report.json"))["connections"][0]["id"],
+        2
+    );
 }
 
 #[test]
@@ -241,8 +298,8 @@ fn spooled_report_is_the_in_memory_report_in_the_order_connections_began() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     let clients: Vec<&str> = stdout
         .lines()
-        .filter_map(|l| l.strip_prefix("connection "))
-        .map(|l| l.split(' ').next().unwrap())
+        .filter_map(|l| l.strip_prefix("connection #"))
+        .map(|l| l.split(' ').nth(1).unwrap())
         .collect();
     let want: Vec<&str> = conns
         .iter()

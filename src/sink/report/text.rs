@@ -82,7 +82,8 @@ pub(super) fn summary_of(c: &ConnectionReport, verbose: bool) -> String {
     let mut s = String::new();
     let m = &c.summary;
     s.push_str(&format!(
-        "connection {} -> {}  app={}  handshake={}{}{}\n",
+        "connection #{} {} -> {}  app={}  handshake={}{}{}\n",
+        m.id,
         m.client,
         m.server,
         m.app.as_deref().unwrap_or("?"),
@@ -136,13 +137,13 @@ pub(super) fn summary_of(c: &ConnectionReport, verbose: bool) -> String {
     s
 }
 
-/// A connection's lines in the inventory `list` prints, without its number (the first line
-/// starts with the space that follows it).
+/// A connection's lines in the inventory `list` prints, the first with its number.
 pub(super) fn table_of(c: &ConnectionReport) -> String {
     let mut s = String::new();
     let m = &c.summary;
     s.push_str(&format!(
-        " {} -> {}  {} .. {} ({:.1} s)  app={}  tcUrl={}  handshake={}{}{}{}\n",
+        "#{} {} -> {}  {} .. {} ({:.1} s)  app={}  tcUrl={}  handshake={}{}{}{}\n",
+        m.id,
         m.client,
         m.server,
         utc(m.first_seen),
