@@ -88,6 +88,18 @@ fn pattern(flag: &str, text: &Option<String>) -> Result<Option<Pattern>, String>
         .transpose()
 }
 
+/// How much a run says: the same two options, with the same meaning, for read, list and live.
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+struct TalkArgs {
+    /// Print nothing but errors and warnings (no summary, table or JSON, no progress or
+    /// status line): the exit status and the files say what was found.
+    #[arg(short, long, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Also print each connection's warnings, gaps and lock-ons.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
 /// Keys for RTMPS.
 #[derive(clap::Args, Clone, Debug, Default)]
 struct TlsArgs {
@@ -122,12 +134,8 @@ enum Command {
         select: SelectArgs,
         #[command(flatten)]
         tls: TlsArgs,
-        /// Print nothing but errors (no summary, no progress bar).
-        #[arg(short, long)]
-        quiet: bool,
-        /// Also print each connection's warnings, gaps and lock-ons.
-        #[arg(short, long)]
-        verbose: bool,
+        #[command(flatten)]
+        talk: TalkArgs,
         /// Put each file's SHA-256 in the report (reads every file back once it is finished:
         /// about as much work again as the rest of the run).
         #[arg(long)]
@@ -155,6 +163,8 @@ enum Command {
         /// Print the inventory as JSON (the report's format) instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        talk: TalkArgs,
     },
     /// Print the manual page (roff) generated from this command line.
     Man,
@@ -212,9 +222,8 @@ enum Command {
         /// Put each file's SHA-256 in the report (worked out once the file is finished).
         #[arg(long)]
         sha256: bool,
-        /// Print nothing but errors.
-        #[arg(short, long)]
-        quiet: bool,
+        #[command(flatten)]
+        talk: TalkArgs,
     },
     /// List the network interfaces `live` can capture on.
     Interfaces,
@@ -252,7 +261,13 @@ pub enum ReadOut {
         sha256: bool,
     },
     /// `list`: nothing written; the inventory on standard output, as a table or JSON.
-    Inventory { json: bool },
+    Inventory {
+        json: bool,
+        /// Print nothing but errors.
+        quiet: bool,
+        /// The table with each connection's warnings, gaps and lock-ons.
+        verbose: bool,
+    },
 }
 
 /// The one place a [`Config`] is made from the command line.
@@ -285,8 +300,7 @@ impl Cli {
                 any_port,
                 select,
                 tls,
-                quiet,
-                verbose,
+                talk: TalkArgs { quiet, verbose },
                 sha256,
             } => Mode::Read(ReadArgs {
                 captures,
@@ -307,12 +321,17 @@ impl Cli {
                 select,
                 tls,
                 json,
+                talk: TalkArgs { quiet, verbose },
             } => Mode::Read(ReadArgs {
                 captures,
                 config: config(ports, any_port),
                 selection: select.selection()?,
                 keylogs: tls.keylogs,
-                out: ReadOut::Inventory { json },
+                out: ReadOut::Inventory {
+                    json,
+                    quiet,
+                    verbose,
+                },
             }),
             Command::Man => Mode::Man,
             Command::Completions { shell } => Mode::Completions(shell),
@@ -331,7 +350,7 @@ impl Cli {
                 select,
                 tls,
                 write_pcap,
-                quiet,
+                talk: TalkArgs { quiet, verbose },
                 sha256,
             } => {
                 let duration = run_time(duration)?;
@@ -365,6 +384,7 @@ impl Cli {
                         None
                     },
                     quiet,
+                    verbose,
                     sha256,
                 })
             }

@@ -33,6 +33,8 @@ pub struct LiveArgs {
     /// Which streams are kept at all (`--app`, `--client`, `--direction`).
     pub selection: rtmpsniff::sink::Selection,
     pub quiet: bool,
+    /// The summary with each connection's warnings, gaps and lock-ons.
+    pub verbose: bool,
     /// SHA-256 of each finished file in the report.
     pub sha256: bool,
 }
@@ -42,7 +44,7 @@ pub fn list_interfaces() -> Result<u8> {
     let list = match live::interfaces() {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("rtmpsniff: {e}");
+            say!("rtmpsniff: {e}");
             return Ok(super::EXIT_BAD_INPUT);
         }
     };
@@ -71,12 +73,17 @@ pub fn list_interfaces() -> Result<u8> {
 }
 
 /// Lines for the user: on standard output, or standard error when standard output carries the
-/// FLV. A status line, when shown, is cleared first and redrawn at the next tick.
+/// FLV. A status line, when shown, is cleared first and redrawn at the next tick. Standard
+/// error that cannot be written loses its lines; standard output whose reader went away
+/// stops the run (cleanly, as Ctrl-C does).
 struct Console {
     to_stderr: bool,
     quiet: bool,
+    verbose: bool,
     status: bool,
     status_shown: bool,
+    /// Standard output's reader went away.
+    stdout_gone: bool,
 }
 
 impl Console {
@@ -85,24 +92,36 @@ impl Console {
             return;
         }
         self.clear_status();
+        self.text(&format!("{s}\n"));
+    }
+
+    /// Text where the console's lines go.
+    fn text(&mut self, s: &str) {
         if self.to_stderr {
-            eprintln!("{s}");
-        } else {
-            println!("{s}");
+            let _ = std::io::stderr().lock().write_all(s.as_bytes());
+        } else if !self.stdout_gone {
+            let mut out = std::io::stdout().lock();
+            if out
+                .write_all(s.as_bytes())
+                .and_then(|_| out.flush())
+                .is_err()
+            {
+                self.stdout_gone = true;
+            }
         }
     }
 
     fn clear_status(&mut self) {
         if self.status_shown {
-            eprint!("\r\x1b[2K");
+            let _ = std::io::stderr().lock().write_all(b"\r\x1b[2K");
             self.status_shown = false;
         }
     }
 
     fn status(&mut self, s: &str) {
         if self.status {
-            eprint!("\r\x1b[2K{s}");
-            let _ = std::io::stderr().flush();
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K{s}").and_then(|_| err.flush());
             self.status_shown = true;
         }
     }
@@ -286,8 +305,13 @@ fn live_flv_sink(args: &LiveArgs) -> Result<FlvSink> {
         sink = sink.with_pipe(sel, Box::new(std::io::stdout()));
     }
     // Ended connections' reports wait in a file, not in memory, however long the run.
-    sink.spool_in(output, TextKind::Summary { verbose: false })
-        .with_context(cannot)?;
+    sink.spool_in(
+        output,
+        TextKind::Summary {
+            verbose: args.verbose,
+        },
+    )
+    .with_context(cannot)?;
     Ok(sink)
 }
 
@@ -306,7 +330,7 @@ pub fn run(args: LiveArgs) -> Result<u8> {
     let stop = stop_on_signals()?;
     let piping = args.stdout_stream.is_some();
     if piping && std::io::stdout().is_terminal() {
-        eprintln!(
+        say!(
             "rtmpsniff: --stdout writes binary FLV: send it to a pipe or a file (e.g. `| ffplay -`)"
         );
         return Ok(super::EXIT_BAD_INPUT);
@@ -314,14 +338,14 @@ pub fn run(args: LiveArgs) -> Result<u8> {
     let mut keylogs = match KeyLogs::open(&args.keylogs) {
         Ok(k) => k,
         Err(e) => {
-            eprintln!("rtmpsniff: {e}");
+            say!("rtmpsniff: {e}");
             return Ok(super::EXIT_BAD_INPUT);
         }
     };
     let mut cap = match LiveCapture::open(&args.capture) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("rtmpsniff: {e}");
+            say!("rtmpsniff: {e}");
             return Ok(super::EXIT_BAD_INPUT);
         }
     };
@@ -330,8 +354,10 @@ pub fn run(args: LiveArgs) -> Result<u8> {
         console: Console {
             to_stderr: piping,
             quiet: args.quiet,
+            verbose: args.verbose,
             status: !args.quiet && std::io::stderr().is_terminal(),
             status_shown: false,
+            stdout_gone: false,
         },
         start: Instant::now(),
         ended_conns: 0,
@@ -339,7 +365,7 @@ pub fn run(args: LiveArgs) -> Result<u8> {
         output: args.output.clone(),
     };
     if !args.quiet {
-        eprintln!(
+        say!(
             "rtmpsniff: listening on {} ({}), filter \"{}\", {}promiscuous; Ctrl-C stops",
             args.capture.interface,
             cap.link_type_name(),
@@ -377,21 +403,27 @@ pub fn run(args: LiveArgs) -> Result<u8> {
     let path = sink::write_report(output, &mut |w| report.write_json(w))
         .map_err(|e| write_err(output, e))?;
     if !args.quiet {
-        print_summary(&mut report, kernel, &path, piping);
+        print_summary(&mut console, &mut report, kernel, &path);
     }
     if let Some(e) = capture_error {
-        eprintln!(
-            "rtmpsniff: capture stopped: {e}; the files and the report hold what came before"
-        );
+        say!("rtmpsniff: capture stopped: {e}; the files and the report hold what came before");
         return Ok(super::EXIT_BAD_INPUT);
+    }
+    if console.stdout_gone {
+        return Err(super::stdout_gone());
     }
     Ok(super::EXIT_OK)
 }
 
 /// The run's summary, the kernel's counters and where the report is: on standard output,
 /// or on standard error when standard output is the pipe.
-fn print_summary(report: &mut Report, kernel: Option<KernelStats>, path: &Path, piping: bool) {
-    let mut text = report.summary(false);
+fn print_summary(
+    console: &mut Console,
+    report: &mut Report,
+    kernel: Option<KernelStats>,
+    path: &Path,
+) {
+    let mut text = report.summary(console.verbose);
     if let Some(k) = kernel {
         text.push_str(&format!(
             "kernel: {} packets received by filter, {} dropped by kernel, {} dropped by interface\n",
@@ -399,11 +431,7 @@ fn print_summary(report: &mut Report, kernel: Option<KernelStats>, path: &Path, 
         ));
     }
     text.push_str(&format!("report: {}\n", path.display()));
-    if piping {
-        eprint!("{text}");
-    } else {
-        print!("{text}");
-    }
+    console.text(&text);
 }
 
 /// Capture until a signal, the `--duration`, the end of the piped stream, or an error of the
@@ -425,6 +453,7 @@ fn capture_loop(
         if stop.load(Ordering::SeqCst)
             || deadline.is_some_and(|d| Instant::now() >= d)
             || driver.sink.flv.pipe_done()
+            || driver.sink.console.stdout_gone
         {
             return Ok(None);
         }

@@ -1,5 +1,13 @@
 //! The `rtmpsniff` command line.
 
+/// A line on standard error (`eprintln!` without its panic): a closed or broken standard
+/// error loses the line and stops nothing, as a tool's messages must not stop its work.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::say_line(format_args!($($arg)*))
+    };
+}
+
 mod cli;
 mod live_cmd;
 
@@ -47,12 +55,37 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if is_broken_pipe(&e) {
-                return ExitCode::from(EXIT_OK);
+                die_of_sigpipe();
             }
-            eprintln!("rtmpsniff: {e:#}");
+            say!("rtmpsniff: {e:#}");
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }
+}
+
+pub(crate) fn say_line(line: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Standard output's reader went away (`rtmpsniff list x.pcap | head -1`): end as `cat`,
+/// `grep` and the other filters do, silently, by SIGPIPE (the shell says 141). Rust ignores
+/// SIGPIPE so that a write fails instead; whatever the run had to write elsewhere (files,
+/// report.json) is written by then.
+fn die_of_sigpipe() -> ! {
+    let _ = std::io::stderr().flush();
+    // SAFETY: restoring a signal's default action and raising it have no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    // Not reached: SIGPIPE's default action ends the process.
+    std::process::exit(128 + libc::SIGPIPE)
+}
+
+/// The error for standard output gone, which `main` ends the process with (see
+/// [`die_of_sigpipe`]).
+pub(crate) fn stdout_gone() -> anyhow::Error {
+    std::io::Error::from(std::io::ErrorKind::BrokenPipe).into()
 }
 
 /// A progress bar over the bytes of the inputs (a spinner when one is standard input).
@@ -86,10 +119,21 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn run() -> Result<u8> {
-    let mode = match Cli::parse().lower() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version go to standard output; a usage error to standard error.
+            let to_stdout = !e.use_stderr();
+            if e.print().is_err() && to_stdout {
+                return Err(stdout_gone());
+            }
+            return Ok(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    let mode = match cli.lower() {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("rtmpsniff: {e}");
+            say!("rtmpsniff: {e}");
             return Ok(EXIT_BAD_INPUT);
         }
     };
@@ -103,7 +147,10 @@ fn run() -> Result<u8> {
         }
         Mode::Completions(shell) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "rtmpsniff", &mut std::io::stdout().lock());
+            // Into memory first: clap_complete panics on a write that fails.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "rtmpsniff", &mut script);
+            std::io::stdout().lock().write_all(&script)?;
             Ok(EXIT_OK)
         }
         Mode::Interfaces => live_cmd::list_interfaces(),
@@ -127,7 +174,7 @@ fn read(args: ReadArgs) -> Result<u8> {
     // Every input that cannot be used gets one line; the others are read all the same.
     let (mut files, open_errors) = FileSet::open_each(&captures);
     for e in &open_errors {
-        eprintln!("rtmpsniff: {e}");
+        say!("rtmpsniff: {e}");
     }
     if open_errors.len() == captures.len() {
         return Ok(EXIT_BAD_INPUT);
@@ -143,7 +190,7 @@ fn read(args: ReadArgs) -> Result<u8> {
     let mut keys = match read_keylogs(&keylogs) {
         Ok(k) => k,
         Err(e) => {
-            eprintln!("rtmpsniff: {e}");
+            say!("rtmpsniff: {e}");
             return Ok(EXIT_BAD_INPUT);
         }
     };
@@ -198,7 +245,7 @@ fn read(args: ReadArgs) -> Result<u8> {
         return Ok(EXIT_BAD_INPUT);
     }
     if report.connections.is_empty() {
-        eprintln!(
+        say!(
             "rtmpsniff: {}",
             nothing_found(selecting, seen, &captures, &ports)
         );
@@ -266,7 +313,7 @@ fn progress_for(out: &ReadOut, captures: &[String]) -> Option<indicatif::Progres
 fn warn_of_read_errors(inputs: &[InputReport]) {
     for i in inputs {
         if let Some(e) = &i.error {
-            eprintln!(
+            say!(
                 "rtmpsniff: warning: {}: {e}; the packets before it were used",
                 i.path
             );
@@ -282,7 +329,7 @@ fn warn_of_limits(limits: &[LimitReport]) {
         .map(|l| format!("{} ({}) {} times", l.name, l.value, l.hits))
         .collect();
     if !reached.is_empty() {
-        eprintln!(
+        say!(
             "rtmpsniff: warning: limits reached: {}; see the report",
             reached.join(", ")
         );
@@ -309,9 +356,9 @@ fn read_sink(out: &ReadOut, limits: &rtmpsniff::Limits) -> Result<FlvSink> {
                 .with_context(cannot)?;
             sink
         }
-        ReadOut::Inventory { .. } => {
+        ReadOut::Inventory { verbose, .. } => {
             let mut sink = FlvSink::inventory();
-            let _ = sink.spool_in(&std::env::temp_dir(), TextKind::Table);
+            let _ = sink.spool_in(&std::env::temp_dir(), TextKind::Table { verbose: *verbose });
             sink
         }
     })
@@ -335,11 +382,12 @@ fn print_report(report: &mut Report, out: &ReadOut) -> Result<()> {
                 writeln!(stdout, "report: {}", path.display())?;
             }
         }
-        ReadOut::Inventory { json: true } => {
+        ReadOut::Inventory { quiet: true, .. } => {}
+        ReadOut::Inventory { json: true, .. } => {
             report.write_json(&mut stdout)?;
             stdout.write_all(b"\n")?;
         }
-        ReadOut::Inventory { json: false } => report.write_table(&mut stdout)?,
+        ReadOut::Inventory { verbose, .. } => report.write_table(&mut stdout, *verbose)?,
     }
     stdout.flush()?;
     Ok(())

@@ -435,8 +435,8 @@ impl Connections {
 pub enum TextKind {
     /// The summary `read` and `live` print ([`summary_of`]).
     Summary { verbose: bool },
-    /// The inventory table `list` prints ([`table_of`]).
-    Table,
+    /// The inventory table `list` prints ([`table_of`]); `verbose` as for the summary.
+    Table { verbose: bool },
 }
 
 impl TextKind {
@@ -444,7 +444,7 @@ impl TextKind {
     fn render(self, c: &ConnectionReport) -> String {
         match self {
             TextKind::Summary { verbose } => summary_of(c, verbose),
-            TextKind::Table => table_of(c),
+            TextKind::Table { verbose } => table_of(c, verbose),
         }
     }
 }
@@ -528,9 +528,11 @@ impl Report {
         )
     }
 
-    /// The inventory `rtmpsniff list` prints: a line per connection and a row per stream.
-    pub fn write_table(&mut self, out: &mut dyn Write) -> io::Result<()> {
-        self.write_texts(out, TextKind::Table)?;
+    /// The inventory `rtmpsniff list` prints: a line per connection and a row per stream;
+    /// `verbose` adds each connection's warnings, gaps and lock-ons (a spooled report has the
+    /// text it was spooled with).
+    pub fn write_table(&mut self, out: &mut dyn Write, verbose: bool) -> io::Result<()> {
+        self.write_texts(out, TextKind::Table { verbose })?;
         writeln!(
             out,
             "{} RTMP connection(s), {} stream(s) in {} packets",

@@ -76,6 +76,27 @@ fn encryption(m: &ConnectionSummary) -> String {
     .to_string()
 }
 
+/// A connection's gaps, lock-ons and warnings, a line each (what `-v` adds).
+fn details(m: &ConnectionSummary) -> String {
+    let mut s = String::new();
+    for g in &m.gaps {
+        s.push_str(&format!(
+            "    gap: {} bytes {} at stream offset {} (frame {}): {}\n",
+            g.len, g.direction, g.offset, g.frame, g.reason
+        ));
+    }
+    for l in &m.locks {
+        s.push_str(&format!(
+            "    lock-on: {} at stream offset {} (frame {}), {} bytes skipped, chunk size {}\n",
+            l.direction, l.offset, l.frame, l.skipped_bytes, l.chunk_size
+        ));
+    }
+    for w in &m.warnings {
+        s.push_str(&format!("    warning: {w}\n"));
+    }
+    s
+}
+
 /// A connection's lines in the summary `read` prints; `verbose` adds its warnings, gaps and
 /// lock-ons.
 pub(super) fn summary_of(c: &ConnectionReport, verbose: bool) -> String {
@@ -100,21 +121,7 @@ pub(super) fn summary_of(c: &ConnectionReport, verbose: bool) -> String {
         ));
     }
     if verbose {
-        for g in &m.gaps {
-            s.push_str(&format!(
-                "    gap: {} bytes {} at stream offset {} (frame {}): {}\n",
-                g.len, g.direction, g.offset, g.frame, g.reason
-            ));
-        }
-        for l in &m.locks {
-            s.push_str(&format!(
-                "    lock-on: {} at stream offset {} (frame {}), {} bytes skipped, chunk size {}\n",
-                l.direction, l.offset, l.frame, l.skipped_bytes, l.chunk_size
-            ));
-        }
-        for w in &m.warnings {
-            s.push_str(&format!("    warning: {w}\n"));
-        }
+        s.push_str(&details(m));
     }
     for st in &c.streams {
         s.push_str(&format!(
@@ -137,8 +144,9 @@ pub(super) fn summary_of(c: &ConnectionReport, verbose: bool) -> String {
     s
 }
 
-/// A connection's lines in the inventory `list` prints, the first with its number.
-pub(super) fn table_of(c: &ConnectionReport) -> String {
+/// A connection's lines in the inventory `list` prints, the first with its number; `verbose`
+/// adds its warnings, gaps and lock-ons after that line.
+pub(super) fn table_of(c: &ConnectionReport, verbose: bool) -> String {
     let mut s = String::new();
     let m = &c.summary;
     s.push_str(&format!(
@@ -164,6 +172,9 @@ pub(super) fn table_of(c: &ConnectionReport) -> String {
             )
         },
     ));
+    if verbose {
+        s.push_str(&details(m));
+    }
     if c.streams.is_empty() {
         return s;
     }
