@@ -18,6 +18,8 @@ use rtmpsniff::sink::report::{Report, StreamReport, TextKind};
 use rtmpsniff::sink::{self, FlvSink};
 use rtmpsniff::{Config, Driver, Output, OutputSink, Pipeline};
 
+use crate::term::{Part, StatusLine};
+
 /// How often files (and the `--write-pcap` file) are flushed and the status line redrawn.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -73,15 +75,15 @@ pub fn list_interfaces() -> Result<u8> {
 }
 
 /// Lines for the user: on standard output, or standard error when standard output carries the
-/// FLV. A status line, when shown, is cleared first and redrawn at the next tick. Standard
-/// error that cannot be written loses its lines; standard output whose reader went away
-/// stops the run (cleanly, as Ctrl-C does).
+/// FLV, printed above the status line when it shows. Standard error that cannot be written
+/// loses its lines; standard output whose reader went away stops the run (cleanly, as
+/// Ctrl-C does).
 struct Console {
     to_stderr: bool,
     quiet: bool,
     verbose: bool,
-    status: bool,
-    status_shown: bool,
+    /// The status line, on a terminal's standard error unless quiet.
+    status: Option<StatusLine>,
     /// Standard output's reader went away.
     stdout_gone: bool,
 }
@@ -91,12 +93,21 @@ impl Console {
         if self.quiet {
             return;
         }
-        self.clear_status();
         self.text(&format!("{s}\n"));
     }
 
-    /// Text where the console's lines go.
+    /// Text where the console's lines go, above the status line.
     fn text(&mut self, s: &str) {
+        match self.status.take() {
+            Some(status) => {
+                status.suspend(|| self.write(s));
+                self.status = Some(status);
+            }
+            None => self.write(s),
+        }
+    }
+
+    fn write(&mut self, s: &str) {
         if self.to_stderr {
             let _ = std::io::stderr().lock().write_all(s.as_bytes());
         } else if !self.stdout_gone {
@@ -111,50 +122,64 @@ impl Console {
         }
     }
 
+    /// Take the status line away for good.
     fn clear_status(&mut self) {
-        if self.status_shown {
-            let _ = std::io::stderr().lock().write_all(b"\r\x1b[2K");
-            self.status_shown = false;
-        }
-    }
-
-    fn status(&mut self, s: &str) {
-        if self.status {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[2K{s}").and_then(|_| err.flush());
-            self.status_shown = true;
+        if let Some(s) = self.status.take() {
+            s.clear();
         }
     }
 }
 
-/// The status line: what is open and seen, the capture rate over the last tick, and the
-/// kernel's drop counters (a drop is a gap in some stream).
-fn status_line(
+/// The status line's parts: the time running, what is open and seen, the capture rate over
+/// the last tick, and the kernel's drop counters (a drop is a gap in some stream), each with
+/// shorter forms for a narrow terminal; the time and the drops are never left out.
+fn status_parts(
     elapsed: Duration,
     conns: (u64, u64),
     streams: (usize, u64),
     bits_per_second: f64,
     packets: u64,
     kernel: Option<KernelStats>,
-) -> String {
+) -> Vec<Part> {
     let secs = elapsed.as_secs();
-    let drops = match kernel {
-        Some(k) => format!("kernel drops {} (interface {})", k.dropped, k.if_dropped),
-        None => "kernel drops ?".into(),
+    let time = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    let (drops, short) = match kernel {
+        Some(k) => (
+            format!("kernel drops {} (interface {})", k.dropped, k.if_dropped),
+            format!("drops {}+{}", k.dropped, k.if_dropped),
+        ),
+        None => ("kernel drops ?".into(), "drops ?".into()),
     };
-    format!(
-        "{:02}:{:02}:{:02}  connections {} open/{} seen  streams {} open/{} seen  {:.2} Mbit/s  {} packets  {}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        conns.0,
-        conns.1,
-        streams.0,
-        streams.1,
-        bits_per_second / 1e6,
-        packets,
-        drops
-    )
+    let rate = format!("{:.2} Mbit/s", bits_per_second / 1e6);
+    vec![
+        Part::new(0, &[&time]),
+        Part::new(
+            3,
+            &[
+                &format!("connections {} open/{} seen", conns.0, conns.1),
+                &format!("conns {}/{}", conns.0, conns.1),
+                "",
+            ],
+        ),
+        Part::new(
+            2,
+            &[
+                &format!("streams {} open/{} seen", streams.0, streams.1),
+                &format!("streams {}/{}", streams.0, streams.1),
+                "",
+            ],
+        ),
+        Part::new(4, &[&rate, &rate, ""]),
+        Part::new(
+            5,
+            &[
+                &format!("{packets} packets"),
+                &format!("{packets} pkts"),
+                "",
+            ],
+        ),
+        Part::new(1, &[&drops, &short]),
+    ]
 }
 
 fn describe_start(o: &Output) -> Option<String> {
@@ -355,8 +380,7 @@ pub fn run(args: LiveArgs) -> Result<u8> {
             to_stderr: piping,
             quiet: args.quiet,
             verbose: args.verbose,
-            status: !args.quiet && std::io::stderr().is_terminal(),
-            status_shown: false,
+            status: None,
             stdout_gone: false,
         },
         start: Instant::now(),
@@ -374,6 +398,9 @@ pub fn run(args: LiveArgs) -> Result<u8> {
         );
     }
     let mut driver = Driver::new(Pipeline::new(args.config.clone()), sink);
+    if !args.quiet {
+        driver.sink.console.status = StatusLine::text();
+    }
     keylogs.poll(&mut driver.pipeline);
     let capture_error = capture_loop(&mut cap, &mut driver, &mut keylogs, &stop, args.duration)?;
     // Stop: every connection is flushed and closed, every file finalised, then the report.
@@ -476,13 +503,13 @@ fn capture_loop(
             .hand_over()
             .map_err(|e| write_err(output, e))?;
         cap.flush()?;
-        if driver.sink.console.status {
+        if driver.sink.console.status.is_some() {
             let stats = driver.pipeline.stats();
             let secs = now.duration_since(last_tick.0).as_secs_f64();
             let bytes = stats.bytes - last_tick.1;
             last_tick = (now, stats.bytes);
             let s = &driver.sink;
-            let line = status_line(
+            let parts = status_parts(
                 now - start,
                 (stats.connections - s.ended_conns, stats.connections),
                 (s.flv.open_streams(), s.streams_seen),
@@ -490,7 +517,9 @@ fn capture_loop(
                 stats.frames,
                 cap.kernel_stats(),
             );
-            driver.sink.console.status(&line);
+            if let Some(status) = &driver.sink.console.status {
+                status.set(&parts);
+            }
         }
     }
 }
@@ -498,10 +527,10 @@ fn capture_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::term::fit;
 
-    #[test]
-    fn status_line_shows_drops() {
-        let s = status_line(
+    fn parts() -> Vec<Part> {
+        status_parts(
             Duration::from_secs(3725),
             (2, 5),
             (1, 3),
@@ -512,10 +541,29 @@ mod tests {
                 dropped: 7,
                 if_dropped: 0,
             }),
-        );
+        )
+    }
+
+    #[test]
+    fn status_line_shows_drops() {
         assert_eq!(
-            s,
+            fit(&parts(), 200),
             "01:02:05  connections 2 open/5 seen  streams 1 open/3 seen  2.50 Mbit/s  1234 packets  kernel drops 7 (interface 0)"
         );
+    }
+
+    #[test]
+    fn status_line_fits_80_columns_with_everything_in_it() {
+        let line = fit(&parts(), 80);
+        assert_eq!(
+            line,
+            "01:02:05  conns 2/5  streams 1/3  2.50 Mbit/s  1234 pkts  drops 7+0"
+        );
+        for width in 0..200 {
+            assert!(
+                fit(&parts(), width).chars().count() < width.max(1),
+                "{width}"
+            );
+        }
     }
 }

@@ -10,8 +10,9 @@ macro_rules! say {
 
 mod cli;
 mod live_cmd;
+mod term;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -88,8 +89,12 @@ pub(crate) fn stdout_gone() -> anyhow::Error {
     std::io::Error::from(std::io::ErrorKind::BrokenPipe).into()
 }
 
-/// A progress bar over the bytes of the inputs (a spinner when one is standard input).
-fn progress_bar(captures: &[String]) -> indicatif::ProgressBar {
+/// A progress bar over the bytes of the inputs (a spinner when one is standard input), for a
+/// `read` that is not quiet, when standard error is a terminal.
+fn progress_for(out: &ReadOut, captures: &[String]) -> Option<term::StatusLine> {
+    if !matches!(out, ReadOut::Folder { quiet: false, .. }) {
+        return None;
+    }
     let total: Option<u64> = captures
         .iter()
         .map(|c| {
@@ -98,17 +103,40 @@ fn progress_bar(captures: &[String]) -> indicatif::ProgressBar {
                 .flatten()
         })
         .sum();
-    let bar = match total {
-        Some(t) => indicatif::ProgressBar::new(t).with_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}  {msg}",
-            )
-            .expect("a valid template"),
-        ),
-        None => indicatif::ProgressBar::new_spinner(),
+    term::StatusLine::progress(total)
+}
+
+/// The text after read's progress bar, its parts shortened or left out on a narrow terminal:
+/// bytes read (of how many), the rate, the time left, the connections so far.
+fn progress_parts(
+    bar: &term::StatusLine,
+    bytes: u64,
+    total: Option<u64>,
+    conns: u64,
+) -> Vec<term::Part> {
+    use indicatif::{HumanBytes, HumanDuration};
+    let read = match total {
+        Some(t) => format!("{}/{}", HumanBytes(bytes), HumanBytes(t)),
+        None => format!("{} read", HumanBytes(bytes)),
     };
-    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
-    bar
+    let rate = format!("{}/s", HumanBytes(bar.per_sec() as u64));
+    let eta = match total {
+        Some(_) => format!("eta {}", HumanDuration(bar.eta())),
+        None => String::new(),
+    };
+    vec![
+        term::Part::new(0, &[&read]),
+        term::Part::new(2, &[&rate, ""]),
+        term::Part::new(1, &[&eta, ""]),
+        term::Part::new(
+            3,
+            &[
+                &format!("{conns} connections"),
+                &format!("{conns} conns"),
+                "",
+            ],
+        ),
+    ]
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -214,14 +242,15 @@ fn read(args: ReadArgs) -> Result<u8> {
                 d.sink.write_pending()?;
                 if let Some(p) = &progress {
                     p.set_position(bytes);
-                    p.set_message(format!("{} connections", d.pipeline.stats().connections));
+                    let conns = d.pipeline.stats().connections;
+                    p.set(&progress_parts(p, bytes, p.total(), conns));
                 }
             }
             Ok(())
         })
         .map_err(write_err)?;
     if let Some(p) = &progress {
-        p.finish_and_clear();
+        p.clear();
     }
     let inputs = files.reports();
     warn_of_read_errors(&inputs);
@@ -297,16 +326,6 @@ pub(crate) fn read_keylogs(paths: &[std::path::PathBuf]) -> Result<KeyLog, Strin
         keys.finish_partial();
     }
     Ok(keys)
-}
-
-/// A progress bar, for a `read` that is not quiet, on a terminal.
-fn progress_for(out: &ReadOut, captures: &[String]) -> Option<indicatif::ProgressBar> {
-    match out {
-        ReadOut::Folder { quiet: false, .. } if std::io::stderr().is_terminal() => {
-            Some(progress_bar(captures))
-        }
-        _ => None,
-    }
 }
 
 /// One line for each input whose reading stopped at an error.
