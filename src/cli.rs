@@ -175,14 +175,15 @@ enum Command {
     },
     /// Capture on a network interface and write every RTMP stream as an FLV file while it runs.
     #[command(
-        after_help = "Examples:\n  rtmpsniff live -i eth0 -o out\n  rtmpsniff live -i any --port 1935 --port 19350 --duration 600 --write-pcap out.pcap\n  rtmpsniff live -i eth0 -f 'host 192.0.2.7 and tcp port 1935' -o out\n  rtmpsniff live -i eth0 --stdout --stream cam1 | ffplay -\n\nFiles are flushed every second and on each keyframe; a stream that ends is closed at once.\nCtrl-C or SIGTERM stops cleanly: files finalised, report.json written, exit 0.\nExit status 2: the interface, the filter, the privileges or the output could not be used."
+        after_help = "Examples:\n  rtmpsniff live -D\n  rtmpsniff live -i 3 -o out\n  rtmpsniff live -i eth0 -o out\n  rtmpsniff live -i any --port 1935 --port 19350 --duration 600 --write-pcap out.pcap\n  rtmpsniff live -i eth0 -f 'host 192.0.2.7 and tcp port 1935' -o out\n  rtmpsniff live -i eth0 --stdout --stream cam1 | ffplay -\n\nFiles are flushed every second and on each keyframe; a stream that ends is closed at once.\nCtrl-C or SIGTERM stops cleanly: files finalised, report.json written.\nExit status: 0 RTMP seen, 1 none seen, 2 the interface, the filter, the privileges or the output could not be used."
     )]
     Live {
-        /// Interface to capture on (`rtmpsniff interfaces` lists them; `any` is all of them).
+        /// Interface to capture on, by name or by the number `live -D` gives it (`any` is
+        /// all of them).
         #[arg(short, long, required_unless_present = "list")]
         interface: Option<String>,
-        /// List the interfaces and exit.
-        #[arg(long)]
+        /// List the interfaces, numbered as tcpdump -D numbers them, and exit.
+        #[arg(short = 'D', long = "list-interfaces", visible_alias = "list")]
         list: bool,
         /// Folder for the FLV files and report.json (created if missing; nothing in it is
         /// ever replaced).
@@ -225,7 +226,7 @@ enum Command {
         #[command(flatten)]
         talk: TalkArgs,
     },
-    /// List the network interfaces `live` can capture on.
+    /// List the network interfaces `live` can capture on, numbered (as `live -D`).
     Interfaces,
 }
 

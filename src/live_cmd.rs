@@ -41,7 +41,8 @@ pub struct LiveArgs {
     pub sha256: bool,
 }
 
-/// Print the devices libpcap can capture on.
+/// Print the devices libpcap can capture on, numbered from 1 in libpcap's order as
+/// `tcpdump -D` numbers them (`live -i N` takes the number).
 pub fn list_interfaces() -> Result<u8> {
     let list = match live::interfaces() {
         Ok(l) => l,
@@ -51,7 +52,7 @@ pub fn list_interfaces() -> Result<u8> {
         }
     };
     let mut out = std::io::stdout().lock();
-    for i in list {
+    for (n, i) in list.into_iter().enumerate() {
         let mut flags = Vec::new();
         if i.up {
             flags.push("up");
@@ -62,16 +63,40 @@ pub fn list_interfaces() -> Result<u8> {
         if i.loopback {
             flags.push("loopback");
         }
-        write!(out, "{:<16} {:<22}", i.name, flags.join(","))?;
+        let mut line = format!(
+            "{:<20} {:<22}",
+            format!("{}.{}", n + 1, i.name),
+            flags.join(",")
+        );
         if !i.addresses.is_empty() {
-            write!(out, " {}", i.addresses.join(" "))?;
+            line.push_str(&format!(" {}", i.addresses.join(" ")));
         }
         if let Some(d) = i.description {
-            write!(out, "  ({d})")?;
+            line.push_str(&format!("  ({d})"));
         }
-        writeln!(out)?;
+        writeln!(out, "{}", line.trim_end())?;
     }
+    out.flush()?;
     Ok(super::EXIT_OK)
+}
+
+/// The interface `-i` names: itself, or, when it is a number and no interface has that name,
+/// the interface `live -D` lists with that number (as tcpdump's `-i` takes `-D`'s numbers).
+fn interface_named(given: &str) -> Result<String, String> {
+    let Ok(n) = given.parse::<usize>() else {
+        return Ok(given.to_string());
+    };
+    let list = live::interfaces().map_err(|e| e.to_string())?;
+    if list.iter().any(|i| i.name == given) {
+        return Ok(given.to_string());
+    }
+    match n.checked_sub(1).and_then(|k| list.get(k)) {
+        Some(i) => Ok(i.name.clone()),
+        None => Err(format!(
+            "no interface number {n}: there are {} (`rtmpsniff live -D` lists them)",
+            list.len()
+        )),
+    }
 }
 
 /// Lines for the user: on standard output, or standard error when standard output carries the
@@ -367,6 +392,14 @@ pub fn run(args: LiveArgs) -> Result<u8> {
             return Ok(super::EXIT_BAD_INPUT);
         }
     };
+    let mut args = args;
+    match interface_named(&args.capture.interface) {
+        Ok(name) => args.capture.interface = name,
+        Err(e) => {
+            say!("rtmpsniff: {e}");
+            return Ok(super::EXIT_BAD_INPUT);
+        }
+    }
     let mut cap = match LiveCapture::open(&args.capture) {
         Ok(c) => c,
         Err(e) => {
@@ -419,6 +452,7 @@ pub fn run(args: LiveArgs) -> Result<u8> {
     sink.finish().map_err(|e| write_err(output, e))?;
     let mut hits = pipeline.stats().limit_hits;
     hits.add(&sink.limit_hits);
+    let (selecting, seen) = (!args.selection.is_empty(), sink.seen());
     let mut report = Report {
         tool: format!("rtmpsniff {}", env!("CARGO_PKG_VERSION")),
         inputs: vec![input],
@@ -438,6 +472,15 @@ pub fn run(args: LiveArgs) -> Result<u8> {
     }
     if console.stdout_gone {
         return Err(super::stdout_gone());
+    }
+    if report.connections.is_empty() {
+        let input = format!("live:{}", args.capture.interface);
+        let ports = &args.config.ports;
+        say!(
+            "rtmpsniff: {}",
+            super::nothing_found(selecting, seen, &[input], ports)
+        );
+        return Ok(super::EXIT_NO_RTMP);
     }
     Ok(super::EXIT_OK)
 }

@@ -29,7 +29,7 @@ use cli::{Cli, Mode, ReadArgs, ReadOut};
 
 /// Exit statuses.
 pub(crate) const EXIT_OK: u8 = 0;
-const EXIT_NO_RTMP: u8 = 1;
+pub(crate) const EXIT_NO_RTMP: u8 = 1;
 pub(crate) const EXIT_BAD_INPUT: u8 = 2;
 
 /// Keep freed memory for the next allocations instead of handing it back to the system.

@@ -711,12 +711,99 @@ fn interfaces_are_listed() {
     let r = rtmpsniff(&["interfaces"]);
     assert_eq!(r.status.code(), Some(0));
     let text = String::from_utf8_lossy(&r.stdout);
+    // Numbered from 1, in libpcap's order (tcpdump -D's).
+    for (n, l) in text.lines().enumerate() {
+        assert!(l.starts_with(&format!("{}.", n + 1)), "{text}");
+        assert_eq!(l, l.trim_end());
+    }
     assert!(
-        text.lines()
-            .any(|l| l.starts_with("lo ") && l.contains("loopback")),
+        text.lines().any(|l| l
+            .split_whitespace()
+            .next()
+            .is_some_and(|w| w.ends_with(".lo"))
+            && l.contains("loopback")),
         "{text}"
     );
-    assert_eq!(rtmpsniff(&["live", "--list"]).stdout, r.stdout);
+    for same in [
+        &["live", "--list"][..],
+        &["live", "-D"],
+        &["live", "--list-interfaces"],
+    ] {
+        assert_eq!(rtmpsniff(same).stdout, r.stdout, "{same:?}");
+    }
+    let tcpdump = Command::new("tcpdump").arg("-D").output();
+    require("tcpdump is not installed", tcpdump.is_ok());
+    let tcpdump = tcpdump.unwrap();
+    // The same numbers as tcpdump's ("N.NAME" first on each line).
+    let numbered = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        numbered(&text),
+        numbered(&String::from_utf8_lossy(&tcpdump.stdout))
+    );
+}
+
+/// `-i N` takes the number `live -D` gives an interface; a number no interface has is
+/// refused; a capture that saw no RTMP exits 1 as `read` does, its report written.
+#[test]
+fn live_takes_an_interface_number_and_exits_1_without_rtmp() {
+    lab_ready(&[]);
+    let list = rtmpsniff(&["live", "-D"]);
+    let list = String::from_utf8_lossy(&list.stdout);
+    let lo = list
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .find_map(|w| w.strip_suffix(".lo"))
+        .expect("lo is listed")
+        .to_string();
+    let dir = temp_dir("live-number");
+    let out = dir.join("o");
+    // A port nothing uses: nothing is captured.
+    let port = free_port().to_string();
+    let r = rtmpsniff(&[
+        "live",
+        "-i",
+        &lo,
+        "--port",
+        &port,
+        "--duration",
+        "1",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{err}");
+    assert!(err.contains("listening on lo "), "{err}");
+    assert!(
+        err.contains(&format!("no RTMP found in live:lo (ports [{port}];")),
+        "{err}"
+    );
+    let report = read_json(&out.join("report.json"));
+    assert_eq!(report["inputs"][0]["path"], "live:lo");
+    assert_eq!(report["connections"].as_array().unwrap().len(), 0);
+
+    let n = list.lines().count() + 1;
+    let r = rtmpsniff(&[
+        "live",
+        "-i",
+        &n.to_string(),
+        "-o",
+        dir.join("p").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{err}");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "rtmpsniff: no interface number {n}: there are {} (`rtmpsniff live -D` lists them)",
+            n - 1
+        )
+    );
+    assert!(!dir.join("p").exists());
 }
 
 /// Tests that replay a sample onto `lo` (port 1935, which no other test captures) take turns:
