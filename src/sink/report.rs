@@ -19,10 +19,12 @@ use super::naming::escape;
 
 mod spool;
 mod text;
+mod time;
 mod transport;
 
 pub use spool::Spool;
 use text::{summary_of, table_of};
+pub use time::{iso8601, iso8601_us};
 pub use transport::{RtmptReport, TlsReport};
 
 /// Where a direction was locked onto without a handshake (mid-stream start or after a gap).
@@ -52,8 +54,11 @@ pub struct ConnectionSummary {
     pub id: ConnId,
     pub client: String,
     pub server: String,
+    /// Packet times, seconds since the epoch, and the same in ISO 8601 (UTC) for people.
     pub first_seen: f64,
     pub last_seen: f64,
+    pub first_seen_utc: Option<String>,
+    pub last_seen_utc: Option<String>,
     pub first_frame: u64,
     pub last_frame: u64,
     /// "seen", "missing" or "partial".
@@ -137,6 +142,8 @@ impl ConnectionSummary {
             server: f.server.to_string(),
             first_seen: f.first_seen,
             last_seen: f.last_seen,
+            first_seen_utc: iso8601_us(f.first_seen),
+            last_seen_utc: iso8601_us(f.last_seen),
             first_frame: f.first_frame,
             last_frame: f.last_frame,
             handshake,
@@ -397,10 +404,30 @@ pub struct Report {
 #[derive(Serialize)]
 struct Head<'a> {
     tool: &'a str,
-    inputs: &'a [InputReport],
+    inputs: Vec<Input<'a>>,
     input_errors: &'a [String],
     stats: &'a Stats,
     limits: &'a [LimitReport],
+}
+
+/// An input as the report shows it: what the capture stage counted, and its first and last
+/// packet times in ISO 8601 (UTC) for people.
+#[derive(Serialize)]
+struct Input<'a> {
+    #[serde(flatten)]
+    input: &'a InputReport,
+    first_time_utc: Option<String>,
+    last_time_utc: Option<String>,
+}
+
+impl<'a> Input<'a> {
+    fn new(input: &'a InputReport) -> Self {
+        Input {
+            input,
+            first_time_utc: input.first_time.and_then(iso8601_us),
+            last_time_utc: input.last_time.and_then(iso8601_us),
+        }
+    }
 }
 
 /// The finished connections' reports, in the order the connections began.
@@ -467,7 +494,7 @@ impl Report {
     pub fn write_json(&mut self, out: &mut dyn Write) -> io::Result<()> {
         let head = serde_json::to_string_pretty(&Head {
             tool: &self.tool,
-            inputs: &self.inputs,
+            inputs: self.inputs.iter().map(Input::new).collect(),
             input_errors: &self.input_errors,
             stats: &self.stats,
             limits: &self.limits,

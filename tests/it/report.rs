@@ -340,3 +340,48 @@ fn spooled_report_is_the_in_memory_report_in_the_order_connections_began() {
     let inventory: serde_json::Value = serde_json::from_slice(&lj.stdout).unwrap();
     assert_eq!(inventory["connections"].as_array().unwrap().len(), n);
 }
+
+/// Times for people are ISO 8601 in UTC with a `Z`: in `list`'s table (to the millisecond)
+/// and beside the report's numbers (to the microsecond), and they are tshark's times.
+#[test]
+fn times_for_people_are_iso_8601_utc_and_agree_with_tshark() {
+    require_tool("tshark");
+    let cap = root().join("samples/lo-h264-aac/capture.pcap");
+    let o = Command::new("tshark")
+        .args(["-r", cap.to_str().unwrap(), "-t", "ud", "-T", "fields"])
+        .args(["-e", "frame.time_epoch"])
+        .output()
+        .unwrap();
+    let epoch: f64 = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let o = Command::new("tshark")
+        .args(["-r", cap.to_str().unwrap(), "-t", "ud", "-c", "1"])
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&o.stdout).to_string();
+    let mut words = line.split_whitespace().skip(1);
+    // "2026-11-25 04:34:02.321235" as tshark prints UTC.
+    let theirs = format!("{}T{}Z", words.next().unwrap(), words.next().unwrap());
+
+    let j = rtmpsniff(&["list", "--json", cap.to_str().unwrap()]);
+    let j: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
+    let input = &j["inputs"][0];
+    assert_eq!(input["first_time_utc"], theirs.as_str());
+    assert!((input["first_time"].as_f64().unwrap() - epoch).abs() < 1e-6);
+    let conn = &j["connections"][0];
+    assert_eq!(conn["first_seen_utc"], theirs.as_str());
+    assert!(conn["last_seen_utc"].as_str().unwrap().ends_with('Z'));
+
+    let table = rtmpsniff(&["list", cap.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    let millis = &theirs[..theirs.len() - 4];
+    assert!(
+        table.contains(&format!("  {millis}Z .. ")),
+        "{millis}: {table}"
+    );
+}
