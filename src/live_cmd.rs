@@ -454,7 +454,7 @@ pub fn run(args: LiveArgs) -> Result<u8> {
     hits.add(&sink.limit_hits);
     let (selecting, seen) = (!args.selection.is_empty(), sink.seen());
     let mut report = Report {
-        tool: format!("rtmpsniff {}", env!("CARGO_PKG_VERSION")),
+        run: super::run_info(),
         inputs: vec![input],
         input_errors: Vec::new(),
         stats: pipeline.stats(),

@@ -20,7 +20,7 @@ use clap::Parser;
 
 use rtmpsniff::capture::{FileSet, InputReport};
 use rtmpsniff::config::LimitReport;
-use rtmpsniff::sink::report::{Report, TextKind};
+use rtmpsniff::sink::report::{Report, Run, TextKind};
 use rtmpsniff::sink::{self, FlvSink, Seen};
 use rtmpsniff::transport::tls::{KeyLog, KeysFrom};
 use rtmpsniff::{Driver, Pipeline};
@@ -50,7 +50,29 @@ fn tune_allocator() {
     }
 }
 
+/// When the run began (the wall clock), for the report.
+static STARTED: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+
+/// Seconds since the epoch now, by the wall clock.
+fn wall_clock() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The run as the report says it: the command line, when it began and now.
+pub(crate) fn run_info() -> Run {
+    Run {
+        command_line: std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        start_time: *STARTED.get_or_init(wall_clock),
+        end_time: wall_clock(),
+    }
+}
+
 fn main() -> ExitCode {
+    STARTED.get_or_init(wall_clock);
     tune_allocator();
     match run() {
         Ok(code) => ExitCode::from(code),
@@ -262,7 +284,7 @@ fn read(args: ReadArgs) -> Result<u8> {
     warn_of_limits(&limits_report);
     let seen = sink.seen();
     let mut report = Report {
-        tool: format!("rtmpsniff {}", env!("CARGO_PKG_VERSION")),
+        run: run_info(),
         inputs,
         input_errors: open_errors.iter().map(|e| e.to_string()).collect(),
         stats: pipeline.stats(),

@@ -434,7 +434,7 @@ impl FlvSink {
         streams.sort_by_key(|(sid, _)| *sid);
         for (sid, r) in &mut streams {
             if let Some((_, t)) = timing.iter().find(|(s, _)| s == sid) {
-                r.timing = Some(report::StreamTiming::new(t, r.first_timestamp));
+                r.timing = Some(report::StreamTiming::new(t, r.first_timestamp_ms));
             }
         }
         // With a selection, a connection is reported for the streams it kept.

@@ -54,11 +54,12 @@ pub struct ConnectionSummary {
     pub id: ConnId,
     pub client: String,
     pub server: String,
-    /// Packet times, seconds since the epoch, and the same in ISO 8601 (UTC) for people.
-    pub first_seen: f64,
-    pub last_seen: f64,
-    pub first_seen_utc: Option<String>,
-    pub last_seen_utc: Option<String>,
+    /// Packet times of its first and last packets, seconds since the epoch, and the same in
+    /// ISO 8601 (UTC) for people.
+    pub first_time: f64,
+    pub last_time: f64,
+    pub first_time_utc: Option<String>,
+    pub last_time_utc: Option<String>,
     pub first_frame: u64,
     pub last_frame: u64,
     /// "seen", "missing" or "partial".
@@ -140,10 +141,10 @@ impl ConnectionSummary {
             id: f.id,
             client: f.client.to_string(),
             server: f.server.to_string(),
-            first_seen: f.first_seen,
-            last_seen: f.last_seen,
-            first_seen_utc: iso8601_us(f.first_seen),
-            last_seen_utc: iso8601_us(f.last_seen),
+            first_time: f.first_seen,
+            last_time: f.last_seen,
+            first_time_utc: iso8601_us(f.first_seen),
+            last_time_utc: iso8601_us(f.last_seen),
             first_frame: f.first_frame,
             last_frame: f.last_frame,
             handshake,
@@ -292,8 +293,9 @@ pub struct StreamReport {
     pub audio_frames: u64,
     pub keyframes: u64,
     pub script_tags: u64,
-    pub first_timestamp: Option<u32>,
-    pub last_timestamp: Option<u32>,
+    /// RTMP timestamps (ms) of the first and last media message.
+    pub first_timestamp_ms: Option<u32>,
+    pub last_timestamp_ms: Option<u32>,
     pub duration_ms: u64,
     pub first_frame: Option<u64>,
     pub last_frame: Option<u64>,
@@ -328,8 +330,8 @@ pub struct StreamTiming {
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct LostTime {
     /// File times (ms) of the last frame before the gap and the first after it.
-    pub start: i64,
-    pub end: i64,
+    pub start_ms: i64,
+    pub end_ms: i64,
     /// Frames whose headers were lost, per kind, and the ms put back for them.
     pub audio_frames: u32,
     pub video_frames: u32,
@@ -354,8 +356,8 @@ impl StreamTiming {
                 .lost
                 .iter()
                 .map(|l| LostTime {
-                    start: file(l.start),
-                    end: file(l.end),
+                    start_ms: file(l.start),
+                    end_ms: file(l.end),
                     audio_frames: l.frames[0],
                     video_frames: l.frames[1],
                     audio_ms: l.ms[0],
@@ -372,8 +374,8 @@ impl StreamReport {
     /// far, the tag's RTMP timestamp and time in the file, and its capture frame.
     pub fn record(&mut self, bytes: u64, timestamp: u32, file_time: u32, frame: u64) {
         self.bytes = bytes;
-        self.first_timestamp.get_or_insert(timestamp);
-        self.last_timestamp = Some(timestamp);
+        self.first_timestamp_ms.get_or_insert(timestamp);
+        self.last_timestamp_ms = Some(timestamp);
         self.duration_ms = self.duration_ms.max(file_time as u64);
         self.first_frame.get_or_insert(frame);
         self.last_frame = Some(frame);
@@ -387,10 +389,25 @@ pub struct ConnectionReport {
     pub streams: Vec<StreamReport>,
 }
 
+/// The version of report.json's layout, `schema_version` in it and in
+/// `schema/report.schema.json`: raised whenever a field is renamed, removed or changes its
+/// meaning (1 was the layout before the field existed).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The run a report is of, as the binary saw it: its command line and wall-clock times.
+#[derive(Clone, Debug, Default)]
+pub struct Run {
+    pub command_line: Vec<String>,
+    /// When the run began and ended, seconds since the epoch (the wall clock, not packet
+    /// time).
+    pub start_time: f64,
+    pub end_time: f64,
+}
+
 /// The whole report. It is written with [`Report::write_json`], which streams the
 /// connections out of their spool.
 pub struct Report {
-    pub tool: String,
+    pub run: Run,
     pub inputs: Vec<InputReport>,
     /// Inputs that could not be read at all, one line each.
     pub input_errors: Vec<String>,
@@ -403,7 +420,14 @@ pub struct Report {
 /// The report's fields other than the connections, as they go into the JSON.
 #[derive(Serialize)]
 struct Head<'a> {
-    tool: &'a str,
+    schema_version: u32,
+    tool: &'static str,
+    tool_version: &'static str,
+    command_line: &'a [String],
+    start_time: f64,
+    start_time_utc: Option<String>,
+    end_time: f64,
+    end_time_utc: Option<String>,
     inputs: Vec<Input<'a>>,
     input_errors: &'a [String],
     stats: &'a Stats,
@@ -492,8 +516,16 @@ fn write_indented(out: &mut dyn Write, json: &[u8], depth: usize) -> io::Result<
 impl Report {
     /// The report as JSON (pretty), the connections streamed from their spool.
     pub fn write_json(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        let run = &self.run;
         let head = serde_json::to_string_pretty(&Head {
-            tool: &self.tool,
+            schema_version: SCHEMA_VERSION,
+            tool: env!("CARGO_PKG_NAME"),
+            tool_version: env!("CARGO_PKG_VERSION"),
+            command_line: &run.command_line,
+            start_time: run.start_time,
+            start_time_utc: iso8601_us(run.start_time),
+            end_time: run.end_time,
+            end_time_utc: iso8601_us(run.end_time),
             inputs: self.inputs.iter().map(Input::new).collect(),
             input_errors: &self.input_errors,
             stats: &self.stats,

@@ -268,7 +268,7 @@ fn quiet_and_verbose_mean_the_same_for_read_and_list() {
     let cap = root().join("samples/netns-midstream/capture.pcap");
     let cap = cap.to_str().unwrap();
     let report = rtmpsniff(&["list", "--json", cap]);
-    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let report = report_json(&report.stdout);
     let conns = report["connections"].as_array().unwrap();
     let count = |k: &str| -> usize { conns.iter().map(|c| c[k].as_array().unwrap().len()).sum() };
     let (locks, warnings) = (count("locks"), count("warnings"));

@@ -134,7 +134,7 @@ fn list_writes_nothing_and_matches_the_golden_table() {
         .args(["list", "--json", cap.to_str().unwrap()])
         .output()
         .unwrap();
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let j = report_json(&o.stdout);
     assert_eq!(j["connections"][0]["streams"][0]["name"], "cam1");
     assert!(j["connections"][0]["streams"][0]["file"].is_null());
     assert_eq!(std::fs::read_dir(&cwd).unwrap().count(), 0);
@@ -192,7 +192,7 @@ fn a_connection_has_one_number_in_the_table_the_summary_and_the_json() {
     let cap = root().join("samples/netns-multi/capture.pcap");
     let cap = cap.to_str().unwrap();
     let all = rtmpsniff(&["list", "--json", cap]);
-    let all: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
+    let all = report_json(&all.stdout);
     let conns = all["connections"].as_array().unwrap();
     let ids: Vec<u64> = conns.iter().map(|c| c["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, [1, 2, 3]);
@@ -212,7 +212,7 @@ fn a_connection_has_one_number_in_the_table_the_summary_and_the_json() {
         "{table}"
     );
     let json = rtmpsniff(&["list", "--json", cap, "--stream", "b"]);
-    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let json = report_json(&json.stdout);
     assert_eq!(json["connections"].as_array().unwrap().len(), 1);
     assert_eq!(json["connections"][0]["id"], 2);
     let out = temp_dir("numbers");
@@ -337,7 +337,7 @@ fn spooled_report_is_the_in_memory_report_in_the_order_connections_began() {
     assert_eq!(listed, want);
     assert!(table.lines().any(|l| l.starts_with(&format!("#{n} "))));
     let lj = rtmpsniff(&["list", "--json", cap.to_str().unwrap()]);
-    let inventory: serde_json::Value = serde_json::from_slice(&lj.stdout).unwrap();
+    let inventory = report_json(&lj.stdout);
     assert_eq!(inventory["connections"].as_array().unwrap().len(), n);
 }
 
@@ -369,13 +369,13 @@ fn times_for_people_are_iso_8601_utc_and_agree_with_tshark() {
     let theirs = format!("{}T{}Z", words.next().unwrap(), words.next().unwrap());
 
     let j = rtmpsniff(&["list", "--json", cap.to_str().unwrap()]);
-    let j: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
+    let j = report_json(&j.stdout);
     let input = &j["inputs"][0];
     assert_eq!(input["first_time_utc"], theirs.as_str());
     assert!((input["first_time"].as_f64().unwrap() - epoch).abs() < 1e-6);
     let conn = &j["connections"][0];
-    assert_eq!(conn["first_seen_utc"], theirs.as_str());
-    assert!(conn["last_seen_utc"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(conn["first_time_utc"], theirs.as_str());
+    assert!(conn["last_time_utc"].as_str().unwrap().ends_with('Z'));
 
     let table = rtmpsniff(&["list", cap.to_str().unwrap()]);
     let table = String::from_utf8_lossy(&table.stdout);
@@ -384,4 +384,102 @@ fn times_for_people_are_iso_8601_utc_and_agree_with_tshark() {
         table.contains(&format!("  {millis}Z .. ")),
         "{millis}: {table}"
     );
+}
+
+/// report.json is a contract: it says its schema version, the tool and its version, the
+/// command line and the run's wall-clock start and end, and follows schema/report.schema.json
+/// (which every test's reports are checked against), a schema strict enough to catch a
+/// renamed, added or mistyped field.
+#[test]
+fn the_report_says_what_made_it_and_follows_its_schema() {
+    let wall = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let cap = root().join("samples/lo-h264-aac/capture.pcap");
+    let out = temp_dir("contract");
+    let before = wall();
+    let args = [
+        "read",
+        cap.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+    ];
+    assert_eq!(rtmpsniff(&args).status.code(), Some(0));
+    let after = wall();
+    let r = read_json(&out.join("report.json"));
+    assert_eq!(r["schema_version"], 2);
+    assert_eq!(r["tool"], "rtmpsniff");
+    assert_eq!(r["tool_version"], env!("CARGO_PKG_VERSION"));
+    let line: Vec<&str> = r["command_line"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(line[0], env!("CARGO_BIN_EXE_rtmpsniff"));
+    assert_eq!(line[1..], args);
+    let (start, end) = (
+        r["start_time"].as_f64().unwrap(),
+        r["end_time"].as_f64().unwrap(),
+    );
+    assert!(
+        before <= start && start <= end && end <= after,
+        "{before} {start} {end} {after}"
+    );
+    // The strings are the numbers, to the microsecond.
+    for k in ["start_time", "end_time"] {
+        let utc = r[format!("{k}_utc")].as_str().unwrap().to_string();
+        let secs = r[k].as_f64().unwrap();
+        let day = (secs / 86_400.0).floor() as i64;
+        let tod = secs - day as f64 * 86_400.0;
+        let hms = format!(
+            "{:02}:{:02}:{:02}",
+            (tod / 3600.0) as u32,
+            (tod / 60.0) as u32 % 60,
+            tod as u32 % 60
+        );
+        assert!(utc.contains(&format!("T{hms}.")), "{k}: {utc} vs {secs}");
+    }
+    // Packet times and RTMP times are named alike everywhere.
+    let c = &r["connections"][0];
+    assert!(c["first_time"].as_f64().unwrap() <= c["last_time"].as_f64().unwrap());
+    assert_eq!(c["first_time"], r["inputs"][0]["first_time"]);
+    let st = &c["streams"][0];
+    assert_eq!(st["first_timestamp_ms"], 0);
+    assert!(st["last_timestamp_ms"].as_u64().unwrap() > 0);
+    assert!(st["duration_ms"].as_u64().unwrap() > 0);
+
+    // The schema is strict: a field renamed, a field it does not know, a wrong type, a
+    // wrong version are each caught.
+    assert!(schema_errors(&r).is_empty());
+    let broken = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut b = r.clone();
+        f(&mut b);
+        schema_errors(&b)
+    };
+    let renamed = broken(&|b| {
+        let c = b["connections"][0].as_object_mut().unwrap();
+        let v = c.remove("first_time").unwrap();
+        c.insert("first_seen".into(), v);
+    });
+    assert!(
+        renamed.iter().any(|e| e.contains("first_seen")),
+        "{renamed:?}"
+    );
+    assert!(
+        renamed.iter().any(|e| e.contains("first_time")),
+        "{renamed:?}"
+    );
+    let added = broken(&|b| b["stats"]["surprise"] = 1.into());
+    assert!(added.iter().any(|e| e.contains("surprise")), "{added:?}");
+    let typed = broken(&|b| b["connections"][0]["streams"][0]["video_frames"] = "75".into());
+    assert!(!typed.is_empty());
+    let version = broken(&|b| b["schema_version"] = 1.into());
+    assert!(!version.is_empty());
+    let time = broken(&|b| b["start_time_utc"] = "2026-11-25 04:34:02".into());
+    assert!(!time.is_empty());
 }
