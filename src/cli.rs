@@ -16,7 +16,8 @@ use crate::live_cmd::LiveArgs;
 #[command(
     name = "rtmpsniff",
     version,
-    about = "Recover RTMP audio/video from network captures as FLV files, without joining the session"
+    about = "Recover RTMP audio/video from network captures as FLV files, without joining the session",
+    after_help = crate::man::after_help("")
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -114,7 +115,7 @@ struct TlsArgs {
 enum Command {
     /// Read saved captures (pcap, pcapng) and write every RTMP stream found as an FLV file.
     #[command(
-        after_help = "Examples:\n  rtmpsniff read capture.pcap -o out\n  rtmpsniff read part1.pcapng part2.pcapng --port 1935 --port 19350 -o out\n  tcpdump -w - port 1935 | rtmpsniff read - -o out\n\nExit status: 0 streams found, 1 no RTMP in the input, 2 an input or the output could not be used\n(with several inputs, the readable ones are still read)."
+        after_help = crate::man::after_help("read")
     )]
     Read {
         /// Capture files, read as one timeline; `-` reads standard input.
@@ -144,7 +145,7 @@ enum Command {
     /// Say what is in captures (connections, streams, codecs, sizes, gaps) without writing
     /// anything.
     #[command(
-        after_help = "Examples:\n  rtmpsniff list capture.pcap\n  rtmpsniff list --json capture.pcapng | jq '.connections[].streams[].name'\n  rtmpsniff list --direction publish --any-port big.pcap"
+        after_help = crate::man::after_help("list")
     )]
     List {
         /// Capture files, read as one timeline; `-` reads standard input.
@@ -166,16 +167,26 @@ enum Command {
         #[command(flatten)]
         talk: TalkArgs,
     },
-    /// Print the manual page (roff) generated from this command line.
-    Man,
+    /// Print a manual page (roff) generated from this command line, or write them all.
+    #[command(after_help = crate::man::after_help("man"))]
+    Man {
+        /// The subcommand whose page to print (read, list, live, interfaces, man,
+        /// completions); without it, rtmpsniff(1).
+        #[arg(value_name = "SUBCOMMAND")]
+        page: Option<String>,
+        /// Write every page (rtmpsniff.1, rtmpsniff-read.1, ...) into this folder instead.
+        #[arg(long, value_name = "DIR", conflicts_with = "page")]
+        dir: Option<PathBuf>,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = crate::man::after_help("completions"))]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
     /// Capture on a network interface and write every RTMP stream as an FLV file while it runs.
     #[command(
-        after_help = "Examples:\n  rtmpsniff live -D\n  rtmpsniff live -i 3 -o out\n  rtmpsniff live -i eth0 -o out\n  rtmpsniff live -i any --port 1935 --port 19350 --duration 600 --write-pcap out.pcap\n  rtmpsniff live -i eth0 -f 'host 192.0.2.7 and tcp port 1935' -o out\n  rtmpsniff live -i eth0 --stdout --stream cam1 | ffplay -\n\nFiles are flushed every second and on each keyframe; a stream that ends is closed at once.\nCtrl-C or SIGTERM stops cleanly: files finalised, report.json written.\nExit status: 0 RTMP seen, 1 none seen, 2 the interface, the filter, the privileges or the output could not be used."
+        after_help = crate::man::after_help("live")
     )]
     Live {
         /// Interface to capture on, by name or by the number `live -D` gives it (`any` is
@@ -227,6 +238,7 @@ enum Command {
         talk: TalkArgs,
     },
     /// List the network interfaces `live` can capture on, numbered (as `live -D`).
+    #[command(after_help = crate::man::after_help("interfaces"))]
     Interfaces,
 }
 
@@ -235,7 +247,11 @@ pub enum Mode {
     /// `read` and `list`.
     Read(ReadArgs),
     Live(LiveArgs),
-    Man,
+    /// A manual page on standard output ("" the top one), or every page into a folder.
+    Man {
+        page: String,
+        dir: Option<PathBuf>,
+    },
     Completions(clap_complete::Shell),
     Interfaces,
 }
@@ -334,7 +350,10 @@ impl Cli {
                     verbose,
                 },
             }),
-            Command::Man => Mode::Man,
+            Command::Man { page, dir } => Mode::Man {
+                page: page.unwrap_or_default(),
+                dir,
+            },
             Command::Completions { shell } => Mode::Completions(shell),
             Command::Interfaces | Command::Live { list: true, .. } => Mode::Interfaces,
             Command::Live {

@@ -10,6 +10,7 @@ macro_rules! say {
 
 mod cli;
 mod live_cmd;
+mod man;
 mod term;
 
 use std::io::Write;
@@ -190,10 +191,38 @@ fn run() -> Result<u8> {
     match mode {
         Mode::Read(args) => read(args),
         Mode::Live(args) => live_cmd::run(args),
-        Mode::Man => {
+        Mode::Man { page, dir } => {
             let cmd = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(cmd).render(&mut std::io::stdout().lock())?;
-            Ok(EXIT_OK)
+            match dir {
+                Some(dir) => match man::write_all(&cmd, &dir) {
+                    Ok(paths) => {
+                        let mut out = std::io::stdout().lock();
+                        for p in paths {
+                            writeln!(out, "{}", p.display())?;
+                        }
+                        Ok(EXIT_OK)
+                    }
+                    Err(e) => {
+                        say!(
+                            "rtmpsniff: writing the manual pages into {}: {e}",
+                            dir.display()
+                        );
+                        Ok(EXIT_BAD_INPUT)
+                    }
+                },
+                None => match man::page(&cmd, &page) {
+                    Ok(roff) => {
+                        std::io::stdout().lock().write_all(&roff)?;
+                        Ok(EXIT_OK)
+                    }
+                    Err(e) => {
+                        say!(
+                            "rtmpsniff: {e} (pages: read, list, live, interfaces, man, completions)"
+                        );
+                        Ok(EXIT_BAD_INPUT)
+                    }
+                },
+            }
         }
         Mode::Completions(shell) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

@@ -236,12 +236,156 @@ fn man_page_and_completions_come_from_the_cli() {
     let o = rtmpsniff(&["man"]);
     assert_eq!(o.status.code(), Some(0));
     let man = String::from_utf8_lossy(&o.stdout);
-    assert!(man.contains(".TH") && man.contains("rtmpsniff"));
+    assert!(man.contains(".TH rtmpsniff 1"), "{man}");
     for shell in ["bash", "zsh", "fish"] {
         let o = rtmpsniff(&["completions", shell]);
         assert_eq!(o.status.code(), Some(0));
         assert!(String::from_utf8_lossy(&o.stdout).contains("list"));
     }
+}
+
+/// The subcommands `rtmpsniff --help` lists.
+fn subcommands() -> Vec<String> {
+    let help = String::from_utf8(rtmpsniff(&["--help"]).stdout).unwrap();
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+/// The long options `rtmpsniff SUBCOMMAND --help` lists.
+fn long_options(sub: &str) -> Vec<String> {
+    let help = String::from_utf8(rtmpsniff(&[sub, "--help"]).stdout).unwrap();
+    // The options' own lines (`  -o, --output <OUTPUT>`), from "Options:" to the closing
+    // text.
+    let options = help.split("\nOptions:\n").nth(1).unwrap();
+    let options = options.split("\nExamples:\n").next().unwrap();
+    let mut opts: Vec<String> = options
+        .lines()
+        .filter(|l| l.trim_start().starts_with('-'))
+        .flat_map(|l| l.split([' ', ',', '[', ']', '=']))
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(str::to_string)
+        .collect();
+    opts.sort();
+    opts.dedup();
+    opts
+}
+
+/// `rtmpsniff man --dir DIR` writes a page for rtmpsniff and one for every subcommand, each
+/// valid roff (groff warns of nothing) with its options, exit status, examples (whose options
+/// exist), files where it writes any, and see-also references to pages that are there;
+/// `man` and `man SUBCOMMAND` print the same pages.
+#[test]
+fn man_dir_writes_a_page_for_every_subcommand() {
+    let groff = Command::new("groff").arg("-v").output();
+    require(
+        "groff is not installed",
+        groff.is_ok_and(|o| o.status.success()),
+    );
+    let dir = temp_dir("man").join("man1");
+    let o = rtmpsniff(&["man", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let subs = subcommands();
+    assert!(subs.len() >= 6, "{subs:?}");
+    let mut want: Vec<String> = subs.iter().map(|s| format!("rtmpsniff-{s}.1")).collect();
+    want.push("rtmpsniff.1".into());
+    want.sort();
+    let mut got: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    got.sort();
+    assert_eq!(got, want);
+    // It says what it wrote.
+    let listed: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(listed.len(), want.len());
+
+    for page in &want {
+        let path = dir.join(page);
+        let roff = std::fs::read_to_string(&path).unwrap();
+        let name = page.trim_end_matches(".1");
+        assert!(roff.contains(&format!(".TH {name} 1 ")), "{page}");
+        let check = Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww", "-z"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "{page}");
+        assert_eq!(String::from_utf8_lossy(&check.stderr), "", "{page}");
+        for section in [
+            "NAME",
+            "SYNOPSIS",
+            "DESCRIPTION",
+            "\"EXIT STATUS\"",
+            "EXAMPLES",
+            "\"SEE ALSO\"",
+        ] {
+            assert!(
+                roff.contains(&format!(".SH {section}\n")),
+                "{page}: {section}"
+            );
+        }
+        // The page as text, hyphens as typed.
+        let text = roff.replace("\\-", "-");
+        let sub = name.strip_prefix("rtmpsniff-");
+        if let Some(sub) = sub {
+            for opt in long_options(sub) {
+                assert!(text.contains(&opt), "{page}: {opt}");
+            }
+            // Every option an example uses is one of the subcommand's.
+            let opts = long_options(sub);
+            assert!(opts.iter().any(|o| o == "--help"), "{sub}: {opts:?}");
+            let examples = text.split(".SH EXAMPLES").nth(1).unwrap();
+            let examples = examples.split(".SH ").next().unwrap();
+            for line in examples
+                .lines()
+                .filter(|l| l.contains(&format!("rtmpsniff {sub}")))
+            {
+                let after = line.split(&format!("rtmpsniff {sub}")).nth(1).unwrap();
+                for w in after
+                    .split_whitespace()
+                    .take_while(|w| *w != "|" && *w != "&&")
+                {
+                    if w.starts_with("--") {
+                        assert!(opts.iter().any(|o| o == w), "{page}: example uses {w}");
+                    }
+                }
+            }
+        }
+        if matches!(sub, Some("read" | "list" | "live")) {
+            assert!(roff.contains(".SH FILES\n"), "{page}");
+            assert!(roff.contains("report.json"), "{page}");
+        }
+        let see = roff.split(".SH \"SEE ALSO\"").nth(1).unwrap();
+        for other in &want {
+            if other != page {
+                let n = other.trim_end_matches(".1").replace('-', "\\-");
+                assert!(see.contains(&format!("\\fB{n}\\fR(1)")), "{page}: {n}");
+            }
+        }
+        // man and man SUBCOMMAND print the same page.
+        let printed = match sub {
+            Some(s) => rtmpsniff(&["man", s]),
+            None => rtmpsniff(&["man"]),
+        };
+        assert_eq!(String::from_utf8_lossy(&printed.stdout), roff, "{page}");
+    }
+    // The top page lists every subcommand's page.
+    let top = std::fs::read_to_string(dir.join("rtmpsniff.1")).unwrap();
+    for s in &subs {
+        assert!(top.contains(&format!("rtmpsniff\\-{s}(1)")), "{s}");
+    }
+    let o = rtmpsniff(&["man", "nosuch"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no manual page for \"nosuch\""));
 }
 
 /// Many short sessions that end in another order than they began: the report (its
