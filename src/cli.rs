@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use rtmpsniff::Config;
 use rtmpsniff::capture::{LiveOptions, live};
 use rtmpsniff::rtmp::Role;
-use rtmpsniff::sink::Selection;
+use rtmpsniff::sink::{Endpoint, Pattern, Selection};
 
 use crate::live_cmd::LiveArgs;
 
@@ -16,7 +16,8 @@ use crate::live_cmd::LiveArgs;
 #[command(
     name = "rtmpsniff",
     version,
-    about = "Recover RTMP audio/video from network captures as FLV files, without joining the session"
+    about = "Recover RTMP audio/video from network captures as FLV files, without joining the session",
+    after_help = crate::man::after_help("")
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -26,16 +27,19 @@ pub struct Cli {
 /// Which streams to keep (the others are neither written nor reported).
 #[derive(clap::Args, Clone, Debug, Default)]
 struct SelectArgs {
-    /// Only streams whose name matches this glob (also tried on the name without its query
-    /// string, and on APP/NAME).
+    /// Only streams whose name matches this glob (`*`, `?`, `[ab]`, `[!0-9]`, `{a,b}`, `\`
+    /// escapes; also tried on the name without its query string, and on APP/NAME).
     #[arg(long = "stream", value_name = "GLOB")]
     stream: Option<String>,
     /// Only streams of an application matching this glob.
     #[arg(long, value_name = "GLOB")]
     app: Option<String>,
-    /// Only streams of this client (IP or IP:PORT).
+    /// Only streams of this client (IP, IP:PORT or [IPv6]:PORT).
     #[arg(long, value_name = "ADDR")]
     client: Option<String>,
+    /// Only streams of this server (IP, IP:PORT or [IPv6]:PORT).
+    #[arg(long, value_name = "ADDR")]
+    server: Option<String>,
     /// Only published or only played streams.
     #[arg(long, value_enum)]
     direction: Option<RoleArg>,
@@ -50,7 +54,7 @@ enum RoleArg {
 impl SelectArgs {
     /// What a live run keeps: with `--stdout`, the stream `--stream` names goes to the pipe
     /// and every stream the other options keep to files.
-    fn live_selection(&self, stdout: bool) -> Selection {
+    fn live_selection(&self, stdout: bool) -> Result<Selection, String> {
         SelectArgs {
             stream: if stdout { None } else { self.stream.clone() },
             ..self.clone()
@@ -58,16 +62,23 @@ impl SelectArgs {
         .selection()
     }
 
-    fn selection(&self) -> Selection {
-        Selection {
-            stream: self.stream.clone(),
-            app: self.app.clone(),
-            client: self.client.clone(),
+    /// The selection, or the one line that says which option is wrong and why.
+    fn selection(&self) -> Result<Selection, String> {
+        let endpoint = |flag: &str, text: &Option<String>| {
+            text.as_deref()
+                .map(|t| Endpoint::parse(t).map_err(|e| format!("{flag} {t}: {e}")))
+                .transpose()
+        };
+        Ok(Selection {
+            stream: pattern("--stream", &self.stream)?,
+            app: pattern("--app", &self.app)?,
+            client: endpoint("--client", &self.client)?,
+            server: endpoint("--server", &self.server)?,
             direction: self.direction.map(|d| match d {
                 RoleArg::Publish => Role::Publish,
                 RoleArg::Play => Role::Play,
             }),
-        }
+        })
     }
 }
 
@@ -78,6 +89,25 @@ struct LimitArgs {
     /// open_files=64`; names and defaults as in README's Limits table (suffixes K, M, G).
     #[arg(long = "limit", value_name = "NAME=VALUE")]
     set: Vec<String>,
+}
+
+/// A glob option, compiled, or the line that says why it is not a glob.
+fn pattern(flag: &str, text: &Option<String>) -> Result<Option<Pattern>, String> {
+    text.as_deref()
+        .map(|t| Pattern::new(t).map_err(|e| format!("{flag} {t}: {e}")))
+        .transpose()
+}
+
+/// How much a run says: the same two options, with the same meaning, for read, list and live.
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+struct TalkArgs {
+    /// Print nothing but errors and warnings (no summary, table or JSON, no progress or
+    /// status line): the exit status and the files say what was found.
+    #[arg(short, long, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Also print each connection's warnings, gaps and lock-ons.
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 /// Keys for RTMPS.
@@ -94,7 +124,7 @@ struct TlsArgs {
 enum Command {
     /// Read saved captures (pcap, pcapng) and write every RTMP stream found as an FLV file.
     #[command(
-        after_help = "Examples:\n  rtmpsniff read capture.pcap -o out\n  rtmpsniff read part1.pcapng part2.pcapng --port 1935 --port 19350 -o out\n  tcpdump -w - port 1935 | rtmpsniff read - -o out\n\nExit status: 0 streams found, 1 no RTMP in the input, 2 an input or the output could not be used\n(with several inputs, the readable ones are still read)."
+        after_help = crate::man::after_help("read")
     )]
     Read {
         /// Capture files, read as one timeline; `-` reads standard input.
@@ -116,12 +146,8 @@ enum Command {
         tls: TlsArgs,
         #[command(flatten)]
         limits: LimitArgs,
-        /// Print nothing but errors (no summary, no progress bar).
-        #[arg(short, long)]
-        quiet: bool,
-        /// Also print each connection's warnings, gaps and lock-ons.
-        #[arg(short, long)]
-        verbose: bool,
+        #[command(flatten)]
+        talk: TalkArgs,
         /// Put each file's SHA-256 in the report (reads every file back once it is finished:
         /// about as much work again as the rest of the run).
         #[arg(long)]
@@ -130,7 +156,7 @@ enum Command {
     /// Say what is in captures (connections, streams, codecs, sizes, gaps) without writing
     /// anything.
     #[command(
-        after_help = "Examples:\n  rtmpsniff list capture.pcap\n  rtmpsniff list --json capture.pcapng | jq '.connections[].streams[].name'\n  rtmpsniff list --direction publish --any-port big.pcap"
+        after_help = crate::man::after_help("list")
     )]
     List {
         /// Capture files, read as one timeline; `-` reads standard input.
@@ -151,24 +177,37 @@ enum Command {
         /// Print the inventory as JSON (the report's format) instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        talk: TalkArgs,
     },
-    /// Print the manual page (roff) generated from this command line.
-    Man,
+    /// Print a manual page (roff) generated from this command line, or write them all.
+    #[command(after_help = crate::man::after_help("man"))]
+    Man {
+        /// The subcommand whose page to print (read, list, live, interfaces, man,
+        /// completions); without it, rtmpsniff(1).
+        #[arg(value_name = "SUBCOMMAND")]
+        page: Option<String>,
+        /// Write every page (rtmpsniff.1, rtmpsniff-read.1, ...) into this folder instead.
+        #[arg(long, value_name = "DIR", conflicts_with = "page")]
+        dir: Option<PathBuf>,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = crate::man::after_help("completions"))]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
     /// Capture on a network interface and write every RTMP stream as an FLV file while it runs.
     #[command(
-        after_help = "Examples:\n  rtmpsniff live -i eth0 -o out\n  rtmpsniff live -i any --port 1935 --port 19350 --duration 600 --write-pcap out.pcap\n  rtmpsniff live -i eth0 -f 'host 192.0.2.7 and tcp port 1935' -o out\n  rtmpsniff live -i eth0 --stdout --stream cam1 | ffplay -\n\nFiles are flushed every second and on each keyframe; a stream that ends is closed at once.\nCtrl-C or SIGTERM stops cleanly: files finalised, report.json written, exit 0.\nExit status 2: the interface, the filter, the privileges or the output could not be used."
+        after_help = crate::man::after_help("live")
     )]
     Live {
-        /// Interface to capture on (`rtmpsniff interfaces` lists them; `any` is all of them).
+        /// Interface to capture on, by name or by the number `live -D` gives it (`any` is
+        /// all of them).
         #[arg(short, long, required_unless_present = "list")]
         interface: Option<String>,
-        /// List the interfaces and exit.
-        #[arg(long)]
+        /// List the interfaces, numbered as tcpdump -D numbers them, and exit.
+        #[arg(short = 'D', long = "list-interfaces", visible_alias = "list")]
         list: bool,
         /// Folder for the FLV files and report.json (created if missing; nothing in it is
         /// ever replaced).
@@ -210,11 +249,11 @@ enum Command {
         /// Put each file's SHA-256 in the report (worked out once the file is finished).
         #[arg(long)]
         sha256: bool,
-        /// Print nothing but errors.
-        #[arg(short, long)]
-        quiet: bool,
+        #[command(flatten)]
+        talk: TalkArgs,
     },
-    /// List the network interfaces `live` can capture on.
+    /// List the network interfaces `live` can capture on, numbered (as `live -D`).
+    #[command(after_help = crate::man::after_help("interfaces"))]
     Interfaces,
 }
 
@@ -223,7 +262,11 @@ pub enum Mode {
     /// `read` and `list`.
     Read(ReadArgs),
     Live(LiveArgs),
-    Man,
+    /// A manual page on standard output ("" the top one), or every page into a folder.
+    Man {
+        page: String,
+        dir: Option<PathBuf>,
+    },
     Completions(clap_complete::Shell),
     Interfaces,
 }
@@ -250,7 +293,13 @@ pub enum ReadOut {
         sha256: bool,
     },
     /// `list`: nothing written; the inventory on standard output, as a table or JSON.
-    Inventory { json: bool },
+    Inventory {
+        json: bool,
+        /// Print nothing but errors.
+        quiet: bool,
+        /// The table with each connection's warnings, gaps and lock-ons.
+        verbose: bool,
+    },
 }
 
 /// The one place a [`Config`] is made from the command line.
@@ -286,13 +335,12 @@ impl Cli {
                 select,
                 tls,
                 limits,
-                quiet,
-                verbose,
+                talk: TalkArgs { quiet, verbose },
                 sha256,
             } => Mode::Read(ReadArgs {
                 captures,
                 config: config(ports, any_port, &limits)?,
-                selection: select.selection(),
+                selection: select.selection()?,
                 keylogs: tls.keylogs,
                 out: ReadOut::Folder {
                     dir: output,
@@ -309,14 +357,22 @@ impl Cli {
                 tls,
                 limits,
                 json,
+                talk: TalkArgs { quiet, verbose },
             } => Mode::Read(ReadArgs {
                 captures,
                 config: config(ports, any_port, &limits)?,
-                selection: select.selection(),
+                selection: select.selection()?,
                 keylogs: tls.keylogs,
-                out: ReadOut::Inventory { json },
+                out: ReadOut::Inventory {
+                    json,
+                    quiet,
+                    verbose,
+                },
             }),
-            Command::Man => Mode::Man,
+            Command::Man { page, dir } => Mode::Man {
+                page: page.unwrap_or_default(),
+                dir,
+            },
             Command::Completions { shell } => Mode::Completions(shell),
             Command::Interfaces | Command::Live { list: true, .. } => Mode::Interfaces,
             Command::Live {
@@ -334,7 +390,7 @@ impl Cli {
                 tls,
                 limits,
                 write_pcap,
-                quiet,
+                talk: TalkArgs { quiet, verbose },
                 sha256,
             } => {
                 let duration = run_time(duration)?;
@@ -361,9 +417,14 @@ impl Cli {
                     },
                     keylogs: tls.keylogs,
                     duration,
-                    selection: select.live_selection(stdout),
-                    stdout_stream: if stdout { select.stream } else { None },
+                    selection: select.live_selection(stdout)?,
+                    stdout_stream: if stdout {
+                        pattern("--stream", &select.stream)?
+                    } else {
+                        None
+                    },
                     quiet,
+                    verbose,
                     sha256,
                 })
             }

@@ -18,6 +18,8 @@ use rtmpsniff::sink::report::{Report, StreamReport, TextKind};
 use rtmpsniff::sink::{self, FlvSink};
 use rtmpsniff::{Config, Driver, Output, OutputSink, Pipeline};
 
+use crate::term::{Part, StatusLine};
+
 /// How often files (and the `--write-pcap` file) are flushed and the status line redrawn.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -29,25 +31,28 @@ pub struct LiveArgs {
     pub keylogs: Vec<PathBuf>,
     pub duration: Option<Duration>,
     /// `--stdout --stream NAME`: the stream written to standard output.
-    pub stdout_stream: Option<String>,
+    pub stdout_stream: Option<rtmpsniff::sink::Pattern>,
     /// Which streams are kept at all (`--app`, `--client`, `--direction`).
     pub selection: rtmpsniff::sink::Selection,
     pub quiet: bool,
+    /// The summary with each connection's warnings, gaps and lock-ons.
+    pub verbose: bool,
     /// SHA-256 of each finished file in the report.
     pub sha256: bool,
 }
 
-/// Print the devices libpcap can capture on.
+/// Print the devices libpcap can capture on, numbered from 1 in libpcap's order as
+/// `tcpdump -D` numbers them (`live -i N` takes the number).
 pub fn list_interfaces() -> Result<u8> {
     let list = match live::interfaces() {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("rtmpsniff: {e}");
+            say!("rtmpsniff: {e}");
             return Ok(super::EXIT_BAD_INPUT);
         }
     };
     let mut out = std::io::stdout().lock();
-    for i in list {
+    for (n, i) in list.into_iter().enumerate() {
         let mut flags = Vec::new();
         if i.up {
             flags.push("up");
@@ -58,25 +63,54 @@ pub fn list_interfaces() -> Result<u8> {
         if i.loopback {
             flags.push("loopback");
         }
-        write!(out, "{:<16} {:<22}", i.name, flags.join(","))?;
+        let mut line = format!(
+            "{:<20} {:<22}",
+            format!("{}.{}", n + 1, i.name),
+            flags.join(",")
+        );
         if !i.addresses.is_empty() {
-            write!(out, " {}", i.addresses.join(" "))?;
+            line.push_str(&format!(" {}", i.addresses.join(" ")));
         }
         if let Some(d) = i.description {
-            write!(out, "  ({d})")?;
+            line.push_str(&format!("  ({d})"));
         }
-        writeln!(out)?;
+        writeln!(out, "{}", line.trim_end())?;
     }
+    out.flush()?;
     Ok(super::EXIT_OK)
 }
 
+/// The interface `-i` names: itself, or, when it is a number and no interface has that name,
+/// the interface `live -D` lists with that number (as tcpdump's `-i` takes `-D`'s numbers).
+fn interface_named(given: &str) -> Result<String, String> {
+    let Ok(n) = given.parse::<usize>() else {
+        return Ok(given.to_string());
+    };
+    let list = live::interfaces().map_err(|e| e.to_string())?;
+    if list.iter().any(|i| i.name == given) {
+        return Ok(given.to_string());
+    }
+    match n.checked_sub(1).and_then(|k| list.get(k)) {
+        Some(i) => Ok(i.name.clone()),
+        None => Err(format!(
+            "no interface number {n}: there are {} (`rtmpsniff live -D` lists them)",
+            list.len()
+        )),
+    }
+}
+
 /// Lines for the user: on standard output, or standard error when standard output carries the
-/// FLV. A status line, when shown, is cleared first and redrawn at the next tick.
+/// FLV, printed above the status line when it shows. Standard error that cannot be written
+/// loses its lines; standard output whose reader went away stops the run (cleanly, as
+/// Ctrl-C does).
 struct Console {
     to_stderr: bool,
     quiet: bool,
-    status: bool,
-    status_shown: bool,
+    verbose: bool,
+    /// The status line, on a terminal's standard error unless quiet.
+    status: Option<StatusLine>,
+    /// Standard output's reader went away.
+    stdout_gone: bool,
 }
 
 impl Console {
@@ -84,58 +118,93 @@ impl Console {
         if self.quiet {
             return;
         }
-        self.clear_status();
+        self.text(&format!("{s}\n"));
+    }
+
+    /// Text where the console's lines go, above the status line.
+    fn text(&mut self, s: &str) {
+        match self.status.take() {
+            Some(status) => {
+                status.suspend(|| self.write(s));
+                self.status = Some(status);
+            }
+            None => self.write(s),
+        }
+    }
+
+    fn write(&mut self, s: &str) {
         if self.to_stderr {
-            eprintln!("{s}");
-        } else {
-            println!("{s}");
+            let _ = std::io::stderr().lock().write_all(s.as_bytes());
+        } else if !self.stdout_gone {
+            let mut out = std::io::stdout().lock();
+            if out
+                .write_all(s.as_bytes())
+                .and_then(|_| out.flush())
+                .is_err()
+            {
+                self.stdout_gone = true;
+            }
         }
     }
 
+    /// Take the status line away for good.
     fn clear_status(&mut self) {
-        if self.status_shown {
-            eprint!("\r\x1b[2K");
-            self.status_shown = false;
-        }
-    }
-
-    fn status(&mut self, s: &str) {
-        if self.status {
-            eprint!("\r\x1b[2K{s}");
-            let _ = std::io::stderr().flush();
-            self.status_shown = true;
+        if let Some(s) = self.status.take() {
+            s.clear();
         }
     }
 }
 
-/// The status line: what is open and seen, the capture rate over the last tick, and the
-/// kernel's drop counters (a drop is a gap in some stream).
-fn status_line(
+/// The status line's parts: the time running, what is open and seen, the capture rate over
+/// the last tick, and the kernel's drop counters (a drop is a gap in some stream), each with
+/// shorter forms for a narrow terminal; the time and the drops are never left out.
+fn status_parts(
     elapsed: Duration,
     conns: (u64, u64),
     streams: (usize, u64),
     bits_per_second: f64,
     packets: u64,
     kernel: Option<KernelStats>,
-) -> String {
+) -> Vec<Part> {
     let secs = elapsed.as_secs();
-    let drops = match kernel {
-        Some(k) => format!("kernel drops {} (interface {})", k.dropped, k.if_dropped),
-        None => "kernel drops ?".into(),
+    let time = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    let (drops, short) = match kernel {
+        Some(k) => (
+            format!("kernel drops {} (interface {})", k.dropped, k.if_dropped),
+            format!("drops {}+{}", k.dropped, k.if_dropped),
+        ),
+        None => ("kernel drops ?".into(), "drops ?".into()),
     };
-    format!(
-        "{:02}:{:02}:{:02}  connections {} open/{} seen  streams {} open/{} seen  {:.2} Mbit/s  {} packets  {}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        conns.0,
-        conns.1,
-        streams.0,
-        streams.1,
-        bits_per_second / 1e6,
-        packets,
-        drops
-    )
+    let rate = format!("{:.2} Mbit/s", bits_per_second / 1e6);
+    vec![
+        Part::new(0, &[&time]),
+        Part::new(
+            3,
+            &[
+                &format!("connections {} open/{} seen", conns.0, conns.1),
+                &format!("conns {}/{}", conns.0, conns.1),
+                "",
+            ],
+        ),
+        Part::new(
+            2,
+            &[
+                &format!("streams {} open/{} seen", streams.0, streams.1),
+                &format!("streams {}/{}", streams.0, streams.1),
+                "",
+            ],
+        ),
+        Part::new(4, &[&rate, &rate, ""]),
+        Part::new(
+            5,
+            &[
+                &format!("{packets} packets"),
+                &format!("{packets} pkts"),
+                "",
+            ],
+        ),
+        Part::new(1, &[&drops, &short]),
+    ]
 }
 
 fn describe_start(o: &Output) -> Option<String> {
@@ -286,8 +355,13 @@ fn live_flv_sink(args: &LiveArgs) -> Result<FlvSink> {
         sink = sink.with_pipe(sel, Box::new(std::io::stdout()));
     }
     // Ended connections' reports wait in a file, not in memory, however long the run.
-    sink.spool_in(output, TextKind::Summary { verbose: false })
-        .with_context(cannot)?;
+    sink.spool_in(
+        output,
+        TextKind::Summary {
+            verbose: args.verbose,
+        },
+    )
+    .with_context(cannot)?;
     Ok(sink)
 }
 
@@ -305,24 +379,11 @@ fn stop_on_signals() -> Result<Arc<AtomicBool>> {
 pub fn run(mut args: LiveArgs) -> Result<u8> {
     let stop = stop_on_signals()?;
     if let Some(note) = rtmpsniff::sink::fit_open_files(&mut args.config.limits) {
-        eprintln!("rtmpsniff: {note}");
-    }
-    match rtmpsniff::sink::resolve_output_dir(&args.output) {
-        Ok((real, note)) => {
-            if let Some(n) = note {
-                eprintln!("rtmpsniff: {n}");
-            }
-            args.output = real;
-        }
-        Err(e) => {
-            let shown = args.output.display();
-            eprintln!("rtmpsniff: cannot use output folder {shown}: {e}");
-            return Ok(super::EXIT_BAD_INPUT);
-        }
+        say!("rtmpsniff: {note}");
     }
     let piping = args.stdout_stream.is_some();
     if piping && std::io::stdout().is_terminal() {
-        eprintln!(
+        say!(
             "rtmpsniff: --stdout writes binary FLV: send it to a pipe or a file (e.g. `| ffplay -`)"
         );
         return Ok(super::EXIT_BAD_INPUT);
@@ -330,24 +391,47 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
     let mut keylogs = match KeyLogs::open(&args.keylogs) {
         Ok(k) => k,
         Err(e) => {
-            eprintln!("rtmpsniff: {e}");
+            say!("rtmpsniff: {e}");
             return Ok(super::EXIT_BAD_INPUT);
         }
     };
+    let mut args = args;
+    match interface_named(&args.capture.interface) {
+        Ok(name) => args.capture.interface = name,
+        Err(e) => {
+            say!("rtmpsniff: {e}");
+            return Ok(super::EXIT_BAD_INPUT);
+        }
+    }
     let mut cap = match LiveCapture::open(&args.capture) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("rtmpsniff: {e}");
+            say!("rtmpsniff: {e}");
             return Ok(super::EXIT_BAD_INPUT);
         }
     };
+    // The folder is made (and a link to it resolved) once the capture could start.
+    match rtmpsniff::sink::resolve_output_dir(&args.output) {
+        Ok((real, note)) => {
+            if let Some(n) = note {
+                say!("rtmpsniff: {n}");
+            }
+            args.output = real;
+        }
+        Err(e) => {
+            let shown = args.output.display();
+            say!("rtmpsniff: cannot use output folder {shown}: {e}");
+            return Ok(super::EXIT_BAD_INPUT);
+        }
+    }
     let sink = LiveSink {
         flv: live_flv_sink(&args)?,
         console: Console {
             to_stderr: piping,
             quiet: args.quiet,
-            status: !args.quiet && std::io::stderr().is_terminal(),
-            status_shown: false,
+            verbose: args.verbose,
+            status: None,
+            stdout_gone: false,
         },
         start: Instant::now(),
         ended_conns: 0,
@@ -355,7 +439,7 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
         output: args.output.clone(),
     };
     if !args.quiet {
-        eprintln!(
+        say!(
             "rtmpsniff: listening on {} ({}), filter \"{}\", {}promiscuous; Ctrl-C stops",
             args.capture.interface,
             cap.link_type_name(),
@@ -364,6 +448,9 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
         );
     }
     let mut driver = Driver::new(Pipeline::new(args.config.clone()), sink);
+    if !args.quiet {
+        driver.sink.console.status = StatusLine::text();
+    }
     keylogs.poll(&mut driver.pipeline);
     let capture_error = capture_loop(&mut cap, &mut driver, &mut keylogs, &stop, args.duration)?;
     // Stop: every connection is flushed and closed, every file finalised, then the report.
@@ -382,8 +469,9 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
     sink.finish().map_err(|e| write_err(output, e))?;
     let mut hits = pipeline.stats().limit_hits;
     hits.add(&sink.limit_hits);
+    let (selecting, seen) = (!args.selection.is_empty(), sink.seen());
     let mut report = Report {
-        tool: format!("rtmpsniff {}", env!("CARGO_PKG_VERSION")),
+        run: super::run_info(),
         inputs: vec![input],
         input_errors: Vec::new(),
         stats: pipeline.stats(),
@@ -393,21 +481,36 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
     let path = sink::write_report(output, &mut |w| report.write_json(w))
         .map_err(|e| write_err(output, e))?;
     if !args.quiet {
-        print_summary(&mut report, kernel, &path, piping);
+        print_summary(&mut console, &mut report, kernel, &path);
     }
     if let Some(e) = capture_error {
-        eprintln!(
-            "rtmpsniff: capture stopped: {e}; the files and the report hold what came before"
-        );
+        say!("rtmpsniff: capture stopped: {e}; the files and the report hold what came before");
         return Ok(super::EXIT_BAD_INPUT);
+    }
+    if console.stdout_gone {
+        return Err(super::stdout_gone());
+    }
+    if report.connections.is_empty() {
+        let input = format!("live:{}", args.capture.interface);
+        let ports = &args.config.ports;
+        say!(
+            "rtmpsniff: {}",
+            super::nothing_found(selecting, seen, &[input], ports)
+        );
+        return Ok(super::EXIT_NO_RTMP);
     }
     Ok(super::EXIT_OK)
 }
 
 /// The run's summary, the kernel's counters and where the report is: on standard output,
 /// or on standard error when standard output is the pipe.
-fn print_summary(report: &mut Report, kernel: Option<KernelStats>, path: &Path, piping: bool) {
-    let mut text = report.summary(false);
+fn print_summary(
+    console: &mut Console,
+    report: &mut Report,
+    kernel: Option<KernelStats>,
+    path: &Path,
+) {
+    let mut text = report.summary(console.verbose);
     if let Some(k) = kernel {
         text.push_str(&format!(
             "kernel: {} packets received by filter, {} dropped by kernel, {} dropped by interface\n",
@@ -415,11 +518,7 @@ fn print_summary(report: &mut Report, kernel: Option<KernelStats>, path: &Path, 
         ));
     }
     text.push_str(&format!("report: {}\n", path.display()));
-    if piping {
-        eprint!("{text}");
-    } else {
-        print!("{text}");
-    }
+    console.text(&text);
 }
 
 /// Capture until a signal, the `--duration`, the end of the piped stream, or an error of the
@@ -441,6 +540,7 @@ fn capture_loop(
         if stop.load(Ordering::SeqCst)
             || deadline.is_some_and(|d| Instant::now() >= d)
             || driver.sink.flv.pipe_done()
+            || driver.sink.console.stdout_gone
         {
             return Ok(None);
         }
@@ -463,13 +563,13 @@ fn capture_loop(
             .hand_over()
             .map_err(|e| write_err(output, e))?;
         cap.flush()?;
-        if driver.sink.console.status {
+        if driver.sink.console.status.is_some() {
             let stats = driver.pipeline.stats();
             let secs = now.duration_since(last_tick.0).as_secs_f64();
             let bytes = stats.bytes - last_tick.1;
             last_tick = (now, stats.bytes);
             let s = &driver.sink;
-            let line = status_line(
+            let parts = status_parts(
                 now - start,
                 (stats.connections - s.ended_conns, stats.connections),
                 (s.flv.open_streams(), s.streams_seen),
@@ -477,7 +577,9 @@ fn capture_loop(
                 stats.frames,
                 cap.kernel_stats(),
             );
-            driver.sink.console.status(&line);
+            if let Some(status) = &driver.sink.console.status {
+                status.set(&parts);
+            }
         }
     }
 }
@@ -485,10 +587,10 @@ fn capture_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::term::fit;
 
-    #[test]
-    fn status_line_shows_drops() {
-        let s = status_line(
+    fn parts() -> Vec<Part> {
+        status_parts(
             Duration::from_secs(3725),
             (2, 5),
             (1, 3),
@@ -499,10 +601,29 @@ mod tests {
                 dropped: 7,
                 if_dropped: 0,
             }),
-        );
+        )
+    }
+
+    #[test]
+    fn status_line_shows_drops() {
         assert_eq!(
-            s,
+            fit(&parts(), 200),
             "01:02:05  connections 2 open/5 seen  streams 1 open/3 seen  2.50 Mbit/s  1234 packets  kernel drops 7 (interface 0)"
         );
+    }
+
+    #[test]
+    fn status_line_fits_80_columns_with_everything_in_it() {
+        let line = fit(&parts(), 80);
+        assert_eq!(
+            line,
+            "01:02:05  conns 2/5  streams 1/3  2.50 Mbit/s  1234 pkts  drops 7+0"
+        );
+        for width in 0..200 {
+            assert!(
+                fit(&parts(), width).chars().count() < width.max(1),
+                "{width}"
+            );
+        }
     }
 }

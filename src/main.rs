@@ -1,9 +1,19 @@
 //! The `rtmpsniff` command line.
 
+/// A line on standard error (`eprintln!` without its panic): a closed or broken standard
+/// error loses the line and stops nothing, as a tool's messages must not stop its work.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::say_line(format_args!($($arg)*))
+    };
+}
+
 mod cli;
 mod live_cmd;
+mod man;
+mod term;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -11,8 +21,8 @@ use clap::Parser;
 
 use rtmpsniff::capture::{FileSet, InputReport};
 use rtmpsniff::config::LimitReport;
-use rtmpsniff::sink::report::{Report, TextKind};
-use rtmpsniff::sink::{self, FlvSink};
+use rtmpsniff::sink::report::{Report, Run, TextKind};
+use rtmpsniff::sink::{self, FlvSink, Seen};
 use rtmpsniff::transport::tls::{KeyLog, KeysFrom};
 use rtmpsniff::{Driver, Pipeline};
 
@@ -20,7 +30,7 @@ use cli::{Cli, Mode, ReadArgs, ReadOut};
 
 /// Exit statuses.
 pub(crate) const EXIT_OK: u8 = 0;
-const EXIT_NO_RTMP: u8 = 1;
+pub(crate) const EXIT_NO_RTMP: u8 = 1;
 pub(crate) const EXIT_BAD_INPUT: u8 = 2;
 
 /// Keep freed memory for the next allocations instead of handing it back to the system.
@@ -41,22 +51,73 @@ fn tune_allocator() {
     }
 }
 
+/// When the run began (the wall clock), for the report.
+static STARTED: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+
+/// Seconds since the epoch now, by the wall clock.
+fn wall_clock() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The run as the report says it: the command line, when it began and now.
+pub(crate) fn run_info() -> Run {
+    Run {
+        command_line: std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        start_time: *STARTED.get_or_init(wall_clock),
+        end_time: wall_clock(),
+    }
+}
+
 fn main() -> ExitCode {
+    STARTED.get_or_init(wall_clock);
     tune_allocator();
     match run() {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if is_broken_pipe(&e) {
-                return ExitCode::from(EXIT_OK);
+                die_of_sigpipe();
             }
-            eprintln!("rtmpsniff: {e:#}");
+            say!("rtmpsniff: {e:#}");
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }
 }
 
-/// A progress bar over the bytes of the inputs (a spinner when one is standard input).
-fn progress_bar(captures: &[String]) -> indicatif::ProgressBar {
+pub(crate) fn say_line(line: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Standard output's reader went away (`rtmpsniff list x.pcap | head -1`): end as `cat`,
+/// `grep` and the other filters do, silently, by SIGPIPE (the shell says 141). Rust ignores
+/// SIGPIPE so that a write fails instead; whatever the run had to write elsewhere (files,
+/// report.json) is written by then.
+fn die_of_sigpipe() -> ! {
+    let _ = std::io::stderr().flush();
+    // SAFETY: restoring a signal's default action and raising it have no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    // Not reached: SIGPIPE's default action ends the process.
+    std::process::exit(128 + libc::SIGPIPE)
+}
+
+/// The error for standard output gone, which `main` ends the process with (see
+/// [`die_of_sigpipe`]).
+pub(crate) fn stdout_gone() -> anyhow::Error {
+    std::io::Error::from(std::io::ErrorKind::BrokenPipe).into()
+}
+
+/// A progress bar over the bytes of the inputs (a spinner when one is standard input), for a
+/// `read` that is not quiet, when standard error is a terminal.
+fn progress_for(out: &ReadOut, captures: &[String]) -> Option<term::StatusLine> {
+    if !matches!(out, ReadOut::Folder { quiet: false, .. }) {
+        return None;
+    }
     let total: Option<u64> = captures
         .iter()
         .map(|c| {
@@ -65,17 +126,40 @@ fn progress_bar(captures: &[String]) -> indicatif::ProgressBar {
                 .flatten()
         })
         .sum();
-    let bar = match total {
-        Some(t) => indicatif::ProgressBar::new(t).with_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}  {msg}",
-            )
-            .expect("a valid template"),
-        ),
-        None => indicatif::ProgressBar::new_spinner(),
+    term::StatusLine::progress(total)
+}
+
+/// The text after read's progress bar, its parts shortened or left out on a narrow terminal:
+/// bytes read (of how many), the rate, the time left, the connections so far.
+fn progress_parts(
+    bar: &term::StatusLine,
+    bytes: u64,
+    total: Option<u64>,
+    conns: u64,
+) -> Vec<term::Part> {
+    use indicatif::{HumanBytes, HumanDuration};
+    let read = match total {
+        Some(t) => format!("{}/{}", HumanBytes(bytes), HumanBytes(t)),
+        None => format!("{} read", HumanBytes(bytes)),
     };
-    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
-    bar
+    let rate = format!("{}/s", HumanBytes(bar.per_sec() as u64));
+    let eta = match total {
+        Some(_) => format!("eta {}", HumanDuration(bar.eta())),
+        None => String::new(),
+    };
+    vec![
+        term::Part::new(0, &[&read]),
+        term::Part::new(2, &[&rate, ""]),
+        term::Part::new(1, &[&eta, ""]),
+        term::Part::new(
+            3,
+            &[
+                &format!("{conns} connections"),
+                &format!("{conns} conns"),
+                "",
+            ],
+        ),
+    ]
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -86,24 +170,66 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn run() -> Result<u8> {
-    let mode = match Cli::parse().lower() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version go to standard output; a usage error to standard error.
+            let to_stdout = !e.use_stderr();
+            if e.print().is_err() && to_stdout {
+                return Err(stdout_gone());
+            }
+            return Ok(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    let mode = match cli.lower() {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("rtmpsniff: {e}");
+            say!("rtmpsniff: {e}");
             return Ok(EXIT_BAD_INPUT);
         }
     };
     match mode {
         Mode::Read(args) => read(args),
         Mode::Live(args) => live_cmd::run(args),
-        Mode::Man => {
+        Mode::Man { page, dir } => {
             let cmd = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(cmd).render(&mut std::io::stdout().lock())?;
-            Ok(EXIT_OK)
+            match dir {
+                Some(dir) => match man::write_all(&cmd, &dir) {
+                    Ok(paths) => {
+                        let mut out = std::io::stdout().lock();
+                        for p in paths {
+                            writeln!(out, "{}", p.display())?;
+                        }
+                        Ok(EXIT_OK)
+                    }
+                    Err(e) => {
+                        say!(
+                            "rtmpsniff: writing the manual pages into {}: {e}",
+                            dir.display()
+                        );
+                        Ok(EXIT_BAD_INPUT)
+                    }
+                },
+                None => match man::page(&cmd, &page) {
+                    Ok(roff) => {
+                        std::io::stdout().lock().write_all(&roff)?;
+                        Ok(EXIT_OK)
+                    }
+                    Err(e) => {
+                        say!(
+                            "rtmpsniff: {e} (pages: read, list, live, interfaces, man, completions)"
+                        );
+                        Ok(EXIT_BAD_INPUT)
+                    }
+                },
+            }
         }
         Mode::Completions(shell) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "rtmpsniff", &mut std::io::stdout().lock());
+            // Into memory first: clap_complete panics on a write that fails.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "rtmpsniff", &mut script);
+            std::io::stdout().lock().write_all(&script)?;
             Ok(EXIT_OK)
         }
         Mode::Interfaces => live_cmd::list_interfaces(),
@@ -127,7 +253,7 @@ fn read(args: ReadArgs) -> Result<u8> {
     // Every input that cannot be used gets one line; the others are read all the same.
     let (mut files, open_errors) = FileSet::open_each(&captures);
     for e in &open_errors {
-        eprintln!("rtmpsniff: {e}");
+        say!("rtmpsniff: {e}");
     }
     if open_errors.len() == captures.len() {
         return Ok(EXIT_BAD_INPUT);
@@ -136,19 +262,19 @@ fn read(args: ReadArgs) -> Result<u8> {
         match sink::resolve_output_dir(dir) {
             Ok((real, note)) => {
                 if let Some(n) = note {
-                    eprintln!("rtmpsniff: {n}");
+                    say!("rtmpsniff: {n}");
                 }
                 *dir = real;
             }
             Err(e) => {
-                eprintln!("rtmpsniff: cannot use output folder {}: {e}", dir.display());
+                say!("rtmpsniff: cannot use output folder {}: {e}", dir.display());
                 return Ok(EXIT_BAD_INPUT);
             }
         }
     }
     let mut config = config;
     if let Some(note) = sink::fit_open_files(&mut config.limits) {
-        eprintln!("rtmpsniff: {note}");
+        say!("rtmpsniff: {note}");
     }
     let limits = config.limits.clone();
     let ports = config.ports.clone();
@@ -161,13 +287,14 @@ fn read(args: ReadArgs) -> Result<u8> {
     let mut keys = match read_keylogs(&keylogs) {
         Ok(k) => k,
         Err(e) => {
-            eprintln!("rtmpsniff: {e}");
+            say!("rtmpsniff: {e}");
             return Ok(EXIT_BAD_INPUT);
         }
     };
     for s in files.decryption_secrets() {
         keys.merge(&KeyLog::parse(s, KeysFrom::PcapngBlock));
     }
+    let selecting = !selection.is_empty();
     let sink = read_sink(&out, &limits)?.with_selection(selection);
     let mut driver = Driver::new(Pipeline::new(config), sink);
     driver.pipeline.add_keys(&keys);
@@ -184,14 +311,15 @@ fn read(args: ReadArgs) -> Result<u8> {
                 d.sink.write_pending()?;
                 if let Some(p) = &progress {
                     p.set_position(bytes);
-                    p.set_message(format!("{} connections", d.pipeline.stats().connections));
+                    let conns = d.pipeline.stats().connections;
+                    p.set(&progress_parts(p, bytes, p.total(), conns));
                 }
             }
             Ok(())
         })
         .map_err(write_err)?;
     if let Some(p) = &progress {
-        p.finish_and_clear();
+        p.clear();
     }
     let inputs = files.reports();
     warn_of_read_errors(&inputs);
@@ -201,8 +329,9 @@ fn read(args: ReadArgs) -> Result<u8> {
     hits.add(&sink.limit_hits);
     let limits_report = hits.report(&limits);
     warn_of_limits(&limits_report);
+    let seen = sink.seen();
     let mut report = Report {
-        tool: format!("rtmpsniff {}", env!("CARGO_PKG_VERSION")),
+        run: run_info(),
         inputs,
         input_errors: open_errors.iter().map(|e| e.to_string()).collect(),
         stats: pipeline.stats(),
@@ -214,13 +343,37 @@ fn read(args: ReadArgs) -> Result<u8> {
         return Ok(EXIT_BAD_INPUT);
     }
     if report.connections.is_empty() {
-        eprintln!(
-            "rtmpsniff: no RTMP found in {} (ports {ports:?}; try --port or --any-port)",
-            captures.join(", "),
+        say!(
+            "rtmpsniff: {}",
+            nothing_found(selecting, seen, &captures, &ports)
         );
         return Ok(EXIT_NO_RTMP);
     }
     Ok(EXIT_OK)
+}
+
+/// Why a run found nothing to report: the selection matched nothing the input held, or the
+/// input held no RTMP where it was looked for.
+pub(crate) fn nothing_found(
+    selecting: bool,
+    seen: Seen,
+    inputs: &[String],
+    ports: &[u16],
+) -> String {
+    if selecting && seen.connections > 0 {
+        format!(
+            "no stream matches the selection ({} RTMP connection{}, {} stream{} in the input)",
+            seen.connections,
+            if seen.connections == 1 { "" } else { "s" },
+            seen.streams,
+            if seen.streams == 1 { "" } else { "s" },
+        )
+    } else {
+        format!(
+            "no RTMP found in {} (ports {ports:?}; try --port or --any-port)",
+            inputs.join(", "),
+        )
+    }
 }
 
 /// The `--tls-keylog` files, read whole (a megabyte at a time: the key log bounds what it
@@ -244,21 +397,11 @@ pub(crate) fn read_keylogs(paths: &[std::path::PathBuf]) -> Result<KeyLog, Strin
     Ok(keys)
 }
 
-/// A progress bar, for a `read` that is not quiet, on a terminal.
-fn progress_for(out: &ReadOut, captures: &[String]) -> Option<indicatif::ProgressBar> {
-    match out {
-        ReadOut::Folder { quiet: false, .. } if std::io::stderr().is_terminal() => {
-            Some(progress_bar(captures))
-        }
-        _ => None,
-    }
-}
-
 /// One line for each input whose reading stopped at an error.
 fn warn_of_read_errors(inputs: &[InputReport]) {
     for i in inputs {
         if let Some(e) = &i.error {
-            eprintln!(
+            say!(
                 "rtmpsniff: warning: {}: {e}; the packets before it were used",
                 i.path
             );
@@ -274,7 +417,7 @@ fn warn_of_limits(limits: &[LimitReport]) {
         .map(|l| format!("{} ({}) {} times", l.name, l.value, l.hits))
         .collect();
     if !reached.is_empty() {
-        eprintln!(
+        say!(
             "rtmpsniff: warning: limits reached: {}; see the report",
             reached.join(", ")
         );
@@ -301,9 +444,9 @@ fn read_sink(out: &ReadOut, limits: &rtmpsniff::Limits) -> Result<FlvSink> {
                 .with_context(cannot)?;
             sink
         }
-        ReadOut::Inventory { .. } => {
+        ReadOut::Inventory { verbose, .. } => {
             let mut sink = FlvSink::inventory();
-            let _ = sink.spool_in(&std::env::temp_dir(), TextKind::Table);
+            let _ = sink.spool_in(&std::env::temp_dir(), TextKind::Table { verbose: *verbose });
             sink
         }
     })
@@ -327,11 +470,12 @@ fn print_report(report: &mut Report, out: &ReadOut) -> Result<()> {
                 writeln!(stdout, "report: {}", path.display())?;
             }
         }
-        ReadOut::Inventory { json: true } => {
+        ReadOut::Inventory { quiet: true, .. } => {}
+        ReadOut::Inventory { json: true, .. } => {
             report.write_json(&mut stdout)?;
             stdout.write_all(b"\n")?;
         }
-        ReadOut::Inventory { json: false } => report.write_table(&mut stdout)?,
+        ReadOut::Inventory { verbose, .. } => report.write_table(&mut stdout, *verbose)?,
     }
     stdout.flush()?;
     Ok(())

@@ -30,14 +30,28 @@ impl Dir {
     }
 }
 
-/// A connection's number within the run: 0 for the first one seen, counting up in the order
-/// they began (the report's `id`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
+/// A connection's index within the run: 0 for the first one seen, counting up in the order
+/// they began. People see it as a number from 1 (the report's `id`, `list`'s `#N`, the
+/// summary's `connection #N`): that is what it displays and serialises as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct ConnId(pub u64);
+
+impl ConnId {
+    /// The number people see: 1 for the first connection.
+    pub fn number(self) -> u64 {
+        self.0 + 1
+    }
+}
 
 impl std::fmt::Display for ConnId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        self.number().fmt(f)
+    }
+}
+
+impl Serialize for ConnId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.number())
     }
 }
 

@@ -540,7 +540,9 @@ impl StreamClock {
         if let Some(g) = self.gap.take() {
             let lost = self.rebuild(&g);
             if std::env::var_os("RTMPSNIFF_TIMING_DEBUG").is_some() {
-                eprintln!(
+                use std::io::Write as _;
+                let _ = writeln!(
+                    std::io::stderr().lock(),
                     "gap: free {:?} first {:?} before {:?} bounds [{}, {}] held {} -> {:?} periods {:?} {:?}",
                     g.free,
                     g.first,

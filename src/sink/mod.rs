@@ -30,7 +30,7 @@ use lend::Lending;
 use queue::WriteQueue;
 use report::{ConnectionReport, ConnectionSummary, Connections, StreamReport, TextKind};
 use select::file_stem;
-pub use select::{Selection, glob};
+pub use select::{Endpoint, Pattern, Selection};
 use stream::{StreamOut, Tick};
 use target::{Pipe, Target};
 use waiting::Waiting;
@@ -40,6 +40,14 @@ use waiting::Waiting;
 /// stream has a batch to write (or at a flush), not for every tag: 300 concurrent streams
 /// with 256 open files had cost a million reopens.
 pub const SUSPENDED_BYTES: usize = 32 << 20;
+
+/// RTMP connections and streams the input held, whatever the selection kept (what a run
+/// says when its selection matched nothing).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Seen {
+    pub connections: u64,
+    pub streams: u64,
+}
 
 /// Writes one FLV file per stream into a folder and gathers the report.
 pub struct FlvSink {
@@ -52,6 +60,8 @@ pub struct FlvSink {
     pipe: Option<Pipe>,
     flush_on_keyframes: bool,
     selection: Selection,
+    /// What the input held, whatever the selection kept.
+    seen: Seen,
     /// Decoder configurations to lend to streams that joined mid-stream without theirs.
     lending: Lending,
     /// Count and describe only: no file is written (`rtmpsniff list`).
@@ -93,6 +103,7 @@ impl FlvSink {
             pipe: None,
             flush_on_keyframes: false,
             selection: Selection::default(),
+            seen: Seen::default(),
             lending: Lending::default(),
             dry: false,
             next_suffix: HashMap::new(),
@@ -109,8 +120,9 @@ impl FlvSink {
     }
 
     /// Write the first stream that `selector` names to `out` instead of a file. The selector is
-    /// the stream name as the report shows it, `APP/NAME`, or the name without its query string.
-    pub fn with_pipe(mut self, selector: &str, out: Box<dyn Write + Send>) -> Self {
+    /// matched against the stream name as the report shows it, `APP/NAME`, and the name
+    /// without its query string.
+    pub fn with_pipe(mut self, selector: &Pattern, out: Box<dyn Write + Send>) -> Self {
         self.pipe = Some(Pipe::new(selector, out));
         self
     }
@@ -373,17 +385,18 @@ impl FlvSink {
             client,
             app,
             stream,
+            server,
             msid,
             role,
             name,
             mid_stream,
-            ..
         } = o
         else {
             return;
         };
+        self.seen.streams += 1;
         let (key, app, name) = (StreamKey { conn, stream }, app.as_deref(), name.as_deref());
-        if !self.selection.keeps(app, name, client, role) {
+        if !self.selection.keeps(app, name, (client, server), role) {
             return;
         }
         let base_name = file_stem(app, name, msid, client, role);
@@ -452,6 +465,13 @@ impl FlvSink {
         timing: &[(u32, crate::rtmp::timing::TimingReport)],
     ) -> io::Result<()> {
         let id = summary.id;
+        // What the report would list without a selection.
+        if summary.is_rtmp
+            || self.finished.contains_key(&id)
+            || self.streams.keys().any(|k| k.conn == id)
+        {
+            self.seen.connections += 1;
+        }
         // Streams still open when their connection ended (should not happen: the
         // session ends them), closed here all the same.
         let open: Vec<StreamKey> = self
@@ -467,7 +487,7 @@ impl FlvSink {
         streams.sort_by_key(|(sid, _)| *sid);
         for (sid, r) in &mut streams {
             if let Some((_, t)) = timing.iter().find(|(s, _)| s == sid) {
-                r.timing = Some(report::StreamTiming::new(t, r.first_timestamp));
+                r.timing = Some(report::StreamTiming::new(t, r.first_timestamp_ms));
             }
         }
         // With a selection, a connection is reported for the streams it kept.
@@ -502,6 +522,11 @@ impl FlvSink {
         let sha256 = self.hashing.is_some();
         self.lending.finish(&self.dir, self.waiting.end(), sha256)?;
         self.waiting.finish(self.hashing.as_mut())
+    }
+
+    /// RTMP connections and streams the input held, whatever the selection kept.
+    pub fn seen(&self) -> Seen {
+        self.seen
     }
 
     /// The connections seen, in the order they began (all in memory: a sink without a spool).
@@ -577,7 +602,7 @@ mod tests {
         let pipe = Shared::default();
         let mut sink = FlvSink::new(&dir)
             .unwrap()
-            .with_pipe("live/cam1", Box::new(pipe.clone()))
+            .with_pipe(&Pattern::new("live/cam1").unwrap(), Box::new(pipe.clone()))
             .flush_on_keyframes(true);
         sink.handle(started(1, b"other")).unwrap();
         sink.handle(started(2, b"cam1?token=x")).unwrap();

@@ -19,10 +19,12 @@ use super::naming::escape;
 
 mod spool;
 mod text;
+mod time;
 mod transport;
 
 pub use spool::Spool;
 use text::{summary_of, table_of};
+pub use time::{iso8601, iso8601_us};
 pub use transport::{RtmptReport, TlsReport};
 
 /// Where a direction was locked onto without a handshake (mid-stream start or after a gap).
@@ -52,8 +54,12 @@ pub struct ConnectionSummary {
     pub id: ConnId,
     pub client: String,
     pub server: String,
-    pub first_seen: f64,
-    pub last_seen: f64,
+    /// Packet times of its first and last packets, seconds since the epoch, and the same in
+    /// ISO 8601 (UTC) for people.
+    pub first_time: f64,
+    pub last_time: f64,
+    pub first_time_utc: Option<String>,
+    pub last_time_utc: Option<String>,
     pub first_frame: u64,
     pub last_frame: u64,
     /// "seen", "missing" or "partial".
@@ -135,8 +141,10 @@ impl ConnectionSummary {
             id: f.id,
             client: f.client.to_string(),
             server: f.server.to_string(),
-            first_seen: f.first_seen,
-            last_seen: f.last_seen,
+            first_time: f.first_seen,
+            last_time: f.last_seen,
+            first_time_utc: iso8601_us(f.first_seen),
+            last_time_utc: iso8601_us(f.last_seen),
             first_frame: f.first_frame,
             last_frame: f.last_frame,
             handshake,
@@ -289,8 +297,9 @@ pub struct StreamReport {
     pub audio_frames: u64,
     pub keyframes: u64,
     pub script_tags: u64,
-    pub first_timestamp: Option<u32>,
-    pub last_timestamp: Option<u32>,
+    /// RTMP timestamps (ms) of the first and last media message.
+    pub first_timestamp_ms: Option<u32>,
+    pub last_timestamp_ms: Option<u32>,
     pub duration_ms: u64,
     pub first_frame: Option<u64>,
     pub last_frame: Option<u64>,
@@ -325,8 +334,8 @@ pub struct StreamTiming {
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct LostTime {
     /// File times (ms) of the last frame before the gap and the first after it.
-    pub start: i64,
-    pub end: i64,
+    pub start_ms: i64,
+    pub end_ms: i64,
     /// Frames whose headers were lost, per kind, and the ms put back for them.
     pub audio_frames: u32,
     pub video_frames: u32,
@@ -351,8 +360,8 @@ impl StreamTiming {
                 .lost
                 .iter()
                 .map(|l| LostTime {
-                    start: file(l.start),
-                    end: file(l.end),
+                    start_ms: file(l.start),
+                    end_ms: file(l.end),
                     audio_frames: l.frames[0],
                     video_frames: l.frames[1],
                     audio_ms: l.ms[0],
@@ -369,8 +378,8 @@ impl StreamReport {
     /// far, the tag's RTMP timestamp and time in the file, and its capture frame.
     pub fn record(&mut self, bytes: u64, timestamp: u32, file_time: u32, frame: u64) {
         self.bytes = bytes;
-        self.first_timestamp.get_or_insert(timestamp);
-        self.last_timestamp = Some(timestamp);
+        self.first_timestamp_ms.get_or_insert(timestamp);
+        self.last_timestamp_ms = Some(timestamp);
         self.duration_ms = self.duration_ms.max(file_time as u64);
         self.first_frame.get_or_insert(frame);
         self.last_frame = Some(frame);
@@ -384,10 +393,25 @@ pub struct ConnectionReport {
     pub streams: Vec<StreamReport>,
 }
 
+/// The version of report.json's layout, `schema_version` in it and in
+/// `schema/report.schema.json`: raised whenever a field is renamed, removed or changes its
+/// meaning (1 was the layout before the field existed).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The run a report is of, as the binary saw it: its command line and wall-clock times.
+#[derive(Clone, Debug, Default)]
+pub struct Run {
+    pub command_line: Vec<String>,
+    /// When the run began and ended, seconds since the epoch (the wall clock, not packet
+    /// time).
+    pub start_time: f64,
+    pub end_time: f64,
+}
+
 /// The whole report. It is written with [`Report::write_json`], which streams the
 /// connections out of their spool.
 pub struct Report {
-    pub tool: String,
+    pub run: Run,
     pub inputs: Vec<InputReport>,
     /// Inputs that could not be read at all, one line each.
     pub input_errors: Vec<String>,
@@ -400,11 +424,38 @@ pub struct Report {
 /// The report's fields other than the connections, as they go into the JSON.
 #[derive(Serialize)]
 struct Head<'a> {
-    tool: &'a str,
-    inputs: &'a [InputReport],
+    schema_version: u32,
+    tool: &'static str,
+    tool_version: &'static str,
+    command_line: &'a [String],
+    start_time: f64,
+    start_time_utc: Option<String>,
+    end_time: f64,
+    end_time_utc: Option<String>,
+    inputs: Vec<Input<'a>>,
     input_errors: &'a [String],
     stats: &'a Stats,
     limits: &'a [LimitReport],
+}
+
+/// An input as the report shows it: what the capture stage counted, and its first and last
+/// packet times in ISO 8601 (UTC) for people.
+#[derive(Serialize)]
+struct Input<'a> {
+    #[serde(flatten)]
+    input: &'a InputReport,
+    first_time_utc: Option<String>,
+    last_time_utc: Option<String>,
+}
+
+impl<'a> Input<'a> {
+    fn new(input: &'a InputReport) -> Self {
+        Input {
+            input,
+            first_time_utc: input.first_time.and_then(iso8601_us),
+            last_time_utc: input.last_time.and_then(iso8601_us),
+        }
+    }
 }
 
 /// The finished connections' reports, in the order the connections began.
@@ -439,8 +490,8 @@ impl Connections {
 pub enum TextKind {
     /// The summary `read` and `live` print ([`summary_of`]).
     Summary { verbose: bool },
-    /// The inventory table `list` prints ([`table_of`]).
-    Table,
+    /// The inventory table `list` prints ([`table_of`]); `verbose` as for the summary.
+    Table { verbose: bool },
 }
 
 impl TextKind {
@@ -448,7 +499,7 @@ impl TextKind {
     fn render(self, c: &ConnectionReport) -> String {
         match self {
             TextKind::Summary { verbose } => summary_of(c, verbose),
-            TextKind::Table => table_of(c),
+            TextKind::Table { verbose } => table_of(c, verbose),
         }
     }
 }
@@ -469,9 +520,17 @@ fn write_indented(out: &mut dyn Write, json: &[u8], depth: usize) -> io::Result<
 impl Report {
     /// The report as JSON (pretty), the connections streamed from their spool.
     pub fn write_json(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        let run = &self.run;
         let head = serde_json::to_string_pretty(&Head {
-            tool: &self.tool,
-            inputs: &self.inputs,
+            schema_version: SCHEMA_VERSION,
+            tool: env!("CARGO_PKG_NAME"),
+            tool_version: env!("CARGO_PKG_VERSION"),
+            command_line: &run.command_line,
+            start_time: run.start_time,
+            start_time_utc: iso8601_us(run.start_time),
+            end_time: run.end_time,
+            end_time_utc: iso8601_us(run.end_time),
+            inputs: self.inputs.iter().map(Input::new).collect(),
             input_errors: &self.input_errors,
             stats: &self.stats,
             limits: &self.limits,
@@ -502,15 +561,7 @@ impl Report {
 
     /// Each connection's text (what `text` names), in the order they began.
     fn write_texts(&mut self, out: &mut dyn Write, text: TextKind) -> io::Result<()> {
-        let table = text == TextKind::Table;
-        let mut n = 0usize;
-        let mut each = |t: &[u8]| -> io::Result<()> {
-            n += 1;
-            if table {
-                write!(out, "#{n}")?;
-            }
-            out.write_all(t)
-        };
+        let mut each = |t: &[u8]| -> io::Result<()> { out.write_all(t) };
         match &mut self.connections {
             Connections::Memory(v) => {
                 for c in v.iter() {
@@ -540,9 +591,11 @@ impl Report {
         )
     }
 
-    /// The inventory `rtmpsniff list` prints: a line per connection and a row per stream.
-    pub fn write_table(&mut self, out: &mut dyn Write) -> io::Result<()> {
-        self.write_texts(out, TextKind::Table)?;
+    /// The inventory `rtmpsniff list` prints: a line per connection and a row per stream;
+    /// `verbose` adds each connection's warnings, gaps and lock-ons (a spooled report has the
+    /// text it was spooled with).
+    pub fn write_table(&mut self, out: &mut dyn Write, verbose: bool) -> io::Result<()> {
+        self.write_texts(out, TextKind::Table { verbose })?;
         writeln!(
             out,
             "{} RTMP connection(s), {} stream(s) in {} packets",

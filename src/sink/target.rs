@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::flv::TagOut;
 use super::queue::QueuedFile;
-use super::select::selects;
+use super::select::Pattern;
 use crate::flow::StreamKey;
 
 /// Where one stream's FLV goes.
@@ -72,7 +72,7 @@ impl Seek for Target {
 
 /// The one stream that goes to a pipe instead of a file (`--stdout --stream NAME`).
 pub(super) struct Pipe {
-    selector: String,
+    selector: Pattern,
     /// Taken by the stream once it is chosen.
     pub(super) out: Option<Box<dyn Write + Send>>,
     chosen: Option<StreamKey>,
@@ -81,9 +81,9 @@ pub(super) struct Pipe {
 }
 
 impl Pipe {
-    pub(super) fn new(selector: &str, out: Box<dyn Write + Send>) -> Self {
+    pub(super) fn new(selector: &Pattern, out: Box<dyn Write + Send>) -> Self {
         Pipe {
-            selector: selector.to_string(),
+            selector: selector.clone(),
             out: Some(out),
             chosen: None,
             done: false,
@@ -97,7 +97,7 @@ impl Pipe {
         app: Option<&[u8]>,
         name: Option<&[u8]>,
     ) -> bool {
-        let take = self.chosen.is_none() && selects(&self.selector, app, name);
+        let take = self.chosen.is_none() && self.selector.selects(app, name);
         if take {
             self.chosen = Some(key);
         }

@@ -4,6 +4,7 @@
 //! skipped. Every process and namespace a test makes is removed by a guard, even on failure.
 
 use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -710,10 +711,247 @@ fn interfaces_are_listed() {
     let r = rtmpsniff(&["interfaces"]);
     assert_eq!(r.status.code(), Some(0));
     let text = String::from_utf8_lossy(&r.stdout);
+    // Numbered from 1, in libpcap's order (tcpdump -D's).
+    for (n, l) in text.lines().enumerate() {
+        assert!(l.starts_with(&format!("{}.", n + 1)), "{text}");
+        assert_eq!(l, l.trim_end());
+    }
     assert!(
-        text.lines()
-            .any(|l| l.starts_with("lo ") && l.contains("loopback")),
+        text.lines().any(|l| l
+            .split_whitespace()
+            .next()
+            .is_some_and(|w| w.ends_with(".lo"))
+            && l.contains("loopback")),
         "{text}"
     );
-    assert_eq!(rtmpsniff(&["live", "--list"]).stdout, r.stdout);
+    for same in [
+        &["live", "--list"][..],
+        &["live", "-D"],
+        &["live", "--list-interfaces"],
+    ] {
+        assert_eq!(rtmpsniff(same).stdout, r.stdout, "{same:?}");
+    }
+    let tcpdump = Command::new("tcpdump").arg("-D").output();
+    require("tcpdump is not installed", tcpdump.is_ok());
+    let tcpdump = tcpdump.unwrap();
+    // The same numbers as tcpdump's ("N.NAME" first on each line).
+    let numbered = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        numbered(&text),
+        numbered(&String::from_utf8_lossy(&tcpdump.stdout))
+    );
+}
+
+/// `-i N` takes the number `live -D` gives an interface; a number no interface has is
+/// refused; a capture that saw no RTMP exits 1 as `read` does, its report written.
+#[test]
+fn live_takes_an_interface_number_and_exits_1_without_rtmp() {
+    lab_ready(&[]);
+    let list = rtmpsniff(&["live", "-D"]);
+    let list = String::from_utf8_lossy(&list.stdout);
+    let lo = list
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .find_map(|w| w.strip_suffix(".lo"))
+        .expect("lo is listed")
+        .to_string();
+    let dir = temp_dir("live-number");
+    let out = dir.join("o");
+    // A port nothing uses: nothing is captured.
+    let port = free_port().to_string();
+    let r = rtmpsniff(&[
+        "live",
+        "-i",
+        &lo,
+        "--port",
+        &port,
+        "--duration",
+        "1",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{err}");
+    assert!(err.contains("listening on lo "), "{err}");
+    assert!(
+        err.contains(&format!("no RTMP found in live:lo (ports [{port}];")),
+        "{err}"
+    );
+    let report = read_json(&out.join("report.json"));
+    assert_eq!(report["inputs"][0]["path"], "live:lo");
+    assert_eq!(report["connections"].as_array().unwrap().len(), 0);
+
+    let n = list.lines().count() + 1;
+    let r = rtmpsniff(&[
+        "live",
+        "-i",
+        &n.to_string(),
+        "-o",
+        dir.join("p").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{err}");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "rtmpsniff: no interface number {n}: there are {} (`rtmpsniff live -D` lists them)",
+            n - 1
+        )
+    );
+    assert!(!dir.join("p").exists());
+}
+
+/// Tests that replay a sample onto `lo` (port 1935, which no other test captures) take turns:
+/// each would see the other's packets.
+static REPLAYING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Replay a sample capture onto `lo` as fast as it goes (the packets' addresses are not local,
+/// so nothing on the machine answers them).
+fn replay_on_lo(sample: &str) {
+    let cap = root().join("samples").join(sample).join("capture.pcap");
+    run_ok(
+        Command::new("tcpreplay")
+            .args(["-q", "-i", "lo", "--topspeed"])
+            .arg(&cap),
+    );
+}
+
+/// Whether process `pid` has a packet socket open (libpcap's, on Linux): it is capturing.
+fn capturing(pid: u32) -> bool {
+    let packet = std::fs::read_to_string("/proc/net/packet").unwrap_or_default();
+    let inodes: Vec<&str> = packet
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(8))
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|l| {
+            let l = l.to_string_lossy();
+            l.strip_prefix("socket:[")
+                .and_then(|r| r.strip_suffix(']'))
+                .is_some_and(|i| inodes.contains(&i))
+        })
+    })
+}
+
+/// `rtmpsniff live -i lo ARGS` (default port 1935), with its standard output and error, once
+/// it captures.
+fn start_replay_live(g: &mut Guard, args: &[&str], stdout: Stdio, stderr: Stdio) -> u32 {
+    let pid = g.spawn(
+        Command::new(env!("CARGO_BIN_EXE_rtmpsniff"))
+            .args(["live", "-i", "lo"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr),
+    );
+    wait_until(Duration::from_secs(10), "rtmpsniff to capture", || {
+        capturing(pid)
+    });
+    pid
+}
+
+/// `live -v` adds each connection's lock-ons and warnings to its summary as `read -v` does;
+/// `live -q` says nothing at all; `-q -v` is refused.
+#[test]
+fn live_quiet_and_verbose_mean_what_they_mean_for_read() {
+    lab_ready(&[("tcpreplay", "-V")]);
+    let _turn = REPLAYING.lock().unwrap_or_else(|e| e.into_inner());
+    let mut g = Guard::default();
+    let dir = temp_dir("live-talk");
+    let sample = root().join("samples/netns-midstream/capture.pcap");
+    let read = rtmpsniff(
+        &["read", sample.to_str().unwrap(), "-v", "-o"]
+            .iter()
+            .copied()
+            .chain([dir.join("read").to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(read.status.code(), Some(0));
+    let details = |text: &str| -> Vec<String> {
+        let mut d: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("    lock-on: ") || l.starts_with("    warning: "))
+            .map(|l| l.split(" (frame").next().unwrap().to_string())
+            .collect();
+        d.sort();
+        d
+    };
+    let want = details(&String::from_utf8_lossy(&read.stdout));
+    assert!(!want.is_empty());
+
+    let out = dir.join("v");
+    let live = start_replay_live(
+        &mut g,
+        &["-v", "--duration", "4", "-o", out.to_str().unwrap()],
+        std::fs::File::create(dir.join("v.out")).unwrap().into(),
+        Stdio::null(),
+    );
+    replay_on_lo("netns-midstream");
+    let st = g.wait(live, Duration::from_secs(20), "rtmpsniff live -v");
+    assert_eq!(st.code(), Some(0));
+    let text = std::fs::read_to_string(dir.join("v.out")).unwrap();
+    // Frame numbers differ (the live capture is numbered from its own start).
+    assert_eq!(details(&text), want, "{text}");
+
+    let out = dir.join("q");
+    let live = start_replay_live(
+        &mut g,
+        &["-q", "--duration", "4", "-o", out.to_str().unwrap()],
+        std::fs::File::create(dir.join("q.out")).unwrap().into(),
+        std::fs::File::create(dir.join("q.err")).unwrap().into(),
+    );
+    replay_on_lo("netns-midstream");
+    let st = g.wait(live, Duration::from_secs(20), "rtmpsniff live -q");
+    assert_eq!(st.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(dir.join("q.out")).unwrap(), "");
+    assert_eq!(std::fs::read_to_string(dir.join("q.err")).unwrap(), "");
+    let report = read_json(&out.join("report.json"));
+    assert_eq!(report["connections"].as_array().unwrap().len(), 4);
+
+    let r = rtmpsniff(&["live", "-i", "lo", "-q", "-v"]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("cannot be used with"));
+}
+
+/// Standard output's reader going away stops a live run as Ctrl-C does (files finished,
+/// report written), and it then ends by SIGPIPE like any filter, without a panic.
+#[test]
+fn live_with_standard_output_gone_stops_cleanly() {
+    lab_ready(&[("tcpreplay", "-V")]);
+    let _turn = REPLAYING.lock().unwrap_or_else(|e| e.into_inner());
+    let mut g = Guard::default();
+    let dir = temp_dir("live-epipe");
+    let out = dir.join("o");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let live = start_replay_live(
+        &mut g,
+        &["--duration", "30", "-o", out.to_str().unwrap()],
+        writer.into(),
+        std::fs::File::create(dir.join("err")).unwrap().into(),
+    );
+    replay_on_lo("netns-midstream");
+    // It stops at its first line for standard output, long before --duration.
+    let st = g.wait(live, Duration::from_secs(15), "rtmpsniff live, stdout gone");
+    let err = std::fs::read_to_string(dir.join("err")).unwrap();
+    assert_eq!(st.signal(), Some(libc::SIGPIPE), "{st:?}: {err}");
+    assert!(
+        err.contains("listening on") && !err.contains("panick"),
+        "{err}"
+    );
+    let report = read_json(&out.join("report.json"));
+    let conns = report["connections"].as_array().unwrap();
+    assert!(!conns.is_empty());
+    for f in only_flv(&out) {
+        assert!(flv::parse(&std::fs::read(&f).unwrap()).is_some(), "{f:?}");
+    }
 }

@@ -61,7 +61,18 @@ fn run_variant(capture: &Path, dir: &Path) -> Verdict {
     if code != 2 {
         let report = out.join("report.json");
         match std::fs::read(&report) {
-            Ok(b) if serde_json::from_slice::<serde_json::Value>(&b).is_ok() => {}
+            Ok(b) => match serde_json::from_slice::<serde_json::Value>(&b) {
+                Ok(r) => {
+                    let errors = schema_errors(&r);
+                    if !errors.is_empty() {
+                        return Verdict::Bad(format!(
+                            "report.json does not follow the schema: {}",
+                            errors.join("; ")
+                        ));
+                    }
+                }
+                Err(_) => return Verdict::Bad("no readable report.json".into()),
+            },
             _ => return Verdict::Bad("no readable report.json".into()),
         }
     }

@@ -179,7 +179,7 @@ fn list_and_report_show_each_rtmpt_session_as_tshark_counts_it() {
             "{}",
             String::from_utf8_lossy(&o.stderr)
         );
-        let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let listed = report_json(&o.stdout);
         check_sessions(sample, "rtmpt", &listed, &seen);
 
         let out = temp_dir(sample);
@@ -217,7 +217,7 @@ fn rtmpt_is_read_on_the_ports_given_or_with_any_port() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let listed = report_json(&o.stdout);
     let mut got: Vec<(String, usize)> = listed["connections"]
         .as_array()
         .unwrap()
@@ -268,7 +268,7 @@ fn rtmpts_sessions_come_out_of_tls_bit_exact_and_stay_encrypted_without_keys() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let listed = report_json(&o.stdout);
     check_sessions(sample, "rtmpts", &listed, &seen);
 
     let out = temp_dir(sample);

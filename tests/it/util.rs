@@ -152,8 +152,51 @@ pub fn assert_bit_exact(label: &str, truth: &Media, got: &Media, file: &Path) {
     ffmpeg_decodes_cleanly(file).unwrap();
 }
 
+/// A JSON file; a report (`report.json`, `report-2.json`, ...) must follow the schema
+/// ([`report_json`]).
 pub fn read_json(path: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    let data = std::fs::read(path).unwrap();
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    if name.starts_with("report") && name.ends_with(".json") {
+        return report_json(&data);
+    }
+    serde_json::from_slice(&data).unwrap()
+}
+
+/// schema/report.schema.json, compiled once.
+fn report_schema() -> &'static jsonschema::Validator {
+    static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let text = std::fs::read(root().join("schema/report.schema.json")).unwrap();
+        let schema: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        jsonschema::draft202012::new(&schema).expect("schema/report.schema.json is a schema")
+    })
+}
+
+/// Where `report` departs from schema/report.schema.json, one line each (none: it follows).
+pub fn schema_errors(report: &serde_json::Value) -> Vec<String> {
+    report_schema()
+        .iter_errors(report)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
+}
+
+/// A report (report.json or `list --json`), parsed and checked against the schema: every
+/// report a test makes goes through here.
+pub fn report_json(data: &[u8]) -> serde_json::Value {
+    let report: serde_json::Value = serde_json::from_slice(data).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}",
+            String::from_utf8_lossy(&data[..data.len().min(200)])
+        )
+    });
+    let errors = schema_errors(&report);
+    assert!(
+        errors.is_empty(),
+        "the report does not follow schema/report.schema.json:\n{}",
+        errors.join("\n")
+    );
+    report
 }
 
 /// `rtmpsniff read CAPTURE -o OUT -q` that must succeed; its report.

@@ -1,32 +1,12 @@
 //! The report in words: a connection's lines in the summary `read` prints and in the
 //! inventory `list` prints.
 
+use super::time::iso8601;
 use super::{ConnectionReport, ConnectionSummary, StreamReport};
 
-/// UTC time of day and date for seconds since the epoch (`2026-11-25 04:37:17.123`).
+/// A packet time for a table: ISO 8601 in UTC to the millisecond, or `?`.
 fn utc(t: f64) -> String {
-    if !t.is_finite() || t < 0.0 {
-        return "?".into();
-    }
-    let secs = t.floor() as i64;
-    let ms = ((t - t.floor()) * 1000.0) as u32;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + (m <= 2) as i64;
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{ms:03}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    iso8601(t, 3).unwrap_or_else(|| "?".into())
 }
 
 fn codecs(st: &StreamReport) -> String {
@@ -76,13 +56,35 @@ fn encryption(m: &ConnectionSummary) -> String {
     .to_string()
 }
 
+/// A connection's gaps, lock-ons and warnings, a line each (what `-v` adds).
+fn details(m: &ConnectionSummary) -> String {
+    let mut s = String::new();
+    for g in &m.gaps {
+        s.push_str(&format!(
+            "    gap: {} bytes {} at stream offset {} (frame {}): {}\n",
+            g.len, g.direction, g.offset, g.frame, g.reason
+        ));
+    }
+    for l in &m.locks {
+        s.push_str(&format!(
+            "    lock-on: {} at stream offset {} (frame {}), {} bytes skipped, chunk size {}\n",
+            l.direction, l.offset, l.frame, l.skipped_bytes, l.chunk_size
+        ));
+    }
+    for w in &m.warnings {
+        s.push_str(&format!("    warning: {w}\n"));
+    }
+    s
+}
+
 /// A connection's lines in the summary `read` prints; `verbose` adds its warnings, gaps and
 /// lock-ons.
 pub(super) fn summary_of(c: &ConnectionReport, verbose: bool) -> String {
     let mut s = String::new();
     let m = &c.summary;
     s.push_str(&format!(
-        "connection {} -> {}  app={}  handshake={}{}{}\n",
+        "connection #{} {} -> {}  app={}  handshake={}{}{}\n",
+        m.id,
         m.client,
         m.server,
         m.app.as_deref().unwrap_or("?"),
@@ -99,21 +101,7 @@ pub(super) fn summary_of(c: &ConnectionReport, verbose: bool) -> String {
         ));
     }
     if verbose {
-        for g in &m.gaps {
-            s.push_str(&format!(
-                "    gap: {} bytes {} at stream offset {} (frame {}): {}\n",
-                g.len, g.direction, g.offset, g.frame, g.reason
-            ));
-        }
-        for l in &m.locks {
-            s.push_str(&format!(
-                "    lock-on: {} at stream offset {} (frame {}), {} bytes skipped, chunk size {}\n",
-                l.direction, l.offset, l.frame, l.skipped_bytes, l.chunk_size
-            ));
-        }
-        for w in &m.warnings {
-            s.push_str(&format!("    warning: {w}\n"));
-        }
+        s.push_str(&details(m));
     }
     for st in &c.streams {
         s.push_str(&format!(
@@ -136,18 +124,19 @@ pub(super) fn summary_of(c: &ConnectionReport, verbose: bool) -> String {
     s
 }
 
-/// A connection's lines in the inventory `list` prints, without its number (the first line
-/// starts with the space that follows it).
-pub(super) fn table_of(c: &ConnectionReport) -> String {
+/// A connection's lines in the inventory `list` prints, the first with its number; `verbose`
+/// adds its warnings, gaps and lock-ons after that line.
+pub(super) fn table_of(c: &ConnectionReport, verbose: bool) -> String {
     let mut s = String::new();
     let m = &c.summary;
     s.push_str(&format!(
-        " {} -> {}  {} .. {} ({:.1} s)  app={}  tcUrl={}  handshake={}{}{}{}\n",
+        "#{} {} -> {}  {} .. {} ({:.1} s)  app={}  tcUrl={}  handshake={}{}{}{}\n",
+        m.id,
         m.client,
         m.server,
-        utc(m.first_seen),
-        utc(m.last_seen),
-        (m.last_seen - m.first_seen).max(0.0),
+        utc(m.first_time),
+        utc(m.last_time),
+        (m.last_time - m.first_time).max(0.0),
         m.app.as_deref().unwrap_or("?"),
         m.tc_url.as_deref().unwrap_or("?"),
         m.handshake,
@@ -163,6 +152,9 @@ pub(super) fn table_of(c: &ConnectionReport) -> String {
             )
         },
     ));
+    if verbose {
+        s.push_str(&details(m));
+    }
     if c.streams.is_empty() {
         return s;
     }
@@ -203,16 +195,4 @@ pub(super) fn table_of(c: &ConnectionReport) -> String {
         s.push_str(&format!("   {}\n", line.join("  ").trim_end()));
     }
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::utc;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0.0), "1970-01-01 00:00:00.000");
-        assert_eq!(utc(1_764_045_437.25), "2025-11-25 04:37:17.250");
-        assert_eq!(utc(951_782_400.0), "2000-02-29 00:00:00.000");
-    }
 }
