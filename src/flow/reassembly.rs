@@ -76,6 +76,10 @@ pub struct Reassembler {
     pub stats: ReassemblyStats,
 }
 
+/// What keeping one out-of-order segment costs beyond its bytes (see [`Reassembler::memory`]):
+/// counted low, 1,000,000 one-byte segments under a 64 MiB budget had taken 1.8 times it.
+const SEGMENT_OVERHEAD: usize = 112;
+
 impl Reassembler {
     pub fn new(max_bytes: usize, max_segments: usize) -> Self {
         Reassembler {
@@ -118,9 +122,10 @@ impl Reassembler {
     }
 
     /// Memory this direction holds, for the global budget: buffered bytes plus what each
-    /// out-of-order segment costs to keep (map node and allocation).
+    /// out-of-order segment costs to keep (its share of a map node and its allocation's
+    /// header and rounding: measured at about 97 bytes a segment with the system allocator).
     pub fn memory(&self) -> usize {
-        self.held.capacity() + self.ooo_bytes + self.ooo.len() * 64
+        self.held.capacity() + self.ooo_bytes + self.ooo.len() * SEGMENT_OVERHEAD
     }
 
     /// A SYN from this direction's sender: the stream starts at `seq + 1`.

@@ -411,3 +411,114 @@ fn many_streams_capture() {
     };
     std::fs::write(&path, synthetic::pcap_file(&sessions(&o, n))).unwrap();
 }
+
+/// `n` publishes that each send the first `sent` bytes of a 16 MiB video message and never
+/// the rest: partial messages held to the end of the input.
+fn partial_message_sessions(n: u16, sent: usize) -> Vec<(f64, Vec<u8>)> {
+    let o = Opts {
+        frames: 0,
+        ..Opts::default()
+    };
+    let mut writes = synthetic::publish_session(&o);
+    writes.pop(); // deleteStream
+    let mut c = rtmpsniff::rtmp::ChunkWriter::new(o.chunk_size);
+    let body = vec![0x17u8; (1 << 24) - 1];
+    let mut b = Vec::new();
+    c.write(o.csid_video, 1, 9, 0, &body, &mut b);
+    b.truncate(sent);
+    for piece in b.chunks(1 << 20) {
+        writes.push((rtmpsniff::flow::Dir::ClientToServer, piece.to_vec()));
+    }
+    let each: Vec<Vec<(f64, Vec<u8>)>> = (0..n)
+        .map(|k| {
+            let mut s = Session::new(1935);
+            s.client.set_port(40000 + k);
+            s.frames(&writes, 1400)
+        })
+        .collect();
+    let longest = each.iter().map(Vec::len).max().unwrap_or(0);
+    let mut out = Vec::new();
+    for i in 0..longest {
+        for f in &each {
+            out.extend(f.get(i).cloned());
+        }
+    }
+    out
+}
+
+/// Writes the capture `bench/memory-limit.sh` measures: 64 connections each holding 15 MiB of
+/// a 16 MiB message. Run by hand (ignored), as for `many_streams_capture`.
+#[test]
+#[ignore]
+fn partial_messages_capture() {
+    let path = std::env::var("RTMPSNIFF_CAPTURE").unwrap_or_else(|_| "/tmp/partial.pcap".into());
+    let n: u16 = std::env::var("RTMPSNIFF_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    std::fs::write(
+        &path,
+        synthetic::pcap_file(&partial_message_sessions(n, 15 << 20)),
+    )
+    .unwrap();
+}
+
+/// `n` connections that each send `segments` one-byte segments with a hole before each, never
+/// acknowledged: out-of-order data held to the end (the costliest bytes to keep).
+fn hole_sessions(n: u16, segments: u32) -> Vec<(f64, Vec<u8>)> {
+    use rtmpsniff::flow::Dir;
+    let mut out = Vec::new();
+    let mut t = 1_700_000_000.0;
+    let mut sessions: Vec<Session> = (0..n)
+        .map(|k| {
+            let mut s = Session::new(1935);
+            s.client.set_port(20000 + k);
+            s
+        })
+        .collect();
+    for s in &mut sessions {
+        let (c, v) = (s.isn[0], s.isn[1]);
+        for (dir, seq, ack, flags) in [
+            (Dir::ClientToServer, c, 0, "S"),
+            (Dir::ServerToClient, v, c.wrapping_add(1), "SA"),
+            (
+                Dir::ClientToServer,
+                c.wrapping_add(1),
+                v.wrapping_add(1),
+                "A",
+            ),
+        ] {
+            t += 1e-6;
+            out.push((t, s.packet(dir, seq, ack, flags, &[])));
+        }
+    }
+    for i in 0..segments {
+        for s in &sessions {
+            let seq = s.isn[0].wrapping_add(2 + 2 * i);
+            t += 1e-6;
+            out.push((
+                t,
+                s.packet(
+                    Dir::ClientToServer,
+                    seq,
+                    s.isn[1].wrapping_add(1),
+                    "A",
+                    b"x",
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// Writes the capture `bench/memory-limit.sh` measures for out-of-order segments. Ignored.
+#[test]
+#[ignore]
+fn hole_segments_capture() {
+    let path = std::env::var("RTMPSNIFF_CAPTURE").unwrap_or_else(|_| "/tmp/holes.pcap".into());
+    let n: u16 = std::env::var("RTMPSNIFF_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400);
+    std::fs::write(&path, synthetic::pcap_file(&hole_sessions(n, 8000))).unwrap();
+}
