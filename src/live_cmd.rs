@@ -470,10 +470,15 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
     let mut hits = pipeline.stats().limit_hits;
     hits.add(&sink.limit_hits);
     let (selecting, seen) = (!args.selection.is_empty(), sink.seen());
+    let output_errors = sink.output_errors();
+    for e in &output_errors {
+        say!("rtmpsniff: {e}");
+    }
     let mut report = Report {
         run: super::run_info(),
         inputs: vec![input],
         input_errors: Vec::new(),
+        output_errors,
         stats: pipeline.stats(),
         limits: hits.report(&args.config.limits),
         connections: sink.into_report_connections(),

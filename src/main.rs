@@ -330,16 +330,21 @@ fn read(args: ReadArgs) -> Result<u8> {
     let limits_report = hits.report(&limits);
     warn_of_limits(&limits_report);
     let seen = sink.seen();
+    let output_errors = sink.output_errors();
+    for e in &output_errors {
+        say!("rtmpsniff: {e}");
+    }
     let mut report = Report {
         run: run_info(),
         inputs,
         input_errors: open_errors.iter().map(|e| e.to_string()).collect(),
+        output_errors,
         stats: pipeline.stats(),
         limits: limits_report,
         connections: sink.into_report_connections(),
     };
     print_report(&mut report, &out)?;
-    if !open_errors.is_empty() {
+    if !open_errors.is_empty() || !report.output_errors.is_empty() {
         return Ok(EXIT_BAD_INPUT);
     }
     if report.connections.is_empty() {

@@ -68,6 +68,27 @@ pub fn resolve_output_dir(dir: &Path) -> io::Result<(PathBuf, Option<String>)> {
     Ok((real, Some(note)))
 }
 
+/// `bytes` of space held in `dir` by an unnamed file (or a hidden one unlinked at once), given
+/// back when it is dropped; `None` where the file system cannot hold space that way.
+pub(super) fn ballast(dir: &Path, bytes: u64) -> Option<File> {
+    use std::os::unix::io::AsRawFd;
+    let f = match OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
+    {
+        Ok(f) => f,
+        Err(_) => {
+            let (path, f) = create_unique_tmp(dir, "rtmpsniff-reserve", "").ok()?;
+            let _ = std::fs::remove_file(&path);
+            f
+        }
+    };
+    let len = libc::off_t::try_from(bytes).ok()?;
+    // SAFETY: fallocate on a descriptor this function owns.
+    (unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, len) } == 0).then_some(f)
+}
+
 /// Descriptors kept for everything but the FLV files (inputs, libpcap, the report, its spool,
 /// key logs, the writer thread's, standard streams).
 const OTHER_FDS: u64 = 32;

@@ -49,6 +49,9 @@ pub struct Seen {
     pub streams: u64,
 }
 
+/// Space kept in the output folder for the reports (see `FlvSink::ballast`).
+pub const BALLAST_BYTES: u64 = 8 << 20;
+
 /// Writes one FLV file per stream into a folder and gathers the report.
 pub struct FlvSink {
     dir: PathBuf,
@@ -85,13 +88,57 @@ pub struct FlvSink {
     /// SHA-256 of every finished file, for the report (`--sha256`).
     hashing: Option<Hashing>,
     pub limit_hits: LimitHits,
+    /// Space held in the output folder from the start (an unnamed file), given back when the
+    /// disk becomes full so that the reports can still be written.
+    ballast: Option<std::fs::File>,
+    /// The disk became full (what the file system said): no file is made or made longer.
+    disk_full: Option<String>,
 }
 
 impl FlvSink {
     /// Output into `dir` (created if missing; earlier files in it are never touched).
     pub fn new(dir: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        Ok(FlvSink::in_dir(dir.to_path_buf()))
+        let mut sink = FlvSink::in_dir(dir.to_path_buf());
+        sink.ballast = fs::ballast(dir, BALLAST_BYTES);
+        Ok(sink)
+    }
+
+    /// What went wrong with the output folder, for the report: the disk that became full.
+    pub fn output_errors(&self) -> Vec<String> {
+        let Some(why) = &self.disk_full else {
+            return Vec::new();
+        };
+        let dropped = self
+            .queue
+            .as_ref()
+            .and_then(|q| q.full())
+            .map_or(0, |(_, d)| d);
+        vec![format!(
+            "{why}: from then on no FLV file was made or made longer ({dropped} bytes of tags \
+             left out); every file ends at its last whole tag"
+        )]
+    }
+
+    /// The disk is full: say so once, and give back the space held for the reports.
+    fn note_full(&mut self, why: String) {
+        if self.disk_full.is_none() {
+            self.disk_full = Some(why);
+            self.ballast = None;
+        }
+    }
+
+    /// Whether the writer thread found the disk full since the last look.
+    fn check_full(&mut self) {
+        if self.disk_full.is_none()
+            && let Some(q) = &self.queue
+            && q.is_full()
+        {
+            let why = q
+                .full()
+                .map_or_else(|| "no space left".to_string(), |(m, _)| m);
+            self.note_full(why);
+        }
     }
 
     fn in_dir(dir: PathBuf) -> Self {
@@ -116,6 +163,8 @@ impl FlvSink {
             write_budget: WriteQueue::BUDGET,
             hashing: None,
             limit_hits: LimitHits::default(),
+            ballast: None,
+            disk_full: None,
         }
     }
 
@@ -333,7 +382,21 @@ impl FlvSink {
                 self.suspended_bytes = self.suspended_bytes.saturating_sub(w.waiting());
             }
             let file = s.file.clone().filter(|_| s.writer.is_some() && !s.to_pipe);
-            let r = s.close(&self.dir, self.queue.as_mut())?;
+            let mut r = s.close(&self.dir, self.queue.as_mut())?;
+            self.check_full();
+            if self.disk_full.is_some()
+                && let Some((name, id)) = &file
+                && let Ok(Some(f)) = fs::reopen(&self.dir.join(name), *id)
+                && let Ok(m) = f.metadata()
+                && m.len() < r.bytes
+            {
+                r.notes.push(format!(
+                    "the disk became full: the file ends at its last whole tag ({} of {} bytes)",
+                    m.len(),
+                    r.bytes
+                ));
+                r.bytes = m.len();
+            }
             if let (Some((name, id)), Some(h)) = (file, self.hashing.as_mut()) {
                 // `close` waited for the file's last write.
                 let path = self.dir.join(&name);
@@ -348,6 +411,12 @@ impl FlvSink {
     }
 
     pub fn handle(&mut self, o: Output) -> io::Result<()> {
+        let r = self.handle_one(o);
+        self.check_full();
+        r
+    }
+
+    fn handle_one(&mut self, o: Output) -> io::Result<()> {
         match o {
             o @ Output::StreamStarted { .. } => {
                 self.stream_started(o);
@@ -441,10 +510,26 @@ impl FlvSink {
             }
             _ => false,
         };
+        if !s.to_pipe && s.writer.is_none() && self.disk_full.is_some() {
+            // No new file on a full disk: the stream is counted, not written.
+            s.count_only(timestamp, body.len(), frame);
+            return Ok(());
+        }
         if held {
             self.suspended_bytes += 15 + body.len();
         } else if !s.to_pipe {
-            self.open_file(key)?;
+            match self.open_file(key) {
+                Err(e) if queue::is_no_space(&e) => {
+                    self.note_full(e.to_string());
+                    if let Some(s) = self.streams.get_mut(&key)
+                        && s.writer.is_none()
+                    {
+                        s.count_only(timestamp, body.len(), frame);
+                        return Ok(());
+                    }
+                }
+                r => r?,
+            }
         }
         let Some(s) = self.streams.get_mut(&key) else {
             return Ok(());

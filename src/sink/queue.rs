@@ -61,6 +61,12 @@ struct State {
     done: u64,
     /// The first write that failed: later ones are not attempted.
     error: Option<(io::ErrorKind, String)>,
+    /// The file system ran out of space (or quota): what it said. From then on, writes that
+    /// would make a file longer are left out (and counted); writes inside a file (header
+    /// patches) are still made, so every file stays whole up to its last whole batch.
+    full: Option<String>,
+    /// Bytes of tags left out since.
+    dropped_bytes: u64,
     /// Threads waiting for the writer's progress (only then is there anyone to wake).
     waiters: usize,
     /// The writer is asleep, waiting for work.
@@ -87,6 +93,8 @@ struct Shared {
     state: Mutex<State>,
     /// Bytes queued or being written at most.
     budget: usize,
+    /// Set once `State::full` is (read without the lock, after every output).
+    full: std::sync::atomic::AtomicBool,
     /// Signalled when the writer has work.
     work: Condvar,
     /// Signalled when the writer has done jobs.
@@ -144,6 +152,7 @@ impl WriteQueue {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             budget: budget.max(Self::BUDGET),
+            full: std::sync::atomic::AtomicBool::new(false),
             work: Condvar::new(),
             progress: Condvar::new(),
         });
@@ -181,6 +190,17 @@ impl WriteQueue {
     /// any write met, if one did.
     pub fn wait(&self) -> io::Result<()> {
         self.handle().wait()
+    }
+
+    /// Whether the disk became full: files are no longer made longer (see `State::full`).
+    pub fn is_full(&self) -> bool {
+        self.shared.full.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// What the file system said when it became full, and the bytes of tags left out since.
+    pub fn full(&self) -> Option<(String, u64)> {
+        let st = self.shared.lock();
+        st.full.clone().map(|m| (m, st.dropped_bytes))
     }
 
     /// The first write that failed, if one did (without waiting).
@@ -344,6 +364,7 @@ impl Drop for Open {
 fn run(shared: &Shared) {
     let mut files: HashMap<FileNo, Open> = HashMap::new();
     let mut failed = false;
+    let mut full = false;
     loop {
         let batch = {
             let mut st = shared.lock();
@@ -381,14 +402,37 @@ fn run(shared: &Shared) {
                 }
                 Job::Write(_) if failed => Ok(()),
                 Job::Write(w) => match files.get_mut(&w.file) {
+                    Some(f) if full && w.at + bytes as u64 > f.end => {
+                        shared.lock().dropped_bytes += bytes as u64;
+                        Ok(())
+                    }
                     Some(f) => {
                         let end = w.at + bytes as u64;
                         f.reserve(end);
                         let res = write_at(&f.file, w.at, &w.parts);
-                        if res.is_ok() {
-                            f.end = f.end.max(end);
+                        match res {
+                            Ok(()) => {
+                                f.end = f.end.max(end);
+                                Ok(())
+                            }
+                            Err(e) if is_no_space(&e) => {
+                                // Back to where the batch began: no tag is left torn.
+                                let keep = f.end.min(w.at);
+                                let _ = f.file.set_len(keep);
+                                f.end = keep;
+                                f.reserved = keep;
+                                full = true;
+                                let mut st = shared.lock();
+                                st.full.get_or_insert_with(|| e.to_string());
+                                st.dropped_bytes += bytes as u64;
+                                drop(st);
+                                shared
+                                    .full
+                                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                                Ok(())
+                            }
+                            Err(e) => Err(e),
                         }
-                        res
                     }
                     None => Err(io::Error::other("write to a file that is not open")),
                 },
@@ -409,6 +453,11 @@ fn run(shared: &Shared) {
             }
         }
     }
+}
+
+/// Whether `e` says the file system has no room left (space or quota).
+pub(super) fn is_no_space(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 /// `pwritev` of all of `parts` at `at`, through short writes and interruptions.

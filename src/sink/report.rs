@@ -415,6 +415,8 @@ pub struct Report {
     pub inputs: Vec<InputReport>,
     /// Inputs that could not be read at all, one line each.
     pub input_errors: Vec<String>,
+    /// What went wrong with the output folder (a disk that became full), one line each.
+    pub output_errors: Vec<String>,
     pub stats: Stats,
     /// Every limit, its value and how often it was reached.
     pub limits: Vec<LimitReport>,
@@ -434,6 +436,7 @@ struct Head<'a> {
     end_time_utc: Option<String>,
     inputs: Vec<Input<'a>>,
     input_errors: &'a [String],
+    output_errors: &'a [String],
     stats: &'a Stats,
     limits: &'a [LimitReport],
 }
@@ -532,6 +535,7 @@ impl Report {
             end_time_utc: iso8601_us(run.end_time),
             inputs: self.inputs.iter().map(Input::new).collect(),
             input_errors: &self.input_errors,
+            output_errors: &self.output_errors,
             stats: &self.stats,
             limits: &self.limits,
         })

@@ -55,7 +55,14 @@ impl Waiting {
             h.apply(&mut c);
         }
         match &mut self.spool {
-            Some(sp) => sp.push(&c),
+            Some(sp) => match sp.push(&c) {
+                // The disk is full: the report waits in memory for the end instead.
+                Err(e) if super::queue::is_no_space(&e) => {
+                    self.end.insert(id, c);
+                    Ok(())
+                }
+                r => r,
+            },
             None => Ok(()),
         }
     }

@@ -532,3 +532,112 @@ fn metadata_made_to_fill_the_report_is_cut_and_said_so() {
     let script = tags.iter().find(|t| t.kind == 18).expect("the script tag");
     assert!(script.body.len() > 15 << 20, "{}", script.body.len());
 }
+
+#[test]
+fn a_full_disk_leaves_whole_files_and_a_report() {
+    // SAFETY: geteuid has no preconditions.
+    require(
+        "root, to mount a small tmpfs",
+        unsafe { libc::geteuid() } == 0,
+    );
+    // Four publishes of 1,500 frames (about 28 MB of FLV) into a 24 MiB file system (8 MiB of
+    // it held for the reports until the disk is full): the
+    // disk fills during the run.
+    let dir = temp_dir("hostile-full");
+    let o = Opts {
+        frames: 1500,
+        ..Opts::default()
+    };
+    let writes = synthetic::publish_session(&o);
+    let mut frames = Vec::new();
+    let each: Vec<_> = (0..4u16)
+        .map(|k| {
+            let mut s = Session::new(1935);
+            s.client.set_port(51000 + k);
+            s.frames(&writes, 1400)
+        })
+        .collect();
+    for i in 0..each.iter().map(Vec::len).max().unwrap() {
+        for f in &each {
+            frames.extend(f.get(i).cloned());
+        }
+    }
+    let cap = dir.join("in.pcap");
+    std::fs::write(&cap, synthetic::pcap_file(&frames)).unwrap();
+    let whole = dir.join("whole");
+    let want = read_ok(&cap, &whole);
+    let mnt = dir.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount a tmpfs");
+    let out = mnt.join("out");
+    let o = read(&cap, &out);
+    let report = out.join("report.json");
+    let got = std::fs::read(&report);
+    let files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&out)
+        .map(|d| {
+            d.map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "flv"))
+                .map(|p| {
+                    (
+                        p.file_name().unwrap().to_string_lossy().into_owned(),
+                        std::fs::read(&p).unwrap(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = Command::new("umount").arg(&mnt).status();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    std::fs::write(dir.join("report.json"), got.expect("report.json written")).unwrap();
+    let r = read_json(&dir.join("report.json"));
+    let errors = r["output_errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0]
+            .as_str()
+            .unwrap()
+            .contains("No space left on device")
+    );
+    assert!(!files.is_empty());
+    let mut cut = 0;
+    for (name, data) in &files {
+        // Every file is a whole FLV whose tags are the first tags of the file written with
+        // room to spare.
+        let (_, tags) = flv::parse(data).unwrap_or_else(|| panic!("{name} is not a whole FLV"));
+        let full = std::fs::read(whole.join(name)).unwrap();
+        let (_, all) = flv::parse(&full).unwrap();
+        assert!(tags.len() <= all.len());
+        for (a, b) in tags.iter().zip(&all) {
+            assert!(
+                a.kind == b.kind && a.timestamp == b.timestamp && a.body == b.body,
+                "{name}"
+            );
+        }
+        cut += (tags.len() < all.len()) as usize;
+        let s = r["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c["streams"].as_array().unwrap().iter())
+            .find(|s| s["file"] == name.as_str())
+            .unwrap();
+        assert_eq!(
+            s["bytes"],
+            data.len(),
+            "{name}: the report gives the size on disk"
+        );
+    }
+    assert!(cut > 0, "the disk filled before the end");
+    assert_eq!(
+        r["connections"].as_array().unwrap().len(),
+        want["connections"].as_array().unwrap().len(),
+        "every connection is reported"
+    );
+}
