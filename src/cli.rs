@@ -122,7 +122,8 @@ struct TlsArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Read saved captures (pcap, pcapng) and write every RTMP stream found as an FLV file.
+    /// Read saved captures (pcap, pcapng; gzip, zstd or xz compressed too) and write every RTMP
+    /// stream found as an FLV file.
     #[command(
         after_help = crate::man::after_help("read")
     )]

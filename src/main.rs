@@ -112,17 +112,18 @@ pub(crate) fn stdout_gone() -> anyhow::Error {
     std::io::Error::from(std::io::ErrorKind::BrokenPipe).into()
 }
 
-/// A progress bar over the bytes of the inputs (a spinner when one is standard input), for a
-/// `read` that is not quiet, when standard error is a terminal.
-fn progress_for(out: &ReadOut, captures: &[String]) -> Option<term::StatusLine> {
+/// A progress bar over the bytes of the inputs (a spinner when one is standard input or
+/// compressed: its size is not the capture's), for a `read` that is not quiet, when standard
+/// error is a terminal.
+fn progress_for(out: &ReadOut, inputs: &[InputReport]) -> Option<term::StatusLine> {
     if !matches!(out, ReadOut::Folder { quiet: false, .. }) {
         return None;
     }
-    let total: Option<u64> = captures
+    let total: Option<u64> = inputs
         .iter()
-        .map(|c| {
-            (c != "-")
-                .then(|| std::fs::metadata(c).map(|m| m.len()).ok())
+        .map(|i| {
+            (i.path != "-" && i.compression.is_none())
+                .then(|| std::fs::metadata(&i.path).map(|m| m.len()).ok())
                 .flatten()
         })
         .sum();
@@ -298,7 +299,7 @@ fn read(args: ReadArgs) -> Result<u8> {
     let sink = read_sink(&out, &limits)?.with_selection(selection);
     let mut driver = Driver::new(Pipeline::new(config), sink);
     driver.pipeline.add_keys(&keys);
-    let progress = progress_for(&out, &captures);
+    let progress = progress_for(&out, &files.reports());
     let mut frames = 0u64;
     let mut bytes = 0u64;
     driver

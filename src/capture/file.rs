@@ -9,6 +9,7 @@ use std::io::{Cursor, Read};
 use pcap::{Capture, Offline, Precision};
 
 use super::classic::{FileHeader, PcapReader};
+use super::compress::{Compression, Decompressed};
 use super::pcapng::PcapngReader;
 
 use super::{Frame, InputReport, linktype};
@@ -116,6 +117,11 @@ impl Input {
         };
         r.error_offset = offset;
         r.error = Some(match (offset, size) {
+            // A compressed file's size is not the capture's: the offset is in the capture.
+            (Some(o), _) if r.compression.is_some() => format!(
+                "{e}: cut or damaged after packet {} (byte {o} of the capture inside)",
+                r.packets
+            ),
             (Some(o), Some(n)) => format!(
                 "{e}: cut or damaged after packet {} (byte {o} of {n})",
                 r.packets
@@ -265,6 +271,30 @@ impl FileSet {
                 "{got} bytes, too short for a file header"
             )));
         }
+        // A compressed capture: the same stream, decoded, and its first bytes read again.
+        let compression = Compression::of_magic(magic);
+        if let Some(kind) = compression {
+            let raw: Stream = Box::new(Cursor::new(magic).chain(stream));
+            stream = Box::new(Decompressed::new(kind, raw).map_err(|e| not_capture(&e))?);
+            let inside = |why: &dyn std::fmt::Display| {
+                err(format!(
+                    "not a readable pcap or pcapng capture inside the {} compression ({why})",
+                    kind.name()
+                ))
+            };
+            let got = read_full(&mut stream, &mut magic).map_err(|e| inside(&e))?;
+            if got < 4 {
+                return Err(inside(&format_args!(
+                    "{got} bytes, too short for a file header"
+                )));
+            }
+            if !matches!(format_of(magic), "pcap" | "pcap-ns" | "pcapng") {
+                return Err(inside(&format_args!(
+                    "unknown file format, first bytes {:02x} {:02x} {:02x} {:02x}",
+                    magic[0], magic[1], magic[2], magic[3]
+                )));
+            }
+        }
         let format = format_of(magic);
         let classic = match format {
             "pcap" | "pcap-ns" => {
@@ -290,7 +320,7 @@ impl FileSet {
                 let stream: Stream = Box::new(Cursor::new(magic).chain(stream));
                 (Source::Pcapng(PcapngReader::new(stream)), -1)
             }
-            None if regular => {
+            None if regular && compression.is_none() => {
                 // Not a format read here: libpcap opens the file by name (it reads the rarer
                 // pcap variants, and says what is wrong with anything else).
                 drop(stream);
@@ -306,17 +336,24 @@ impl FileSet {
                 (source, lt)
             }
             None => {
+                let inside = match compression {
+                    Some(c) => format!(" inside the {} compression", c.name()),
+                    None => String::new(),
+                };
                 return Err(not_capture(&format_args!(
-                    "unknown file format, first bytes {:02x} {:02x} {:02x} {:02x}",
+                    "unknown file format{inside}, first bytes {:02x} {:02x} {:02x} {:02x}",
                     magic[0], magic[1], magic[2], magic[3]
                 )));
             }
         };
+        let mut report =
+            InputReport::new(path.to_string(), format.into(), linktype::name(lt).into());
+        report.compression = compression.map(Compression::name);
         let mut input = Input {
             source,
             linktype: lt,
             next: None,
-            report: InputReport::new(path.to_string(), format.into(), linktype::name(lt).into()),
+            report,
         };
         input.advance();
         if let Source::Pcapng(r) = &input.source {

@@ -4,6 +4,7 @@
 //! time, frame number, link type) and, per input, an [`InputReport`] of what it read.
 
 pub mod classic;
+pub mod compress;
 pub mod dsb;
 pub mod file;
 pub mod linktype;
@@ -32,6 +33,8 @@ pub struct Frame<'a> {
 pub struct InputReport {
     pub path: String,
     pub format: String,
+    /// The compression the capture was read through (`gzip`, `zstd`, `xz`), if any.
+    pub compression: Option<&'static str>,
     pub link_type: String,
     pub packets: u64,
     pub bytes: u64,
@@ -65,6 +68,7 @@ impl InputReport {
         InputReport {
             path,
             format,
+            compression: None,
             link_type,
             packets: 0,
             bytes: 0,

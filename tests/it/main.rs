@@ -3,6 +3,7 @@
 
 mod captures;
 mod cli;
+mod compressed;
 mod fuzz;
 mod hard;
 mod hostile;
