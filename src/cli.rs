@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use rtmpsniff::Config;
-use rtmpsniff::capture::{LiveOptions, live};
+use rtmpsniff::capture::{LiveOptions, PacketSelection, live};
 use rtmpsniff::rtmp::Role;
 use rtmpsniff::sink::{Endpoint, Pattern, Selection};
 
@@ -110,6 +110,50 @@ struct TalkArgs {
     verbose: bool,
 }
 
+/// Which packets of the captures are read at all, as tcpdump, tshark and editcap choose them.
+#[derive(clap::Args, Clone, Debug, Default)]
+struct PacketArgs {
+    /// Only packets this BPF capture filter passes (tcpdump's syntax, e.g. 'host 192.0.2.7
+    /// and tcp port 1935'), run by libpcap on each file's packets as `tcpdump -r` runs it.
+    #[arg(short = 'f', long = "filter", value_name = "EXPR")]
+    filter: Option<String>,
+    /// Only packets from this time on (inclusive, as editcap -A): ISO 8601 with Z or an
+    /// offset (2026-11-25T04:34:03Z, 2026-11-25T05:34:03.5+01:00) or seconds since the epoch.
+    #[arg(long, value_name = "TIME")]
+    start: Option<String>,
+    /// Only packets before this time (exclusive, as editcap -B); the same forms as --start.
+    #[arg(long, value_name = "TIME")]
+    end: Option<String>,
+    /// Stop after this many packets (of those --filter, --start and --end keep, as tcpdump
+    /// -c counts them).
+    #[arg(short = 'c', long, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
+}
+
+impl PacketArgs {
+    /// The selection, or the one line that says which option is wrong and why.
+    fn selection(&self) -> Result<PacketSelection, String> {
+        let time = |flag: &str, t: &Option<String>| {
+            t.as_deref()
+                .map(|t| rtmpsniff::sink::report::parse_time(t).map_err(|e| format!("{flag} {e}")))
+                .transpose()
+        };
+        let (start, end) = (time("--start", &self.start)?, time("--end", &self.end)?);
+        if let (Some(s), Some(e)) = (start, end)
+            && s >= e
+        {
+            return Err("--start must be before --end".into());
+        }
+        Ok(PacketSelection {
+            filter: self.filter.clone(),
+            start,
+            end,
+            count: self.count,
+        })
+    }
+}
+
 /// Keys for RTMPS.
 #[derive(clap::Args, Clone, Debug, Default)]
 struct TlsArgs {
@@ -142,6 +186,8 @@ enum Command {
         #[arg(long)]
         any_port: bool,
         #[command(flatten)]
+        packets: PacketArgs,
+        #[command(flatten)]
         select: SelectArgs,
         #[command(flatten)]
         tls: TlsArgs,
@@ -169,6 +215,8 @@ enum Command {
         /// Also recognise RTMP on any TCP port by its handshake.
         #[arg(long)]
         any_port: bool,
+        #[command(flatten)]
+        packets: PacketArgs,
         #[command(flatten)]
         select: SelectArgs,
         #[command(flatten)]
@@ -275,6 +323,8 @@ pub enum Mode {
 /// What `read` and `list` were asked.
 pub struct ReadArgs {
     pub captures: Vec<String>,
+    /// Which packets of the captures are read (`--filter`, `--start`, `--end`, `--count`).
+    pub packets: PacketSelection,
     pub config: Config,
     pub selection: Selection,
     /// `--tls-keylog` files.
@@ -333,6 +383,7 @@ impl Cli {
                 output,
                 ports,
                 any_port,
+                packets,
                 select,
                 tls,
                 limits,
@@ -340,6 +391,7 @@ impl Cli {
                 sha256,
             } => Mode::Read(ReadArgs {
                 captures,
+                packets: packets.selection()?,
                 config: config(ports, any_port, &limits)?,
                 selection: select.selection()?,
                 keylogs: tls.keylogs,
@@ -354,6 +406,7 @@ impl Cli {
                 captures,
                 ports,
                 any_port,
+                packets,
                 select,
                 tls,
                 limits,
@@ -361,6 +414,7 @@ impl Cli {
                 talk: TalkArgs { quiet, verbose },
             } => Mode::Read(ReadArgs {
                 captures,
+                packets: packets.selection()?,
                 config: config(ports, any_port, &limits)?,
                 selection: select.selection()?,
                 keylogs: tls.keylogs,

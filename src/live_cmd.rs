@@ -447,6 +447,7 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
             if args.capture.promiscuous { "" } else { "not " },
         );
     }
+    let capture_filter = cap.filter().to_string();
     let mut driver = Driver::new(Pipeline::new(args.config.clone()), sink);
     if !args.quiet {
         driver.sink.console.status = StatusLine::text();
@@ -473,6 +474,10 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
     let mut report = Report {
         run: super::run_info(),
         inputs: vec![input],
+        selection: rtmpsniff::capture::SelectionReport {
+            filter: Some(capture_filter),
+            ..Default::default()
+        },
         input_errors: Vec::new(),
         stats: pipeline.stats(),
         limits: hits.report(&args.config.limits),

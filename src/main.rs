@@ -246,13 +246,14 @@ const FLUSH_EVERY: u64 = 4096;
 fn read(args: ReadArgs) -> Result<u8> {
     let ReadArgs {
         captures,
+        packets,
         config,
         selection,
         keylogs,
         mut out,
     } = args;
     // Every input that cannot be used gets one line; the others are read all the same.
-    let (mut files, open_errors) = FileSet::open_each(&captures);
+    let (mut files, open_errors) = FileSet::open_each_selecting(&captures, packets);
     for e in &open_errors {
         say!("rtmpsniff: {e}");
     }
@@ -334,6 +335,7 @@ fn read(args: ReadArgs) -> Result<u8> {
     let mut report = Report {
         run: run_info(),
         inputs,
+        selection: files.selection_report(),
         input_errors: open_errors.iter().map(|e| e.to_string()).collect(),
         stats: pipeline.stats(),
         limits: limits_report,
@@ -344,10 +346,19 @@ fn read(args: ReadArgs) -> Result<u8> {
         return Ok(EXIT_BAD_INPUT);
     }
     if report.connections.is_empty() {
-        say!(
-            "rtmpsniff: {}",
-            nothing_found(selecting, seen, &captures, &ports)
-        );
+        let skipped: u64 = report.inputs.iter().map(|i| i.skipped_packets).sum();
+        if report.stats.frames == 0 && skipped > 0 {
+            say!(
+                "rtmpsniff: no packet of {} passes --filter, --start and --end ({skipped} read, \
+                 all skipped)",
+                captures.join(", ")
+            );
+        } else {
+            say!(
+                "rtmpsniff: {}",
+                nothing_found(selecting, seen, &captures, &ports)
+            );
+        }
         return Ok(EXIT_NO_RTMP);
     }
     Ok(EXIT_OK)

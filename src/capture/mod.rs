@@ -7,6 +7,7 @@ pub mod classic;
 pub mod compress;
 pub mod dsb;
 pub mod file;
+pub mod filter;
 pub mod linktype;
 pub mod live;
 pub mod pcapng;
@@ -14,6 +15,7 @@ pub mod pcapng;
 use serde::Serialize;
 
 pub use file::{FileSet, OpenError};
+pub use filter::{PacketSelection, SelectionReport};
 pub use live::{LiveCapture, LiveError, LiveOptions};
 
 /// A captured frame, borrowed from the capture layer.
@@ -39,6 +41,8 @@ pub struct InputReport {
     pub packets: u64,
     pub bytes: u64,
     pub truncated_packets: u64,
+    /// Packets read and left out by `--filter`, `--start` or `--end`.
+    pub skipped_packets: u64,
     pub first_time: Option<f64>,
     pub last_time: Option<f64>,
     /// Set when the file ended inside a record (cut short), or a live capture failed.
@@ -73,6 +77,7 @@ impl InputReport {
             packets: 0,
             bytes: 0,
             truncated_packets: 0,
+            skipped_packets: 0,
             first_time: None,
             last_time: None,
             error: None,

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::capture::InputReport;
+use crate::capture::{InputReport, SelectionReport};
 use crate::config::{LimitHits, LimitReport, Limits};
 use crate::flow::{ConnId, Dir, Eviction, StreamKey};
 use crate::pipeline::{ConnectionFacts, Stats};
@@ -24,7 +24,7 @@ mod transport;
 
 pub use spool::Spool;
 use text::{summary_of, table_of};
-pub use time::{iso8601, iso8601_us};
+pub use time::{iso8601, iso8601_us, parse_time};
 pub use transport::{RtmptReport, TlsReport};
 
 /// Where a direction was locked onto without a handshake (mid-stream start or after a gap).
@@ -413,6 +413,9 @@ pub struct Run {
 pub struct Report {
     pub run: Run,
     pub inputs: Vec<InputReport>,
+    /// Which packets were read (`--filter`, `--start`, `--end`, `--count`; live: the
+    /// capture filter in force).
+    pub selection: SelectionReport,
     /// Inputs that could not be read at all, one line each.
     pub input_errors: Vec<String>,
     pub stats: Stats,
@@ -433,6 +436,7 @@ struct Head<'a> {
     end_time: f64,
     end_time_utc: Option<String>,
     inputs: Vec<Input<'a>>,
+    packet_selection: Selection<'a>,
     input_errors: &'a [String],
     stats: &'a Stats,
     limits: &'a [LimitReport],
@@ -456,6 +460,15 @@ impl<'a> Input<'a> {
             last_time_utc: input.last_time.and_then(iso8601_us),
         }
     }
+}
+
+/// The packet selection as the report shows it, its times also in ISO 8601 (UTC).
+#[derive(Serialize)]
+struct Selection<'a> {
+    #[serde(flatten)]
+    selection: &'a SelectionReport,
+    start_time_utc: Option<String>,
+    end_time_utc: Option<String>,
 }
 
 /// The finished connections' reports, in the order the connections began.
@@ -531,6 +544,11 @@ impl Report {
             end_time: run.end_time,
             end_time_utc: iso8601_us(run.end_time),
             inputs: self.inputs.iter().map(Input::new).collect(),
+            packet_selection: Selection {
+                selection: &self.selection,
+                start_time_utc: self.selection.start_time.and_then(iso8601_us),
+                end_time_utc: self.selection.end_time.and_then(iso8601_us),
+            },
             input_errors: &self.input_errors,
             stats: &self.stats,
             limits: &self.limits,

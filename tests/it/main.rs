@@ -11,6 +11,7 @@ mod inputs;
 mod limits;
 mod live;
 mod mutation;
+mod packets;
 mod perf;
 mod report;
 mod rtmps;
