@@ -301,6 +301,16 @@ pub struct StreamReport {
     pub first_timestamp_ms: Option<u32>,
     pub last_timestamp_ms: Option<u32>,
     pub duration_ms: u64,
+    /// Bit rates (bit/s) of the coded video and audio frames as carried (the messages'
+    /// bodies, sequence headers left out) over the stream's media time (`duration_ms`); null
+    /// without such frames or without media time.
+    pub video_bitrate: Option<u64>,
+    pub audio_bitrate: Option<u64>,
+    /// Bytes of the coded video and audio frames written; not reported.
+    #[serde(skip)]
+    pub video_bytes: u64,
+    #[serde(skip)]
+    pub audio_bytes: u64,
     pub first_frame: Option<u64>,
     pub last_frame: Option<u64>,
     /// Coded frames dropped because their decoder configuration had not been seen.
@@ -373,7 +383,18 @@ impl StreamTiming {
     }
 }
 
+/// Bits per second of `bytes` over `ms` milliseconds, rounded; none for nothing or no time.
+pub fn bitrate(bytes: u64, ms: u64) -> Option<u64> {
+    (bytes > 0 && ms > 0).then(|| ((bytes as u128 * 8000 + ms as u128 / 2) / ms as u128) as u64)
+}
+
 impl StreamReport {
+    /// The bit rates, from the bytes counted and the media time (at the end of the stream).
+    pub fn set_bitrates(&mut self) {
+        self.video_bitrate = bitrate(self.video_bytes, self.duration_ms);
+        self.audio_bitrate = bitrate(self.audio_bytes, self.duration_ms);
+    }
+
     /// Account for a tag written (or, for an inventory, that would be): the file's size so
     /// far, the tag's RTMP timestamp and time in the file, and its capture frame.
     pub fn record(&mut self, bytes: u64, timestamp: u32, file_time: u32, frame: u64) {
