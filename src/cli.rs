@@ -46,6 +46,12 @@ struct SelectArgs {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum RemuxArg {
+    Mp4,
+    Mkv,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
 enum RoleArg {
     Publish,
     Play,
@@ -199,6 +205,11 @@ enum Command {
         /// about as much work again as the rest of the run).
         #[arg(long)]
         sha256: bool,
+        /// After the run, also remux each stream's FLV with ffmpeg (`-c copy`: nothing
+        /// re-encoded) into MP4, or Matroska where MP4 cannot hold its codecs (Sorenson Spark,
+        /// VP6, Nellymoser, Speex, ADPCM, PCM), or always into Matroska.
+        #[arg(long, value_enum, value_name = "CONTAINER")]
+        remux: Option<RemuxArg>,
     },
     /// Say what is in captures (connections, streams, codecs, sizes, gaps) without writing
     /// anything.
@@ -342,6 +353,8 @@ pub enum ReadOut {
         /// The summary with each connection's warnings, gaps and lock-ons.
         verbose: bool,
         sha256: bool,
+        /// `--remux`: the container asked for.
+        remux: Option<rtmpsniff::sink::remux::Container>,
     },
     /// `list`: nothing written; the inventory on standard output, as a table or JSON.
     Inventory {
@@ -389,6 +402,7 @@ impl Cli {
                 limits,
                 talk: TalkArgs { quiet, verbose },
                 sha256,
+                remux,
             } => Mode::Read(ReadArgs {
                 captures,
                 packets: packets.selection()?,
@@ -400,6 +414,10 @@ impl Cli {
                     quiet,
                     verbose,
                     sha256,
+                    remux: remux.map(|r| match r {
+                        RemuxArg::Mp4 => rtmpsniff::sink::remux::Container::Mp4,
+                        RemuxArg::Mkv => rtmpsniff::sink::remux::Container::Mkv,
+                    }),
                 },
             }),
             Command::List {

@@ -482,6 +482,7 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
         stats: pipeline.stats(),
         limits: hits.report(&args.config.limits),
         connections: sink.into_report_connections(),
+        remuxed: Default::default(),
     };
     let path = sink::write_report(output, &mut |w| report.write_json(w))
         .map_err(|e| write_err(output, e))?;

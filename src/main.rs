@@ -21,6 +21,7 @@ use clap::Parser;
 
 use rtmpsniff::capture::{FileSet, InputReport};
 use rtmpsniff::config::LimitReport;
+use rtmpsniff::sink::remux::{self, Container, RemuxReport, container_for};
 use rtmpsniff::sink::report::{Report, Run, TextKind};
 use rtmpsniff::sink::{self, FlvSink, Seen};
 use rtmpsniff::transport::tls::{KeyLog, KeysFrom};
@@ -252,6 +253,12 @@ fn read(args: ReadArgs) -> Result<u8> {
         keylogs,
         mut out,
     } = args;
+    if let ReadOut::Folder { remux: Some(_), .. } = &out
+        && let Err(e) = remux::ffmpeg_available()
+    {
+        say!("rtmpsniff: {e}");
+        return Ok(EXIT_BAD_INPUT);
+    }
     // Every input that cannot be used gets one line; the others are read all the same.
     let (mut files, open_errors) = FileSet::open_each_selecting(&captures, packets);
     for e in &open_errors {
@@ -340,7 +347,16 @@ fn read(args: ReadArgs) -> Result<u8> {
         stats: pipeline.stats(),
         limits: limits_report,
         connections: sink.into_report_connections(),
+        remuxed: Default::default(),
     };
+    if let ReadOut::Folder {
+        dir,
+        remux: Some(asked),
+        ..
+    } = &out
+    {
+        remux_all(&mut report, dir, *asked)?;
+    }
     print_report(&mut report, &out)?;
     if !open_errors.is_empty() {
         return Ok(EXIT_BAD_INPUT);
@@ -362,6 +378,42 @@ fn read(args: ReadArgs) -> Result<u8> {
         return Ok(EXIT_NO_RTMP);
     }
     Ok(EXIT_OK)
+}
+
+/// `--remux`: every stream's FLV into MP4 (Matroska where MP4 cannot hold its codecs) with
+/// ffmpeg, one after the other; what each made goes into the report beside the FLV, and a
+/// failure is a warning.
+fn remux_all(report: &mut Report, dir: &std::path::Path, asked: Container) -> Result<()> {
+    let mut todo = Vec::new();
+    report.each_stream(|s| {
+        if let Some(file) = s.file.filter(|f| f != "-") {
+            todo.push((
+                file,
+                s.video_codec,
+                s.audio_codec,
+                s.video_frames + s.audio_frames,
+            ));
+        }
+    })?;
+    for (file, video, audio, frames) in todo {
+        let (container, note) = container_for(asked, video.as_deref(), audio.as_deref());
+        let r = if frames == 0 {
+            RemuxReport {
+                file: None,
+                container,
+                bytes: 0,
+                note: Some("no audio or video frames to remux".into()),
+                error: None,
+            }
+        } else {
+            remux::remux(dir, &file, container, note)
+        };
+        if let Some(e) = &r.error {
+            say!("rtmpsniff: warning: remuxing {file}: {e}");
+        }
+        report.remuxed.insert(file, r);
+    }
+    Ok(())
 }
 
 /// Why a run found nothing to report: the selection matched nothing the input held, or the
@@ -479,6 +531,14 @@ fn print_report(report: &mut Report, out: &ReadOut) -> Result<()> {
             })?;
             if !quiet {
                 report.write_summary(&mut stdout, *verbose)?;
+                let mut remuxed: Vec<_> = report.remuxed.iter().collect();
+                remuxed.sort_by(|a, b| a.0.cmp(b.0));
+                for (flv, r) in remuxed {
+                    if let Some(file) = &r.file {
+                        let why = r.note.as_ref().map_or(String::new(), |n| format!(" ({n})"));
+                        writeln!(stdout, "remuxed: {flv} -> {file}{why}")?;
+                    }
+                }
                 writeln!(stdout, "report: {}", path.display())?;
             }
         }

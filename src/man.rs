@@ -109,6 +109,10 @@ pub const EXTRAS: &[Extra] = &[
                 "Standard input as the capture.",
             ),
             (
+                "rtmpsniff read capture.pcap -o out --remux mp4",
+                "Also an MP4 of each stream (Matroska where MP4 cannot hold its codecs), by ffmpeg, nothing re-encoded.",
+            ),
+            (
                 "rtmpsniff read day.pcap.zst -f 'host 192.0.2.7' --start 2026-11-25T04:00:00Z --end 2026-11-25T05:00:00Z -o out",
                 "A compressed capture, only one host's packets of one hour (as tcpdump -r with a filter, editcap -A/-B).",
             ),

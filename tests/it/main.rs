@@ -13,6 +13,7 @@ mod live;
 mod mutation;
 mod packets;
 mod perf;
+mod remux;
 mod report;
 mod rtmps;
 mod rtmpt;
