@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use rtmpsniff::Config;
-use rtmpsniff::capture::{LiveOptions, live};
+use rtmpsniff::capture::{LiveOptions, PacketSelection, live};
 use rtmpsniff::rtmp::Role;
 use rtmpsniff::sink::{Endpoint, Pattern, Selection};
 
@@ -43,6 +43,12 @@ struct SelectArgs {
     /// Only published or only played streams.
     #[arg(long, value_enum)]
     direction: Option<RoleArg>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum RemuxArg {
+    Mp4,
+    Mkv,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -110,6 +116,50 @@ struct TalkArgs {
     verbose: bool,
 }
 
+/// Which packets of the captures are read at all, as tcpdump, tshark and editcap choose them.
+#[derive(clap::Args, Clone, Debug, Default)]
+struct PacketArgs {
+    /// Only packets this BPF capture filter passes (tcpdump's syntax, e.g. 'host 192.0.2.7
+    /// and tcp port 1935'), run by libpcap on each file's packets as `tcpdump -r` runs it.
+    #[arg(short = 'f', long = "filter", value_name = "EXPR")]
+    filter: Option<String>,
+    /// Only packets from this time on (inclusive, as editcap -A): ISO 8601 with Z or an
+    /// offset (2026-11-25T04:34:03Z, 2026-11-25T05:34:03.5+01:00) or seconds since the epoch.
+    #[arg(long, value_name = "TIME")]
+    start: Option<String>,
+    /// Only packets before this time (exclusive, as editcap -B); the same forms as --start.
+    #[arg(long, value_name = "TIME")]
+    end: Option<String>,
+    /// Stop after this many packets (of those --filter, --start and --end keep, as tcpdump
+    /// -c counts them).
+    #[arg(short = 'c', long, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
+}
+
+impl PacketArgs {
+    /// The selection, or the one line that says which option is wrong and why.
+    fn selection(&self) -> Result<PacketSelection, String> {
+        let time = |flag: &str, t: &Option<String>| {
+            t.as_deref()
+                .map(|t| rtmpsniff::sink::report::parse_time(t).map_err(|e| format!("{flag} {e}")))
+                .transpose()
+        };
+        let (start, end) = (time("--start", &self.start)?, time("--end", &self.end)?);
+        if let (Some(s), Some(e)) = (start, end)
+            && s >= e
+        {
+            return Err("--start must be before --end".into());
+        }
+        Ok(PacketSelection {
+            filter: self.filter.clone(),
+            start,
+            end,
+            count: self.count,
+        })
+    }
+}
+
 /// Keys for RTMPS.
 #[derive(clap::Args, Clone, Debug, Default)]
 struct TlsArgs {
@@ -122,7 +172,8 @@ struct TlsArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Read saved captures (pcap, pcapng) and write every RTMP stream found as an FLV file.
+    /// Read saved captures (pcap, pcapng; gzip, zstd or xz compressed too) and write every RTMP
+    /// stream found as an FLV file.
     #[command(
         after_help = crate::man::after_help("read")
     )]
@@ -141,6 +192,8 @@ enum Command {
         #[arg(long)]
         any_port: bool,
         #[command(flatten)]
+        packets: PacketArgs,
+        #[command(flatten)]
         select: SelectArgs,
         #[command(flatten)]
         tls: TlsArgs,
@@ -152,6 +205,11 @@ enum Command {
         /// about as much work again as the rest of the run).
         #[arg(long)]
         sha256: bool,
+        /// After the run, also remux each stream's FLV with ffmpeg (`-c copy`: nothing
+        /// re-encoded) into MP4, or Matroska where MP4 cannot hold its codecs (Sorenson Spark,
+        /// VP6, Nellymoser, Speex, ADPCM, PCM), or always into Matroska.
+        #[arg(long, value_enum, value_name = "CONTAINER")]
+        remux: Option<RemuxArg>,
     },
     /// Say what is in captures (connections, streams, codecs, sizes, gaps) without writing
     /// anything.
@@ -168,6 +226,8 @@ enum Command {
         /// Also recognise RTMP on any TCP port by its handshake.
         #[arg(long)]
         any_port: bool,
+        #[command(flatten)]
+        packets: PacketArgs,
         #[command(flatten)]
         select: SelectArgs,
         #[command(flatten)]
@@ -274,6 +334,8 @@ pub enum Mode {
 /// What `read` and `list` were asked.
 pub struct ReadArgs {
     pub captures: Vec<String>,
+    /// Which packets of the captures are read (`--filter`, `--start`, `--end`, `--count`).
+    pub packets: PacketSelection,
     pub config: Config,
     pub selection: Selection,
     /// `--tls-keylog` files.
@@ -291,6 +353,8 @@ pub enum ReadOut {
         /// The summary with each connection's warnings, gaps and lock-ons.
         verbose: bool,
         sha256: bool,
+        /// `--remux`: the container asked for.
+        remux: Option<rtmpsniff::sink::remux::Container>,
     },
     /// `list`: nothing written; the inventory on standard output, as a table or JSON.
     Inventory {
@@ -332,13 +396,16 @@ impl Cli {
                 output,
                 ports,
                 any_port,
+                packets,
                 select,
                 tls,
                 limits,
                 talk: TalkArgs { quiet, verbose },
                 sha256,
+                remux,
             } => Mode::Read(ReadArgs {
                 captures,
+                packets: packets.selection()?,
                 config: config(ports, any_port, &limits)?,
                 selection: select.selection()?,
                 keylogs: tls.keylogs,
@@ -347,12 +414,17 @@ impl Cli {
                     quiet,
                     verbose,
                     sha256,
+                    remux: remux.map(|r| match r {
+                        RemuxArg::Mp4 => rtmpsniff::sink::remux::Container::Mp4,
+                        RemuxArg::Mkv => rtmpsniff::sink::remux::Container::Mkv,
+                    }),
                 },
             }),
             Command::List {
                 captures,
                 ports,
                 any_port,
+                packets,
                 select,
                 tls,
                 limits,
@@ -360,6 +432,7 @@ impl Cli {
                 talk: TalkArgs { quiet, verbose },
             } => Mode::Read(ReadArgs {
                 captures,
+                packets: packets.selection()?,
                 config: config(ports, any_port, &limits)?,
                 selection: select.selection()?,
                 keylogs: tls.keylogs,

@@ -447,6 +447,7 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
             if args.capture.promiscuous { "" } else { "not " },
         );
     }
+    let capture_filter = cap.filter().to_string();
     let mut driver = Driver::new(Pipeline::new(args.config.clone()), sink);
     if !args.quiet {
         driver.sink.console.status = StatusLine::text();
@@ -477,11 +478,16 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
     let mut report = Report {
         run: super::run_info(),
         inputs: vec![input],
+        selection: rtmpsniff::capture::SelectionReport {
+            filter: Some(capture_filter),
+            ..Default::default()
+        },
         input_errors: Vec::new(),
         output_errors,
         stats: pipeline.stats(),
         limits: hits.report(&args.config.limits),
         connections: sink.into_report_connections(),
+        remuxed: Default::default(),
     };
     let path = sink::write_report(output, &mut |w| report.write_json(w))
         .map_err(|e| write_err(output, e))?;

@@ -21,6 +21,7 @@ use clap::Parser;
 
 use rtmpsniff::capture::{FileSet, InputReport};
 use rtmpsniff::config::LimitReport;
+use rtmpsniff::sink::remux::{self, Container, RemuxReport, container_for};
 use rtmpsniff::sink::report::{Report, Run, TextKind};
 use rtmpsniff::sink::{self, FlvSink, Seen};
 use rtmpsniff::transport::tls::{KeyLog, KeysFrom};
@@ -112,17 +113,18 @@ pub(crate) fn stdout_gone() -> anyhow::Error {
     std::io::Error::from(std::io::ErrorKind::BrokenPipe).into()
 }
 
-/// A progress bar over the bytes of the inputs (a spinner when one is standard input), for a
-/// `read` that is not quiet, when standard error is a terminal.
-fn progress_for(out: &ReadOut, captures: &[String]) -> Option<term::StatusLine> {
+/// A progress bar over the bytes of the inputs (a spinner when one is standard input or
+/// compressed: its size is not the capture's), for a `read` that is not quiet, when standard
+/// error is a terminal.
+fn progress_for(out: &ReadOut, inputs: &[InputReport]) -> Option<term::StatusLine> {
     if !matches!(out, ReadOut::Folder { quiet: false, .. }) {
         return None;
     }
-    let total: Option<u64> = captures
+    let total: Option<u64> = inputs
         .iter()
-        .map(|c| {
-            (c != "-")
-                .then(|| std::fs::metadata(c).map(|m| m.len()).ok())
+        .map(|i| {
+            (i.path != "-" && i.compression.is_none())
+                .then(|| std::fs::metadata(&i.path).map(|m| m.len()).ok())
                 .flatten()
         })
         .sum();
@@ -245,13 +247,20 @@ const FLUSH_EVERY: u64 = 4096;
 fn read(args: ReadArgs) -> Result<u8> {
     let ReadArgs {
         captures,
+        packets,
         config,
         selection,
         keylogs,
         mut out,
     } = args;
+    if let ReadOut::Folder { remux: Some(_), .. } = &out
+        && let Err(e) = remux::ffmpeg_available()
+    {
+        say!("rtmpsniff: {e}");
+        return Ok(EXIT_BAD_INPUT);
+    }
     // Every input that cannot be used gets one line; the others are read all the same.
-    let (mut files, open_errors) = FileSet::open_each(&captures);
+    let (mut files, open_errors) = FileSet::open_each_selecting(&captures, packets);
     for e in &open_errors {
         say!("rtmpsniff: {e}");
     }
@@ -298,7 +307,7 @@ fn read(args: ReadArgs) -> Result<u8> {
     let sink = read_sink(&out, &limits)?.with_selection(selection);
     let mut driver = Driver::new(Pipeline::new(config), sink);
     driver.pipeline.add_keys(&keys);
-    let progress = progress_for(&out, &captures);
+    let progress = progress_for(&out, &files.reports());
     let mut frames = 0u64;
     let mut bytes = 0u64;
     driver
@@ -337,24 +346,79 @@ fn read(args: ReadArgs) -> Result<u8> {
     let mut report = Report {
         run: run_info(),
         inputs,
+        selection: files.selection_report(),
         input_errors: open_errors.iter().map(|e| e.to_string()).collect(),
         output_errors,
         stats: pipeline.stats(),
         limits: limits_report,
         connections: sink.into_report_connections(),
+        remuxed: Default::default(),
     };
+    if let ReadOut::Folder {
+        dir,
+        remux: Some(asked),
+        ..
+    } = &out
+    {
+        remux_all(&mut report, dir, *asked)?;
+    }
     print_report(&mut report, &out)?;
     if !open_errors.is_empty() || !report.output_errors.is_empty() {
         return Ok(EXIT_BAD_INPUT);
     }
     if report.connections.is_empty() {
-        say!(
-            "rtmpsniff: {}",
-            nothing_found(selecting, seen, &captures, &ports)
-        );
+        let skipped: u64 = report.inputs.iter().map(|i| i.skipped_packets).sum();
+        if report.stats.frames == 0 && skipped > 0 {
+            say!(
+                "rtmpsniff: no packet of {} passes --filter, --start and --end ({skipped} read, \
+                 all skipped)",
+                captures.join(", ")
+            );
+        } else {
+            say!(
+                "rtmpsniff: {}",
+                nothing_found(selecting, seen, &captures, &ports)
+            );
+        }
         return Ok(EXIT_NO_RTMP);
     }
     Ok(EXIT_OK)
+}
+
+/// `--remux`: every stream's FLV into MP4 (Matroska where MP4 cannot hold its codecs) with
+/// ffmpeg, one after the other; what each made goes into the report beside the FLV, and a
+/// failure is a warning.
+fn remux_all(report: &mut Report, dir: &std::path::Path, asked: Container) -> Result<()> {
+    let mut todo = Vec::new();
+    report.each_stream(|s| {
+        if let Some(file) = s.file.filter(|f| f != "-") {
+            todo.push((
+                file,
+                s.video_codec,
+                s.audio_codec,
+                s.video_frames + s.audio_frames,
+            ));
+        }
+    })?;
+    for (file, video, audio, frames) in todo {
+        let (container, note) = container_for(asked, video.as_deref(), audio.as_deref());
+        let r = if frames == 0 {
+            RemuxReport {
+                file: None,
+                container,
+                bytes: 0,
+                note: Some("no audio or video frames to remux".into()),
+                error: None,
+            }
+        } else {
+            remux::remux(dir, &file, container, note)
+        };
+        if let Some(e) = &r.error {
+            say!("rtmpsniff: warning: remuxing {file}: {e}");
+        }
+        report.remuxed.insert(file, r);
+    }
+    Ok(())
 }
 
 /// Why a run found nothing to report: the selection matched nothing the input held, or the
@@ -472,6 +536,14 @@ fn print_report(report: &mut Report, out: &ReadOut) -> Result<()> {
             })?;
             if !quiet {
                 report.write_summary(&mut stdout, *verbose)?;
+                let mut remuxed: Vec<_> = report.remuxed.iter().collect();
+                remuxed.sort_by(|a, b| a.0.cmp(b.0));
+                for (flv, r) in remuxed {
+                    if let Some(file) = &r.file {
+                        let why = r.note.as_ref().map_or(String::new(), |n| format!(" ({n})"));
+                        writeln!(stdout, "remuxed: {flv} -> {file}{why}")?;
+                    }
+                }
                 writeln!(stdout, "report: {}", path.display())?;
             }
         }

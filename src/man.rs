@@ -108,6 +108,14 @@ pub const EXTRAS: &[Extra] = &[
                 "tcpdump -w - port 1935 | rtmpsniff read - -o out",
                 "Standard input as the capture.",
             ),
+            (
+                "rtmpsniff read capture.pcap -o out --remux mp4",
+                "Also an MP4 of each stream (Matroska where MP4 cannot hold its codecs), by ffmpeg, nothing re-encoded.",
+            ),
+            (
+                "rtmpsniff read day.pcap.zst -f 'host 192.0.2.7' --start 2026-11-25T04:00:00Z --end 2026-11-25T05:00:00Z -o out",
+                "A compressed capture, only one host's packets of one hour (as tcpdump -r with a filter, editcap -A/-B).",
+            ),
         ],
         exit_status: READ_STATUS,
         files: &[REPORT_FILE, FLV_FILE, KEYLOG_FILE],
@@ -130,6 +138,10 @@ pub const EXTRAS: &[Extra] = &[
             (
                 "rtmpsniff list --direction publish --any-port big.pcap",
                 "Published streams, RTMP recognised on any port.",
+            ),
+            (
+                "rtmpsniff list -c 10000 -f 'tcp port 1935' huge.pcap.gz",
+                "What the first 10000 RTMP packets hold, without reading the rest.",
             ),
             (
                 "rtmpsniff list -q capture.pcap && echo has RTMP",

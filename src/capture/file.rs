@@ -9,6 +9,8 @@ use std::io::{Cursor, Read};
 use pcap::{Capture, Offline, Precision};
 
 use super::classic::{FileHeader, PcapReader};
+use super::compress::{Compression, Decompressed};
+use super::filter::{Bpf, PacketSelection, SelectionReport};
 use super::pcapng::PcapngReader;
 
 use super::{Frame, InputReport, linktype};
@@ -116,6 +118,11 @@ impl Input {
         };
         r.error_offset = offset;
         r.error = Some(match (offset, size) {
+            // A compressed file's size is not the capture's: the offset is in the capture.
+            (Some(o), _) if r.compression.is_some() => format!(
+                "{e}: cut or damaged after packet {} (byte {o} of the capture inside)",
+                r.packets
+            ),
             (Some(o), Some(n)) => format!(
                 "{e}: cut or damaged after packet {} (byte {o} of {n})",
                 r.packets
@@ -148,6 +155,12 @@ impl Input {
 /// Capture files merged by packet time (ties go to the file named first).
 pub struct FileSet {
     inputs: Vec<Input>,
+    /// Which packets are read at all (`--filter`, `--start`, `--end`, `--count`).
+    selection: PacketSelection,
+    bpf: Option<Bpf>,
+    /// Packets handed out (kept by the selection).
+    kept: u64,
+    count_reached: bool,
     /// TLS key logs carried in the inputs (pcapng Decryption Secrets Blocks), in input order.
     secrets: Vec<Vec<u8>>,
     number: u64,
@@ -181,6 +194,29 @@ fn link_types_name(lts: &[i32]) -> String {
     }
 }
 
+/// Compile the filter for the link types an input has shown: an error if it compiles for
+/// none of them (libpcap's message, as tcpdump gives it).
+fn compile_for(bpf: &mut Bpf, input: &Input) -> Result<(), OpenError> {
+    let lts = match &input.source {
+        Source::Pcapng(r) if !r.linktypes().is_empty() => r.linktypes().to_vec(),
+        _ => vec![input.linktype],
+    };
+    let mut first_err = None;
+    for &lt in &lts {
+        match bpf.compile(lt) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                first_err.get_or_insert((lt, e));
+            }
+        }
+    }
+    let (lt, e) = first_err.unwrap_or((input.linktype, "does not compile".into()));
+    Err(OpenError {
+        path: input.report.path.clone(),
+        message: format!("--filter: {e} (link type {})", linktype::name(lt)),
+    })
+}
+
 /// Reads up to `buf.len()` bytes, fewer only at the end of the stream.
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut got = 0;
@@ -208,12 +244,26 @@ impl FileSet {
 
     /// Open every file that can be read; the others are returned as errors, one per file.
     pub fn open_each(paths: &[String]) -> (Self, Vec<OpenError>) {
+        Self::open_each_selecting(paths, PacketSelection::default())
+    }
+
+    /// [`open_each`](Self::open_each), reading only the packets `selection` keeps. An input
+    /// for none of whose link types the filter compiles is an error (libpcap's message).
+    pub fn open_each_selecting(
+        paths: &[String],
+        selection: PacketSelection,
+    ) -> (Self, Vec<OpenError>) {
         let mut inputs = Vec::new();
         let mut errors = Vec::new();
         let mut secrets = Vec::new();
         let mut stdin_used = false;
+        let mut bpf = selection.filter.as_deref().map(Bpf::new);
         for path in paths {
-            match Self::open_one(path, &mut stdin_used) {
+            let opened = Self::open_one(path, &mut stdin_used).and_then(|input| match &mut bpf {
+                Some(bpf) => compile_for(bpf, &input).map(|()| input),
+                None => Ok(input),
+            });
+            match opened {
                 Ok(mut input) => {
                     // Key logs before the first packet (read ahead on opening).
                     secrets.extend(input.take_secrets());
@@ -224,6 +274,10 @@ impl FileSet {
         }
         let set = FileSet {
             inputs,
+            selection,
+            bpf,
+            kept: 0,
+            count_reached: false,
             secrets,
             number: 0,
             current: None,
@@ -265,6 +319,30 @@ impl FileSet {
                 "{got} bytes, too short for a file header"
             )));
         }
+        // A compressed capture: the same stream, decoded, and its first bytes read again.
+        let compression = Compression::of_magic(magic);
+        if let Some(kind) = compression {
+            let raw: Stream = Box::new(Cursor::new(magic).chain(stream));
+            stream = Box::new(Decompressed::new(kind, raw).map_err(|e| not_capture(&e))?);
+            let inside = |why: &dyn std::fmt::Display| {
+                err(format!(
+                    "not a readable pcap or pcapng capture inside the {} compression ({why})",
+                    kind.name()
+                ))
+            };
+            let got = read_full(&mut stream, &mut magic).map_err(|e| inside(&e))?;
+            if got < 4 {
+                return Err(inside(&format_args!(
+                    "{got} bytes, too short for a file header"
+                )));
+            }
+            if !matches!(format_of(magic), "pcap" | "pcap-ns" | "pcapng") {
+                return Err(inside(&format_args!(
+                    "unknown file format, first bytes {:02x} {:02x} {:02x} {:02x}",
+                    magic[0], magic[1], magic[2], magic[3]
+                )));
+            }
+        }
         let format = format_of(magic);
         let classic = match format {
             "pcap" | "pcap-ns" => {
@@ -290,7 +368,7 @@ impl FileSet {
                 let stream: Stream = Box::new(Cursor::new(magic).chain(stream));
                 (Source::Pcapng(PcapngReader::new(stream)), -1)
             }
-            None if regular => {
+            None if regular && compression.is_none() => {
                 // Not a format read here: libpcap opens the file by name (it reads the rarer
                 // pcap variants, and says what is wrong with anything else).
                 drop(stream);
@@ -306,17 +384,24 @@ impl FileSet {
                 (source, lt)
             }
             None => {
+                let inside = match compression {
+                    Some(c) => format!(" inside the {} compression", c.name()),
+                    None => String::new(),
+                };
                 return Err(not_capture(&format_args!(
-                    "unknown file format, first bytes {:02x} {:02x} {:02x} {:02x}",
+                    "unknown file format{inside}, first bytes {:02x} {:02x} {:02x} {:02x}",
                     magic[0], magic[1], magic[2], magic[3]
                 )));
             }
         };
+        let mut report =
+            InputReport::new(path.to_string(), format.into(), linktype::name(lt).into());
+        report.compression = compression.map(Compression::name);
         let mut input = Input {
             source,
             linktype: lt,
             next: None,
-            report: InputReport::new(path.to_string(), format.into(), linktype::name(lt).into()),
+            report,
         };
         input.advance();
         if let Source::Pcapng(r) = &input.source {
@@ -358,20 +443,41 @@ impl FileSet {
         out
     }
 
-    /// The next frame in time order, or `None` at the end of every input.
+    /// The next frame in time order that the selection keeps, or `None` at the end of every
+    /// input (or once `--count` frames were handed out). Frames skipped keep their numbers.
     pub fn next_frame(&mut self) -> Option<Frame<'_>> {
-        self.read_ahead();
-        let mut best: Option<(usize, f64)> = None;
-        for (i, inp) in self.inputs.iter().enumerate() {
-            if let Some((ts, _, _)) = inp.next
-                && best.is_none_or(|(_, b)| ts < b)
-            {
-                best = Some((i, ts));
+        let i = loop {
+            if self.selection.count.is_some_and(|c| self.kept >= c) {
+                self.count_reached = true;
+                return None;
             }
-        }
-        let (i, _) = best?;
-        self.number += 1;
-        self.current = Some(i);
+            self.read_ahead();
+            let mut best: Option<(usize, f64)> = None;
+            for (i, inp) in self.inputs.iter().enumerate() {
+                if let Some((ts, _, _)) = inp.next
+                    && best.is_none_or(|(_, b)| ts < b)
+                {
+                    best = Some((i, ts));
+                }
+            }
+            let (i, ts) = best?;
+            self.number += 1;
+            self.current = Some(i);
+            let inp = &mut self.inputs[i];
+            let keep = self.selection.in_time(ts)
+                && match &mut self.bpf {
+                    Some(bpf) => {
+                        let (_, orig_len, linktype) = inp.next.expect("chosen input has a frame");
+                        bpf.matches(linktype, inp.data(), orig_len)
+                    }
+                    None => true,
+                };
+            if keep {
+                break i;
+            }
+            inp.report.skipped_packets += 1;
+        };
+        self.kept += 1;
         let inp = &self.inputs[i];
         let (ts, orig_len, linktype) = inp.next.expect("chosen input has a frame");
         Some(Frame {
@@ -387,6 +493,18 @@ impl FileSet {
     /// Blocks; later ones come from [`take_new_secrets`](Self::take_new_secrets)).
     pub fn decryption_secrets(&self) -> &[Vec<u8>] {
         &self.secrets
+    }
+
+    /// The selection as the report records it.
+    pub fn selection_report(&self) -> SelectionReport {
+        let s = &self.selection;
+        SelectionReport {
+            filter: s.filter.clone(),
+            start_time: s.start,
+            end_time: s.end,
+            count: s.count,
+            count_reached: self.count_reached,
+        }
     }
 
     /// What was read from each input so far.

@@ -4,8 +4,10 @@
 //! time, frame number, link type) and, per input, an [`InputReport`] of what it read.
 
 pub mod classic;
+pub mod compress;
 pub mod dsb;
 pub mod file;
+pub mod filter;
 pub mod linktype;
 pub mod live;
 pub mod pcapng;
@@ -13,6 +15,7 @@ pub mod pcapng;
 use serde::Serialize;
 
 pub use file::{FileSet, OpenError};
+pub use filter::{PacketSelection, SelectionReport};
 pub use live::{LiveCapture, LiveError, LiveOptions};
 
 /// A captured frame, borrowed from the capture layer.
@@ -32,10 +35,14 @@ pub struct Frame<'a> {
 pub struct InputReport {
     pub path: String,
     pub format: String,
+    /// The compression the capture was read through (`gzip`, `zstd`, `xz`), if any.
+    pub compression: Option<&'static str>,
     pub link_type: String,
     pub packets: u64,
     pub bytes: u64,
     pub truncated_packets: u64,
+    /// Packets read and left out by `--filter`, `--start` or `--end`.
+    pub skipped_packets: u64,
     pub first_time: Option<f64>,
     pub last_time: Option<f64>,
     /// Set when the file ended inside a record (cut short), or a live capture failed.
@@ -65,10 +72,12 @@ impl InputReport {
         InputReport {
             path,
             format,
+            compression: None,
             link_type,
             packets: 0,
             bytes: 0,
             truncated_packets: 0,
+            skipped_packets: 0,
             first_time: None,
             last_time: None,
             error: None,

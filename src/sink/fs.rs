@@ -167,6 +167,16 @@ fn create_unique_name(
     Ok((f, name, n))
 }
 
+/// Create a new file in `dir`, open to write, under the first free name of `name(1)`,
+/// `name(2)`, ... (see [`create_unique_name`]): the file and its name.
+pub(super) fn create_unique_named(
+    dir: &Path,
+    name: &mut dyn FnMut(u32) -> String,
+) -> io::Result<(File, String)> {
+    let (f, name, _) = create_unique_name(dir, name, 1, false)?;
+    Ok((f, name))
+}
+
 /// Create `stem.flv` (or `stem-2.flv`, ...) holding `head` from the moment it has a name: the
 /// file is made unnamed in `dir` (O_TMPFILE), `head` written, then linked under the first
 /// free name (linkat fails on a name that exists, as `create_new` does, and follows nothing

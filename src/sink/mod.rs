@@ -7,6 +7,7 @@ mod hash;
 mod lend;
 pub mod naming;
 pub mod queue;
+pub mod remux;
 pub mod report;
 mod select;
 mod stream;

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::capture::InputReport;
+use crate::capture::{InputReport, SelectionReport};
 use crate::config::{LimitHits, LimitReport, Limits};
 use crate::flow::{ConnId, Dir, Eviction, StreamKey};
 use crate::pipeline::{ConnectionFacts, Stats};
@@ -24,7 +24,7 @@ mod transport;
 
 pub use spool::Spool;
 use text::{summary_of, table_of};
-pub use time::{iso8601, iso8601_us};
+pub use time::{iso8601, iso8601_us, parse_time};
 pub use transport::{RtmptReport, TlsReport};
 
 /// Where a direction was locked onto without a handshake (mid-stream start or after a gap).
@@ -301,6 +301,16 @@ pub struct StreamReport {
     pub first_timestamp_ms: Option<u32>,
     pub last_timestamp_ms: Option<u32>,
     pub duration_ms: u64,
+    /// Bit rates (bit/s) of the coded video and audio frames as carried (the messages'
+    /// bodies, sequence headers left out) over the stream's media time (`duration_ms`); null
+    /// without such frames or without media time.
+    pub video_bitrate: Option<u64>,
+    pub audio_bitrate: Option<u64>,
+    /// Bytes of the coded video and audio frames written; not reported.
+    #[serde(skip)]
+    pub video_bytes: u64,
+    #[serde(skip)]
+    pub audio_bytes: u64,
     pub first_frame: Option<u64>,
     pub last_frame: Option<u64>,
     /// Coded frames dropped because their decoder configuration had not been seen.
@@ -373,7 +383,18 @@ impl StreamTiming {
     }
 }
 
+/// Bits per second of `bytes` over `ms` milliseconds, rounded; none for nothing or no time.
+pub fn bitrate(bytes: u64, ms: u64) -> Option<u64> {
+    (bytes > 0 && ms > 0).then(|| ((bytes as u128 * 8000 + ms as u128 / 2) / ms as u128) as u64)
+}
+
 impl StreamReport {
+    /// The bit rates, from the bytes counted and the media time (at the end of the stream).
+    pub fn set_bitrates(&mut self) {
+        self.video_bitrate = bitrate(self.video_bytes, self.duration_ms);
+        self.audio_bitrate = bitrate(self.audio_bytes, self.duration_ms);
+    }
+
     /// Account for a tag written (or, for an inventory, that would be): the file's size so
     /// far, the tag's RTMP timestamp and time in the file, and its capture frame.
     pub fn record(&mut self, bytes: u64, timestamp: u32, file_time: u32, frame: u64) {
@@ -413,6 +434,9 @@ pub struct Run {
 pub struct Report {
     pub run: Run,
     pub inputs: Vec<InputReport>,
+    /// Which packets were read (`--filter`, `--start`, `--end`, `--count`; live: the
+    /// capture filter in force).
+    pub selection: SelectionReport,
     /// Inputs that could not be read at all, one line each.
     pub input_errors: Vec<String>,
     /// What went wrong with the output folder (a disk that became full), one line each.
@@ -421,6 +445,65 @@ pub struct Report {
     /// Every limit, its value and how often it was reached.
     pub limits: Vec<LimitReport>,
     pub connections: Connections,
+    /// `--remux`: what each FLV (by its name in the folder) was remuxed into; written beside
+    /// the stream's `file`.
+    pub remuxed: std::collections::HashMap<String, super::remux::RemuxReport>,
+}
+
+/// A stream of the report, as much as remuxing and the page need of it.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+pub struct StreamBrief {
+    pub file: Option<String>,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    pub video_frames: u64,
+    pub audio_frames: u64,
+}
+
+/// `json` (a connection's, pretty, at depth 0) with `"remuxed": {...}` after the `"file"` of
+/// each stream that was remuxed. A stream's keys are the only ones six spaces in (metadata's
+/// are deeper, the connection's shallower), so a file name is found only where it is the
+/// stream's file.
+fn splice_remuxed<'a>(
+    json: &'a [u8],
+    remuxed: &std::collections::HashMap<String, super::remux::RemuxReport>,
+) -> std::borrow::Cow<'a, [u8]> {
+    if remuxed.is_empty() {
+        return json.into();
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(json.len() + 256);
+    let mut rest = json;
+    const KEY: &[u8] = b"\n      \"file\": \"";
+    while let Some(at) = memchr::memmem::find(rest, KEY) {
+        // The value, as serde_json wrote it, up to the end of its line.
+        let value_start = at + KEY.len() - 1;
+        let line_end =
+            memchr::memchr(b'\n', &rest[value_start..]).map_or(rest.len(), |e| value_start + e);
+        let value = rest[value_start..line_end]
+            .strip_suffix(b",")
+            .unwrap_or(&rest[value_start..line_end]);
+        out.extend_from_slice(&rest[..line_end]);
+        let name: Option<String> = serde_json::from_slice(value).ok();
+        if let Some(r) = name.as_ref().and_then(|n| remuxed.get(n)) {
+            let pretty = serde_json::to_string_pretty(r).unwrap_or_else(|_| "null".into());
+            if !rest[..line_end].ends_with(b",") {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\n      \"remuxed\": ");
+            for (i, line) in pretty.split('\n').enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(b"\n      ");
+                }
+                out.extend_from_slice(line.as_bytes());
+            }
+            if rest[..line_end].ends_with(b",") {
+                out.push(b',');
+            }
+        }
+        rest = &rest[line_end..];
+    }
+    out.extend_from_slice(rest);
+    out.into()
 }
 
 /// The report's fields other than the connections, as they go into the JSON.
@@ -435,6 +518,7 @@ struct Head<'a> {
     end_time: f64,
     end_time_utc: Option<String>,
     inputs: Vec<Input<'a>>,
+    packet_selection: Selection<'a>,
     input_errors: &'a [String],
     output_errors: &'a [String],
     stats: &'a Stats,
@@ -459,6 +543,15 @@ impl<'a> Input<'a> {
             last_time_utc: input.last_time.and_then(iso8601_us),
         }
     }
+}
+
+/// The packet selection as the report shows it, its times also in ISO 8601 (UTC).
+#[derive(Serialize)]
+struct Selection<'a> {
+    #[serde(flatten)]
+    selection: &'a SelectionReport,
+    start_time_utc: Option<String>,
+    end_time_utc: Option<String>,
 }
 
 /// The finished connections' reports, in the order the connections began.
@@ -534,6 +627,11 @@ impl Report {
             end_time: run.end_time,
             end_time_utc: iso8601_us(run.end_time),
             inputs: self.inputs.iter().map(Input::new).collect(),
+            packet_selection: Selection {
+                selection: &self.selection,
+                start_time_utc: self.selection.start_time.and_then(iso8601_us),
+                end_time_utc: self.selection.end_time.and_then(iso8601_us),
+            },
             input_errors: &self.input_errors,
             output_errors: &self.output_errors,
             stats: &self.stats,
@@ -549,17 +647,42 @@ impl Report {
             first = false;
             write_indented(out, json, 2)
         };
+        let remuxed = &self.remuxed;
         match &mut self.connections {
             Connections::Memory(v) => {
                 for c in v.iter() {
-                    each(&serde_json::to_vec_pretty(c).map_err(io::Error::other)?)?;
+                    let json = serde_json::to_vec_pretty(c).map_err(io::Error::other)?;
+                    each(&splice_remuxed(&json, remuxed))?;
                 }
             }
             Connections::Spooled(sp) => {
-                sp.each_json(&mut each)?;
+                sp.each_json(|json| each(&splice_remuxed(json, remuxed)))?;
             }
         }
         out.write_all(if first { b"]\n}" } else { b"\n  ]\n}" })?;
+        Ok(())
+    }
+
+    /// Each stream of each connection (in the order the connections began), as much as
+    /// remuxing needs of it.
+    pub fn each_stream(&mut self, mut each: impl FnMut(StreamBrief)) -> io::Result<()> {
+        #[derive(serde::Deserialize)]
+        struct Conn {
+            streams: Vec<StreamBrief>,
+        }
+        let mut one = |json: &[u8]| -> io::Result<()> {
+            let c: Conn = serde_json::from_slice(json).map_err(io::Error::other)?;
+            c.streams.into_iter().for_each(&mut each);
+            Ok(())
+        };
+        match &mut self.connections {
+            Connections::Memory(v) => {
+                for c in v.iter() {
+                    one(&serde_json::to_vec(c).map_err(io::Error::other)?)?;
+                }
+            }
+            Connections::Spooled(sp) => sp.each_json(one)?,
+        }
         Ok(())
     }
 
@@ -614,5 +737,69 @@ impl Report {
         let mut v = Vec::new();
         let _ = self.write_summary(&mut v, verbose);
         String::from_utf8_lossy(&v).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::remux::{Container, RemuxReport};
+
+    #[test]
+    fn remuxed_goes_beside_the_streams_file_and_nowhere_else() {
+        let json = r#"{
+  "id": 1,
+  "streams": [
+    {
+      "name": "a",
+      "file": "live_a.flv",
+      "bytes": 10,
+      "metadata": {
+        "file": "live_a.flv",
+        "x": {
+          "file": "live_b.flv"
+        }
+      }
+    },
+    {
+      "file": "live_b.flv",
+      "bytes": 20
+    },
+    {
+      "file": null,
+      "bytes": 0
+    }
+  ]
+}"#;
+        let mut remuxed = std::collections::HashMap::new();
+        remuxed.insert(
+            "live_a.flv".to_string(),
+            RemuxReport {
+                file: Some("live_a.mp4".into()),
+                container: Container::Mp4,
+                bytes: 9,
+                note: None,
+                error: None,
+            },
+        );
+        let out = splice_remuxed(json.as_bytes(), &remuxed);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let streams = v["streams"].as_array().unwrap();
+        assert_eq!(streams[0]["remuxed"]["file"], "live_a.mp4");
+        assert_eq!(streams[0]["bytes"], 10);
+        assert!(streams[0]["metadata"].get("remuxed").is_none());
+        assert!(streams[1].get("remuxed").is_none());
+        assert!(streams[2].get("remuxed").is_none());
+        // The rest is as it was, byte for byte.
+        let text = String::from_utf8(out.into_owned()).unwrap();
+        let back = text.replace(
+            ",\n      \"remuxed\": {\n        \"file\": \"live_a.mp4\",\n        \"container\": \"mp4\",\n        \"bytes\": 9,\n        \"note\": null,\n        \"error\": null\n      }",
+            "",
+        );
+        assert_eq!(back, json);
+        assert_eq!(
+            splice_remuxed(json.as_bytes(), &Default::default()),
+            json.as_bytes()
+        );
     }
 }

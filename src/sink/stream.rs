@@ -190,6 +190,7 @@ impl StreamOut {
         if i.frame {
             r.video_frames += 1;
             r.keyframes += i.keyframe as u64;
+            r.video_bytes += body.len() as u64;
         }
         true
     }
@@ -219,6 +220,7 @@ impl StreamOut {
         }
         if i.frame {
             r.audio_frames += 1;
+            r.audio_bytes += body.len() as u64;
         }
         true
     }
@@ -336,6 +338,7 @@ impl StreamOut {
                 w.finish()?;
             }
         }
+        r.set_bitrates();
         if r.dropped_before_keyframe > 0 {
             r.notes.push(format!(
                 "joined mid-stream: {} video frames before the first keyframe were left out",

@@ -399,6 +399,11 @@ fn live_on_loopback_equals_nginx_recording() {
     assert_eq!(input["path"], "live:lo");
     assert!(input["kernel"]["received"].as_u64().unwrap() > 0);
     assert!(input["kernel"]["dropped"].is_u64());
+    // The capture filter in force, built from --port.
+    assert_eq!(
+        report["packet_selection"]["filter"],
+        format!("tcp and (port {port})")
+    );
     let stream = &report["connections"][0]["streams"][0];
     assert_eq!(stream["name"], "cam1");
     assert_eq!(report["connections"][0]["server"].as_str().unwrap(), listen);

@@ -3,6 +3,7 @@
 
 mod captures;
 mod cli;
+mod compressed;
 mod fuzz;
 mod hard;
 mod hostile;
@@ -10,7 +11,9 @@ mod inputs;
 mod limits;
 mod live;
 mod mutation;
+mod packets;
 mod perf;
+mod remux;
 mod report;
 mod rtmps;
 mod rtmpt;

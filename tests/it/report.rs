@@ -627,3 +627,107 @@ fn the_report_says_what_made_it_and_follows_its_schema() {
     let time = broken(&|b| b["start_time_utc"] = "2026-11-25 04:34:02".into());
     assert!(!time.is_empty());
 }
+
+/// A bit rate as the summary and the table show it (README: `1.25 Mbit/s`, `497 kbit/s`,
+/// `64.0 kbit/s`, `900 bit/s`).
+fn rate_text(bps: u64) -> String {
+    if bps < 1_000 {
+        format!("{bps} bit/s")
+    } else if bps < 100_000 {
+        format!("{:.1} kbit/s", bps as f64 / 1e3)
+    } else if bps < 1_000_000 {
+        format!("{:.0} kbit/s", bps as f64 / 1e3)
+    } else {
+        format!("{:.2} Mbit/s", bps as f64 / 1e6)
+    }
+}
+
+#[test]
+fn bit_rates_are_the_coded_frames_over_the_media_time() {
+    require_tool("ffprobe");
+    use rtmpsniff::rtmp::media;
+    for sample in ["lo-h264-aac", "lo-legacy-play", "netns-multi"] {
+        let dir = root().join("samples").join(sample);
+        let cap = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_stem().is_some_and(|s| s == "capture"))
+            .unwrap();
+        let out = temp_dir("bitrates");
+        let report = read_ok(&cap, &out);
+        let o = rtmpsniff(&[
+            "read",
+            cap.to_str().unwrap(),
+            "-o",
+            out.join("again").to_str().unwrap(),
+        ]);
+        let summary = String::from_utf8_lossy(&o.stdout).into_owned();
+        let o = rtmpsniff(&["list", cap.to_str().unwrap()]);
+        let table = String::from_utf8_lossy(&o.stdout).into_owned();
+        for c in report["connections"].as_array().unwrap() {
+            for st in c["streams"].as_array().unwrap() {
+                let file = out.join(st["file"].as_str().unwrap());
+                let data = std::fs::read(&file).unwrap();
+                let (_, tags) = rtmpsniff::sink::flv::parse(&data).unwrap();
+                // Coded frames' bodies, per kind, straight from the file.
+                let mut bytes = [0u64; 2];
+                let mut span = (u32::MAX, 0u32);
+                for t in &tags {
+                    let info = match t.kind {
+                        8 => media::audio(&t.body),
+                        9 => media::video(&t.body),
+                        _ => None,
+                    };
+                    if info.is_some_and(|i| i.frame && !i.config) {
+                        bytes[(t.kind == 9) as usize] += t.body.len() as u64;
+                    }
+                    if t.kind == 8 || t.kind == 9 || t.kind == 18 {
+                        span = (span.0.min(t.timestamp), span.1.max(t.timestamp));
+                    }
+                }
+                let ms = st["duration_ms"].as_u64().unwrap();
+                assert_eq!(ms, (span.1 - span.0) as u64, "{}", file.display());
+                let label = format!("{sample} {}", st["file"]);
+                // ffprobe's packets: the frames without their FLV codec headers (a few bytes
+                // each), so a little less.
+                let probe = Command::new("ffprobe")
+                    .args([
+                        "-v",
+                        "error",
+                        "-show_entries",
+                        "packet=codec_type,size",
+                        "-of",
+                        "json",
+                    ])
+                    .arg(&file)
+                    .output()
+                    .unwrap();
+                let probe: serde_json::Value = serde_json::from_slice(&probe.stdout).unwrap();
+                for (k, kind) in [(0, "audio"), (1, "video")] {
+                    let got = st[format!("{kind}_bitrate")].as_u64();
+                    if bytes[k] == 0 {
+                        assert_eq!(got, None, "{label} {kind}");
+                        continue;
+                    }
+                    let want = (bytes[k] * 8000 + ms / 2) / ms;
+                    assert_eq!(got, Some(want), "{label} {kind}");
+                    let probed: u64 = probe["packets"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter(|p| p["codec_type"] == kind)
+                        .map(|p| p["size"].as_str().unwrap().parse::<u64>().unwrap())
+                        .sum();
+                    let probed = probed * 8000 / ms;
+                    assert!(
+                        want >= probed && (want as f64) < probed as f64 * 1.05,
+                        "{label} {kind}: {want} against ffprobe's {probed}"
+                    );
+                    let text = format!("{kind} {}", rate_text(want));
+                    assert!(summary.contains(&text), "{label}: {text} not in\n{summary}");
+                    assert!(table.contains(&rate_text(want)), "{label}: not in\n{table}");
+                }
+            }
+        }
+    }
+}

@@ -41,13 +41,18 @@ pub fn require(what: &str, present: bool) {
     );
 }
 
-/// An external tool, which must be installed (see [`require`]).
+/// An external tool, which must be installed (see [`require`]): it answers `-version`
+/// (ffmpeg, tshark) or `--version` (gzip, xz, zstd, chromium).
 pub fn require_tool(tool: &str) {
-    let ok = Command::new(tool)
-        .arg("-version")
-        .output()
-        .map(|o| o.status.success() || !o.stdout.is_empty())
-        .unwrap_or(false);
+    let answers = |flag: &str| {
+        Command::new(tool)
+            .arg(flag)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map(|o| o.status.success() || !o.stdout.is_empty())
+            .unwrap_or(false)
+    };
+    let ok = answers("-version") || answers("--version");
     require(&format!("{tool} is not installed"), ok);
 }
 

@@ -19,6 +19,27 @@ fn codecs(st: &StreamReport) -> String {
     if c.is_empty() { "no media".into() } else { c }
 }
 
+/// A bit rate for people: `1.25 Mbit/s`, `497 kbit/s`, `64.0 kbit/s`, `900 bit/s`.
+pub(crate) fn rate(bps: u64) -> String {
+    match bps {
+        0..1_000 => format!("{bps} bit/s"),
+        1_000..100_000 => format!("{:.1} kbit/s", bps as f64 / 1e3),
+        100_000..1_000_000 => format!("{:.0} kbit/s", bps as f64 / 1e3),
+        _ => format!("{:.2} Mbit/s", bps as f64 / 1e6),
+    }
+}
+
+/// `, video 497 kbit/s, audio 128 kbit/s` (the kinds that have a bit rate), for the summary.
+fn rates(st: &StreamReport) -> String {
+    let mut s = String::new();
+    for (kind, r) in [("video", st.video_bitrate), ("audio", st.audio_bitrate)] {
+        if let Some(r) = r {
+            s.push_str(&format!(", {kind} {}", rate(r)));
+        }
+    }
+    s
+}
+
 /// `  rtmpt session=ID (N TCP connections)` for an RTMPT session.
 fn tunnel(m: &ConnectionSummary) -> String {
     match &m.rtmpt {
@@ -105,7 +126,7 @@ pub(super) fn summary_of(c: &ConnectionReport, verbose: bool) -> String {
     }
     for st in &c.streams {
         s.push_str(&format!(
-            "  {} {} (msid {}): {} video, {} audio frames, {:.1} s, {} -> {}\n",
+            "  {} {} (msid {}): {} video, {} audio frames, {:.1} s, {}{} -> {}\n",
             st.direction,
             st.name
                 .as_deref()
@@ -115,6 +136,7 @@ pub(super) fn summary_of(c: &ConnectionReport, verbose: bool) -> String {
             st.audio_frames,
             st.duration_ms as f64 / 1000.0,
             codecs(st),
+            rates(st),
             st.file.as_deref().unwrap_or("(no file)"),
         ));
         for n in &st.notes {
@@ -167,6 +189,8 @@ pub(super) fn table_of(c: &ConnectionReport, verbose: bool) -> String {
         "VIDEO".into(),
         "AUDIO".into(),
         "KEYFRAMES".into(),
+        "VIDEO RATE".into(),
+        "AUDIO RATE".into(),
     ]];
     for st in &c.streams {
         rows.push([
@@ -181,9 +205,11 @@ pub(super) fn table_of(c: &ConnectionReport, verbose: bool) -> String {
             st.video_frames.to_string(),
             st.audio_frames.to_string(),
             st.keyframes.to_string(),
+            st.video_bitrate.map_or("-".into(), rate),
+            st.audio_bitrate.map_or("-".into(), rate),
         ]);
     }
-    let widths: Vec<usize> = (0..8)
+    let widths: Vec<usize> = (0..10)
         .map(|k| rows.iter().map(|r| r[k].chars().count()).max().unwrap_or(0))
         .collect();
     for r in rows {
