@@ -38,28 +38,52 @@ pub struct Segment<'a> {
     pub tcp: &'a [u8],
 }
 
+/// What a segment's TCP checksum says about its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checksum {
+    /// It verifies.
+    Right,
+    /// The field holds the sum of the pseudo-header alone: the sender left the checksum to
+    /// its network card (offloading: Linux, the BSDs and Windows seed the field so) and the
+    /// capture saw the segment before the card. It says nothing about the bytes.
+    Offloaded,
+    /// Neither: the segment was corrupted after its checksum was made, or its sender put
+    /// something else there (a capture whose every checksum is wrong).
+    Wrong,
+    /// The frame was cut short: the checksum cannot be checked.
+    Unknown,
+}
+
 impl Segment<'_> {
     /// Whether the TCP checksum is right; `None` when the frame was cut short.
     pub fn checksum_ok(&self) -> Option<bool> {
-        if self.truncated {
-            return None;
+        match self.checksum() {
+            Checksum::Right => Some(true),
+            Checksum::Offloaded | Checksum::Wrong => Some(false),
+            Checksum::Unknown => None,
         }
-        let mut sum: u64 = 0;
-        match (self.src.ip(), self.dst.ip()) {
-            (IpAddr::V4(a), IpAddr::V4(b)) => {
-                sum += add_bytes(&a.octets()) + add_bytes(&b.octets());
-            }
-            (IpAddr::V6(a), IpAddr::V6(b)) => {
-                sum += add_bytes(&a.octets()) + add_bytes(&b.octets());
-            }
-            _ => return None,
+    }
+
+    /// What the TCP checksum says: right, left to offloading, wrong, or not checkable.
+    pub fn checksum(&self) -> Checksum {
+        if self.truncated || self.tcp.len() < 20 {
+            return Checksum::Unknown;
         }
-        sum += 6 + self.tcp.len() as u64;
-        sum += add_bytes(self.tcp);
-        while sum >> 16 != 0 {
-            sum = (sum & 0xffff) + (sum >> 16);
+        let mut pseudo: u64 = match (self.src.ip(), self.dst.ip()) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => add_bytes(&a.octets()) + add_bytes(&b.octets()),
+            (IpAddr::V6(a), IpAddr::V6(b)) => add_bytes(&a.octets()) + add_bytes(&b.octets()),
+            _ => return Checksum::Unknown,
+        };
+        pseudo += 6 + self.tcp.len() as u64;
+        if fold(pseudo + add_bytes(self.tcp)) == 0xffff {
+            return Checksum::Right;
         }
-        Some(sum == 0xffff)
+        let field = u16::from_be_bytes([self.tcp[16], self.tcp[17]]) as u64;
+        if field == fold(pseudo) {
+            Checksum::Offloaded
+        } else {
+            Checksum::Wrong
+        }
     }
 }
 
@@ -378,6 +402,44 @@ mod tests {
         assert_eq!(
             decode(linktype::ETHERNET, &odd).unwrap().checksum_ok(),
             Some(true)
+        );
+    }
+
+    #[test]
+    fn offloaded_checksums_are_told_from_wrong_ones() {
+        let f = tcp_packet(b"payload");
+        let tcp_at = 14 + 20;
+        assert_eq!(
+            decode(linktype::ETHERNET, &f).unwrap().checksum(),
+            Checksum::Right
+        );
+        // What a sender that leaves the checksum to its card puts in the field (and a
+        // capture on that host sees): the pseudo-header's sum, 10.0.0.1 + 10.0.0.2 + 6 + 27.
+        let mut off = f.clone();
+        let pseudo: u32 = 0x0a00 + 0x0001 + 0x0a00 + 0x0002 + 6 + 20 + 7;
+        off[tcp_at + 16..tcp_at + 18].copy_from_slice(&(pseudo as u16).to_be_bytes());
+        assert_eq!(
+            decode(linktype::ETHERNET, &off).unwrap().checksum(),
+            Checksum::Offloaded
+        );
+        assert_eq!(
+            decode(linktype::ETHERNET, &off).unwrap().checksum_ok(),
+            Some(false)
+        );
+        // A bit flipped in the sequence number, the flags or the payload: wrong.
+        for at in [tcp_at + 4, tcp_at + 13, f.len() - 1] {
+            let mut bad = f.clone();
+            bad[at] ^= 0x04;
+            assert_eq!(
+                decode(linktype::ETHERNET, &bad).unwrap().checksum(),
+                Checksum::Wrong
+            );
+        }
+        // Cut short by the snap length: not checkable.
+        let cut = &f[..f.len() - 2];
+        assert_eq!(
+            decode(linktype::ETHERNET, cut).unwrap().checksum(),
+            Checksum::Unknown
         );
     }
 

@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use super::key::{ConnId, ConnKey, Dir};
 use super::reassembly::Reassembler;
 use crate::config::{LimitHits, Limits};
-use crate::decode::Segment;
+use crate::decode::{Checksum, Segment};
 
 /// Connections closed at a time at the end of the input or for idleness.
 pub const CLOSE_BATCH: usize = 256;
@@ -90,8 +90,8 @@ pub struct Conn<T> {
     pub rst: bool,
     /// ISN of the client's SYN, to tell a retransmitted SYN from a new connection.
     client_isn: Option<u32>,
-    /// Right and wrong TCP checksums seen per direction. Where right ones dominate, checksums
-    /// are real (not left to offloading) and a wrong one means corruption on the wire.
+    /// TCP checksums seen per direction ([`Checksums`]): where they are checkable, a wrong
+    /// one means corruption on the wire.
     checksums: [Checksums; 2],
     /// Segments dropped for a wrong checksum.
     pub bad_checksums: u64,
@@ -110,10 +110,59 @@ pub struct Conn<T> {
     pub evicted: Option<Eviction>,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
-struct Checksums {
-    right: u64,
-    wrong: u64,
+/// TCP checksums seen: `good` ones (right, or left to offloading: [`Checksum::Offloaded`])
+/// and `wrong` ones. Where good ones are the majority, checksums are checkable and a wrong
+/// one is corruption on the wire; where wrong ones are, the sender puts something else in
+/// the field (offloading of another kind, a tool that writes none) and they mean nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Checksums {
+    pub good: u64,
+    pub wrong: u64,
+}
+
+/// Checksums needed before a tally is believed alone (else it is taken together with the
+/// sender's, then the run's).
+const CHECKSUM_EVIDENCE: u64 = 8;
+/// Senders whose checksums are tallied, by a hash of their address (a fixed table: a bucket
+/// two senders share only mixes their evidence).
+const SENDER_BUCKETS: usize = 4096;
+
+impl Checksums {
+    fn count(&mut self, ck: Checksum) {
+        match ck {
+            Checksum::Right | Checksum::Offloaded => self.good += 1,
+            Checksum::Wrong => self.wrong += 1,
+            Checksum::Unknown => {}
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.good + self.wrong
+    }
+
+    fn plus(self, o: Checksums) -> Checksums {
+        Checksums {
+            good: self.good + o.good,
+            wrong: self.wrong + o.wrong,
+        }
+    }
+}
+
+/// Whether a segment whose checksum is `ck` was corrupted on the wire, from what is known of
+/// checksums: its direction's (`dir`, none for a new connection), its sender's and the
+/// run's, the most specific that has [`CHECKSUM_EVIDENCE`] (else all of them together). A
+/// wrong checksum is corruption where good ones are the majority; with no evidence at all
+/// nothing is dropped (a capture whose every checksum is wrong keeps working).
+pub fn corrupted(ck: Checksum, dir: Checksums, sender: Checksums, run: Checksums) -> bool {
+    if ck != Checksum::Wrong {
+        return false;
+    }
+    let levels = [dir, dir.plus(sender), dir.plus(sender).plus(run)];
+    let t = levels
+        .iter()
+        .find(|t| t.total() >= CHECKSUM_EVIDENCE)
+        .unwrap_or(&levels[2]);
+    t.good > t.wrong
 }
 
 impl<T> Conn<T> {
@@ -126,22 +175,9 @@ impl<T> Conn<T> {
         }
     }
 
-    /// Count the segment's TCP checksum; `false` when the segment must be dropped because it
-    /// was corrupted on the wire (the receiver dropped it too, and a retransmission brings the
-    /// right bytes).
-    fn checksum_passes(&mut self, dir: Dir, ok: Option<bool>) -> bool {
-        let ck = &mut self.checksums[dir.index()];
-        match ok {
-            Some(true) => ck.right += 1,
-            Some(false) if ck.right >= 8 && ck.wrong * 8 < ck.right => {
-                ck.wrong += 1;
-                self.bad_checksums += 1;
-                return false;
-            }
-            Some(false) => ck.wrong += 1,
-            None => {}
-        }
-        true
+    /// Checksums seen in direction `dir`.
+    pub fn checksums(&self, dir: Dir) -> Checksums {
+        self.checksums[dir.index()]
     }
 
     /// Set up the byte streams (with `upper` for the layers above) unless `seg` is a client's
@@ -192,8 +228,35 @@ pub struct TableStats {
     pub connections_evicted: u64,
     /// Connections closed for carrying nothing for the idle timeout of packet time.
     pub connections_expired: u64,
-    /// Segments dropped for a wrong TCP checksum (in directions whose checksums are real).
+    /// Segments dropped for a wrong TCP checksum (where checksums are checkable).
     pub bad_checksums: u64,
+}
+
+/// The checksums tallied beyond one connection: per sender (hashed into a fixed table) and
+/// over the run. A connection's first segments are judged by them.
+struct ChecksumEvidence {
+    senders: Box<[Checksums; SENDER_BUCKETS]>,
+    hasher: foldhash::fast::RandomState,
+    run: Checksums,
+}
+
+impl ChecksumEvidence {
+    fn bucket(&self, src: SocketAddr) -> usize {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(src.ip()) as usize % SENDER_BUCKETS
+    }
+
+    /// Whether `seg` (checksum `ck`), in a direction whose tally is `dir`, was corrupted on
+    /// the wire; then `seg` is counted (`count`: judged only, for a look ahead).
+    fn judge(&mut self, seg: &Segment<'_>, ck: Checksum, dir: Checksums, count: bool) -> bool {
+        let b = self.bucket(seg.src);
+        let bad = corrupted(ck, dir, self.senders[b], self.run);
+        if count {
+            self.senders[b].count(ck);
+            self.run.count(ck);
+        }
+        bad
+    }
 }
 
 /// What one segment found in the table: its connection and direction, and (for
@@ -232,6 +295,7 @@ pub struct Table<T> {
     expiry_checked: f64,
     /// At the end of the input, the connections still to close (latest first).
     closing: Option<Vec<ConnKey>>,
+    checksums: ChecksumEvidence,
     pub stats: TableStats,
 }
 
@@ -248,6 +312,11 @@ impl<T: Held> Table<T> {
             memory: 0,
             expiry_checked: f64::NEG_INFINITY,
             closing: None,
+            checksums: ChecksumEvidence {
+                senders: Box::new([Checksums::default(); SENDER_BUCKETS]),
+                hasher: Default::default(),
+                run: Checksums::default(),
+            },
             stats: TableStats::default(),
         }
     }
@@ -286,13 +355,25 @@ impl<T: Held> Table<T> {
     }
 
     /// A client's SYN (without ACK) on a 4-tuple that is finished, or that had a SYN with
-    /// another ISN, starts a new connection: the old one is returned to be closed.
+    /// another ISN, starts a new connection: the old one is returned to be closed. A SYN
+    /// corrupted on the wire (its checksum `ck`) starts nothing.
     #[inline]
-    pub fn restarted(&mut self, key: ConnKey, seg: &Segment<'_>) -> Option<Box<Conn<T>>> {
+    pub fn restarted(
+        &mut self,
+        key: ConnKey,
+        seg: &Segment<'_>,
+        ck: Checksum,
+    ) -> Option<Box<Conn<T>>> {
         if !seg.flags.syn || seg.flags.ack {
             return None;
         }
         let c = self.conns.get(&key)?;
+        if self
+            .checksums
+            .judge(seg, ck, c.checksums[c.dir_of(seg).index()], false)
+        {
+            return None;
+        }
         let restart = seg.src == c.client
             && (c.rst
                 || c.fin.iter().all(|&f| f)
@@ -317,14 +398,22 @@ impl<T: Held> Table<T> {
         self.conns.len() >= self.limits.connections && !self.conns.contains_key(&key)
     }
 
+    /// Whether `seg` (checksum `ck`), of a flow not in the table, was corrupted on the wire
+    /// (so it must not make room for itself). Only judged: [`admit`](Self::admit) counts it.
+    pub fn corrupted_new(&mut self, seg: &Segment<'_>, ck: Checksum) -> bool {
+        self.checksums.judge(seg, ck, Checksums::default(), false)
+    }
+
     /// The connection `seg` belongs to, created with `roles()` (client, server) when it is
-    /// new (`None`: not a flow to track; asked only for a new flow). Counts its packet time and checksum: a segment whose
-    /// wrong checksum marks it as corrupted on the wire gives `None`.
+    /// new (`None`: not a flow to track; asked only for a new flow). Counts its packet time
+    /// and its checksum `ck`: a segment corrupted on the wire ([`corrupted`]) gives `None`,
+    /// so that it neither opens, ends nor moves a connection.
     #[inline]
     pub fn admit(
         &mut self,
         key: ConnKey,
         seg: &Segment<'_>,
+        ck: Checksum,
         roles: impl FnOnce() -> Option<(SocketAddr, SocketAddr)>,
         ts: f64,
         frame: u64,
@@ -337,18 +426,24 @@ impl<T: Held> Table<T> {
             by_memory,
             memory,
             stats,
+            checksums,
             ..
         } = self;
-        let c = match conns.entry(key) {
-            Entry::Occupied(o) => o.into_mut(),
+        let (c, judged) = match conns.entry(key) {
+            Entry::Occupied(o) => (o.into_mut(), false),
             Entry::Vacant(v) => {
+                if checksums.judge(seg, ck, Checksums::default(), true) {
+                    // Not even a connection: a corrupted port or flag would make one.
+                    stats.bad_checksums += 1;
+                    return None;
+                }
                 let (client, server) = roles()?;
                 let id = ConnId(*next_id);
                 *next_id += 1;
                 stats.connections += 1;
                 *tick += 1;
                 lru[0].insert(*tick, key);
-                v.insert(Box::new(Conn {
+                let c = v.insert(Box::new(Conn {
                     id,
                     client,
                     server,
@@ -368,16 +463,24 @@ impl<T: Held> Table<T> {
                     synack: false,
                     memory: 0,
                     evicted: None,
-                }))
+                }));
+                (c, true)
             }
         };
+        let dir = c.dir_of(seg);
+        if !judged {
+            let bad = checksums.judge(seg, ck, c.checksums[dir.index()], true);
+            c.checksums[dir.index()].count(ck);
+            if bad {
+                c.bad_checksums += 1;
+                stats.bad_checksums += 1;
+                return None;
+            }
+        } else {
+            c.checksums[dir.index()].count(ck);
+        }
         c.last_seen = ts;
         c.last_frame = frame;
-        let dir = c.dir_of(seg);
-        if !c.checksum_passes(dir, seg.checksum_ok()) {
-            stats.bad_checksums += 1;
-            return None;
-        }
         if seg.flags.syn {
             c.synack |= seg.flags.ack && dir == Dir::ServerToClient;
             if dir == Dir::ClientToServer && c.client_isn.is_none() {
@@ -586,3 +689,6 @@ impl<T: Held> Table<T> {
         (closed, more)
     }
 }
+
+#[cfg(test)]
+mod tests;

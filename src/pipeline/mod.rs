@@ -69,7 +69,7 @@ pub struct Stats {
     pub not_tcp: u64,
     pub malformed: u64,
     pub fragments: u64,
-    /// Segments dropped for a wrong TCP checksum (in directions whose checksums are real).
+    /// Segments dropped for a wrong TCP checksum (where checksums are checkable).
     pub bad_checksums: u64,
     pub connections: u64,
     pub connections_evicted: u64,
@@ -296,11 +296,13 @@ impl Pipeline {
             self.close(c);
         }
         let key = ConnKey::new(seg.src, seg.dst);
-        if let Some(c) = self.table.restarted(key, seg) {
+        // Computed once (every payload byte goes through it): the table judges by it.
+        let ck = seg.checksum();
+        if let Some(c) = self.table.restarted(key, seg, ck) {
             self.close(c);
         }
         if self.table.is_full_for(key) {
-            if roles(&self.config, seg).is_none() {
+            if roles(&self.config, seg).is_none() || self.table.corrupted_new(seg, ck) {
                 return;
             }
             if let Some(c) = self.table.make_room(key) {
@@ -316,7 +318,7 @@ impl Pipeline {
             out,
             ..
         } = self;
-        let Some(a) = table.admit(key, seg, || roles(config, seg), ts, frame) else {
+        let Some(a) = table.admit(key, seg, ck, || roles(config, seg), ts, frame) else {
             return;
         };
         let (c, dir) = (&mut *a.conn, a.dir);

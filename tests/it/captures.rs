@@ -170,3 +170,61 @@ fn obs_publish_facts() {
     assert_eq!(s["audio_channels"], 2);
     assert_eq!(s["video_frames"], 125);
 }
+
+/// 10% of the packets corrupted on the wire (netem) where the sender left its checksums to
+/// offloading: the segments whose checksum is neither right nor the pseudo-header's sum were
+/// corrupted, and must not end the connection (a flipped RST flag did), open another (a
+/// flipped port), or move its sequence space (a flipped sequence number made a 1 GiB gap).
+#[test]
+fn corrupted_segments_neither_end_open_nor_move_a_connection() {
+    let dir = shared();
+    require_tool("ffmpeg");
+    require_tool("ffprobe");
+    let cap = dir.join("vlc-play-h263-corrupt10.pcapng");
+    for any_port in [false, true] {
+        let out = temp_dir("corrupt10");
+        let opts: &[&str] = if any_port { &["--any-port"] } else { &[] };
+        let report = read_ok_with(&cap, &out, opts);
+        let conns = report["connections"].as_array().unwrap();
+        assert_eq!(conns.len(), 1, "one connection, reported once");
+        let c = &conns[0];
+        assert_eq!(c["client"], "172.17.0.3:53858");
+        assert_eq!(c["handshake"], "seen");
+        assert_eq!(
+            c["gaps"],
+            serde_json::json!([]),
+            "every hole was retransmitted"
+        );
+        assert_eq!(c["warnings"], serde_json::json!([]));
+        // About a tenth of the server's 1,939 segments were corrupted; those whose flipped
+        // bit fell in the TCP segment show it in their checksum.
+        let bad = c["bad_checksums"].as_u64().unwrap();
+        assert!((100..=400).contains(&bad), "{bad} segments dropped");
+        assert!(report["stats"]["bad_checksums"].as_u64().unwrap() >= bad);
+        assert_eq!(
+            report["stats"]["connections"], 1,
+            "no connection of a flipped port"
+        );
+        let s = &c["streams"][0];
+        assert_eq!(
+            (&s["name"], &s["direction"]),
+            (&"stream".into(), &"play".into())
+        );
+        let file = out.join(s["file"].as_str().unwrap());
+        ffmpeg_decodes_cleanly(&file).unwrap();
+        let probe = ffprobe_streams(&file);
+        let packets: u64 = probe["streams"][0]["nb_read_packets"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(s["video_frames"].as_u64(), Some(packets));
+        assert!(packets >= tshark_media(&cap).1 as u64);
+        // To the end of the play: the server's last media message is near the capture's end.
+        assert!(
+            s["last_frame"].as_u64().unwrap() > 3000,
+            "{}",
+            s["last_frame"]
+        );
+    }
+}

@@ -5,23 +5,6 @@ use std::process::Command;
 
 use crate::util::*;
 
-fn ffprobe_streams(path: &std::path::Path) -> serde_json::Value {
-    let o = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_packets",
-            "-show_streams",
-            "-show_format",
-            "-of",
-            "json",
-        ])
-        .arg(path)
-        .output()
-        .expect("run ffprobe");
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
 fn sha256_hex(path: &std::path::Path) -> String {
     let o = Command::new("sha256sum")
         .arg(path)

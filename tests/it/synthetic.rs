@@ -406,10 +406,25 @@ pub fn pcap_file(frames: &[(f64, Vec<u8>)]) -> Vec<u8> {
 
 /// Run the library pipeline on frames and return the FLV files it wrote, by name.
 pub fn run_frames(frames: &[(f64, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
+    run_frames_reported(frames).0
+}
+
+/// [`run_frames`], and the connections' reports (as report.json has them) with the run's
+/// counters.
+pub fn run_frames_reported(
+    frames: &[(f64, Vec<u8>)],
+) -> (
+    Vec<(String, Vec<u8>)>,
+    serde_json::Value,
+    rtmpsniff::pipeline::Stats,
+) {
     let dir = temp_dir("syn");
     let sink = FlvSink::new(&dir).unwrap();
     let mut d = Driver::new(Pipeline::new(Config::default()), sink);
     d.run(&mut Frames::new(frames), |_, _| Ok(())).unwrap();
+    let Driver { pipeline, sink } = d;
+    let stats = pipeline.stats();
+    let connections = serde_json::to_value(sink.into_connections()).unwrap();
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| {
@@ -422,7 +437,7 @@ pub fn run_frames(frames: &[(f64, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
         .collect();
     files.sort();
     let _ = std::fs::remove_dir_all(&dir);
-    files
+    (files, connections, stats)
 }
 
 fn media_tags(file: &[u8]) -> Vec<(u8, u32, Vec<u8>)> {
@@ -872,4 +887,135 @@ fn keep_alives_zero_window_probes_and_duplicates_change_nothing() {
     }
     assert!(mangled.len() > frames.len() + 20);
     assert_eq!(run_frames(&mangled), baseline);
+}
+
+/// Ethernet + IPv4 (no options): where the TCP header starts in the builder's frames.
+const TCP_AT: usize = 14 + 20;
+
+/// A frame with one bit flipped at byte `at` of its TCP segment, its checksum as it was: the
+/// copy corrupted on the wire.
+fn flipped(f: &[u8], at: usize, bit: u8) -> Vec<u8> {
+    let mut g = f.to_vec();
+    g[TCP_AT + at] ^= bit;
+    g
+}
+
+/// The frame with the checksum its sender leaves to offloading (the pseudo-header's sum).
+fn offloaded(f: &[u8]) -> Vec<u8> {
+    let mut g = f.to_vec();
+    let ip = &f[14..34];
+    let tcp_len = u16::from_be_bytes([ip[2], ip[3]]) as u32 - 20;
+    let mut sum: u32 = 6 + tcp_len;
+    for w in ip[12..20].chunks(2) {
+        sum += u16::from_be_bytes([w[0], w[1]]) as u32;
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    g[TCP_AT + 16..TCP_AT + 18].copy_from_slice(&(sum as u16).to_be_bytes());
+    g
+}
+
+#[test]
+fn corrupted_copies_on_the_wire_change_nothing() {
+    use rtmpsniff::capture::linktype;
+    use rtmpsniff::decode::{Checksum, decode};
+    let o = Opts {
+        frames: 40,
+        ..Opts::default()
+    };
+    let session = Session::new(1935);
+    let right = session.frames(&publish_session(&o), 1000);
+    // Checksums computed (a capture off the hosts), or left to offloading (on the sender;
+    // there the copies that were corrupted are those whose checksum was made in software
+    // before a bit flipped, as netem does).
+    let offl: Vec<_> = right.iter().map(|(t, f)| (*t, offloaded(f))).collect();
+    assert_eq!(
+        decode(linktype::ETHERNET, &offl[5].1).unwrap().checksum(),
+        Checksum::Offloaded
+    );
+    for frames in [right.clone(), offl] {
+        let (baseline, base_report, _) = run_frames_reported(&frames);
+        assert_eq!(baseline.len(), 1);
+        // Before every fourth frame from the third on, a copy of it corrupted on the wire
+        // (which the receiver dropped; what follows is its retransmission): a flipped bit in
+        // the sequence number (2^29 ahead or behind), the acknowledgement, a flag (RST, FIN,
+        // SYN) or a port.
+        let damage: [(usize, u8); 8] = [
+            (4, 0x20),
+            (5, 0x80),
+            (8, 0x10),
+            (13, 0x04),
+            (13, 0x01),
+            (13, 0x02),
+            (1, 0x01),
+            (2, 0x40),
+        ];
+        let mut mangled = Vec::new();
+        let mut n = 0;
+        for (i, (t, f)) in frames.iter().enumerate() {
+            if i >= 3 && i % 4 == 3 {
+                let (at, bit) = damage[n % damage.len()];
+                n += 1;
+                let bad = flipped(&right[i].1, at, bit);
+                assert_eq!(
+                    decode(linktype::ETHERNET, &bad).unwrap().checksum(),
+                    Checksum::Wrong
+                );
+                mangled.push((*t, bad));
+            }
+            mangled.push((*t, f.clone()));
+        }
+        assert!(n > 3 * damage.len());
+        let (files, report, stats) = run_frames_reported(&mangled);
+        let names = |f: &[(String, Vec<u8>)]| f.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&files), names(&baseline));
+        assert!(files == baseline, "the same names, other bytes");
+        assert_eq!(stats.bad_checksums, n as u64);
+        assert_eq!(stats.connections, 1);
+        let c = &report[0];
+        assert_eq!(report.as_array().unwrap().len(), 1);
+        assert_eq!(c["gaps"], serde_json::json!([]));
+        assert_eq!(c["warnings"], base_report[0]["warnings"]);
+        assert_eq!(c["streams"][0]["video_frames"], 40);
+        // Those of the connection's own 4-tuple are its own bad checksums (a flipped port
+        // makes another 4-tuple).
+        let own = c["bad_checksums"].as_u64().unwrap();
+        assert!(own > 0 && own < n as u64, "{own} of {n}");
+    }
+}
+
+#[test]
+fn where_every_checksum_is_wrong_a_reset_still_ends_the_connection() {
+    // A capture whose checksums are all wrong (offloading that leaves other values, a tool
+    // that writes none): the segments are the data, and a RST is a RST.
+    let o = Opts {
+        frames: 20,
+        ..Opts::default()
+    };
+    let session = Session::new(1935);
+    let zeroed = |f: &[u8]| {
+        let mut g = f.to_vec();
+        g[TCP_AT + 16] ^= 0x5a;
+        g
+    };
+    let mut frames: Vec<_> = session
+        .frames(&publish_session(&o), 1000)
+        .iter()
+        .map(|(t, f)| (*t, zeroed(f)))
+        .collect();
+    let (baseline, _, stats) = run_frames_reported(&frames);
+    assert_eq!(stats.bad_checksums, 0);
+    assert_eq!(baseline.len(), 1);
+    // The client resets it two thirds of the way: what follows is a connection without its
+    // start (its own report).
+    let at = frames.len() * 2 / 3;
+    let seg = rtmpsniff::decode::decode(1, &frames[at].1).unwrap();
+    let rst = session.packet(Dir::ClientToServer, seg.seq, 0, "", &[]);
+    let mut rst = zeroed(&rst);
+    rst[TCP_AT + 13] |= 0x04;
+    frames.insert(at, (frames[at].0, rst));
+    let (_, report, stats) = run_frames_reported(&frames);
+    assert_eq!(stats.bad_checksums, 0);
+    assert_eq!(report.as_array().unwrap().len(), 2, "ended by the RST");
 }

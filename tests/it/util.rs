@@ -72,6 +72,24 @@ pub fn ffmpeg_decodes_cleanly(path: &Path) -> Result<(), String> {
     }
 }
 
+/// ffprobe's streams and format of a file, with packets counted (`nb_read_packets`).
+pub fn ffprobe_streams(path: &Path) -> serde_json::Value {
+    let o = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_packets",
+            "-show_streams",
+            "-show_format",
+            "-of",
+            "json",
+        ])
+        .arg(path)
+        .output()
+        .expect("run ffprobe");
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 /// The audio/video tags of an FLV file, split into decoder configurations and the rest.
 pub struct Media {
     pub configs: Vec<(u8, Vec<u8>)>,
