@@ -210,6 +210,13 @@ enum Command {
         /// VP6, Nellymoser, Speex, ADPCM, PCM), or always into Matroska.
         #[arg(long, value_enum, value_name = "CONTAINER")]
         remux: Option<RemuxArg>,
+        /// Write report.html beside report.json: one page with the inputs, a timeline of the
+        /// connections, the streams and their keyframes (drawn by ffmpeg). The default.
+        #[arg(long, overrides_with = "no_html")]
+        html: bool,
+        /// Do not write report.html.
+        #[arg(long, overrides_with = "html")]
+        no_html: bool,
     },
     /// Say what is in captures (connections, streams, codecs, sizes, gaps) without writing
     /// anything.
@@ -355,6 +362,8 @@ pub enum ReadOut {
         sha256: bool,
         /// `--remux`: the container asked for.
         remux: Option<rtmpsniff::sink::remux::Container>,
+        /// Write report.html too.
+        html: bool,
     },
     /// `list`: nothing written; the inventory on standard output, as a table or JSON.
     Inventory {
@@ -403,6 +412,8 @@ impl Cli {
                 talk: TalkArgs { quiet, verbose },
                 sha256,
                 remux,
+                html: _,
+                no_html,
             } => Mode::Read(ReadArgs {
                 captures,
                 packets: packets.selection()?,
@@ -418,6 +429,7 @@ impl Cli {
                         RemuxArg::Mp4 => rtmpsniff::sink::remux::Container::Mp4,
                         RemuxArg::Mkv => rtmpsniff::sink::remux::Container::Mkv,
                     }),
+                    html: !no_html,
                 },
             }),
             Command::List {

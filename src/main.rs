@@ -529,11 +529,19 @@ fn print_report(report: &mut Report, out: &ReadOut) -> Result<()> {
             dir,
             quiet,
             verbose,
+            html,
             ..
         } => {
             let path = sink::write_report(dir, &mut |w| report.write_json(w)).map_err(|e| {
                 anyhow::Error::new(e).context(format!("writing into {}", dir.display()))
             })?;
+            let page = match html {
+                true => Some(sink::html::write(report, dir, &path).map_err(|e| {
+                    anyhow::Error::new(e)
+                        .context(format!("writing the page into {}", dir.display()))
+                })?),
+                false => None,
+            };
             if !quiet {
                 report.write_summary(&mut stdout, *verbose)?;
                 let mut remuxed: Vec<_> = report.remuxed.iter().collect();
@@ -545,6 +553,9 @@ fn print_report(report: &mut Report, out: &ReadOut) -> Result<()> {
                     }
                 }
                 writeln!(stdout, "report: {}", path.display())?;
+                if let Some(page) = page {
+                    writeln!(stdout, "page: {}", page.display())?;
+                }
             }
         }
         ReadOut::Inventory { quiet: true, .. } => {}

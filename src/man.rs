@@ -43,6 +43,10 @@ const REPORT_FILE: (&str, &str) = (
     "DIR/report.json",
     "What was found: inputs, connections, streams, codecs, gaps, limits, the command line and the run's times (report-2.json, ... when one exists). Its layout is schema/report.schema.json in rtmpsniff's sources (JSON Schema, schema_version 2).",
 );
+const PAGE_FILE: (&str, &str) = (
+    "DIR/report.html",
+    "The report as one self-contained page (read only, unless --no-html), with DIR/*.keyframes.png, the contact sheets ffmpeg draws of each stream's keyframes.",
+);
 const FLV_FILE: (&str, &str) = (
     "DIR/APP_STREAM_CLIENTIP-PORT_DIRECTION.flv",
     "One FLV per stream: the sender's audio and video, bit for bit. A name in use gets -2, -3, ...; nothing in DIR is ever replaced.",
@@ -109,6 +113,10 @@ pub const EXTRAS: &[Extra] = &[
                 "Standard input as the capture.",
             ),
             (
+                "rtmpsniff read capture.pcap -o out && xdg-open out/report.html",
+                "The page beside report.json: inputs, timeline, streams and their keyframes.",
+            ),
+            (
                 "rtmpsniff read capture.pcap -o out --remux mp4",
                 "Also an MP4 of each stream (Matroska where MP4 cannot hold its codecs), by ffmpeg, nothing re-encoded.",
             ),
@@ -118,7 +126,7 @@ pub const EXTRAS: &[Extra] = &[
             ),
         ],
         exit_status: READ_STATUS,
-        files: &[REPORT_FILE, FLV_FILE, KEYLOG_FILE],
+        files: &[REPORT_FILE, PAGE_FILE, FLV_FILE, KEYLOG_FILE],
         notes: &[
             "GLOB is a shell pattern: * any run (/ included), ? one character, [ab], [!0-9], {a,b}, and \\ before a special character. --stream is matched against the name as the report shows it, the name without its query string and APP/NAME.",
             "Times people read are ISO 8601 in UTC (2026-11-25T04:34:02.321Z); connections are numbered from 1 in the order they began, the same number in the summary, list and report.json.",

@@ -295,12 +295,12 @@ fn flv_name(stem: &str, n: u32) -> String {
     }
 }
 
-/// The `n`th name for the report: `report.json`, `report-2.json`, ...
-fn report_name(n: u32) -> String {
+/// The `n`th name for the report: `report.EXT`, `report-2.EXT`, ...
+fn report_name(n: u32, ext: &str) -> String {
     if n == 1 {
-        "report.json".to_string()
+        format!("report.{ext}")
     } else {
-        format!("report-{n}.json")
+        format!("report-{n}.{ext}")
     }
 }
 
@@ -312,6 +312,23 @@ pub fn write_report(
     dir: &Path,
     json: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<PathBuf> {
+    write_whole(dir, "json", json)
+}
+
+/// `report.html` (or `report-2.html`, ...), as [`write_report`] writes report.json.
+pub fn write_page(
+    dir: &Path,
+    html: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<PathBuf> {
+    write_whole(dir, "html", html)
+}
+
+/// `report.EXT` (or `report-2.EXT`, ...) written whole or not at all, never replacing a file.
+fn write_whole(
+    dir: &Path,
+    ext: &str,
+    json: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<PathBuf> {
     let mut write = |f: &mut File| {
         let mut w = io::BufWriter::with_capacity(1 << 16, &mut *f);
         json(&mut w)?;
@@ -320,18 +337,20 @@ pub fn write_report(
         drop(w);
         f.sync_all()
     };
-    let (tmp, mut f) = create_unique_tmp(dir, "report", ".json.tmp")?;
+    let (tmp, mut f) = create_unique_tmp(dir, "report", &format!(".{ext}.tmp"))?;
     let linked = write(&mut f).map(|()| {
-        first_free(1, |n| std::fs::hard_link(&tmp, dir.join(report_name(n))))
-            .ok()
-            .map(|((), n)| dir.join(report_name(n)))
+        first_free(1, |n| {
+            std::fs::hard_link(&tmp, dir.join(report_name(n, ext)))
+        })
+        .ok()
+        .map(|((), n)| dir.join(report_name(n, ext)))
     });
     drop(f);
     let _ = std::fs::remove_file(&tmp);
     if let Some(path) = linked? {
         return Ok(path);
     }
-    let (mut f, name, _) = create_unique_name(dir, &mut report_name, 1, false)?;
+    let (mut f, name, _) = create_unique_name(dir, &mut |n| report_name(n, ext), 1, false)?;
     write(&mut f)?;
     Ok(dir.join(name))
 }

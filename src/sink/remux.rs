@@ -130,15 +130,21 @@ pub fn remux(dir: &Path, flv: &str, container: Container, note: Option<String>) 
     report
 }
 
-fn run(dir: &Path, flv: &str, container: Container) -> Result<(String, u64), String> {
-    let input = OpenOptions::new()
+/// A file of the run, opened to read without following a link.
+pub(super) fn open_ours(dir: &Path, name: &str) -> Result<File, String> {
+    let f = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(dir.join(flv))
-        .map_err(|e| format!("{flv}: {e}"))?;
-    if !input.metadata().is_ok_and(|m| m.is_file()) {
-        return Err(format!("{flv}: not a regular file"));
+        .open(dir.join(name))
+        .map_err(|e| format!("{name}: {e}"))?;
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(format!("{name}: not a regular file"));
     }
+    Ok(f)
+}
+
+fn run(dir: &Path, flv: &str, container: Container) -> Result<(String, u64), String> {
+    let input = open_ours(dir, flv)?;
     let stem = flv.strip_suffix(".flv").unwrap_or(flv);
     let ext = container.ext();
     let (out, name) = super::fs::create_unique_named(dir, &mut |n| match n {
@@ -146,33 +152,48 @@ fn run(dir: &Path, flv: &str, container: Container) -> Result<(String, u64), Str
         n => format!("{stem}-{n}.{ext}"),
     })
     .map_err(|e| format!("creating the {ext} file: {e}"))?;
-    match ffmpeg(&input, &out, container) {
+    let before: &[&str] = &[];
+    let after = ["-c", "copy", "-map", "0", "-f", container.muxer()];
+    match run_ffmpeg(before, &input, &after, &out) {
         Ok(()) => {
             let bytes = out.metadata().map(|m| m.len()).unwrap_or(0);
             Ok((name, bytes))
         }
         Err(e) => {
             // Nothing half-made stays, and only the file this run made is removed.
-            let ours = out.metadata().ok().map(|m| (m.dev(), m.ino()));
-            let there = std::fs::symlink_metadata(dir.join(&name))
-                .ok()
-                .map(|m| (m.dev(), m.ino()));
-            if ours.is_some() && ours == there {
-                let _ = std::fs::remove_file(dir.join(&name));
-            }
+            remove_if_ours(dir, &name, &out);
             Err(e)
         }
     }
 }
 
-/// ffmpeg copies `input` into `output` (both open: fds 4 and 3 in the child, named
-/// `/proc/self/fd/N` on its command line).
-fn ffmpeg(input: &File, output: &File, container: Container) -> Result<(), String> {
+/// Remove `name` in `dir` if it is still the file `ours` (a failed output).
+pub(super) fn remove_if_ours(dir: &Path, name: &str, ours: &File) {
+    let ours = ours.metadata().ok().map(|m| (m.dev(), m.ino()));
+    let there = std::fs::symlink_metadata(dir.join(name))
+        .ok()
+        .map(|m| (m.dev(), m.ino()));
+    if ours.is_some() && ours == there {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+}
+
+/// `ffmpeg -nostdin -v error BEFORE -i INPUT AFTER -y OUTPUT`, with `input` and `output`
+/// already open (fds 4 and 3 in the child, named `/proc/self/fd/N` on its command line),
+/// within [`FFMPEG_TIME_LIMIT`]; ffmpeg's own words when it fails.
+pub(super) fn run_ffmpeg(
+    before: &[&str],
+    input: &File,
+    after: &[&str],
+    output: &File,
+) -> Result<(), String> {
     let (in_fd, out_fd) = (input.as_raw_fd(), output.as_raw_fd());
     let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-nostdin", "-v", "error", "-y", "-i", "/proc/self/fd/4"])
-        .args(["-c", "copy", "-map", "0", "-f", container.muxer()])
-        .arg("/proc/self/fd/3")
+    cmd.args(["-nostdin", "-v", "error"])
+        .args(before)
+        .args(["-i", "/proc/self/fd/4"])
+        .args(after)
+        .args(["-y", "/proc/self/fd/3"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

@@ -23,6 +23,7 @@ mod time;
 mod transport;
 
 pub use spool::Spool;
+pub(crate) use text::rate as rate_text;
 use text::{summary_of, table_of};
 pub use time::{iso8601, iso8601_us, parse_time};
 pub use transport::{RtmptReport, TlsReport};
@@ -670,18 +671,26 @@ impl Report {
         struct Conn {
             streams: Vec<StreamBrief>,
         }
-        let mut one = |json: &[u8]| -> io::Result<()> {
+        self.each_connection_json(|json| {
             let c: Conn = serde_json::from_slice(json).map_err(io::Error::other)?;
             c.streams.into_iter().for_each(&mut each);
             Ok(())
-        };
+        })
+    }
+
+    /// Each connection's JSON as report.json has it (before `remuxed` is added), in the
+    /// order the connections began, one at a time.
+    pub fn each_connection_json(
+        &mut self,
+        mut each: impl FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
         match &mut self.connections {
             Connections::Memory(v) => {
                 for c in v.iter() {
-                    one(&serde_json::to_vec(c).map_err(io::Error::other)?)?;
+                    each(&serde_json::to_vec(c).map_err(io::Error::other)?)?;
                 }
             }
-            Connections::Spooled(sp) => sp.each_json(one)?,
+            Connections::Spooled(sp) => sp.each_json(each)?,
         }
         Ok(())
     }

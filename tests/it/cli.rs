@@ -77,9 +77,15 @@ fn second_run_never_overwrites() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names.len(), 4, "{names:?}");
-    assert!(names.contains(&"report.json".to_string()));
-    assert!(names.contains(&"report-2.json".to_string()));
+    assert_eq!(names.len(), 6, "{names:?}");
+    for name in [
+        "report.json",
+        "report-2.json",
+        "report.html",
+        "report-2.html",
+    ] {
+        assert!(names.contains(&name.to_string()), "{names:?}");
+    }
 }
 
 #[test]

@@ -76,7 +76,10 @@ fn hostile_stream_and_app_names_stay_inside_readable_and_visible() {
         // Nothing appeared beside the output folder, and inside it only plain files.
         assert_eq!(entries(&work), vec!["in.pcap", "o"], "{name:?}");
         let files = entries(&out);
-        assert_eq!(files.len(), 2, "{name:?}: {files:?}");
+        // The FLV, report.json and report.html (ffmpeg draws no thumbnail of the synthetic
+        // pictures).
+        assert_eq!(files.len(), 3, "{name:?}: {files:?}");
+        assert!(files.contains(&"report.html".to_string()), "{files:?}");
         let flv_name = files.iter().find(|f| f.ends_with(".flv")).unwrap();
         assert!(files.contains(&"report.json".to_string()));
         assert!(
@@ -196,8 +199,14 @@ fn second_run_adds_files_and_keeps_the_first_report() {
         std::fs::read(out.join(FLV.replace(".flv", "-2.flv"))).unwrap(),
         first_flv
     );
-    // No temporary file is left behind.
-    assert_eq!(entries(&out).len(), 4, "{:?}", entries(&out));
+    // No temporary file is left behind (two FLVs, two reports, two pages).
+    assert_eq!(entries(&out).len(), 6, "{:?}", entries(&out));
+    assert!(String::from_utf8_lossy(&r.stdout).contains("report-2.html"));
+    // Each page links to its own report.
+    let page = std::fs::read_to_string(out.join("report-2.html")).unwrap();
+    assert!(page.contains("href=\"./report-2.json\""), "{page}");
+    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(page.contains("href=\"./report.json\""));
 }
 
 /// Every FLV in `dir` is whole tags after a valid header (what a player opens). A kill that

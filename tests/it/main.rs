@@ -7,6 +7,7 @@ mod compressed;
 mod fuzz;
 mod hard;
 mod hostile;
+mod html;
 mod inputs;
 mod limits;
 mod live;
