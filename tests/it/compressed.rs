@@ -7,14 +7,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::util::{read_json, require_tool, root, temp_dir};
+use crate::util::{flvs, read_json, require_tool, sample, temp_dir};
 
 /// The tools, the report's name for each, and their options to compress to standard output.
 const TOOLS: [(&str, &[&str]); 3] = [("gzip", &["-c"]), ("zstd", &["-c", "-q"]), ("xz", &["-c"])];
-
-fn sample(name: &str) -> PathBuf {
-    root().join("samples").join(name)
-}
 
 /// `capture` compressed by `tool` into `dir`, under a name that says nothing of it.
 fn compress(tool: &str, args: &[&str], capture: &Path, dir: &Path) -> PathBuf {
@@ -28,22 +24,6 @@ fn compress(tool: &str, args: &[&str], capture: &Path, dir: &Path) -> PathBuf {
     let path = dir.join(format!("capture-by-{tool}"));
     std::fs::write(&path, &o.stdout).unwrap();
     path
-}
-
-/// The FLVs a run wrote, by name, with their bytes.
-fn flvs(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| {
-            let p = e.unwrap().path();
-            (p.extension()? == "flv").then(|| {
-                let name = p.file_name().unwrap().to_string_lossy().into_owned();
-                (name, std::fs::read(&p).unwrap())
-            })
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 /// `rtmpsniff read -q ARG -o OUT`, with `stdin` (if any) written into its standard input.

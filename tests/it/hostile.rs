@@ -557,20 +557,7 @@ fn a_full_disk_leaves_whole_files_and_a_report() {
         frames: 1500,
         ..Opts::default()
     };
-    let writes = synthetic::publish_session(&o);
-    let mut frames = Vec::new();
-    let each: Vec<_> = (0..4u16)
-        .map(|k| {
-            let mut s = Session::new(1935);
-            s.client.set_port(51000 + k);
-            s.frames(&writes, 1400)
-        })
-        .collect();
-    for i in 0..each.iter().map(Vec::len).max().unwrap() {
-        for f in &each {
-            frames.extend(f.get(i).cloned());
-        }
-    }
+    let frames = synthetic::concurrent(&synthetic::publish_session(&o), 4, 51000);
     let cap = dir.join("in.pcap");
     std::fs::write(&cap, synthetic::pcap_file(&frames)).unwrap();
     let whole = dir.join("whole");

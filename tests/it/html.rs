@@ -4,15 +4,11 @@
 //! keyframes per video stream linking to its file; hostile names stay text; without ffmpeg
 //! the page says why there are no thumbnails.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use crate::synthetic::{self, Opts, Session};
-use crate::util::{read_json, require, require_tool, root, rtmpsniff, temp_dir};
-
-fn sample(name: &str) -> PathBuf {
-    root().join("samples").join(name)
-}
+use crate::util::{read_json, require, require_tool, root, rtmpsniff, sample, temp_dir};
 
 /// What the browser saw of a page (see tests/browser/check.js); a screenshot to `shot`.
 fn load(page: &Path, shot: Option<&Path>) -> serde_json::Value {

@@ -2,30 +2,10 @@
 //! do, for pcap and pcapng; a pcapng whose interfaces have different link types.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::util::{read_json, require_tool, root, rtmpsniff, temp_dir};
-
-fn sample(name: &str) -> PathBuf {
-    root().join("samples").join(name)
-}
-
-/// The FLVs a run wrote, by name, with their bytes.
-fn flvs(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| {
-            let p = e.unwrap().path();
-            (p.extension()? == "flv").then(|| {
-                let name = p.file_name().unwrap().to_string_lossy().into_owned();
-                (name, std::fs::read(&p).unwrap())
-            })
-        })
-        .collect();
-    out.sort();
-    out
-}
+use crate::util::{flvs, read_json, require_tool, rtmpsniff, sample, temp_dir};
 
 /// `read` of `capture` given as a path: what it wrote.
 fn read_as_file(capture: &Path) -> (Vec<(String, Vec<u8>)>, serde_json::Value) {

@@ -82,22 +82,7 @@ fn two_sessions(o: &Opts) -> Vec<(f64, Vec<u8>)> {
 
 /// `n` sessions from `n` client ports, their frames interleaved one by one.
 fn sessions(o: &Opts, n: u16) -> Vec<(f64, Vec<u8>)> {
-    let writes = synthetic::publish_session(o);
-    let each: Vec<Vec<(f64, Vec<u8>)>> = (0..n)
-        .map(|k| {
-            let mut s = Session::new(1935);
-            s.client.set_port(50000 + k);
-            s.frames(&writes, 1400)
-        })
-        .collect();
-    let longest = each.iter().map(Vec::len).max().unwrap_or(0);
-    let mut out = Vec::new();
-    for i in 0..longest {
-        for f in &each {
-            out.extend(f.get(i).cloned());
-        }
-    }
-    out
+    synthetic::concurrent(&synthetic::publish_session(o), n, 50000)
 }
 
 fn reported(r: &Run, name: &str) -> bool {
@@ -429,21 +414,7 @@ fn partial_message_sessions(n: u16, sent: usize) -> Vec<(f64, Vec<u8>)> {
     for piece in b.chunks(1 << 20) {
         writes.push((rtmpsniff::flow::Dir::ClientToServer, piece.to_vec()));
     }
-    let each: Vec<Vec<(f64, Vec<u8>)>> = (0..n)
-        .map(|k| {
-            let mut s = Session::new(1935);
-            s.client.set_port(40000 + k);
-            s.frames(&writes, 1400)
-        })
-        .collect();
-    let longest = each.iter().map(Vec::len).max().unwrap_or(0);
-    let mut out = Vec::new();
-    for i in 0..longest {
-        for f in &each {
-            out.extend(f.get(i).cloned());
-        }
-    }
-    out
+    synthetic::concurrent(&writes, n, 40000)
 }
 
 /// Writes the capture `bench/memory-limit.sh` measures: 64 connections each holding 15 MiB of

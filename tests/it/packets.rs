@@ -2,30 +2,10 @@
 //! streams `tcpdump -r FILE -w OUT EXPR` gives, `--start`/`--end` those of `editcap -A/-B`,
 //! `-c N` those of `tcpdump -c N`; the report records what was asked.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use crate::util::{read_json, report_json, require_tool, root, rtmpsniff, temp_dir};
-
-fn sample(name: &str) -> PathBuf {
-    root().join("samples").join(name)
-}
-
-/// The FLVs a run wrote, by name, with their bytes.
-fn flvs(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| {
-            let p = e.unwrap().path();
-            (p.extension()? == "flv").then(|| {
-                let name = p.file_name().unwrap().to_string_lossy().into_owned();
-                (name, std::fs::read(&p).unwrap())
-            })
-        })
-        .collect();
-    out.sort();
-    out
-}
+use crate::util::{flvs, read_json, report_json, require_tool, rtmpsniff, sample, temp_dir};
 
 /// `read CAPTURE -q -o OUT OPTIONS...` that must succeed: the FLVs and the report.
 fn read(

@@ -3,14 +3,10 @@
 //! note where it does not, under a name nothing had, listed beside the FLV in the report;
 //! without ffmpeg, one line and status 2.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use crate::util::{read_json, require_tool, root, rtmpsniff, temp_dir};
-
-fn sample(name: &str) -> PathBuf {
-    root().join("samples").join(name)
-}
+use crate::util::{read_json, require_tool, rtmpsniff, sample, temp_dir};
 
 /// ffprobe's view of a file's packets: per stream (by codec), the MD5 of each packet's data.
 fn packets(path: &Path) -> Vec<(String, Vec<String>)> {

@@ -256,6 +256,26 @@ pub fn publish_session(o: &Opts) -> Vec<(Dir, Vec<u8>)> {
     w
 }
 
+/// `writes` sent over `n` connections at once, from client ports `first_port`,
+/// `first_port + 1`, ...: their frames interleaved one by one.
+pub fn concurrent(writes: &[(Dir, Vec<u8>)], n: u16, first_port: u16) -> Vec<(f64, Vec<u8>)> {
+    let each: Vec<Vec<(f64, Vec<u8>)>> = (0..n)
+        .map(|k| {
+            let mut s = Session::new(1935);
+            s.client.set_port(first_port + k);
+            s.frames(writes, 1400)
+        })
+        .collect();
+    let longest = each.iter().map(Vec::len).max().unwrap_or(0);
+    let mut out = Vec::new();
+    for i in 0..longest {
+        for f in &each {
+            out.extend(f.get(i).cloned());
+        }
+    }
+    out
+}
+
 /// The media tags the FLV must hold for `publish_session(o)`, timestamps rebased.
 pub fn expected_media(o: &Opts) -> Vec<(u8, u32, Vec<u8>)> {
     let mut v = vec![(9, 0, VIDEO_CONFIG.to_vec()), (8, 0, AUDIO_CONFIG.to_vec())];
