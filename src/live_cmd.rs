@@ -411,18 +411,8 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
         }
     };
     // The folder is made (and a link to it resolved) once the capture could start.
-    match rtmpsniff::sink::resolve_output_dir(&args.output) {
-        Ok((real, note)) => {
-            if let Some(n) = note {
-                say!("rtmpsniff: {n}");
-            }
-            args.output = real;
-        }
-        Err(e) => {
-            let shown = args.output.display();
-            say!("rtmpsniff: cannot use output folder {shown}: {e}");
-            return Ok(super::EXIT_BAD_INPUT);
-        }
+    if !super::use_output_dir(&mut args.output) {
+        return Ok(super::EXIT_BAD_INPUT);
     }
     let sink = LiveSink {
         flv: live_flv_sink(&args)?,

@@ -267,19 +267,10 @@ fn read(args: ReadArgs) -> Result<u8> {
     if open_errors.len() == captures.len() {
         return Ok(EXIT_BAD_INPUT);
     }
-    if let ReadOut::Folder { dir, .. } = &mut out {
-        match sink::resolve_output_dir(dir) {
-            Ok((real, note)) => {
-                if let Some(n) = note {
-                    say!("rtmpsniff: {n}");
-                }
-                *dir = real;
-            }
-            Err(e) => {
-                say!("rtmpsniff: cannot use output folder {}: {e}", dir.display());
-                return Ok(EXIT_BAD_INPUT);
-            }
-        }
+    if let ReadOut::Folder { dir, .. } = &mut out
+        && !use_output_dir(dir)
+    {
+        return Ok(EXIT_BAD_INPUT);
     }
     let mut config = config;
     if let Some(note) = sink::fit_open_files(&mut config.limits) {
@@ -419,6 +410,25 @@ fn remux_all(report: &mut Report, dir: &std::path::Path, asked: Container) -> Re
         report.remuxed.insert(file, r);
     }
     Ok(())
+}
+
+/// Make the output folder and resolve it once (a link to it is said so): `dir` becomes the
+/// path every file is made under. `false`, with the one line that says why, when it cannot
+/// be used.
+pub(crate) fn use_output_dir(dir: &mut std::path::PathBuf) -> bool {
+    match sink::resolve_output_dir(dir) {
+        Ok((real, note)) => {
+            if let Some(n) = note {
+                say!("rtmpsniff: {n}");
+            }
+            *dir = real;
+            true
+        }
+        Err(e) => {
+            say!("rtmpsniff: cannot use output folder {}: {e}", dir.display());
+            false
+        }
+    }
 }
 
 /// Why a run found nothing to report: the selection matched nothing the input held, or the
