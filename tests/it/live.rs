@@ -847,20 +847,30 @@ fn capturing(pid: u32) -> bool {
     })
 }
 
-/// `rtmpsniff live -i lo ARGS` (default port 1935), with its standard output and error, once
-/// it captures.
-fn start_replay_live(g: &mut Guard, args: &[&str], stdout: Stdio, stderr: Stdio) -> u32 {
+/// `rtmpsniff live -i lo ARGS` (default port 1935), its standard output to `stdout` and its
+/// standard error to the file `stderr`, once its capture filter is in place. A packet socket
+/// is open before libpcap attaches the filter, and libpcap drops what arrived in between, so
+/// the socket alone is not enough: the "listening on" line comes after the filter. A quiet
+/// run prints nothing, so then the wait is for the socket and a second more.
+fn start_replay_live(g: &mut Guard, args: &[&str], stdout: Stdio, stderr: &Path) -> u32 {
     let pid = g.spawn(
         Command::new(env!("CARGO_BIN_EXE_rtmpsniff"))
             .args(["live", "-i", "lo"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(stdout)
-            .stderr(stderr),
+            .stderr(std::fs::File::create(stderr).unwrap()),
     );
-    wait_until(Duration::from_secs(10), "rtmpsniff to capture", || {
+    wait_until(Duration::from_secs(20), "rtmpsniff to capture", || {
         capturing(pid)
     });
+    if args.contains(&"-q") {
+        std::thread::sleep(Duration::from_secs(1));
+    } else {
+        wait_until(Duration::from_secs(20), "rtmpsniff's filter", || {
+            std::fs::read_to_string(stderr).is_ok_and(|t| t.contains("listening on"))
+        });
+    }
     pid
 }
 
@@ -896,9 +906,9 @@ fn live_quiet_and_verbose_mean_what_they_mean_for_read() {
     let out = dir.join("v");
     let live = start_replay_live(
         &mut g,
-        &["-v", "--duration", "4", "-o", out.to_str().unwrap()],
+        &["-v", "--duration", "6", "-o", out.to_str().unwrap()],
         std::fs::File::create(dir.join("v.out")).unwrap().into(),
-        Stdio::null(),
+        &dir.join("v.err"),
     );
     replay_on_lo("netns-midstream");
     let st = g.wait(live, Duration::from_secs(20), "rtmpsniff live -v");
@@ -910,9 +920,9 @@ fn live_quiet_and_verbose_mean_what_they_mean_for_read() {
     let out = dir.join("q");
     let live = start_replay_live(
         &mut g,
-        &["-q", "--duration", "4", "-o", out.to_str().unwrap()],
+        &["-q", "--duration", "6", "-o", out.to_str().unwrap()],
         std::fs::File::create(dir.join("q.out")).unwrap().into(),
-        std::fs::File::create(dir.join("q.err")).unwrap().into(),
+        &dir.join("q.err"),
     );
     replay_on_lo("netns-midstream");
     let st = g.wait(live, Duration::from_secs(20), "rtmpsniff live -q");
@@ -942,7 +952,7 @@ fn live_with_standard_output_gone_stops_cleanly() {
         &mut g,
         &["--duration", "30", "-o", out.to_str().unwrap()],
         writer.into(),
-        std::fs::File::create(dir.join("err")).unwrap().into(),
+        &dir.join("err"),
     );
     replay_on_lo("netns-midstream");
     // It stops at its first line for standard output, long before --duration.
