@@ -16,6 +16,10 @@ pub struct Limits {
     pub message_bytes: u32,
     /// Bytes held in partial messages across all chunk streams of one direction.
     pub partial_bytes: usize,
+    /// Bytes of one direction searched for chunk headers without finding any (a capture
+    /// begun mid-stream, bytes after a gap or after bytes the reader could not read) before
+    /// the direction gives up: reported as `gave_up`, its bytes passed over from then on.
+    pub lockon_bytes: usize,
     /// Chunk streams tracked per direction.
     pub chunk_streams: usize,
     /// AMF0 nesting depth; deeper values are not decoded.
@@ -45,6 +49,7 @@ impl Default for Limits {
             reassembly_segments: 8192,
             message_bytes: (1 << 24) - 1,
             partial_bytes: 32 << 20,
+            lockon_bytes: 4 << 20,
             chunk_streams: 1024,
             amf_depth: 32,
             amf_elements: 65_536,
@@ -64,6 +69,7 @@ pub struct LimitHits {
     pub reassembly_segments: u64,
     pub message_bytes: u64,
     pub partial_bytes: u64,
+    pub lockon_bytes: u64,
     pub chunk_streams: u64,
     pub amf_depth: u64,
     pub amf_elements: u64,
@@ -83,12 +89,13 @@ pub struct LimitReport {
 }
 
 impl LimitHits {
-    fn fields_mut(&mut self) -> [&mut u64; 12] {
+    fn fields_mut(&mut self) -> [&mut u64; 13] {
         [
             &mut self.reassembly_bytes,
             &mut self.reassembly_segments,
             &mut self.message_bytes,
             &mut self.partial_bytes,
+            &mut self.lockon_bytes,
             &mut self.chunk_streams,
             &mut self.amf_depth,
             &mut self.amf_elements,
@@ -163,6 +170,7 @@ impl Limits {
                 self.message_bytes = n as u32;
             }
             "partial_bytes" => self.partial_bytes = size(n)?,
+            "lockon_bytes" => self.lockon_bytes = size(n)?,
             "chunk_streams" => self.chunk_streams = size(n)?,
             "amf_depth" => self.amf_depth = size(n)?,
             "amf_elements" => self.amf_elements = size(n)?,
@@ -194,12 +202,13 @@ impl Limits {
     }
 
     /// Each limit's name and value, in declaration order.
-    pub fn named(&self) -> [(&'static str, u64); 12] {
+    pub fn named(&self) -> [(&'static str, u64); 13] {
         [
             ("reassembly_bytes", self.reassembly_bytes as u64),
             ("reassembly_segments", self.reassembly_segments as u64),
             ("message_bytes", self.message_bytes as u64),
             ("partial_bytes", self.partial_bytes as u64),
+            ("lockon_bytes", self.lockon_bytes as u64),
             ("chunk_streams", self.chunk_streams as u64),
             ("amf_depth", self.amf_depth as u64),
             ("amf_elements", self.amf_elements as u64),

@@ -268,6 +268,7 @@ fn small_limits(sel: u8) -> Limits {
         reassembly_segments: 8,
         message_bytes: 4096,
         partial_bytes: 8192,
+        lockon_bytes: 8192,
         chunk_streams: 4,
         amf_depth: 4,
         amf_elements: 64,

@@ -7,7 +7,7 @@ use super::{Conn, Output};
 use crate::config::LimitHits;
 use crate::flow::reassembly::ReassemblyStats;
 use crate::flow::{ConnId, Dir, Eviction};
-use crate::rtmp::{self, ConnectInfo, Handshake, HandshakeOutcome, LockRecord};
+use crate::rtmp::{self, ConnectInfo, GaveUp, Handshake, HandshakeOutcome, LockRecord};
 use crate::transport::rtmpt;
 use crate::transport::tls::TlsInfo;
 
@@ -35,6 +35,11 @@ pub struct ConnectionFacts {
     pub chunk_sizes: [Vec<u32>; 2],
     pub messages: [u64; 2],
     pub locks: Vec<LockRecord>,
+    /// Directions that searched for chunk headers too long and stopped.
+    pub gave_up: Vec<GaveUp>,
+    /// Whether a flow that never locked and gave up is listed (not with `--any-port`, where
+    /// most flows searched are not RTMP at all).
+    pub list_gave_up: bool,
     /// onStatus codes the server sent, in order, as sent.
     pub status_codes: Vec<Vec<u8>>,
     /// Problems of the chunk layer, then of the session, in order.
@@ -105,6 +110,8 @@ impl ConnectionFacts {
             chunk_sizes: Default::default(),
             messages: [0, 0],
             locks: Vec::new(),
+            gave_up: Vec::new(),
+            list_gave_up: false,
             status_codes: Vec::new(),
             warnings: Vec::new(),
             skipped_bytes: [0, 0],
@@ -120,6 +127,7 @@ impl ConnectionFacts {
         (hs.version.is_some() && !matches!(hs.outcome, Some(HandshakeOutcome::NotRtmp)))
             || matches!(hs.outcome, Some(HandshakeOutcome::Tls))
             || !self.locks.is_empty()
+            || self.gave_up.iter().any(|g| g.after_lock || self.list_gave_up)
             // TLS that could not be read may carry RTMP; TLS that was read and is not RTMP
             // (HTTPS, say) is left out like any other TCP.
             || self.tls.as_ref().is_some_and(|t| !t.decrypted)
@@ -228,6 +236,7 @@ pub(super) fn rtmp_facts(r: &rtmp::Connection, f: &mut ConnectionFacts) {
     f.handshake = r.handshake.clone();
     f.connect = r.session.connect.clone();
     f.locks = r.locks.clone();
+    f.gave_up = r.gave_up.clone();
     f.status_codes = r.session.status_codes.clone();
     f.warnings = r.errors.clone();
     f.warnings.extend(r.session.warnings.iter().cloned());

@@ -377,7 +377,9 @@ impl Pipeline {
         }
         facts::forward(&Origin::of(&c), &mut self.events, &mut self.out);
         self.join_tunnels(Carrier::of(&c, c.last_seen, frame));
-        self.ended(facts::facts(&c));
+        let mut f = facts::facts(&c);
+        f.list_gave_up = !self.config.any_port;
+        self.ended(f);
     }
 
     /// A connection's (or RTMPT session's) facts, handed up.

@@ -31,6 +31,9 @@ pub enum ChunkError {
     MessageTooLarge { len: u32, offset: u64 },
     #[error("partial messages exceed {limit} bytes at offset {offset}")]
     PartialLimit { limit: usize, offset: u64 },
+    /// Only from a [`strict`](ChunkReader::strict) reader.
+    #[error("implausible chunk header at offset {offset}")]
+    Implausible { offset: u64 },
 }
 
 impl ChunkError {
@@ -40,7 +43,7 @@ impl ChunkError {
             ChunkError::TooManyChunkStreams { .. } => hits.chunk_streams += 1,
             ChunkError::MessageTooLarge { .. } => hits.message_bytes += 1,
             ChunkError::PartialLimit { .. } => hits.partial_bytes += 1,
-            ChunkError::NoPreviousHeader { .. } => {}
+            ChunkError::NoPreviousHeader { .. } | ChunkError::Implausible { .. } => {}
         }
     }
 }
@@ -206,6 +209,8 @@ pub struct ChunkReader {
     guesses: u32,
     /// Gaps resumed after so far.
     resumes: u32,
+    /// Trying a lock-on (see [`strict`](Self::strict)).
+    strict: bool,
     limits: Limits,
     pub stats: ChunkStats,
 }
@@ -227,6 +232,7 @@ impl ChunkReader {
             latest_ts: 0,
             guesses: 0,
             resumes: 0,
+            strict: false,
             limits,
             stats: ChunkStats {
                 chunk_sizes: vec![chunk_size],
@@ -237,6 +243,16 @@ impl ChunkReader {
 
     pub fn chunk_size(&self) -> u32 {
         self.chunk_size
+    }
+
+    /// The reader of a lock-on probe: a header that introduces a message real senders would
+    /// not send (a type unknown or a length that does not fit it, protocol control off chunk
+    /// stream 2 and message stream 0, a message stream id past 65535) or that abandons a
+    /// message half sent is an error at once, so that bytes that are not chunks fail at their
+    /// first false header instead of after a long read.
+    pub fn strict(mut self) -> Self {
+        self.strict = true;
+        self
     }
 
     /// A reader that starts somewhere inside a chunk stream (see `lenient`).
@@ -509,6 +525,20 @@ impl ChunkReader {
         }
         cs.apply(&h, new_message);
         self.stats.chunks += 1;
+        if self.strict && h.fmt < 3 {
+            let (t, len, msid) = (cs.type_id, cs.length, cs.msid);
+            let control = (1..=6).contains(&t);
+            if !types::known(t)
+                || !message::length_fits(t, len)
+                || (control && (csid != 2 || msid != 0))
+                || msid > 0xffff
+                || cs.partial.is_some()
+            {
+                return Err(ChunkError::Implausible {
+                    offset: header_offset,
+                });
+            }
+        }
         if h.fmt < 3
             && let Some(old) = cs.partial.take()
         {

@@ -15,8 +15,6 @@ use crate::flow::{Dir, StreamEvent};
 
 /// Bytes searched for a lock before the oldest are given up as unreadable.
 const HUNT_WINDOW: usize = 512 << 10;
-/// Bytes searched without a lock before a flow joined mid-stream is taken for something else.
-const GIVE_UP_AFTER: u64 = 2 << 20;
 /// New bytes needed before the search runs again (it resumes where it stopped).
 const HUNT_STEP: usize = 1 << 10;
 /// Probe work (see [`lockon::find_within`]) a direction starts with: enough for a few
@@ -28,6 +26,10 @@ const HUNT_BUDGET_START: u64 = 64 << 10;
 /// few probes.
 const HUNT_WORK_PER_BYTE: u64 = 32;
 const HUNT_BUDGET_MAX: u64 = 16 << 20;
+/// Probe work a direction whose search ran out must have saved before it searches again:
+/// retrying at once would spend each new byte's share on the same candidate, from its start,
+/// and never finish it.
+const HUNT_BUDGET_RESUME: u64 = lockon::CANDIDATE_BUDGET + 4096;
 
 /// Looking for chunk headers in bytes whose start is unknown.
 #[derive(Debug)]
@@ -46,6 +48,10 @@ struct Hunt {
     /// The gap took this many bytes and began between chunks: perhaps only a chunk header,
     /// the body after it whole (see [`lockon::recover_body`]).
     header_gap: Option<u32>,
+    /// The last search ran out of probe work (see [`HUNT_BUDGET_RESUME`]).
+    starved: bool,
+    /// How far the search got with the candidate at `scanned`.
+    progress: lockon::Progress,
 }
 
 /// How far one direction has got.
@@ -75,6 +81,22 @@ pub struct LockRecord {
     pub after_gap: bool,
 }
 
+/// A direction that searched [`Limits::lockon_bytes`] without finding chunk headers and
+/// stopped looking, for the report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GaveUp {
+    pub dir: Dir,
+    /// Bytes searched without a lock.
+    pub bytes: u64,
+    /// Stream offset where the search stopped.
+    pub offset: u64,
+    /// Capture frame whose bytes made it stop.
+    pub frame: u64,
+    /// True when the direction had been read before (the search came after a gap or
+    /// unreadable bytes), false for a flow joined mid-stream that never locked.
+    pub after_lock: bool,
+}
+
 /// One RTMP connection: two directions and the session they make up.
 #[derive(Debug)]
 pub struct Connection {
@@ -89,6 +111,11 @@ pub struct Connection {
     /// Bytes that could not be read (encrypted, not RTMP, or passed over while hunting).
     pub skipped_bytes: [u64; 2],
     pub locks: Vec<LockRecord>,
+    /// Directions that stopped searching (at most one record each).
+    pub gave_up: Vec<GaveUp>,
+    /// Bytes each direction has searched since it last read chunks (a lock, or the
+    /// handshake); gaps do not reset it. Past [`Limits::lockon_bytes`] the direction gives up.
+    unlocked: [u64; 2],
     /// Chunk readers of directions that have been closed or re-locked (for the statistics).
     retired: [Option<Box<ChunkReader>>; 2],
     /// Chunk-layer limits reached.
@@ -113,6 +140,8 @@ impl Connection {
             errors: Vec::new(),
             skipped_bytes: [0, 0],
             locks: Vec::new(),
+            gave_up: Vec::new(),
+            unlocked: [0, 0],
             retired: [None, None],
             limit_hits: LimitHits::default(),
             limits,
@@ -135,12 +164,16 @@ impl Connection {
         }
     }
 
-    /// Bytes held in chunk readers (unparsed bytes and partial messages).
+    /// Bytes held in chunk readers (unparsed bytes and partial messages) and in the search
+    /// for chunk headers.
     pub fn buffered_bytes(&self) -> usize {
         self.phases
             .iter()
             .map(|p| match p {
                 Phase::Chunks(r) => r.buffered_bytes(),
+                Phase::Hunting(h) => {
+                    h.buf.capacity() + h.template.as_ref().map_or(0, |t| t.buffered_bytes())
+                }
                 _ => 0,
             })
             .sum()
@@ -171,6 +204,8 @@ impl Connection {
             template,
             skipped: 0,
             header_gap: None,
+            starved: false,
+            progress: lockon::Progress::default(),
         }))
     }
 
@@ -262,6 +297,7 @@ impl Connection {
                 }
                 Phase::Hunting(h) => {
                     h.buf.extend_from_slice(data);
+                    self.unlocked[i] += data.len() as u64;
                     self.search(dir, frame, false, out);
                     return;
                 }
@@ -325,6 +361,17 @@ impl Connection {
         if !at_end && h.buf.len() < h.tried_at + HUNT_STEP && h.buf.len() < HUNT_WINDOW {
             return;
         }
+        if !at_end && h.starved && self.hunt_budget[i] < HUNT_BUDGET_RESUME {
+            // Saving up for another try; meanwhile the oldest bytes go, so that no more than
+            // the window is ever held.
+            if h.buf.len() > HUNT_WINDOW {
+                h.scanned = h.scanned.max(h.buf.len() - HUNT_WINDOW);
+                h.progress = lockon::Progress::default();
+                Self::trim(h, &mut self.skipped_bytes[i]);
+            }
+            self.give_up_if_searched_too_long(dir, frame);
+            return;
+        }
         h.tried_at = h.buf.len();
         if let (Some(lost), Some(t)) = (h.header_gap, h.template.as_deref()) {
             match lockon::recover_body(&h.buf, t, lost, &self.limits, at_end) {
@@ -343,7 +390,13 @@ impl Connection {
             &self.limits,
             at_end,
             &mut self.hunt_budget[i],
+            &mut h.progress,
         );
+        // Out of work (or nearly, with a candidate still undecided): save up before the next
+        // try.
+        h.starved = self.hunt_budget[i] == 0
+            || (matches!(found, lockon::Search::NeedMore(_))
+                && self.hunt_budget[i] < HUNT_BUDGET_RESUME / 4);
         match found {
             lockon::Search::Found(lock) => {
                 let Phase::Hunting(h) = std::mem::replace(&mut self.phases[i], Phase::Stopped)
@@ -355,6 +408,7 @@ impl Connection {
                 let skipped = h.skipped + lock.pos as u64;
                 self.skipped_bytes[i] += lock.pos as u64;
                 let after_gap = h.template.is_some();
+                self.unlocked[i] = 0;
                 if self.locks.len() < MAX_CONNECTION_RECORDS {
                     self.locks.push(LockRecord {
                         dir,
@@ -379,22 +433,44 @@ impl Connection {
             lockon::Search::NeedMore(p) => {
                 h.scanned = p;
                 if h.buf.len() >= HUNT_WINDOW {
-                    // Still undecided with a full window: give up that candidate.
-                    h.scanned = p + 1;
+                    // Still undecided with a full window: give up that candidate, and never
+                    // hold more than the window (the search may have run out of work for
+                    // now, while bytes keep coming).
+                    h.scanned = (p + 1).max(h.buf.len() - HUNT_WINDOW);
+                    h.progress = lockon::Progress::default();
                 }
                 Self::trim(h, &mut self.skipped_bytes[i]);
             }
             lockon::Search::NotFound => {
                 // Keep a tail that could hold the start of a header.
                 h.scanned = h.buf.len().saturating_sub(16);
+                h.progress = lockon::Progress::default();
                 Self::trim(h, &mut self.skipped_bytes[i]);
-                // A flow joined mid-stream that shows no RTMP in its first megabytes is not
-                // RTMP (with --any-port, most TCP is not): stop spending time on it.
-                if h.template.is_none() && self.locks.is_empty() && h.skipped > GIVE_UP_AFTER {
-                    self.phases[i] = Phase::Stopped;
-                }
             }
         }
+        self.give_up_if_searched_too_long(dir, frame);
+    }
+
+    /// A direction that has searched [`Limits::lockon_bytes`] without a lock shows no RTMP
+    /// chunk structure (hostile bytes, or with `--any-port` a flow that is not RTMP at all):
+    /// it stops searching, as a protocol parser gives up after its probe limit, and says so.
+    fn give_up_if_searched_too_long(&mut self, dir: Dir, frame: u64) {
+        let i = dir.index();
+        if self.unlocked[i] <= self.limits.lockon_bytes as u64 {
+            return;
+        }
+        let Phase::Hunting(h) = std::mem::replace(&mut self.phases[i], Phase::Stopped) else {
+            return;
+        };
+        self.skipped_bytes[i] += h.buf.len() as u64;
+        self.limit_hits.lockon_bytes += 1;
+        self.gave_up.push(GaveUp {
+            dir,
+            bytes: self.unlocked[i],
+            offset: h.start + h.buf.len() as u64,
+            frame,
+            after_lock: h.template.is_some(),
+        });
     }
 
     /// A gap took only a chunk header: the message whose body starts the hunted bytes (up

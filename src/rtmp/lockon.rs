@@ -22,7 +22,20 @@ const PROBE: usize = 96 << 10;
 const PROBE_STEP: usize = 4 << 10;
 /// What trying one candidate costs besides the bytes it reads (setting up its reader), in
 /// the bytes of [`find_within`]'s budget.
-const CANDIDATE_COST: u64 = 512;
+const CANDIDATE_COST: u64 = 1024;
+/// What reading one chunk costs in a probe besides its bytes (its header is parsed and its
+/// chunk stream looked up): small chunk sizes make a probe's bytes dearer.
+const CHUNK_COST: u64 = 128;
+/// Payload bytes are copied, not parsed: this many make one unit of work.
+const PAYLOAD_SHARE: u64 = 4;
+/// What a message a probe decodes costs besides its bytes (it is built, then checked).
+const MESSAGE_COST: u64 = 256;
+/// The fewest bytes a probe reads at a time: below it the direction's work is taken as spent.
+const MIN_PIECE: usize = 256;
+/// Probe work one candidate may spend over all its chunk sizes: sizes are tried best-guess
+/// first (the one in force, the ones its own bytes suggest), and bytes made so that every
+/// size reads far before failing cannot make a candidate cost more than this.
+pub const CANDIDATE_BUDGET: u64 = 3 * PROBE as u64;
 /// Chunk sizes real senders use (RTMP-NOTES quirk 4, plus common MTU-sized ones).
 const COMMON_SIZES: [u32; 16] = [
     128, 4096, 4000, 60000, 1024, 2048, 8192, 16384, 32768, 65536, 256, 512, 1400, 1460, 5000,
@@ -156,15 +169,24 @@ pub fn find(
     at_end: bool,
 ) -> Search {
     let mut unlimited = u64::MAX;
-    find_within(buf, from, known, limits, at_end, &mut unlimited)
+    find_within(
+        buf,
+        from,
+        known,
+        limits,
+        at_end,
+        &mut unlimited,
+        &mut Progress::default(),
+    )
 }
 
-/// [`find`], spending at most `budget` (bytes run through probe readers, and a fixed cost
-/// per candidate tried); what it spends is taken off. When the budget runs out, the search
-/// stops at the next candidate and says it needs more ([`Search::NeedMore`] at that
-/// candidate). Bytes made of headers that parse but lead nowhere (hostile, or a stream that
-/// is not what it seems) would otherwise cost a whole probe per candidate: hundreds of times
-/// the bytes themselves.
+/// [`find`], spending at most `budget` (bytes run through probe readers, chunks and messages
+/// read, and a fixed cost per candidate tried), and at most [`CANDIDATE_BUDGET`] on one
+/// candidate; what it spends is taken off. When the budget runs out, even inside a probe, the
+/// search stops and says it needs more ([`Search::NeedMore`] at that candidate), keeping in
+/// `progress` how far it got with it. Bytes made of headers that parse but lead nowhere
+/// (hostile, or a stream that is not what it seems) would otherwise cost whole probes at
+/// every chunk size per candidate: hundreds of times the bytes themselves.
 pub fn find_within(
     buf: &[u8],
     from: usize,
@@ -172,13 +194,17 @@ pub fn find_within(
     limits: &Limits,
     at_end: bool,
     budget: &mut u64,
+    progress: &mut Progress,
 ) -> Search {
     // After a gap the chunk size in force is kept (a lost Set Chunk Size is rare; a size that
     // merely agrees on short messages would decode garbage).
     let only_size = known.map(|k| k.chunk_size());
-    find_with(buf, from, known, limits, at_end, only_size, budget)
+    find_with(
+        buf, from, known, limits, at_end, only_size, budget, progress,
+    )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn find_with(
     buf: &[u8],
     from: usize,
@@ -187,6 +213,7 @@ fn find_with(
     at_end: bool,
     only_size: Option<u32>,
     budget: &mut u64,
+    progress: &mut Progress,
 ) -> Search {
     let mut msgs = Vec::new();
     // The earliest candidate that parses so far but has not shown enough (with evidence: a
@@ -205,16 +232,62 @@ fn find_with(
         let window_is_all = p + PROBE >= buf.len();
         let to_end = at_end && window_is_all;
         let mut best: Option<Lock> = None;
-        let sizes = match only_size {
+        // The best lock read a whole probe window with no error (see below).
+        let mut clean = false;
+        let mut sizes = match only_size {
             Some(cs) => vec![cs],
             None => sizes_for(buf, p, csid, hlen, len, known),
         };
+        if p == from {
+            // Where this candidate stood when the work ran out last time.
+            sizes.retain(|cs| !progress.tried.contains(cs));
+            best = progress.best.take();
+        } else {
+            *progress = Progress::default();
+        }
+        let mut allowance = CANDIDATE_BUDGET;
+        // Chunk sizes longer than the window read it alike (no chunk boundary falls in it):
+        // the first of them stands for the rest.
+        if let Some(k) = sizes.iter().position(|&cs| cs as usize >= window.len()) {
+            let first = sizes[k];
+            sizes.retain(|&cs| (cs as usize) < window.len() || cs == first);
+        }
         for cs in sizes {
-            let Some(Probe { good, ok, chunks }) =
-                probe(window, cs, known, limits, to_end, &mut msgs, budget)
-            else {
-                continue; // an implausible message: a wrong lock
+            if allowance == 0 {
+                break;
+            }
+            let spent_before = *budget;
+            let res = probe(
+                window, cs, known, limits, to_end, &mut msgs, budget, allowance,
+            );
+            allowance = allowance.saturating_sub(spent_before - *budget);
+            let Probe {
+                good,
+                ok,
+                chunks,
+                starved,
+            } = match res {
+                Some(r) => r,
+                None => {
+                    // An implausible message: a wrong lock, whatever follows.
+                    progress.tried(cs);
+                    continue;
+                }
             };
+            if starved {
+                if let (Some(l), None, true) = (&best, waiting, clean) {
+                    // What was read already makes a lock no other size can beat: take it.
+                    return Search::Found(l.clone());
+                }
+                // The direction's work ran out in the middle of this candidate: it is tried
+                // again, from this size, when the direction has paid for more.
+                if waiting.is_some() {
+                    *progress = Progress::default();
+                } else {
+                    progress.best = best;
+                }
+                return Search::NeedMore(waiting.unwrap_or(p));
+            }
             if !ok && good < MIN_MESSAGES {
                 continue;
             }
@@ -228,9 +301,19 @@ fn find_with(
                         chunk_size: cs,
                         messages: good,
                     });
+                    clean = ok && !window_is_all && good >= 2 * MIN_MESSAGES;
+                }
+                if clean {
+                    // A whole probe window read with no error, every message believable: no
+                    // other chunk size can do better than agree (sizes are tried best guess
+                    // first), so the rest are not tried.
+                    break;
                 }
             } else if ok && window_is_all && good >= 1 && chunks >= 2 && waiting.is_none() {
                 waiting = Some(p);
+            }
+            if !ok {
+                progress.tried(cs);
             }
         }
         if let Some(l) = best {
@@ -246,6 +329,24 @@ fn find_with(
     }
 }
 
+/// How far the search got with its first candidate when its work ran out: the chunk sizes
+/// that proved wrong there, and the best lock the others gave. The next search goes on from
+/// there instead of reading the same sizes again (a candidate costlier than the work a
+/// direction saves up between two searches would otherwise never be finished).
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    tried: Vec<u32>,
+    best: Option<Lock>,
+}
+
+impl Progress {
+    fn tried(&mut self, cs: u32) {
+        if self.tried.len() < 64 {
+            self.tried.push(cs);
+        }
+    }
+}
+
 /// What reading a candidate's bytes with one chunk size showed.
 struct Probe {
     /// Messages read, every one believable.
@@ -254,11 +355,15 @@ struct Probe {
     ok: bool,
     /// Chunks read.
     chunks: usize,
+    /// The direction's work, or the candidate's, ran out before the window was read.
+    starved: bool,
 }
 
 /// Read `window`, the bytes from a candidate on, with chunk size `cs`, paying from `budget`
-/// for the bytes read; `to_end` when the window is the rest of the input and the input has
-/// ended. `None` when a message read is not believable: a wrong lock.
+/// for the bytes read, and spending at most `allowance` of it; `to_end` when the window is
+/// the rest of the input and the input has ended. `None` when a message read is not
+/// believable: a wrong lock.
+#[allow(clippy::too_many_arguments)]
 fn probe(
     window: &[u8],
     cs: u32,
@@ -267,25 +372,54 @@ fn probe(
     to_end: bool,
     msgs: &mut Vec<Message>,
     budget: &mut u64,
+    allowance: u64,
 ) -> Option<Probe> {
     let mut r = match known {
         Some(k) => k.resume_at(0, cs),
         None => ChunkReader::resumed(0, cs, limits.clone()),
-    };
+    }
+    .strict();
     msgs.clear();
     let mut ok = true;
     let mut good = 0;
     let mut implausible = false;
-    for piece in window.chunks(PROBE_STEP) {
-        *budget = budget.saturating_sub(piece.len() as u64);
+    let mut spent = 0u64;
+    let mut starved = false;
+    // What a byte costs at this chunk size (its share of a chunk header), so that a piece
+    // never spends much more than is left.
+    let per_byte = 1 + CHUNK_COST / u64::from(cs.max(1));
+    let mut rest = window;
+    // Pieces grow from small, so that a wrong lock, which mostly fails at its first chunks,
+    // is paid for by what it read.
+    let mut step = MIN_PIECE;
+    while !rest.is_empty() {
+        let left = (*budget).min(allowance.saturating_sub(spent));
+        let n = (left / per_byte).min(step as u64) as usize;
+        step = (step * 2).min(PROBE_STEP);
+        if n < MIN_PIECE.min(rest.len()) {
+            // A candidate that read well as far as it was allowed is waited on only when the
+            // direction itself ran dry; one that used up its own allowance is judged on what
+            // it read.
+            starved = *budget / per_byte < MIN_PIECE as u64;
+            break;
+        }
+        let (piece, tail) = rest.split_at(n.min(rest.len()));
+        rest = tail;
+        let chunks = r.stats.chunks;
         ok = r.push(piece, 0, msgs).is_ok();
+        let made = msgs.len() - good;
+        let cost = piece.len() as u64 / PAYLOAD_SHARE
+            + (r.stats.chunks - chunks) * CHUNK_COST
+            + made as u64 * MESSAGE_COST;
+        *budget = budget.saturating_sub(cost);
+        spent += cost;
         implausible = !msgs[good..].iter().all(|m| believable(&mut r, m));
         good = msgs.len();
         if !ok || implausible {
             break;
         }
     }
-    if ok && !implausible && to_end {
+    if ok && !implausible && to_end && !starved {
         ok = r.finish(0, msgs).is_ok();
         implausible = !msgs[good..].iter().all(|m| believable(&mut r, m));
         good = msgs.len();
@@ -297,6 +431,7 @@ fn probe(
         good,
         ok,
         chunks: r.stats.chunks as usize,
+        starved,
     })
 }
 
@@ -605,12 +740,31 @@ mod tests {
         }
         let limits = Limits::default();
         let mut budget = 1 << 20;
-        let r = find_within(&junk, 0, None, &limits, false, &mut budget);
+        let r = find_within(
+            &junk,
+            0,
+            None,
+            &limits,
+            false,
+            &mut budget,
+            &mut Progress::default(),
+        );
         assert!(matches!(r, Search::NeedMore(_)), "{r:?}");
-        assert_eq!(budget, 0);
+        assert!(
+            budget < 1 << 12,
+            "spent to within the last piece: {budget} left"
+        );
         // Without a budget the same search looks at every candidate, and finds nothing.
         let mut unlimited = u64::MAX;
-        let r = find_within(&junk, 0, None, &limits, true, &mut unlimited);
+        let r = find_within(
+            &junk,
+            0,
+            None,
+            &limits,
+            true,
+            &mut unlimited,
+            &mut Progress::default(),
+        );
         assert!(!matches!(r, Search::Found(_)), "{r:?}");
         assert!(u64::MAX - unlimited > 1 << 20, "the budget was spent");
     }

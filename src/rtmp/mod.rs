@@ -23,7 +23,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 pub use chunk::{ChunkReader, ChunkWriter};
-pub use connection::{Connection, LockRecord};
+pub use connection::{Connection, GaveUp, LockRecord};
 pub use handshake::{Handshake, HandshakeOutcome};
 pub use message::{Message, TimeBase};
 pub use session::{ConnectInfo, Session};

@@ -40,6 +40,21 @@ pub struct LockReport {
     pub after_gap: bool,
 }
 
+/// A direction that searched [`Limits::lockon_bytes`](crate::Limits::lockon_bytes) for chunk
+/// headers without finding any and stopped looking.
+#[derive(Clone, Debug, Serialize)]
+pub struct GaveUpReport {
+    pub direction: &'static str,
+    /// Bytes searched without a lock.
+    pub bytes: u64,
+    /// Stream offset where the search stopped; what follows was passed over.
+    pub offset: u64,
+    pub frame: u64,
+    /// The direction had been read before (the search followed a gap or unreadable bytes).
+    pub after_lock: bool,
+    pub reason: String,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct GapReport {
     pub direction: &'static str,
@@ -90,6 +105,7 @@ pub struct ConnectionSummary {
     pub bad_checksums: u64,
     pub gaps: Vec<GapReport>,
     pub locks: Vec<LockReport>,
+    pub gave_up: Vec<GaveUpReport>,
     pub status_codes: Vec<String>,
     pub warnings: Vec<String>,
     /// Limits this connection reached (only those reached are listed).
@@ -191,6 +207,18 @@ impl ConnectionSummary {
                     skipped_bytes: l.skipped,
                     chunk_size: l.chunk_size,
                     after_gap: l.after_gap,
+                })
+                .collect(),
+            gave_up: f
+                .gave_up
+                .iter()
+                .map(|g| GaveUpReport {
+                    direction: dir_name(g.dir),
+                    bytes: g.bytes,
+                    offset: g.offset,
+                    frame: g.frame,
+                    after_lock: g.after_lock,
+                    reason: format!("no RTMP chunk structure after {} bytes", g.bytes),
                 })
                 .collect(),
             status_codes: f.status_codes.iter().map(|c| escape(c)).collect(),

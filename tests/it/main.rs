@@ -11,6 +11,7 @@ mod html;
 mod inputs;
 mod limits;
 mod live;
+mod lockon;
 mod mutation;
 mod packets;
 mod perf;

@@ -92,6 +92,12 @@ fn details(m: &ConnectionSummary) -> String {
             l.direction, l.offset, l.frame, l.skipped_bytes, l.chunk_size
         ));
     }
+    for g in &m.gave_up {
+        s.push_str(&format!(
+            "    gave up: {} at stream offset {} (frame {}): {}; the rest passed over\n",
+            g.direction, g.offset, g.frame, g.reason
+        ));
+    }
     for w in &m.warnings {
         s.push_str(&format!("    warning: {w}\n"));
     }
