@@ -176,19 +176,44 @@ impl LiveCapture {
     /// The next packet (also written to the save file), or `None` when nothing came within
     /// [`READ_TIMEOUT_MS`] or a signal interrupted the wait.
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, LiveError> {
+        self.frame_or_wait(READ_TIMEOUT_MS)
+    }
+
+    /// Wait up to `ms` for the descriptor to be readable (or a signal).
+    pub fn wait(&self, ms: i32) {
+        let mut fd = libc::pollfd {
+            fd: self.cap.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, owned by this frame, for the duration of the call.
+        unsafe { libc::poll(&mut fd, 1, ms) };
+    }
+
+    /// The next packet if one is there now, without waiting (non-blocking handle): `None`
+    /// when the kernel has nothing more for now.
+    pub fn try_frame(&mut self) -> Result<Option<Frame<'_>>, LiveError> {
+        self.frame_or_wait(0)
+    }
+
+    /// The next packet; when there is none now, a wait of up to `wait_ms` (none for 0), then
+    /// `None`.
+    fn frame_or_wait(&mut self, wait_ms: i32) -> Result<Option<Frame<'_>>, LiveError> {
         let raw_fd = self.cap.as_raw_fd();
         let p = match self.cap.next_packet() {
             Ok(p) => p,
             Err(pcap::Error::TimeoutExpired) => {
                 // Non-blocking: nothing is there now. Wait for the descriptor (or a signal, or
                 // the timeout); the caller asks again.
-                let mut fd = libc::pollfd {
-                    fd: raw_fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd, owned by this frame, for the duration of the call.
-                unsafe { libc::poll(&mut fd, 1, READ_TIMEOUT_MS) };
+                if wait_ms > 0 {
+                    let mut fd = libc::pollfd {
+                        fd: raw_fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd, owned by this frame, for the call.
+                    unsafe { libc::poll(&mut fd, 1, wait_ms) };
+                }
                 return Ok(None);
             }
             Err(e) => {

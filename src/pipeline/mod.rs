@@ -254,6 +254,20 @@ impl Pipeline {
         }
     }
 
+    /// Connections known not to carry readable RTMP (not RTMP, RTMPE, a failed handshake),
+    /// for a live capture's queue, which drops their frames first when it fills.
+    pub fn dead_connections(&mut self) -> Vec<ConnKey> {
+        self.table
+            .conns_mut()
+            .filter(|c| {
+                c.streams
+                    .as_ref()
+                    .is_some_and(|s| s.upper.rtmp.is_dead() && !s.upper.transport.is_http())
+            })
+            .map(|c| ConnKey::new(c.client, c.server))
+            .collect()
+    }
+
     /// Whether no output waits to be taken.
     #[inline]
     pub fn is_idle(&self) -> bool {
@@ -417,6 +431,17 @@ impl Pipeline {
         }
         more
     }
+}
+
+/// What a frame is to a live capture's queue before the pipeline has it: the connection it
+/// belongs to (either direction gives the same key), or `None` when it is no TCP segment the
+/// pipeline would read; and whether the pipeline would follow it at all (its ports).
+pub fn flow_of(config: &Config, linktype: i32, data: &[u8]) -> Option<(ConnKey, bool)> {
+    let seg = decode::decode(linktype, data).ok()?;
+    let followed = config.any_port
+        || config.ports.contains(&seg.src.port())
+        || config.ports.contains(&seg.dst.port());
+    Some((ConnKey::new(seg.src, seg.dst), followed))
 }
 
 /// A segment's bytes into its direction's reassembler, and its acknowledgement into the
