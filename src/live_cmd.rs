@@ -42,6 +42,8 @@ pub struct LiveArgs {
     pub verbose: bool,
     /// SHA-256 of each finished file in the report.
     pub sha256: bool,
+    /// `--workers N`: capture threads in one fanout group, each with its own pipeline.
+    pub workers: usize,
 }
 
 /// Print the devices libpcap can capture on, numbered from 1 in libpcap's order as
@@ -467,18 +469,28 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
             return Ok(super::EXIT_BAD_INPUT);
         }
     }
-    let cap = match LiveCapture::open(&args.capture) {
-        Ok(c) => c,
-        Err(e) => {
-            say!("rtmpsniff: {e}");
-            return Ok(super::EXIT_BAD_INPUT);
+    let workers = args.workers.max(1);
+    let mut caps = Vec::new();
+    for _ in 0..workers {
+        let mut opts = args.capture.clone();
+        if workers > 1 {
+            // One group per process: its number from the process id, as tools sharing an
+            // interface this way do (two runs on one interface must not share a group).
+            opts.fanout = Some(std::process::id() as u16);
         }
-    };
+        match LiveCapture::open(&opts) {
+            Ok(c) => caps.push(c),
+            Err(e) => {
+                say!("rtmpsniff: {e}");
+                return Ok(super::EXIT_BAD_INPUT);
+            }
+        }
+    }
     // The folder is made (and a link to it resolved) once the capture could start.
     if !super::use_output_dir(&mut args.output) {
         return Ok(super::EXIT_BAD_INPUT);
     }
-    let sink = LiveSink {
+    let mut sink = LiveSink {
         flv: live_flv_sink(&args)?,
         console: Console {
             to_stderr: piping,
@@ -496,53 +508,39 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
     };
     if !args.quiet {
         say!(
-            "rtmpsniff: listening on {} ({}), filter \"{}\", {}promiscuous; Ctrl-C stops",
+            "rtmpsniff: listening on {} ({}), filter \"{}\", {}promiscuous{}; Ctrl-C stops",
             args.capture.interface,
-            cap.link_type_name(),
-            cap.filter(),
+            caps[0].link_type_name(),
+            caps[0].filter(),
             if args.capture.promiscuous { "" } else { "not " },
+            if workers > 1 {
+                format!(", {workers} workers")
+            } else {
+                String::new()
+            },
         );
+        sink.console.status = StatusLine::text();
     }
-    let capture_filter = cap.filter().to_string();
-    let mut driver = Driver::new(Pipeline::new(args.config.clone()), sink);
-    if !args.quiet {
-        driver.sink.console.status = StatusLine::text();
-    }
-    keylogs.poll(&mut driver.pipeline);
+    let capture_filter = caps[0].filter().to_string();
     let cpu_at_start = cpu_seconds();
-    let shared = Shared {
-        queue: FrameQueue::new(args.config.limits.queue_bytes),
-        signal: Arc::clone(&stop),
-        halt: AtomicBool::new(false),
-        kernel: Mutex::new(None),
-        dropped: AtomicU64::new(0),
-        unwanted: RwLock::new(HashMap::new()),
-        config: args.config.clone(),
+    let ran = if workers == 1 {
+        let cap = caps.pop().expect("one capture");
+        run_one(cap, sink, &args, &mut keylogs, &stop)?
+    } else {
+        run_workers(caps, sink, &args, &stop)?
     };
-    let (mut cap, capture_error, queue, run) = std::thread::scope(|scope| {
-        let capturing = std::thread::Builder::new()
-            .name("capture".into())
-            .spawn_scoped(scope, || capture_thread(cap, &shared))
-            .expect("a thread for the capture");
-        let run = pipeline_loop(&shared, &mut driver, &mut keylogs, args.duration);
-        // Whatever ended the run (an error too), the capture stops, and what it queued
-        // before is read (a second Ctrl-C quits at once).
-        shared.halt.store(true, Ordering::SeqCst);
-        let run = run.and_then(|()| drain_queue(&shared, &mut driver));
-        let (cap, err, queue) = capturing.join().expect("the capture thread");
-        (cap, err, queue, run)
-    });
-    run?;
-    // Stop: every connection is flushed and closed, every file finalised, then the report.
-    let mut input = cap.report();
-    drop(cap);
-    driver.finish()?;
+    let Ran {
+        mut input,
+        stats,
+        sink,
+        capture_error,
+        queue,
+    } = ran;
     input.dropped_by_rtmpsniff = Some(queue.dropped);
     input.queue = Some(QueueStats {
         limit_bytes: queue.limit_bytes,
         peak_bytes: queue.peak_bytes,
     });
-    let Driver { pipeline, sink } = driver;
     let LiveSink {
         flv: mut sink,
         mut console,
@@ -558,7 +556,7 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
         captured_gbit: gbit,
         cpu_seconds_per_gbit: (gbit > 0.0).then(|| cpu / gbit),
     });
-    let mut hits = pipeline.stats().limit_hits;
+    let mut hits = stats.limit_hits.clone();
     hits.add(&sink.limit_hits);
     hits.queue_bytes += queue.dropped.total();
     let (selecting, seen) = (!args.selection.is_empty(), sink.seen());
@@ -575,7 +573,7 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
         },
         input_errors: Vec::new(),
         output_errors,
-        stats: pipeline.stats(),
+        stats,
         limits: hits.report(&args.config.limits),
         connections: sink.into_report_connections(),
         remuxed: Default::default(),
@@ -602,6 +600,331 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
         return Ok(super::EXIT_NO_RTMP);
     }
     Ok(super::EXIT_OK)
+}
+
+/// What the capture threads and pipelines of a run leave for its report.
+struct Ran {
+    input: rtmpsniff::capture::InputReport,
+    stats: rtmpsniff::pipeline::Stats,
+    sink: LiveSink,
+    capture_error: Option<LiveError>,
+    queue: QueueReport,
+}
+
+fn new_shared(args: &LiveArgs, stop: &Arc<AtomicBool>, unselected: &Arc<Unselected>) -> Shared {
+    Shared {
+        queue: FrameQueue::new(args.config.limits.queue_bytes),
+        signal: Arc::clone(stop),
+        halt: AtomicBool::new(false),
+        kernel: Mutex::new(None),
+        dropped: AtomicU64::new(0),
+        unwanted: RwLock::new(HashMap::new()),
+        unselected: Arc::clone(unselected),
+        config: args.config.clone(),
+    }
+}
+
+/// One capture thread and the pipeline on this one, the sink behind it.
+fn run_one(
+    cap: LiveCapture,
+    sink: LiveSink,
+    args: &LiveArgs,
+    keylogs: &mut KeyLogs,
+    stop: &Arc<AtomicBool>,
+) -> Result<Ran> {
+    let mut driver = Driver::new(Pipeline::new(args.config.clone()), sink);
+    keylogs.poll(&mut driver.pipeline);
+    let shared = new_shared(args, stop, &Arc::default());
+    let (mut cap, capture_error, queue, run) = std::thread::scope(|scope| {
+        let capturing = std::thread::Builder::new()
+            .name("capture".into())
+            .spawn_scoped(scope, || capture_thread(cap, &shared))
+            .expect("a thread for the capture");
+        let run = pipeline_loop(&shared, &mut driver, keylogs, args.duration);
+        // Whatever ended the run (an error too), the capture stops, and what it queued
+        // before is read (a second Ctrl-C quits at once).
+        shared.halt.store(true, Ordering::SeqCst);
+        let run = run.and_then(|()| drain_queue(&shared, &mut driver));
+        let (cap, err, queue) = capturing.join().expect("the capture thread");
+        (cap, err, queue, run)
+    });
+    run?;
+    // Stop: every connection is flushed and closed, every file finalised, then the report.
+    let input = cap.report();
+    drop(cap);
+    driver.finish()?;
+    let Driver { pipeline, sink } = driver;
+    Ok(Ran {
+        input,
+        stats: pipeline.stats(),
+        sink,
+        capture_error,
+        queue,
+    })
+}
+
+/// A worker's outputs, a batch of frames' worth at a time, to the one sink.
+struct ToSink {
+    tx: std::sync::mpsc::SyncSender<Vec<Output>>,
+    batch: Vec<Output>,
+}
+
+impl OutputSink for ToSink {
+    type Error = anyhow::Error;
+
+    fn output(&mut self, o: Output) -> Result<()> {
+        self.batch.push(o);
+        if self.batch.len() >= 1024 {
+            self.send()?;
+        }
+        Ok(())
+    }
+}
+
+impl ToSink {
+    fn send(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.tx
+            .send(std::mem::take(&mut self.batch))
+            .map_err(|_| anyhow::anyhow!("the sink stopped"))
+    }
+}
+
+/// A worker's pipeline: batches from its queue until the queue is closed and empty, then
+/// every connection closed; outputs to the sink, counters published each tick.
+fn worker_pipeline(
+    sh: &Shared,
+    mut pipeline: Pipeline,
+    keylog_paths: &[PathBuf],
+    tx: std::sync::mpsc::SyncSender<Vec<Output>>,
+    stats: &Mutex<rtmpsniff::pipeline::Stats>,
+) -> Result<()> {
+    let mut keylogs = KeyLogs::open(keylog_paths).unwrap_or(KeyLogs { files: Vec::new() });
+    keylogs.poll(&mut pipeline);
+    let mut driver = Driver::new(
+        pipeline,
+        ToSink {
+            tx,
+            batch: Vec::new(),
+        },
+    );
+    let mut next_tick = Instant::now() + TICK;
+    let publish = |d: &mut Driver<ToSink>| {
+        *stats.lock().unwrap_or_else(|e| e.into_inner()) = d.pipeline.stats();
+    };
+    let result = (|| -> Result<()> {
+        while !sh.queue.is_done() {
+            if let Some(b) = sh.queue.pop(Duration::from_millis(100)) {
+                for f in b.frames() {
+                    driver.frame(&f)?;
+                }
+                sh.queue.give_back(b);
+                driver.sink.send()?;
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                next_tick = now + TICK;
+                keylogs.poll(&mut driver.pipeline);
+                driver.take()?;
+                driver.sink.send()?;
+                let dead = driver.pipeline.dead_connections();
+                *sh.unwanted.write().unwrap_or_else(|e| e.into_inner()) =
+                    dead.into_iter().map(|k| (k, DropReason::NotRtmp)).collect();
+                publish(&mut driver);
+            }
+        }
+        driver.finish()?;
+        driver.sink.send()
+    })();
+    publish(&mut driver);
+    result
+}
+
+/// `--workers N`: N captures in one fanout group, each with a capture thread and a pipeline
+/// thread; their outputs come to the one sink on this thread, which also decides when the
+/// run stops. One report: inputs merged, counters summed.
+fn run_workers(
+    caps: Vec<LiveCapture>,
+    mut sink: LiveSink,
+    args: &LiveArgs,
+    stop: &Arc<AtomicBool>,
+) -> Result<Ran> {
+    let n = caps.len();
+    let unselected: Arc<Unselected> = Arc::default();
+    let shared: Vec<Shared> = (0..n)
+        .map(|_| new_shared(args, stop, &unselected))
+        .collect();
+    let stats: Vec<Mutex<rtmpsniff::pipeline::Stats>> = (0..n).map(|_| Mutex::default()).collect();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Output>>(256);
+    let start = sink.start;
+    let deadline = args.duration.map(|d| start + d);
+    let (captures, results, run) = std::thread::scope(|scope| {
+        let mut capturing = Vec::new();
+        let mut piping = Vec::new();
+        for (w, cap) in caps.into_iter().enumerate() {
+            let sh = &shared[w];
+            capturing.push(
+                std::thread::Builder::new()
+                    .name(format!("capture{w}"))
+                    .spawn_scoped(scope, move || capture_thread(cap, sh))
+                    .expect("a thread for the capture"),
+            );
+            let mut pipeline = Pipeline::new(args.config.clone());
+            pipeline.number_from(w as u64, n as u64);
+            let tx = tx.clone();
+            let st = &stats[w];
+            let paths = &args.keylogs;
+            piping.push(
+                std::thread::Builder::new()
+                    .name(format!("pipeline{w}"))
+                    .spawn_scoped(scope, move || worker_pipeline(sh, pipeline, paths, tx, st))
+                    .expect("a thread for a pipeline"),
+            );
+        }
+        drop(tx);
+        let halt = || {
+            for sh in &shared {
+                sh.halt.store(true, Ordering::SeqCst);
+            }
+        };
+        let mut next_tick = start + TICK;
+        let mut last_tick = (start, 0u64);
+        let run = (|| -> Result<()> {
+            loop {
+                if stop.load(Ordering::SeqCst)
+                    || deadline.is_some_and(|d| Instant::now() >= d)
+                    || sink.flv.pipe_done()
+                    || sink.console.stdout_gone
+                {
+                    halt();
+                }
+                match rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok(batch) => {
+                        for o in batch {
+                            sink.output(o)?;
+                        }
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    // Every worker finished: the run is over.
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+                }
+                let now = Instant::now();
+                if now < next_tick {
+                    continue;
+                }
+                next_tick = now + TICK;
+                let output = &sink.output;
+                sink.flv.hand_over().map_err(|e| write_err(output, e))?;
+                *unselected.write().unwrap_or_else(|e| e.into_inner()) =
+                    sink.unselected().collect();
+                if sink.console.status.is_some() {
+                    let mut sum = rtmpsniff::pipeline::Stats::default();
+                    for s in &stats {
+                        sum.add(&s.lock().unwrap_or_else(|e| e.into_inner()));
+                    }
+                    let kernel = sum_kernel(
+                        shared
+                            .iter()
+                            .map(|sh| *sh.kernel.lock().unwrap_or_else(|e| e.into_inner())),
+                    );
+                    let dropped = shared.iter().map(|sh| sh.dropped.load(Ordering::Relaxed));
+                    let secs = now.duration_since(last_tick.0).as_secs_f64();
+                    let bytes = sum.bytes.saturating_sub(last_tick.1);
+                    last_tick = (now, sum.bytes);
+                    let parts = status_parts(
+                        now - start,
+                        (
+                            sum.connections.saturating_sub(sink.ended_conns),
+                            sum.connections,
+                        ),
+                        (sink.flv.open_streams(), sink.streams_seen),
+                        bytes as f64 * 8.0 / secs.max(1e-3),
+                        sum.frames,
+                        kernel,
+                        dropped.sum(),
+                    );
+                    if let Some(status) = &sink.console.status {
+                        status.set(&parts);
+                    }
+                }
+            }
+        })();
+        halt();
+        // Workers blocked on a full channel see it closed and stop.
+        drop(rx);
+        let captures: Vec<_> = capturing
+            .into_iter()
+            .map(|h| h.join().expect("a capture thread"))
+            .collect();
+        let results: Vec<_> = piping
+            .into_iter()
+            .map(|h| h.join().expect("a pipeline thread"))
+            .collect();
+        (captures, results, run)
+    });
+    run?;
+    for r in results {
+        r?;
+    }
+    let mut inputs = Vec::new();
+    let mut capture_error = None;
+    let mut queue = QueueReport::default();
+    for (mut cap, err, q) in captures {
+        inputs.push(cap.report());
+        capture_error = capture_error.or(err);
+        queue.limit_bytes += q.limit_bytes;
+        queue.peak_bytes += q.peak_bytes;
+        queue.dropped.add(&q.dropped);
+    }
+    let mut total = rtmpsniff::pipeline::Stats::default();
+    for s in &stats {
+        total.add(&s.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+    Ok(Ran {
+        input: merge_inputs(inputs),
+        stats: total,
+        sink,
+        capture_error,
+        queue,
+    })
+}
+
+fn sum_kernel(all: impl Iterator<Item = Option<KernelStats>>) -> Option<KernelStats> {
+    let mut sum: Option<KernelStats> = None;
+    for k in all.flatten() {
+        let s = sum.get_or_insert_with(KernelStats::default);
+        s.received = s.received.wrapping_add(k.received);
+        s.dropped = s.dropped.wrapping_add(k.dropped);
+        s.if_dropped = s.if_dropped.wrapping_add(k.if_dropped);
+    }
+    sum
+}
+
+/// The workers' captures of one interface as one input: counts and the kernel's counters
+/// summed, the first and last packet times of all.
+fn merge_inputs(inputs: Vec<rtmpsniff::capture::InputReport>) -> rtmpsniff::capture::InputReport {
+    let mut it = inputs.into_iter();
+    let mut m = it.next().expect("at least one capture");
+    let mut kernels = vec![m.kernel];
+    for i in it {
+        m.packets += i.packets;
+        m.bytes += i.bytes;
+        m.truncated_packets += i.truncated_packets;
+        m.first_time = match (m.first_time, i.first_time) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        m.last_time = match (m.last_time, i.last_time) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        m.error = m.error.or(i.error);
+        kernels.push(i.kernel);
+    }
+    m.kernel = sum_kernel(kernels.into_iter());
+    m
 }
 
 /// The run's summary, the kernel's counters, rtmpsniff's own drops and queue, what the run
@@ -673,10 +996,15 @@ struct Shared {
     kernel: Mutex<Option<KernelStats>>,
     /// Frames the queue dropped so far.
     dropped: AtomicU64,
-    /// Connections the tool is not recovering (dead or unselected), refreshed each tick.
+    /// Connections the pipeline gave up on (not readable RTMP), refreshed each tick.
     unwanted: RwLock<HashMap<ConnKey, DropReason>>,
+    /// Connections whose streams the selection leaves out (one set for every worker: the
+    /// sink, which knows, is one).
+    unselected: Arc<Unselected>,
     config: rtmpsniff::Config,
 }
+
+type Unselected = RwLock<std::collections::HashSet<ConnKey>>;
 
 impl Shared {
     fn stopping(&self) -> bool {
@@ -689,12 +1017,15 @@ impl Shared {
         match rtmpsniff::pipeline::flow_of(&self.config, f.linktype, f.data) {
             None => Some(DropReason::NotTcp),
             Some((_, false)) => Some(DropReason::NotRtmp),
-            Some((key, true)) => self
-                .unwanted
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&key)
-                .copied(),
+            Some((key, true)) => {
+                let dead = self.unwanted.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(r) = dead.get(&key) {
+                    return Some(*r);
+                }
+                drop(dead);
+                let unselected = self.unselected.read().unwrap_or_else(|e| e.into_inner());
+                unselected.contains(&key).then_some(DropReason::Unselected)
+            }
         }
     }
 }

@@ -79,6 +79,24 @@ pub struct Stats {
     pub limit_hits: LimitHits,
 }
 
+impl Stats {
+    /// Another pipeline's counters added (the workers of one live capture make one report).
+    pub fn add(&mut self, o: &Stats) {
+        self.frames += o.frames;
+        self.bytes += o.bytes;
+        self.truncated_frames += o.truncated_frames;
+        self.tcp_segments += o.tcp_segments;
+        self.not_tcp += o.not_tcp;
+        self.malformed += o.malformed;
+        self.fragments += o.fragments;
+        self.bad_checksums += o.bad_checksums;
+        self.connections += o.connections;
+        self.connections_evicted += o.connections_evicted;
+        self.connections_expired += o.connections_expired;
+        self.limit_hits.add(&o.limit_hits);
+    }
+}
+
 /// What the layers above TCP keep for one connection: how RTMP is carried, and the RTMP read
 /// from it (unused when the connection is part of an RTMPT session, whose RTMP is read in
 /// [`tunnels`]).
@@ -240,6 +258,12 @@ impl Pipeline {
             self.tunnel_events = made;
             self.join_tunnels(from);
         }
+    }
+
+    /// Number connections `first`, `first + step`, ...: one of `step` pipelines sharing a
+    /// run (a live capture's workers), whose connections then have numbers of their own.
+    pub fn number_from(&mut self, first: u64, step: u64) {
+        self.table.number_from(first, step);
     }
 
     /// Counters over the input so far.
