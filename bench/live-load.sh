@@ -8,8 +8,9 @@
 #   bench/live-load.sh [-r ROUNDS] [-l "1 2 4 6"] [-s SOURCE_SECS] [-B MIB] [-w WORKERS] [-k]
 #
 #   -r  rounds per load (default 5)        -l  publisher counts (default "1 2 4 6")
-#   -s  seconds of the source FLV (20)     -B  kernel buffer of both, MiB (32)
-#   -w  rtmpsniff live --workers N (1)     -k  keep the folder of the last round
+#   -s  seconds of the source FLV (20)     -B  kernel buffer of both, MiB (32; with -w N,
+#   -w  rtmpsniff live --workers N (1)         rtmpsniff -B MIB/N each, the same in all)
+#   -k  keep the folder of the last round
 #   RTMPSNIFF=path/to/binary (default target/release/rtmpsniff)
 #
 # Needs nginx + libnginx-mod-rtmp, ffmpeg, tcpdump, ss. Uses 127.0.0.1 only. CPU is the
@@ -68,7 +69,7 @@ for _ in $(seq 50); do ss -Hltn | grep -q "127.0.0.1:$PORT " && break; sleep 0.1
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
-echo "rtmpsniff: $BIN ($("$BIN" --version 2>/dev/null || echo ?)), --workers $WORKERS; both -B $MIB MiB;" \
+echo "rtmpsniff: $BIN ($("$BIN" --version 2>/dev/null || echo ?)), --workers $WORKERS; -B $MIB MiB in all for each;" \
      "source $((size / 1000000)) MB 720p FLV"
 printf '%-5s %-5s %8s %10s %11s %9s %9s\n' pubs round Mbit/s tcpdump rtmpsniff "(queue)" "cpu s/Gbit"
 for n in $LOADS; do
@@ -77,9 +78,9 @@ for n in $LOADS; do
         R="$T/r"; rm -rf "$R"; mkdir -p "$R"
         tcpdump -i lo -n -B $((MIB * 1024)) -w "$R/tcpdump.pcap" "tcp port $PORT" 2>"$R/tcpdump.err" & TD=$!
         PIDS+=($TD)
-        wargs=()
-        [ "$WORKERS" != 1 ] && wargs=(--workers "$WORKERS")
-        "$BIN" live -i lo --port "$PORT" -B "$MIB" "${wargs[@]}" -o "$R/out" >"$R/live.out" 2>"$R/live.err" & RS=$!
+        wargs=(-B "$MIB")
+        [ "$WORKERS" != 1 ] && wargs=(--workers "$WORKERS" -B $(( (MIB + WORKERS - 1) / WORKERS )))
+        "$BIN" live -i lo --port "$PORT" "${wargs[@]}" -o "$R/out" >"$R/live.out" 2>"$R/live.err" & RS=$!
         PIDS+=($RS)
         for _ in $(seq 100); do
             grep -q "listening on" "$R/tcpdump.err" && grep -q "listening on" "$R/live.err" && break

@@ -963,7 +963,7 @@ fn live_lines(input: &rtmpsniff::capture::InputReport) -> String {
             .cpu_seconds_per_gbit
             .map_or("-".into(), |p| format!("{p:.2} s"));
         text.push_str(&format!(
-            "cpu: {:.2} s for {:.2} Gbit captured, {per} per Gbit\n",
+            "cpu: {:.2} s for {:.3} Gbit captured, {per} per Gbit\n",
             c.cpu_seconds, c.captured_gbit
         ));
     }
