@@ -1217,6 +1217,31 @@ mod tests {
     }
 
     #[test]
+    fn status_line_shows_rtmpsniffs_own_drops_only_when_there_are_some() {
+        let mut p = parts();
+        assert!(!fit(&p, 200).contains("rtmpsniff"));
+        p = status_parts(
+            Duration::from_secs(5),
+            (1, 1),
+            (1, 1),
+            1e6,
+            10,
+            Some(KernelStats {
+                received: 10,
+                dropped: 7,
+                if_dropped: 0,
+            }),
+            3,
+        );
+        assert!(
+            fit(&p, 200).ends_with("kernel drops 7 (interface 0), rtmpsniff drops 3"),
+            "{}",
+            fit(&p, 200)
+        );
+        assert!(fit(&p, 40).ends_with("drops 7+0+3"), "{}", fit(&p, 40));
+    }
+
+    #[test]
     fn status_line_fits_80_columns_with_everything_in_it() {
         let line = fit(&parts(), 80);
         assert_eq!(
