@@ -217,6 +217,12 @@ enum Command {
         /// Do not write report.html.
         #[arg(long, overrides_with = "html")]
         no_html: bool,
+        /// Pipelines on threads of their own, the connections shared among them by their
+        /// two IP addresses: the same files and report as one (for captures of many
+        /// connections; one connection is always one thread's).
+        #[arg(long, value_name = "N", default_value_t = 1,
+              value_parser = clap::value_parser!(u16).range(1..=64))]
+        threads: u16,
     },
     /// Say what is in captures (connections, streams, codecs, sizes, gaps) without writing
     /// anything.
@@ -354,6 +360,8 @@ pub struct ReadArgs {
     /// `--tls-keylog` files.
     pub keylogs: Vec<PathBuf>,
     pub out: ReadOut,
+    /// `read --threads N`: pipelines on N threads.
+    pub threads: usize,
 }
 
 /// Where `read` and `list` put what they found.
@@ -420,7 +428,9 @@ impl Cli {
                 remux,
                 html: _,
                 no_html,
+                threads,
             } => Mode::Read(ReadArgs {
+                threads: threads as usize,
                 captures,
                 packets: packets.selection()?,
                 config: config(ports, any_port, &limits)?,
@@ -449,6 +459,7 @@ impl Cli {
                 json,
                 talk: TalkArgs { quiet, verbose },
             } => Mode::Read(ReadArgs {
+                threads: 1,
                 captures,
                 packets: packets.selection()?,
                 config: config(ports, any_port, &limits)?,

@@ -118,7 +118,8 @@ impl Batch {
         self.frames.is_empty()
     }
 
-    fn push(&mut self, f: &Frame<'_>) {
+    /// One frame copied in.
+    pub fn push(&mut self, f: &Frame<'_>) {
         let start = self.data.len();
         self.data.extend_from_slice(f.data);
         self.frames.push(Meta {
@@ -131,7 +132,7 @@ impl Batch {
         });
     }
 
-    fn clear(&mut self) {
+    pub fn clear(&mut self) {
         self.data.clear();
         self.frames.clear();
     }

@@ -333,6 +333,11 @@ impl<T: Held> Table<T> {
         id
     }
 
+    /// Numbers given so far (with a step of 1: the next connection's).
+    pub fn ids_given(&self) -> u64 {
+        self.next_id
+    }
+
     /// Number connections `first`, `first + step`, `first + 2 step`, ...: several tables
     /// of one run (a live capture's workers) then never give two connections one number.
     pub fn number_from(&mut self, first: u64, step: u64) {

@@ -266,6 +266,12 @@ impl Pipeline {
         self.table.number_from(first, step);
     }
 
+    /// Connection numbers given so far (from 0, one at a time unless
+    /// [`number_from`](Self::number_from) said otherwise).
+    pub fn ids_given(&self) -> u64 {
+        self.table.ids_given()
+    }
+
     /// Counters over the input so far.
     pub fn stats(&self) -> Stats {
         let t = &self.table.stats;
