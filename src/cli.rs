@@ -217,6 +217,12 @@ enum Command {
         /// Do not write report.html.
         #[arg(long, overrides_with = "html")]
         no_html: bool,
+        /// Pipelines on threads of their own, the connections shared among them by their
+        /// two IP addresses: the same files and report as one (for captures of many
+        /// connections; one connection is always one thread's).
+        #[arg(long, value_name = "N", default_value_t = 1,
+              value_parser = clap::value_parser!(u16).range(1..=64))]
+        threads: u16,
     },
     /// Say what is in captures (connections, streams, codecs, sizes, gaps) without writing
     /// anything.
@@ -292,10 +298,16 @@ enum Command {
         /// Do not put the interface into promiscuous mode.
         #[arg(long)]
         no_promisc: bool,
-        /// Kernel capture buffer, in MiB (tcpdump's -B is in KiB; libpcap's default is 2 MiB).
-        #[arg(short = 'B', long, value_name = "MIB", default_value_t = 32,
+        /// Kernel capture buffer of each capture thread, in MiB (tcpdump's -B is in KiB;
+        /// libpcap's default is 2 MiB). Default 32, or 8 each with --workers.
+        #[arg(short = 'B', long, value_name = "MIB",
               value_parser = clap::value_parser!(u32).range(1..=2047))]
-        buffer_size: u32,
+        buffer_size: Option<u32>,
+        /// Capture threads, each with its own pipeline, sharing the interface's packets by
+        /// flow (a PACKET_FANOUT group; both directions of a connection on one worker).
+        #[arg(long, value_name = "N", default_value_t = 1,
+              value_parser = clap::value_parser!(u16).range(1..=64))]
+        workers: u16,
         /// Stop by itself after this many seconds.
         #[arg(long, value_name = "SECS")]
         duration: Option<f64>,
@@ -348,6 +360,8 @@ pub struct ReadArgs {
     /// `--tls-keylog` files.
     pub keylogs: Vec<PathBuf>,
     pub out: ReadOut,
+    /// `read --threads N`: pipelines on N threads.
+    pub threads: usize,
 }
 
 /// Where `read` and `list` put what they found.
@@ -414,7 +428,9 @@ impl Cli {
                 remux,
                 html: _,
                 no_html,
+                threads,
             } => Mode::Read(ReadArgs {
+                threads: threads as usize,
                 captures,
                 packets: packets.selection()?,
                 config: config(ports, any_port, &limits)?,
@@ -443,6 +459,7 @@ impl Cli {
                 json,
                 talk: TalkArgs { quiet, verbose },
             } => Mode::Read(ReadArgs {
+                threads: 1,
                 captures,
                 packets: packets.selection()?,
                 config: config(ports, any_port, &limits)?,
@@ -468,6 +485,7 @@ impl Cli {
                 any_port,
                 filter,
                 no_promisc,
+                workers,
                 buffer_size,
                 duration,
                 stdout,
@@ -479,6 +497,14 @@ impl Cli {
                 sha256,
             } => {
                 let duration = run_time(duration)?;
+                if workers > 1 && write_pcap.is_some() {
+                    return Err(
+                        "--write-pcap takes one capture thread: leave out --workers or \
+                         --write-pcap (tcpdump can save the same packets beside it)"
+                            .into(),
+                    );
+                }
+                let buffer_size = buffer_size.unwrap_or(if workers > 1 { 8 } else { 32 });
                 let Some(interface) = interface else {
                     return Err("live needs -i IFACE (or --list)".into());
                 };
@@ -491,6 +517,7 @@ impl Cli {
                     snaplen: live::SNAPLEN,
                     buffer_bytes: Some((buffer_size as i32) << 20),
                     write_pcap,
+                    fanout: None,
                 };
                 Mode::Live(LiveArgs {
                     capture,
@@ -511,6 +538,7 @@ impl Cli {
                     quiet,
                     verbose,
                     sha256,
+                    workers: workers as usize,
                 })
             }
         })

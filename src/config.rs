@@ -40,6 +40,10 @@ pub struct Limits {
     /// FLV files kept open at once; past it the least recently written one is closed, and
     /// opened again (without following links) when it gets more tags.
     pub open_files: usize,
+    /// `live`: bytes of captured frames queued between the capture thread and the pipeline
+    /// (allocated only as a burst fills it). Past half of it, frames of flows not being
+    /// recovered are dropped; when full, any frame (`dropped_by_rtmpsniff`).
+    pub queue_bytes: usize,
 }
 
 impl Default for Limits {
@@ -58,6 +62,8 @@ impl Default for Limits {
             streams_per_connection: 64,
             buffered_bytes_total: 1 << 30,
             open_files: 256,
+            // A second at 2 Gbit/s.
+            queue_bytes: 256 << 20,
         }
     }
 }
@@ -78,6 +84,7 @@ pub struct LimitHits {
     pub streams_per_connection: u64,
     pub buffered_bytes_total: u64,
     pub open_files: u64,
+    pub queue_bytes: u64,
 }
 
 /// One limit as the report shows it.
@@ -89,7 +96,7 @@ pub struct LimitReport {
 }
 
 impl LimitHits {
-    fn fields_mut(&mut self) -> [&mut u64; 13] {
+    fn fields_mut(&mut self) -> [&mut u64; 14] {
         [
             &mut self.reassembly_bytes,
             &mut self.reassembly_segments,
@@ -104,6 +111,7 @@ impl LimitHits {
             &mut self.streams_per_connection,
             &mut self.buffered_bytes_total,
             &mut self.open_files,
+            &mut self.queue_bytes,
         ]
     }
 
@@ -179,6 +187,7 @@ impl Limits {
             "streams_per_connection" => self.streams_per_connection = size(n)?,
             "buffered_bytes_total" => self.buffered_bytes_total = size(n)?,
             "open_files" => self.open_files = size(n)?,
+            "queue_bytes" => self.queue_bytes = size(n)?,
             _ => {
                 let names: Vec<&str> = self.named().iter().map(|(n, _)| *n).collect();
                 return Err(format!(
@@ -202,7 +211,7 @@ impl Limits {
     }
 
     /// Each limit's name and value, in declaration order.
-    pub fn named(&self) -> [(&'static str, u64); 13] {
+    pub fn named(&self) -> [(&'static str, u64); 14] {
         [
             ("reassembly_bytes", self.reassembly_bytes as u64),
             ("reassembly_segments", self.reassembly_segments as u64),
@@ -217,6 +226,7 @@ impl Limits {
             ("streams_per_connection", self.streams_per_connection as u64),
             ("buffered_bytes_total", self.buffered_bytes_total as u64),
             ("open_files", self.open_files as u64),
+            ("queue_bytes", self.queue_bytes as u64),
         ]
     }
 }

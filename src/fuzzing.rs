@@ -277,6 +277,7 @@ fn small_limits(sel: u8) -> Limits {
         streams_per_connection: 2,
         buffered_bytes_total: 16 << 10,
         open_files: 2,
+        queue_bytes: 64 << 10,
     }
 }
 

@@ -4,16 +4,19 @@
 //! Part of the binary, not the library: this is the one place that owns the wall clock, the
 //! signals and the terminal. The protocol layers still see only packets and their timestamps.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use rtmpsniff::capture::KernelStats;
-use rtmpsniff::capture::live::{self, LiveCapture, LiveOptions};
+use rtmpsniff::capture::live::{self, LiveCapture, LiveError, LiveOptions};
+use rtmpsniff::capture::queue::{DropReason, FrameQueue, Producer, QueueReport};
+use rtmpsniff::capture::{CpuStats, KernelStats, QueueStats};
+use rtmpsniff::flow::{ConnId, ConnKey};
 use rtmpsniff::sink::report::{Report, StreamReport, TextKind};
 use rtmpsniff::sink::{self, FlvSink};
 use rtmpsniff::{Config, Driver, Output, OutputSink, Pipeline};
@@ -39,6 +42,8 @@ pub struct LiveArgs {
     pub verbose: bool,
     /// SHA-256 of each finished file in the report.
     pub sha256: bool,
+    /// `--workers N`: capture threads in one fanout group, each with its own pipeline.
+    pub workers: usize,
 }
 
 /// Print the devices libpcap can capture on, numbered from 1 in libpcap's order as
@@ -165,6 +170,7 @@ fn status_parts(
     bits_per_second: f64,
     packets: u64,
     kernel: Option<KernelStats>,
+    ours: u64,
 ) -> Vec<Part> {
     let secs = elapsed.as_secs();
     let time = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
@@ -174,6 +180,15 @@ fn status_parts(
             format!("drops {}+{}", k.dropped, k.if_dropped),
         ),
         None => ("kernel drops ?".into(), "drops ?".into()),
+    };
+    // rtmpsniff's own drops (its queue was full), only when there are some.
+    let (drops, short) = if ours > 0 {
+        (
+            format!("{drops}, rtmpsniff drops {ours}"),
+            format!("{short}+{ours}"),
+        )
+    } else {
+        (drops, short)
     };
     let rate = format!("{:.2} Mbit/s", bits_per_second / 1e6);
     vec![
@@ -238,12 +253,63 @@ struct LiveSink {
     ended_conns: u64,
     streams_seen: u64,
     output: PathBuf,
+    /// The selection, to tell the capture's queue which connections it leaves out.
+    selection: rtmpsniff::sink::Selection,
+    /// Open connections with a stream started, and whether the selection kept any of them
+    /// (only with a selection).
+    selected: HashMap<ConnId, (ConnKey, bool)>,
+}
+
+impl LiveSink {
+    /// Notes which connections the selection leaves out so far (every stream started on
+    /// them refused), for the capture's queue.
+    fn note_selection(&mut self, o: &Output) {
+        if self.selection.is_empty() {
+            return;
+        }
+        match o {
+            Output::StreamStarted {
+                conn,
+                client,
+                server,
+                app,
+                name,
+                role,
+                ..
+            } => {
+                let kept = self.selection.keeps(
+                    app.as_deref(),
+                    name.as_deref(),
+                    (*client, *server),
+                    *role,
+                );
+                let e = self
+                    .selected
+                    .entry(*conn)
+                    .or_insert((ConnKey::new(*client, *server), false));
+                e.1 |= kept;
+            }
+            Output::ConnectionEnded(f) => {
+                self.selected.remove(&f.id);
+            }
+            _ => {}
+        }
+    }
+
+    /// Connections whose every stream the selection left out.
+    fn unselected(&self) -> impl Iterator<Item = ConnKey> + '_ {
+        self.selected
+            .values()
+            .filter(|(_, kept)| !kept)
+            .map(|(k, _)| *k)
+    }
 }
 
 impl OutputSink for LiveSink {
     type Error = anyhow::Error;
 
     fn output(&mut self, o: Output) -> Result<()> {
+        self.note_selection(&o);
         let started = describe_start(&o);
         if started.is_some() {
             self.streams_seen += 1;
@@ -403,18 +469,28 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
             return Ok(super::EXIT_BAD_INPUT);
         }
     }
-    let mut cap = match LiveCapture::open(&args.capture) {
-        Ok(c) => c,
-        Err(e) => {
-            say!("rtmpsniff: {e}");
-            return Ok(super::EXIT_BAD_INPUT);
+    let workers = args.workers.max(1);
+    let mut caps = Vec::new();
+    for _ in 0..workers {
+        let mut opts = args.capture.clone();
+        if workers > 1 {
+            // One group per process: its number from the process id, as tools sharing an
+            // interface this way do (two runs on one interface must not share a group).
+            opts.fanout = Some(std::process::id() as u16);
         }
-    };
+        match LiveCapture::open(&opts) {
+            Ok(c) => caps.push(c),
+            Err(e) => {
+                say!("rtmpsniff: {e}");
+                return Ok(super::EXIT_BAD_INPUT);
+            }
+        }
+    }
     // The folder is made (and a link to it resolved) once the capture could start.
     if !super::use_output_dir(&mut args.output) {
         return Ok(super::EXIT_BAD_INPUT);
     }
-    let sink = LiveSink {
+    let mut sink = LiveSink {
         flv: live_flv_sink(&args)?,
         console: Console {
             to_stderr: piping,
@@ -427,39 +503,62 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
         ended_conns: 0,
         streams_seen: 0,
         output: args.output.clone(),
+        selection: args.selection.clone(),
+        selected: HashMap::new(),
     };
     if !args.quiet {
         say!(
-            "rtmpsniff: listening on {} ({}), filter \"{}\", {}promiscuous; Ctrl-C stops",
+            "rtmpsniff: listening on {} ({}), filter \"{}\", {}promiscuous{}; Ctrl-C stops",
             args.capture.interface,
-            cap.link_type_name(),
-            cap.filter(),
+            caps[0].link_type_name(),
+            caps[0].filter(),
             if args.capture.promiscuous { "" } else { "not " },
+            if workers > 1 {
+                format!(", {workers} workers")
+            } else {
+                String::new()
+            },
         );
+        sink.console.status = StatusLine::text();
     }
-    let capture_filter = cap.filter().to_string();
-    let mut driver = Driver::new(Pipeline::new(args.config.clone()), sink);
-    if !args.quiet {
-        driver.sink.console.status = StatusLine::text();
-    }
-    keylogs.poll(&mut driver.pipeline);
-    let capture_error = capture_loop(&mut cap, &mut driver, &mut keylogs, &stop, args.duration)?;
-    // Stop: every connection is flushed and closed, every file finalised, then the report.
-    let input = cap.report();
-    drop(cap);
-    driver.finish()?;
-    let Driver { pipeline, sink } = driver;
+    let capture_filter = caps[0].filter().to_string();
+    let cpu_at_start = cpu_seconds();
+    let ran = if workers == 1 {
+        let cap = caps.pop().expect("one capture");
+        run_one(cap, sink, &args, &mut keylogs, &stop)?
+    } else {
+        run_workers(caps, sink, &args, &stop)?
+    };
+    let Ran {
+        mut input,
+        stats,
+        sink,
+        capture_error,
+        queue,
+    } = ran;
+    input.dropped_by_rtmpsniff = Some(queue.dropped);
+    input.queue = Some(QueueStats {
+        limit_bytes: queue.limit_bytes,
+        peak_bytes: queue.peak_bytes,
+    });
     let LiveSink {
         flv: mut sink,
         mut console,
         ..
     } = sink;
     console.clear_status();
-    let kernel = input.kernel;
     let output = &args.output;
     sink.finish().map_err(|e| write_err(output, e))?;
-    let mut hits = pipeline.stats().limit_hits;
+    let cpu = cpu_seconds() - cpu_at_start;
+    let gbit = input.bytes as f64 * 8.0 / 1e9;
+    input.cpu = Some(CpuStats {
+        cpu_seconds: cpu,
+        captured_gbit: gbit,
+        cpu_seconds_per_gbit: (gbit > 0.0).then(|| cpu / gbit),
+    });
+    let mut hits = stats.limit_hits.clone();
     hits.add(&sink.limit_hits);
+    hits.queue_bytes += queue.dropped.total();
     let (selecting, seen) = (!args.selection.is_empty(), sink.seen());
     let output_errors = sink.output_errors();
     for e in &output_errors {
@@ -474,7 +573,7 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
         },
         input_errors: Vec::new(),
         output_errors,
-        stats: pipeline.stats(),
+        stats,
         limits: hits.report(&args.config.limits),
         connections: sink.into_report_connections(),
         remuxed: Default::default(),
@@ -482,7 +581,7 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
     let path = sink::write_report(output, &mut |w| report.write_json(w))
         .map_err(|e| write_err(output, e))?;
     if !args.quiet {
-        print_summary(&mut console, &mut report, kernel, &path);
+        print_summary(&mut console, &mut report, &path);
     }
     if let Some(e) = capture_error {
         say!("rtmpsniff: capture stopped: {e}; the files and the report hold what came before");
@@ -503,52 +602,528 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
     Ok(super::EXIT_OK)
 }
 
-/// The run's summary, the kernel's counters and where the report is: on standard output,
-/// or on standard error when standard output is the pipe.
-fn print_summary(
-    console: &mut Console,
-    report: &mut Report,
-    kernel: Option<KernelStats>,
-    path: &Path,
-) {
+/// What the capture threads and pipelines of a run leave for its report.
+struct Ran {
+    input: rtmpsniff::capture::InputReport,
+    stats: rtmpsniff::pipeline::Stats,
+    sink: LiveSink,
+    capture_error: Option<LiveError>,
+    queue: QueueReport,
+}
+
+fn new_shared(args: &LiveArgs, stop: &Arc<AtomicBool>, unselected: &Arc<Unselected>) -> Shared {
+    Shared {
+        queue: FrameQueue::new(args.config.limits.queue_bytes),
+        signal: Arc::clone(stop),
+        halt: AtomicBool::new(false),
+        kernel: Mutex::new(None),
+        dropped: AtomicU64::new(0),
+        unwanted: RwLock::new(HashMap::new()),
+        unselected: Arc::clone(unselected),
+        config: args.config.clone(),
+    }
+}
+
+/// One capture thread and the pipeline on this one, the sink behind it.
+fn run_one(
+    cap: LiveCapture,
+    sink: LiveSink,
+    args: &LiveArgs,
+    keylogs: &mut KeyLogs,
+    stop: &Arc<AtomicBool>,
+) -> Result<Ran> {
+    let mut driver = Driver::new(Pipeline::new(args.config.clone()), sink);
+    keylogs.poll(&mut driver.pipeline);
+    let shared = new_shared(args, stop, &Arc::default());
+    let (mut cap, capture_error, queue, run) = std::thread::scope(|scope| {
+        let capturing = std::thread::Builder::new()
+            .name("capture".into())
+            .spawn_scoped(scope, || capture_thread(cap, &shared))
+            .expect("a thread for the capture");
+        let run = pipeline_loop(&shared, &mut driver, keylogs, args.duration);
+        // Whatever ended the run (an error too), the capture stops, and what it queued
+        // before is read (a second Ctrl-C quits at once).
+        shared.halt.store(true, Ordering::SeqCst);
+        let run = run.and_then(|()| drain_queue(&shared, &mut driver));
+        let (cap, err, queue) = capturing.join().expect("the capture thread");
+        (cap, err, queue, run)
+    });
+    run?;
+    // Stop: every connection is flushed and closed, every file finalised, then the report.
+    let input = cap.report();
+    drop(cap);
+    driver.finish()?;
+    let Driver { pipeline, sink } = driver;
+    Ok(Ran {
+        input,
+        stats: pipeline.stats(),
+        sink,
+        capture_error,
+        queue,
+    })
+}
+
+/// A worker's outputs, a batch of frames' worth at a time, to the one sink.
+struct ToSink {
+    tx: std::sync::mpsc::SyncSender<Vec<Output>>,
+    batch: Vec<Output>,
+}
+
+impl OutputSink for ToSink {
+    type Error = anyhow::Error;
+
+    fn output(&mut self, o: Output) -> Result<()> {
+        self.batch.push(o);
+        if self.batch.len() >= 1024 {
+            self.send()?;
+        }
+        Ok(())
+    }
+}
+
+impl ToSink {
+    fn send(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.tx
+            .send(std::mem::take(&mut self.batch))
+            .map_err(|_| anyhow::anyhow!("the sink stopped"))
+    }
+}
+
+/// A worker's pipeline: batches from its queue until the queue is closed and empty, then
+/// every connection closed; outputs to the sink, counters published each tick.
+fn worker_pipeline(
+    sh: &Shared,
+    mut pipeline: Pipeline,
+    keylog_paths: &[PathBuf],
+    tx: std::sync::mpsc::SyncSender<Vec<Output>>,
+    stats: &Mutex<rtmpsniff::pipeline::Stats>,
+) -> Result<()> {
+    let mut keylogs = KeyLogs::open(keylog_paths).unwrap_or(KeyLogs { files: Vec::new() });
+    keylogs.poll(&mut pipeline);
+    let mut driver = Driver::new(
+        pipeline,
+        ToSink {
+            tx,
+            batch: Vec::new(),
+        },
+    );
+    let mut next_tick = Instant::now() + TICK;
+    let publish = |d: &mut Driver<ToSink>| {
+        *stats.lock().unwrap_or_else(|e| e.into_inner()) = d.pipeline.stats();
+    };
+    let result = (|| -> Result<()> {
+        while !sh.queue.is_done() {
+            if let Some(b) = sh.queue.pop(Duration::from_millis(100)) {
+                for f in b.frames() {
+                    driver.frame(&f)?;
+                }
+                sh.queue.give_back(b);
+                driver.sink.send()?;
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                next_tick = now + TICK;
+                keylogs.poll(&mut driver.pipeline);
+                driver.take()?;
+                driver.sink.send()?;
+                let dead = driver.pipeline.dead_connections();
+                *sh.unwanted.write().unwrap_or_else(|e| e.into_inner()) =
+                    dead.into_iter().map(|k| (k, DropReason::NotRtmp)).collect();
+                publish(&mut driver);
+            }
+        }
+        driver.finish()?;
+        driver.sink.send()
+    })();
+    publish(&mut driver);
+    result
+}
+
+/// `--workers N`: N captures in one fanout group, each with a capture thread and a pipeline
+/// thread; their outputs come to the one sink on this thread, which also decides when the
+/// run stops. One report: inputs merged, counters summed.
+fn run_workers(
+    caps: Vec<LiveCapture>,
+    mut sink: LiveSink,
+    args: &LiveArgs,
+    stop: &Arc<AtomicBool>,
+) -> Result<Ran> {
+    let n = caps.len();
+    let unselected: Arc<Unselected> = Arc::default();
+    let shared: Vec<Shared> = (0..n)
+        .map(|_| new_shared(args, stop, &unselected))
+        .collect();
+    let stats: Vec<Mutex<rtmpsniff::pipeline::Stats>> = (0..n).map(|_| Mutex::default()).collect();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Output>>(256);
+    let start = sink.start;
+    let deadline = args.duration.map(|d| start + d);
+    let (captures, results, run) = std::thread::scope(|scope| {
+        let mut capturing = Vec::new();
+        let mut piping = Vec::new();
+        for (w, cap) in caps.into_iter().enumerate() {
+            let sh = &shared[w];
+            capturing.push(
+                std::thread::Builder::new()
+                    .name(format!("capture{w}"))
+                    .spawn_scoped(scope, move || capture_thread(cap, sh))
+                    .expect("a thread for the capture"),
+            );
+            let mut pipeline = Pipeline::new(args.config.clone());
+            pipeline.number_from(w as u64, n as u64);
+            let tx = tx.clone();
+            let st = &stats[w];
+            let paths = &args.keylogs;
+            piping.push(
+                std::thread::Builder::new()
+                    .name(format!("pipeline{w}"))
+                    .spawn_scoped(scope, move || worker_pipeline(sh, pipeline, paths, tx, st))
+                    .expect("a thread for a pipeline"),
+            );
+        }
+        drop(tx);
+        let halt = || {
+            for sh in &shared {
+                sh.halt.store(true, Ordering::SeqCst);
+            }
+        };
+        let mut next_tick = start + TICK;
+        let mut last_tick = (start, 0u64);
+        let run = (|| -> Result<()> {
+            loop {
+                if stop.load(Ordering::SeqCst)
+                    || deadline.is_some_and(|d| Instant::now() >= d)
+                    || sink.flv.pipe_done()
+                    || sink.console.stdout_gone
+                {
+                    halt();
+                }
+                match rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok(batch) => {
+                        for o in batch {
+                            sink.output(o)?;
+                        }
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    // Every worker finished: the run is over.
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+                }
+                let now = Instant::now();
+                if now < next_tick {
+                    continue;
+                }
+                next_tick = now + TICK;
+                let output = &sink.output;
+                sink.flv.hand_over().map_err(|e| write_err(output, e))?;
+                *unselected.write().unwrap_or_else(|e| e.into_inner()) =
+                    sink.unselected().collect();
+                if sink.console.status.is_some() {
+                    let mut sum = rtmpsniff::pipeline::Stats::default();
+                    for s in &stats {
+                        sum.add(&s.lock().unwrap_or_else(|e| e.into_inner()));
+                    }
+                    let kernel = sum_kernel(
+                        shared
+                            .iter()
+                            .map(|sh| *sh.kernel.lock().unwrap_or_else(|e| e.into_inner())),
+                    );
+                    let dropped = shared.iter().map(|sh| sh.dropped.load(Ordering::Relaxed));
+                    let secs = now.duration_since(last_tick.0).as_secs_f64();
+                    let bytes = sum.bytes.saturating_sub(last_tick.1);
+                    last_tick = (now, sum.bytes);
+                    let parts = status_parts(
+                        now - start,
+                        (
+                            sum.connections.saturating_sub(sink.ended_conns),
+                            sum.connections,
+                        ),
+                        (sink.flv.open_streams(), sink.streams_seen),
+                        bytes as f64 * 8.0 / secs.max(1e-3),
+                        sum.frames,
+                        kernel,
+                        dropped.sum(),
+                    );
+                    if let Some(status) = &sink.console.status {
+                        status.set(&parts);
+                    }
+                }
+            }
+        })();
+        halt();
+        // Workers blocked on a full channel see it closed and stop.
+        drop(rx);
+        let captures: Vec<_> = capturing
+            .into_iter()
+            .map(|h| h.join().expect("a capture thread"))
+            .collect();
+        let results: Vec<_> = piping
+            .into_iter()
+            .map(|h| h.join().expect("a pipeline thread"))
+            .collect();
+        (captures, results, run)
+    });
+    run?;
+    for r in results {
+        r?;
+    }
+    let mut inputs = Vec::new();
+    let mut capture_error = None;
+    let mut queue = QueueReport::default();
+    for (mut cap, err, q) in captures {
+        inputs.push(cap.report());
+        capture_error = capture_error.or(err);
+        queue.limit_bytes += q.limit_bytes;
+        queue.peak_bytes += q.peak_bytes;
+        queue.dropped.add(&q.dropped);
+    }
+    let mut total = rtmpsniff::pipeline::Stats::default();
+    for s in &stats {
+        total.add(&s.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+    Ok(Ran {
+        input: merge_inputs(inputs),
+        stats: total,
+        sink,
+        capture_error,
+        queue,
+    })
+}
+
+fn sum_kernel(all: impl Iterator<Item = Option<KernelStats>>) -> Option<KernelStats> {
+    let mut sum: Option<KernelStats> = None;
+    for k in all.flatten() {
+        let s = sum.get_or_insert_with(KernelStats::default);
+        s.received = s.received.wrapping_add(k.received);
+        s.dropped = s.dropped.wrapping_add(k.dropped);
+        s.if_dropped = s.if_dropped.wrapping_add(k.if_dropped);
+    }
+    sum
+}
+
+/// The workers' captures of one interface as one input: counts and the kernel's counters
+/// summed, the first and last packet times of all.
+fn merge_inputs(inputs: Vec<rtmpsniff::capture::InputReport>) -> rtmpsniff::capture::InputReport {
+    let mut it = inputs.into_iter();
+    let mut m = it.next().expect("at least one capture");
+    let mut kernels = vec![m.kernel];
+    for i in it {
+        m.packets += i.packets;
+        m.bytes += i.bytes;
+        m.truncated_packets += i.truncated_packets;
+        m.first_time = match (m.first_time, i.first_time) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        m.last_time = match (m.last_time, i.last_time) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        m.error = m.error.or(i.error);
+        kernels.push(i.kernel);
+    }
+    m.kernel = sum_kernel(kernels.into_iter());
+    m
+}
+
+/// The run's summary, the kernel's counters, rtmpsniff's own drops and queue, what the run
+/// cost and where the report is: on standard output, or on standard error when standard
+/// output is the pipe.
+fn print_summary(console: &mut Console, report: &mut Report, path: &Path) {
     let mut text = report.summary(console.verbose);
-    if let Some(k) = kernel {
+    text.push_str(&live_lines(&report.inputs[0]));
+    text.push_str(&format!("report: {}\n", path.display()));
+    console.text(&text);
+}
+
+/// The lines a live run ends its summary with.
+fn live_lines(input: &rtmpsniff::capture::InputReport) -> String {
+    let mut text = String::new();
+    if let Some(k) = input.kernel {
         text.push_str(&format!(
             "kernel: {} packets received by filter, {} dropped by kernel, {} dropped by interface\n",
             k.received, k.dropped, k.if_dropped
         ));
     }
-    text.push_str(&format!("report: {}\n", path.display()));
-    console.text(&text);
+    if let (Some(d), Some(q)) = (input.dropped_by_rtmpsniff, input.queue) {
+        text.push_str(&format!(
+            "rtmpsniff: {} packets dropped by rtmpsniff (queue full {}, not TCP {}, not RTMP {}, unselected {}); queue peak {} of {}\n",
+            d.total(),
+            d.queue_full,
+            d.not_tcp,
+            d.not_rtmp,
+            d.unselected,
+            mib(q.peak_bytes),
+            mib(q.limit_bytes),
+        ));
+    }
+    if let Some(c) = input.cpu {
+        let per = c
+            .cpu_seconds_per_gbit
+            .map_or("-".into(), |p| format!("{p:.2} s"));
+        text.push_str(&format!(
+            "cpu: {:.2} s for {:.3} Gbit captured, {per} per Gbit\n",
+            c.cpu_seconds, c.captured_gbit
+        ));
+    }
+    text
 }
 
-/// Capture until a signal, the `--duration`, the end of the piped stream, or an error of the
-/// capture (returned: the run still finishes what it has). Once a second, the key logs are
-/// read again, the files are handed to the writer, the `--write-pcap` file flushed and the
-/// status line redrawn.
-fn capture_loop(
-    cap: &mut LiveCapture,
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+}
+
+/// CPU time of the process so far, every thread, user and system.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct it is given, owned here.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return 0.0;
+    }
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// What the capture thread and the pipeline thread share.
+struct Shared {
+    queue: FrameQueue,
+    /// Set by SIGINT or SIGTERM.
+    signal: Arc<AtomicBool>,
+    /// Set by the pipeline thread: the run is over (duration, the pipe, an error).
+    halt: AtomicBool,
+    /// The kernel's counters, as the capture thread last read them.
+    kernel: Mutex<Option<KernelStats>>,
+    /// Frames the queue dropped so far.
+    dropped: AtomicU64,
+    /// Connections the pipeline gave up on (not readable RTMP), refreshed each tick.
+    unwanted: RwLock<HashMap<ConnKey, DropReason>>,
+    /// Connections whose streams the selection leaves out (one set for every worker: the
+    /// sink, which knows, is one).
+    unselected: Arc<Unselected>,
+    config: rtmpsniff::Config,
+}
+
+type Unselected = RwLock<std::collections::HashSet<ConnKey>>;
+
+impl Shared {
+    fn stopping(&self) -> bool {
+        self.signal.load(Ordering::SeqCst) || self.halt.load(Ordering::SeqCst)
+    }
+
+    /// Why a frame may be dropped first, if it may: not TCP, not a followed port, or a
+    /// connection the tool is not recovering.
+    fn unwanted(&self, f: &rtmpsniff::Frame<'_>) -> Option<DropReason> {
+        match rtmpsniff::pipeline::flow_of(&self.config, f.linktype, f.data) {
+            None => Some(DropReason::NotTcp),
+            Some((_, false)) => Some(DropReason::NotRtmp),
+            Some((key, true)) => {
+                let dead = self.unwanted.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(r) = dead.get(&key) {
+                    return Some(*r);
+                }
+                drop(dead);
+                let unselected = self.unselected.read().unwrap_or_else(|e| e.into_inner());
+                unselected.contains(&key).then_some(DropReason::Unselected)
+            }
+        }
+    }
+}
+
+/// Batches of about this much cross the queue (fewer handovers, one allocation each).
+const BATCH_BYTES: usize = 256 << 10;
+/// A batch waits no longer than this for more frames while the ring keeps giving them.
+const BATCH_WAIT: Duration = Duration::from_millis(10);
+
+/// The capture thread: it only drains the kernel's ring into the queue (and the
+/// `--write-pcap` file), never waits for the pipeline, and stops when told. It runs at a
+/// higher priority where that is allowed.
+fn capture_thread(
+    mut cap: LiveCapture,
+    sh: &Shared,
+) -> (LiveCapture, Option<LiveError>, QueueReport) {
+    raise_priority();
+    let mut p = Producer::new(&sh.queue, BATCH_BYTES);
+    let mut batch_since = Instant::now();
+    let mut next_tick = Instant::now() + TICK;
+    let err = loop {
+        if sh.stopping() {
+            break None;
+        }
+        match cap.try_frame() {
+            Ok(Some(f)) => {
+                if !p.pending() {
+                    batch_since = Instant::now();
+                }
+                if p.push(&f, || sh.unwanted(&f)).is_some() {
+                    sh.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                if p.pending() && batch_since.elapsed() >= BATCH_WAIT {
+                    p.flush();
+                }
+            }
+            Ok(None) => {
+                p.flush();
+                cap.wait(live::READ_TIMEOUT_MS);
+            }
+            Err(e) => break Some(e),
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            next_tick = now + TICK;
+            p.flush();
+            if let Err(e) = cap.flush() {
+                break Some(e);
+            }
+            *sh.kernel.lock().unwrap_or_else(|e| e.into_inner()) = cap.kernel_stats();
+        }
+    };
+    p.flush();
+    sh.queue.close();
+    (cap, err, p.report())
+}
+
+/// nice -10 for the calling thread (Linux: a thread id is a process id to setpriority);
+/// refused without CAP_SYS_NICE, which is fine.
+fn raise_priority() {
+    // SAFETY: plain system calls on the calling thread.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, -10);
+    }
+}
+
+/// The pipeline thread: batches from the queue through the pipeline until a signal, the
+/// `--duration`, the end of the piped stream or the end of the capture. Once a second, the
+/// key logs are read again, the files handed to the writer, the queue told which connections
+/// are not being recovered, and the status line redrawn.
+fn pipeline_loop(
+    sh: &Shared,
     driver: &mut Driver<LiveSink>,
     keylogs: &mut KeyLogs,
-    stop: &AtomicBool,
     duration: Option<Duration>,
-) -> Result<Option<rtmpsniff::capture::LiveError>> {
+) -> Result<()> {
     let start = driver.sink.start;
     let deadline = duration.map(|d| start + d);
     let mut next_tick = start + TICK;
     let mut last_tick = (start, 0u64);
     loop {
-        if stop.load(Ordering::SeqCst)
+        if sh.signal.load(Ordering::SeqCst)
             || deadline.is_some_and(|d| Instant::now() >= d)
             || driver.sink.flv.pipe_done()
             || driver.sink.console.stdout_gone
         {
-            return Ok(None);
+            return Ok(());
         }
-        match cap.next_frame() {
-            Ok(Some(frame)) => driver.frame(&frame)?,
-            Ok(None) => {}
-            Err(e) => return Ok(Some(e)),
+        match sh.queue.pop(Duration::from_millis(100)) {
+            Some(b) => {
+                for f in b.frames() {
+                    driver.frame(&f)?;
+                }
+                sh.queue.give_back(b);
+            }
+            None if sh.queue.is_done() => return Ok(()),
+            None => {}
         }
         let now = Instant::now();
         if now < next_tick {
@@ -563,7 +1138,19 @@ fn capture_loop(
             .flv
             .hand_over()
             .map_err(|e| write_err(output, e))?;
-        cap.flush()?;
+        let mut unwanted: HashMap<ConnKey, DropReason> = driver
+            .pipeline
+            .dead_connections()
+            .into_iter()
+            .map(|k| (k, DropReason::NotRtmp))
+            .collect();
+        unwanted.extend(
+            driver
+                .sink
+                .unselected()
+                .map(|k| (k, DropReason::Unselected)),
+        );
+        *sh.unwanted.write().unwrap_or_else(|e| e.into_inner()) = unwanted;
         if driver.sink.console.status.is_some() {
             let stats = driver.pipeline.stats();
             let secs = now.duration_since(last_tick.0).as_secs_f64();
@@ -576,13 +1163,28 @@ fn capture_loop(
                 (s.flv.open_streams(), s.streams_seen),
                 bytes as f64 * 8.0 / secs.max(1e-3),
                 stats.frames,
-                cap.kernel_stats(),
+                *sh.kernel.lock().unwrap_or_else(|e| e.into_inner()),
+                sh.dropped.load(Ordering::Relaxed),
             );
             if let Some(status) = &driver.sink.console.status {
                 status.set(&parts);
             }
         }
     }
+}
+
+/// What the capture queued before it stopped, through the pipeline (a second Ctrl-C quits
+/// at once, by the signal handler).
+fn drain_queue(sh: &Shared, driver: &mut Driver<LiveSink>) -> Result<()> {
+    while !sh.queue.is_done() {
+        if let Some(b) = sh.queue.pop(Duration::from_millis(100)) {
+            for f in b.frames() {
+                driver.frame(&f)?;
+            }
+            sh.queue.give_back(b);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -602,6 +1204,7 @@ mod tests {
                 dropped: 7,
                 if_dropped: 0,
             }),
+            0,
         )
     }
 
@@ -611,6 +1214,31 @@ mod tests {
             fit(&parts(), 200),
             "01:02:05  connections 2 open/5 seen  streams 1 open/3 seen  2.50 Mbit/s  1234 packets  kernel drops 7 (interface 0)"
         );
+    }
+
+    #[test]
+    fn status_line_shows_rtmpsniffs_own_drops_only_when_there_are_some() {
+        let mut p = parts();
+        assert!(!fit(&p, 200).contains("rtmpsniff"));
+        p = status_parts(
+            Duration::from_secs(5),
+            (1, 1),
+            (1, 1),
+            1e6,
+            10,
+            Some(KernelStats {
+                received: 10,
+                dropped: 7,
+                if_dropped: 0,
+            }),
+            3,
+        );
+        assert!(
+            fit(&p, 200).ends_with("kernel drops 7 (interface 0), rtmpsniff drops 3"),
+            "{}",
+            fit(&p, 200)
+        );
+        assert!(fit(&p, 40).ends_with("drops 7+0+3"), "{}", fit(&p, 40));
     }
 
     #[test]

@@ -252,6 +252,7 @@ fn read(args: ReadArgs) -> Result<u8> {
         selection,
         keylogs,
         mut out,
+        threads,
     } = args;
     if let ReadOut::Folder { remux: Some(_), .. } = &out
         && let Err(e) = remux::ffmpeg_available()
@@ -295,37 +296,58 @@ fn read(args: ReadArgs) -> Result<u8> {
         keys.merge(&KeyLog::parse(s, KeysFrom::PcapngBlock));
     }
     let selecting = !selection.is_empty();
-    let sink = read_sink(&out, &limits)?.with_selection(selection);
-    let mut driver = Driver::new(Pipeline::new(config), sink);
-    driver.pipeline.add_keys(&keys);
+    let mut sink = read_sink(&out, &limits)?.with_selection(selection);
     let progress = progress_for(&out, &files.reports());
     let mut frames = 0u64;
     let mut bytes = 0u64;
-    driver
-        .run(&mut files, |d, len| {
-            // A record's header and its data: close enough to the file offset for a progress
-            // bar.
-            bytes += 16 + len as u64;
-            frames += 1;
-            if frames.is_multiple_of(FLUSH_EVERY) {
-                d.sink.write_pending()?;
-                if let Some(p) = &progress {
-                    p.set_position(bytes);
-                    let conns = d.pipeline.stats().connections;
-                    p.set(&progress_parts(p, bytes, p.total(), conns));
-                }
+    let stats = if threads > 1 {
+        let make = || {
+            let mut p = Pipeline::new(config.clone());
+            p.add_keys(&keys);
+            p
+        };
+        rtmpsniff::run::run_sharded(threads, make, &mut files, &mut sink, |sink, len, st| {
+            bytes += len as u64 + 16 * st.frames.saturating_sub(frames);
+            frames = st.frames;
+            sink.write_pending()?;
+            if let Some(p) = &progress {
+                p.set_position(bytes);
+                p.set(&progress_parts(p, bytes, p.total(), st.connections));
             }
             Ok(())
         })
-        .map_err(write_err)?;
+        .map_err(write_err)?
+    } else {
+        let mut driver = Driver::new(Pipeline::new(config), sink);
+        driver.pipeline.add_keys(&keys);
+        driver
+            .run(&mut files, |d, len| {
+                // A record's header and its data: close enough to the file offset for a
+                // progress bar.
+                bytes += 16 + len as u64;
+                frames += 1;
+                if frames.is_multiple_of(FLUSH_EVERY) {
+                    d.sink.write_pending()?;
+                    if let Some(p) = &progress {
+                        p.set_position(bytes);
+                        let conns = d.pipeline.stats().connections;
+                        p.set(&progress_parts(p, bytes, p.total(), conns));
+                    }
+                }
+                Ok(())
+            })
+            .map_err(write_err)?;
+        let Driver { pipeline, sink: s } = driver;
+        sink = s;
+        pipeline.stats()
+    };
     if let Some(p) = &progress {
         p.clear();
     }
     let inputs = files.reports();
     warn_of_read_errors(&inputs);
-    let Driver { pipeline, mut sink } = driver;
     sink.finish().map_err(write_err)?;
-    let mut hits = pipeline.stats().limit_hits;
+    let mut hits = stats.limit_hits.clone();
     hits.add(&sink.limit_hits);
     let limits_report = hits.report(&limits);
     warn_of_limits(&limits_report);
@@ -340,7 +362,7 @@ fn read(args: ReadArgs) -> Result<u8> {
         selection: files.selection_report(),
         input_errors: open_errors.iter().map(|e| e.to_string()).collect(),
         output_errors,
-        stats: pipeline.stats(),
+        stats,
         limits: limits_report,
         connections: sink.into_report_connections(),
         remuxed: Default::default(),

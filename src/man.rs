@@ -180,6 +180,10 @@ pub const EXTRAS: &[Extra] = &[
                 "sudo rtmpsniff live -i eth0 --stdout --stream cam1 | ffplay -",
                 "Watch one stream while it is captured.",
             ),
+            (
+                "sudo rtmpsniff live -i eth0 --workers 4 -o out",
+                "Spread a busy interface over four capture threads and pipelines.",
+            ),
         ],
         exit_status: &[
             (
@@ -212,6 +216,8 @@ pub const EXTRAS: &[Extra] = &[
         notes: &[
             "Files are handed to the disk every second and after each keyframe, and can be played while they grow; a stream that ends is closed at once. Ctrl-C or SIGTERM stops cleanly: files finalised, report.json written.",
             "On a terminal, standard error shows one status line (time, connections, streams, rate, packets, kernel drops), redrawn in place and fitted to the terminal's width.",
+            "One thread only drains the kernel's ring into a queue of at most --limit queue_bytes (256 MiB); the pipeline runs behind it. When the queue fills it drops first the frames of flows not being recovered, then any; these drops (dropped_by_rtmpsniff, by reason), the queue's peak and the CPU seconds per Gbit captured are in the summary and report.json.",
+            "--workers N: N capture threads in one PACKET_FANOUT group (a flow hash, both directions of a connection on one worker), each with its own pipeline; one set of files and one report.",
         ],
     },
     Extra {

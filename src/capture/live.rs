@@ -30,6 +30,10 @@ pub struct LiveOptions {
     pub buffer_bytes: Option<i32>,
     /// Save every captured packet here (pcap, nanosecond timestamps).
     pub write_pcap: Option<PathBuf>,
+    /// Join this PACKET_FANOUT group (Linux), so that several captures of one interface
+    /// share its packets by flow: PACKET_FANOUT_HASH, a hash of the addresses and ports that
+    /// is the same both ways, keeps both directions of a TCP connection in one capture.
+    pub fanout: Option<u16>,
 }
 
 /// Why a live capture could not start or go on. Each message is one line a user can act on.
@@ -130,6 +134,11 @@ impl LiveCapture {
             }
         })?;
         let mut cap = cap.setnonblock().map_err(|e| capture_err(message(e)))?;
+        if let Some(group) = opts.fanout {
+            join_fanout(&cap, group).map_err(|e| {
+                capture_err(format!("cannot join packet fanout group {group}: {e}"))
+            })?;
+        }
         let filter = opts
             .filter
             .clone()
@@ -176,19 +185,44 @@ impl LiveCapture {
     /// The next packet (also written to the save file), or `None` when nothing came within
     /// [`READ_TIMEOUT_MS`] or a signal interrupted the wait.
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, LiveError> {
+        self.frame_or_wait(READ_TIMEOUT_MS)
+    }
+
+    /// Wait up to `ms` for the descriptor to be readable (or a signal).
+    pub fn wait(&self, ms: i32) {
+        let mut fd = libc::pollfd {
+            fd: self.cap.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, owned by this frame, for the duration of the call.
+        unsafe { libc::poll(&mut fd, 1, ms) };
+    }
+
+    /// The next packet if one is there now, without waiting (non-blocking handle): `None`
+    /// when the kernel has nothing more for now.
+    pub fn try_frame(&mut self) -> Result<Option<Frame<'_>>, LiveError> {
+        self.frame_or_wait(0)
+    }
+
+    /// The next packet; when there is none now, a wait of up to `wait_ms` (none for 0), then
+    /// `None`.
+    fn frame_or_wait(&mut self, wait_ms: i32) -> Result<Option<Frame<'_>>, LiveError> {
         let raw_fd = self.cap.as_raw_fd();
         let p = match self.cap.next_packet() {
             Ok(p) => p,
             Err(pcap::Error::TimeoutExpired) => {
                 // Non-blocking: nothing is there now. Wait for the descriptor (or a signal, or
                 // the timeout); the caller asks again.
-                let mut fd = libc::pollfd {
-                    fd: raw_fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd, owned by this frame, for the duration of the call.
-                unsafe { libc::poll(&mut fd, 1, READ_TIMEOUT_MS) };
+                if wait_ms > 0 {
+                    let mut fd = libc::pollfd {
+                        fd: raw_fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd, owned by this frame, for the call.
+                    unsafe { libc::poll(&mut fd, 1, wait_ms) };
+                }
                 return Ok(None);
             }
             Err(e) => {
@@ -249,6 +283,29 @@ impl LiveCapture {
         let mut r = self.report.clone();
         r.kernel = self.kernel_stats();
         r
+    }
+}
+
+/// Put the capture's socket into fanout group `group` with the flow hash (and defragmenting,
+/// so the fragments of a datagram share a socket). Set after activation, as libpcap has no
+/// call for it; every member must ask for the same mode.
+fn join_fanout(cap: &Capture<Active>, group: u16) -> std::io::Result<()> {
+    let mode = libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG;
+    let arg = (group as u32 | (mode << 16)) as libc::c_int;
+    // SAFETY: an int option on the capture's own socket, the pointer valid for the call.
+    let r = unsafe {
+        libc::setsockopt(
+            cap.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_FANOUT,
+            (&arg as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

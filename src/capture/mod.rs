@@ -11,6 +11,7 @@ pub mod filter;
 pub mod linktype;
 pub mod live;
 pub mod pcapng;
+pub mod queue;
 
 use serde::Serialize;
 
@@ -52,6 +53,33 @@ pub struct InputReport {
     /// Live captures only: what the kernel counted, drops included.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel: Option<KernelStats>,
+    /// Live captures only: frames rtmpsniff itself dropped, by reason, when its queue between
+    /// the capture thread and the pipeline filled ([`queue`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped_by_rtmpsniff: Option<queue::DropCounts>,
+    /// Live captures only: that queue's size and the most it held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueStats>,
+    /// Live captures only: what the run cost in CPU for what it captured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuStats>,
+}
+
+/// A live capture's queue: its size (`--limit queue_bytes`) and its peak depth.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct QueueStats {
+    pub limit_bytes: u64,
+    pub peak_bytes: u64,
+}
+
+/// CPU time of the whole process (every thread, user and system) against the bytes captured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct CpuStats {
+    pub cpu_seconds: f64,
+    /// Gigabits captured (the frames that passed the filter, as captured).
+    pub captured_gbit: f64,
+    /// `cpu_seconds / captured_gbit`; null when nothing was captured.
+    pub cpu_seconds_per_gbit: Option<f64>,
 }
 
 /// The kernel's packet counters for the capture (libpcap's `pcap_stats`), as tcpdump prints
@@ -83,6 +111,9 @@ impl InputReport {
             error: None,
             error_offset: None,
             kernel: None,
+            dropped_by_rtmpsniff: None,
+            queue: None,
+            cpu: None,
         }
     }
 }

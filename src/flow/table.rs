@@ -281,6 +281,9 @@ pub struct Table<T> {
     /// which made a SYN flood at the connection limit take 310 MB instead of 150.
     conns: foldhash::HashMap<ConnKey, Box<Conn<T>>>,
     next_id: u64,
+    /// What each new connection adds to `next_id` (1; more when several tables share one
+    /// run's numbers, see [`Table::number_from`]).
+    id_step: u64,
     /// Least recently active first, one map per tier (see `Conn::tier`): eviction takes
     /// from the lowest tier that has any. An entry's place is the connection's activity when
     /// it was put there ([`Conn::lru_at`]); a connection active since is moved to its place
@@ -306,6 +309,7 @@ impl<T: Held> Table<T> {
             idle_timeout,
             conns: Default::default(),
             next_id: 0,
+            id_step: 1,
             lru: [BTreeMap::new(), BTreeMap::new(), BTreeMap::new()],
             tick: 0,
             by_memory: BTreeSet::new(),
@@ -325,8 +329,20 @@ impl<T: Held> Table<T> {
     /// table's (an RTMPT session): numbered with them, in the order they began.
     pub fn new_id(&mut self) -> ConnId {
         let id = ConnId(self.next_id);
-        self.next_id += 1;
+        self.next_id += self.id_step;
         id
+    }
+
+    /// Numbers given so far (with a step of 1: the next connection's).
+    pub fn ids_given(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Number connections `first`, `first + step`, `first + 2 step`, ...: several tables
+    /// of one run (a live capture's workers) then never give two connections one number.
+    pub fn number_from(&mut self, first: u64, step: u64) {
+        self.next_id = first;
+        self.id_step = step.max(1);
     }
 
     /// Every connection tracked, in no particular order.
@@ -421,6 +437,7 @@ impl<T: Held> Table<T> {
         let Table {
             conns,
             next_id,
+            id_step,
             lru,
             tick,
             by_memory,
@@ -439,7 +456,7 @@ impl<T: Held> Table<T> {
                 }
                 let (client, server) = roles()?;
                 let id = ConnId(*next_id);
-                *next_id += 1;
+                *next_id += *id_step;
                 stats.connections += 1;
                 *tick += 1;
                 lru[0].insert(*tick, key);

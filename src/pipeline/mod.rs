@@ -79,6 +79,24 @@ pub struct Stats {
     pub limit_hits: LimitHits,
 }
 
+impl Stats {
+    /// Another pipeline's counters added (the workers of one live capture make one report).
+    pub fn add(&mut self, o: &Stats) {
+        self.frames += o.frames;
+        self.bytes += o.bytes;
+        self.truncated_frames += o.truncated_frames;
+        self.tcp_segments += o.tcp_segments;
+        self.not_tcp += o.not_tcp;
+        self.malformed += o.malformed;
+        self.fragments += o.fragments;
+        self.bad_checksums += o.bad_checksums;
+        self.connections += o.connections;
+        self.connections_evicted += o.connections_evicted;
+        self.connections_expired += o.connections_expired;
+        self.limit_hits.add(&o.limit_hits);
+    }
+}
+
 /// What the layers above TCP keep for one connection: how RTMP is carried, and the RTMP read
 /// from it (unused when the connection is part of an RTMPT session, whose RTMP is read in
 /// [`tunnels`]).
@@ -242,6 +260,18 @@ impl Pipeline {
         }
     }
 
+    /// Number connections `first`, `first + step`, ...: one of `step` pipelines sharing a
+    /// run (a live capture's workers), whose connections then have numbers of their own.
+    pub fn number_from(&mut self, first: u64, step: u64) {
+        self.table.number_from(first, step);
+    }
+
+    /// Connection numbers given so far (from 0, one at a time unless
+    /// [`number_from`](Self::number_from) said otherwise).
+    pub fn ids_given(&self) -> u64 {
+        self.table.ids_given()
+    }
+
     /// Counters over the input so far.
     pub fn stats(&self) -> Stats {
         let t = &self.table.stats;
@@ -252,6 +282,23 @@ impl Pipeline {
             connections_expired: t.connections_expired,
             ..self.frames.clone()
         }
+    }
+
+    /// Connections known not to carry readable RTMP (not RTMP, RTMPE, a failed handshake, a
+    /// direction that searched for chunk headers in vain and gave up), for a live capture's
+    /// queue, which drops their frames first when it fills: a hostile flow is shed before a
+    /// real stream loses a packet.
+    pub fn dead_connections(&mut self) -> Vec<ConnKey> {
+        self.table
+            .conns_mut()
+            .filter(|c| {
+                c.streams.as_ref().is_some_and(|s| {
+                    (s.upper.rtmp.is_dead() || !s.upper.rtmp.gave_up.is_empty())
+                        && !s.upper.transport.is_http()
+                })
+            })
+            .map(|c| ConnKey::new(c.client, c.server))
+            .collect()
     }
 
     /// Whether no output waits to be taken.
@@ -419,6 +466,17 @@ impl Pipeline {
         }
         more
     }
+}
+
+/// What a frame is to a live capture's queue before the pipeline has it: the connection it
+/// belongs to (either direction gives the same key), or `None` when it is no TCP segment the
+/// pipeline would read; and whether the pipeline would follow it at all (its ports).
+pub fn flow_of(config: &Config, linktype: i32, data: &[u8]) -> Option<(ConnKey, bool)> {
+    let seg = decode::decode(linktype, data).ok()?;
+    let followed = config.any_port
+        || config.ports.contains(&seg.src.port())
+        || config.ports.contains(&seg.dst.port());
+    Some((ConnKey::new(seg.src, seg.dst), followed))
 }
 
 /// A segment's bytes into its direction's reassembler, and its acknowledgement into the

@@ -115,7 +115,7 @@ impl Selection {
             && self.direction.is_none()
     }
 
-    pub(super) fn keeps(
+    pub fn keeps(
         &self,
         app: Option<&[u8]>,
         name: Option<&[u8]>,

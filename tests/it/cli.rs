@@ -318,3 +318,64 @@ fn quiet_and_verbose_mean_the_same_for_read_and_list() {
     assert!(o.stdout.is_empty());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no stream matches"));
 }
+
+/// `read --threads 3` shares the connections among three pipelines and gives what one
+/// thread gives: the same FLV files, byte for byte, and the same report.json (but for the
+/// run's own times and command line), on 300 sessions from as many clients, an RTMPT
+/// capture (a session over many TCP connections) and a lossy one, read as one timeline.
+#[test]
+fn read_threads_gives_the_same_files_and_report_as_one_thread() {
+    let dir = temp_dir("threads");
+    let many = dir.join("many.pcap");
+    let st = Command::new("python3")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/many-conns.py"))
+        .args(["--shape", "sessions", "--count", "300", "-o"])
+        .arg(&many)
+        .status()
+        .expect("NOT RUN: python3 is needed for bench/many-conns.py");
+    assert!(st.success());
+    let inputs = [
+        many.to_str().unwrap().to_string(),
+        sample("rtmpt-per-request/capture.pcap")
+            .to_str()
+            .unwrap()
+            .to_string(),
+        sample("netns-loss/capture.pcap")
+            .to_str()
+            .unwrap()
+            .to_string(),
+    ];
+    let run = |out: &str, threads: &str| {
+        let out = dir.join(out);
+        let mut args: Vec<&str> = vec!["read"];
+        args.extend(inputs.iter().map(String::as_str));
+        args.extend(["--port", "1935", "--port", "8080", "--no-html", "-q"]);
+        args.extend(["--threads", threads, "-o", out.to_str().unwrap()]);
+        let o = rtmpsniff(&args);
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        let mut report = read_json(&out.join("report.json"));
+        for k in [
+            "start_time",
+            "end_time",
+            "start_time_utc",
+            "end_time_utc",
+            "command_line",
+        ] {
+            report.as_object_mut().unwrap().remove(k);
+        }
+        (flvs(&out), report)
+    };
+    let (one_files, one_report) = run("one", "1");
+    let (three_files, three_report) = run("three", "3");
+    assert!(one_files.len() > 300, "{}", one_files.len());
+    assert_eq!(one_files.len(), three_files.len());
+    for (a, b) in one_files.iter().zip(&three_files) {
+        assert_eq!(a.0, b.0);
+        assert!(a.1 == b.1, "{} differs", a.0);
+    }
+    assert_eq!(
+        one_report["connections"].as_array().unwrap().len(),
+        three_report["connections"].as_array().unwrap().len()
+    );
+    assert!(one_report == three_report, "the reports differ");
+}

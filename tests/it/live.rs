@@ -423,6 +423,94 @@ fn live_on_loopback_equals_nginx_recording() {
     assert_same_media(&rec.join("cam1.flv"), &only_flv(&again)[0]);
 }
 
+/// `live --workers 2`: two captures in one fanout group, a pipeline each, together recover
+/// every stream of four publishers bit for bit against nginx's recordings, in one report
+/// whose connections have numbers of their own and whose queue and CPU figures are there.
+#[test]
+fn live_workers_together_recover_every_stream_of_many_publishers() {
+    lab_ready(&PEERS);
+    let mut g = Guard::default();
+    let dir = temp_dir("live-workers");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (nginx, rec) = start_nginx(&mut g, &dir.join("nginx"), &listen, None);
+    let out = dir.join("out");
+    let port_s = port.to_string();
+    let live = start_live(
+        &mut g,
+        &dir,
+        None,
+        &[
+            "-i",
+            "lo",
+            "--port",
+            &port_s,
+            "--workers",
+            "2",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        std::fs::File::create(dir.join("live.out")).unwrap().into(),
+    );
+    let names = ["cam1", "cam2", "cam3", "cam4"];
+    let pubs: Vec<u32> = names
+        .iter()
+        .map(|n| g.spawn(&mut publish(None, &format!("rtmp://{listen}/live/{n}"), 4)))
+        .collect();
+    for ff in pubs {
+        let st = g.wait(ff, Duration::from_secs(30), "ffmpeg publisher");
+        assert!(st.success(), "ffmpeg publisher: {st}");
+    }
+    wait_until(Duration::from_secs(5), "every stream to end", || {
+        let text = std::fs::read_to_string(dir.join("live.out")).unwrap();
+        text.matches("ended publish").count() == names.len()
+    });
+    g.signal(live, libc::SIGINT);
+    let st = g.wait(live, Duration::from_secs(15), "rtmpsniff after SIGINT");
+    let err = std::fs::read_to_string(dir.join("live.err")).unwrap();
+    assert_eq!(st.code(), Some(0), "{err}");
+    assert!(err.contains("2 workers"), "{err}");
+    stop_nginx(&mut g, nginx);
+
+    let files = only_flv(&out);
+    assert_eq!(files.len(), names.len(), "{files:?}");
+    for n in names {
+        let got = files
+            .iter()
+            .find(|f| {
+                f.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&format!("live_{n}_"))
+            })
+            .unwrap_or_else(|| panic!("no file for {n}: {files:?}"));
+        assert_same_media(&rec.join(format!("{n}.flv")), got);
+    }
+    let report = read_json(&out.join("report.json"));
+    let conns = report["connections"].as_array().unwrap();
+    assert_eq!(conns.len(), names.len());
+    let mut ids: Vec<u64> = conns.iter().map(|c| c["id"].as_u64().unwrap()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), names.len(), "two connections with one number");
+    let input = &report["inputs"][0];
+    assert!(input["kernel"]["received"].as_u64().unwrap() > 0);
+    assert_eq!(input["dropped_by_rtmpsniff"]["queue_full"], 0);
+    assert_eq!(
+        input["queue"]["limit_bytes"].as_u64().unwrap(),
+        2 * (256u64 << 20),
+        "two workers' queues"
+    );
+    assert!(input["cpu"]["cpu_seconds"].as_f64().unwrap() > 0.0);
+    assert!(input["cpu"]["cpu_seconds_per_gbit"].as_f64().unwrap() > 0.0);
+    let summary = std::fs::read_to_string(dir.join("live.out")).unwrap();
+    assert!(
+        summary.contains("0 packets dropped by rtmpsniff"),
+        "{summary}"
+    );
+    assert!(summary.contains(" per Gbit"), "{summary}");
+}
+
 /// RTMPS: ffmpeg publishes through TLS with SSLKEYLOGFILE; `live --tls-keylog` reads the key
 /// log as ffmpeg writes it (it is empty when the capture starts) and decrypts the stream.
 #[test]
