@@ -540,6 +540,7 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
     input.queue = Some(QueueStats {
         limit_bytes: queue.limit_bytes,
         peak_bytes: queue.peak_bytes,
+        drained_at_stop: queue.drained_at_stop,
     });
     let LiveSink {
         flv: mut sink,
@@ -621,6 +622,8 @@ fn new_shared(args: &LiveArgs, stop: &Arc<AtomicBool>, unselected: &Arc<Unselect
         unwanted: RwLock::new(HashMap::new()),
         unselected: Arc::clone(unselected),
         config: args.config.clone(),
+        watch: None,
+        link: Mutex::new(Vec::new()),
     }
 }
 
@@ -634,7 +637,8 @@ fn run_one(
 ) -> Result<Ran> {
     let mut driver = Driver::new(Pipeline::new(args.config.clone()), sink);
     keylogs.poll(&mut driver.pipeline);
-    let shared = new_shared(args, stop, &Arc::default());
+    let mut shared = new_shared(args, stop, &Arc::default());
+    shared.watch = Some(args.capture.interface.clone());
     let (mut cap, capture_error, queue, run) = std::thread::scope(|scope| {
         let capturing = std::thread::Builder::new()
             .name("capture".into())
@@ -650,7 +654,8 @@ fn run_one(
     });
     run?;
     // Stop: every connection is flushed and closed, every file finalised, then the report.
-    let input = cap.report();
+    let mut input = cap.report();
+    input.link_events = shared.link.into_inner().unwrap_or_else(|e| e.into_inner());
     drop(cap);
     driver.finish()?;
     let Driver { pipeline, sink } = driver;
@@ -754,7 +759,12 @@ fn run_workers(
     let n = caps.len();
     let unselected: Arc<Unselected> = Arc::default();
     let shared: Vec<Shared> = (0..n)
-        .map(|_| new_shared(args, stop, &unselected))
+        .map(|w| {
+            let mut sh = new_shared(args, stop, &unselected);
+            // One thread watches the interface for the run.
+            sh.watch = (w == 0).then(|| args.capture.interface.clone());
+            sh
+        })
         .collect();
     let stats: Vec<Mutex<rtmpsniff::pipeline::Stats>> = (0..n).map(|_| Mutex::default()).collect();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Output>>(256);
@@ -791,6 +801,7 @@ fn run_workers(
         };
         let mut next_tick = start + TICK;
         let mut last_tick = (start, 0u64);
+        let mut link_said = 0;
         let run = (|| -> Result<()> {
             loop {
                 if stop.load(Ordering::SeqCst)
@@ -815,6 +826,7 @@ fn run_workers(
                     continue;
                 }
                 next_tick = now + TICK;
+                say_link_events(&shared[0], &mut link_said, &mut sink.console);
                 let output = &sink.output;
                 sink.flv.hand_over().map_err(|e| write_err(output, e))?;
                 *unselected.write().unwrap_or_else(|e| e.into_inner()) =
@@ -877,13 +889,20 @@ fn run_workers(
         queue.limit_bytes += q.limit_bytes;
         queue.peak_bytes += q.peak_bytes;
         queue.dropped.add(&q.dropped);
+        queue.drained_at_stop += q.drained_at_stop;
     }
     let mut total = rtmpsniff::pipeline::Stats::default();
     for s in &stats {
         total.add(&s.lock().unwrap_or_else(|e| e.into_inner()));
     }
+    let mut input = merge_inputs(inputs);
+    input.link_events = shared[0]
+        .link
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     Ok(Ran {
-        input: merge_inputs(inputs),
+        input,
         stats: total,
         sink,
         capture_error,
@@ -948,7 +967,7 @@ fn live_lines(input: &rtmpsniff::capture::InputReport) -> String {
     }
     if let (Some(d), Some(q)) = (input.dropped_by_rtmpsniff, input.queue) {
         text.push_str(&format!(
-            "rtmpsniff: {} packets dropped by rtmpsniff (queue full {}, not TCP {}, not RTMP {}, unselected {}); queue peak {} of {}\n",
+            "rtmpsniff: {} packets dropped by rtmpsniff (queue full {}, not TCP {}, not RTMP {}, unselected {}); queue peak {} of {}; {} read from the kernel's buffer after the stop\n",
             d.total(),
             d.queue_full,
             d.not_tcp,
@@ -956,6 +975,7 @@ fn live_lines(input: &rtmpsniff::capture::InputReport) -> String {
             d.unselected,
             mib(q.peak_bytes),
             mib(q.limit_bytes),
+            q.drained_at_stop,
         ));
     }
     if let Some(c) = input.cpu {
@@ -996,6 +1016,10 @@ struct Shared {
     kernel: Mutex<Option<KernelStats>>,
     /// Frames the queue dropped so far.
     dropped: AtomicU64,
+    /// The interface whose state this capture thread watches (one thread per run does), and
+    /// the changes it saw.
+    watch: Option<String>,
+    link: Mutex<Vec<rtmpsniff::capture::LinkEvent>>,
     /// Connections the pipeline gave up on (not readable RTMP), refreshed each tick.
     unwanted: RwLock<HashMap<ConnKey, DropReason>>,
     /// Connections whose streams the selection leaves out (one set for every worker: the
@@ -1046,6 +1070,7 @@ fn capture_thread(
     let mut p = Producer::new(&sh.queue, BATCH_BYTES);
     let mut batch_since = Instant::now();
     let mut next_tick = Instant::now() + TICK;
+    let mut up = sh.watch.as_deref().and_then(live::interface_up);
     let err = loop {
         if sh.stopping() {
             break None;
@@ -1076,11 +1101,74 @@ fn capture_thread(
                 break Some(e);
             }
             *sh.kernel.lock().unwrap_or_else(|e| e.into_inner()) = cap.kernel_stats();
+            if let Some(name) = &sh.watch {
+                let now_up = live::interface_up(name);
+                if let (Some(was), Some(is)) = (up, now_up)
+                    && was != is
+                {
+                    let t = wall_time();
+                    sh.link.lock().unwrap_or_else(|e| e.into_inner()).push(
+                        rtmpsniff::capture::LinkEvent {
+                            time: t,
+                            time_utc: rtmpsniff::sink::report::iso8601_us(t).unwrap_or_default(),
+                            state: if is { "up" } else { "down" },
+                        },
+                    );
+                }
+                up = now_up.or(up);
+            }
         }
     };
+    // Stopped by a signal, the duration or the reader going away: what the kernel still
+    // holds arrived before the stop, and is read (for a short time at most, and only
+    // packets stamped before the stop).
+    let mut drained = 0;
+    if err.is_none() {
+        let stop_at = wall_time();
+        let until = Instant::now() + live::DRAIN_AT_STOP;
+        while Instant::now() < until {
+            match cap.try_frame() {
+                Ok(Some(f)) if f.ts <= stop_at => {
+                    if p.push(&f, || sh.unwanted(&f)).is_some() {
+                        sh.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    drained += 1;
+                }
+                _ => break,
+            }
+        }
+    }
     p.flush();
     sh.queue.close();
-    (cap, err, p.report())
+    let mut report = p.report();
+    report.drained_at_stop = drained;
+    (cap, err, report)
+}
+
+/// The interface's changes of state the capture thread saw since the last call, a line each.
+fn say_link_events(sh: &Shared, said: &mut usize, console: &mut Console) {
+    let Some(name) = &sh.watch else {
+        return;
+    };
+    let events = sh.link.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for e in events.iter().skip(*said) {
+        console.line(&if e.state == "down" {
+            format!(
+                "rtmpsniff: {name} went down at {}: nothing is captured until it is up again",
+                e.time_utc
+            )
+        } else {
+            format!("rtmpsniff: {name} is up again at {}", e.time_utc)
+        });
+    }
+    *said = events.len();
+}
+
+/// Now, in Unix seconds (the clock packets are stamped with).
+fn wall_time() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// nice -10 for the calling thread (Linux: a thread id is a process id to setpriority);
@@ -1107,6 +1195,7 @@ fn pipeline_loop(
     let deadline = duration.map(|d| start + d);
     let mut next_tick = start + TICK;
     let mut last_tick = (start, 0u64);
+    let mut link_said = 0;
     loop {
         if sh.signal.load(Ordering::SeqCst)
             || deadline.is_some_and(|d| Instant::now() >= d)
@@ -1130,6 +1219,7 @@ fn pipeline_loop(
             continue;
         }
         next_tick = now + TICK;
+        say_link_events(sh, &mut link_said, &mut driver.sink.console);
         keylogs.poll(&mut driver.pipeline);
         driver.take()?;
         let output = &driver.sink.output;

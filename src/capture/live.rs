@@ -16,6 +16,23 @@ pub const SNAPLEN: i32 = 262_144;
 /// end the wait; so the handle is non-blocking and the wait is ours.)
 pub const READ_TIMEOUT_MS: i32 = 100;
 
+/// How long a stopping capture goes on reading what the kernel still holds (packets that
+/// arrived before the stop): enough for a full ring at line rate, short enough that Ctrl-C
+/// still feels immediate.
+pub const DRAIN_AT_STOP: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether interface `name` is up (IFF_UP in its flags), as Linux tells it; `None` when that
+/// cannot be read (another system, an interface gone, a name that is not one).
+pub fn interface_up(name: &str) -> Option<bool> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return None;
+    }
+    let flags =
+        std::fs::read_to_string(Path::new("/sys/class/net").join(name).join("flags")).ok()?;
+    let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).ok()?;
+    Some(flags & 1 != 0)
+}
+
 /// What to capture and how.
 #[derive(Clone, Debug)]
 pub struct LiveOptions {

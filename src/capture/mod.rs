@@ -63,6 +63,18 @@ pub struct InputReport {
     /// Live captures only: what the run cost in CPU for what it captured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<CpuStats>,
+    /// Live captures only: the interface going down and coming up again during the run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub link_events: Vec<LinkEvent>,
+}
+
+/// The captured interface went down (`up: false`) or came up again, at `time` (Unix
+/// seconds, the clock of the machine capturing).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LinkEvent {
+    pub time: f64,
+    pub time_utc: String,
+    pub state: &'static str,
 }
 
 /// A live capture's queue: its size (`--limit queue_bytes`) and its peak depth.
@@ -70,6 +82,9 @@ pub struct InputReport {
 pub struct QueueStats {
     pub limit_bytes: u64,
     pub peak_bytes: u64,
+    /// Frames the kernel still held when the capture stopped, read before the end (at most
+    /// [`DRAIN_AT_STOP`](crate::capture::live::DRAIN_AT_STOP) of them by time).
+    pub drained_at_stop: u64,
 }
 
 /// CPU time of the whole process (every thread, user and system) against the bytes captured.
@@ -114,6 +129,7 @@ impl InputReport {
             dropped_by_rtmpsniff: None,
             queue: None,
             cpu: None,
+            link_events: Vec::new(),
         }
     }
 }

@@ -164,6 +164,8 @@ pub struct QueueReport {
     pub limit_bytes: u64,
     pub peak_bytes: u64,
     pub dropped: DropCounts,
+    /// Frames still in the kernel's ring when the capture was told to stop, read then.
+    pub drained_at_stop: u64,
 }
 
 /// The queue itself, shared by one producer ([`Producer`]) and one consumer.
@@ -320,6 +322,7 @@ impl<'q> Producer<'q> {
             limit_bytes: self.queue.limit as u64,
             peak_bytes: self.queue.peak() as u64,
             dropped: self.dropped,
+            drained_at_stop: 0,
         }
     }
 }

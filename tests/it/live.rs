@@ -1058,3 +1058,91 @@ fn live_with_standard_output_gone_stops_cleanly() {
         assert!(flv::parse(&std::fs::read(&f).unwrap()).is_some(), "{f:?}");
     }
 }
+
+/// SIGTERM while the kernel still holds captured packets: they are read before the end (the
+/// capture is stopped with SIGSTOP while a sample is replayed, then SIGTERM and SIGCONT), and
+/// the report says how many.
+#[test]
+fn sigterm_reads_what_the_kernel_still_holds() {
+    lab_ready(&[("tcpreplay", "-V")]);
+    let _turn = REPLAYING.lock().unwrap_or_else(|e| e.into_inner());
+    let mut g = Guard::default();
+    let dir = temp_dir("live-drain");
+    let out = dir.join("o");
+    let live = start_replay_live(
+        &mut g,
+        &["--duration", "60", "-o", out.to_str().unwrap()],
+        std::fs::File::create(dir.join("out")).unwrap().into(),
+        &dir.join("err"),
+    );
+    g.signal(live, libc::SIGSTOP);
+    replay_on_lo("netns-midstream");
+    g.signal(live, libc::SIGTERM);
+    g.signal(live, libc::SIGCONT);
+    let st = g.wait(
+        live,
+        Duration::from_secs(20),
+        "rtmpsniff live after SIGTERM",
+    );
+    let err = std::fs::read_to_string(dir.join("err")).unwrap();
+    assert_eq!(st.code(), Some(0), "{st:?}: {err}");
+    let report = read_json(&out.join("report.json"));
+    let input = &report["inputs"][0];
+    assert!(
+        input["queue"]["drained_at_stop"].as_u64().unwrap() > 0,
+        "{input}"
+    );
+    assert_eq!(
+        report["connections"].as_array().unwrap().len(),
+        4,
+        "{input}"
+    );
+    let text = std::fs::read_to_string(dir.join("out")).unwrap();
+    assert!(
+        text.contains("read from the kernel's buffer after the stop"),
+        "{text}"
+    );
+}
+
+/// An interface set down and up again while it is captured: each is said when it happens and
+/// kept in the report.
+#[test]
+fn an_interface_going_down_and_up_is_said_and_reported() {
+    lab_ready(&[]);
+    let mut g = Guard::default();
+    let ns = format!("rs-down-{}", std::process::id());
+    g.netns(&ns);
+    run_ok(
+        in_ns(Some(&ns), "ip").args(["link", "add", "d0", "type", "veth", "peer", "name", "d1"]),
+    );
+    run_ok(in_ns(Some(&ns), "ip").args(["link", "set", "d1", "up"]));
+    run_ok(in_ns(Some(&ns), "ip").args(["link", "set", "d0", "up"]));
+    let dir = temp_dir("live-down");
+    let out = dir.join("o");
+    let live = start_live(
+        &mut g,
+        &dir,
+        Some(&ns),
+        &["-i", "d0", "--duration", "6", "-o", out.to_str().unwrap()],
+        std::fs::File::create(dir.join("out")).unwrap().into(),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    run_ok(in_ns(Some(&ns), "ip").args(["link", "set", "d0", "down"]));
+    std::thread::sleep(Duration::from_millis(2500));
+    run_ok(in_ns(Some(&ns), "ip").args(["link", "set", "d0", "up"]));
+    let st = g.wait(live, Duration::from_secs(20), "rtmpsniff live");
+    let err = std::fs::read_to_string(dir.join("live.err")).unwrap();
+    let text = std::fs::read_to_string(dir.join("out")).unwrap();
+    assert!(st.code().is_some_and(|c| c <= 1), "{st:?}: {err}");
+    let all = format!("{text}{err}");
+    assert!(all.contains("rtmpsniff: d0 went down at "), "{all}");
+    assert!(all.contains("rtmpsniff: d0 is up again at "), "{all}");
+    let report = read_json(&out.join("report.json"));
+    let events: Vec<&str> = report["inputs"][0]["link_events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{report}"))
+        .iter()
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["down", "up"]);
+}
