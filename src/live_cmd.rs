@@ -557,9 +557,12 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
         captured_gbit: gbit,
         cpu_seconds_per_gbit: (gbit > 0.0).then(|| cpu / gbit),
     });
-    let mut hits = stats.limit_hits.clone();
-    hits.add(&sink.limit_hits);
-    hits.queue_bytes += queue.dropped.total();
+    // The sink's and the queue's limits count with the pipeline's: `stats` and `limits`
+    // agree.
+    let mut stats = stats;
+    stats.limit_hits.add(&sink.limit_hits);
+    stats.limit_hits.queue_bytes += queue.dropped.total();
+    let hits = stats.limit_hits.clone();
     let (selecting, seen) = (!args.selection.is_empty(), sink.seen());
     let output_errors = sink.output_errors();
     for e in &output_errors {

@@ -347,8 +347,10 @@ fn read(args: ReadArgs) -> Result<u8> {
     let inputs = files.reports();
     warn_of_read_errors(&inputs);
     sink.finish().map_err(write_err)?;
-    let mut hits = stats.limit_hits.clone();
-    hits.add(&sink.limit_hits);
+    // The sink's limits (open files) count with the pipeline's: `stats` and `limits` agree.
+    let mut stats = stats;
+    stats.limit_hits.add(&sink.limit_hits);
+    let hits = stats.limit_hits.clone();
     let limits_report = hits.report(&limits);
     warn_of_limits(&limits_report);
     let seen = sink.seen();

@@ -368,6 +368,8 @@ fn a_low_descriptor_limit_lowers_open_files_instead_of_failing() {
         .clone();
     assert_eq!(open_files["value"], 16);
     assert!(open_files["hits"].as_u64().unwrap() > 0);
+    // The report's two counts of it agree.
+    assert_eq!(got["stats"]["limit_hits"]["open_files"], open_files["hits"]);
     let streams = |r: &serde_json::Value| r["connections"].as_array().unwrap().len();
     assert_eq!(streams(&got), 60);
     assert_eq!(streams(&got), streams(&want));
