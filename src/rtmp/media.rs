@@ -225,15 +225,111 @@ pub fn audio_params(body: &[u8]) -> Option<(u32, u8)> {
     Some((rate, if b0 & 1 == 1 { 2 } else { 1 }))
 }
 
+/// The AAC sampling frequencies an AudioSpecificConfig can name by index.
+const AAC_RATES: [u32; 13] = [
+    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+];
+
+/// The channel configuration a raw AAC frame (the `raw_data_block` after the FLV AAC header)
+/// shows by its first syntax element: a single channel element is mono (1), a channel pair
+/// element stereo (2). Any other first element (coupling, LFE, data, fill, program config)
+/// says nothing certain: none.
+pub fn aac_channels_of_frame(raw: &[u8]) -> Option<u8> {
+    match raw.first()? >> 5 {
+        0 => Some(1),
+        1 => Some(2),
+        _ => None,
+    }
+}
+
+/// The AAC sample rate that frames of 1024 samples, sent at the RTMP timestamps `ts` (ms, in
+/// order, of consecutive audio messages), were sampled at: the standard rate nearest to
+/// 1024 / (mean frame duration), the mean taken over the steps no longer than 1.5 times the
+/// median step (a lost frame is a step of two). Also that mean, in ms. None with fewer than
+/// 8 steps, or when the nearest standard rate is more than 3% away (not 1024-sample frames).
+pub fn aac_rate_of_times(ts: &[u32]) -> Option<(u32, f64)> {
+    let mut steps: Vec<u32> = ts
+        .windows(2)
+        .map(|w| w[1].wrapping_sub(w[0]))
+        .filter(|d| *d > 0 && *d < 1000)
+        .collect();
+    if steps.len() < 8 {
+        return None;
+    }
+    let mut sorted = steps.clone();
+    sorted.sort_unstable();
+    let median = sorted[sorted.len() / 2];
+    steps.retain(|d| *d * 2 <= median * 3);
+    let mean = steps.iter().map(|d| *d as f64).sum::<f64>() / steps.len() as f64;
+    let rate = 1024.0 * 1000.0 / mean;
+    let best = AAC_RATES.iter().copied().min_by(|a, b| {
+        ((*a as f64 - rate).abs())
+            .partial_cmp(&(*b as f64 - rate).abs())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    })?;
+    ((best as f64 - rate).abs() <= best as f64 * 0.03).then_some((best, mean))
+}
+
+/// A two-byte AudioSpecificConfig: object type 2 (AAC LC), the rate's index, `channels`
+/// (1..=7), 1024-sample frames, no extension. None for a rate with no index.
+pub fn aac_lc_config(rate: u32, channels: u8) -> Option<[u8; 2]> {
+    let idx = AAC_RATES.iter().position(|r| *r == rate)? as u16;
+    if !(1..=7).contains(&channels) {
+        return None;
+    }
+    let v: u16 = (2 << 11) | (idx << 7) | ((channels as u16) << 3);
+    Some(v.to_be_bytes())
+}
+
+/// The NAL units of an AVC body's coded data (after the 5-byte FLV AVC header) in AVCC form,
+/// if `len_size`-byte lengths divide it exactly (every unit non-empty).
+pub fn avcc_nalus(data: &[u8], len_size: usize) -> Option<Vec<&[u8]>> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let (l, r) = rest.split_at_checked(len_size)?;
+        let n = l.iter().fold(0usize, |a, b| (a << 8) | *b as usize);
+        if n == 0 || n > r.len() || out.len() >= 1024 {
+            return None;
+        }
+        out.push(&r[..n]);
+        rest = &r[n..];
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// An AVCDecoderConfigurationRecord built from the SPS and PPS an H.264 keyframe carries in
+/// band (legacy FLV body, AVC NAL units), the NAL length size being the one of 4, 2 and 1
+/// bytes that divides the frame exactly (4 first): the record, and that length size. None
+/// when the frame holds no SPS or no PPS. Only the first SPS and PPS are taken.
+pub fn avc_config_in_band(body: &[u8]) -> Option<(Vec<u8>, u8)> {
+    if body.first()? & 0x0f != 7 || *body.get(1)? != 1 {
+        return None;
+    }
+    let data = body.get(5..)?;
+    let (nalus, len_size) = [4usize, 2, 1]
+        .iter()
+        .find_map(|&n| avcc_nalus(data, n).map(|v| (v, n)))?;
+    let sps = nalus.iter().find(|n| n[0] & 0x1f == 7 && n.len() >= 4)?;
+    let pps = nalus.iter().find(|n| n[0] & 0x1f == 8)?;
+    if sps.len() > 0xffff || pps.len() > 0xffff {
+        return None;
+    }
+    let mut rec = vec![1, sps[1], sps[2], sps[3], 0xfc | (len_size as u8 - 1), 0xe1];
+    rec.extend_from_slice(&(sps.len() as u16).to_be_bytes());
+    rec.extend_from_slice(sps);
+    rec.push(1);
+    rec.extend_from_slice(&(pps.len() as u16).to_be_bytes());
+    rec.extend_from_slice(pps);
+    Some((rec, len_size as u8))
+}
+
 /// Sample rate and channels from an AudioSpecificConfig.
 fn aac_config(asc: &[u8]) -> Option<(u32, u8)> {
-    const RATES: [u32; 13] = [
-        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
-    ];
     let v = u16::from_be_bytes([*asc.first()?, *asc.get(1)?]);
     let idx = ((v >> 7) & 0x0f) as usize;
     let ch = ((v >> 3) & 0x0f) as u8;
-    Some((*RATES.get(idx)?, ch))
+    Some((*AAC_RATES.get(idx)?, ch))
 }
 
 #[cfg(test)]
@@ -516,5 +612,53 @@ mod dimension_tests {
             let junk: Vec<u8> = (0..n).map(|i| (i * 91) as u8).collect();
             let _ = video_dimensions(&[&[0x17, 0][..], &junk].concat());
         }
+    }
+
+    #[test]
+    fn aac_configuration_from_the_frames() {
+        // 44.1 kHz: 23.22 ms a frame, timestamps rounded to the ms; one frame lost.
+        let mut ts: Vec<u32> = (0..40)
+            .map(|i| (i as f64 * 1024000.0 / 44100.0) as u32)
+            .collect();
+        ts.remove(20);
+        assert_eq!(aac_rate_of_times(&ts).map(|r| r.0), Some(44100));
+        let ts: Vec<u32> = (0..40)
+            .map(|i| (i as f64 * 1024000.0 / 48000.0) as u32)
+            .collect();
+        assert_eq!(aac_rate_of_times(&ts).map(|r| r.0), Some(48000));
+        assert_eq!(aac_rate_of_times(&ts[..5]), None);
+        // MP3-like 26 ms steps at 44.1 kHz are 39385 Hz for 1024 samples: no AAC rate.
+        let ts: Vec<u32> = (0..40).map(|i| i * 26).collect();
+        assert_eq!(aac_rate_of_times(&ts), None);
+        assert_eq!(aac_lc_config(44100, 2), Some([0x12, 0x10]));
+        assert_eq!(aac_lc_config(48000, 1), Some([0x11, 0x88]));
+        assert_eq!(
+            aac_config(&aac_lc_config(22050, 1).unwrap()),
+            Some((22050, 1))
+        );
+        assert_eq!(aac_channels_of_frame(&[0x21, 0x00]), Some(2));
+        assert_eq!(aac_channels_of_frame(&[0x01, 0x00]), Some(1));
+        assert_eq!(aac_channels_of_frame(&[0xc0]), None);
+        assert_eq!(aac_channels_of_frame(&[]), None);
+    }
+
+    #[test]
+    fn avc_configuration_from_parameter_sets_in_band() {
+        let sps = [0x67, 0x42, 0xc0, 0x1e, 0xda, 0x02];
+        let pps = [0x68, 0xce, 0x3c, 0x80];
+        let idr = [0x65, 0x88, 0x84];
+        let mut body = vec![0x17, 1, 0, 0, 0];
+        for n in [&sps[..], &pps, &idr] {
+            body.extend_from_slice(&(n.len() as u32).to_be_bytes());
+            body.extend_from_slice(n);
+        }
+        let (rec, len) = avc_config_in_band(&body).unwrap();
+        assert_eq!(len, 4);
+        assert_eq!(&rec[..6], &[1, 0x42, 0xc0, 0x1e, 0xff, 0xe1]);
+        assert_eq!(&rec[8..14], &sps);
+        assert!(rec.ends_with(&pps));
+        // Without a PPS, or cut, nothing.
+        assert_eq!(avc_config_in_band(&body[..5 + 4 + 6]), None);
+        assert_eq!(avc_config_in_band(&body[..body.len() - 1]), None);
     }
 }
