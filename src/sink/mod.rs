@@ -7,6 +7,7 @@ mod hash;
 pub mod html;
 mod lend;
 pub mod naming;
+mod playable;
 pub mod queue;
 pub mod remux;
 pub mod report;
@@ -386,6 +387,10 @@ impl FlvSink {
             let file = s.file.clone().filter(|_| s.writer.is_some() && !s.to_pipe);
             let mut r = s.close(&self.dir, self.queue.as_mut())?;
             self.check_full();
+            if !self.lending.waits_for(key) && self.disk_full.is_none() {
+                // Nothing can be lent to it: what it lacks is built now, if it can be.
+                playable::complete(&self.dir, &mut r, None, false)?;
+            }
             if self.disk_full.is_some()
                 && let Some((name, id)) = &file
                 && let Ok(Some(f)) = fs::reopen(&self.dir.join(name), *id)
@@ -491,6 +496,7 @@ impl FlvSink {
         if !s.accept(kind, body) {
             return Ok(());
         }
+        s.observe(kind, timestamp, body);
         self.lending.note_configuration(key, s, kind, body);
         if self.dry {
             s.count_only(timestamp, body.len(), frame);
@@ -576,6 +582,7 @@ impl FlvSink {
             if let Some((_, t)) = timing.iter().find(|(s, _)| s == sid) {
                 r.timing = Some(report::StreamTiming::new(t, r.first_timestamp_ms));
             }
+            r.settle_clean();
         }
         // With a selection, a connection is reported for the streams it kept.
         let wanted = if self.selection.is_empty() {

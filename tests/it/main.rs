@@ -14,6 +14,7 @@ mod live;
 mod mutation;
 mod packets;
 mod perf;
+mod playable;
 mod remux;
 mod report;
 mod rtmps;

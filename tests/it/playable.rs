@@ -1,0 +1,207 @@
+//! Every recovered file plays (issue 14): the report's `decodable` against what ffmpeg says
+//! of each file on the real samples, configurations built for a capture begun mid-stream, and
+//! the audio alone beside a video that cannot be decoded, opened by ffmpeg and VLC.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::*;
+
+/// Whether ffmpeg decodes the file without a word at level error, and how many lines it said.
+fn ffmpeg_clean(file: &Path) -> (bool, usize) {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(file)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg");
+    let lines = String::from_utf8_lossy(&out.stderr).lines().count();
+    (out.status.success() && lines == 0, lines)
+}
+
+/// What VLC (cvlc, verbose, no output devices) says playing the file to its end: VLC will
+/// not run as root, so as `nobody` on a world-readable copy.
+fn vlc_log(file: &Path) -> String {
+    let dir = std::env::temp_dir().join(format!("rtmpsniff-vlc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join(file.file_name().unwrap());
+    std::fs::copy(file, &copy).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for p in [&dir, &copy] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let args = [
+        "--aout=dummy",
+        "--vout=dummy",
+        "--play-and-exit",
+        "--no-loop",
+        "-vv",
+    ];
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "nobody", "--", "cvlc"]);
+        c
+    } else {
+        Command::new("cvlc")
+    };
+    let out = cmd
+        .args(args)
+        .arg(&copy)
+        .env("HOME", &dir)
+        .output()
+        .expect("run cvlc");
+    let _ = std::fs::remove_dir_all(&dir);
+    String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout)
+}
+
+/// The samples whose every stream is checked, with the options their capture needs.
+const SAMPLES: &[&str] = &[
+    "lo-h264-aac",
+    "lo-legacy-play",
+    "netns-multi",
+    "netns-midstream",
+    "netns-loss",
+    "rtmpt-publish-play",
+    "rtmpt-midstream",
+    "rtmpt-loss",
+];
+
+/// (sample, file, decodable.ok, ffmpeg's verdict, ffmpeg's error lines, the decodable object)
+fn verdicts() -> Vec<(String, PathBuf, bool, bool, usize, serde_json::Value)> {
+    let mut v = Vec::new();
+    for name in SAMPLES {
+        let dir = sample(name);
+        let manifest = dir.join("manifest.json");
+        let options = if manifest.exists() {
+            port_options(&read_json(&manifest))
+        } else {
+            Vec::new()
+        };
+        let options: Vec<&str> = options.iter().map(String::as_str).collect();
+        let cap = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("capture.")
+            })
+            .unwrap();
+        let out = temp_dir("playable");
+        let report = read_ok_with(&cap, &out, &options);
+        for c in report["connections"].as_array().unwrap() {
+            for s in c["streams"].as_array().unwrap() {
+                let Some(file) = s["file"].as_str() else {
+                    continue;
+                };
+                let d = s["decodable"].clone();
+                let (clean, lines) = ffmpeg_clean(&out.join(file));
+                v.push((
+                    name.to_string(),
+                    out.join(file),
+                    d["ok"].as_bool().unwrap(),
+                    clean,
+                    lines,
+                    d,
+                ));
+            }
+        }
+    }
+    v
+}
+
+/// `decodable.ok` is what ffmpeg says of the file, on every stream of the real samples; and
+/// every audio file beside decodes cleanly.
+#[test]
+fn decodable_is_what_ffmpeg_says() {
+    require_tool("ffmpeg");
+    let mut disagree = Vec::new();
+    for (name, file, ok, clean, lines, d) in verdicts() {
+        let base = file.file_name().unwrap().to_string_lossy().into_owned();
+        eprintln!(
+            "{name} {base}: decodable {ok}, ffmpeg {} ({lines} error lines), video {}, audio {}, lost video frames {}",
+            if clean { "clean" } else { "errors" },
+            d["video"],
+            d["audio"],
+            d["lost_video_frames"]
+        );
+        if ok != clean {
+            disagree.push(format!("{name} {base}"));
+        }
+        if let Some(a) = d["audio_file"].as_str() {
+            let a = file.with_file_name(a);
+            let (aclean, alines) = ffmpeg_clean(&a);
+            eprintln!("  audio alone {}: ffmpeg clean {aclean}", a.display());
+            assert!(aclean, "{}: {alines} error lines", a.display());
+        }
+    }
+    eprintln!("disagreements: {disagree:?}");
+    assert!(disagree.is_empty(), "{disagree:?}");
+}
+
+/// A capture begun after the sequence headers (netns-midstream): the AAC configuration is
+/// built from the frames and is the encoder's own (its first two bytes; ffmpeg's encoder
+/// adds an explicit no-SBR extension after them), the H.264 one is missing (x264 sent its
+/// SPS and PPS only once), and the audio alone opens and decodes in ffmpeg and VLC.
+#[test]
+fn mid_stream_audio_is_rebuilt_and_plays_alone() {
+    require_tool("ffmpeg");
+    require(
+        "cvlc (vlc-bin, vlc-plugin-base)",
+        Path::new("/usr/bin/cvlc").exists(),
+    );
+    let dir = sample("netns-midstream");
+    let out = temp_dir("playable-mid");
+    let report = read_ok(&dir.join("capture.pcap"), &out);
+    let truth = std::fs::read(dir.join("truth/publish-mid.flv")).unwrap();
+    let (_, tags) = rtmpsniff::sink::flv::parse(&truth).unwrap();
+    let asc = tags
+        .iter()
+        .find(|t| t.kind == 8 && t.body.get(1) == Some(&0))
+        .map(|t| t.body[2..4].to_vec())
+        .expect("the truth's AAC configuration");
+    let mut seen = 0;
+    for c in report["connections"].as_array().unwrap() {
+        for s in c["streams"].as_array().unwrap() {
+            if s["video_codec"] != "h264" {
+                continue;
+            }
+            seen += 1;
+            let d = &s["decodable"];
+            assert_eq!(d["video"], "missing", "{d}");
+            assert_eq!(d["audio"], "synthesised", "{d}");
+            assert_eq!(d["ok"], false);
+            let syn = &d["synthesised"][0];
+            let hex: String = asc.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(syn["config"], hex.as_str(), "{syn}");
+            assert!(!syn["certain"].as_array().unwrap().is_empty());
+            let audio = out.join(d["audio_file"].as_str().expect("an audio file"));
+            assert!(ffmpeg_clean(&audio).0);
+            let probe = Command::new("ffprobe")
+                .args([
+                    "-v",
+                    "error",
+                    "-show_entries",
+                    "stream=codec_name,sample_rate,channels",
+                ])
+                .args(["-of", "csv=p=0"])
+                .arg(&audio)
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "aac,44100,2");
+            let log = vlc_log(&audio);
+            assert!(
+                log.contains("using audio decoder module"),
+                "VLC found no audio decoder: {}",
+                &log[log.len().saturating_sub(2000)..]
+            );
+            assert!(!log.contains("decoder error"), "{log}");
+            // The file with the video itself does not decode, and says so.
+            assert!(!ffmpeg_clean(&out.join(s["file"].as_str().unwrap())).0);
+        }
+    }
+    assert_eq!(seen, 2);
+}
