@@ -62,6 +62,7 @@ const SAMPLES: &[&str] = &[
     "lo-legacy-play",
     "netns-multi",
     "netns-midstream",
+    "netns-inband-midstream",
     "netns-loss",
     "rtmpt-publish-play",
     "rtmpt-midstream",
@@ -140,6 +141,84 @@ fn decodable_is_what_ffmpeg_says() {
     }
     eprintln!("disagreements: {disagree:?}");
     assert!(disagree.is_empty(), "{disagree:?}");
+}
+
+/// The first video and audio configuration records of an FLV file (tag bodies).
+fn configs_of(file: &Path) -> (Vec<u8>, Vec<u8>) {
+    let data = std::fs::read(file).unwrap();
+    let (_, tags) = rtmpsniff::sink::flv::parse(&data).unwrap();
+    let first = |kind: u8| {
+        tags.iter()
+            .find(|t| t.kind == kind && t.body.get(1) == Some(&0))
+            .map(|t| t.body.clone())
+            .unwrap_or_default()
+    };
+    (first(9), first(8))
+}
+
+/// A capture begun after the sequence headers of an encoder that repeats its SPS and PPS in
+/// every keyframe (netns-inband-midstream, x264 repeat-headers=1): the avcC built from a
+/// keyframe is the encoder's own, byte for byte; the AAC configuration its first two bytes
+/// (ffmpeg's encoder adds an explicit no-SBR extension); every packet from the first
+/// keyframe is the peer's; the files decode cleanly in ffmpeg, and VLC decodes both kinds.
+#[test]
+fn in_band_parameter_sets_make_a_mid_stream_capture_play() {
+    require_tool("ffmpeg");
+    require(
+        "cvlc (vlc-bin, vlc-plugin-base)",
+        Path::new("/usr/bin/cvlc").exists(),
+    );
+    let dir = sample("netns-inband-midstream");
+    let out = temp_dir("playable-inband");
+    let report = read_ok(&dir.join("capture.pcap"), &out);
+    let (avcc, asc) = configs_of(&dir.join("truth/publish-inb.flv"));
+    let mut seen = 0;
+    for c in report["connections"].as_array().unwrap() {
+        for s in c["streams"].as_array().unwrap() {
+            seen += 1;
+            let d = &s["decodable"];
+            assert_eq!(d["ok"], true, "{d}");
+            assert_eq!(d["video"], "synthesised", "{d}");
+            assert_eq!(d["audio"], "synthesised", "{d}");
+            let file = out.join(s["file"].as_str().unwrap());
+            let (v, a) = configs_of(&file);
+            assert_eq!(v, avcc, "the avcC is the encoder's");
+            assert_eq!(
+                a[..4],
+                asc[..4],
+                "the AudioSpecificConfig's core is the encoder's"
+            );
+            assert!(ffmpeg_clean(&file).0);
+            let truth = if s["direction"] == "publish" {
+                "truth/publish-inb.flv"
+            } else {
+                "truth/play-ffmpeg-inb.flv"
+            };
+            let truth: std::collections::HashSet<Vec<u8>> = media_of(&dir.join(truth))
+                .packets
+                .into_iter()
+                .map(|p| p.2)
+                .collect();
+            let got = media_of(&file).packets;
+            let wrong = got.iter().filter(|p| !truth.contains(&p.2)).count();
+            eprintln!(
+                "netns-inband-midstream {}: {} packets, {wrong} not the peer's",
+                s["direction"],
+                got.len()
+            );
+            assert_eq!(wrong, 0);
+            let log = vlc_log(&file);
+            for kind in ["video", "audio"] {
+                assert!(
+                    log.contains(&format!("using {kind} decoder module")),
+                    "VLC found no {kind} decoder: {}",
+                    &log[log.len().saturating_sub(2000)..]
+                );
+            }
+            assert!(!log.contains("Error splitting"), "{log}");
+        }
+    }
+    assert_eq!(seen, 2);
 }
 
 /// A capture begun after the sequence headers (netns-midstream): the AAC configuration is
