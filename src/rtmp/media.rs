@@ -324,6 +324,116 @@ pub fn avc_config_in_band(body: &[u8]) -> Option<(Vec<u8>, u8)> {
     Some((rec, len_size as u8))
 }
 
+/// NAL units borrowed from a record.
+type Units<'a> = Vec<&'a [u8]>;
+
+/// The SPS and PPS of an AVCDecoderConfigurationRecord, and its NAL length size.
+fn avcc_parts(rec: &[u8]) -> Option<(u8, Units<'_>, Units<'_>)> {
+    if *rec.first()? != 1 {
+        return None;
+    }
+    let len_size = (rec.get(4)? & 3) + 1;
+    let mut pos = 6;
+    let take = |count: usize, pos: &mut usize| -> Option<Vec<&[u8]>> {
+        let mut v = Vec::new();
+        for _ in 0..count {
+            let n = u16::from_be_bytes([*rec.get(*pos)?, *rec.get(*pos + 1)?]) as usize;
+            v.push(rec.get(*pos + 2..*pos + 2 + n).filter(|u| !u.is_empty())?);
+            *pos += 2 + n;
+        }
+        Some(v)
+    };
+    let sps = take((rec.get(5)? & 0x1f) as usize, &mut pos)?;
+    let n_pps = *rec.get(pos)? as usize;
+    pos += 1;
+    let pps = take(n_pps, &mut pos)?;
+    Some((len_size, sps, pps))
+}
+
+/// Whether an AVC decoder configuration record (`rec`) fits an H.264 keyframe of a stream
+/// (its FLV body): the record's NAL length size divides the frame exactly, the frame's first
+/// slice names a PPS of the record, and that PPS names the record's SPS. `Err` says what
+/// does not fit.
+pub fn avc_config_fits(rec: &[u8], keyframe: &[u8]) -> Result<(), String> {
+    let (len_size, sps, pps) = avcc_parts(rec).ok_or("not an AVC decoder configuration record")?;
+    let data = keyframe.get(5..).ok_or("keyframe too short")?;
+    let nalus = avcc_nalus(data, len_size as usize).ok_or(format!(
+        "its NAL unit length size ({len_size} bytes) does not divide the stream's keyframe"
+    ))?;
+    let sps_ids: Vec<u32> = sps
+        .iter()
+        .filter_map(|s| {
+            Bits {
+                b: s.get(4..)?,
+                pos: 0,
+            }
+            .ue()
+        })
+        .collect();
+    let pps_ids: Vec<(u32, u32)> = pps
+        .iter()
+        .filter_map(|p| {
+            let mut b = Bits {
+                b: p.get(1..)?,
+                pos: 0,
+            };
+            Some((b.ue()?, b.ue()?))
+        })
+        .collect();
+    let slice = nalus
+        .iter()
+        .find(|n| matches!(n[0] & 0x1f, 1 | 5))
+        .ok_or("the stream's keyframe holds no slice")?;
+    let mut b = Bits {
+        b: &slice[1..],
+        pos: 0,
+    };
+    let (_first_mb, _slice_type) = (b.ue(), b.ue());
+    let want = b.ue().ok_or("the keyframe's slice header is cut")?;
+    let Some((_, sps_id)) = pps_ids.iter().find(|(id, _)| *id == want) else {
+        return Err(format!(
+            "the stream's slices use PPS {want}, the record has {:?}",
+            pps_ids.iter().map(|p| p.0).collect::<Vec<_>>()
+        ));
+    };
+    if !sps_ids.contains(sps_id) {
+        return Err(format!(
+            "PPS {want} names SPS {sps_id}, the record has {sps_ids:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether an AudioSpecificConfig fits what a stream's AAC frames show: the channels their
+/// first syntax element says (`frame_channels`), and the sample rate their timing says
+/// (`rate`).
+pub fn aac_config_fits(
+    asc: &[u8],
+    frame_channels: Option<u8>,
+    rate: Option<u32>,
+) -> Result<(), String> {
+    let (r, ch) = aac_config(asc).ok_or("not an AudioSpecificConfig")?;
+    match frame_channels {
+        Some(2) if ch != 2 => {
+            return Err(format!(
+                "it says {ch} channels, the frames begin with a channel pair element (2)"
+            ));
+        }
+        Some(1) if ch == 2 => {
+            return Err(
+                "it says 2 channels, the frames begin with a single channel element".into(),
+            );
+        }
+        _ => {}
+    }
+    if let Some(rate) = rate
+        && rate != r
+    {
+        return Err(format!("it says {r} Hz, the frames' timing says {rate} Hz"));
+    }
+    Ok(())
+}
+
 /// Sample rate and channels from an AudioSpecificConfig.
 fn aac_config(asc: &[u8]) -> Option<(u32, u8)> {
     let v = u16::from_be_bytes([*asc.first()?, *asc.get(1)?]);
@@ -660,5 +770,39 @@ mod dimension_tests {
         // Without a PPS, or cut, nothing.
         assert_eq!(avc_config_in_band(&body[..5 + 4 + 6]), None);
         assert_eq!(avc_config_in_band(&body[..body.len() - 1]), None);
+    }
+
+    #[test]
+    fn a_configuration_from_a_file_is_checked_against_the_frames() {
+        // SPS id 0; PPS id 0 naming SPS 0 (ue 0 = bit 1); an IDR slice: first_mb 0,
+        // slice_type 7 (ue: 0001000), pps 0.
+        let sps = [0x67, 0x42, 0xc0, 0x1e, 0x80];
+        let pps = [0x68, 0xc0];
+        let idr = [0x65, 0b1000_1000, 0b1000_0000];
+        let mut body = vec![0x17, 1, 0, 0, 0];
+        for n in [&sps[..], &pps, &idr] {
+            body.extend_from_slice(&(n.len() as u32).to_be_bytes());
+            body.extend_from_slice(n);
+        }
+        let (rec, _) = avc_config_in_band(&body).unwrap();
+        assert_eq!(avc_config_fits(&rec, &body), Ok(()));
+        // A record whose NAL lengths are 2 bytes does not divide 4-byte-length frames.
+        let mut two = rec.clone();
+        two[4] = 0xfd;
+        assert!(
+            avc_config_fits(&two, &body)
+                .unwrap_err()
+                .contains("length size")
+        );
+        // A slice that uses PPS 1 (ue 1 = 010).
+        let mut other = body.clone();
+        let at = other.len() - 1;
+        other[at] = 0b0100_0000;
+        assert!(avc_config_fits(&rec, &other).unwrap_err().contains("PPS 1"));
+        assert!(avc_config_fits(&[0, 1, 2], &body).is_err());
+        let asc = aac_lc_config(44100, 2).unwrap();
+        assert_eq!(aac_config_fits(&asc, Some(2), Some(44100)), Ok(()));
+        assert!(aac_config_fits(&asc, Some(1), None).is_err());
+        assert!(aac_config_fits(&asc, None, Some(48000)).is_err());
     }
 }

@@ -172,6 +172,7 @@ impl Lending {
         &mut self,
         dir: &Path,
         reports: &mut BTreeMap<ConnId, ConnectionReport>,
+        from_file: Option<&super::playable::FileConfigs>,
         sha256: bool,
     ) -> io::Result<()> {
         let mut fixes: Vec<(StreamKey, Option<Lender>)> = self
@@ -189,7 +190,7 @@ impl Lending {
                 continue;
             };
             // Lent where another connection had it, else built from the frames if it can be.
-            super::playable::complete(dir, report, lender.as_ref(), sha256)?;
+            super::playable::complete(dir, report, lender.as_ref(), from_file, sha256)?;
         }
         self.conns.clear();
         Ok(())

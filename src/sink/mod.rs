@@ -8,6 +8,7 @@ pub mod html;
 mod lend;
 pub mod naming;
 mod playable;
+pub use playable::FileConfigs;
 pub mod queue;
 pub mod remux;
 pub mod report;
@@ -96,6 +97,8 @@ pub struct FlvSink {
     ballast: Option<std::fs::File>,
     /// The disk became full (what the file system said): no file is made or made longer.
     disk_full: Option<String>,
+    /// Sequence headers from the analyst's file (`--config-from`), for streams without theirs.
+    config_from: Option<FileConfigs>,
 }
 
 impl FlvSink {
@@ -168,6 +171,7 @@ impl FlvSink {
             limit_hits: LimitHits::default(),
             ballast: None,
             disk_full: None,
+            config_from: None,
         }
     }
 
@@ -219,6 +223,13 @@ impl FlvSink {
     }
 
     /// Work out the SHA-256 of each finished file for the report.
+    /// Streams without their decoder configuration may take it from `configs` (the
+    /// analyst's file), where it fits their frames.
+    pub fn with_config_from(mut self, configs: Option<FileConfigs>) -> Self {
+        self.config_from = configs;
+        self
+    }
+
     pub fn with_sha256(mut self, on: bool) -> Self {
         self.hashing = on.then(Hashing::new);
         self
@@ -389,7 +400,7 @@ impl FlvSink {
             self.check_full();
             if !self.lending.waits_for(key) && self.disk_full.is_none() {
                 // Nothing can be lent to it: what it lacks is built now, if it can be.
-                playable::complete(&self.dir, &mut r, None, false)?;
+                playable::complete(&self.dir, &mut r, None, self.config_from.as_ref(), false)?;
             }
             if self.disk_full.is_some()
                 && let Some((name, id)) = &file
@@ -614,7 +625,12 @@ impl FlvSink {
             h.wait_all();
         }
         let sha256 = self.hashing.is_some();
-        self.lending.finish(&self.dir, self.waiting.end(), sha256)?;
+        self.lending.finish(
+            &self.dir,
+            self.waiting.end(),
+            self.config_from.as_ref(),
+            sha256,
+        )?;
         self.waiting.finish(self.hashing.as_mut())
     }
 

@@ -6,10 +6,117 @@
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::path::Path;
 
+use bytes::Bytes;
+
 use super::flv;
 use super::fs::{create_unique_named, reopen};
 use super::lend::{Lender, insert_configs, lent_note};
-use super::report::{ConfigSource, StreamReport};
+use super::report::{ConfigSource, Pending, StreamReport};
+use crate::rtmp::media;
+
+/// Sequence headers from a file the analyst has (`--config-from`: an earlier recording of
+/// the same encoder): the first video and audio decoder configurations in it, as FLV tag
+/// bodies. Each is used for a stream only once checked against the stream's frames.
+#[derive(Clone, Debug, Default)]
+pub struct FileConfigs {
+    /// The file's name, for the report.
+    pub name: String,
+    pub video: Option<Bytes>,
+    pub audio: Option<Bytes>,
+}
+
+impl FileConfigs {
+    /// The first video and audio configurations among the whole tags of an FLV file's start
+    /// (`data`, which may end in a cut tag); an error when it is not FLV or holds neither.
+    pub fn from_flv(name: &str, data: &[u8]) -> Result<Self, String> {
+        let (_, tags, _) = flv::parse_prefix(data).ok_or("not an FLV file")?;
+        let mut c = FileConfigs {
+            name: name.to_string(),
+            ..Default::default()
+        };
+        for t in tags {
+            match t.kind {
+                9 if c.video.is_none() && media::video(&t.body).is_some_and(|i| i.config) => {
+                    c.video = Some(Bytes::from(t.body))
+                }
+                8 if c.audio.is_none() && media::audio(&t.body).is_some_and(|i| i.config) => {
+                    c.audio = Some(Bytes::from(t.body))
+                }
+                _ => {}
+            }
+        }
+        if c.video.is_none() && c.audio.is_none() {
+            return Err("it holds no video or audio sequence header".into());
+        }
+        Ok(c)
+    }
+
+    /// The file's video configuration if it fits the stream (codec, and for H.264 the NAL
+    /// length size and the PPS/SPS ids its keyframe uses), else why not.
+    fn video_for(&self, r: &StreamReport, p: &Pending) -> Option<Result<Bytes, String>> {
+        let b = self.video.as_ref()?;
+        let codec = media::video(b).map_or("unknown", |i| i.codec);
+        if Some(codec) != r.video_codec {
+            return Some(Err(format!(
+                "its video is {codec}, the stream's {}",
+                r.video_codec.unwrap_or("unknown")
+            )));
+        }
+        if codec == "h264" && b[0] & 0x80 == 0 {
+            let Some(key) = &p.keyframe else {
+                return Some(Err("no keyframe of the stream to check it against".into()));
+            };
+            if let Err(e) = media::avc_config_fits(b.get(5..).unwrap_or_default(), key) {
+                return Some(Err(e));
+            }
+            // The profile must allow what the frames do: Baseline (66) has no B-frames.
+            let profile = b.get(6).copied().unwrap_or(0);
+            if profile == 66 && r.reordered {
+                return Some(Err(
+                    "its SPS is Baseline profile, which has no B-frames; the stream's pictures are reordered"
+                        .into(),
+                ));
+            }
+            // A picture size the stream states (onMetaData) must be the SPS's.
+            if let (Some(dim), Some(w), Some(h)) = (media::video_dimensions(b), r.width, r.height)
+                && dim != (w, h)
+            {
+                return Some(Err(format!(
+                    "its SPS says {}x{}, the stream {w}x{h}",
+                    dim.0, dim.1
+                )));
+            }
+        }
+        Some(Ok(b.clone()))
+    }
+
+    /// The file's audio configuration if it fits the stream (codec, and for AAC the channels
+    /// and rate its frames show), else why not.
+    fn audio_for(&self, r: &StreamReport, p: &Pending) -> Option<Result<Bytes, String>> {
+        let b = self.audio.as_ref()?;
+        let codec = media::audio(b).map_or("unknown", |i| i.codec);
+        if Some(codec) != r.audio_codec {
+            return Some(Err(format!(
+                "its audio is {codec}, the stream's {}",
+                r.audio_codec.unwrap_or("unknown")
+            )));
+        }
+        if codec == "aac" && b[0] >> 4 == 10 {
+            if let Err(e) =
+                media::aac_config_fits(b.get(2..).unwrap_or_default(), p.aac_channels, p.aac_rate)
+            {
+                return Some(Err(e));
+            }
+            // The stream's own FLV audio header byte, as its frames have it.
+            if let Some(h) = p.audio_header {
+                let mut v = b.to_vec();
+                v[0] = h;
+                return Some(Ok(Bytes::from(v)));
+            }
+        }
+        Some(Ok(b.clone()))
+    }
+}
 
 /// Settle what the stream `r` lacks, at the end of the stream or (when a configuration might
 /// be lent) of the input: `lender`'s configurations first, else the ones built.
@@ -17,15 +124,49 @@ pub(super) fn complete(
     dir: &Path,
     r: &mut StreamReport,
     lender: Option<&Lender>,
+    from_file: Option<&FileConfigs>,
     sha256: bool,
 ) -> io::Result<()> {
     let pending = r.pending.take().map(|p| *p).unwrap_or_default();
+    let mut file_video = None;
+    let mut file_audio = None;
+    if let Some(f) = from_file {
+        let kinds = [
+            (
+                "video",
+                r.decodable.video,
+                f.video_for(r, &pending),
+                &mut file_video,
+            ),
+            (
+                "audio",
+                r.decodable.audio,
+                f.audio_for(r, &pending),
+                &mut file_audio,
+            ),
+        ];
+        for (kind, source, fit, slot) in kinds {
+            if source != Some(ConfigSource::Missing) {
+                continue;
+            }
+            match fit {
+                Some(Ok(b)) => *slot = Some(b),
+                Some(Err(why)) => r.notes.push(format!(
+                    "--config-from {}: its {kind} configuration does not fit the stream ({why}): not used",
+                    f.name
+                )),
+                None => {}
+            }
+        }
+    }
     let missing = |s: Option<ConfigSource>| s == Some(ConfigSource::Missing);
     let mut video = None;
     let mut audio = None;
     if missing(r.decodable.video) {
         if let Some(b) = lender.and_then(|l| l.video.clone()) {
             video = Some((b, ConfigSource::Lent, None));
+        } else if let Some(b) = file_video {
+            video = Some((b, ConfigSource::FromFile, None));
         } else if let Some((b, syn)) = pending.video {
             video = Some((b, ConfigSource::Synthesised, Some(syn)));
         }
@@ -33,6 +174,8 @@ pub(super) fn complete(
     if missing(r.decodable.audio) {
         if let Some(b) = lender.and_then(|l| l.audio.clone()) {
             audio = Some((b, ConfigSource::Lent, None));
+        } else if let Some(b) = file_audio {
+            audio = Some((b, ConfigSource::FromFile, None));
         } else if let Some((b, syn)) = pending.audio {
             audio = Some((b, ConfigSource::Synthesised, Some(syn)));
         }
@@ -56,6 +199,15 @@ pub(super) fn complete(
                     continue;
                 };
                 lent |= source == ConfigSource::Lent;
+                if source == ConfigSource::FromFile
+                    && let Some(f) = from_file
+                {
+                    r.notes.push(format!(
+                        "{} decoder configuration taken from {} (--config-from), checked against the stream's frames",
+                        if slot == 0 { "video" } else { "audio" },
+                        f.name
+                    ));
+                }
                 if slot == 0 {
                     r.decodable.video = Some(source);
                 } else {

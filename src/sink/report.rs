@@ -342,6 +342,13 @@ pub struct StreamReport {
 pub struct Pending {
     pub video: Option<(bytes::Bytes, Synthesised)>,
     pub audio: Option<(bytes::Bytes, Synthesised)>,
+    /// What a configuration from the analyst's file is checked against: the first keyframe
+    /// that needed one, the channels the first AAC frame shows, the rate their timing shows,
+    /// and the AAC frames' FLV audio header byte.
+    pub keyframe: Option<bytes::Bytes>,
+    pub aac_channels: Option<u8>,
+    pub aac_rate: Option<u32>,
+    pub audio_header: Option<u8>,
 }
 
 /// Where a kind's decoder configuration in the file came from.

@@ -67,7 +67,13 @@ struct Seen {
     aac_times: Vec<u32>,
     /// The configuration record built from the first keyframe with SPS and PPS in band.
     avc_in_band: Option<(Vec<u8>, u8)>,
+    /// The first keyframe that needed a configuration (at most [`KEYFRAME_KEPT`] bytes), to
+    /// check a configuration from the analyst's file against.
+    keyframe: Option<Bytes>,
 }
+
+/// The largest keyframe kept to check a configuration against.
+const KEYFRAME_KEPT: usize = 1 << 20;
 
 impl StreamOut {
     /// A stream that starts, its file named after `base_name` (not made yet).
@@ -164,7 +170,7 @@ impl StreamOut {
 
     /// A tag that goes in the file, seen for what building a missing decoder configuration
     /// needs (only while none was captured; bounded).
-    pub(super) fn observe(&mut self, kind: TagKind, timestamp: u32, body: &[u8]) {
+    pub(super) fn observe(&mut self, kind: TagKind, timestamp: u32, body: &Bytes) {
         match kind {
             TagKind::Video => {
                 let Some(i) = media::video(body) else { return };
@@ -179,6 +185,13 @@ impl StreamOut {
                 let seen = &mut self.seen;
                 if i.frame && i.needs_config {
                     seen.video_needs_config = true;
+                    if !self.video_config
+                        && i.keyframe
+                        && seen.keyframe.is_none()
+                        && body.len() <= KEYFRAME_KEPT
+                    {
+                        seen.keyframe = Some(body.clone());
+                    }
                     if !self.video_config
                         && seen.avc_in_band.is_none()
                         && i.keyframe
@@ -224,7 +237,16 @@ impl StreamOut {
         };
         r.decodable.video = source(r.video_frames, self.video_config, seen.video_needs_config);
         r.decodable.audio = source(r.audio_frames, self.audio_config, seen.audio_needs_config);
-        let mut pending = Pending::default();
+        let mut pending = Pending {
+            keyframe: seen.keyframe.clone(),
+            aac_channels: seen
+                .aac_frame
+                .as_ref()
+                .and_then(|(_, raw)| media::aac_channels_of_frame(raw)),
+            aac_rate: media::aac_rate_of_times(&seen.aac_times).map(|r| r.0),
+            audio_header: seen.aac_frame.as_ref().map(|f| f.0),
+            ..Default::default()
+        };
         if r.decodable.video == Some(ConfigSource::Missing)
             && let Some((rec, len)) = &seen.avc_in_band
         {
@@ -279,7 +301,8 @@ impl StreamOut {
                 },
             ));
         }
-        if pending.video.is_some() || pending.audio.is_some() {
+        let missing = Some(ConfigSource::Missing);
+        if r.decodable.video == missing || r.decodable.audio == missing {
             r.pending = Some(Box::new(pending));
         }
     }

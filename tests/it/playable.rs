@@ -284,3 +284,65 @@ fn mid_stream_audio_is_rebuilt_and_plays_alone() {
     }
     assert_eq!(seen, 2);
 }
+
+/// `--config-from`: the sequence headers of an earlier recording of the same encoder make a
+/// mid-stream capture decode (netns-midstream with its own publisher's recording); those of
+/// another encoder (lo-h264-aac: Baseline, mono) are refused where they do not fit the frames
+/// (B-frames, a channel pair element), and the file stays honest; a file that is not FLV is
+/// one line and status 2.
+#[test]
+fn config_from_a_file_is_checked_before_use() {
+    require_tool("ffmpeg");
+    let cap = sample("netns-midstream").join("capture.pcap");
+    let same = sample("netns-midstream").join("truth/publish-mid.flv");
+    let out = temp_dir("playable-cfg");
+    let report = read_ok_with(&cap, &out, &["--config-from", same.to_str().unwrap()]);
+    let mut n = 0;
+    for c in report["connections"].as_array().unwrap() {
+        for s in c["streams"].as_array().unwrap() {
+            let file = out.join(s["file"].as_str().unwrap());
+            let d = &s["decodable"];
+            assert_eq!(d["ok"], true, "{d}");
+            assert!(ffmpeg_clean(&file).0, "{}", file.display());
+            if s["video_codec"] == "h264" {
+                n += 1;
+                assert_eq!(d["video"], "from_file", "{d}");
+                assert_eq!(d["audio"], "from_file", "{d}");
+            }
+        }
+    }
+    assert_eq!(n, 2);
+
+    let other = sample("lo-h264-aac").join("truth/publish-cam1.flv");
+    let out = temp_dir("playable-cfg-other");
+    let report = read_ok_with(&cap, &out, &["--config-from", other.to_str().unwrap()]);
+    for c in report["connections"].as_array().unwrap() {
+        for s in c["streams"].as_array().unwrap() {
+            if s["video_codec"] != "h264" {
+                continue;
+            }
+            let d = &s["decodable"];
+            assert_eq!(d["video"], "missing", "{d}");
+            assert_eq!(d["audio"], "synthesised", "{d}");
+            let notes = s["notes"].to_string();
+            assert!(notes.contains("Baseline"), "{notes}");
+            assert!(notes.contains("channel pair"), "{notes}");
+        }
+    }
+
+    let out = temp_dir("playable-cfg-bad");
+    let r = rtmpsniff(&[
+        "read",
+        cap.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--config-from",
+        cap.to_str().unwrap(),
+    ]);
+    assert_eq!(r.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("--config-from") && err.contains("not an FLV file"),
+        "{err}"
+    );
+}
