@@ -207,7 +207,16 @@ pub fn audio_params(body: &[u8]) -> Option<(u32, u8)> {
     let b0 = *body.first()?;
     let format = b0 >> 4;
     if format == 9 {
-        return None;
+        // Enhanced RTMP: only a SequenceStart says, in its codec's own configuration.
+        if b0 & 0x0f != 0 {
+            return None;
+        }
+        let data = body.get(5..)?;
+        return match body.get(1..5)? {
+            b"Opus" => opus_head(data),
+            b"fLaC" => flac_streaminfo(data),
+            _ => None,
+        };
     }
     if format == 10 && body.get(1) == Some(&0) {
         return aac_config(body.get(2..)?);
@@ -434,6 +443,30 @@ pub fn aac_config_fits(
     Ok(())
 }
 
+/// Rate and channels from an Opus identification header (`OpusHead`): Opus always decodes
+/// at 48 kHz (the header's input rate is only the source's, and ffprobe too says 48000).
+fn opus_head(d: &[u8]) -> Option<(u32, u8)> {
+    if !d.starts_with(b"OpusHead") {
+        return None;
+    }
+    let ch = *d.get(9)?;
+    (ch > 0).then_some((48000, ch))
+}
+
+/// Rate and channels from a FLAC STREAMINFO block, bare (as ffmpeg sends it) or after the
+/// `fLaC` marker and a metadata block header.
+fn flac_streaminfo(d: &[u8]) -> Option<(u32, u8)> {
+    let info = if d.starts_with(b"fLaC") {
+        d.get(8..)?
+    } else {
+        d
+    };
+    let v = u64::from_be_bytes(info.get(10..18)?.try_into().ok()?);
+    let rate = (v >> 44) as u32;
+    let ch = ((v >> 41) & 7) as u8 + 1;
+    (rate > 0).then_some((rate, ch))
+}
+
 /// Sample rate and channels from an AudioSpecificConfig.
 fn aac_config(asc: &[u8]) -> Option<(u32, u8)> {
     let v = u16::from_be_bytes([*asc.first()?, *asc.get(1)?]);
@@ -445,6 +478,13 @@ fn aac_config(asc: &[u8]) -> Option<(u32, u8)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hex_bytes(h: &str) -> Vec<u8> {
+        (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+            .collect()
+    }
 
     #[test]
     fn legacy_video() {
@@ -492,6 +532,15 @@ mod tests {
         let i = audio(&[0x2f, 0xff]).unwrap();
         assert_eq!(i.codec, "mp3");
         assert_eq!(audio_params(&[0x2e]), Some((44100, 1)));
+        // Enhanced RTMP SequenceStart bodies as ffmpeg 9 sends them.
+        let opus = hex_bytes("904f7075734f707573486561640102380180bb0000000000");
+        assert_eq!(audio_params(&opus), Some((48000, 2)));
+        let flac = hex_bytes(
+            "90664c6143040004000000000010980bb802f00000000000000000000000000000000000000000",
+        );
+        assert_eq!(audio_params(&flac), Some((48000, 2)));
+        assert_eq!(audio_params(&flac[..12]), None);
+        assert_eq!(audio_params(&[0x91, b'O', b'p', b'u', b's', 0]), None);
         let i = audio(&[0x91, b'O', b'p', b'u', b's']).unwrap();
         assert_eq!(i.codec, "opus");
         assert!(i.frame);

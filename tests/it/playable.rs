@@ -346,3 +346,79 @@ fn config_from_a_file_is_checked_before_use() {
         "{err}"
     );
 }
+
+/// A recent ffmpeg (imageio-ffmpeg's), which reads Enhanced RTMP FLV; the system's may not.
+fn recent_ffmpeg() -> PathBuf {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())",
+        ])
+        .output();
+    let path = out
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    require(
+        "a recent ffmpeg (pip install imageio-ffmpeg)",
+        path.as_ref().is_some_and(|p| p.exists()),
+    );
+    path.unwrap()
+}
+
+/// Enhanced RTMP Opus and FLAC (lo-enhanced-opus, lo-enhanced-flac: ffmpeg 9 publishing to
+/// itself): the rate and channels the report gives from their configurations (OpusHead,
+/// STREAMINFO) are what a recent ffmpeg says of the publisher's own file; every packet is
+/// the publisher's; the file decodes cleanly in that ffmpeg, as decodable says.
+#[test]
+fn opus_and_flac_rate_and_channels_are_what_ffmpeg_says() {
+    let ff = recent_ffmpeg();
+    for codec in ["opus", "flac"] {
+        let dir = sample(&format!("lo-enhanced-{codec}"));
+        let truth = dir.join(format!("truth/publish-{codec}.flv"));
+        let probe = Command::new(&ff)
+            .args(["-hide_banner", "-i"])
+            .arg(&truth)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&probe.stderr).into_owned();
+        let line = said
+            .lines()
+            .find(|l| l.contains("Audio:"))
+            .expect("an audio stream");
+        let out = temp_dir("playable-enhanced");
+        let report = read_ok_with(&dir.join("capture.pcap"), &out, &["--port", "19354"]);
+        let s = &report["connections"][0]["streams"][0];
+        assert_eq!(s["audio_codec"], codec);
+        let rate = s["audio_rate"].as_u64().expect("a rate");
+        let channels = match s["audio_channels"].as_u64().expect("channels") {
+            1 => "mono".to_string(),
+            2 => "stereo".to_string(),
+            n => format!("{n} channels"),
+        };
+        eprintln!(
+            "{codec}: report {rate} Hz {channels}; ffmpeg: {}",
+            line.trim()
+        );
+        assert!(
+            line.contains(&format!("Audio: {codec}, {rate} Hz, {channels},")),
+            "{line}"
+        );
+        let file = out.join(s["file"].as_str().unwrap());
+        let want = media_of(&truth).packets;
+        let got = media_of(&file).packets;
+        assert_eq!(got, want, "{codec}: the publisher's packets");
+        let clean = Command::new(&ff)
+            .args(["-nostdin", "-v", "error", "-i"])
+            .arg(&file)
+            .args(["-f", "null", "-"])
+            .output()
+            .unwrap();
+        assert!(
+            clean.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&clean.stderr)
+        );
+        assert_eq!(s["decodable"]["ok"], true);
+    }
+}
