@@ -78,13 +78,15 @@ pub fn video(body: &[u8]) -> Option<MediaInfo> {
         let packet_type = b0 & 0x0f;
         if packet_type == 6 {
             // Multitrack: the FourCC follows the track-layout byte when all tracks share it.
+            // Its frames are counted per track (the report's tracks[]), not with the
+            // stream's own (track 0), as audio's are.
             let codec = body.get(2..6).map_or("unknown", video_fourcc_name);
             return Some(MediaInfo {
                 codec,
                 config: false,
                 needs_config: false,
                 keyframe: frame_type == 1,
-                frame: true,
+                frame: false,
             });
         }
         let codec = body.get(1..5).map_or("unknown", video_fourcc_name);
@@ -467,6 +469,108 @@ fn flac_streaminfo(d: &[u8]) -> Option<(u32, u8)> {
     (rate > 0).then_some((rate, ch))
 }
 
+/// One track's part of an Enhanced RTMP multitrack message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrackPart<'a> {
+    pub id: u8,
+    pub codec: &'static str,
+    /// The track's packet type (video: 0 SequenceStart, 1 CodedFrames, 3 CodedFramesX;
+    /// audio: 0 SequenceStart, 1 CodedFrames).
+    pub packet_type: u8,
+    pub data: &'a [u8],
+}
+
+impl TrackPart<'_> {
+    /// A coded frame (not a configuration or anything else).
+    pub fn frame(&self, video: bool) -> bool {
+        self.packet_type == 1 || (video && self.packet_type == 3)
+    }
+
+    /// Picture size (video) or rate and channels (audio) from a SequenceStart.
+    pub fn params(&self, video: bool) -> Option<(u32, u32)> {
+        if self.packet_type != 0 {
+            return None;
+        }
+        if video {
+            return match self.codec {
+                "h264" => avc_config_dimensions(self.data),
+                _ => None,
+            };
+        }
+        let p = match self.codec {
+            "opus" => opus_head(self.data),
+            "flac" => flac_streaminfo(self.data),
+            "aac" => aac_config(self.data),
+            _ => None,
+        };
+        p.map(|(r, c)| (r, c as u32))
+    }
+}
+
+/// Tracks in one multitrack message, at most.
+const MAX_TRACK_PARTS: usize = 256;
+
+/// The tracks of an Enhanced RTMP v2 multitrack message (video packet type 6, audio packet
+/// type 5): OneTrack, ManyTracks (each with its size) or ManyTracksManyCodecs (each with its
+/// FourCC and size). None when the body is not one, or is cut.
+pub fn multitrack(body: &[u8], video: bool) -> Option<Vec<TrackPart<'_>>> {
+    let b0 = *body.first()?;
+    let is = if video {
+        b0 & 0x80 != 0 && b0 & 0x0f == 6
+    } else {
+        b0 >> 4 == 9 && b0 & 0x0f == 5
+    };
+    if !is {
+        return None;
+    }
+    let b1 = *body.get(1)?;
+    let (kind, packet_type) = (b1 >> 4, b1 & 0x0f);
+    if kind > 2 {
+        return None;
+    }
+    let name = |f: &[u8]| {
+        if video {
+            video_fourcc_name(f)
+        } else {
+            audio_fourcc_name(f)
+        }
+    };
+    let mut pos = 2;
+    let mut codec = "unknown";
+    if kind != 2 {
+        codec = name(body.get(2..6)?);
+        pos = 6;
+    }
+    let mut parts = Vec::new();
+    while pos < body.len() && parts.len() < MAX_TRACK_PARTS {
+        if kind == 2 {
+            codec = name(body.get(pos..pos + 4)?);
+            pos += 4;
+        }
+        let id = *body.get(pos)?;
+        pos += 1;
+        let data = if kind == 0 {
+            let d = body.get(pos..)?;
+            pos = body.len();
+            d
+        } else {
+            let s = body.get(pos..pos + 3)?;
+            let n = u32::from_be_bytes([0, s[0], s[1], s[2]]) as usize;
+            pos += 3;
+            let d = body.get(pos..pos.checked_add(n)?)?;
+            pos += n;
+            d
+        };
+        parts.push(TrackPart {
+            id,
+            codec,
+            packet_type,
+            data,
+        });
+    }
+    (!parts.is_empty()).then_some(parts)
+}
+
 /// Sample rate and channels from an AudioSpecificConfig.
 fn aac_config(asc: &[u8]) -> Option<(u32, u8)> {
     let v = u16::from_be_bytes([*asc.first()?, *asc.get(1)?]);
@@ -541,6 +645,30 @@ mod tests {
         assert_eq!(audio_params(&flac), Some((48000, 2)));
         assert_eq!(audio_params(&flac[..12]), None);
         assert_eq!(audio_params(&[0x91, b'O', b'p', b'u', b's', 0]), None);
+        // ffmpeg 9's second tracks: Multitrack OneTrack, track 1.
+        let v = hex_bytes("96006176633101014d400dffe100");
+        let t = multitrack(&v, true).unwrap();
+        assert_eq!(
+            (t.len(), t[0].id, t[0].codec, t[0].packet_type),
+            (1, 1, "h264", 0)
+        );
+        let a = hex_bytes("95004f70757301");
+        let mut a = a.clone();
+        a.extend_from_slice(&opus[5..]);
+        let t = multitrack(&a, false).unwrap();
+        assert_eq!(t[0].params(false), Some((48000, 2)));
+        // ManyTracks: two tracks with sizes; a size past the end is no parse.
+        let m = [
+            0x95, 0x11, b'O', b'p', b'u', b's', 1, 0, 0, 1, 0xaa, 2, 0, 0, 2, 0xbb, 0xcc,
+        ];
+        let t = multitrack(&m, false).unwrap();
+        assert_eq!(
+            t.iter().map(|p| (p.id, p.data.len())).collect::<Vec<_>>(),
+            [(1, 1), (2, 2)]
+        );
+        assert!(t[0].frame(false));
+        assert_eq!(multitrack(&m[..m.len() - 1], false), None);
+        assert_eq!(multitrack(&[0x96, 0x30], true), None);
         let i = audio(&[0x91, b'O', b'p', b'u', b's']).unwrap();
         assert_eq!(i.codec, "opus");
         assert!(i.frame);

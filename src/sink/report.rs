@@ -325,6 +325,10 @@ pub struct StreamReport {
     /// mid-stream join, and the time rebuilt after gaps (absent when every time is as sent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timing: Option<StreamTiming>,
+    /// Enhanced RTMP multitrack streams: each track (track 0 being the messages that are not
+    /// multitrack), with its own frame count. Absent for a stream without multitrack messages.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tracks: Vec<TrackReport>,
     /// Whether the file decodes: each kind's decoder configuration, and whether frames of
     /// inter-predicted video were lost inside it.
     pub decodable: Decodable,
@@ -349,6 +353,23 @@ pub struct Pending {
     pub aac_channels: Option<u8>,
     pub aac_rate: Option<u32>,
     pub audio_header: Option<u8>,
+}
+
+/// One track of an Enhanced RTMP multitrack stream.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct TrackReport {
+    /// "video" or "audio".
+    pub kind: &'static str,
+    pub track_id: u8,
+    /// From the track's FourCC (or the legacy codec id, for track 0).
+    pub codec: &'static str,
+    /// Coded frames of this track alone.
+    pub frames: u64,
+    /// From the track's configuration (video: AVC's SPS; audio: OpusHead, STREAMINFO, ASC).
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub audio_rate: Option<u32>,
+    pub audio_channels: Option<u8>,
 }
 
 /// Where a kind's decoder configuration in the file came from.

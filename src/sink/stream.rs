@@ -50,6 +50,10 @@ pub(super) struct StreamOut {
     audio_note: bool,
     /// What building a missing decoder configuration needs to see of the frames.
     seen: Seen,
+    /// Enhanced RTMP tracks by (kind: 0 video, 1 audio; track id); reported only once a
+    /// multitrack message was seen. At most 512 (track ids are one byte).
+    tracks: std::collections::BTreeMap<(u8, u8), super::report::TrackReport>,
+    multitrack: bool,
     pub(super) report: StreamReport,
 }
 
@@ -100,6 +104,8 @@ impl StreamOut {
             wait_keyframe: mid_stream,
             audio_note: false,
             seen: Seen::default(),
+            tracks: Default::default(),
+            multitrack: false,
             report: StreamReport {
                 key,
                 name: name.map(naming::escape),
@@ -171,6 +177,7 @@ impl StreamOut {
     /// A tag that goes in the file, seen for what building a missing decoder configuration
     /// needs (only while none was captured; bounded).
     pub(super) fn observe(&mut self, kind: TagKind, timestamp: u32, body: &Bytes) {
+        self.note_tracks(kind, body);
         match kind {
             TagKind::Video => {
                 let Some(i) = media::video(body) else { return };
@@ -219,6 +226,55 @@ impl StreamOut {
             }
             TagKind::Script => {}
         }
+    }
+
+    /// Count the message in its track (Enhanced RTMP multitrack: each part in its own).
+    fn note_tracks(&mut self, kind: TagKind, body: &[u8]) {
+        let (video, k) = match kind {
+            TagKind::Video => (true, 0u8),
+            TagKind::Audio => (false, 1u8),
+            TagKind::Script => return,
+        };
+        let mut put = |id: u8, codec: &'static str, frame: bool, params: Option<(u32, u32)>| {
+            let t = self
+                .tracks
+                .entry((k, id))
+                .or_insert_with(|| super::report::TrackReport {
+                    kind: if video { "video" } else { "audio" },
+                    track_id: id,
+                    codec,
+                    ..Default::default()
+                });
+            t.frames += frame as u64;
+            if let Some((a, b)) = params {
+                if video {
+                    (t.width, t.height) = (Some(a), Some(b));
+                } else {
+                    (t.audio_rate, t.audio_channels) = (Some(a), Some(b.min(255) as u8));
+                }
+            }
+        };
+        if let Some(parts) = media::multitrack(body, video) {
+            self.multitrack = true;
+            for p in parts {
+                put(p.id, p.codec, p.frame(video), p.params(video));
+            }
+            return;
+        }
+        let info = if video {
+            media::video(body)
+        } else {
+            media::audio(body)
+        };
+        let Some(i) = info else { return };
+        let params = if !i.config {
+            None
+        } else if video {
+            media::video_dimensions(body)
+        } else {
+            media::audio_params(body).map(|(r, c)| (r, c as u32))
+        };
+        put(0, i.codec, i.frame, params);
     }
 
     /// Each kind's decoder configuration as the stream carried it, and the configurations
@@ -481,6 +537,9 @@ impl StreamOut {
         queue: Option<&mut WriteQueue>,
     ) -> io::Result<StreamReport> {
         self.settle_configs();
+        if self.multitrack {
+            self.report.tracks = std::mem::take(&mut self.tracks).into_values().collect();
+        }
         let mut r = self.report;
         if let Some(mut w) = self.writer {
             r.bytes = w.bytes();

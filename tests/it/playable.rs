@@ -422,3 +422,100 @@ fn opus_and_flac_rate_and_channels_are_what_ffmpeg_says() {
         assert_eq!(s["decodable"]["ok"], true);
     }
 }
+
+/// Packets ffmpeg 9 reads in each stream of a file, in its stream order, with what it says of
+/// each stream (`Video: h264 (High), ..., 160x120` and the like).
+fn ffmpeg_streams(ff: &Path, file: &Path) -> Vec<(String, usize)> {
+    let info = Command::new(ff)
+        .arg("-hide_banner")
+        .arg("-i")
+        .arg(file)
+        .output()
+        .unwrap();
+    let lines: Vec<String> = String::from_utf8_lossy(&info.stderr)
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Stream #0:"))
+        .map(str::to_string)
+        .collect();
+    let crc = Command::new(ff)
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args(["-map", "0", "-c", "copy", "-f", "framecrc", "-"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&crc.stdout).into_owned();
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let n = text
+                .lines()
+                .filter(|x| {
+                    !x.starts_with('#')
+                        && x.split(',').next().map(str::trim) == Some(&i.to_string())
+                })
+                .count();
+            (l, n)
+        })
+        .collect()
+}
+
+/// Enhanced RTMP multitrack (lo-enhanced-multitrack: ffmpeg 9 publishing two H.264 tracks,
+/// 320x240 and 160x120, and AAC + Opus audio tracks): tracks[] has each track with its own
+/// frames, size or rate and channels, equal to what ffmpeg 9 says of the publisher's file;
+/// the file is the publisher's, packet for packet.
+#[test]
+fn multitrack_tracks_are_what_ffmpeg_says() {
+    let ff = recent_ffmpeg();
+    let dir = sample("lo-enhanced-multitrack");
+    let truth = ffmpeg_streams(&ff, &dir.join("truth/publish-mt.flv"));
+    let out = temp_dir("playable-multitrack");
+    let report = read_ok_with(&dir.join("capture.pcap"), &out, &["--port", "19354"]);
+    let s = &report["connections"][0]["streams"][0];
+    let tracks = s["tracks"].as_array().expect("tracks");
+    assert_eq!(tracks.len(), truth.len(), "{tracks:?} {truth:?}");
+    for t in tracks {
+        let want = if t["kind"] == "video" {
+            format!(
+                "Video: {} (High), yuv420p(progressive), {}x{}",
+                t["codec"].as_str().unwrap(),
+                t["width"],
+                t["height"]
+            )
+        } else {
+            let ch = if t["audio_channels"] == 2 {
+                "stereo"
+            } else {
+                "mono"
+            };
+            format!(
+                "Audio: {}{}, {} Hz, {ch}",
+                t["codec"].as_str().unwrap(),
+                if t["codec"] == "aac" { " (LC)" } else { "" },
+                t["audio_rate"]
+            )
+        };
+        let frames = t["frames"].as_u64().unwrap() as usize;
+        let found = truth
+            .iter()
+            .find(|(l, n)| l.contains(&want) && *n == frames);
+        eprintln!("track {t}: ffmpeg {found:?}");
+        assert!(found.is_some(), "{t} not in {truth:?}");
+    }
+    // Every packet, of every track, is the publisher's.
+    let file = out.join(s["file"].as_str().unwrap());
+    assert_eq!(
+        media_of(&file).packets,
+        media_of(&dir.join("truth/publish-mt.flv")).packets
+    );
+    // The stream's own counts are track 0's, not the tracks mixed.
+    let zero = |kind: &str| {
+        tracks
+            .iter()
+            .find(|t| t["kind"] == kind && t["track_id"] == 0)
+            .unwrap()["frames"]
+            .clone()
+    };
+    assert_eq!(s["video_frames"], zero("video"));
+    assert_eq!(s["audio_frames"], zero("audio"));
+}
