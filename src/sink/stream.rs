@@ -77,7 +77,7 @@ struct Seen {
 }
 
 /// The largest keyframe kept to check a configuration against.
-const KEYFRAME_KEPT: usize = 1 << 20;
+const KEYFRAME_KEPT: usize = 256 << 10;
 
 impl StreamOut {
     /// A stream that starts, its file named after `base_name` (not made yet).
