@@ -519,3 +519,29 @@ fn multitrack_tracks_are_what_ffmpeg_says() {
     assert_eq!(s["video_frames"], zero("video"));
     assert_eq!(s["audio_frames"], zero("audio"));
 }
+
+/// ffmpeg's -listen server sends a play's media on message stream 0 while Play.Start is on
+/// stream 1 (lo-listen-play): they are the play's, one stream named as the client asked,
+/// with a warning, not an unnamed extra stream; every packet is what the player recorded.
+#[test]
+fn media_on_stream_zero_join_the_only_play() {
+    let dir = sample("lo-listen-play");
+    let out = temp_dir("playable-listen");
+    let report = read_ok_with(&dir.join("capture.pcap"), &out, &["--port", "19360"]);
+    let c = &report["connections"][0];
+    let streams = c["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 1, "{streams:?}");
+    let s = &streams[0];
+    assert_eq!(s["name"], "x");
+    assert_eq!(s["message_stream_id"], 1);
+    assert!(
+        c["warnings"].to_string().contains("message stream 0"),
+        "{}",
+        c["warnings"]
+    );
+    let got = media_of(&out.join(s["file"].as_str().unwrap())).packets;
+    let want = media_of(&dir.join("truth/play-ffmpeg-x.flv")).packets;
+    assert!(!got.is_empty());
+    assert_eq!(got, want);
+    assert_eq!(s["decodable"]["ok"], true);
+}
