@@ -982,4 +982,52 @@ mod dimension_tests {
         assert!(aac_config_fits(&asc, Some(1), None).is_err());
         assert!(aac_config_fits(&asc, None, Some(48000)).is_err());
     }
+
+    #[test]
+    fn the_new_readers_take_any_bytes() {
+        // Untrusted bodies: every reader added for decoder configurations and tracks answers
+        // without a panic, whatever the bytes (deterministic pseudo-random, all lengths to
+        // 64, with the headers that lead into each reader).
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        };
+        let heads: [&[u8]; 8] = [
+            &[0x17, 1, 0, 0, 0],
+            &[0x96, 0x00, b'a', b'v', b'c', b'1'],
+            &[0x96, 0x20],
+            &[0x95, 0x10, b'O', b'p', b'u', b's'],
+            &[0x90, b'f', b'L', b'a', b'C'],
+            &[0x90, b'O', b'p', b'u', b's'],
+            &[0xaf, 1],
+            &[],
+        ];
+        for round in 0..4000 {
+            let head = heads[round % heads.len()];
+            let len = round % 64;
+            let mut body = head.to_vec();
+            body.extend((0..len).map(|_| next()));
+            let _ = avc_config_in_band(&body);
+            let _ = audio_params(&body);
+            for video in [true, false] {
+                if let Some(parts) = multitrack(&body, video) {
+                    for p in parts {
+                        let _ = (p.params(video), p.frame(video));
+                    }
+                }
+            }
+            let _ = aac_channels_of_frame(&body);
+            let _ = avc_config_fits(&body, &body);
+            let _ = avc_config_fits(
+                &body[body.len().min(5)..],
+                &[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65],
+            );
+            let _ = aac_config_fits(&body, Some(2), Some(44100));
+            let ts: Vec<u32> = body.iter().map(|b| *b as u32 * 1000).collect();
+            let _ = aac_rate_of_times(&ts);
+        }
+    }
 }
