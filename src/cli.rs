@@ -205,6 +205,12 @@ enum Command {
         /// about as much work again as the rest of the run).
         #[arg(long)]
         sha256: bool,
+        /// Take the decoder configurations (sequence headers) a stream lacks from FILE, an
+        /// FLV recorded earlier from the same encoder; each is used only where it fits the
+        /// stream's frames (codec; for H.264 the NAL length size and the PPS/SPS its slices
+        /// use; for AAC the channels and rate its frames show).
+        #[arg(long, value_name = "FILE.flv")]
+        config_from: Option<PathBuf>,
         /// After the run, also remux each stream's FLV with ffmpeg (`-c copy`: nothing
         /// re-encoded) into MP4, or Matroska where MP4 cannot hold its codecs (Sorenson Spark,
         /// VP6, Nellymoser, Speex, ADPCM, PCM), or always into Matroska.
@@ -378,6 +384,8 @@ pub enum ReadOut {
         remux: Option<rtmpsniff::sink::remux::Container>,
         /// Write report.html too.
         html: bool,
+        /// `--config-from`: a file whose sequence headers streams without theirs may take.
+        config_from: Option<PathBuf>,
     },
     /// `list`: nothing written; the inventory on standard output, as a table or JSON.
     Inventory {
@@ -425,6 +433,7 @@ impl Cli {
                 limits,
                 talk: TalkArgs { quiet, verbose },
                 sha256,
+                config_from,
                 remux,
                 html: _,
                 no_html,
@@ -446,6 +455,7 @@ impl Cli {
                         RemuxArg::Mkv => rtmpsniff::sink::remux::Container::Mkv,
                     }),
                     html: !no_html,
+                    config_from,
                 },
             }),
             Command::List {

@@ -296,7 +296,22 @@ fn read(args: ReadArgs) -> Result<u8> {
         keys.merge(&KeyLog::parse(s, KeysFrom::PcapngBlock));
     }
     let selecting = !selection.is_empty();
-    let mut sink = read_sink(&out, &limits)?.with_selection(selection);
+    let config_from = match &out {
+        ReadOut::Folder {
+            config_from: Some(path),
+            ..
+        } => match load_config_from(path) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                say!("rtmpsniff: --config-from {}: {e}", path.display());
+                return Ok(EXIT_BAD_INPUT);
+            }
+        },
+        _ => None,
+    };
+    let mut sink = read_sink(&out, &limits)?
+        .with_selection(selection)
+        .with_config_from(config_from);
     let progress = progress_for(&out, &files.reports());
     let mut frames = 0u64;
     let mut bytes = 0u64;
@@ -525,6 +540,25 @@ fn warn_of_limits(limits: &[LimitReport]) {
             reached.join(", ")
         );
     }
+}
+
+/// The bytes of an FLV file's start read for `--config-from` (sequence headers come first).
+const CONFIG_FROM_BYTES: u64 = 64 << 20;
+
+/// The sequence headers of the analyst's FLV file (`--config-from`), read from its first
+/// [`CONFIG_FROM_BYTES`].
+fn load_config_from(path: &std::path::Path) -> Result<rtmpsniff::sink::FileConfigs, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut data = Vec::new();
+    f.take(CONFIG_FROM_BYTES)
+        .read_to_end(&mut data)
+        .map_err(|e| e.to_string())?;
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    rtmpsniff::sink::FileConfigs::from_flv(&rtmpsniff::sink::naming::escape(name.as_bytes()), &data)
 }
 
 /// The sink `read` or `list` writes into. The reports of ended connections wait in a file,

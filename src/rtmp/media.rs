@@ -78,13 +78,15 @@ pub fn video(body: &[u8]) -> Option<MediaInfo> {
         let packet_type = b0 & 0x0f;
         if packet_type == 6 {
             // Multitrack: the FourCC follows the track-layout byte when all tracks share it.
+            // Its frames are counted per track (the report's tracks[]), not with the
+            // stream's own (track 0), as audio's are.
             let codec = body.get(2..6).map_or("unknown", video_fourcc_name);
             return Some(MediaInfo {
                 codec,
                 config: false,
                 needs_config: false,
                 keyframe: frame_type == 1,
-                frame: true,
+                frame: false,
             });
         }
         let codec = body.get(1..5).map_or("unknown", video_fourcc_name);
@@ -207,7 +209,16 @@ pub fn audio_params(body: &[u8]) -> Option<(u32, u8)> {
     let b0 = *body.first()?;
     let format = b0 >> 4;
     if format == 9 {
-        return None;
+        // Enhanced RTMP: only a SequenceStart says, in its codec's own configuration.
+        if b0 & 0x0f != 0 {
+            return None;
+        }
+        let data = body.get(5..)?;
+        return match body.get(1..5)? {
+            b"Opus" => opus_head(data),
+            b"fLaC" => flac_streaminfo(data),
+            _ => None,
+        };
     }
     if format == 10 && body.get(1) == Some(&0) {
         return aac_config(body.get(2..)?);
@@ -225,20 +236,359 @@ pub fn audio_params(body: &[u8]) -> Option<(u32, u8)> {
     Some((rate, if b0 & 1 == 1 { 2 } else { 1 }))
 }
 
+/// The AAC sampling frequencies an AudioSpecificConfig can name by index.
+const AAC_RATES: [u32; 13] = [
+    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+];
+
+/// The channel configuration a raw AAC frame (the `raw_data_block` after the FLV AAC header)
+/// shows by its first syntax element: a single channel element is mono (1), a channel pair
+/// element stereo (2). Any other first element (coupling, LFE, data, fill, program config)
+/// says nothing certain: none.
+pub fn aac_channels_of_frame(raw: &[u8]) -> Option<u8> {
+    match raw.first()? >> 5 {
+        0 => Some(1),
+        1 => Some(2),
+        _ => None,
+    }
+}
+
+/// The AAC sample rate that frames of 1024 samples, sent at the RTMP timestamps `ts` (ms, in
+/// order, of consecutive audio messages), were sampled at: the standard rate nearest to
+/// 1024 / (mean frame duration), the mean taken over the steps no longer than 1.5 times the
+/// median step (a lost frame is a step of two). Also that mean, in ms. None with fewer than
+/// 8 steps, or when the nearest standard rate is more than 3% away (not 1024-sample frames).
+pub fn aac_rate_of_times(ts: &[u32]) -> Option<(u32, f64)> {
+    let mut steps: Vec<u32> = ts
+        .windows(2)
+        .map(|w| w[1].wrapping_sub(w[0]))
+        .filter(|d| *d > 0 && *d < 1000)
+        .collect();
+    if steps.len() < 8 {
+        return None;
+    }
+    let mut sorted = steps.clone();
+    sorted.sort_unstable();
+    let median = sorted[sorted.len() / 2];
+    steps.retain(|d| *d * 2 <= median * 3);
+    let mean = steps.iter().map(|d| *d as f64).sum::<f64>() / steps.len() as f64;
+    let rate = 1024.0 * 1000.0 / mean;
+    let best = AAC_RATES.iter().copied().min_by(|a, b| {
+        ((*a as f64 - rate).abs())
+            .partial_cmp(&(*b as f64 - rate).abs())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    })?;
+    ((best as f64 - rate).abs() <= best as f64 * 0.03).then_some((best, mean))
+}
+
+/// A two-byte AudioSpecificConfig: object type 2 (AAC LC), the rate's index, `channels`
+/// (1..=7), 1024-sample frames, no extension. None for a rate with no index.
+pub fn aac_lc_config(rate: u32, channels: u8) -> Option<[u8; 2]> {
+    let idx = AAC_RATES.iter().position(|r| *r == rate)? as u16;
+    if !(1..=7).contains(&channels) {
+        return None;
+    }
+    let v: u16 = (2 << 11) | (idx << 7) | ((channels as u16) << 3);
+    Some(v.to_be_bytes())
+}
+
+/// The NAL units of an AVC body's coded data (after the 5-byte FLV AVC header) in AVCC form,
+/// if `len_size`-byte lengths divide it exactly (every unit non-empty).
+pub fn avcc_nalus(data: &[u8], len_size: usize) -> Option<Vec<&[u8]>> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let (l, r) = rest.split_at_checked(len_size)?;
+        let n = l.iter().fold(0usize, |a, b| (a << 8) | *b as usize);
+        if n == 0 || n > r.len() || out.len() >= 1024 {
+            return None;
+        }
+        out.push(&r[..n]);
+        rest = &r[n..];
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// An AVCDecoderConfigurationRecord built from the SPS and PPS an H.264 keyframe carries in
+/// band (legacy FLV body, AVC NAL units), the NAL length size being the one of 4, 2 and 1
+/// bytes that divides the frame exactly (4 first): the record, and that length size. None
+/// when the frame holds no SPS or no PPS. Only the first SPS and PPS are taken.
+pub fn avc_config_in_band(body: &[u8]) -> Option<(Vec<u8>, u8)> {
+    if body.first()? & 0x0f != 7 || *body.get(1)? != 1 {
+        return None;
+    }
+    let data = body.get(5..)?;
+    let (nalus, len_size) = [4usize, 2, 1]
+        .iter()
+        .find_map(|&n| avcc_nalus(data, n).map(|v| (v, n)))?;
+    let sps = nalus.iter().find(|n| n[0] & 0x1f == 7 && n.len() >= 4)?;
+    let pps = nalus.iter().find(|n| n[0] & 0x1f == 8)?;
+    if sps.len() > 0xffff || pps.len() > 0xffff {
+        return None;
+    }
+    let mut rec = vec![1, sps[1], sps[2], sps[3], 0xfc | (len_size as u8 - 1), 0xe1];
+    rec.extend_from_slice(&(sps.len() as u16).to_be_bytes());
+    rec.extend_from_slice(sps);
+    rec.push(1);
+    rec.extend_from_slice(&(pps.len() as u16).to_be_bytes());
+    rec.extend_from_slice(pps);
+    Some((rec, len_size as u8))
+}
+
+/// NAL units borrowed from a record.
+type Units<'a> = Vec<&'a [u8]>;
+
+/// The SPS and PPS of an AVCDecoderConfigurationRecord, and its NAL length size.
+fn avcc_parts(rec: &[u8]) -> Option<(u8, Units<'_>, Units<'_>)> {
+    if *rec.first()? != 1 {
+        return None;
+    }
+    let len_size = (rec.get(4)? & 3) + 1;
+    let mut pos = 6;
+    let take = |count: usize, pos: &mut usize| -> Option<Vec<&[u8]>> {
+        let mut v = Vec::new();
+        for _ in 0..count {
+            let n = u16::from_be_bytes([*rec.get(*pos)?, *rec.get(*pos + 1)?]) as usize;
+            v.push(rec.get(*pos + 2..*pos + 2 + n).filter(|u| !u.is_empty())?);
+            *pos += 2 + n;
+        }
+        Some(v)
+    };
+    let sps = take((rec.get(5)? & 0x1f) as usize, &mut pos)?;
+    let n_pps = *rec.get(pos)? as usize;
+    pos += 1;
+    let pps = take(n_pps, &mut pos)?;
+    Some((len_size, sps, pps))
+}
+
+/// Whether an AVC decoder configuration record (`rec`) fits an H.264 keyframe of a stream
+/// (its FLV body): the record's NAL length size divides the frame exactly, the frame's first
+/// slice names a PPS of the record, and that PPS names the record's SPS. `Err` says what
+/// does not fit.
+pub fn avc_config_fits(rec: &[u8], keyframe: &[u8]) -> Result<(), String> {
+    let (len_size, sps, pps) = avcc_parts(rec).ok_or("not an AVC decoder configuration record")?;
+    let data = keyframe.get(5..).ok_or("keyframe too short")?;
+    let nalus = avcc_nalus(data, len_size as usize).ok_or(format!(
+        "its NAL unit length size ({len_size} bytes) does not divide the stream's keyframe"
+    ))?;
+    let sps_ids: Vec<u32> = sps
+        .iter()
+        .filter_map(|s| {
+            Bits {
+                b: s.get(4..)?,
+                pos: 0,
+            }
+            .ue()
+        })
+        .collect();
+    let pps_ids: Vec<(u32, u32)> = pps
+        .iter()
+        .filter_map(|p| {
+            let mut b = Bits {
+                b: p.get(1..)?,
+                pos: 0,
+            };
+            Some((b.ue()?, b.ue()?))
+        })
+        .collect();
+    let slice = nalus
+        .iter()
+        .find(|n| matches!(n[0] & 0x1f, 1 | 5))
+        .ok_or("the stream's keyframe holds no slice")?;
+    let mut b = Bits {
+        b: &slice[1..],
+        pos: 0,
+    };
+    let (_first_mb, _slice_type) = (b.ue(), b.ue());
+    let want = b.ue().ok_or("the keyframe's slice header is cut")?;
+    let Some((_, sps_id)) = pps_ids.iter().find(|(id, _)| *id == want) else {
+        return Err(format!(
+            "the stream's slices use PPS {want}, the record has {:?}",
+            pps_ids.iter().map(|p| p.0).collect::<Vec<_>>()
+        ));
+    };
+    if !sps_ids.contains(sps_id) {
+        return Err(format!(
+            "PPS {want} names SPS {sps_id}, the record has {sps_ids:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether an AudioSpecificConfig fits what a stream's AAC frames show: the channels their
+/// first syntax element says (`frame_channels`), and the sample rate their timing says
+/// (`rate`).
+pub fn aac_config_fits(
+    asc: &[u8],
+    frame_channels: Option<u8>,
+    rate: Option<u32>,
+) -> Result<(), String> {
+    let (r, ch) = aac_config(asc).ok_or("not an AudioSpecificConfig")?;
+    match frame_channels {
+        Some(2) if ch != 2 => {
+            return Err(format!(
+                "it says {ch} channels, the frames begin with a channel pair element (2)"
+            ));
+        }
+        Some(1) if ch == 2 => {
+            return Err(
+                "it says 2 channels, the frames begin with a single channel element".into(),
+            );
+        }
+        _ => {}
+    }
+    if let Some(rate) = rate
+        && rate != r
+    {
+        return Err(format!("it says {r} Hz, the frames' timing says {rate} Hz"));
+    }
+    Ok(())
+}
+
+/// Rate and channels from an Opus identification header (`OpusHead`): Opus always decodes
+/// at 48 kHz (the header's input rate is only the source's, and ffprobe too says 48000).
+fn opus_head(d: &[u8]) -> Option<(u32, u8)> {
+    if !d.starts_with(b"OpusHead") {
+        return None;
+    }
+    let ch = *d.get(9)?;
+    (ch > 0).then_some((48000, ch))
+}
+
+/// Rate and channels from a FLAC STREAMINFO block, bare (as ffmpeg sends it) or after the
+/// `fLaC` marker and a metadata block header.
+fn flac_streaminfo(d: &[u8]) -> Option<(u32, u8)> {
+    let info = if d.starts_with(b"fLaC") {
+        d.get(8..)?
+    } else {
+        d
+    };
+    let v = u64::from_be_bytes(info.get(10..18)?.try_into().ok()?);
+    let rate = (v >> 44) as u32;
+    let ch = ((v >> 41) & 7) as u8 + 1;
+    (rate > 0).then_some((rate, ch))
+}
+
+/// One track's part of an Enhanced RTMP multitrack message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrackPart<'a> {
+    pub id: u8,
+    pub codec: &'static str,
+    /// The track's packet type (video: 0 SequenceStart, 1 CodedFrames, 3 CodedFramesX;
+    /// audio: 0 SequenceStart, 1 CodedFrames).
+    pub packet_type: u8,
+    pub data: &'a [u8],
+}
+
+impl TrackPart<'_> {
+    /// A coded frame (not a configuration or anything else).
+    pub fn frame(&self, video: bool) -> bool {
+        self.packet_type == 1 || (video && self.packet_type == 3)
+    }
+
+    /// Picture size (video) or rate and channels (audio) from a SequenceStart.
+    pub fn params(&self, video: bool) -> Option<(u32, u32)> {
+        if self.packet_type != 0 {
+            return None;
+        }
+        if video {
+            return match self.codec {
+                "h264" => avc_config_dimensions(self.data),
+                _ => None,
+            };
+        }
+        let p = match self.codec {
+            "opus" => opus_head(self.data),
+            "flac" => flac_streaminfo(self.data),
+            "aac" => aac_config(self.data),
+            _ => None,
+        };
+        p.map(|(r, c)| (r, c as u32))
+    }
+}
+
+/// Tracks in one multitrack message, at most.
+const MAX_TRACK_PARTS: usize = 256;
+
+/// The tracks of an Enhanced RTMP v2 multitrack message (video packet type 6, audio packet
+/// type 5): OneTrack, ManyTracks (each with its size) or ManyTracksManyCodecs (each with its
+/// FourCC and size). None when the body is not one, or is cut.
+pub fn multitrack(body: &[u8], video: bool) -> Option<Vec<TrackPart<'_>>> {
+    let b0 = *body.first()?;
+    let is = if video {
+        b0 & 0x80 != 0 && b0 & 0x0f == 6
+    } else {
+        b0 >> 4 == 9 && b0 & 0x0f == 5
+    };
+    if !is {
+        return None;
+    }
+    let b1 = *body.get(1)?;
+    let (kind, packet_type) = (b1 >> 4, b1 & 0x0f);
+    if kind > 2 {
+        return None;
+    }
+    let name = |f: &[u8]| {
+        if video {
+            video_fourcc_name(f)
+        } else {
+            audio_fourcc_name(f)
+        }
+    };
+    let mut pos = 2;
+    let mut codec = "unknown";
+    if kind != 2 {
+        codec = name(body.get(2..6)?);
+        pos = 6;
+    }
+    let mut parts = Vec::new();
+    while pos < body.len() && parts.len() < MAX_TRACK_PARTS {
+        if kind == 2 {
+            codec = name(body.get(pos..pos + 4)?);
+            pos += 4;
+        }
+        let id = *body.get(pos)?;
+        pos += 1;
+        let data = if kind == 0 {
+            let d = body.get(pos..)?;
+            pos = body.len();
+            d
+        } else {
+            let s = body.get(pos..pos + 3)?;
+            let n = u32::from_be_bytes([0, s[0], s[1], s[2]]) as usize;
+            pos += 3;
+            let d = body.get(pos..pos.checked_add(n)?)?;
+            pos += n;
+            d
+        };
+        parts.push(TrackPart {
+            id,
+            codec,
+            packet_type,
+            data,
+        });
+    }
+    (!parts.is_empty()).then_some(parts)
+}
+
 /// Sample rate and channels from an AudioSpecificConfig.
 fn aac_config(asc: &[u8]) -> Option<(u32, u8)> {
-    const RATES: [u32; 13] = [
-        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
-    ];
     let v = u16::from_be_bytes([*asc.first()?, *asc.get(1)?]);
     let idx = ((v >> 7) & 0x0f) as usize;
     let ch = ((v >> 3) & 0x0f) as u8;
-    Some((*RATES.get(idx)?, ch))
+    Some((*AAC_RATES.get(idx)?, ch))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hex_bytes(h: &str) -> Vec<u8> {
+        (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+            .collect()
+    }
 
     #[test]
     fn legacy_video() {
@@ -286,6 +636,39 @@ mod tests {
         let i = audio(&[0x2f, 0xff]).unwrap();
         assert_eq!(i.codec, "mp3");
         assert_eq!(audio_params(&[0x2e]), Some((44100, 1)));
+        // Enhanced RTMP SequenceStart bodies as ffmpeg 9 sends them.
+        let opus = hex_bytes("904f7075734f707573486561640102380180bb0000000000");
+        assert_eq!(audio_params(&opus), Some((48000, 2)));
+        let flac = hex_bytes(
+            "90664c6143040004000000000010980bb802f00000000000000000000000000000000000000000",
+        );
+        assert_eq!(audio_params(&flac), Some((48000, 2)));
+        assert_eq!(audio_params(&flac[..12]), None);
+        assert_eq!(audio_params(&[0x91, b'O', b'p', b'u', b's', 0]), None);
+        // ffmpeg 9's second tracks: Multitrack OneTrack, track 1.
+        let v = hex_bytes("96006176633101014d400dffe100");
+        let t = multitrack(&v, true).unwrap();
+        assert_eq!(
+            (t.len(), t[0].id, t[0].codec, t[0].packet_type),
+            (1, 1, "h264", 0)
+        );
+        let a = hex_bytes("95004f70757301");
+        let mut a = a.clone();
+        a.extend_from_slice(&opus[5..]);
+        let t = multitrack(&a, false).unwrap();
+        assert_eq!(t[0].params(false), Some((48000, 2)));
+        // ManyTracks: two tracks with sizes; a size past the end is no parse.
+        let m = [
+            0x95, 0x11, b'O', b'p', b'u', b's', 1, 0, 0, 1, 0xaa, 2, 0, 0, 2, 0xbb, 0xcc,
+        ];
+        let t = multitrack(&m, false).unwrap();
+        assert_eq!(
+            t.iter().map(|p| (p.id, p.data.len())).collect::<Vec<_>>(),
+            [(1, 1), (2, 2)]
+        );
+        assert!(t[0].frame(false));
+        assert_eq!(multitrack(&m[..m.len() - 1], false), None);
+        assert_eq!(multitrack(&[0x96, 0x30], true), None);
         let i = audio(&[0x91, b'O', b'p', b'u', b's']).unwrap();
         assert_eq!(i.codec, "opus");
         assert!(i.frame);
@@ -515,6 +898,136 @@ mod dimension_tests {
         for n in 0..40 {
             let junk: Vec<u8> = (0..n).map(|i| (i * 91) as u8).collect();
             let _ = video_dimensions(&[&[0x17, 0][..], &junk].concat());
+        }
+    }
+
+    #[test]
+    fn aac_configuration_from_the_frames() {
+        // 44.1 kHz: 23.22 ms a frame, timestamps rounded to the ms; one frame lost.
+        let mut ts: Vec<u32> = (0..40)
+            .map(|i| (i as f64 * 1024000.0 / 44100.0) as u32)
+            .collect();
+        ts.remove(20);
+        assert_eq!(aac_rate_of_times(&ts).map(|r| r.0), Some(44100));
+        let ts: Vec<u32> = (0..40)
+            .map(|i| (i as f64 * 1024000.0 / 48000.0) as u32)
+            .collect();
+        assert_eq!(aac_rate_of_times(&ts).map(|r| r.0), Some(48000));
+        assert_eq!(aac_rate_of_times(&ts[..5]), None);
+        // MP3-like 26 ms steps at 44.1 kHz are 39385 Hz for 1024 samples: no AAC rate.
+        let ts: Vec<u32> = (0..40).map(|i| i * 26).collect();
+        assert_eq!(aac_rate_of_times(&ts), None);
+        assert_eq!(aac_lc_config(44100, 2), Some([0x12, 0x10]));
+        assert_eq!(aac_lc_config(48000, 1), Some([0x11, 0x88]));
+        assert_eq!(
+            aac_config(&aac_lc_config(22050, 1).unwrap()),
+            Some((22050, 1))
+        );
+        assert_eq!(aac_channels_of_frame(&[0x21, 0x00]), Some(2));
+        assert_eq!(aac_channels_of_frame(&[0x01, 0x00]), Some(1));
+        assert_eq!(aac_channels_of_frame(&[0xc0]), None);
+        assert_eq!(aac_channels_of_frame(&[]), None);
+    }
+
+    #[test]
+    fn avc_configuration_from_parameter_sets_in_band() {
+        let sps = [0x67, 0x42, 0xc0, 0x1e, 0xda, 0x02];
+        let pps = [0x68, 0xce, 0x3c, 0x80];
+        let idr = [0x65, 0x88, 0x84];
+        let mut body = vec![0x17, 1, 0, 0, 0];
+        for n in [&sps[..], &pps, &idr] {
+            body.extend_from_slice(&(n.len() as u32).to_be_bytes());
+            body.extend_from_slice(n);
+        }
+        let (rec, len) = avc_config_in_band(&body).unwrap();
+        assert_eq!(len, 4);
+        assert_eq!(&rec[..6], &[1, 0x42, 0xc0, 0x1e, 0xff, 0xe1]);
+        assert_eq!(&rec[8..14], &sps);
+        assert!(rec.ends_with(&pps));
+        // Without a PPS, or cut, nothing.
+        assert_eq!(avc_config_in_band(&body[..5 + 4 + 6]), None);
+        assert_eq!(avc_config_in_band(&body[..body.len() - 1]), None);
+    }
+
+    #[test]
+    fn a_configuration_from_a_file_is_checked_against_the_frames() {
+        // SPS id 0; PPS id 0 naming SPS 0 (ue 0 = bit 1); an IDR slice: first_mb 0,
+        // slice_type 7 (ue: 0001000), pps 0.
+        let sps = [0x67, 0x42, 0xc0, 0x1e, 0x80];
+        let pps = [0x68, 0xc0];
+        let idr = [0x65, 0b1000_1000, 0b1000_0000];
+        let mut body = vec![0x17, 1, 0, 0, 0];
+        for n in [&sps[..], &pps, &idr] {
+            body.extend_from_slice(&(n.len() as u32).to_be_bytes());
+            body.extend_from_slice(n);
+        }
+        let (rec, _) = avc_config_in_band(&body).unwrap();
+        assert_eq!(avc_config_fits(&rec, &body), Ok(()));
+        // A record whose NAL lengths are 2 bytes does not divide 4-byte-length frames.
+        let mut two = rec.clone();
+        two[4] = 0xfd;
+        assert!(
+            avc_config_fits(&two, &body)
+                .unwrap_err()
+                .contains("length size")
+        );
+        // A slice that uses PPS 1 (ue 1 = 010).
+        let mut other = body.clone();
+        let at = other.len() - 1;
+        other[at] = 0b0100_0000;
+        assert!(avc_config_fits(&rec, &other).unwrap_err().contains("PPS 1"));
+        assert!(avc_config_fits(&[0, 1, 2], &body).is_err());
+        let asc = aac_lc_config(44100, 2).unwrap();
+        assert_eq!(aac_config_fits(&asc, Some(2), Some(44100)), Ok(()));
+        assert!(aac_config_fits(&asc, Some(1), None).is_err());
+        assert!(aac_config_fits(&asc, None, Some(48000)).is_err());
+    }
+
+    #[test]
+    fn the_new_readers_take_any_bytes() {
+        // Untrusted bodies: every reader added for decoder configurations and tracks answers
+        // without a panic, whatever the bytes (deterministic pseudo-random, all lengths to
+        // 64, with the headers that lead into each reader).
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        };
+        let heads: [&[u8]; 8] = [
+            &[0x17, 1, 0, 0, 0],
+            &[0x96, 0x00, b'a', b'v', b'c', b'1'],
+            &[0x96, 0x20],
+            &[0x95, 0x10, b'O', b'p', b'u', b's'],
+            &[0x90, b'f', b'L', b'a', b'C'],
+            &[0x90, b'O', b'p', b'u', b's'],
+            &[0xaf, 1],
+            &[],
+        ];
+        for round in 0..4000 {
+            let head = heads[round % heads.len()];
+            let len = round % 64;
+            let mut body = head.to_vec();
+            body.extend((0..len).map(|_| next()));
+            let _ = avc_config_in_band(&body);
+            let _ = audio_params(&body);
+            for video in [true, false] {
+                if let Some(parts) = multitrack(&body, video) {
+                    for p in parts {
+                        let _ = (p.params(video), p.frame(video));
+                    }
+                }
+            }
+            let _ = aac_channels_of_frame(&body);
+            let _ = avc_config_fits(&body, &body);
+            let _ = avc_config_fits(
+                &body[body.len().min(5)..],
+                &[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65],
+            );
+            let _ = aac_config_fits(&body, Some(2), Some(44100));
+            let ts: Vec<u32> = body.iter().map(|b| *b as u32 * 1000).collect();
+            let _ = aac_rate_of_times(&ts);
         }
     }
 }

@@ -27,6 +27,10 @@ struct ActiveStream {
     id: u32,
     msid: u32,
     role: Role,
+    /// Started by a publish or play command (not by media seen on its message stream).
+    commanded: bool,
+    /// Media of message stream 0 were attached to it (said once).
+    zero_attached: bool,
     /// Audio and video put on one clock (see [`super::timing`]).
     clock: StreamClock,
 }
@@ -159,6 +163,23 @@ impl Session {
         {
             return Some(s.id);
         }
+        // ffmpeg's -listen server sends a play's media (and @setDataFrame) on message stream
+        // 0 while its Play.Start is on the stream the client created: media on stream 0 go to
+        // the connection's only commanded stream of that direction, said once.
+        if msid == 0 {
+            let mut of_role = self.streams.iter_mut().filter(|s| s.role == role);
+            if let (Some(s), None) = (of_role.next(), of_role.next())
+                && s.commanded
+                && s.msid != 0
+            {
+                let (id, to) = (s.id, s.msid);
+                if !s.zero_attached {
+                    s.zero_attached = true;
+                    self.warn(Warning::MediaOnStreamZero { msid: to });
+                }
+                return Some(id);
+            }
+        }
         let name = match role {
             Role::Publish => self.announced.clone(),
             Role::Play => None,
@@ -190,6 +211,8 @@ impl Session {
             id,
             msid,
             role,
+            commanded: false,
+            zero_attached: false,
             clock: StreamClock::default(),
         });
         out.push(Event::StreamStarted {
@@ -275,13 +298,21 @@ impl Session {
                 let n = arg(0)
                     .and_then(|v| v.as_bytes())
                     .map(|n| self.text("stream name", n));
-                self.start(msg.msid, Role::Publish, n, out);
+                if self.start(msg.msid, Role::Publish, n, out).is_some()
+                    && let Some(s) = self.streams.last_mut()
+                {
+                    s.commanded = true;
+                }
             }
             (Dir::ClientToServer, b"play") => {
                 let n = arg(0)
                     .and_then(|v| v.as_bytes())
                     .map(|n| self.text("stream name", n));
-                self.start(msg.msid, Role::Play, n, out);
+                if self.start(msg.msid, Role::Play, n, out).is_some()
+                    && let Some(s) = self.streams.last_mut()
+                {
+                    s.commanded = true;
+                }
             }
             (Dir::ClientToServer, b"deleteStream") => {
                 if let Some(id) = arg(0).and_then(Value::as_number) {

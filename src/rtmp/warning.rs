@@ -34,6 +34,12 @@ pub enum Warning {
     /// The limit of streams per connection was reached.
     #[error("more than {limit} streams on this connection: the rest are ignored")]
     TooManyStreams { limit: usize },
+    /// Media on message stream 0 attached to the connection's only play or publish (as
+    /// ffmpeg's -listen server sends them).
+    #[error(
+        "media on message stream 0 attached to the stream on message stream {msid}, the connection's only one in that direction (as ffmpeg's -listen server sends them)"
+    )]
+    MediaOnStreamZero { msid: u32 },
     /// An aggregate message whose sub-messages run past its end.
     #[error("aggregate message at offset {offset} is cut short")]
     AggregateCut { offset: u64 },

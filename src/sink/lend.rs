@@ -49,10 +49,10 @@ pub(super) struct Carried {
 
 /// A stream whose decoder configuration another stream with the same pictures can borrow.
 #[derive(Clone)]
-struct Lender {
-    from: StreamKey,
-    video: Option<Bytes>,
-    audio: Option<Bytes>,
+pub(super) struct Lender {
+    pub(super) from: StreamKey,
+    pub(super) video: Option<Bytes>,
+    pub(super) audio: Option<Bytes>,
 }
 
 /// The keyframes that can be lent a configuration for, and the streams waiting for one.
@@ -73,6 +73,13 @@ pub(super) struct Lending {
 }
 
 impl Lending {
+    /// Whether the stream `key` may be lent a configuration at the end of the input (what it
+    /// lacks is settled then, not when it ends).
+    pub(super) fn waits_for(&self, key: StreamKey) -> bool {
+        self.conns.contains(&key.conn)
+            && (self.fixes.contains_key(&key) || self.needs.values().any(|v| v.contains(&key)))
+    }
+
     /// Whether a stream of connection `conn` may be lent a configuration at the end of the
     /// input (its report waits for it).
     pub(super) fn waits(&self, conn: ConnId) -> bool {
@@ -165,10 +172,15 @@ impl Lending {
         &mut self,
         dir: &Path,
         reports: &mut BTreeMap<ConnId, ConnectionReport>,
+        from_file: Option<&super::playable::FileConfigs>,
         sha256: bool,
     ) -> io::Result<()> {
-        self.needs.clear();
-        let mut fixes: Vec<(StreamKey, Lender)> = self.fixes.drain().collect();
+        let mut fixes: Vec<(StreamKey, Option<Lender>)> = self
+            .fixes
+            .drain()
+            .map(|(k, l)| (k, Some(l)))
+            .chain(self.needs.drain().flat_map(|(_, v)| v).map(|k| (k, None)))
+            .collect();
         fixes.sort_by_key(|(k, _)| *k);
         for (key, lender) in fixes {
             let Some(report) = reports
@@ -177,7 +189,8 @@ impl Lending {
             else {
                 continue;
             };
-            lend(dir, report, &lender, sha256)?;
+            // Lent where another connection had it, else built from the frames if it can be.
+            super::playable::complete(dir, report, lender.as_ref(), from_file, sha256)?;
         }
         self.conns.clear();
         Ok(())
@@ -186,9 +199,40 @@ impl Lending {
 
 /// Write `lender`'s decoder configuration at the start of the stream's file (after the FLV
 /// header), through a new file renamed over it, and say so in the report.
+#[cfg(test)]
 fn lend(dir: &Path, report: &mut StreamReport, lender: &Lender, sha256: bool) -> io::Result<()> {
+    if insert_configs(
+        dir,
+        report,
+        lender.video.as_ref(),
+        lender.audio.as_ref(),
+        sha256,
+    )? {
+        report.notes.push(lent_note(lender));
+    }
+    Ok(())
+}
+
+/// What the report says of a configuration lent.
+pub(super) fn lent_note(lender: &Lender) -> String {
+    format!(
+        "decoder configuration taken from connection {} stream {}, which carries the same pictures",
+        lender.from.conn, lender.from.stream
+    )
+}
+
+/// Write the configuration tags `video` and `audio` (FLV bodies, at time 0) at the start of
+/// the stream's file (after the FLV header), through a new file renamed over it: whether it
+/// was done (not for a file replaced by something else).
+pub(super) fn insert_configs(
+    dir: &Path,
+    report: &mut StreamReport,
+    video: Option<&Bytes>,
+    audio: Option<&Bytes>,
+    sha256: bool,
+) -> io::Result<bool> {
     let (Some(name), Some(id)) = (report.file.clone(), report.file_id) else {
-        return Ok(());
+        return Ok(false);
     };
     let path = dir.join(&name);
     // Only the file this run made under that name, never through a link (something put in
@@ -202,12 +246,12 @@ fn lend(dir: &Path, report: &mut StreamReport, lender: &Lender, sha256: bool) ->
             report
                 .notes
                 .push("file replaced by something else before the end: not patched".into());
-            return Ok(());
+            return Ok(false);
         }
     };
     let mut head = [0u8; flv::HEADER.len()];
     if io::Read::read_exact(&mut old, &mut head).is_err() {
-        return Ok(());
+        return Ok(false);
     }
     // Our own file of this run, replaced whole through a new file renamed over it; copied a
     // block at a time, not read into memory.
@@ -216,10 +260,7 @@ fn lend(dir: &Path, report: &mut StreamReport, lender: &Lender, sha256: bool) ->
     let new_id = FileId::of(&f.metadata()?);
     let mut f = io::BufWriter::new(f);
     let mut cfg = Vec::new();
-    for (k, b) in [
-        (TagKind::Video, &lender.video),
-        (TagKind::Audio, &lender.audio),
-    ] {
+    for (k, b) in [(TagKind::Video, video), (TagKind::Audio, audio)] {
         if let Some(b) = b {
             let s = (b.len() as u32).to_be_bytes();
             cfg.extend_from_slice(&[k as u8, s[1], s[2], s[3], 0, 0, 0, 0, 0, 0, 0]);
@@ -238,11 +279,7 @@ fn lend(dir: &Path, report: &mut StreamReport, lender: &Lender, sha256: bool) ->
     if sha256 {
         report.sha256 = sha256_of(&path, new_id)?;
     }
-    report.notes.push(format!(
-        "decoder configuration taken from connection {} stream {}, which carries the same pictures",
-        lender.from.conn, lender.from.stream
-    ));
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ mod hash;
 pub mod html;
 mod lend;
 pub mod naming;
+mod playable;
+pub use playable::FileConfigs;
 pub mod queue;
 pub mod remux;
 pub mod report;
@@ -95,6 +97,8 @@ pub struct FlvSink {
     ballast: Option<std::fs::File>,
     /// The disk became full (what the file system said): no file is made or made longer.
     disk_full: Option<String>,
+    /// Sequence headers from the analyst's file (`--config-from`), for streams without theirs.
+    config_from: Option<FileConfigs>,
 }
 
 impl FlvSink {
@@ -167,6 +171,7 @@ impl FlvSink {
             limit_hits: LimitHits::default(),
             ballast: None,
             disk_full: None,
+            config_from: None,
         }
     }
 
@@ -218,6 +223,13 @@ impl FlvSink {
     }
 
     /// Work out the SHA-256 of each finished file for the report.
+    /// Streams without their decoder configuration may take it from `configs` (the
+    /// analyst's file), where it fits their frames.
+    pub fn with_config_from(mut self, configs: Option<FileConfigs>) -> Self {
+        self.config_from = configs;
+        self
+    }
+
     pub fn with_sha256(mut self, on: bool) -> Self {
         self.hashing = on.then(Hashing::new);
         self
@@ -386,6 +398,10 @@ impl FlvSink {
             let file = s.file.clone().filter(|_| s.writer.is_some() && !s.to_pipe);
             let mut r = s.close(&self.dir, self.queue.as_mut())?;
             self.check_full();
+            if !self.lending.waits_for(key) && self.disk_full.is_none() {
+                // Nothing can be lent to it: what it lacks is built now, if it can be.
+                playable::complete(&self.dir, &mut r, None, self.config_from.as_ref(), false)?;
+            }
             if self.disk_full.is_some()
                 && let Some((name, id)) = &file
                 && let Ok(Some(f)) = fs::reopen(&self.dir.join(name), *id)
@@ -491,6 +507,7 @@ impl FlvSink {
         if !s.accept(kind, body) {
             return Ok(());
         }
+        s.observe(kind, timestamp, body);
         self.lending.note_configuration(key, s, kind, body);
         if self.dry {
             s.count_only(timestamp, body.len(), frame);
@@ -576,6 +593,7 @@ impl FlvSink {
             if let Some((_, t)) = timing.iter().find(|(s, _)| s == sid) {
                 r.timing = Some(report::StreamTiming::new(t, r.first_timestamp_ms));
             }
+            r.settle_clean();
         }
         // With a selection, a connection is reported for the streams it kept.
         let wanted = if self.selection.is_empty() {
@@ -607,7 +625,12 @@ impl FlvSink {
             h.wait_all();
         }
         let sha256 = self.hashing.is_some();
-        self.lending.finish(&self.dir, self.waiting.end(), sha256)?;
+        self.lending.finish(
+            &self.dir,
+            self.waiting.end(),
+            self.config_from.as_ref(),
+            sha256,
+        )?;
         self.waiting.finish(self.hashing.as_mut())
     }
 

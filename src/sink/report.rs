@@ -353,6 +353,141 @@ pub struct StreamReport {
     /// mid-stream join, and the time rebuilt after gaps (absent when every time is as sent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timing: Option<StreamTiming>,
+    /// Enhanced RTMP multitrack streams: each track (track 0 being the messages that are not
+    /// multitrack), with its own frame count. Absent for a stream without multitrack messages.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tracks: Vec<TrackReport>,
+    /// Whether the file decodes: each kind's decoder configuration, and whether frames of
+    /// inter-predicted video were lost inside it.
+    pub decodable: Decodable,
+    /// Decoder configurations built for what the stream lacks, to be written at the start of
+    /// its file once it is known that none can be lent. Not reported.
+    #[serde(skip)]
+    pub(crate) pending: Option<Box<Pending>>,
+    /// H.264/HEVC frames with a composition time (reordered pictures, B-frames). Not reported.
+    #[serde(skip)]
+    pub reordered: bool,
+}
+
+/// Configuration tags (FLV bodies) built for a stream, with what the report says of them.
+#[derive(Clone, Debug, Default)]
+pub struct Pending {
+    pub video: Option<(bytes::Bytes, Synthesised)>,
+    pub audio: Option<(bytes::Bytes, Synthesised)>,
+    /// What a configuration from the analyst's file is checked against: the first keyframe
+    /// that needed one, the channels the first AAC frame shows, the rate their timing shows,
+    /// and the AAC frames' FLV audio header byte.
+    pub keyframe: Option<bytes::Bytes>,
+    pub aac_channels: Option<u8>,
+    pub aac_rate: Option<u32>,
+    pub audio_header: Option<u8>,
+}
+
+/// One track of an Enhanced RTMP multitrack stream.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct TrackReport {
+    /// "video" or "audio".
+    pub kind: &'static str,
+    pub track_id: u8,
+    /// From the track's FourCC (or the legacy codec id, for track 0).
+    pub codec: &'static str,
+    /// Coded frames of this track alone.
+    pub frames: u64,
+    /// From the track's configuration (video: AVC's SPS; audio: OpusHead, STREAMINFO, ASC).
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub audio_rate: Option<u32>,
+    pub audio_channels: Option<u8>,
+}
+
+/// Where a kind's decoder configuration in the file came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigSource {
+    /// The stream's own, as sent.
+    Captured,
+    /// Another connection's, carrying the same pictures (`lend.rs`).
+    Lent,
+    /// Taken from the analyst's file (`--config-from`), checked against the frames.
+    FromFile,
+    /// Built from what the frames show: an estimate (see `synthesised`).
+    Synthesised,
+    /// The codec needs one and the file has none: players cannot decode that kind.
+    Missing,
+    /// The codec needs none (Sorenson H.263, MP3, ...).
+    #[default]
+    NotNeeded,
+}
+
+/// A decoder configuration the tool built, and what of it is certain.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Synthesised {
+    /// "video" or "audio".
+    pub kind: &'static str,
+    pub codec: &'static str,
+    /// The configuration record, hex.
+    pub config: String,
+    /// What the stream shows for certain, and what was assumed or estimated.
+    pub certain: Vec<String>,
+    pub estimated: Vec<String>,
+}
+
+/// Whether the file plays, per kind.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Decodable {
+    /// Every kind in the file has what its decoder needs, and it is `clean`: the file
+    /// decodes without an error.
+    pub ok: bool,
+    /// Null when the file holds no frame of that kind.
+    pub video: Option<ConfigSource>,
+    pub audio: Option<ConfigSource>,
+    /// No video frame lost inside the file where a decoder notices (see
+    /// [`StreamReport::settle_clean`]).
+    pub clean: bool,
+    /// Video frames lost inside the file (headers lost to gaps), as the timing stage counted.
+    pub lost_video_frames: u64,
+    pub synthesised: Vec<Synthesised>,
+    /// When the video cannot be decoded but the audio can: a file beside `file` with the
+    /// audio (and script tags) only, which players open.
+    pub audio_file: Option<String>,
+}
+
+impl Decodable {
+    /// `ok` from the rest.
+    pub fn settle(&mut self) {
+        let fine = |s: Option<ConfigSource>| s != Some(ConfigSource::Missing);
+        self.ok = fine(self.video) && fine(self.audio) && self.clean;
+    }
+
+    /// A few words for the summary.
+    pub fn words(&self) -> String {
+        let name = |s: Option<ConfigSource>| match s {
+            None => "none",
+            Some(ConfigSource::Captured) => "captured",
+            Some(ConfigSource::Lent) => "lent",
+            Some(ConfigSource::FromFile) => "from file",
+            Some(ConfigSource::Synthesised) => "synthesised",
+            Some(ConfigSource::Missing) => "MISSING",
+            Some(ConfigSource::NotNeeded) => "not needed",
+        };
+        let mut s = format!(
+            "decodable: {} (video config {}, audio config {}",
+            if self.ok { "yes" } else { "no" },
+            name(self.video),
+            name(self.audio)
+        );
+        if !self.clean {
+            s.push_str(&format!(
+                ", {} video frames lost inside",
+                self.lost_video_frames
+            ));
+        }
+        s.push(')');
+        if let Some(a) = &self.audio_file {
+            s.push_str(&format!("; audio alone -> {a}"));
+        }
+        s
+    }
 }
 
 /// A stream's times where they are not simply the sender's.
@@ -418,6 +553,22 @@ pub fn bitrate(bytes: u64, ms: u64) -> Option<u64> {
 }
 
 impl StreamReport {
+    /// Whether video frames were lost inside the file (from the timing report) where a
+    /// decoder notices: H.264 or HEVC with reordered pictures (B-frames), whose lost
+    /// references break the picture order ffmpeg reports as errors. Measured on the real
+    /// samples: lost frames of Sorenson H.263 or of H.264 without B-frames (P-frames only) are
+    /// concealed without an error; of H.264 with B-frames, never.
+    pub fn settle_clean(&mut self) {
+        let lost: u64 = self
+            .timing
+            .as_ref()
+            .map_or(0, |t| t.lost.iter().map(|l| l.video_frames as u64).sum());
+        let noticed = self.reordered && matches!(self.video_codec, Some("h264" | "hevc"));
+        self.decodable.lost_video_frames = lost;
+        self.decodable.clean = lost == 0 || !noticed;
+        self.decodable.settle();
+    }
+
     /// The bit rates, from the bytes counted and the media time (at the end of the stream).
     pub fn set_bitrates(&mut self) {
         self.video_bitrate = bitrate(self.video_bytes, self.duration_ms);

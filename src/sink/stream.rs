@@ -48,8 +48,36 @@ pub(super) struct StreamOut {
     pub(super) mid_stream: bool,
     wait_keyframe: bool,
     audio_note: bool,
+    /// What building a missing decoder configuration needs to see of the frames.
+    seen: Seen,
+    /// Enhanced RTMP tracks by (kind: 0 video, 1 audio; track id); reported only once a
+    /// multitrack message was seen. At most 512 (track ids are one byte).
+    tracks: std::collections::BTreeMap<(u8, u8), super::report::TrackReport>,
+    multitrack: bool,
     pub(super) report: StreamReport,
 }
+
+/// Audio frames whose times are kept to tell an AAC sample rate, at most.
+const RATE_FRAMES: usize = 64;
+
+/// What the frames of a stream without its decoder configuration show (bounded).
+#[derive(Default)]
+struct Seen {
+    video_needs_config: bool,
+    audio_needs_config: bool,
+    /// The first AAC raw frame's first bytes and its FLV audio header byte.
+    aac_frame: Option<(u8, Vec<u8>)>,
+    /// RTMP timestamps of the first AAC raw frames, in order.
+    aac_times: Vec<u32>,
+    /// The configuration record built from the first keyframe with SPS and PPS in band.
+    avc_in_band: Option<(Vec<u8>, u8)>,
+    /// The first keyframe that needed a configuration (at most [`KEYFRAME_KEPT`] bytes), to
+    /// check a configuration from the analyst's file against.
+    keyframe: Option<Bytes>,
+}
+
+/// The largest keyframe kept to check a configuration against.
+const KEYFRAME_KEPT: usize = 256 << 10;
 
 impl StreamOut {
     /// A stream that starts, its file named after `base_name` (not made yet).
@@ -75,6 +103,9 @@ impl StreamOut {
             mid_stream,
             wait_keyframe: mid_stream,
             audio_note: false,
+            seen: Seen::default(),
+            tracks: Default::default(),
+            multitrack: false,
             report: StreamReport {
                 key,
                 name: name.map(naming::escape),
@@ -141,6 +172,195 @@ impl StreamOut {
         let bytes = w.bytes();
         self.report.record(bytes, timestamp, ts, frame);
         Ok(true)
+    }
+
+    /// A tag that goes in the file, seen for what building a missing decoder configuration
+    /// needs (only while none was captured; bounded).
+    pub(super) fn observe(&mut self, kind: TagKind, timestamp: u32, body: &Bytes) {
+        self.note_tracks(kind, body);
+        match kind {
+            TagKind::Video => {
+                let Some(i) = media::video(body) else { return };
+                if i.frame
+                    && matches!(i.codec, "h264" | "hevc")
+                    && body[0] & 0x80 == 0
+                    && body.get(2..5).is_some_and(|c| c != [0, 0, 0])
+                {
+                    // A composition time: pictures are reordered (B-frames).
+                    self.report.reordered = true
+                }
+                let seen = &mut self.seen;
+                if i.frame && i.needs_config {
+                    seen.video_needs_config = true;
+                    if !self.video_config
+                        && i.keyframe
+                        && seen.keyframe.is_none()
+                        && body.len() <= KEYFRAME_KEPT
+                    {
+                        seen.keyframe = Some(body.clone());
+                    }
+                    if !self.video_config
+                        && seen.avc_in_band.is_none()
+                        && i.keyframe
+                        && i.codec == "h264"
+                    {
+                        seen.avc_in_band = media::avc_config_in_band(body);
+                    }
+                }
+            }
+            TagKind::Audio => {
+                let Some(i) = media::audio(body) else { return };
+                let seen = &mut self.seen;
+                if i.frame && i.needs_config {
+                    seen.audio_needs_config = true;
+                    if !self.audio_config && i.codec == "aac" && body[0] >> 4 == 10 {
+                        if seen.aac_frame.is_none() {
+                            let raw = body.get(2..).unwrap_or_default();
+                            seen.aac_frame = Some((body[0], raw[..raw.len().min(16)].to_vec()));
+                        }
+                        if seen.aac_times.len() < RATE_FRAMES {
+                            seen.aac_times.push(timestamp);
+                        }
+                    }
+                }
+            }
+            TagKind::Script => {}
+        }
+    }
+
+    /// Count the message in its track (Enhanced RTMP multitrack: each part in its own).
+    fn note_tracks(&mut self, kind: TagKind, body: &[u8]) {
+        let (video, k) = match kind {
+            TagKind::Video => (true, 0u8),
+            TagKind::Audio => (false, 1u8),
+            TagKind::Script => return,
+        };
+        let mut put = |id: u8, codec: &'static str, frame: bool, params: Option<(u32, u32)>| {
+            let t = self
+                .tracks
+                .entry((k, id))
+                .or_insert_with(|| super::report::TrackReport {
+                    kind: if video { "video" } else { "audio" },
+                    track_id: id,
+                    codec,
+                    ..Default::default()
+                });
+            t.frames += frame as u64;
+            if let Some((a, b)) = params {
+                if video {
+                    (t.width, t.height) = (Some(a), Some(b));
+                } else {
+                    (t.audio_rate, t.audio_channels) = (Some(a), Some(b.min(255) as u8));
+                }
+            }
+        };
+        if let Some(parts) = media::multitrack(body, video) {
+            self.multitrack = true;
+            for p in parts {
+                put(p.id, p.codec, p.frame(video), p.params(video));
+            }
+            return;
+        }
+        let info = if video {
+            media::video(body)
+        } else {
+            media::audio(body)
+        };
+        let Some(i) = info else { return };
+        let params = if !i.config {
+            None
+        } else if video {
+            media::video_dimensions(body)
+        } else {
+            media::audio_params(body).map(|(r, c)| (r, c as u32))
+        };
+        put(0, i.codec, i.frame, params);
+    }
+
+    /// Each kind's decoder configuration as the stream carried it, and the configurations
+    /// that could be built for those it lacks (in the report, for the end).
+    fn settle_configs(&mut self) {
+        use super::report::{ConfigSource, Pending, Synthesised};
+        let (seen, r) = (&self.seen, &mut self.report);
+        let source = |frames: u64, captured: bool, needs: bool| {
+            (frames > 0).then_some(if captured {
+                ConfigSource::Captured
+            } else if needs {
+                ConfigSource::Missing
+            } else {
+                ConfigSource::NotNeeded
+            })
+        };
+        r.decodable.video = source(r.video_frames, self.video_config, seen.video_needs_config);
+        r.decodable.audio = source(r.audio_frames, self.audio_config, seen.audio_needs_config);
+        let mut pending = Pending {
+            keyframe: seen.keyframe.clone(),
+            aac_channels: seen
+                .aac_frame
+                .as_ref()
+                .and_then(|(_, raw)| media::aac_channels_of_frame(raw)),
+            aac_rate: media::aac_rate_of_times(&seen.aac_times).map(|r| r.0),
+            audio_header: seen.aac_frame.as_ref().map(|f| f.0),
+            ..Default::default()
+        };
+        if r.decodable.video == Some(ConfigSource::Missing)
+            && let Some((rec, len)) = &seen.avc_in_band
+        {
+            let mut body = vec![0x17, 0, 0, 0, 0];
+            body.extend_from_slice(rec);
+            let hex = hex(rec);
+            pending.video = Some((
+                Bytes::from(body),
+                Synthesised {
+                    kind: "video",
+                    codec: "h264",
+                    config: hex,
+                    certain: vec![format!(
+                        "SPS and PPS as the encoder sent them in band in a keyframe (profile {}, level {}), NAL unit lengths of {len} bytes (they divide the frame exactly)",
+                        rec[1], rec[3]
+                    )],
+                    estimated: vec!["the first SPS and PPS seen stand for the whole stream".into()],
+                },
+            ));
+        }
+        if r.decodable.audio == Some(ConfigSource::Missing)
+            && let Some((b0, raw)) = &seen.aac_frame
+            && let Some(ch) = media::aac_channels_of_frame(raw)
+            && let Some((rate, mean)) = media::aac_rate_of_times(&seen.aac_times)
+            && let Some(asc) = media::aac_lc_config(rate, ch)
+        {
+            let mut certain = Vec::new();
+            let mut estimated = vec![
+                format!(
+                    "sample rate {rate} Hz: 1024-sample frames every {mean:.2} ms on average over the first {} frames' timestamps (ms)",
+                    seen.aac_times.len()
+                ),
+                "object type AAC LC (assumed; decoders find SBR/PS extensions in the frames)"
+                    .into(),
+            ];
+            if ch == 2 {
+                certain.push("2 channels: the frames begin with a channel pair element".into());
+            } else {
+                estimated.push(
+                    "1 channel: the frames begin with a single channel element (3 to 7 channel layouts also do)"
+                        .into(),
+                );
+            }
+            pending.audio = Some((
+                Bytes::from(vec![*b0, 0, asc[0], asc[1]]),
+                Synthesised {
+                    kind: "audio",
+                    codec: "aac",
+                    config: hex(&asc),
+                    certain,
+                    estimated,
+                },
+            ));
+        }
+        let missing = Some(ConfigSource::Missing);
+        if r.decodable.video == missing || r.decodable.audio == missing {
+            r.pending = Some(Box::new(pending));
+        }
     }
 
     /// Count the tag and decide whether it goes in the file: coded frames wait for their
@@ -312,10 +532,14 @@ impl StreamOut {
 
     /// Finish the stream's file (its last writes made when this returns) and its report.
     pub(super) fn close(
-        self,
+        mut self,
         dir: &Path,
         queue: Option<&mut WriteQueue>,
     ) -> io::Result<StreamReport> {
+        self.settle_configs();
+        if self.multitrack {
+            self.report.tracks = std::mem::take(&mut self.tracks).into_values().collect();
+        }
         let mut r = self.report;
         if let Some(mut w) = self.writer {
             r.bytes = w.bytes();
@@ -353,4 +577,9 @@ impl StreamOut {
         }
         Ok(r)
     }
+}
+
+/// Bytes as lower-case hex.
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }

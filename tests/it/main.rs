@@ -15,6 +15,7 @@ mod lockon;
 mod mutation;
 mod packets;
 mod perf;
+mod playable;
 mod remux;
 mod report;
 mod rtmps;

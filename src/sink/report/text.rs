@@ -145,6 +145,9 @@ pub(super) fn summary_of(c: &ConnectionReport, verbose: bool) -> String {
             rates(st),
             st.file.as_deref().unwrap_or("(no file)"),
         ));
+        if st.video_frames + st.audio_frames > 0 {
+            s.push_str(&format!("    {}\n", st.decodable.words()));
+        }
         for n in &st.notes {
             s.push_str(&format!("    note: {n}\n"));
         }
