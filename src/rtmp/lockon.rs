@@ -241,7 +241,8 @@ fn find_with(
         if p == from {
             // Where this candidate stood when the work ran out last time.
             sizes.retain(|cs| !progress.tried.contains(cs));
-            best = progress.best.take();
+            // (Positions move when the buffer is trimmed: the candidate is the one at `p`.)
+            best = progress.best.take().map(|l| Lock { pos: p, ..l });
         } else {
             *progress = Progress::default();
         }
