@@ -501,7 +501,10 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
         None => None,
         Some(h) => {
             let board = Arc::new(crate::web::Board::default());
-            let publisher = crate::web::Publisher::new(Arc::clone(&board));
+            let publisher = crate::web::Publisher::new(
+                Arc::clone(&board),
+                args.config.limits.http_viewer_bytes,
+            );
             match crate::web::start(h, board) {
                 Ok(addr) => {
                     if !args.quiet {
@@ -576,9 +579,10 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
         web,
         ..
     } = sink;
-    if let Some(mut w) = web {
+    let viewers_dropped = web.map_or(0, |mut w| {
         w.stop();
-    }
+        w.viewers_dropped()
+    });
     console.clear_status();
     let output = &args.output;
     sink.finish().map_err(|e| write_err(output, e))?;
@@ -592,6 +596,7 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
     let mut hits = stats.limit_hits.clone();
     hits.add(&sink.limit_hits);
     hits.queue_bytes += queue.dropped.total();
+    hits.http_viewer_bytes += viewers_dropped;
     let (selecting, seen) = (!args.selection.is_empty(), sink.seen());
     let output_errors = sink.output_errors();
     for e in &output_errors {

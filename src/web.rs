@@ -6,11 +6,11 @@
 //! streams' rows and the FLV viewers' queues. What the HTTP threads read is a snapshot the
 //! publisher swaps in (an `Arc<String>`, the lock held for the swap only); what a viewer
 //! receives is a bounded queue the publisher fills with `try_send` and drops the viewer from
-//! when it is full. One thread per client (tiny_http), at most [`MAX_CLIENTS`] of them.
+//! when it is full. One thread per client (std sockets, requests parsed by httparse), at most [`MAX_CLIENTS`] of them.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
@@ -27,8 +27,6 @@ use rtmpsniff::{Output, sink};
 
 /// Clients served at once (page, events, report, viewers); past it, 503.
 pub const MAX_CLIENTS: usize = 32;
-/// Bytes one viewer may have queued and not yet sent; past it, the viewer is dropped.
-pub const VIEWER_BYTES: usize = 8 << 20;
 /// Tags one viewer may have queued.
 const VIEWER_TAGS: usize = 4096;
 /// Ended streams kept in the page (the oldest go first).
@@ -129,7 +127,9 @@ pub struct Publisher {
     viewers: Vec<Viewer>,
     kernel: Option<KernelStats>,
     version: u64,
-    dirty: bool,
+    /// Bytes one viewer may have queued and not yet sent (`http_viewer_bytes`); past it,
+    /// the viewer is dropped.
+    viewer_bytes: usize,
 }
 
 fn stream_id(conn: ConnId, stream: u32) -> String {
@@ -137,14 +137,14 @@ fn stream_id(conn: ConnId, stream: u32) -> String {
 }
 
 impl Publisher {
-    pub fn new(board: Arc<Board>) -> Self {
+    pub fn new(board: Arc<Board>, viewer_bytes: usize) -> Self {
         let mut p = Publisher {
             board,
             rows: BTreeMap::new(),
             viewers: Vec::new(),
             kernel: None,
             version: 0,
-            dirty: true,
+            viewer_bytes,
         };
         p.publish();
         p
@@ -298,7 +298,7 @@ impl Publisher {
                 return true;
             };
             let n = chunk.len();
-            if v.queued.load(Ordering::Relaxed) + n > VIEWER_BYTES {
+            if v.queued.load(Ordering::Relaxed) + n > self.viewer_bytes {
                 behind += 1;
                 return false;
             }
@@ -319,7 +319,6 @@ impl Publisher {
         });
         if behind > 0 {
             board.viewers_dropped.fetch_add(behind, Ordering::Relaxed);
-            self.dirty = true;
         }
     }
 
@@ -379,7 +378,6 @@ impl Publisher {
     }
 
     fn publish(&mut self) {
-        self.dirty = false;
         self.version += 1;
         let b = &self.board;
         let snap = Snapshot {
@@ -389,7 +387,7 @@ impl Publisher {
                 viewers: self.viewers.len(),
                 retained_bytes: b.retained.load(Ordering::Relaxed),
                 retained_peak_bytes: b.retained_peak.load(Ordering::Relaxed),
-                viewer_limit_bytes: VIEWER_BYTES,
+                viewer_limit_bytes: self.viewer_bytes,
                 viewers_dropped: b.viewers_dropped.load(Ordering::Relaxed),
             },
             streams: self.rows.values().collect(),
@@ -399,6 +397,11 @@ impl Publisher {
             *s = (self.version, Arc::new(json));
         }
         b.changed.notify_all();
+    }
+
+    /// Viewers dropped for falling behind, over the run.
+    pub fn viewers_dropped(&self) -> u64 {
+        self.board.viewers_dropped.load(Ordering::Relaxed)
     }
 
     /// At the end of the run: every client's stream ends.
@@ -431,33 +434,38 @@ pub fn needs_token(addr: &SocketAddr) -> bool {
 
 /// Start the server on its own threads; `Err` says why it could not listen.
 pub fn start(args: &WebArgs, board: Arc<Board>) -> Result<SocketAddr, String> {
-    let server = tiny_http::Server::http(args.addr)
+    let listener = TcpListener::bind(args.addr)
         .map_err(|e| format!("--http {}: cannot listen: {e}", args.addr))?;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| format!("--http {}: not an IP address", args.addr))?;
+    // Accepted sockets inherit the listener's send buffer: a fixed one bounds what the kernel
+    // holds for a client that does not read (autotuning would grow it to megabytes), so
+    // such a client's queue here fills and it is dropped.
+    set_send_buffer(&listener, SEND_BUFFER);
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("--http {}: {e}", args.addr))?;
     let token = args.token.clone();
     std::thread::Builder::new()
         .name("http".into())
         .spawn(move || {
-            for req in server.incoming_requests() {
+            for conn in listener.incoming() {
                 if board.stopping.load(Ordering::SeqCst) {
                     break;
                 }
+                let Ok(mut conn) = conn else { continue };
                 if board.clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
                     board.clients.fetch_sub(1, Ordering::SeqCst);
-                    let _ = req.respond(plain(503, "too many clients"));
+                    let _ = conn.set_write_timeout(Some(Duration::from_secs(1)));
+                    let _ = respond(&mut conn, 503, "text/plain", b"too many clients\n");
                     continue;
                 }
                 let (b, token) = (Arc::clone(&board), token.clone());
                 let spawned = std::thread::Builder::new()
                     .name("http-client".into())
                     .spawn(move || {
-                        serve(req, &b, token.as_deref());
+                        serve(conn, &b, token.as_deref());
                         b.clients.fetch_sub(1, Ordering::SeqCst);
                     });
-                // A thread that cannot be made drops its request: the client sees it close.
+                // A thread that cannot be made drops its connection: the client sees it close.
                 if spawned.is_err() {
                     board.clients.fetch_sub(1, Ordering::SeqCst);
                 }
@@ -467,10 +475,26 @@ pub fn start(args: &WebArgs, board: Arc<Board>) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
-type Resp = tiny_http::Response<std::io::Cursor<Vec<u8>>>;
+/// The kernel's send buffer of each client's socket.
+const SEND_BUFFER: libc::c_int = 64 << 10;
+/// The longest request head read.
+const HEAD_MAX: usize = 8 << 10;
+/// How long a client may take to send its request, or to take what is written to it.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn header(name: &str, value: &str) -> tiny_http::Header {
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("a valid header")
+fn set_send_buffer(l: &TcpListener, bytes: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a socket of ours and an int option of the size given; failure leaves the
+    // kernel's default, which only means more buffered per client.
+    unsafe {
+        libc::setsockopt(
+            l.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }
 
 const SECURITY: [(&str, &str); 5] = [
@@ -485,19 +509,37 @@ const SECURITY: [(&str, &str); 5] = [
     ("Cache-Control", "no-store"),
 ];
 
-fn with_security(mut r: Resp, ctype: &str) -> Resp {
-    for (k, v) in SECURITY {
-        r.add_header(header(k, v));
+/// A response head: the status, the security headers, `Connection: close` (one request per
+/// connection), and the length when there is one (else the body runs to the close).
+fn head(code: u16, ctype: &str, len: Option<usize>) -> Vec<u8> {
+    let reason = match code {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        503 => "Service Unavailable",
+        _ => "",
+    };
+    let mut h =
+        format!("HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nConnection: close\r\n");
+    if let Some(n) = len {
+        h.push_str(&format!("Content-Length: {n}\r\n"));
     }
-    r.add_header(header("Content-Type", ctype));
-    r
+    if code == 401 {
+        h.push_str("WWW-Authenticate: Bearer\r\n");
+    }
+    for (k, v) in SECURITY {
+        h.push_str(&format!("{k}: {v}\r\n"));
+    }
+    h.push_str("\r\n");
+    h.into_bytes()
 }
 
-fn plain(code: u16, text: &str) -> Resp {
-    with_security(
-        tiny_http::Response::from_data(format!("{text}\n").into_bytes()).with_status_code(code),
-        "text/plain; charset=utf-8",
-    )
+fn respond(w: &mut TcpStream, code: u16, ctype: &str, body: &[u8]) -> std::io::Result<()> {
+    w.write_all(&head(code, ctype, Some(body.len())))?;
+    w.write_all(body)?;
+    w.flush()
 }
 
 /// Whether two byte strings are equal, in time that depends on their lengths only.
@@ -505,61 +547,98 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
-fn token_ok(req: &tiny_http::Request, token: Option<&str>) -> bool {
+/// One request's head, read and parsed (bounded).
+struct Request {
+    method: String,
+    target: String,
+    bearer: Option<String>,
+}
+
+fn read_request(conn: &mut TcpStream) -> Option<Request> {
+    let mut buf = vec![0u8; HEAD_MAX];
+    let mut have = 0;
+    loop {
+        let n = conn.read(&mut buf[have..]).ok()?;
+        if n == 0 {
+            return None;
+        }
+        have += n;
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf[..have]) {
+            Ok(httparse::Status::Complete(_)) => {
+                let bearer = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .map(|t| t.trim().to_string());
+                return Some(Request {
+                    method: req.method?.to_string(),
+                    target: req.path?.to_string(),
+                    bearer,
+                });
+            }
+            Ok(httparse::Status::Partial) if have < buf.len() => continue,
+            _ => return None,
+        }
+    }
+}
+
+fn token_ok(req: &Request, token: Option<&str>) -> bool {
     let Some(token) = token else { return true };
-    let query = req.url().split_once('?').map_or("", |(_, q)| q);
+    let query = req.target.split_once('?').map_or("", |(_, q)| q);
     let in_query = query
         .split('&')
         .filter_map(|kv| kv.strip_prefix("token="))
         .any(|t| same(t.as_bytes(), token.as_bytes()));
-    let in_header = req.headers().iter().any(|h| {
-        h.field.equiv("Authorization")
-            && h.value
-                .as_str()
-                .strip_prefix("Bearer ")
-                .is_some_and(|t| same(t.trim().as_bytes(), token.as_bytes()))
-    });
+    let in_header = req
+        .bearer
+        .as_deref()
+        .is_some_and(|t| same(t.as_bytes(), token.as_bytes()));
     in_query || in_header
 }
 
-fn serve(req: tiny_http::Request, board: &Board, token: Option<&str>) {
+const TEXT: &str = "text/plain; charset=utf-8";
+
+fn serve(mut conn: TcpStream, board: &Board, token: Option<&str>) {
+    let _ = conn.set_read_timeout(Some(CLIENT_TIMEOUT));
+    let _ = conn.set_write_timeout(Some(CLIENT_TIMEOUT));
+    let Some(req) = read_request(&mut conn) else {
+        let _ = respond(&mut conn, 400, TEXT, b"bad request\n");
+        return;
+    };
     if !token_ok(&req, token) {
-        let _ = req.respond(plain(
+        let _ = respond(
+            &mut conn,
             401,
-            "a token is needed (?token= or Authorization: Bearer)",
-        ));
+            TEXT,
+            b"a token is needed (?token= or Authorization: Bearer)\n",
+        );
         return;
     }
-    if *req.method() != tiny_http::Method::Get && *req.method() != tiny_http::Method::Head {
-        let _ = req.respond(plain(405, "only GET"));
+    if req.method != "GET" {
+        let _ = respond(&mut conn, 405, TEXT, b"only GET\n");
         return;
     }
-    let path = req.url().split('?').next().unwrap_or("").to_string();
-    match path.as_str() {
-        "/" | "/index.html" => {
-            let _ = req.respond(with_security(
-                tiny_http::Response::from_data(PAGE.as_bytes().to_vec()),
-                "text/html; charset=utf-8",
-            ));
-        }
-        "/app.js" => {
-            let _ = req.respond(with_security(
-                tiny_http::Response::from_data(SCRIPT.as_bytes().to_vec()),
-                "text/javascript; charset=utf-8",
-            ));
-        }
+    let path = req.target.split('?').next().unwrap_or("");
+    let c = &mut conn;
+    let _ = match path {
+        "/" | "/index.html" => respond(c, 200, "text/html; charset=utf-8", PAGE.as_bytes()),
+        "/app.js" => respond(c, 200, "text/javascript; charset=utf-8", SCRIPT.as_bytes()),
         "/report.json" => {
             let json = board
                 .snapshot
                 .lock()
                 .map(|s| Arc::clone(&s.1))
                 .unwrap_or_default();
-            let _ = req.respond(with_security(
-                tiny_http::Response::from_data(json.as_bytes().to_vec()),
-                "application/json",
-            ));
+            respond(c, 200, "application/json", json.as_bytes())
         }
-        "/events" => events(req, board),
+        "/events" => {
+            events(conn, board);
+            Ok(())
+        }
         p => match p
             .strip_prefix("/streams/")
             .and_then(|s| s.strip_suffix(".flv"))
@@ -570,29 +649,17 @@ fn serve(req: tiny_http::Request, board: &Board, token: Option<&str>) {
                     && id.bytes().all(|c| c.is_ascii_digit() || c == b'-') =>
             {
                 let id = id.to_string();
-                view(req, board, id)
+                view(conn, board, id);
+                Ok(())
             }
-            _ => {
-                let _ = req.respond(plain(404, "not found"));
-            }
+            _ => respond(c, 404, TEXT, b"not found\n"),
         },
-    }
-}
-
-/// The head of a response whose body runs until the connection closes.
-fn stream_head(ctype: &str) -> Vec<u8> {
-    let mut h = format!("HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nConnection: close\r\n");
-    for (k, v) in SECURITY {
-        h.push_str(&format!("{k}: {v}\r\n"));
-    }
-    h.push_str("\r\n");
-    h.into_bytes()
+    };
 }
 
 /// `GET /events`: the snapshot at once, then each time it changes.
-fn events(req: tiny_http::Request, board: &Board) {
-    let mut w = req.into_writer();
-    if w.write_all(&stream_head("text/event-stream")).is_err() {
+fn events(mut w: TcpStream, board: &Board) {
+    if w.write_all(&head(200, "text/event-stream", None)).is_err() {
         return;
     }
     let mut seen = 0;
@@ -632,14 +699,14 @@ fn events(req: tiny_http::Request, board: &Board) {
 }
 
 /// `GET /streams/ID.flv`: queued by the publisher from the stream's next keyframe on.
-fn view(req: tiny_http::Request, board: &Board, id: String) {
+fn view(mut w: TcpStream, board: &Board, id: String) {
     let open = board
         .snapshot
         .lock()
         .map(|s| s.1.contains(&format!("\"id\":\"{id}\"")))
         .unwrap_or(false);
     if !open {
-        let _ = req.respond(plain(404, "no such stream"));
+        let _ = respond(&mut w, 404, TEXT, b"no such stream\n");
         return;
     }
     let (tx, rx) = std::sync::mpsc::sync_channel(VIEWER_TAGS);
@@ -650,16 +717,20 @@ fn view(req: tiny_http::Request, board: &Board, id: String) {
         queued: Arc::clone(&queued),
         started: false,
     };
-    match board.inbox.lock() {
-        Ok(mut inbox) if inbox.len() < MAX_CLIENTS => inbox.push(v),
-        _ => {
-            let _ = req.respond(plain(503, "too many viewers"));
-            return;
+    let taken = match board.inbox.lock() {
+        Ok(mut inbox) if inbox.len() < MAX_CLIENTS => {
+            inbox.push(v);
+            true
         }
+        _ => false,
+    };
+    if !taken {
+        let _ = respond(&mut w, 503, TEXT, b"too many viewers\n");
+        return;
     }
-    let mut w = req.into_writer();
-    let _ = w.write_all(&stream_head("video/x-flv"));
-    send_queue(&mut *w, &rx, &queued, board);
+    if w.write_all(&head(200, "video/x-flv", None)).is_ok() {
+        send_queue(&mut w, &rx, &queued, board);
+    }
     // What is left in the queue is given back to the count as it goes.
     drop(w);
     while let Ok(b) = rx.try_recv() {

@@ -1158,11 +1158,11 @@ fn http_get(addr: &str, path: &str, extra: &str) -> (u16, String, Vec<u8>) {
     )
     .unwrap();
     let mut data = Vec::new();
-    let _ = s.read_to_end(&mut data);
+    let read = s.read_to_end(&mut data);
     let at = data
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .expect("a response head");
+        .unwrap_or_else(|| panic!("no response head from {addr}{path}: {read:?}"));
     let head = String::from_utf8_lossy(&data[..at]).to_string();
     let status = head
         .split(' ')
@@ -1170,6 +1170,10 @@ fn http_get(addr: &str, path: &str, extra: &str) -> (u16, String, Vec<u8>) {
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     (status, head, data[at + 4..].to_vec())
+}
+
+fn state_of(http: &str, query: &str) -> serde_json::Value {
+    serde_json::from_slice(&http_get(http, &format!("/report.json{query}"), "").2).unwrap()
 }
 
 /// `live --http` on loopback with a token, a publish through nginx-rtmp: the row appears
@@ -1305,6 +1309,8 @@ fn live_http_shows_the_stream_and_serves_it_as_http_flv() {
     let flv_path = format!("/streams/{id}.flv{t}");
     let copy = std::thread::spawn(move || http_get(&flv_addr, &flv_path, ""));
     assert!(g.wait(ff, Duration::from_secs(30), "publisher").success());
+    let kernel = state_of(&http, t)["kernel"].clone();
+    eprintln!("kernel with one viewer reading: {kernel}");
     let (status, head, body) = copy.join().unwrap();
     assert_eq!(status, 200, "{head}");
     assert!(head.contains("video/x-flv"), "{head}");
@@ -1360,4 +1366,143 @@ fn live_http_shows_the_stream_and_serves_it_as_http_flv() {
         );
     }
     ffmpeg_decodes_cleanly(&got_path).unwrap();
+}
+
+/// A TCP connection to `addr` (IPv4) whose receive buffer was made small before it
+/// connected, so that its window stays small: a reader that does not read fills at once.
+fn small_window_connect(addr: &str) -> std::net::TcpStream {
+    use std::os::fd::FromRawFd;
+    let a: std::net::SocketAddrV4 = addr.parse().unwrap();
+    // SAFETY: a new socket of ours, options and an address of the sizes given; the fd is
+    // handed to the TcpStream, which owns and closes it.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0);
+        let small: libc::c_int = 2048;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&small as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: a.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*a.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let r = libc::connect(
+            fd,
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(r, 0, "connect {addr}");
+        std::net::TcpStream::from_raw_fd(fd)
+    }
+}
+
+/// Ten viewers of `/streams/ID.flv` that read nothing (a 4 KiB receive buffer each): each is
+/// dropped when its queue reaches `http_viewer_bytes`, what is queued for them stays within
+/// that bound, the kernel drops nothing, and the stream's file is nginx's recording.
+#[test]
+fn live_http_viewers_that_read_nothing_are_dropped_and_cost_the_capture_nothing() {
+    lab_ready(&PEERS);
+    let mut g = Guard::default();
+    let dir = temp_dir("live-http-stalled");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (nginx, rec) = start_nginx(&mut g, &dir.join("nginx"), &listen, None);
+    let out = dir.join("out");
+    let port_s = port.to_string();
+    let http = format!("127.0.0.1:{}", free_port());
+    let limit = 64u64 << 10;
+    let live = start_live(
+        &mut g,
+        &dir,
+        None,
+        &[
+            "-i",
+            "lo",
+            "--port",
+            &port_s,
+            "-o",
+            out.to_str().unwrap(),
+            "--http",
+            &http,
+            "--limit",
+            "http_viewer_bytes=64K",
+        ],
+        Stdio::null(),
+    );
+    let ff = g.spawn(&mut publish(None, &format!("rtmp://{listen}/live/slow"), 8));
+    let state = || -> serde_json::Value {
+        serde_json::from_slice(&http_get(&http, "/report.json", "").2).unwrap()
+    };
+    let mut id = String::new();
+    wait_until(
+        Duration::from_secs(10),
+        "the stream in /report.json",
+        || {
+            let s = state();
+            match s["streams"].as_array().unwrap().first() {
+                Some(s) => {
+                    id = s["id"].as_str().unwrap().to_string();
+                    true
+                }
+                None => false,
+            }
+        },
+    );
+    let stalled: Vec<std::net::TcpStream> = (0..10)
+        .map(|_| {
+            let mut s = small_window_connect(&http);
+            write!(s, "GET /streams/{id}.flv HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    let mut peak = 0;
+    let mut dropped = 0;
+    while g.child(ff).try_wait().unwrap().is_none() {
+        let s = state();
+        peak = s["http"]["retained_peak_bytes"].as_u64().unwrap();
+        dropped = s["http"]["viewers_dropped"].as_u64().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(g.wait(ff, Duration::from_secs(30), "publisher").success());
+    eprintln!("10 stalled viewers: {dropped} dropped, peak queued {peak} bytes");
+    assert!(dropped >= 1, "no stalled viewer was dropped");
+    // Each viewer's queue holds at most the limit and one tag more (a tag is < 64 KiB here).
+    assert!(peak <= 10 * 2 * limit, "{peak} bytes queued at once");
+    g.signal(live, libc::SIGTERM);
+    g.wait(live, Duration::from_secs(20), "rtmpsniff after SIGTERM");
+    drop(stalled);
+    stop_nginx(&mut g, nginx);
+    let report = read_json(&out.join("report.json"));
+    let kernel = &report["inputs"][0]["kernel"];
+    eprintln!("kernel with 10 stalled viewers: {kernel}");
+    assert_eq!(kernel["dropped"], 0, "{kernel}");
+    let hit = report["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "http_viewer_bytes")
+        .unwrap();
+    assert_eq!(hit["hits"], dropped, "{hit}");
+    let file = only_flv(&out);
+    assert_eq!(file.len(), 1, "{file:?}");
+    assert_same_media(&rec.join("slow.flv"), &file[0]);
+}
+
+/// `--http` on an address that is not loopback without `--http-token`: one line, exit 2,
+/// before anything is captured.
+#[test]
+fn live_http_off_loopback_needs_a_token() {
+    let o = rtmpsniff(&["live", "-i", "lo", "--http", "0.0.0.0:8080"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--http-token"), "{err}");
 }
