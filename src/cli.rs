@@ -509,6 +509,13 @@ impl Cli {
             } => {
                 let duration = run_time(duration)?;
                 let http_token = http_token.filter(|t| !t.is_empty());
+                if let Some(t) = &http_token
+                    && !crate::web::token_is_safe(t)
+                {
+                    return Err(
+                        "--http-token: use letters, digits and - . _ ~ only (at most 256)".into(),
+                    );
+                }
                 let http = match http {
                     Some(addr) if crate::web::needs_token(&addr) && http_token.is_none() => {
                         return Err(format!(

@@ -36,6 +36,10 @@ const HEADER_MAX: usize = 64 << 10;
 /// The page, its script: no inline script (the CSP forbids it), nothing from elsewhere.
 const PAGE: &str = include_str!("web/index.html");
 const SCRIPT: &str = include_str!("web/app.js");
+const STYLE: &str = include_str!("web/app.css");
+/// The player: mpegts.js 1.8.2 (Apache-2.0), its `dist/mpegts.js` from npm as it is
+/// (src/web/vendor/README.md).
+const PLAYER: &str = include_str!("web/vendor/mpegts.js");
 
 /// `--http` and `--http-token`, checked.
 #[derive(Clone, Debug)]
@@ -502,7 +506,7 @@ const SECURITY: [(&str, &str); 5] = [
     ("X-Content-Type-Options", "nosniff"),
     (
         "Content-Security-Policy",
-        "default-src 'self'; media-src 'self' blob:; worker-src 'self' blob:; \
+        "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; worker-src 'self' blob:; \
          frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
     ),
     ("Referrer-Policy", "no-referrer"),
@@ -540,6 +544,27 @@ fn respond(w: &mut TcpStream, code: u16, ctype: &str, body: &[u8]) -> std::io::R
     w.write_all(&head(code, ctype, Some(body.len())))?;
     w.write_all(body)?;
     w.flush()
+}
+
+/// The page, its own files asked for with the token when there is one (it is checked to be
+/// URL-safe characters only, [`token_is_safe`], so it needs no escaping in an attribute).
+fn page(token: Option<&str>) -> String {
+    match token {
+        Some(t) if token_is_safe(t) => {
+            let q = format!("?token={t}\"");
+            PAGE.replace(".js\"", &format!(".js{q}"))
+                .replace(".css\"", &format!(".css{q}"))
+        }
+        _ => PAGE.to_string(),
+    }
+}
+
+/// Whether a token is made of URL-safe characters only (what `--http-token` accepts).
+pub fn token_is_safe(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 256
+        && t.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-._~".contains(&c))
 }
 
 /// Whether two byte strings are equal, in time that depends on their lengths only.
@@ -625,8 +650,10 @@ fn serve(mut conn: TcpStream, board: &Board, token: Option<&str>) {
     let path = req.target.split('?').next().unwrap_or("");
     let c = &mut conn;
     let _ = match path {
-        "/" | "/index.html" => respond(c, 200, "text/html; charset=utf-8", PAGE.as_bytes()),
+        "/" | "/index.html" => respond(c, 200, "text/html; charset=utf-8", page(token).as_bytes()),
+        "/app.css" => respond(c, 200, "text/css; charset=utf-8", STYLE.as_bytes()),
         "/app.js" => respond(c, 200, "text/javascript; charset=utf-8", SCRIPT.as_bytes()),
+        "/mpegts.js" => respond(c, 200, "text/javascript; charset=utf-8", PLAYER.as_bytes()),
         "/report.json" => {
             let json = board
                 .snapshot

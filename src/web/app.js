@@ -42,10 +42,41 @@ function render(snap) {
       a.href = "streams/" + encodeURIComponent(s.id) + ".flv" + q;
       a.textContent = "flv";
       td.appendChild(a);
+      if (s.video_codec === "h264" || s.video_codec === "hevc" || s.audio_codec === "aac") {
+        const b = document.createElement("button");
+        b.textContent = "play";
+        b.className = "play";
+        b.addEventListener("click", () => play(s.id, s.name));
+        td.appendChild(document.createTextNode(" "));
+        td.appendChild(b);
+      }
     }
     body.appendChild(tr);
   }
   rows.replaceChildren(body);
+}
+
+// The player (mpegts.js, served by rtmpsniff itself): the stream's HTTP-FLV over MSE.
+let player = null;
+function play(id, name) {
+  if (typeof mpegts === "undefined" || !mpegts.isSupported()) {
+    document.getElementById("playing").textContent = "this browser cannot play it (no MSE)";
+    return;
+  }
+  if (player) {
+    player.destroy();
+    player = null;
+  }
+  const video = document.getElementById("video");
+  document.getElementById("player").hidden = false;
+  document.getElementById("playing").textContent = "playing " + id + " " + name;
+  const url = new URL("streams/" + encodeURIComponent(id) + ".flv" + q, location.href).href;
+  player = mpegts.createPlayer({ type: "flv", isLive: true, url: url },
+    { enableWorker: false, liveBufferLatencyChasing: true });
+  player.attachMediaElement(video);
+  player.load();
+  const p = player.play();
+  if (p && p.catch) p.catch(() => {});
 }
 
 const es = new EventSource("events" + q);

@@ -1235,7 +1235,11 @@ fn live_http_shows_the_stream_and_serves_it_as_http_flv() {
         "{head}"
     );
     let page = String::from_utf8(page).unwrap();
-    assert!(page.contains("<script src=\"app.js\"></script>"), "{page}");
+    // Its own script, asked for with the token.
+    assert!(
+        page.contains("<script src=\"app.js?token=s3cr3t\"></script>"),
+        "{page}"
+    );
     assert!(
         !page.contains("http://") && !page.contains("https://"),
         "{page}"
@@ -1505,4 +1509,87 @@ fn live_http_off_loopback_needs_a_token() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("--http-token"), "{err}");
+}
+
+/// Headless Chromium opens the `--http` page (with its token), sees the stream listed through
+/// the events, starts its player (mpegts.js, served by rtmpsniff) and the video's
+/// currentTime passes 1 s; the page asks nothing of any other host.
+#[test]
+fn live_http_page_plays_the_stream_in_chromium() {
+    lab_ready(&PEERS);
+    require_tool("chromium");
+    require_tool("node");
+    require(
+        "tests/browser/node_modules/puppeteer-core is not installed (npm ci --prefix tests/browser)",
+        root()
+            .join("tests/browser/node_modules/puppeteer-core")
+            .exists(),
+    );
+    let mut g = Guard::default();
+    let dir = temp_dir("live-http-page");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (nginx, _rec) = start_nginx(&mut g, &dir.join("nginx"), &listen, None);
+    let out = dir.join("out");
+    let port_s = port.to_string();
+    let http = format!("127.0.0.1:{}", free_port());
+    let live = start_live(
+        &mut g,
+        &dir,
+        None,
+        &[
+            "-i",
+            "lo",
+            "--port",
+            &port_s,
+            "-o",
+            out.to_str().unwrap(),
+            "--http",
+            &http,
+            "--http-token",
+            "t0k",
+        ],
+        Stdio::null(),
+    );
+    let ff = g.spawn(&mut publish(
+        None,
+        &format!("rtmp://{listen}/live/<cam>"),
+        20,
+    ));
+    let shot = dir.join("page.png");
+    let o = Command::new("node")
+        .arg(root().join("tests/browser/live.js"))
+        .arg(format!("http://{http}/?token=t0k"))
+        .arg("<cam>")
+        .arg(&shot)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "live.js: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    eprintln!(
+        "page: listed after {} ms, currentTime {} after {} ms ({})",
+        seen["listed_ms"],
+        seen["current_time"],
+        seen["playing_ms"],
+        shot.display()
+    );
+    assert_eq!(seen["listed"], true, "{seen}");
+    assert!(seen["current_time"].as_f64().unwrap() > 1.0, "{seen}");
+    assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
+    // Its own host only (data: URLs are the browser's own, its video controls' icons).
+    for r in seen["requests"].as_array().unwrap() {
+        let r = r.as_str().unwrap();
+        assert!(
+            r.starts_with(&format!("http://{http}/")) || r.starts_with("data:"),
+            "{r}"
+        );
+    }
+    g.signal(ff, libc::SIGTERM);
+    g.signal(live, libc::SIGTERM);
+    g.wait(live, Duration::from_secs(20), "rtmpsniff after SIGTERM");
+    stop_nginx(&mut g, nginx);
 }
