@@ -9,10 +9,10 @@ import re
 import sys
 
 # Lowest first. `config` (the limits) is shared by every stage; the binary (main, cli,
-# live_cmd, man, term) sits on top of everything.
+# live_cmd, man, term, web) sits on top of everything.
 STAGES = ["capture", "decode", "flow", "transport", "rtmp", "pipeline", "sink", "run", "fuzzing"]
 SHARED = {"config"}
-BINARY = {"main", "cli", "live_cmd", "man", "term"}
+BINARY = {"main", "cli", "live_cmd", "man", "term", "web"}
 
 src = pathlib.Path(__file__).resolve().parent.parent / "src"
 uses = {}  # file -> set of (stage, module path)

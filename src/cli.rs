@@ -334,6 +334,15 @@ enum Command {
         /// Put each file's SHA-256 in the report (worked out once the file is finished).
         #[arg(long)]
         sha256: bool,
+        /// Serve a page of the streams being sniffed, their state (/events, /report.json)
+        /// and each stream as HTTP-FLV (/streams/ID.flv) on this address (loopback unless
+        /// --http-token is given).
+        #[arg(long, value_name = "ADDR:PORT")]
+        http: Option<std::net::SocketAddr>,
+        /// The token every request to --http must carry (`?token=` or `Authorization:
+        /// Bearer`); needed for an address that is not loopback.
+        #[arg(long, value_name = "TOKEN", requires = "http")]
+        http_token: Option<String>,
         #[command(flatten)]
         talk: TalkArgs,
     },
@@ -505,8 +514,31 @@ impl Cli {
                 write_pcap,
                 talk: TalkArgs { quiet, verbose },
                 sha256,
+                http,
+                http_token,
             } => {
                 let duration = run_time(duration)?;
+                let http_token = http_token.filter(|t| !t.is_empty());
+                if let Some(t) = &http_token
+                    && !crate::web::token_is_safe(t)
+                {
+                    return Err(
+                        "--http-token: use letters, digits and - . _ ~ only (at most 256)".into(),
+                    );
+                }
+                let http = match http {
+                    Some(addr) if crate::web::needs_token(&addr) && http_token.is_none() => {
+                        return Err(format!(
+                            "--http {addr} is not a loopback address: it shows sniffed media to \
+                             anyone who can reach it, so give --http-token TOKEN too"
+                        ));
+                    }
+                    Some(addr) => Some(crate::web::WebArgs {
+                        addr,
+                        token: http_token,
+                    }),
+                    None => None,
+                };
                 if workers > 1 && write_pcap.is_some() {
                     return Err(
                         "--write-pcap takes one capture thread: leave out --workers or \
@@ -549,6 +581,7 @@ impl Cli {
                     verbose,
                     sha256,
                     workers: workers as usize,
+                    http,
                 })
             }
         })

@@ -44,6 +44,9 @@ pub struct Limits {
     /// (allocated only as a burst fills it). Past half of it, frames of flows not being
     /// recovered are dropped; when full, any frame (`dropped_by_rtmpsniff`).
     pub queue_bytes: usize,
+    /// `live --http`: bytes queued for one HTTP-FLV viewer and not yet sent; a viewer that
+    /// falls this far behind is dropped (the capture never waits for it).
+    pub http_viewer_bytes: usize,
 }
 
 impl Default for Limits {
@@ -64,6 +67,7 @@ impl Default for Limits {
             open_files: 256,
             // A second at 2 Gbit/s.
             queue_bytes: 256 << 20,
+            http_viewer_bytes: 8 << 20,
         }
     }
 }
@@ -85,6 +89,7 @@ pub struct LimitHits {
     pub buffered_bytes_total: u64,
     pub open_files: u64,
     pub queue_bytes: u64,
+    pub http_viewer_bytes: u64,
 }
 
 /// One limit as the report shows it.
@@ -96,7 +101,7 @@ pub struct LimitReport {
 }
 
 impl LimitHits {
-    fn fields_mut(&mut self) -> [&mut u64; 14] {
+    fn fields_mut(&mut self) -> [&mut u64; 15] {
         [
             &mut self.reassembly_bytes,
             &mut self.reassembly_segments,
@@ -112,6 +117,7 @@ impl LimitHits {
             &mut self.buffered_bytes_total,
             &mut self.open_files,
             &mut self.queue_bytes,
+            &mut self.http_viewer_bytes,
         ]
     }
 
@@ -188,6 +194,7 @@ impl Limits {
             "buffered_bytes_total" => self.buffered_bytes_total = size(n)?,
             "open_files" => self.open_files = size(n)?,
             "queue_bytes" => self.queue_bytes = size(n)?,
+            "http_viewer_bytes" => self.http_viewer_bytes = size(n)?,
             _ => {
                 let names: Vec<&str> = self.named().iter().map(|(n, _)| *n).collect();
                 return Err(format!(
@@ -211,7 +218,7 @@ impl Limits {
     }
 
     /// Each limit's name and value, in declaration order.
-    pub fn named(&self) -> [(&'static str, u64); 14] {
+    pub fn named(&self) -> [(&'static str, u64); 15] {
         [
             ("reassembly_bytes", self.reassembly_bytes as u64),
             ("reassembly_segments", self.reassembly_segments as u64),
@@ -227,6 +234,7 @@ impl Limits {
             ("buffered_bytes_total", self.buffered_bytes_total as u64),
             ("open_files", self.open_files as u64),
             ("queue_bytes", self.queue_bytes as u64),
+            ("http_viewer_bytes", self.http_viewer_bytes as u64),
         ]
     }
 }

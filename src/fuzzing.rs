@@ -278,6 +278,7 @@ fn small_limits(sel: u8) -> Limits {
         buffered_bytes_total: 16 << 10,
         open_files: 2,
         queue_bytes: 64 << 10,
+        http_viewer_bytes: 64 << 10,
     }
 }
 

@@ -44,6 +44,8 @@ pub struct LiveArgs {
     pub sha256: bool,
     /// `--workers N`: capture threads in one fanout group, each with its own pipeline.
     pub workers: usize,
+    /// `--http ADDR:PORT` (and its token): the page, the state and HTTP-FLV.
+    pub http: Option<crate::web::WebArgs>,
 }
 
 /// Print the devices libpcap can capture on, numbered from 1 in libpcap's order as
@@ -258,6 +260,8 @@ struct LiveSink {
     /// Open connections with a stream started, and whether the selection kept any of them
     /// (only with a selection).
     selected: HashMap<ConnId, (ConnKey, bool)>,
+    /// `--http`: the state the page shows and the viewers' queues (never waited for).
+    web: Option<crate::web::Publisher>,
 }
 
 impl LiveSink {
@@ -310,6 +314,9 @@ impl OutputSink for LiveSink {
 
     fn output(&mut self, o: Output) -> Result<()> {
         self.note_selection(&o);
+        if let Some(w) = &mut self.web {
+            w.output(&o);
+        }
         let started = describe_start(&o);
         if started.is_some() {
             self.streams_seen += 1;
@@ -490,7 +497,31 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
     if !super::use_output_dir(&mut args.output) {
         return Ok(super::EXIT_BAD_INPUT);
     }
+    let web = match &args.http {
+        None => None,
+        Some(h) => {
+            let board = Arc::new(crate::web::Board::default());
+            let publisher = crate::web::Publisher::new(
+                Arc::clone(&board),
+                args.config.limits.http_viewer_bytes,
+            );
+            match crate::web::start(h, board) {
+                Ok(addr) => {
+                    if !args.quiet {
+                        let q = if h.token.is_some() { "?token=..." } else { "" };
+                        say!("rtmpsniff: serving the live page on http://{addr}/{q}");
+                    }
+                    Some(publisher)
+                }
+                Err(e) => {
+                    say!("rtmpsniff: {e}");
+                    return Ok(super::EXIT_BAD_INPUT);
+                }
+            }
+        }
+    };
     let mut sink = LiveSink {
+        web,
         flv: live_flv_sink(&args)?,
         console: Console {
             to_stderr: piping,
@@ -545,8 +576,13 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
     let LiveSink {
         flv: mut sink,
         mut console,
+        web,
         ..
     } = sink;
+    let viewers_dropped = web.map_or(0, |mut w| {
+        w.stop();
+        w.viewers_dropped()
+    });
     console.clear_status();
     let output = &args.output;
     sink.finish().map_err(|e| write_err(output, e))?;
@@ -557,11 +593,12 @@ pub fn run(mut args: LiveArgs) -> Result<u8> {
         captured_gbit: gbit,
         cpu_seconds_per_gbit: (gbit > 0.0).then(|| cpu / gbit),
     });
-    // The sink's and the queue's limits count with the pipeline's: `stats` and `limits`
-    // agree.
+    // The sink's, the queue's and the viewers' limits count with the pipeline's: `stats`
+    // and `limits` agree.
     let mut stats = stats;
     stats.limit_hits.add(&sink.limit_hits);
     stats.limit_hits.queue_bytes += queue.dropped.total();
+    stats.limit_hits.http_viewer_bytes += viewers_dropped;
     let hits = stats.limit_hits.clone();
     let (selecting, seen) = (!args.selection.is_empty(), sink.seen());
     let output_errors = sink.output_errors();
@@ -824,11 +861,19 @@ fn run_workers(
                     // Every worker finished: the run is over.
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
                 }
+                if let Some(w) = &mut sink.web {
+                    w.take_viewers();
+                }
                 let now = Instant::now();
                 if now < next_tick {
                     continue;
                 }
                 next_tick = now + TICK;
+                if let Some(w) = &mut sink.web {
+                    w.tick(sum_kernel(shared.iter().map(|sh| {
+                        *sh.kernel.lock().unwrap_or_else(|e| e.into_inner())
+                    })));
+                }
                 say_link_events(&shared[0], &mut link_said, &mut sink.console);
                 let output = &sink.output;
                 sink.flv.hand_over().map_err(|e| write_err(output, e))?;
@@ -1217,11 +1262,17 @@ fn pipeline_loop(
             None if sh.queue.is_done() => return Ok(()),
             None => {}
         }
+        if let Some(w) = &mut driver.sink.web {
+            w.take_viewers();
+        }
         let now = Instant::now();
         if now < next_tick {
             continue;
         }
         next_tick = now + TICK;
+        if let Some(w) = &mut driver.sink.web {
+            w.tick(*sh.kernel.lock().unwrap_or_else(|e| e.into_inner()));
+        }
         say_link_events(sh, &mut link_said, &mut driver.sink.console);
         keylogs.poll(&mut driver.pipeline);
         driver.take()?;

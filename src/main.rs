@@ -12,6 +12,7 @@ mod cli;
 mod live_cmd;
 mod man;
 mod term;
+mod web;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -184,6 +184,10 @@ pub const EXTRAS: &[Extra] = &[
                 "sudo rtmpsniff live -i eth0 --workers 4 -o out",
                 "Spread a busy interface over four capture threads and pipelines.",
             ),
+            (
+                "sudo rtmpsniff live -i eth0 -o out --http 127.0.0.1:8080",
+                "A page of the streams at http://127.0.0.1:8080/, each also at /streams/ID.flv (ffplay, VLC).",
+            ),
         ],
         exit_status: &[
             (

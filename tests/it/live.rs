@@ -1146,3 +1146,450 @@ fn an_interface_going_down_and_up_is_said_and_reported() {
         .collect();
     assert_eq!(events, ["down", "up"]);
 }
+
+/// A GET on `addr` (HTTP/1.1, `Connection: close`) with extra header lines: the status,
+/// the head and the body (read to the end).
+fn http_get(addr: &str, path: &str, extra: &str) -> (u16, String, Vec<u8>) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\r\n"
+    )
+    .unwrap();
+    let mut data = Vec::new();
+    let read = s.read_to_end(&mut data);
+    let at = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head from {addr}{path}: {read:?}"));
+    let head = String::from_utf8_lossy(&data[..at]).to_string();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head, data[at + 4..].to_vec())
+}
+
+fn state_of(http: &str, query: &str) -> serde_json::Value {
+    serde_json::from_slice(&http_get(http, &format!("/report.json{query}"), "").2).unwrap()
+}
+
+/// `live --http` on loopback with a token, a publish through nginx-rtmp: the row appears
+/// through Server-Sent Events, ffmpeg decodes `/streams/ID.flv` while the publish runs, and
+/// what that gives is nginx's recording bit for bit from its first keyframe on; no token,
+/// no answer; `/report.json` parses.
+#[test]
+fn live_http_shows_the_stream_and_serves_it_as_http_flv() {
+    lab_ready(&PEERS);
+    let mut g = Guard::default();
+    let dir = temp_dir("live-http");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (nginx, rec) = start_nginx(&mut g, &dir.join("nginx"), &listen, None);
+    let out = dir.join("out");
+    let port_s = port.to_string();
+    let http = format!("127.0.0.1:{}", free_port());
+    let live = start_live(
+        &mut g,
+        &dir,
+        None,
+        &[
+            "-i",
+            "lo",
+            "--port",
+            &port_s,
+            "-o",
+            out.to_str().unwrap(),
+            "--http",
+            &http,
+            "--http-token",
+            "s3cr3t",
+        ],
+        Stdio::null(),
+    );
+    let t = "?token=s3cr3t";
+    // No token (or a wrong one): refused, whatever is asked.
+    for path in [
+        "/",
+        "/report.json",
+        "/events",
+        "/streams/1-0.flv",
+        "/?token=s3cr3",
+    ] {
+        let (status, _, _) = http_get(&http, path, "");
+        assert_eq!(status, 401, "{path}");
+    }
+    let (status, head, page) = http_get(&http, &format!("/{t}"), "");
+    assert_eq!(status, 200);
+    for h in [
+        "X-Frame-Options: DENY",
+        "X-Content-Type-Options: nosniff",
+        "Content-Security-Policy: default-src 'self'",
+    ] {
+        assert!(head.contains(h), "{h} not in {head}");
+    }
+    assert!(
+        !head.to_ascii_lowercase().contains("access-control"),
+        "{head}"
+    );
+    let page = String::from_utf8(page).unwrap();
+    // Its own script, asked for with the token.
+    assert!(
+        page.contains("<script src=\"app.js?token=s3cr3t\"></script>"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "{page}"
+    );
+    let (status, _, _) = http_get(&http, "/app.js", "Authorization: Bearer s3cr3t\r\n");
+    assert_eq!(status, 200);
+    let (status, _, _) = http_get(&http, &format!("/../etc/passwd{t}"), "");
+    assert_eq!(status, 404);
+
+    // The events, read on a thread: when the stream's row first appears, and its id.
+    let events_addr = http.clone();
+    let events = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(&events_addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(
+            s,
+            "GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cr3t\r\n\r\n"
+        )
+        .unwrap();
+        let mut r = std::io::BufReader::new(s);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if std::io::BufRead::read_line(&mut r, &mut line).unwrap() == 0 {
+                panic!("the events ended before the stream appeared");
+            }
+            let Some(data) = line.strip_prefix("data: ") else {
+                continue;
+            };
+            let v: serde_json::Value = serde_json::from_str(data).unwrap();
+            if let Some(s) = v["streams"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["name"] == "cam")
+            {
+                return (Instant::now(), s["id"].as_str().unwrap().to_string());
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let ff = g.spawn(&mut publish(None, &format!("rtmp://{listen}/live/cam"), 8));
+    let (seen, id) = events.join().unwrap();
+    eprintln!(
+        "publish start to its row in the events: {} ms",
+        seen.duration_since(started).as_millis()
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&http_get(&http, &format!("/report.json{t}"), "").2).unwrap();
+    assert!(
+        report["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == id.as_str() && s["app"] == "live"),
+        "{report}"
+    );
+    // ffmpeg decodes the stream as it passes, joined mid-stream (the second keyframe on);
+    // the test's own reader keeps the bytes.
+    std::thread::sleep(Duration::from_millis(1500));
+    let url = format!("http://{http}/streams/{id}.flv{t}");
+    let frames = dir.join("frames.txt");
+    let decoder = g.spawn(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-i", &url, "-f", "framecrc"])
+            .arg(&frames)
+            .stderr(Stdio::piped()),
+    );
+    let flv_addr = http.clone();
+    let flv_path = format!("/streams/{id}.flv{t}");
+    let copy = std::thread::spawn(move || http_get(&flv_addr, &flv_path, ""));
+    assert!(g.wait(ff, Duration::from_secs(30), "publisher").success());
+    let kernel = state_of(&http, t)["kernel"].clone();
+    eprintln!("kernel with one viewer reading: {kernel}");
+    let (status, head, body) = copy.join().unwrap();
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("video/x-flv"), "{head}");
+    let st = g.wait(decoder, Duration::from_secs(15), "ffmpeg reading HTTP-FLV");
+    let mut err = String::new();
+    g.child(decoder)
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(st.success(), "ffmpeg: {err}");
+    let decoded = std::fs::read_to_string(&frames).unwrap();
+    let video_frames = decoded.lines().filter(|l| l.starts_with("0,")).count();
+    assert!(video_frames > 100, "{video_frames} frames decoded: {err}");
+    g.signal(live, libc::SIGTERM);
+    g.wait(live, Duration::from_secs(20), "rtmpsniff after SIGTERM");
+    stop_nginx(&mut g, nginx);
+
+    // From the first keyframe on, the bodies are nginx's, kind by kind, in order.
+    let got_path = dir.join("http.flv");
+    std::fs::write(&got_path, &body).unwrap();
+    let truth = media_of(&rec.join("cam.flv"));
+    let got = media_of(&got_path);
+    assert_eq!(got.frame_before_config, None);
+    assert_eq!(got.configs, truth.configs);
+    for kind in [8u8, 9] {
+        let t: Vec<&Vec<u8>> = truth
+            .packets
+            .iter()
+            .filter(|p| p.0 == kind)
+            .map(|p| &p.2)
+            .collect();
+        let m: Vec<&Vec<u8>> = got
+            .packets
+            .iter()
+            .filter(|p| p.0 == kind)
+            .map(|p| &p.2)
+            .collect();
+        assert!(m.len() > 50, "kind {kind}: {} packets", m.len());
+        let from = t
+            .iter()
+            .position(|b| *b == m[0])
+            .unwrap_or_else(|| panic!("kind {kind}: the first packet is not nginx's"));
+        assert_eq!(
+            &t[from..],
+            &m[..],
+            "kind {kind}: not nginx's from {from} on"
+        );
+        eprintln!(
+            "kind {kind}: {} packets bit-exact from nginx's {from}",
+            m.len()
+        );
+    }
+    ffmpeg_decodes_cleanly(&got_path).unwrap();
+}
+
+/// A TCP connection to `addr` (IPv4) whose receive buffer was made small before it
+/// connected, so that its window stays small: a reader that does not read fills at once.
+fn small_window_connect(addr: &str) -> std::net::TcpStream {
+    use std::os::fd::FromRawFd;
+    let a: std::net::SocketAddrV4 = addr.parse().unwrap();
+    // SAFETY: a new socket of ours, options and an address of the sizes given; the fd is
+    // handed to the TcpStream, which owns and closes it.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0);
+        let small: libc::c_int = 2048;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&small as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: a.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*a.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let r = libc::connect(
+            fd,
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(r, 0, "connect {addr}");
+        std::net::TcpStream::from_raw_fd(fd)
+    }
+}
+
+/// Ten viewers of `/streams/ID.flv` that read nothing (a 4 KiB receive buffer each): each is
+/// dropped when its queue reaches `http_viewer_bytes`, what is queued for them stays within
+/// that bound, the kernel drops nothing, and the stream's file is nginx's recording.
+#[test]
+fn live_http_viewers_that_read_nothing_are_dropped_and_cost_the_capture_nothing() {
+    lab_ready(&PEERS);
+    let mut g = Guard::default();
+    let dir = temp_dir("live-http-stalled");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (nginx, rec) = start_nginx(&mut g, &dir.join("nginx"), &listen, None);
+    let out = dir.join("out");
+    let port_s = port.to_string();
+    let http = format!("127.0.0.1:{}", free_port());
+    let limit = 64u64 << 10;
+    let live = start_live(
+        &mut g,
+        &dir,
+        None,
+        &[
+            "-i",
+            "lo",
+            "--port",
+            &port_s,
+            "-o",
+            out.to_str().unwrap(),
+            "--http",
+            &http,
+            "--limit",
+            "http_viewer_bytes=64K",
+        ],
+        Stdio::null(),
+    );
+    let ff = g.spawn(&mut publish(None, &format!("rtmp://{listen}/live/slow"), 8));
+    let state = || -> serde_json::Value {
+        serde_json::from_slice(&http_get(&http, "/report.json", "").2).unwrap()
+    };
+    let mut id = String::new();
+    wait_until(
+        Duration::from_secs(10),
+        "the stream in /report.json",
+        || {
+            let s = state();
+            match s["streams"].as_array().unwrap().first() {
+                Some(s) => {
+                    id = s["id"].as_str().unwrap().to_string();
+                    true
+                }
+                None => false,
+            }
+        },
+    );
+    let stalled: Vec<std::net::TcpStream> = (0..10)
+        .map(|_| {
+            let mut s = small_window_connect(&http);
+            write!(s, "GET /streams/{id}.flv HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    let mut peak = 0;
+    let mut dropped = 0;
+    while g.child(ff).try_wait().unwrap().is_none() {
+        let s = state();
+        peak = s["http"]["retained_peak_bytes"].as_u64().unwrap();
+        dropped = s["http"]["viewers_dropped"].as_u64().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(g.wait(ff, Duration::from_secs(30), "publisher").success());
+    eprintln!("10 stalled viewers: {dropped} dropped, peak queued {peak} bytes");
+    assert!(dropped >= 1, "no stalled viewer was dropped");
+    // Each viewer's queue holds at most the limit and one tag more (a tag is < 64 KiB here).
+    assert!(peak <= 10 * 2 * limit, "{peak} bytes queued at once");
+    g.signal(live, libc::SIGTERM);
+    g.wait(live, Duration::from_secs(20), "rtmpsniff after SIGTERM");
+    drop(stalled);
+    stop_nginx(&mut g, nginx);
+    let report = read_json(&out.join("report.json"));
+    let kernel = &report["inputs"][0]["kernel"];
+    eprintln!("kernel with 10 stalled viewers: {kernel}");
+    assert_eq!(kernel["dropped"], 0, "{kernel}");
+    let hit = report["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "http_viewer_bytes")
+        .unwrap();
+    assert_eq!(hit["hits"], dropped, "{hit}");
+    let file = only_flv(&out);
+    assert_eq!(file.len(), 1, "{file:?}");
+    assert_same_media(&rec.join("slow.flv"), &file[0]);
+}
+
+/// `--http` on an address that is not loopback without `--http-token`: one line, exit 2,
+/// before anything is captured.
+#[test]
+fn live_http_off_loopback_needs_a_token() {
+    let o = rtmpsniff(&["live", "-i", "lo", "--http", "0.0.0.0:8080"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--http-token"), "{err}");
+}
+
+/// Headless Chromium opens the `--http` page (with its token), sees the stream listed through
+/// the events, starts its player (mpegts.js, served by rtmpsniff) and the video's
+/// currentTime passes 1 s; the page asks nothing of any other host.
+#[test]
+fn live_http_page_plays_the_stream_in_chromium() {
+    lab_ready(&PEERS);
+    require_tool("chromium");
+    require_tool("node");
+    require(
+        "tests/browser/node_modules/puppeteer-core is not installed (npm ci --prefix tests/browser)",
+        root()
+            .join("tests/browser/node_modules/puppeteer-core")
+            .exists(),
+    );
+    let mut g = Guard::default();
+    let dir = temp_dir("live-http-page");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (nginx, _rec) = start_nginx(&mut g, &dir.join("nginx"), &listen, None);
+    let out = dir.join("out");
+    let port_s = port.to_string();
+    let http = format!("127.0.0.1:{}", free_port());
+    let live = start_live(
+        &mut g,
+        &dir,
+        None,
+        &[
+            "-i",
+            "lo",
+            "--port",
+            &port_s,
+            "-o",
+            out.to_str().unwrap(),
+            "--http",
+            &http,
+            "--http-token",
+            "t0k",
+        ],
+        Stdio::null(),
+    );
+    let ff = g.spawn(&mut publish(
+        None,
+        &format!("rtmp://{listen}/live/<cam>"),
+        20,
+    ));
+    let shot = dir.join("page.png");
+    let o = Command::new("node")
+        .arg(root().join("tests/browser/live.js"))
+        .arg(format!("http://{http}/?token=t0k"))
+        .arg("<cam>")
+        .arg(&shot)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "live.js: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    eprintln!(
+        "page: listed after {} ms, currentTime {} after {} ms ({})",
+        seen["listed_ms"],
+        seen["current_time"],
+        seen["playing_ms"],
+        shot.display()
+    );
+    assert_eq!(seen["listed"], true, "{seen}");
+    assert!(seen["current_time"].as_f64().unwrap() > 1.0, "{seen}");
+    assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
+    // Its own host only (data: URLs are the browser's own, its video controls' icons).
+    for r in seen["requests"].as_array().unwrap() {
+        let r = r.as_str().unwrap();
+        assert!(
+            r.starts_with(&format!("http://{http}/")) || r.starts_with("data:"),
+            "{r}"
+        );
+    }
+    g.signal(ff, libc::SIGTERM);
+    g.signal(live, libc::SIGTERM);
+    g.wait(live, Duration::from_secs(20), "rtmpsniff after SIGTERM");
+    stop_nginx(&mut g, nginx);
+}
