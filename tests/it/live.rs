@@ -1176,6 +1176,51 @@ fn state_of(http: &str, query: &str) -> serde_json::Value {
     serde_json::from_slice(&http_get(http, &format!("/report.json{query}"), "").2).unwrap()
 }
 
+/// nginx on a free loopback port and `rtmpsniff live -i lo --port PORT -o DIR/out --http
+/// 127.0.0.1:PORT2 EXTRA...`, started and listening, for the `--http` tests.
+struct HttpRun {
+    dir: PathBuf,
+    /// nginx's RTMP address, and its process and recordings.
+    listen: String,
+    nginx: u32,
+    rec: PathBuf,
+    out: PathBuf,
+    /// The page's address.
+    http: String,
+    live: u32,
+}
+
+fn start_http_live(g: &mut Guard, tag: &str, extra: &[&str]) -> HttpRun {
+    let dir = temp_dir(tag);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (nginx, rec) = start_nginx(g, &dir.join("nginx"), &listen, None);
+    let out = dir.join("out");
+    let port_s = port.to_string();
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut args = vec![
+        "-i",
+        "lo",
+        "--port",
+        &port_s,
+        "-o",
+        out.to_str().unwrap(),
+        "--http",
+        &http,
+    ];
+    args.extend_from_slice(extra);
+    let live = start_live(g, &dir, None, &args, Stdio::null());
+    HttpRun {
+        dir,
+        listen,
+        nginx,
+        rec,
+        out,
+        http,
+        live,
+    }
+}
+
 /// `live --http` on loopback with a token, a publish through nginx-rtmp: the row appears
 /// through Server-Sent Events, ffmpeg decodes `/streams/ID.flv` while the publish runs, and
 /// what that gives is nginx's recording bit for bit from its first keyframe on; no token,
@@ -1184,31 +1229,15 @@ fn state_of(http: &str, query: &str) -> serde_json::Value {
 fn live_http_shows_the_stream_and_serves_it_as_http_flv() {
     lab_ready(&PEERS);
     let mut g = Guard::default();
-    let dir = temp_dir("live-http");
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let (nginx, rec) = start_nginx(&mut g, &dir.join("nginx"), &listen, None);
-    let out = dir.join("out");
-    let port_s = port.to_string();
-    let http = format!("127.0.0.1:{}", free_port());
-    let live = start_live(
-        &mut g,
-        &dir,
-        None,
-        &[
-            "-i",
-            "lo",
-            "--port",
-            &port_s,
-            "-o",
-            out.to_str().unwrap(),
-            "--http",
-            &http,
-            "--http-token",
-            "s3cr3t",
-        ],
-        Stdio::null(),
-    );
+    let HttpRun {
+        dir,
+        listen,
+        nginx,
+        rec,
+        http,
+        live,
+        ..
+    } = start_http_live(&mut g, "live-http", &["--http-token", "s3cr3t"]);
     let t = "?token=s3cr3t";
     // No token (or a wrong one): refused, whatever is asked.
     for path in [
@@ -1415,32 +1444,20 @@ fn small_window_connect(addr: &str) -> std::net::TcpStream {
 fn live_http_viewers_that_read_nothing_are_dropped_and_cost_the_capture_nothing() {
     lab_ready(&PEERS);
     let mut g = Guard::default();
-    let dir = temp_dir("live-http-stalled");
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let (nginx, rec) = start_nginx(&mut g, &dir.join("nginx"), &listen, None);
-    let out = dir.join("out");
-    let port_s = port.to_string();
-    let http = format!("127.0.0.1:{}", free_port());
-    let limit = 64u64 << 10;
-    let live = start_live(
+    let HttpRun {
+        listen,
+        nginx,
+        rec,
+        out,
+        http,
+        live,
+        ..
+    } = start_http_live(
         &mut g,
-        &dir,
-        None,
-        &[
-            "-i",
-            "lo",
-            "--port",
-            &port_s,
-            "-o",
-            out.to_str().unwrap(),
-            "--http",
-            &http,
-            "--limit",
-            "http_viewer_bytes=64K",
-        ],
-        Stdio::null(),
+        "live-http-stalled",
+        &["--limit", "http_viewer_bytes=64K"],
     );
+    let limit = 64u64 << 10;
     let ff = g.spawn(&mut publish(None, &format!("rtmp://{listen}/live/slow"), 8));
     let state = || -> serde_json::Value {
         serde_json::from_slice(&http_get(&http, "/report.json", "").2).unwrap()
@@ -1526,31 +1543,14 @@ fn live_http_page_plays_the_stream_in_chromium() {
             .exists(),
     );
     let mut g = Guard::default();
-    let dir = temp_dir("live-http-page");
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let (nginx, _rec) = start_nginx(&mut g, &dir.join("nginx"), &listen, None);
-    let out = dir.join("out");
-    let port_s = port.to_string();
-    let http = format!("127.0.0.1:{}", free_port());
-    let live = start_live(
-        &mut g,
-        &dir,
-        None,
-        &[
-            "-i",
-            "lo",
-            "--port",
-            &port_s,
-            "-o",
-            out.to_str().unwrap(),
-            "--http",
-            &http,
-            "--http-token",
-            "t0k",
-        ],
-        Stdio::null(),
-    );
+    let HttpRun {
+        dir,
+        listen,
+        nginx,
+        http,
+        live,
+        ..
+    } = start_http_live(&mut g, "live-http-page", &["--http-token", "t0k"]);
     let ff = g.spawn(&mut publish(
         None,
         &format!("rtmp://{listen}/live/<cam>"),
