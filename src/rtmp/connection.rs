@@ -365,9 +365,8 @@ impl Connection {
             // Saving up for another try; meanwhile the oldest bytes go, so that no more than
             // the window is ever held.
             if h.buf.len() > HUNT_WINDOW {
-                h.scanned = h.scanned.max(h.buf.len() - HUNT_WINDOW);
-                h.progress = lockon::Progress::default();
-                Self::trim(h, &mut self.skipped_bytes[i]);
+                let keep_from = h.scanned.max(h.buf.len() - HUNT_WINDOW);
+                Self::pass_to(h, keep_from, &mut self.skipped_bytes[i]);
             }
             self.give_up_if_searched_too_long(dir, frame);
             return;
@@ -431,21 +430,24 @@ impl Connection {
                 }
             }
             lockon::Search::NeedMore(p) => {
+                // What the search knows of a candidate is of the one it stopped at.
                 h.scanned = p;
-                if h.buf.len() >= HUNT_WINDOW {
-                    // Still undecided with a full window: give up that candidate, and never
-                    // hold more than the window (the search may have run out of work for
-                    // now, while bytes keep coming).
-                    h.scanned = (p + 1).max(h.buf.len() - HUNT_WINDOW);
-                    h.progress = lockon::Progress::default();
-                }
-                Self::trim(h, &mut self.skipped_bytes[i]);
+                // Still undecided with a full window: give up that candidate, and never hold
+                // more than the window (the search may have run out of work for now, while
+                // bytes keep coming).
+                let keep_from = if h.buf.len() >= HUNT_WINDOW {
+                    (p + 1).max(h.buf.len() - HUNT_WINDOW)
+                } else {
+                    p
+                };
+                Self::pass_to(h, keep_from, &mut self.skipped_bytes[i]);
             }
             lockon::Search::NotFound => {
-                // Keep a tail that could hold the start of a header.
-                h.scanned = h.buf.len().saturating_sub(16);
+                // Keep a tail that could hold the start of a header; no candidate is
+                // pending.
                 h.progress = lockon::Progress::default();
-                Self::trim(h, &mut self.skipped_bytes[i]);
+                let keep_from = h.buf.len().saturating_sub(16);
+                Self::pass_to(h, keep_from, &mut self.skipped_bytes[i]);
             }
         }
         self.give_up_if_searched_too_long(dir, frame);
@@ -521,6 +523,16 @@ impl Connection {
     }
 
     /// Drop hunted bytes before the first candidate still open.
+    /// The search goes on from `pos` of the hunted bytes: what came before is passed over, and
+    /// what the search knew of the candidate at `scanned` holds only if it stays first.
+    fn pass_to(h: &mut Hunt, pos: usize, skipped: &mut u64) {
+        if pos != h.scanned {
+            h.progress = lockon::Progress::default();
+        }
+        h.scanned = pos;
+        Self::trim(h, skipped);
+    }
+
     fn trim(h: &mut Hunt, skipped: &mut u64) {
         let drop = h.scanned;
         if drop > 0 {
