@@ -1154,7 +1154,7 @@ fn capture_thread(
                 if let (Some(was), Some(is)) = (up, now_up)
                     && was != is
                 {
-                    let t = wall_time();
+                    let t = super::wall_clock();
                     sh.link.lock().unwrap_or_else(|e| e.into_inner()).push(
                         rtmpsniff::capture::LinkEvent {
                             time: t,
@@ -1172,7 +1172,7 @@ fn capture_thread(
     // packets stamped before the stop).
     let mut drained = 0;
     if err.is_none() {
-        let stop_at = wall_time();
+        let stop_at = super::wall_clock();
         let until = Instant::now() + live::DRAIN_AT_STOP;
         while Instant::now() < until {
             match cap.try_frame() {
@@ -1210,13 +1210,6 @@ fn say_link_events(sh: &Shared, said: &mut usize, console: &mut Console) {
         });
     }
     *said = events.len();
-}
-
-/// Now, in Unix seconds (the clock packets are stamped with).
-fn wall_time() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// nice -10 for the calling thread (Linux: a thread id is a process id to setpriority);

@@ -56,7 +56,7 @@ fn tune_allocator() {
 /// When the run began (the wall clock), for the report.
 static STARTED: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
 
-/// Seconds since the epoch now, by the wall clock.
+/// Seconds since the epoch now, by the wall clock (the clock live packets are stamped with).
 fn wall_clock() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
