@@ -1,7 +1,7 @@
 // Opens rtmpsniff's live page (`live --http`) in Debian's headless Chromium, waits for a
-// stream named NAME to be listed, starts its player and waits for the video's currentTime to
-// pass 1 s. Prints one JSON line for tests/it/live.rs: whether it was listed, the currentTime
-// reached, how long each took, console and page errors, every request's URL.
+// stream named NAME to be listed and to offer its player, starts it and waits for the video's
+// currentTime to pass 1 s. Prints one JSON line for tests/it/live.rs: whether it was listed,
+// the currentTime reached, how long each took, console and page errors, every request's URL.
 //
 //     node tests/browser/live.js URL NAME [shot.png]
 const puppeteer = require('puppeteer-core');
@@ -28,6 +28,11 @@ const puppeteer = require('puppeteer-core');
       .some((td) => td.textContent === n), { timeout: 20000 }, name);
     out.listed = true;
     out.listed_ms = Date.now() - t0;
+    // The row comes with the publish; its play button once the first media named a codec.
+    await page.waitForFunction((n) => [...document.querySelectorAll('td.name')]
+      .some((td) => td.textContent === n && td.parentElement.querySelector('button.play')),
+    { timeout: 20000 }, name);
+    out.playable_ms = Date.now() - t0;
     await page.evaluate((n) => {
       const td = [...document.querySelectorAll('td.name')].find((t) => t.textContent === n);
       td.parentElement.querySelector('button.play').click();

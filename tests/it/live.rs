@@ -1571,8 +1571,9 @@ fn live_http_page_plays_the_stream_in_chromium() {
     );
     let seen: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     eprintln!(
-        "page: listed after {} ms, currentTime {} after {} ms ({})",
+        "page: listed after {} ms, playable after {} ms, currentTime {} after {} ms ({})",
         seen["listed_ms"],
+        seen["playable_ms"],
         seen["current_time"],
         seen["playing_ms"],
         shot.display()
