@@ -186,6 +186,7 @@ pub(super) fn forward(c: &Origin<'_>, events: &mut Vec<rtmp::Event>, out: &mut V
                 timestamp,
                 body,
                 frame,
+                after_gap,
             } => Output::Tag {
                 conn: c.id,
                 stream,
@@ -193,6 +194,7 @@ pub(super) fn forward(c: &Origin<'_>, events: &mut Vec<rtmp::Event>, out: &mut V
                 timestamp,
                 body,
                 frame,
+                after_gap,
             },
             rtmp::Event::StreamEnded { stream } => Output::StreamEnded { conn: c.id, stream },
         });

@@ -44,6 +44,8 @@ pub enum Output {
         timestamp: u32,
         body: Bytes,
         frame: u64,
+        /// See [`crate::rtmp::Event::Tag`].
+        after_gap: bool,
     },
     StreamEnded {
         conn: ConnId,

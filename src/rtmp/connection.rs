@@ -549,6 +549,7 @@ impl Connection {
     /// next chunk header must be found again.
     pub fn gap(&mut self, dir: Dir, offset: u64, len: u64, frame: u64) {
         let i = dir.index();
+        self.session.gaps[i] = self.session.gaps[i].saturating_add(1);
         let resume = offset + len;
         let phase = std::mem::replace(&mut self.phases[i], Phase::Stopped);
         self.phases[i] = match phase {

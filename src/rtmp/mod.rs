@@ -74,6 +74,9 @@ pub enum Event {
         timestamp: u32,
         body: Bytes,
         frame: u64,
+        /// Bytes of the stream's direction were lost since the stream began, before this
+        /// tag: its decoder configuration may have been among them.
+        after_gap: bool,
     },
     StreamEnded {
         stream: u32,

@@ -33,6 +33,9 @@ struct ActiveStream {
     zero_attached: bool,
     /// Audio and video put on one clock (see [`super::timing`]).
     clock: StreamClock,
+    /// Gaps in its media's direction when it began, and whether one came since (sticky).
+    gaps_at_start: u32,
+    after_gap: bool,
 }
 
 /// Warnings, status codes, pending and created stream ids kept per session.
@@ -55,6 +58,8 @@ pub struct Session {
     next_id: u32,
     /// The start of the connection was not captured.
     pub mid_stream: bool,
+    /// Gaps in the capture so far, per direction ([`Dir::index`]).
+    pub gaps: [u32; 2],
     limits: Limits,
     /// Limits reached on this connection's messages.
     pub limit_hits: LimitHits,
@@ -72,6 +77,7 @@ impl Session {
             announced: None,
             next_id: 0,
             mid_stream: false,
+            gaps: [0; 2],
             limits,
             limit_hits: LimitHits::default(),
         }
@@ -143,6 +149,7 @@ impl Session {
                         timestamp: msg.timestamp,
                         body: msg.body,
                         frame: msg.frame,
+                        after_gap: false,
                     };
                     self.emit(id, (msg.base, msg.resumed, msg.stale_delta), ev, out);
                 }
@@ -214,6 +221,8 @@ impl Session {
             commanded: false,
             zero_attached: false,
             clock: StreamClock::default(),
+            gaps_at_start: self.gaps[media_dir(role).index()],
+            after_gap: false,
         });
         out.push(Event::StreamStarted {
             stream: id,
@@ -247,10 +256,19 @@ impl Session {
     }
 
     /// A tag of stream `id`, through its clock.
-    fn emit(&mut self, id: u32, time: (TimeBase, u32, bool), ev: Event, out: &mut Vec<Event>) {
+    /// A tag read after a gap since the stream began (in its media's direction, or in its
+    /// chunk stream's timing: `resumed`) says so, and so does every later one.
+    fn emit(&mut self, id: u32, time: (TimeBase, u32, bool), mut ev: Event, out: &mut Vec<Event>) {
         let (base, resumed, stale) = time;
+        let gaps = self.gaps;
         match self.streams.iter_mut().find(|s| s.id == id) {
-            Some(s) => s.clock.tag_with(base, resumed, stale, ev, out),
+            Some(s) => {
+                s.after_gap |= resumed != 0 || gaps[media_dir(s.role).index()] > s.gaps_at_start;
+                if let Event::Tag { after_gap, .. } = &mut ev {
+                    *after_gap = s.after_gap;
+                }
+                s.clock.tag_with(base, resumed, stale, ev, out)
+            }
             None => out.push(ev),
         }
     }
@@ -397,6 +415,7 @@ impl Session {
                 timestamp: msg.timestamp,
                 body: tag_body,
                 frame: msg.frame,
+                after_gap: false,
             };
             self.emit(id, (msg.base, msg.resumed, msg.stale_delta), ev, out);
         }
@@ -436,6 +455,13 @@ impl Session {
             // The back-pointer (previous tag size) follows the data.
             pos = end + 4;
         }
+    }
+}
+
+fn media_dir(role: Role) -> Dir {
+    match role {
+        Role::Publish => Dir::ClientToServer,
+        Role::Play => Dir::ServerToClient,
     }
 }
 

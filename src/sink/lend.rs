@@ -146,7 +146,7 @@ impl Lending {
                     self.keyframes.remove(&old);
                 }
             }
-        } else if s.mid_stream && s.carried.missing_key.is_none() {
+        } else if s.may_lack_config() && s.carried.missing_key.is_none() {
             s.carried.missing_key = Some(h);
             let waiting = self.fixes.len() + self.needs.values().map(Vec::len).sum::<usize>();
             if waiting >= MAX_FIXES {

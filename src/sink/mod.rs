@@ -447,7 +447,14 @@ impl FlvSink {
                 timestamp,
                 body,
                 frame,
-            } => self.tag(StreamKey { conn, stream }, kind, timestamp, &body, frame),
+                after_gap,
+            } => {
+                let key = StreamKey { conn, stream };
+                if after_gap && let Some(s) = self.streams.get_mut(&key) {
+                    s.gap_came();
+                }
+                self.tag(key, kind, timestamp, &body, frame)
+            }
             Output::StreamEnded { conn, stream } => self.close_stream(StreamKey { conn, stream }),
             Output::ConnectionEnded(mut facts) => {
                 // Timing reports belong to the streams, not the connection's warnings.
@@ -702,6 +709,7 @@ mod tests {
             timestamp,
             body: Bytes::from_static(&[0x12, 0, 0, 0x84, 0]),
             frame: 1,
+            after_gap: false,
         }
     }
 

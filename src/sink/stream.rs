@@ -46,6 +46,9 @@ pub(super) struct StreamOut {
     pub(super) carried: Carried,
     /// Joined mid-stream: video frames before the first keyframe cannot be decoded.
     pub(super) mid_stream: bool,
+    /// Bytes were lost before its decoder configurations came: they may have been lost, so
+    /// its frames are kept as mid-stream (from a keyframe on) instead of waiting for them.
+    gapped: bool,
     wait_keyframe: bool,
     audio_note: bool,
     /// What building a missing decoder configuration needs to see of the frames.
@@ -101,6 +104,7 @@ impl StreamOut {
             audio_config: false,
             carried: Carried::default(),
             mid_stream,
+            gapped: false,
             wait_keyframe: mid_stream,
             audio_note: false,
             seen: Seen::default(),
@@ -115,6 +119,24 @@ impl StreamOut {
                 ..Default::default()
             },
         }
+    }
+
+    /// A gap in the capture came before the stream's next tag. Until its decoder
+    /// configurations come, it is read as one joined mid-stream (they may have been lost).
+    pub(super) fn gap_came(&mut self) {
+        if self.gapped || self.mid_stream {
+            return;
+        }
+        self.gapped = true;
+        if !self.video_config {
+            self.wait_keyframe = true;
+        }
+    }
+
+    /// Whether its decoder configuration may be missing from the capture: it joined
+    /// mid-stream, or bytes were lost before it came.
+    pub(super) fn may_lack_config(&self) -> bool {
+        self.mid_stream || self.gapped
     }
 
     /// The tag's time in the file: the first tag is at 0. A tag slightly before the first one
@@ -390,10 +412,11 @@ impl StreamOut {
         }
         if i.config {
             self.video_config = true;
-        } else if self.mid_stream {
+        } else if self.mid_stream || self.gapped {
             // Joined mid-stream: write from the first keyframe on, configuration or not
             // (the report says when it was not captured).
-            if self.wait_keyframe && i.frame {
+            // After a gap, only frames that wait for a configuration wait for a keyframe.
+            if self.wait_keyframe && i.frame && (self.mid_stream || i.needs_config) {
                 if !i.keyframe {
                     r.dropped_before_keyframe += 1;
                     return false;
@@ -429,7 +452,7 @@ impl StreamOut {
         }
         if i.config {
             self.audio_config = true;
-        } else if self.mid_stream {
+        } else if self.mid_stream || self.gapped {
             if i.needs_config && !self.audio_config && !self.audio_note {
                 self.audio_note = true;
                 r.notes.push("audio sequence header not captured".into());
@@ -565,7 +588,12 @@ impl StreamOut {
         r.set_bitrates();
         if r.dropped_before_keyframe > 0 {
             r.notes.push(format!(
-                "joined mid-stream: {} video frames before the first keyframe were left out",
+                "{}: {} video frames before the first keyframe were left out",
+                if self.mid_stream {
+                    "joined mid-stream"
+                } else {
+                    "bytes lost before the video sequence header"
+                },
                 r.dropped_before_keyframe
             ));
         }

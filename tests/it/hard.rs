@@ -126,6 +126,89 @@ fn capture_with_one_percent_of_frames_missing() {
     assert!(streams_with_lost_time >= 3, "{streams_with_lost_time}");
 }
 
+/// A play whose AAC sequence header was lost (the one frame that carried it deleted from the
+/// real 1% capture, the handshake seen): its audio is not left out waiting for a header that
+/// will never come, but kept as after a mid-stream join, with a configuration built or lent,
+/// and the file decodes in ffmpeg.
+#[test]
+fn a_play_whose_sequence_header_was_lost_keeps_its_audio() {
+    require_tool("editcap");
+    let dir = temp_dir("lost-header");
+    let classic = dir.join("classic.pcap");
+    let st = std::process::Command::new("editcap")
+        .args(["-F", "pcap"])
+        .arg(root().join("samples/netns-loss/capture.pcap"))
+        .arg(&classic)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let bytes = std::fs::read(&classic).unwrap();
+    // Frames from the server that carry an AAC sequence header (LC, 44.1 kHz, stereo).
+    let mut out = bytes[..24].to_vec();
+    let mut deleted = 0;
+    for (sec, usec, frame, orig) in pcap_records(&bytes) {
+        let from_server = etherparse::SlicedPacket::from_ethernet(&frame)
+            .ok()
+            .and_then(|p| match p.transport {
+                Some(etherparse::TransportSlice::Tcp(t)) => Some(t.source_port() == 1935),
+                _ => None,
+            })
+            .unwrap_or(false);
+        if from_server && frame.windows(4).any(|w| w == [0xaf, 0, 0x12, 0x10]) {
+            deleted += 1;
+            continue;
+        }
+        for v in [sec, usec, frame.len() as u32, orig] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&frame);
+    }
+    assert!(
+        deleted >= 1,
+        "the sample's play carries its AAC sequence header"
+    );
+    let capture = dir.join("capture.pcap");
+    std::fs::write(&capture, out).unwrap();
+    let streams = outputs(&dir.join("out"), &capture);
+    let (_, _, file, conn) = streams
+        .iter()
+        .find(|s| s.0 == "play" && s.1 == "h264")
+        .expect("the h264 play");
+    let s = &conn["streams"][0];
+    let truth = media_of(&root().join("samples/netns-loss/truth/play-ffmpeg-mid.flv")).packets;
+    let got = media_of(file).packets;
+    let audio = |p: &Packets| p.iter().filter(|p| p.0 == 8).count();
+    let (found, total, wrong) = score(&truth, &got, 0);
+    eprintln!(
+        "lost AAC header: {} of {} audio frames, {found}/{total} packets, {wrong} wrong; audio config {}",
+        audio(&got),
+        audio(&truth),
+        s["decodable"]["audio"]
+    );
+    assert_eq!(wrong, 0);
+    assert!(audio(&got) * 100 >= audio(&truth) * 95, "{s}");
+    assert!(
+        ["synthesised", "lent"].contains(&s["decodable"]["audio"].as_str().unwrap()),
+        "{s}"
+    );
+    // The configuration written is the one that was lost, and ffprobe reads the audio by it.
+    assert!(
+        media_of(file)
+            .configs
+            .contains(&(8, vec![0xaf, 0, 0x12, 0x10])),
+        "{s}"
+    );
+    let probe = ffprobe_streams(file);
+    assert!(
+        probe["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["codec_name"] == "aac" && x["sample_rate"] == "44100" && x["channels"] == 2),
+        "{probe}"
+    );
+}
+
 /// A derived RTMPT sample (rtmpt-midstream, rtmpt-loss) read with `--port` of its HTTP
 /// server: per manifest stream, its session's connection, the packets of the session's
 /// streams of that direction that have a file, and its truth.

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::util::{flvs, read_json, require_tool, rtmpsniff, sample, temp_dir};
+use crate::util::{flvs, pcap_records, read_json, require_tool, rtmpsniff, sample, temp_dir};
 
 /// `read` of `capture` given as a path: what it wrote.
 fn read_as_file(capture: &Path) -> (Vec<(String, Vec<u8>)>, serde_json::Value) {
@@ -153,29 +153,6 @@ fn something_else_through_a_pipe_is_one_clear_line_and_status_2() {
         err.starts_with("rtmpsniff: -: not a readable pcap or pcapng capture"),
         "{err}"
     );
-}
-
-/// The records of a little-endian classic pcap: (seconds, microseconds, frame, length).
-fn pcap_records(bytes: &[u8]) -> Vec<(u32, u32, Vec<u8>, u32)> {
-    assert_eq!(
-        bytes[..4],
-        [0xd4, 0xc3, 0xb2, 0xa1],
-        "a little-endian microsecond pcap"
-    );
-    let u = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
-    let mut at = 24;
-    let mut out = Vec::new();
-    while at + 16 <= bytes.len() {
-        let len = u(at + 8) as usize;
-        out.push((
-            u(at),
-            u(at + 4),
-            bytes[at + 16..at + 16 + len].to_vec(),
-            u(at + 12),
-        ));
-        at += 16 + len;
-    }
-    out
 }
 
 /// The frame as Linux cooked capture (SLL) would hold it: its Ethernet header replaced.

@@ -363,3 +363,26 @@ pub fn comparable(
         .filter(|p| !(muxed && end_of_sequence(p.0, &p.2)))
         .collect()
 }
+
+/// The records of a little-endian classic pcap: (seconds, microseconds, frame, length).
+pub fn pcap_records(bytes: &[u8]) -> Vec<(u32, u32, Vec<u8>, u32)> {
+    assert_eq!(
+        bytes[..4],
+        [0xd4, 0xc3, 0xb2, 0xa1],
+        "a little-endian microsecond pcap"
+    );
+    let u = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    let mut at = 24;
+    let mut out = Vec::new();
+    while at + 16 <= bytes.len() {
+        let len = u(at + 8) as usize;
+        out.push((
+            u(at),
+            u(at + 4),
+            bytes[at + 16..at + 16 + len].to_vec(),
+            u(at + 12),
+        ));
+        at += 16 + len;
+    }
+    out
+}
