@@ -1571,9 +1571,11 @@ fn live_http_page_plays_the_stream_in_chromium() {
     );
     let seen: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     eprintln!(
-        "page: listed after {} ms, playable after {} ms, currentTime {} after {} ms ({})",
+        "page: listed after {} ms, playable after {} ms, keyframe {} ms after play, its picture {} ms after it came, currentTime {} after {} ms ({})",
         seen["listed_ms"],
         seen["playable_ms"],
+        seen["keyframe_wait_ms"],
+        seen["keyframe_to_picture_ms"],
         seen["current_time"],
         seen["playing_ms"],
         shot.display()
