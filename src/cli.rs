@@ -211,6 +211,12 @@ enum Command {
         /// use; for AAC the channels and rate its frames show).
         #[arg(long, value_name = "FILE.flv")]
         config_from: Option<PathBuf>,
+        /// Do not repair: by default a message lost to a gap in one connection is taken from
+        /// another connection of the input that carries the same stream (a publisher and its
+        /// players), between neighbours identical in both, and times after a gap are taken
+        /// from such a copy; the report counts what was put in and from where.
+        #[arg(long)]
+        no_repair: bool,
         /// After the run, also remux each stream's FLV with ffmpeg (`-c copy`: nothing
         /// re-encoded) into MP4, or Matroska where MP4 cannot hold its codecs (Sorenson Spark,
         /// VP6, Nellymoser, Speex, ADPCM, PCM), or always into Matroska.
@@ -395,6 +401,8 @@ pub enum ReadOut {
         html: bool,
         /// `--config-from`: a file whose sequence headers streams without theirs may take.
         config_from: Option<PathBuf>,
+        /// `--no-repair`.
+        repair: bool,
     },
     /// `list`: nothing written; the inventory on standard output, as a table or JSON.
     Inventory {
@@ -443,6 +451,7 @@ impl Cli {
                 talk: TalkArgs { quiet, verbose },
                 sha256,
                 config_from,
+                no_repair,
                 remux,
                 html: _,
                 no_html,
@@ -465,6 +474,7 @@ impl Cli {
                     }),
                     html: !no_html,
                     config_from,
+                    repair: !no_repair,
                 },
             }),
             Command::List {

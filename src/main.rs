@@ -571,13 +571,15 @@ fn read_sink(out: &ReadOut, limits: &rtmpsniff::Limits) -> Result<FlvSink> {
             dir,
             verbose,
             sha256,
+            repair,
             ..
         } => {
             let cannot = || format!("cannot use output folder {}", dir.display());
             let mut sink = FlvSink::new(dir)
                 .with_context(cannot)?
                 .with_limits(limits)
-                .with_sha256(*sha256);
+                .with_sha256(*sha256)
+                .with_repair(*repair);
             sink.spool_in(dir, TextKind::Summary { verbose: *verbose })
                 .with_context(cannot)?;
             sink

@@ -186,7 +186,7 @@ pub(super) fn forward(c: &Origin<'_>, events: &mut Vec<rtmp::Event>, out: &mut V
                 timestamp,
                 body,
                 frame,
-                after_gap,
+                gaps,
             } => Output::Tag {
                 conn: c.id,
                 stream,
@@ -194,7 +194,7 @@ pub(super) fn forward(c: &Origin<'_>, events: &mut Vec<rtmp::Event>, out: &mut V
                 timestamp,
                 body,
                 frame,
-                after_gap,
+                gaps,
             },
             rtmp::Event::StreamEnded { stream } => Output::StreamEnded { conn: c.id, stream },
         });

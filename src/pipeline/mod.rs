@@ -45,7 +45,7 @@ pub enum Output {
         body: Bytes,
         frame: u64,
         /// See [`crate::rtmp::Event::Tag`].
-        after_gap: bool,
+        gaps: u32,
     },
     StreamEnded {
         conn: ConnId,

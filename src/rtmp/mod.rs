@@ -74,9 +74,10 @@ pub enum Event {
         timestamp: u32,
         body: Bytes,
         frame: u64,
-        /// Bytes of the stream's direction were lost since the stream began, before this
-        /// tag: its decoder configuration may have been among them.
-        after_gap: bool,
+        /// Gaps in the stream's direction since the stream began, before this tag (at least
+        /// 1 when the tag was read after one): its decoder configuration may have been among
+        /// them, and a copy of the stream elsewhere may hold what they took.
+        gaps: u32,
     },
     StreamEnded {
         stream: u32,

@@ -33,9 +33,10 @@ struct ActiveStream {
     zero_attached: bool,
     /// Audio and video put on one clock (see [`super::timing`]).
     clock: StreamClock,
-    /// Gaps in its media's direction when it began, and whether one came since (sticky).
+    /// Gaps in its media's direction when it began, and how many came since (at least 1
+    /// once a message was read after one).
     gaps_at_start: u32,
-    after_gap: bool,
+    gaps: u32,
 }
 
 /// Warnings, status codes, pending and created stream ids kept per session.
@@ -149,7 +150,7 @@ impl Session {
                         timestamp: msg.timestamp,
                         body: msg.body,
                         frame: msg.frame,
-                        after_gap: false,
+                        gaps: 0,
                     };
                     self.emit(id, (msg.base, msg.resumed, msg.stale_delta), ev, out);
                 }
@@ -222,7 +223,7 @@ impl Session {
             zero_attached: false,
             clock: StreamClock::default(),
             gaps_at_start: self.gaps[media_dir(role).index()],
-            after_gap: false,
+            gaps: 0,
         });
         out.push(Event::StreamStarted {
             stream: id,
@@ -255,17 +256,19 @@ impl Session {
         });
     }
 
-    /// A tag of stream `id`, through its clock.
-    /// A tag read after a gap since the stream began (in its media's direction, or in its
-    /// chunk stream's timing: `resumed`) says so, and so does every later one.
+    /// A tag of stream `id`, through its clock. It says how many gaps came in its media's direction since the stream began (at
+    /// least 1 once its chunk stream was read after one: `resumed`).
     fn emit(&mut self, id: u32, time: (TimeBase, u32, bool), mut ev: Event, out: &mut Vec<Event>) {
         let (base, resumed, stale) = time;
         let gaps = self.gaps;
         match self.streams.iter_mut().find(|s| s.id == id) {
             Some(s) => {
-                s.after_gap |= resumed != 0 || gaps[media_dir(s.role).index()] > s.gaps_at_start;
-                if let Event::Tag { after_gap, .. } = &mut ev {
-                    *after_gap = s.after_gap;
+                s.gaps = s
+                    .gaps
+                    .max(gaps[media_dir(s.role).index()].wrapping_sub(s.gaps_at_start))
+                    .max((resumed != 0) as u32);
+                if let Event::Tag { gaps, .. } = &mut ev {
+                    *gaps = s.gaps;
                 }
                 s.clock.tag_with(base, resumed, stale, ev, out)
             }
@@ -415,7 +418,7 @@ impl Session {
                 timestamp: msg.timestamp,
                 body: tag_body,
                 frame: msg.frame,
-                after_gap: false,
+                gaps: 0,
             };
             self.emit(id, (msg.base, msg.resumed, msg.stale_delta), ev, out);
         }

@@ -698,7 +698,7 @@ mod tests {
             timestamp: ts,
             body,
             frame: 0,
-            after_gap: false,
+            gaps: 0,
         }
     }
 
@@ -834,7 +834,7 @@ mod tests {
                     timestamp: t,
                     body: Bytes::from_static(&[0xaf, 0, 0x12, 0x10]),
                     frame: 0,
-                    after_gap: false,
+                    gaps: 0,
                 }
             } else {
                 tag(k, t)

@@ -8,6 +8,7 @@ pub mod html;
 mod lend;
 pub mod naming;
 mod playable;
+mod repair;
 pub use playable::FileConfigs;
 pub mod queue;
 pub mod remux;
@@ -71,6 +72,8 @@ pub struct FlvSink {
     seen: Seen,
     /// Decoder configurations to lend to streams that joined mid-stream without theirs.
     lending: Lending,
+    /// Messages lost in one copy of a stream taken from another at the end (`repair.rs`).
+    repair: repair::Repair,
     /// Count and describe only: no file is written (`rtmpsniff list`).
     dry: bool,
     /// Next suffix to try for file stems that were used more than once, so naming stays
@@ -158,6 +161,7 @@ impl FlvSink {
             selection: Selection::default(),
             seen: Seen::default(),
             lending: Lending::default(),
+            repair: repair::Repair::new(true),
             dry: false,
             next_suffix: HashMap::new(),
             open: BTreeMap::new(),
@@ -187,6 +191,7 @@ impl FlvSink {
     pub fn inventory() -> Self {
         let mut sink = FlvSink::in_dir(PathBuf::new());
         sink.dry = true;
+        sink.repair.enabled = false;
         sink
     }
 
@@ -227,6 +232,13 @@ impl FlvSink {
     /// analyst's file), where it fits their frames.
     pub fn with_config_from(mut self, configs: Option<FileConfigs>) -> Self {
         self.config_from = configs;
+        self
+    }
+
+    /// Whether messages lost in one copy of a stream are taken from another copy in the
+    /// input at the end (on unless `--no-repair`).
+    pub fn with_repair(mut self, on: bool) -> Self {
+        self.repair.enabled = on && !self.dry;
         self
     }
 
@@ -420,6 +432,7 @@ impl FlvSink {
                 let path = self.dir.join(&name);
                 h.start(name, path, id);
             }
+            self.repair.closed(&r);
             self.finished
                 .entry(key.conn)
                 .or_default()
@@ -447,13 +460,15 @@ impl FlvSink {
                 timestamp,
                 body,
                 frame,
-                after_gap,
+                gaps,
             } => {
                 let key = StreamKey { conn, stream };
-                if after_gap && let Some(s) = self.streams.get_mut(&key) {
+                if gaps > 0
+                    && let Some(s) = self.streams.get_mut(&key)
+                {
                     s.gap_came();
                 }
-                self.tag(key, kind, timestamp, &body, frame)
+                self.tag(key, kind, timestamp, &body, frame, gaps)
             }
             Output::StreamEnded { conn, stream } => self.close_stream(StreamKey { conn, stream }),
             Output::ConnectionEnded(mut facts) => {
@@ -507,12 +522,16 @@ impl FlvSink {
         timestamp: u32,
         body: &Bytes,
         frame: u64,
+        gaps: u32,
     ) -> io::Result<()> {
         let Some(s) = self.streams.get_mut(&key) else {
             return Ok(());
         };
         if !s.accept(kind, body) {
             return Ok(());
+        }
+        if !self.dry && !s.to_pipe {
+            self.repair.tag(key, gaps, kind as u8, body);
         }
         s.observe(kind, timestamp, body);
         self.lending.note_configuration(key, s, kind, body);
@@ -613,7 +632,7 @@ impl FlvSink {
                 summary,
                 streams: streams.into_iter().map(|(_, r)| r).collect(),
             };
-            let for_end = self.lending.waits(id);
+            let for_end = self.lending.waits(id) || self.repair.waits(id);
             self.waiting.settle(c, for_end, self.hashing.as_mut())?;
         } else {
             self.lending.forget(id);
@@ -638,6 +657,7 @@ impl FlvSink {
             self.config_from.as_ref(),
             sha256,
         )?;
+        self.repair.finish(&self.dir, self.waiting.end(), sha256)?;
         self.waiting.finish(self.hashing.as_mut())
     }
 
@@ -709,7 +729,7 @@ mod tests {
             timestamp,
             body: Bytes::from_static(&[0x12, 0, 0, 0x84, 0]),
             frame: 1,
-            after_gap: false,
+            gaps: 0,
         }
     }
 

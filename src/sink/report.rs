@@ -360,6 +360,10 @@ pub struct StreamReport {
     /// Whether the file decodes: each kind's decoder configuration, and whether frames of
     /// inter-predicted video were lost inside it.
     pub decodable: Decodable,
+    /// Messages lost to gaps taken from other connections carrying the same stream, and
+    /// times after gaps taken from them (absent when nothing was repaired).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repair: Option<super::repair::RepairReport>,
     /// Decoder configurations built for what the stream lacks, to be written at the start of
     /// its file once it is known that none can be lent. Not reported.
     #[serde(skip)]

@@ -148,6 +148,21 @@ pub(super) fn summary_of(c: &ConnectionReport, verbose: bool) -> String {
         if st.video_frames + st.audio_frames > 0 {
             s.push_str(&format!("    {}\n", st.decodable.words()));
         }
+        if let Some(r) = &st.repair {
+            let from: Vec<String> = r
+                .from
+                .iter()
+                .map(|f| format!("#{} stream {}", f.connection, f.stream))
+                .collect();
+            s.push_str(&format!(
+                "    repaired: {} video, {} audio frames put in, times after {} gaps corrected (at most {} ms), from {}\n",
+                r.video_frames,
+                r.audio_frames,
+                r.times_corrected,
+                r.largest_correction_ms,
+                from.join(", ")
+            ));
+        }
         for n in &st.notes {
             s.push_str(&format!("    note: {n}\n"));
         }

@@ -1,0 +1,796 @@
+//! Repair across connections: where the input holds the same stream more than once (a
+//! publisher and its players, two players, an edge and an origin), a message lost to a gap in
+//! one copy is taken from another copy that holds it, and the times after a gap, which the
+//! timing stage could only rebuild, are taken from a copy that had no gap there.
+//!
+//! Nothing is guessed. Two copies are aligned by their media bodies: tags whose body appears
+//! once in each are anchors, and between two anchors one copy's tags must be a subsequence of
+//! the other's. A message is put in only where a gap came in this copy, between two
+//! neighbours that are identical in both copies, and only a coded frame (never a decoder
+//! configuration or a script tag); its time is the copy's, from the neighbour before it. A
+//! gap's later times are corrected (per kind) when the same-kind frames on both sides of it
+//! are in the copy too, with no gap of the copy between them: the copy's difference of times
+//! is then exact.
+//!
+//! Done at the end of the input, from the files on disk: each is read a tag at a time into an
+//! index of at most [`MAX_INDEX_TAGS`] entries of 40 bytes, and a file is rewritten through a
+//! new file renamed over it (never through a link, never another run's file).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::fs::{FileId, create_unique_tmp, reopen};
+use super::hash::sha256_of;
+use super::report::StreamReport;
+use crate::flow::{ConnId, StreamKey};
+use crate::rtmp::media;
+
+/// Tags indexed per file, at most (a longer file is not repaired, and the report says so).
+pub const MAX_INDEX_TAGS: usize = 1 << 20;
+/// Streams that can be repaired, at most (each keeps its gaps' marks until the end).
+const MAX_TARGETS: usize = 1024;
+/// Gap marks kept per stream.
+const MAX_MARKS: usize = 4096;
+/// Pictures remembered to pair copies, at most (the oldest are forgotten first).
+const MAX_PICTURES: usize = 65536;
+/// The smallest video frame that pairs two copies (bytes).
+const MIN_PAIRING_BYTES: usize = 256;
+/// Pictures two streams must share to be taken for copies of one another.
+const MIN_SHARED: u32 = 4;
+/// Copies tried per stream.
+const MAX_SOURCES: usize = 3;
+/// Streams repaired from one copy, at most.
+const MAX_USES: u32 = 8;
+/// Differences of times between two copies that are not corrected (ms).
+const MIN_CORRECTION_MS: i64 = 2;
+/// Tags of one copy between two anchors that are aligned, at most.
+const MAX_SEGMENT: usize = 1024;
+
+/// A body's hash: the same message in two copies hashes alike.
+pub(super) fn body_hash(body: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut h);
+    h.finish()
+}
+
+/// What repair says of a stream in the report.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct RepairReport {
+    /// Messages put in from other copies (coded frames), per kind.
+    pub video_frames: u64,
+    pub audio_frames: u64,
+    /// Gaps whose later times were taken from a copy (per kind), and the most ms moved.
+    pub times_corrected: u64,
+    pub largest_correction_ms: i64,
+    /// The copies used.
+    pub from: Vec<RepairSource>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct RepairSource {
+    pub connection: u64,
+    pub stream: u32,
+    pub messages: u64,
+    pub times_corrected: u64,
+}
+
+/// One tag of an FLV file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry {
+    /// FLV tag type (8 audio, 9 video, 18 script).
+    kind: u8,
+    ts: u32,
+    hash: u64,
+    /// File offset of the tag's header; the body's length.
+    at: u64,
+    len: u32,
+    /// A coded frame (not a decoder configuration, not an end of sequence).
+    frame: bool,
+}
+
+/// What is known of a stream during the input.
+#[derive(Default)]
+struct Copy {
+    /// Hashes of the first tag written after each gap of its direction.
+    marks: HashSet<u64>,
+    mark_next: bool,
+    gaps: u32,
+    /// Its file, once it has one, and whether the stream is all in it.
+    file: Option<(String, FileId)>,
+    one_file: bool,
+    /// Streams repaired from it so far (at most [`MAX_USES`]: a file is read a bounded
+    /// number of times, however many streams share its pictures).
+    uses: u32,
+}
+
+/// Copies of the input's streams, paired by the pictures they share.
+#[derive(Default)]
+pub(super) struct Repair {
+    pub(super) enabled: bool,
+    copies: HashMap<StreamKey, Copy>,
+    /// Picture hash -> the streams whose files hold it (at most 8).
+    pictures: HashMap<u64, Vec<StreamKey>>,
+    picture_order: VecDeque<u64>,
+    /// Connections with a stream that lost bytes: their reports wait for the end.
+    conns: HashSet<ConnId>,
+    targets: usize,
+}
+
+impl Repair {
+    pub(super) fn new(enabled: bool) -> Self {
+        Repair {
+            enabled,
+            ..Default::default()
+        }
+    }
+
+    /// A tag of stream `key` goes in its file; `gaps` gaps of its direction came since the
+    /// stream began.
+    pub(super) fn tag(&mut self, key: StreamKey, gaps: u32, kind: u8, body: &[u8]) {
+        if !self.enabled {
+            return;
+        }
+        // Pictures pair copies: coded video frames big enough not to be alike by chance (a
+        // few bytes of an unchanging picture can be).
+        let picture = kind == 9
+            && body.len() >= MIN_PAIRING_BYTES
+            && media::video(body).is_some_and(|i| i.frame);
+        if !self.copies.contains_key(&key) && self.copies.len() >= 4 * MAX_TARGETS {
+            return;
+        }
+        let c = self.copies.entry(key).or_insert_with(|| Copy {
+            one_file: true,
+            ..Default::default()
+        });
+        if gaps != c.gaps {
+            c.gaps = gaps;
+            if c.marks.is_empty() && self.targets >= MAX_TARGETS {
+                return;
+            }
+            if c.marks.is_empty() {
+                self.targets += 1;
+                self.conns.insert(key.conn);
+            }
+            c.mark_next = true;
+        }
+        if c.mark_next && matches!(kind, 8 | 9) {
+            c.mark_next = false;
+            if c.marks.len() < MAX_MARKS {
+                c.marks.insert(body_hash(body));
+            }
+        }
+        if picture {
+            // Its length and first KiB: enough to pair copies, cheap for every frame.
+            let h = body_hash(&body[..body.len().min(1024)]) ^ (body.len() as u64).rotate_left(40);
+            let v = self.pictures.entry(h).or_default();
+            if v.is_empty() {
+                self.picture_order.push_back(h);
+            }
+            if v.len() < 8 && !v.contains(&key) {
+                v.push(key);
+            }
+            while self.picture_order.len() > MAX_PICTURES {
+                if let Some(old) = self.picture_order.pop_front() {
+                    self.pictures.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// The stream's file, as its report gives it when the stream ends.
+    pub(super) fn closed(&mut self, r: &StreamReport) {
+        if let Some(c) = self.copies.get_mut(&r.key) {
+            c.file = r.file.clone().zip(r.file_id);
+            c.one_file = r.more_files.is_empty() && c.file.is_some();
+        }
+    }
+
+    /// Whether the report of connection `conn` must wait for the end of the input.
+    pub(super) fn waits(&self, conn: ConnId) -> bool {
+        self.enabled && self.conns.contains(&conn)
+    }
+
+    /// End of the input: every stream that lost bytes and has a copy is repaired from it,
+    /// its file rewritten (hashed again if `sha256`) and its report updated. `reports` are
+    /// those that waited for the end.
+    pub(super) fn finish(
+        &mut self,
+        dir: &Path,
+        reports: &mut std::collections::BTreeMap<ConnId, super::report::ConnectionReport>,
+        sha256: bool,
+    ) -> io::Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
+        // Files as the reports give them now (a fix-up may have written one anew).
+        for c in reports.values() {
+            for r in &c.streams {
+                self.closed(r);
+            }
+        }
+        let mut targets: Vec<StreamKey> = self
+            .copies
+            .iter()
+            .filter(|(_, c)| !c.marks.is_empty() && c.one_file)
+            .map(|(k, _)| *k)
+            .collect();
+        targets.sort();
+        for key in targets {
+            let sources = self.sources_of(key);
+            let Some(r) = reports
+                .get_mut(&key.conn)
+                .and_then(|c| c.streams.iter_mut().find(|s| s.key == key))
+            else {
+                continue;
+            };
+            for src in sources.into_iter().take(MAX_SOURCES) {
+                let (Some(t), Some(s)) = (self.copies.get(&key), self.copies.get(&src)) else {
+                    continue;
+                };
+                if s.uses >= MAX_USES {
+                    continue;
+                }
+                let (Some((tname, _)), Some((sname, sid))) = (&t.file, &s.file) else {
+                    continue;
+                };
+                let Some(tid) = r.file_id else { break };
+                let (tname, sname, sid) = (tname.clone(), sname.clone(), *sid);
+                let outcome = repair_one(dir, (&tname, tid), (&sname, sid), &t.marks, &s.marks)?;
+                if let Some(s) = self.copies.get_mut(&src) {
+                    s.uses += 1;
+                }
+                match outcome {
+                    Outcome::Done(done) => {
+                        apply(r, src, &done, dir.join(&tname), sha256)?;
+                        // The file is a new one now (and a copy for the others from now on).
+                        if let (Some(c), Some(id)) = (self.copies.get_mut(&key), done.id) {
+                            c.file = Some((tname, id));
+                        }
+                    }
+                    Outcome::Nothing => {}
+                    Outcome::TooLong => {
+                        r.notes.push(format!(
+                            "not repaired from other connections: more than {MAX_INDEX_TAGS} tags in its file or in the copy's"
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+        self.copies.clear();
+        self.pictures.clear();
+        self.conns.clear();
+        Ok(())
+    }
+
+    /// The other streams that share pictures with `key`, most shared first.
+    fn sources_of(&self, key: StreamKey) -> Vec<StreamKey> {
+        let mut shared: HashMap<StreamKey, u32> = HashMap::new();
+        for v in self.pictures.values() {
+            if v.contains(&key) {
+                for k in v {
+                    if *k != key && self.copies.get(k).is_some_and(|c| c.one_file) {
+                        *shared.entry(*k).or_default() += 1;
+                    }
+                }
+            }
+        }
+        let mut v: Vec<(StreamKey, u32)> = shared
+            .into_iter()
+            .filter(|(_, n)| *n >= MIN_SHARED)
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.into_iter().map(|(k, _)| k).collect()
+    }
+}
+
+/// What one copy gave a stream.
+#[derive(Debug, Default, PartialEq)]
+struct Done {
+    video_frames: u64,
+    audio_frames: u64,
+    video_bytes: u64,
+    audio_bytes: u64,
+    keyframes: u64,
+    times_corrected: u64,
+    largest_ms: i64,
+    bytes: u64,
+    id: Option<FileId>,
+}
+
+enum Outcome {
+    Done(Done),
+    Nothing,
+    TooLong,
+}
+
+/// The report of a stream repaired from `src`.
+fn apply(
+    r: &mut StreamReport,
+    src: StreamKey,
+    d: &Done,
+    path: std::path::PathBuf,
+    sha256: bool,
+) -> io::Result<()> {
+    let rep = r.repair.get_or_insert_with(Default::default);
+    rep.video_frames += d.video_frames;
+    rep.audio_frames += d.audio_frames;
+    rep.times_corrected += d.times_corrected;
+    rep.largest_correction_ms = rep.largest_correction_ms.max(d.largest_ms);
+    rep.from.push(RepairSource {
+        connection: src.conn.0,
+        stream: src.stream,
+        messages: d.video_frames + d.audio_frames,
+        times_corrected: d.times_corrected,
+    });
+    r.video_frames += d.video_frames;
+    r.audio_frames += d.audio_frames;
+    r.keyframes += d.keyframes;
+    r.video_bytes += d.video_bytes;
+    r.audio_bytes += d.audio_bytes;
+    r.set_bitrates();
+    // Video frames put back are no longer lost inside the file.
+    let dec = &mut r.decodable;
+    dec.lost_video_frames = dec.lost_video_frames.saturating_sub(d.video_frames);
+    if dec.lost_video_frames == 0 {
+        dec.clean = true;
+    }
+    dec.settle();
+    r.bytes = d.bytes;
+    r.file_id = d.id;
+    if sha256 && let Some(id) = d.id {
+        r.sha256 = sha256_of(&path, id)?;
+    }
+    Ok(())
+}
+
+/// Repair the file `target` from the file `source` (each with the marks of its gaps).
+fn repair_one(
+    dir: &Path,
+    target: (&str, FileId),
+    source: (&str, FileId),
+    marks: &HashSet<u64>,
+    source_marks: &HashSet<u64>,
+) -> io::Result<Outcome> {
+    let Some(mut tf) = reopen(&dir.join(target.0), target.1)? else {
+        return Ok(Outcome::Nothing);
+    };
+    let Some(mut sf) = reopen(&dir.join(source.0), source.1)? else {
+        return Ok(Outcome::Nothing);
+    };
+    let (Some(a), Some(b)) = (index(&mut tf)?, index(&mut sf)?) else {
+        return Ok(Outcome::TooLong);
+    };
+    let p = plan(&a, &b, marks, source_marks);
+    if p.inserts.is_empty() && p.corrected == 0 {
+        return Ok(Outcome::Nothing);
+    }
+    let mut done = Done {
+        times_corrected: p.corrected,
+        largest_ms: p.largest_ms,
+        ..Default::default()
+    };
+    // Our own file of this run, replaced whole through a new file renamed over it.
+    let stem = target.0.strip_suffix(".flv").unwrap_or(target.0);
+    let (tmp, f) = create_unique_tmp(dir, stem, ".flv.tmp")?;
+    let new_id = FileId::of(&f.metadata()?);
+    let mut w = BufWriter::with_capacity(256 << 10, f);
+    tf.seek(SeekFrom::Start(0))?;
+    let mut head = [0u8; 13];
+    tf.read_exact(&mut head)?;
+    w.write_all(&head)?;
+    let mut written = head.len() as u64;
+    let mut tr = BufReader::with_capacity(256 << 10, tf);
+    let mut ins = p.inserts.iter().peekable();
+    let mut buf = Vec::new();
+    for (i, e) in a.iter().enumerate() {
+        while let Some(x) = ins.next_if(|x| x.before == i) {
+            let s = &b[x.from];
+            read_tag(&mut sf, s, &mut buf)?;
+            set_ts(&mut buf, x.ts);
+            w.write_all(&buf)?;
+            written += buf.len() as u64;
+            let body = s.len as u64;
+            if s.kind == 9 {
+                done.video_frames += 1;
+                done.video_bytes += body;
+                let b = &buf[11..buf.len() - 4];
+                done.keyframes += media::video(b).is_some_and(|i| i.keyframe) as u64;
+            } else {
+                done.audio_frames += 1;
+                done.audio_bytes += body;
+            }
+        }
+        // The target's own tags, in order, a time moved where it was corrected.
+        buf.resize(11 + e.len as usize + 4, 0);
+        tr.read_exact(&mut buf)?;
+        if let Some(t) = p.times[i] {
+            set_ts(&mut buf, t);
+        }
+        w.write_all(&buf)?;
+        written += buf.len() as u64;
+    }
+    w.flush()?;
+    drop(w);
+    std::fs::rename(&tmp, dir.join(target.0))?;
+    done.bytes = written;
+    done.id = Some(new_id);
+    Ok(Outcome::Done(done))
+}
+
+fn read_tag(f: &mut File, e: &Entry, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.resize(11 + e.len as usize + 4, 0);
+    f.seek(SeekFrom::Start(e.at))?;
+    f.read_exact(buf)
+}
+
+fn set_ts(tag: &mut [u8], ts: u32) {
+    let b = ts.to_be_bytes();
+    tag[4..7].copy_from_slice(&b[1..4]);
+    tag[7] = b[0];
+}
+
+/// The tags of an FLV file (after its 13-byte header), or `None` past [`MAX_INDEX_TAGS`].
+/// A cut last tag ends the index.
+fn index(f: &mut File) -> io::Result<Option<Vec<Entry>>> {
+    f.seek(SeekFrom::Start(13))?;
+    let mut r = BufReader::with_capacity(256 << 10, &*f);
+    let mut out = Vec::new();
+    let mut at = 13u64;
+    let mut head = [0u8; 11];
+    let mut body = Vec::new();
+    loop {
+        if r.read_exact(&mut head).is_err() {
+            break;
+        }
+        let len = u32::from_be_bytes([0, head[1], head[2], head[3]]);
+        body.resize(len as usize + 4, 0);
+        if r.read_exact(&mut body).is_err() {
+            break;
+        }
+        if out.len() == MAX_INDEX_TAGS {
+            return Ok(None);
+        }
+        let kind = head[0] & 0x1f;
+        let b = &body[..len as usize];
+        let frame = match kind {
+            9 => media::video(b).is_some_and(|i| i.frame),
+            8 => media::audio(b).is_some_and(|i| i.frame),
+            _ => false,
+        };
+        out.push(Entry {
+            kind,
+            ts: u32::from_be_bytes([head[7], head[4], head[5], head[6]]),
+            hash: body_hash(b),
+            at,
+            len,
+            frame,
+        });
+        at += 11 + len as u64 + 4;
+    }
+    Ok(Some(out))
+}
+
+/// A tag of the copy to put in before the target's tag `before`, at time `ts`.
+#[derive(Debug, PartialEq)]
+struct Insert {
+    before: usize,
+    from: usize,
+    ts: u32,
+}
+
+/// What to do to the target: tags put in, and each of its tags' new time where corrected.
+#[derive(Debug)]
+struct Plan {
+    inserts: Vec<Insert>,
+    times: Vec<Option<u32>>,
+    corrected: u64,
+    largest_ms: i64,
+}
+
+/// The most common value give or take 1 ms, how many agree with it so, and how many there are.
+fn mode(counts: &HashMap<i64, u32>) -> Option<(i64, u32, u32)> {
+    let total = counts.values().sum();
+    let near = |v: i64| (v - 1..=v + 1).filter_map(|x| counts.get(&x)).sum::<u32>();
+    counts
+        .iter()
+        .map(|(&v, &c)| (near(v), c, std::cmp::Reverse(v)))
+        .max()
+        .map(|(agree, _, std::cmp::Reverse(v))| (v, agree, total))
+}
+
+fn diff(a: u32, b: u32) -> i64 {
+    a.wrapping_sub(b) as i32 as i64
+}
+
+/// Align the target `a` with the copy `b` (see the module's comment).
+fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>) -> Plan {
+    let media = |e: &Entry| matches!(e.kind, 8 | 9);
+    let mut count: HashMap<u64, (u32, u32, usize)> = HashMap::new();
+    for (j, e) in b.iter().enumerate().filter(|(_, e)| media(e)) {
+        let c = count.entry(e.hash).or_insert((0, 0, j));
+        c.1 += 1;
+    }
+    for e in a.iter().filter(|e| media(e)) {
+        if let Some(c) = count.get_mut(&e.hash) {
+            c.0 += 1;
+        }
+    }
+    // Anchors: bodies once in each, in the same order in both.
+    let mut matched: Vec<Option<usize>> = vec![None; a.len()];
+    let mut anchors: Vec<(usize, usize)> = Vec::new();
+    for (i, e) in a.iter().enumerate().filter(|(_, e)| media(e)) {
+        if let Some(&(1, 1, j)) = count.get(&e.hash)
+            && b[j].kind == e.kind
+            && anchors.last().is_none_or(|&(_, lj)| j > lj)
+        {
+            anchors.push((i, j));
+            matched[i] = Some(j);
+        }
+    }
+    // Between anchors: the target's tags a subsequence of the copy's; what the copy has
+    // more, right before a tag that came after a gap, was lost.
+    let mut runs: Vec<(usize, Vec<usize>)> = Vec::new();
+    let mut inner: Vec<Option<usize>> = vec![None; a.len()];
+    for w in anchors.windows(2) {
+        let ((i1, j1), (i2, j2)) = (w[0], w[1]);
+        let (sa, sb) = (i1 + 1..i2, j1 + 1..j2);
+        if sb.len() > MAX_SEGMENT || sa.len() > sb.len() {
+            continue;
+        }
+        // A body twice in the copy's segment (a repeated silent frame) could be matched with
+        // either: the alignment would be a guess.
+        let mut bodies = HashSet::with_capacity(sb.len());
+        if !b[sb.clone()]
+            .iter()
+            .all(|e| bodies.insert((e.kind, e.hash)))
+        {
+            continue;
+        }
+        let mut p = sa.start;
+        let mut missing: Vec<usize> = Vec::new();
+        let mut seg_match = Vec::new();
+        let mut seg_runs = Vec::new();
+        for j in sb.clone() {
+            if p < sa.end && a[p].kind == b[j].kind && a[p].hash == b[j].hash {
+                if !missing.is_empty() {
+                    seg_runs.push((p, std::mem::take(&mut missing)));
+                }
+                seg_match.push((p, j));
+                p += 1;
+            } else {
+                missing.push(j);
+            }
+        }
+        if p != sa.end {
+            continue; // not a subsequence: the two differ here otherwise than by loss
+        }
+        if !missing.is_empty() {
+            seg_runs.push((i2, missing));
+        }
+        for (i, j) in seg_match {
+            inner[i] = Some(j);
+        }
+        runs.extend(seg_runs);
+    }
+    // Times. This copy's times can be wrong only from one of its gaps to the next (the time
+    // a gap took, rebuilt), per kind, and so can the other copy's; so the difference between
+    // the two copies' times of one message is what most anchors show over the whole file,
+    // where both are right. Each stretch between two gaps of this copy whose anchors of a
+    // kind mostly show another difference is moved onto it. (A stretch where the other
+    // copy's own wrong times are most of its anchors would be moved wrongly: each move is
+    // counted in the report.)
+    let slot = |k: u8| (k == 9) as usize;
+    let mut seg = vec![0u32; a.len()];
+    let mut n = 0u32;
+    for (i, e) in a.iter().enumerate() {
+        if media(e) && marks_a.contains(&e.hash) {
+            n += 1;
+        }
+        seg[i] = n;
+    }
+    let mut all: HashMap<i64, u32> = HashMap::new();
+    let mut by_seg: HashMap<(u32, usize), HashMap<i64, u32>> = HashMap::new();
+    for &(i, j) in &anchors {
+        let d = diff(a[i].ts, b[j].ts);
+        *all.entry(d).or_default() += 1;
+        *by_seg
+            .entry((seg[i], slot(a[i].kind)))
+            .or_default()
+            .entry(d)
+            .or_default() += 1;
+    }
+    let mut times: Vec<Option<u32>> = vec![None; a.len()];
+    let (mut corrected, mut largest) = (0u64, 0i64);
+    let mut shift_of: HashMap<(u32, usize), i64> = HashMap::new();
+    if let Some((reference, _, _)) = mode(&all) {
+        for (key, ds) in &by_seg {
+            let Some((d, agree, total)) = mode(ds) else {
+                continue;
+            };
+            let c = reference - d;
+            // A ms or two is the rounding of the two copies' own clocks (an audio frame put
+            // back on its grid after a gap); a lost frame is tens of ms.
+            if c.abs() > MIN_CORRECTION_MS && agree >= 2 && agree * 2 > total {
+                shift_of.insert(*key, c);
+                corrected += 1;
+                largest = largest.max(c.abs());
+            }
+        }
+    }
+    for (i, e) in a.iter().enumerate() {
+        if media(e)
+            && let Some(c) = shift_of.get(&(seg[i], slot(e.kind)))
+        {
+            times[i] = Some(e.ts.wrapping_add(*c as u32));
+        }
+    }
+    // What is put in: coded frames only, right before a tag that came after a gap, at the
+    // copy's time from the neighbour before them (as corrected), or from the one after them
+    // where the copy had a gap of its own in between.
+    let mut inserts = Vec::new();
+    let at = |i: usize| times[i].unwrap_or(a[i].ts);
+    let clean =
+        |from: usize, to: usize| !b[from + 1..=to].iter().any(|x| marks_b.contains(&x.hash));
+    for (before, js) in runs {
+        if before == 0 || !marks_a.contains(&a[before].hash) {
+            continue;
+        }
+        if !js.iter().all(|&j| b[j].frame) {
+            continue;
+        }
+        let left = before - 1;
+        let (Some(jl), Some(jr)) = (
+            matched[left].or(inner[left]),
+            matched[before].or(inner[before]),
+        ) else {
+            continue;
+        };
+        for j in js {
+            let ts = if clean(jl, j) {
+                at(left).wrapping_add(b[j].ts.wrapping_sub(b[jl].ts))
+            } else if clean(j, jr) {
+                at(before).wrapping_sub(b[jr].ts.wrapping_sub(b[j].ts))
+            } else {
+                continue;
+            };
+            inserts.push(Insert {
+                before,
+                from: j,
+                ts,
+            });
+        }
+    }
+    Plan {
+        inserts,
+        times,
+        corrected,
+        largest_ms: largest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sender's tags: audio every 23 ms and video every 40 ms, in time order, each body
+    /// its own.
+    fn sent(n: usize) -> Vec<Entry> {
+        let mut v = Vec::new();
+        let (mut ta, mut tv) = (0u32, 0u32);
+        for i in 0..n {
+            let (kind, ts) = if ta <= tv {
+                ta += 23;
+                (8, ta - 23)
+            } else {
+                tv += 40;
+                (9, tv - 40)
+            };
+            v.push(Entry {
+                kind,
+                ts,
+                hash: 1000 + i as u64,
+                at: 0,
+                len: 0,
+                frame: true,
+            });
+        }
+        v
+    }
+
+    fn marks(hashes: &[u64]) -> HashSet<u64> {
+        hashes.iter().copied().collect()
+    }
+
+    #[test]
+    fn a_lost_frame_comes_back_between_identical_neighbours_at_the_copy_s_time() {
+        let b = sent(40);
+        let mut a = b.clone();
+        a.remove(20);
+        let p = plan(&a, &b, &marks(&[b[21].hash]), &HashSet::new());
+        assert_eq!(
+            p.inserts,
+            vec![Insert {
+                before: 20,
+                from: 20,
+                ts: b[20].ts
+            }]
+        );
+        assert_eq!(p.corrected, 0);
+        assert!(p.times.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn nothing_is_put_in_where_this_copy_had_no_gap() {
+        let b = sent(40);
+        let mut a = b.clone();
+        a.remove(20);
+        assert!(
+            plan(&a, &b, &HashSet::new(), &HashSet::new())
+                .inserts
+                .is_empty()
+        );
+        // Nor where the copy holds another message than this one between the neighbours.
+        let mut c = b.clone();
+        c[20].hash = 7;
+        let mut a = b.clone();
+        a.remove(20);
+        a.insert(20, Entry { hash: 8, ..b[20] });
+        let p = plan(&a, &c, &marks(&[b[21].hash]), &HashSet::new());
+        assert!(p.inserts.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn a_decoder_configuration_is_never_put_in() {
+        let mut b = sent(40);
+        b[20].frame = false;
+        let mut a = b.clone();
+        a.remove(20);
+        assert!(
+            plan(&a, &b, &marks(&[b[21].hash]), &HashSet::new())
+                .inserts
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_stretch_whose_gap_took_time_unseen_is_moved_onto_the_copy_s_times() {
+        // Two frames lost (one of each kind) and their time not rebuilt: everything after
+        // the gap is early by what they took, per kind.
+        let b = sent(60);
+        let mut a: Vec<Entry> = b.clone();
+        let (la, lv) = (b[30], b[31]);
+        assert_ne!(la.kind, lv.kind);
+        a.drain(30..32);
+        for e in &mut a[30..] {
+            e.ts -= if e.kind == 8 { 23 } else { 40 };
+        }
+        let p = plan(&a, &b, &marks(&[b[32].hash]), &HashSet::new());
+        for (i, e) in a.iter().enumerate() {
+            let want = b.iter().find(|x| x.hash == e.hash).unwrap().ts;
+            assert_eq!(p.times[i].unwrap_or(e.ts), want, "tag {i}");
+        }
+        assert_eq!(p.corrected, 2);
+        assert_eq!(p.largest_ms, 40);
+        let put: Vec<(usize, u32)> = p.inserts.iter().map(|x| (x.from, x.ts)).collect();
+        assert_eq!(put, vec![(30, la.ts), (31, lv.ts)]);
+    }
+
+    #[test]
+    fn the_copy_s_own_wrong_stretch_is_outvoted() {
+        // The copy's times are wrong after a gap of its own, in the last third of this
+        // copy's stretch from its gap on; this copy's are right: nothing of this copy moves.
+        let a = sent(60);
+        let mut b = a.clone();
+        for e in &mut b[47..] {
+            e.ts += 80;
+        }
+        let p = plan(&a, &b, &marks(&[a[20].hash]), &marks(&[b[40].hash]));
+        assert!(p.times.iter().all(Option::is_none), "{p:?}");
+    }
+}
