@@ -340,6 +340,10 @@ enum Command {
         /// Put each file's SHA-256 in the report (worked out once the file is finished).
         #[arg(long)]
         sha256: bool,
+        /// Do not repair, at the end, messages lost in one connection from another that
+        /// carries the same stream (see `read --no-repair`).
+        #[arg(long)]
+        no_repair: bool,
         /// Serve a page of the streams being sniffed, their state (/events, /report.json)
         /// and each stream as HTTP-FLV (/streams/ID.flv) on this address (loopback unless
         /// --http-token is given).
@@ -524,6 +528,7 @@ impl Cli {
                 write_pcap,
                 talk: TalkArgs { quiet, verbose },
                 sha256,
+                no_repair,
                 http,
                 http_token,
             } => {
@@ -590,6 +595,7 @@ impl Cli {
                     quiet,
                     verbose,
                     sha256,
+                    repair: !no_repair,
                     workers: workers as usize,
                     http,
                 })

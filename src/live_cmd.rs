@@ -42,6 +42,8 @@ pub struct LiveArgs {
     pub verbose: bool,
     /// SHA-256 of each finished file in the report.
     pub sha256: bool,
+    /// Repair across connections at the end (not `--no-repair`).
+    pub repair: bool,
     /// `--workers N`: capture threads in one fanout group, each with its own pipeline.
     pub workers: usize,
     /// `--http ADDR:PORT` (and its token): the page, the state and HTTP-FLV.
@@ -423,6 +425,7 @@ fn live_flv_sink(args: &LiveArgs) -> Result<FlvSink> {
         // kernel buffer holds is not stopped by the disk.
         .with_write_budget(args.capture.buffer_bytes.unwrap_or(0).max(0) as usize)
         .with_sha256(args.sha256)
+        .with_repair(args.repair)
         .with_selection(args.selection.clone());
     if let Some(sel) = &args.stdout_stream {
         sink = sink.with_pipe(sel, Box::new(std::io::stdout()));
