@@ -4,13 +4,13 @@
 //! timing stage could only rebuild, are taken from a copy that had no gap there.
 //!
 //! Nothing is guessed. Two copies are aligned by their media bodies: tags whose body appears
-//! once in each are anchors, and between two anchors one copy's tags must be a subsequence of
-//! the other's. A message is put in only where a gap came in this copy, between two
-//! neighbours that are identical in both copies, and only a coded frame (never a decoder
-//! configuration or a script tag); its time is the copy's, from the neighbour before it. A
-//! gap's later times are corrected (per kind) when the same-kind frames on both sides of it
-//! are in the copy too, with no gap of the copy between them: the copy's difference of times
-//! is then exact.
+//! once in each are anchors, and between two anchors the bodies once in each segment are
+//! matched, in the same order in both. A message is put in only where a gap came in this
+//! copy, between two neighbours that are identical in both copies, and only a coded frame
+//! (never a decoder configuration or a script tag); its time is the copy's, from a
+//! neighbour. A stretch of this copy between two of its gaps is moved onto the difference
+//! of times between the copies that most anchors of the file show, when most of its own
+//! anchors show another (see [`plan`]).
 //!
 //! Done at the end of the input, from the files on disk: each is read a tag at a time into an
 //! index of at most [`MAX_INDEX_TAGS`] entries of 40 bytes, and a file is rewritten through a
@@ -533,18 +533,26 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
             matched[i] = Some(j);
         }
     }
-    // Between anchors: the target's tags a subsequence of the copy's; what the copy has
-    // more, right before a tag that came after a gap, was lost.
-    let mut runs: Vec<(usize, Vec<usize>)> = Vec::new();
+    // Between anchors: each copy may hold messages the other lost. Bodies once in each
+    // segment are matched (they must come in the same order in both); what the copy holds
+    // and this one does not, between two matched neighbours, is a run that may have been
+    // lost here: (left neighbour, right neighbour, the copy's tags).
+    let mut runs: Vec<(usize, usize, Vec<usize>)> = Vec::new();
     let mut inner: Vec<Option<usize>> = vec![None; a.len()];
-    for w in anchors.windows(2) {
+    'segment: for w in anchors.windows(2) {
         let ((i1, j1), (i2, j2)) = (w[0], w[1]);
         let (sa, sb) = (i1 + 1..i2, j1 + 1..j2);
-        if sb.len() > MAX_SEGMENT || sa.len() > sb.len() {
+        if sb.len() > MAX_SEGMENT || sa.len() > MAX_SEGMENT {
             continue;
         }
-        // A body twice in the copy's segment (a repeated silent frame) could be matched with
-        // either: the alignment would be a guess.
+        // A body twice in a segment (a repeated silent frame) could be matched with either:
+        // the alignment would be a guess.
+        let mut mine: HashMap<(u8, u64), usize> = HashMap::with_capacity(sa.len());
+        for i in sa.clone() {
+            if mine.insert((a[i].kind, a[i].hash), i).is_some() {
+                continue 'segment;
+            }
+        }
         let mut bodies = HashSet::with_capacity(sb.len());
         if !b[sb.clone()]
             .iter()
@@ -552,26 +560,25 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
         {
             continue;
         }
-        let mut p = sa.start;
-        let mut missing: Vec<usize> = Vec::new();
         let mut seg_match = Vec::new();
         let mut seg_runs = Vec::new();
+        let (mut left, mut missing) = (i1, Vec::new());
         for j in sb.clone() {
-            if p < sa.end && a[p].kind == b[j].kind && a[p].hash == b[j].hash {
-                if !missing.is_empty() {
-                    seg_runs.push((p, std::mem::take(&mut missing)));
+            match mine.get(&(b[j].kind, b[j].hash)) {
+                Some(&i) if i > left => {
+                    if !missing.is_empty() {
+                        seg_runs.push((left, i, std::mem::take(&mut missing)));
+                    }
+                    seg_match.push((i, j));
+                    left = i;
                 }
-                seg_match.push((p, j));
-                p += 1;
-            } else {
-                missing.push(j);
+                // In another order in the two copies: they differ otherwise than by loss.
+                Some(_) => continue 'segment,
+                None => missing.push(j),
             }
         }
-        if p != sa.end {
-            continue; // not a subsequence: the two differ here otherwise than by loss
-        }
         if !missing.is_empty() {
-            seg_runs.push((i2, missing));
+            seg_runs.push((left, i2, missing));
         }
         for (i, j) in seg_match {
             inner[i] = Some(j);
@@ -630,24 +637,24 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
             times[i] = Some(e.ts.wrapping_add(*c as u32));
         }
     }
-    // What is put in: coded frames only, right before a tag that came after a gap, at the
-    // copy's time from the neighbour before them (as corrected), or from the one after them
-    // where the copy had a gap of its own in between.
+    // What is put in: coded frames only, where a gap came in this copy between the two
+    // neighbours, at the copy's time from the neighbour before them (as corrected), or from
+    // the one after them where the copy had a gap of its own in between; among this copy's
+    // own tags between the neighbours, by time.
     let mut inserts = Vec::new();
     let at = |i: usize| times[i].unwrap_or(a[i].ts);
     let clean =
         |from: usize, to: usize| !b[from + 1..=to].iter().any(|x| marks_b.contains(&x.hash));
-    for (before, js) in runs {
-        if before == 0 || !marks_a.contains(&a[before].hash) {
+    for (left, right, js) in runs {
+        if !(left + 1..=right).any(|i| media(&a[i]) && marks_a.contains(&a[i].hash)) {
             continue;
         }
         if !js.iter().all(|&j| b[j].frame) {
             continue;
         }
-        let left = before - 1;
         let (Some(jl), Some(jr)) = (
             matched[left].or(inner[left]),
-            matched[before].or(inner[before]),
+            matched[right].or(inner[right]),
         ) else {
             continue;
         };
@@ -655,10 +662,13 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
             let ts = if clean(jl, j) {
                 at(left).wrapping_add(b[j].ts.wrapping_sub(b[jl].ts))
             } else if clean(j, jr) {
-                at(before).wrapping_sub(b[jr].ts.wrapping_sub(b[j].ts))
+                at(right).wrapping_sub(b[jr].ts.wrapping_sub(b[j].ts))
             } else {
                 continue;
             };
+            let before = (left + 1..right)
+                .find(|&i| diff(at(i), ts) > 0)
+                .unwrap_or(right);
             inserts.push(Insert {
                 before,
                 from: j,
@@ -666,6 +676,7 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
             });
         }
     }
+    inserts.sort_by_key(|x| (x.before, x.from));
     Plan {
         inserts,
         times,
@@ -735,13 +746,32 @@ mod tests {
                 .inserts
                 .is_empty()
         );
-        // Nor where the copy holds another message than this one between the neighbours.
-        let mut c = b.clone();
-        c[20].hash = 7;
-        let mut a = b.clone();
+    }
+
+    #[test]
+    fn each_copy_lost_another_message_between_the_same_neighbours() {
+        // This copy lost tag 20, the other tag 21: tag 20 goes in before tag 21, by time.
+        let b0 = sent(40);
+        let mut a = b0.clone();
         a.remove(20);
-        a.insert(20, Entry { hash: 8, ..b[20] });
-        let p = plan(&a, &c, &marks(&[b[21].hash]), &HashSet::new());
+        let mut b = b0.clone();
+        b.remove(21);
+        let p = plan(&a, &b, &marks(&[b0[21].hash]), &HashSet::new());
+        assert_eq!(
+            p.inserts,
+            vec![Insert {
+                before: 20,
+                from: 20,
+                ts: b0[20].ts
+            }]
+        );
+        // In another order in the two copies: not the same stream there, nothing put in.
+        let mut c = b0.clone();
+        c.swap(19, 18);
+        c.remove(20);
+        let mut a = b0.clone();
+        a.remove(20);
+        let p = plan(&a, &c, &marks(&[b0[21].hash]), &HashSet::new());
         assert!(p.inserts.is_empty(), "{p:?}");
     }
 
