@@ -256,8 +256,9 @@ impl Session {
         });
     }
 
-    /// A tag of stream `id`, through its clock. It says how many gaps came in its media's direction since the stream began (at
-    /// least 1 once its chunk stream was read after one: `resumed`).
+    /// A tag of stream `id`, through its clock. It says how many gaps came in its media's
+    /// direction since the stream began (at least 1 once its chunk stream was read after
+    /// one: `resumed`).
     fn emit(&mut self, id: u32, time: (TimeBase, u32, bool), mut ev: Event, out: &mut Vec<Event>) {
         let (base, resumed, stale) = time;
         let gaps = self.gaps;

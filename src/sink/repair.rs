@@ -259,6 +259,13 @@ impl Repair {
                         ));
                         break;
                     }
+                    Outcome::Failed(e) => {
+                        r.notes.push(format!(
+                            "not repaired from connection {} stream {}: {e}",
+                            src.conn, src.stream
+                        ));
+                        break;
+                    }
                 }
             }
         }
@@ -307,6 +314,8 @@ enum Outcome {
     Done(Done),
     Nothing,
     TooLong,
+    /// Reading or writing failed (the file is left as it was).
+    Failed(io::Error),
 }
 
 /// The report of a stream repaired from `src`.
@@ -349,7 +358,8 @@ fn apply(
     Ok(())
 }
 
-/// Repair the file `target` from the file `source` (each with the marks of its gaps).
+/// Repair the file `target` from the file `source` (each with the marks of its gaps). A
+/// failure to read or write leaves the file as it was (and no temporary file behind).
 fn repair_one(
     dir: &Path,
     target: (&str, FileId),
@@ -357,27 +367,56 @@ fn repair_one(
     marks: &HashSet<u64>,
     source_marks: &HashSet<u64>,
 ) -> io::Result<Outcome> {
-    let Some(mut tf) = reopen(&dir.join(target.0), target.1)? else {
+    let (Some(mut tf), Some(mut sf)) = (
+        reopen(&dir.join(target.0), target.1)?,
+        reopen(&dir.join(source.0), source.1)?,
+    ) else {
         return Ok(Outcome::Nothing);
     };
-    let Some(mut sf) = reopen(&dir.join(source.0), source.1)? else {
-        return Ok(Outcome::Nothing);
-    };
-    let (Some(a), Some(b)) = (index(&mut tf)?, index(&mut sf)?) else {
-        return Ok(Outcome::TooLong);
+    let (a, b) = match (index(&mut tf), index(&mut sf)) {
+        (Ok(Some(a)), Ok(Some(b))) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return Ok(Outcome::Failed(e)),
+        _ => return Ok(Outcome::TooLong),
     };
     let p = plan(&a, &b, marks, source_marks);
     if p.inserts.is_empty() && p.corrected == 0 {
         return Ok(Outcome::Nothing);
     }
-    let mut done = Done {
-        times_corrected: p.corrected,
-        largest_ms: p.largest_ms,
-        ..Default::default()
-    };
     // Our own file of this run, replaced whole through a new file renamed over it.
     let stem = target.0.strip_suffix(".flv").unwrap_or(target.0);
-    let (tmp, f) = create_unique_tmp(dir, stem, ".flv.tmp")?;
+    let (tmp, f) = match create_unique_tmp(dir, stem, ".flv.tmp") {
+        Ok(x) => x,
+        Err(e) => return Ok(Outcome::Failed(e)),
+    };
+    match rewrite(f, &mut tf, &mut sf, &a, &b, &p) {
+        Ok(mut done) => match std::fs::rename(&tmp, dir.join(target.0)) {
+            Ok(()) => {
+                done.times_corrected = p.corrected;
+                done.largest_ms = p.largest_ms;
+                Ok(Outcome::Done(done))
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Ok(Outcome::Failed(e))
+            }
+        },
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Ok(Outcome::Failed(e))
+        }
+    }
+}
+
+/// The target's tags into `f`, with the copy's put in and times moved as `p` says.
+fn rewrite(
+    f: File,
+    tf: &mut File,
+    sf: &mut File,
+    a: &[Entry],
+    b: &[Entry],
+    p: &Plan,
+) -> io::Result<Done> {
+    let mut done = Done::default();
     let new_id = FileId::of(&f.metadata()?);
     let mut w = BufWriter::with_capacity(256 << 10, f);
     tf.seek(SeekFrom::Start(0))?;
@@ -391,7 +430,7 @@ fn repair_one(
     for (i, e) in a.iter().enumerate() {
         while let Some(x) = ins.next_if(|x| x.before == i) {
             let s = &b[x.from];
-            read_tag(&mut sf, s, &mut buf)?;
+            read_tag(sf, s, &mut buf)?;
             set_ts(&mut buf, x.ts);
             w.write_all(&buf)?;
             written += buf.len() as u64;
@@ -416,11 +455,9 @@ fn repair_one(
         written += buf.len() as u64;
     }
     w.flush()?;
-    drop(w);
-    std::fs::rename(&tmp, dir.join(target.0))?;
     done.bytes = written;
     done.id = Some(new_id);
-    Ok(Outcome::Done(done))
+    Ok(done)
 }
 
 fn read_tag(f: &mut File, e: &Entry, buf: &mut Vec<u8>) -> io::Result<()> {
@@ -666,6 +703,8 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
             } else {
                 continue;
             };
+            // Never before the file's start.
+            let ts = if (ts as i32) < 0 { 0 } else { ts };
             let before = (left + 1..right)
                 .find(|&i| diff(at(i), ts) > 0)
                 .unwrap_or(right);

@@ -32,7 +32,15 @@ fn outputs(
     dir: &Path,
     capture: &Path,
 ) -> Vec<(String, String, std::path::PathBuf, serde_json::Value)> {
-    let report = read_ok(capture, dir);
+    outputs_with(dir, capture, &[])
+}
+
+fn outputs_with(
+    dir: &Path,
+    capture: &Path,
+    options: &[&str],
+) -> Vec<(String, String, std::path::PathBuf, serde_json::Value)> {
+    let report = read_ok_with(capture, dir, options);
     let mut v = Vec::new();
     for c in report["connections"].as_array().unwrap() {
         for s in c["streams"].as_array().unwrap() {
@@ -251,7 +259,7 @@ fn lost_messages_come_back_from_the_other_copy_at_their_times() {
         "--no-repair repairs nothing"
     );
     let out = temp_dir("repair");
-    let streams = outputs(&out, &capture);
+    let streams = outputs_with(&out, &capture, &["--sha256"]);
     assert_eq!(streams.len(), 4);
     let (mut repaired, mut before_found) = (0, 0);
     for (direction, codec, file, conn) in streams {
@@ -269,6 +277,17 @@ fn lost_messages_come_back_from_the_other_copy_at_their_times() {
             s["repair"]
         );
         assert_eq!(wrong, 0);
+        // The file's sum is the repaired file's.
+        use sha2::Digest;
+        let sum: String = sha2::Sha256::digest(std::fs::read(&file).unwrap())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(s["sha256"].as_str(), Some(sum.as_str()));
+        assert_eq!(
+            s["bytes"].as_u64(),
+            Some(std::fs::metadata(&file).unwrap().len())
+        );
         // Every message of the truth is in one copy or the other.
         assert_eq!(found, total, "{direction} {codec}");
         assert!(exact >= 0.99, "{direction} {codec}: {exact}");
