@@ -335,6 +335,154 @@ pub fn avc_config_in_band(body: &[u8]) -> Option<(Vec<u8>, u8)> {
     Some((rec, len_size as u8))
 }
 
+/// An HEVC frame's coded data: an Enhanced RTMP `hvc1` body (CodedFrames, after its
+/// composition time, or CodedFramesX) or a legacy codec-12 body (after AVCPacketType and
+/// composition time).
+fn hevc_frame_data(body: &[u8]) -> Option<&[u8]> {
+    let b0 = *body.first()?;
+    if b0 & 0x80 != 0 {
+        if body.get(1..5)? != b"hvc1" {
+            return None;
+        }
+        return match b0 & 0x0f {
+            1 => body.get(8..),
+            3 => body.get(5..),
+            _ => None,
+        };
+    }
+    (b0 & 0x0f == 12 && *body.get(1)? == 1).then(|| body.get(5..))?
+}
+
+/// A NAL unit's payload without its emulation prevention bytes (00 00 03 -> 00 00).
+fn rbsp(nal: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(nal.len());
+    let mut zeros = 0;
+    for &b in nal {
+        if zeros >= 2 && b == 3 {
+            zeros = 0;
+            continue;
+        }
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+        out.push(b);
+    }
+    out
+}
+
+/// What an HEVC SPS says for its configuration record: the 12 bytes of general profile,
+/// tier and level, the sub-layers less one, the temporal id nesting flag, the chroma format
+/// and the luma and chroma bit depths less 8.
+struct HevcSps {
+    ptl: [u8; 12],
+    sub_layers_minus1: u8,
+    nesting: u8,
+    chroma: u32,
+    depth_luma: u32,
+    depth_chroma: u32,
+}
+
+fn hevc_sps(nal: &[u8]) -> Option<HevcSps> {
+    let r = rbsp(nal.get(2..)?);
+    let head = *r.first()?;
+    let sub_layers_minus1 = (head >> 1) & 7;
+    let ptl: [u8; 12] = r.get(1..13)?.try_into().ok()?;
+    let mut b = Bits { b: &r, pos: 13 * 8 };
+    let n = sub_layers_minus1 as usize;
+    let mut present = Vec::with_capacity(n);
+    for _ in 0..n {
+        present.push((b.bit()?, b.bit()?));
+    }
+    if n > 0 {
+        b.bits(2 * (8 - n as u32))?;
+    }
+    for (profile, level) in present {
+        if profile == 1 {
+            b.bits(32)?;
+            b.bits(32)?;
+            b.bits(24)?;
+        }
+        if level == 1 {
+            b.bits(8)?;
+        }
+    }
+    b.ue()?; // sps_seq_parameter_set_id
+    let chroma = b.ue()?;
+    if chroma == 3 {
+        b.bit()?;
+    }
+    b.ue()?; // width
+    b.ue()?; // height
+    if b.bit()? == 1 {
+        for _ in 0..4 {
+            b.ue()?;
+        }
+    }
+    let (depth_luma, depth_chroma) = (b.ue()?, b.ue()?);
+    (chroma <= 3 && depth_luma <= 8 && depth_chroma <= 8).then_some(HevcSps {
+        ptl,
+        sub_layers_minus1,
+        nesting: head & 1,
+        chroma,
+        depth_luma,
+        depth_chroma,
+    })
+}
+
+/// An HEVCDecoderConfigurationRecord built from the VPS, SPS and PPS an HEVC keyframe carries
+/// in band (x265 `repeat-headers`), the NAL length size being the one of 4, 2 and 1 bytes that
+/// divides the frame exactly: the record, that length size, and the SPS's general profile
+/// and level. None when the frame lacks one of the three or its SPS cannot be read. Only the
+/// first of each is taken; the fields the record repeats from the SPS (profile, tier, level,
+/// chroma format, bit depths, sub-layers) are read from it; those it does not state
+/// (segmentation, parallelism, frame rate) are 0, "unknown".
+pub fn hevc_config_in_band(body: &[u8]) -> Option<(Vec<u8>, u8, u8, u8)> {
+    let data = hevc_frame_data(body)?;
+    let (nalus, len_size) = [4usize, 2, 1]
+        .iter()
+        .find_map(|&n| avcc_nalus(data, n).map(|v| (v, n)))?;
+    let of = |t: u8| {
+        nalus
+            .iter()
+            .find(|n| n.len() >= 3 && (n[0] >> 1) & 0x3f == t && n.len() <= 0xffff)
+    };
+    let (vps, sps, pps) = (of(32)?, of(33)?, of(34)?);
+    let i = hevc_sps(sps)?;
+    let mut rec = vec![1];
+    rec.extend_from_slice(&i.ptl);
+    rec.extend_from_slice(&[
+        0xf0,
+        0x00,
+        0xfc,
+        0xfc | i.chroma as u8,
+        0xf8 | i.depth_luma as u8,
+        0xf8 | i.depth_chroma as u8,
+        0,
+        0,
+        ((i.sub_layers_minus1 + 1) << 3) | (i.nesting << 2) | (len_size as u8 - 1),
+        3,
+    ]);
+    for (t, n) in [(32u8, vps), (33, sps), (34, pps)] {
+        rec.push(t);
+        rec.extend_from_slice(&1u16.to_be_bytes());
+        rec.extend_from_slice(&(n.len() as u16).to_be_bytes());
+        rec.extend_from_slice(n);
+    }
+    Some((rec, len_size as u8, i.ptl[0] & 0x1f, i.ptl[11]))
+}
+
+/// The FLV body of a sequence header carrying `rec` for a stream whose frames look like
+/// `frame` (Enhanced RTMP `hvc1`, or legacy codec 12).
+pub fn hevc_config_body(frame: &[u8], rec: &[u8]) -> Vec<u8> {
+    let mut b = if frame.first().is_some_and(|b0| b0 & 0x80 != 0) {
+        let mut v = vec![0x80 | 0x10];
+        v.extend_from_slice(b"hvc1");
+        v
+    } else {
+        vec![0x1c, 0, 0, 0, 0]
+    };
+    b.extend_from_slice(rec);
+    b
+}
+
 /// NAL units borrowed from a record.
 type Units<'a> = Vec<&'a [u8]>;
 
@@ -582,6 +730,25 @@ fn aac_config(asc: &[u8]) -> Option<(u32, u8)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emulation_prevention_bytes_are_taken_out() {
+        assert_eq!(
+            rbsp(&[0, 0, 3, 1, 0, 0, 3, 0, 0, 3]),
+            vec![0, 0, 1, 0, 0, 0, 0]
+        );
+        assert_eq!(rbsp(&[0, 3, 0, 3, 1]), vec![0, 3, 0, 3, 1]);
+    }
+
+    #[test]
+    fn an_hevc_keyframe_without_its_three_parameter_sets_builds_nothing() {
+        // Enhanced RTMP hvc1 CodedFramesX, 4-byte lengths: an IDR slice alone.
+        let mut body = vec![0x93, b'h', b'v', b'c', b'1', 0, 0, 0, 3, 0x26, 0x01, 0xaf];
+        assert!(hevc_config_in_band(&body).is_none());
+        // A frame of another codec is not looked at.
+        body[1..5].copy_from_slice(b"av01");
+        assert!(hevc_config_in_band(&body).is_none());
+    }
 
     fn hex_bytes(h: &str) -> Vec<u8> {
         (0..h.len())

@@ -74,10 +74,16 @@ struct Seen {
     aac_times: Vec<u32>,
     /// The configuration record built from the first keyframe with SPS and PPS in band.
     avc_in_band: Option<(Vec<u8>, u8)>,
+    /// HEVC's, from VPS, SPS and PPS in band.
+    hevc_in_band: Option<HevcInBand>,
     /// The first keyframe that needed a configuration (at most [`KEYFRAME_KEPT`] bytes), to
     /// check a configuration from the analyst's file against.
     keyframe: Option<Bytes>,
 }
+
+/// An hvcC built from parameter sets in band: the sequence header's FLV body, the record,
+/// its NAL length size, the profile and the level.
+type HevcInBand = (Vec<u8>, Vec<u8>, u8, u8, u8);
 
 /// The largest keyframe kept to check a configuration against.
 const KEYFRAME_KEPT: usize = 256 << 10;
@@ -228,6 +234,22 @@ impl StreamOut {
                     {
                         seen.avc_in_band = media::avc_config_in_band(body);
                     }
+                    if !self.video_config
+                        && seen.hevc_in_band.is_none()
+                        && i.keyframe
+                        && i.codec == "hevc"
+                    {
+                        seen.hevc_in_band =
+                            media::hevc_config_in_band(body).map(|(rec, len, profile, level)| {
+                                (
+                                    media::hevc_config_body(body, &rec),
+                                    rec,
+                                    len,
+                                    profile,
+                                    level,
+                                )
+                            });
+                    }
                 }
             }
             TagKind::Audio => {
@@ -342,6 +364,28 @@ impl StreamOut {
                         rec[1], rec[3]
                     )],
                     estimated: vec!["the first SPS and PPS seen stand for the whole stream".into()],
+                },
+            ));
+        }
+        if r.decodable.video == Some(ConfigSource::Missing)
+            && let Some((body, rec, len, profile, level)) = &seen.hevc_in_band
+        {
+            pending.video = Some((
+                Bytes::from(body.clone()),
+                Synthesised {
+                    kind: "video",
+                    codec: "hevc",
+                    config: hex(rec),
+                    certain: vec![
+                        format!(
+                            "VPS, SPS and PPS as the encoder sent them in band in a keyframe (profile {profile}, level {level}), NAL unit lengths of {len} bytes (they divide the frame exactly)"
+                        ),
+                        "profile, tier, level, chroma format, bit depths and sub-layers as that SPS states them".into(),
+                    ],
+                    estimated: vec![
+                        "the first VPS, SPS and PPS seen stand for the whole stream".into(),
+                        "spatial segmentation, parallelism and frame rate (which the record repeats) given as unknown".into(),
+                    ],
                 },
             ));
         }

@@ -366,6 +366,96 @@ fn recent_ffmpeg() -> PathBuf {
     path.unwrap()
 }
 
+/// An Enhanced RTMP HEVC publish captured from 3 s in (lo-enhanced-hevc-midstream: ffmpeg 9,
+/// x265 repeat-headers=1): the hvcC built from the VPS, SPS and PPS of a keyframe is the
+/// encoder's own, byte for byte; the AAC configuration's first two bytes too; every frame
+/// from the first keyframe is the publisher's, at its time; the file decodes cleanly in a
+/// recent ffmpeg.
+#[test]
+fn hevc_in_band_parameter_sets_make_a_mid_stream_capture_play() {
+    let ff = recent_ffmpeg();
+    let dir = sample("lo-enhanced-hevc-midstream");
+    let out = temp_dir("playable-hevc");
+    let report = read_ok_with(&dir.join("capture.pcap"), &out, &["--port", "19355"]);
+    let truth =
+        rtmpsniff::sink::flv::parse(&std::fs::read(dir.join("truth/publish-hevc.flv")).unwrap())
+            .unwrap()
+            .1;
+    // A sequence start (Enhanced RTMP packet type 0; legacy AAC packet type 0).
+    let config = |t: &rtmpsniff::sink::flv::ReadTag| match t.kind {
+        9 => t.body.len() > 5 && t.body[0] & 0x8f == 0x80,
+        8 => t.body.get(1) == Some(&0),
+        _ => false,
+    };
+    let truth_cfg = |kind: u8| {
+        truth
+            .iter()
+            .find(|t| t.kind == kind && config(t))
+            .map(|t| t.body.clone())
+            .unwrap()
+    };
+    let streams: Vec<&serde_json::Value> = report["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["streams"].as_array().unwrap())
+        .collect();
+    assert_eq!(streams.len(), 1);
+    let s = streams[0];
+    assert_eq!(s["video_codec"], "hevc");
+    let d = &s["decodable"];
+    assert_eq!(d["ok"], true, "{d}");
+    assert_eq!(d["video"], "synthesised", "{d}");
+    assert_eq!(d["audio"], "synthesised", "{d}");
+    let file = out.join(s["file"].as_str().unwrap());
+    let got = rtmpsniff::sink::flv::parse(&std::fs::read(&file).unwrap())
+        .unwrap()
+        .1;
+    let got_cfg = |kind: u8| {
+        got.iter()
+            .find(|t| t.kind == kind && config(t))
+            .map(|t| t.body.clone())
+            .unwrap()
+    };
+    assert_eq!(got_cfg(9), truth_cfg(9), "the hvcC is the encoder's");
+    assert_eq!(got_cfg(8)[..4], truth_cfg(8)[..4]);
+    let times: std::collections::HashMap<(u8, &[u8]), u32> = truth
+        .iter()
+        .filter(|t| !config(t))
+        .map(|t| ((t.kind, &t.body[..]), t.timestamp))
+        .collect();
+    let frames: Vec<_> = got
+        .iter()
+        .filter(|t| matches!(t.kind, 8 | 9) && !config(t))
+        .collect();
+    let off = times[&(frames[0].kind, &frames[0].body[..])] as i64 - frames[0].timestamp as i64;
+    let exact = frames
+        .iter()
+        .filter(|t| {
+            times
+                .get(&(t.kind, &t.body[..]))
+                .is_some_and(|&ts| (ts as i64 - t.timestamp as i64 - off).abs() <= 1)
+        })
+        .count();
+    eprintln!(
+        "lo-enhanced-hevc-midstream: {} frames, {exact} the publisher's at its time",
+        frames.len()
+    );
+    assert!(frames.len() > 200);
+    assert_eq!(exact, frames.len());
+    let o = Command::new(&ff)
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(&file)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// Enhanced RTMP Opus and FLAC (lo-enhanced-opus, lo-enhanced-flac: ffmpeg 9 publishing to
 /// itself): the rate and channels the report gives from their configurations (OpusHead,
 /// STREAMINFO) are what a recent ffmpeg says of the publisher's own file; every packet is
