@@ -530,6 +530,31 @@ struct Plan {
     largest_ms: i64,
 }
 
+/// The longest subsequence of `pairs` (in increasing first element) whose second elements
+/// increase too (patience sorting, O(n log n)).
+fn longest_chain(pairs: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    // tails[k]: index in `pairs` of the smallest last element of a chain of length k + 1.
+    let mut tails: Vec<usize> = Vec::new();
+    let mut prev: Vec<Option<usize>> = vec![None; pairs.len()];
+    for (n, &(_, j)) in pairs.iter().enumerate() {
+        let k = tails.partition_point(|&t| pairs[t].1 < j);
+        prev[n] = k.checked_sub(1).map(|k| tails[k]);
+        if k == tails.len() {
+            tails.push(n);
+        } else {
+            tails[k] = n;
+        }
+    }
+    let mut out = Vec::with_capacity(tails.len());
+    let mut at = tails.last().copied();
+    while let Some(n) = at {
+        out.push(pairs[n]);
+        at = prev[n];
+    }
+    out.reverse();
+    out
+}
+
 /// The most common value give or take 1 ms, how many agree with it so, and how many there are.
 fn mode(counts: &HashMap<i64, u32>) -> Option<(i64, u32, u32)> {
     let total = counts.values().sum();
@@ -558,17 +583,23 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
             c.0 += 1;
         }
     }
-    // Anchors: bodies once in each, in the same order in both.
+    // Anchors: bodies once in each, in the same order in both: the longest chain of such
+    // pairs in order in both copies (a body that repeats, a periodic tone's frame, can be
+    // once in each by chance, losses having taken its other copies, and out of order: such
+    // pairs fall out of the chain).
+    let pairs: Vec<(usize, usize)> = a
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| media(e))
+        .filter_map(|(i, e)| match count.get(&e.hash) {
+            Some(&(1, 1, j)) if b[j].kind == e.kind => Some((i, j)),
+            _ => None,
+        })
+        .collect();
+    let anchors = longest_chain(&pairs);
     let mut matched: Vec<Option<usize>> = vec![None; a.len()];
-    let mut anchors: Vec<(usize, usize)> = Vec::new();
-    for (i, e) in a.iter().enumerate().filter(|(_, e)| media(e)) {
-        if let Some(&(1, 1, j)) = count.get(&e.hash)
-            && b[j].kind == e.kind
-            && anchors.last().is_none_or(|&(_, lj)| j > lj)
-        {
-            anchors.push((i, j));
-            matched[i] = Some(j);
-        }
+    for &(i, j) in &anchors {
+        matched[i] = Some(j);
     }
     // Between anchors: each copy may hold messages the other lost. Bodies once in each
     // segment are matched (they must come in the same order in both); what the copy holds
@@ -687,7 +718,10 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
         if !(left + 1..=right).any(|i| media(&a[i]) && marks_a.contains(&a[i].hash)) {
             continue;
         }
-        if !js.iter().all(|&j| b[j].frame) {
+        // Coded frames only, none that this copy holds anywhere (a message is never put in
+        // twice).
+        let held = |j: usize| count.get(&b[j].hash).is_some_and(|c| c.0 > 0);
+        if !js.iter().all(|&j| b[j].frame && !held(j)) {
             continue;
         }
         let (Some(jl), Some(jr)) = (
@@ -832,6 +866,16 @@ mod tests {
         a.remove(21);
         let p = plan(&a, &b, &marks(&[b[23].hash]), &HashSet::new());
         assert!(p.inserts.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn a_pair_out_of_order_falls_out_of_the_chain() {
+        let pairs = [(0, 0), (1, 9), (2, 1), (3, 2), (4, 3), (5, 10)];
+        assert_eq!(
+            longest_chain(&pairs),
+            vec![(0, 0), (2, 1), (3, 2), (4, 3), (5, 10)]
+        );
+        assert!(longest_chain(&[]).is_empty());
     }
 
     #[test]
