@@ -8,9 +8,9 @@
 //! matched, in the same order in both. A message is put in only where a gap came in this
 //! copy, between two neighbours that are identical in both copies, and only a coded frame
 //! (never a decoder configuration or a script tag); its time is the copy's, from a
-//! neighbour. A stretch of this copy between two of its gaps is moved onto the difference
-//! of times between the copies that most anchors of the file show, when most of its own
-//! anchors show another (see [`plan`]).
+//! neighbour. A stretch of this copy between two of its gaps is moved by its error, where
+//! the stretches the two copies share tell that it is this copy's and not the other's (see
+//! [`plan`]).
 //!
 //! Done at the end of the input, from the files on disk: each is read a tag at a time into an
 //! index of at most [`MAX_INDEX_TAGS`] entries of 40 bytes, and a file is rewritten through a
@@ -654,51 +654,147 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
         }
         runs.extend(seg_runs);
     }
-    // Times. This copy's times can be wrong only from one of its gaps to the next (the time
-    // a gap took, rebuilt), per kind, and so can the other copy's; so the difference between
-    // the two copies' times of one message is what most anchors show over the whole file,
-    // where both are right. Each stretch between two gaps of this copy whose anchors of a
-    // kind mostly show another difference is moved onto it. (A stretch where the other
-    // copy's own wrong times are most of its anchors would be moved wrongly: each move is
-    // counted in the report.)
+    // Times. Each copy's times can be wrong only from one of its gaps to the next (the time
+    // a gap took, rebuilt), per kind; so the difference between the two copies' times of one
+    // message is constant within a cell, a stretch between gaps of this copy crossed with
+    // one of the other's, and it is the difference most anchors of the file show where both
+    // are right.
     let slot = |k: u8| (k == 9) as usize;
-    let mut seg = vec![0u32; a.len()];
-    let mut n = 0u32;
-    for (i, e) in a.iter().enumerate() {
-        if media(e) && marks_a.contains(&e.hash) {
-            n += 1;
-        }
-        seg[i] = n;
-    }
+    let stretches = |v: &[Entry], m: &HashSet<u64>| {
+        let mut n = 0u32;
+        v.iter()
+            .map(|e| {
+                n += (media(e) && m.contains(&e.hash)) as u32;
+                n
+            })
+            .collect::<Vec<u32>>()
+    };
+    let (seg, seg_b) = (stretches(a, marks_a), stretches(b, marks_b));
     let mut all: HashMap<i64, u32> = HashMap::new();
-    let mut by_seg: HashMap<(u32, usize), HashMap<i64, u32>> = HashMap::new();
+    // (this copy's stretch, kind, the other's stretch) -> differences seen.
+    let mut cells: HashMap<(u32, usize, u32), HashMap<i64, u32>> = HashMap::new();
     for &(i, j) in &anchors {
         let d = diff(a[i].ts, b[j].ts);
         *all.entry(d).or_default() += 1;
-        *by_seg
-            .entry((seg[i], slot(a[i].kind)))
-            .or_default()
-            .entry(d)
-            .or_default() += 1;
+        let cell = (seg[i], slot(a[i].kind), seg_b[j]);
+        *cells.entry(cell).or_default().entry(d).or_default() += 1;
     }
     let mut times: Vec<Option<u32>> = vec![None; a.len()];
-    let (mut corrected, mut largest) = (0u64, 0i64);
     let mut shift_of: HashMap<(u32, usize), i64> = HashMap::new();
-    if let Some((reference, _, _)) = mode(&all) {
-        for (key, ds) in &by_seg {
-            let Some((d, agree, total)) = mode(ds) else {
+    // Per kind: a cell whose anchors mostly agree says d - reference = (this stretch's
+    // error) - (the other's). The cells joined through shared stretches give every error in
+    // a group up to one constant; the constant taken is the one under which the most
+    // anchors, of both copies' stretches, have no error (most times are right), so a wrong
+    // stretch of the other copy is told from a wrong one of this copy. Each stretch of this
+    // copy is then moved by its error. A stretch given two errors (by two paths) stays.
+    let reference = mode(&all).map(|m| m.0);
+    for k in 0..2 {
+        let Some(reference) = reference else { break };
+        let mut edges: Vec<(u32, u32, i64, u32)> = Vec::new();
+        for ((sa, k_, sb), ds) in &cells {
+            if *k_ == k
+                && let Some((d, agree, total)) = mode(ds)
+                && agree >= 2
+                && agree * 2 > total
+            {
+                edges.push((*sa, *sb, d - reference, agree));
+            }
+        }
+        edges.sort_unstable();
+        // Errors up to the group's constant: u this copy's, w the other's.
+        let mut u: HashMap<u32, (i64, u32)> = HashMap::new();
+        let mut w: HashMap<u32, (i64, u32)> = HashMap::new();
+        let mut torn: HashSet<u32> = HashSet::new();
+        let mut group = 0u32;
+        for seed in edges.iter().map(|e| e.0).collect::<Vec<_>>() {
+            if u.contains_key(&seed) {
                 continue;
-            };
-            let c = reference - d;
-            // A ms or two is the rounding of the two copies' own clocks (an audio frame put
-            // back on its grid after a gap); a lost frame is tens of ms.
-            if c.abs() > MIN_CORRECTION_MS && agree >= 2 && agree * 2 > total {
-                shift_of.insert(*key, c);
-                corrected += 1;
-                largest = largest.max(c.abs());
+            }
+            group += 1;
+            u.insert(seed, (0, group));
+            loop {
+                let mut grew = false;
+                for &(sa, sb, e, _) in &edges {
+                    match (u.get(&sa).copied(), w.get(&sb).copied()) {
+                        (Some((x, g)), None) => {
+                            w.insert(sb, (x - e, g));
+                            grew = true;
+                        }
+                        (None, Some((y, g))) => {
+                            u.insert(sa, (y + e, g));
+                            grew = true;
+                        }
+                        (Some((x, _)), Some((y, _))) if (x - y - e).abs() > MIN_CORRECTION_MS => {
+                            torn.insert(sa);
+                        }
+                        _ => {}
+                    }
+                }
+                if !grew {
+                    break;
+                }
+            }
+        }
+        // Per group, the constant that leaves the most anchors without an error.
+        let mut votes: HashMap<u32, HashMap<i64, u32>> = HashMap::new();
+        for &(sa, sb, _, agree) in &edges {
+            for (x, g) in [u.get(&sa).copied(), w.get(&sb).copied()]
+                .into_iter()
+                .flatten()
+            {
+                *votes.entry(g).or_default().entry(-x).or_default() += agree;
+            }
+        }
+        // (Only where most of the group's anchors agree on it: else who is wrong is a guess.)
+        let constant: HashMap<u32, i64> = votes
+            .iter()
+            .filter_map(|(g, v)| mode(v).filter(|m| m.1 * 2 > m.2).map(|(c, _, _)| (*g, c)))
+            .collect();
+        for (sa, (x, g)) in u {
+            let Some(c) = constant.get(&g) else { continue };
+            let err = x + c;
+            // A ms or two is the rounding of the two copies' own clocks; a lost frame is
+            // tens of ms.
+            if err.abs() > MIN_CORRECTION_MS && !torn.contains(&sa) {
+                shift_of.insert((sa, k), -err);
             }
         }
     }
+    // A move that would put a kind's times out of order (earlier than the tag of its kind
+    // before, or later than the one after) is not made: that copy's times are never worse
+    // than they were.
+    for _ in 0..4 {
+        let mut wrong: HashSet<(u32, usize)> = HashSet::new();
+        for k in 0..2 {
+            let mut last: Option<(i64, (u32, usize))> = None;
+            for (i, e) in a.iter().enumerate() {
+                if !media(e) || slot(e.kind) != k || !e.frame {
+                    continue;
+                }
+                let key = (seg[i], k);
+                let t = e.ts as i64 + shift_of.get(&key).copied().unwrap_or(0);
+                if let Some((lt, lkey)) = last
+                    && t + MIN_CORRECTION_MS < lt
+                    && lkey != key
+                {
+                    for x in [key, lkey] {
+                        if shift_of.contains_key(&x) {
+                            wrong.insert(x);
+                        }
+                    }
+                }
+                last = Some((t, key));
+            }
+        }
+        if wrong.is_empty() {
+            break;
+        }
+        for x in wrong {
+            shift_of.remove(&x);
+        }
+    }
+    let corrected = shift_of.len() as u64;
+    let largest = shift_of.values().map(|c| c.abs()).max().unwrap_or(0);
     for (i, e) in a.iter().enumerate() {
         if media(e)
             && let Some(c) = shift_of.get(&(seg[i], slot(e.kind)))
@@ -876,6 +972,34 @@ mod tests {
             vec![(0, 0), (2, 1), (3, 2), (4, 3), (5, 10)]
         );
         assert!(longest_chain(&[]).is_empty());
+    }
+
+    #[test]
+    fn which_copy_is_wrong_is_told_by_the_stretches_they_share() {
+        // The other copy is wrong from its gap at tag 30 on; this one had a gap at tag 20
+        // but its times are right: its stretch from 20 meets the other's stretch before 30
+        // (right) and after (wrong): only the other's is wrong, nothing here moves.
+        let a = sent(60);
+        let mut b = a.clone();
+        for e in &mut b[30..] {
+            e.ts += 80;
+        }
+        let p = plan(&a, &b, &marks(&[a[20].hash]), &marks(&[b[30].hash]));
+        assert!(p.times.iter().all(Option::is_none), "{p:?}");
+        // Both copies' gaps at the same tag and one of them wrong after it: which one is a
+        // guess, nothing moves.
+        let p = plan(&a, &b, &marks(&[a[30].hash]), &marks(&[b[30].hash]));
+        assert!(p.times.iter().all(Option::is_none), "{p:?}");
+        // This copy wrong after its gap at 30, the other's gap at 20 with its times right:
+        // this copy's stretch moves back.
+        let mut w = a.clone();
+        for e in &mut w[30..] {
+            e.ts += 80;
+        }
+        let p = plan(&w, &a, &marks(&[a[30].hash]), &marks(&[a[20].hash]));
+        for (i, e) in w.iter().enumerate() {
+            assert_eq!(p.times[i].unwrap_or(e.ts), a[i].ts, "tag {i}");
+        }
     }
 
     #[test]
