@@ -701,10 +701,16 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
             }
         }
         edges.sort_unstable();
-        // Errors up to the group's constant: u this copy's, w the other's.
+        // Errors up to the group's constant: u this copy's, w the other's (a walk through
+        // the cells, each visited once).
         let mut u: HashMap<u32, (i64, u32)> = HashMap::new();
         let mut w: HashMap<u32, (i64, u32)> = HashMap::new();
-        let mut torn: HashSet<u32> = HashSet::new();
+        let mut of_a: HashMap<u32, Vec<usize>> = HashMap::new();
+        let mut of_b: HashMap<u32, Vec<usize>> = HashMap::new();
+        for (n, &(sa, sb, _, _)) in edges.iter().enumerate() {
+            of_a.entry(sa).or_default().push(n);
+            of_b.entry(sb).or_default().push(n);
+        }
         let mut group = 0u32;
         for seed in edges.iter().map(|e| e.0).collect::<Vec<_>>() {
             if u.contains_key(&seed) {
@@ -712,29 +718,31 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
             }
             group += 1;
             u.insert(seed, (0, group));
-            loop {
-                let mut grew = false;
-                for &(sa, sb, e, _) in &edges {
-                    match (u.get(&sa).copied(), w.get(&sb).copied()) {
-                        (Some((x, g)), None) => {
-                            w.insert(sb, (x - e, g));
-                            grew = true;
-                        }
-                        (None, Some((y, g))) => {
-                            u.insert(sa, (y + e, g));
-                            grew = true;
-                        }
-                        (Some((x, _)), Some((y, _))) if (x - y - e).abs() > MIN_CORRECTION_MS => {
-                            torn.insert(sa);
-                        }
-                        _ => {}
+            // (is this copy's, stretch)
+            let mut todo = vec![(true, seed)];
+            while let Some((mine, st)) = todo.pop() {
+                let around = if mine { &of_a[&st] } else { &of_b[&st] };
+                for &n in around {
+                    let (sa, sb, e, _) = edges[n];
+                    if mine && !w.contains_key(&sb) {
+                        w.insert(sb, (u[&sa].0 - e, group));
+                        todo.push((false, sb));
+                    } else if !mine && !u.contains_key(&sa) {
+                        u.insert(sa, (w[&sb].0 + e, group));
+                        todo.push((true, sa));
                     }
-                }
-                if !grew {
-                    break;
                 }
             }
         }
+        // A stretch two paths give two errors.
+        let torn: HashSet<u32> = edges
+            .iter()
+            .filter(|&&(sa, sb, e, _)| match (u.get(&sa), w.get(&sb)) {
+                (Some((x, _)), Some((y, _))) => (x - y - e).abs() > MIN_CORRECTION_MS,
+                _ => false,
+            })
+            .map(|e| e.0)
+            .collect();
         // Per group, the constant that leaves the most anchors without an error.
         let mut votes: HashMap<u32, HashMap<i64, u32>> = HashMap::new();
         for &(sa, sb, _, agree) in &edges {
