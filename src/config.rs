@@ -56,7 +56,7 @@ impl Default for Limits {
             reassembly_segments: 8192,
             message_bytes: (1 << 24) - 1,
             partial_bytes: 32 << 20,
-            lockon_bytes: 4 << 20,
+            lockon_bytes: 64 << 20,
             chunk_streams: 1024,
             amf_depth: 32,
             amf_elements: 65_536,
