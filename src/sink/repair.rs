@@ -754,10 +754,15 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
             }
         }
         // (Only where most of the group's anchors agree on it: else who is wrong is a guess.)
-        let constant: HashMap<u32, i64> = votes
+        // A group holding this copy's first stretch (before any of its gaps: the sender's
+        // own times) takes that stretch as right.
+        let mut constant: HashMap<u32, i64> = votes
             .iter()
             .filter_map(|(g, v)| mode(v).filter(|m| m.1 * 2 > m.2).map(|(c, _, _)| (*g, c)))
             .collect();
+        if let Some(&(x, g)) = u.get(&0) {
+            constant.insert(g, -x);
+        }
         for (sa, (x, g)) in u {
             let Some(c) = constant.get(&g) else { continue };
             let err = x + c;
@@ -771,7 +776,7 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
     // A move that would put a kind's times out of order (earlier than the tag of its kind
     // before, or later than the one after) is not made: that copy's times are never worse
     // than they were.
-    for _ in 0..4 {
+    loop {
         let mut wrong: HashSet<(u32, usize)> = HashSet::new();
         for k in 0..2 {
             let mut last: Option<(i64, (u32, usize))> = None;
@@ -781,6 +786,10 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
                 }
                 let key = (seg[i], k);
                 let t = e.ts as i64 + shift_of.get(&key).copied().unwrap_or(0);
+                // Never before the file's start either.
+                if t < 0 && shift_of.contains_key(&key) {
+                    wrong.insert(key);
+                }
                 if let Some((lt, lkey)) = last
                     && t + MIN_CORRECTION_MS < lt
                     && lkey != key
@@ -842,11 +851,24 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
             } else {
                 continue;
             };
-            // Never before the file's start.
-            let ts = if (ts as i32) < 0 { 0 } else { ts };
+            // Only between its neighbours' times: where they do not leave room for it, this
+            // copy's times there are wrong (a gap's time not rebuilt) and it would go out
+            // of order.
+            if diff(ts, at(left)) < -1 || diff(ts, at(right)) > 1 {
+                continue;
+            }
             let before = (left + 1..right)
                 .find(|&i| diff(at(i), ts) > 0)
                 .unwrap_or(right);
+            // Nor out of order with this copy's tags of its kind on either side.
+            let kind = b[j].kind;
+            let prev = a[..before].iter().rposition(|e| e.kind == kind && e.frame);
+            let next = (before..a.len()).find(|&i| a[i].kind == kind && a[i].frame);
+            if prev.is_some_and(|p| diff(ts, at(p)) < -1)
+                || next.is_some_and(|n| diff(ts, at(n)) > 1)
+            {
+                continue;
+            }
             inserts.push(Insert {
                 before,
                 from: j,
@@ -855,6 +877,30 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
         }
     }
     inserts.sort_by_key(|x| (x.before, x.from));
+    // The file as it will be, per kind: a tag put in that would come before the tag of its
+    // kind ahead of it (this copy's or another put in) is left out.
+    let mut last: [Option<u32>; 2] = [None; 2];
+    let mut next_insert = 0;
+    let mut kept = Vec::with_capacity(inserts.len());
+    for (i, e) in a.iter().enumerate() {
+        while next_insert < inserts.len() && inserts[next_insert].before == i {
+            let x = &inserts[next_insert];
+            let k = slot(b[x.from].kind);
+            if last[k].is_none_or(|l| diff(x.ts, l) >= -1) {
+                last[k] = Some(x.ts);
+                kept.push(next_insert);
+            }
+            next_insert += 1;
+        }
+        if media(e) && e.frame {
+            last[slot(e.kind)] = Some(at(i));
+        }
+    }
+    let mut n = 0;
+    inserts.retain(|_| {
+        n += 1;
+        kept.binary_search(&(n - 1)).is_ok()
+    });
     Plan {
         inserts,
         times,
@@ -1008,6 +1054,56 @@ mod tests {
         for (i, e) in w.iter().enumerate() {
             assert_eq!(p.times[i].unwrap_or(e.ts), a[i].ts, "tag {i}");
         }
+    }
+
+    /// The file a plan makes: each kind's times never go back.
+    fn in_order(a: &[Entry], b: &[Entry], p: &Plan) -> bool {
+        let mut last = [0u32; 2];
+        let mut ins = p.inserts.iter().peekable();
+        for (i, e) in a.iter().enumerate() {
+            while let Some(x) = ins.next_if(|x| x.before == i) {
+                let k = (b[x.from].kind == 9) as usize;
+                if x.ts + 1 < last[k] {
+                    return false;
+                }
+                last[k] = x.ts;
+            }
+            let (k, t) = ((e.kind == 9) as usize, p.times[i].unwrap_or(e.ts));
+            if t + 1 < last[k] {
+                return false;
+            }
+            last[k] = t;
+        }
+        true
+    }
+
+    #[test]
+    fn nothing_put_in_goes_back_in_time() {
+        // This copy lost 10 tags and the time they took was not rebuilt (its times after the
+        // gap are early), the other copy had a gap of its own there too: the lost tags'
+        // times from the other copy do not fit between this copy's neighbours.
+        let b0 = sent(60);
+        let mut a: Vec<Entry> = b0.clone();
+        a.drain(20..30);
+        for e in &mut a[20..] {
+            e.ts -= 100;
+        }
+        let untouched = Plan {
+            inserts: Vec::new(),
+            times: vec![None; a.len()],
+            corrected: 0,
+            largest_ms: 0,
+        };
+        assert!(
+            in_order(&a, &b0, &untouched),
+            "the input itself is in order"
+        );
+        let mut b = b0.clone();
+        b.remove(32);
+        let p = plan(&a, &b, &marks(&[b0[30].hash]), &marks(&[b0[33].hash]));
+        assert!(in_order(&a, &b, &p), "{p:?}");
+        let p = plan(&a, &b, &marks(&[b0[30].hash]), &HashSet::new());
+        assert!(in_order(&a, &b, &p), "{p:?}");
     }
 
     #[test]
