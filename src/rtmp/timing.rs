@@ -45,7 +45,7 @@ pub struct AvOffset {
 }
 
 /// `a - b` in ms, timestamps being 32-bit and wrapping.
-fn diff(a: u32, b: u32) -> i64 {
+pub(crate) fn diff(a: u32, b: u32) -> i64 {
     a.wrapping_sub(b) as i32 as i64
 }
 

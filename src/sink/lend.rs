@@ -29,10 +29,7 @@ struct FrameHash(u64);
 
 impl FrameHash {
     fn of(body: &Bytes) -> Self {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        body.hash(&mut h);
-        FrameHash(h.finish())
+        FrameHash(super::repair::body_hash(body))
     }
 }
 

@@ -28,6 +28,7 @@ use super::hash::sha256_of;
 use super::report::StreamReport;
 use crate::flow::{ConnId, StreamKey};
 use crate::rtmp::media;
+use crate::rtmp::timing::diff;
 
 /// Tags indexed per file, at most (a longer file is not repaired, and the report says so).
 pub const MAX_INDEX_TAGS: usize = 1 << 20;
@@ -564,10 +565,6 @@ fn mode(counts: &HashMap<i64, u32>) -> Option<(i64, u32, u32)> {
         .map(|(&v, &c)| (near(v), c, std::cmp::Reverse(v)))
         .max()
         .map(|(agree, _, std::cmp::Reverse(v))| (v, agree, total))
-}
-
-fn diff(a: u32, b: u32) -> i64 {
-    a.wrapping_sub(b) as i32 as i64
 }
 
 /// Align the target `a` with the copy `b` (see the module's comment).

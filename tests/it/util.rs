@@ -79,7 +79,12 @@ pub fn require_tool(tool: &str) {
 
 /// Whether ffmpeg decodes the file without a single error message.
 pub fn ffmpeg_decodes_cleanly(path: &Path) -> Result<(), String> {
-    let o = Command::new("ffmpeg")
+    ffmpeg_decodes_cleanly_with(Path::new("ffmpeg"), path)
+}
+
+/// [`ffmpeg_decodes_cleanly`] with the ffmpeg at `ffmpeg` (a recent one, for Enhanced RTMP).
+pub fn ffmpeg_decodes_cleanly_with(ffmpeg: &Path, path: &Path) -> Result<(), String> {
+    let o = Command::new(ffmpeg)
         .args(["-nostdin", "-v", "error", "-i"])
         .arg(path)
         .args(["-f", "null", "-"])
