@@ -135,6 +135,11 @@ impl Reassembler {
         }
     }
 
+    /// The stream offset of sequence number `seq`, when it has one.
+    pub fn stream_offset(&self, seq: u32) -> Option<u64> {
+        u64::try_from(self.offset_of(seq)?).ok()
+    }
+
     /// Stream offset for a sequence number, relative to the next byte to hand on.
     fn offset_of(&self, seq: u32) -> Option<i64> {
         let (nseq, noff) = self.next?;

@@ -379,7 +379,7 @@ impl Pipeline {
                 keys,
                 tls_backlog: config.tls_backlog,
             };
-            feed(s, seg, dir, frame, &mut to);
+            feed(s, seg, dir, ts, frame, &mut to);
         }
         facts::forward(&Origin::of(c), events, out);
         let carrier = Carrier::of(c, ts, frame);
@@ -483,8 +483,17 @@ pub fn flow_of(config: &Config, linktype: i32, data: &[u8]) -> Option<(ConnKey, 
 
 /// A segment's bytes into its direction's reassembler, and its acknowledgement into the
 /// other's; what they hand on goes up through the transport into RTMP.
-fn feed(s: &mut Streams<Upper>, seg: &Segment<'_>, dir: Dir, frame: u64, to: &mut UpSink<'_>) {
+fn feed(
+    s: &mut Streams<Upper>,
+    seg: &Segment<'_>,
+    dir: Dir,
+    ts: f64,
+    frame: u64,
+    to: &mut UpSink<'_>,
+) {
     let Streams { reasm, upper } = s;
+    let plain = matches!(upper.transport, Transport::Plain);
+    upper.rtmp.set_time(ts, plain);
     if !seg.flags.syn && !seg.payload.is_empty() && !reasm[dir.index()].started() {
         // Data before any SYN of this direction: the capture began after its start.
         upper.mid_stream = true;
@@ -504,6 +513,10 @@ fn feed(s: &mut Streams<Upper>, seg: &Segment<'_>, dir: Dir, frame: u64, to: &mu
     mine.segment(seg.seq, payload, seg.flags.fin, frame, &mut |ev| {
         upper.stream_event(dir, ev, frame, to)
     });
+    if plain && let Some(offset) = mine.stream_offset(seg.seq) {
+        // After it went through: bytes it delivered at once were timed by `set_time`.
+        upper.rtmp.arrived(dir, offset, payload.len(), ts);
+    }
     if seg.flags.ack {
         theirs.peer_ack(seg.ack, frame, &mut |ev| {
             upper.stream_event(dir.other(), ev, frame, to)

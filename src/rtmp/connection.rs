@@ -1,6 +1,8 @@
 //! One RTMP connection: its two directions (handshake, chunks, or hunting for chunk headers
 //! after a gap) and the session they make up.
 
+use std::collections::VecDeque;
+
 use bytes::BytesMut;
 
 use super::Event;
@@ -125,6 +127,50 @@ pub struct Connection {
     /// Probe work each direction may still spend looking for chunk headers (see
     /// [`HUNT_WORK_PER_BYTE`]).
     hunt_budget: [u64; 2],
+    /// Capture times of each direction's last segments, and whether RTMP's stream offsets
+    /// are TCP's (plain RTMP), so that they tell when a message's first bytes came.
+    arrivals: [Arrivals; 2],
+    tcp_offsets: bool,
+    /// Capture time (ms) of the frame being handled.
+    now_ms: Option<f64>,
+}
+
+/// When a direction's last segments were captured, by stream offset. Bytes held behind a
+/// hole reach RTMP only when the hole is given up on, all at once; a live sender's frame
+/// is timed by when its first bytes were captured instead.
+#[derive(Debug, Default)]
+struct Arrivals {
+    /// (first offset, offset after the last, capture time in ms), in order of capture.
+    segs: VecDeque<(u64, u64, f64)>,
+}
+
+/// Segments whose capture times are kept per direction.
+const ARRIVALS_KEPT: usize = 64;
+
+impl Arrivals {
+    fn add(&mut self, offset: u64, len: usize, ms: f64) {
+        if len == 0 {
+            return;
+        }
+        if self.segs.len() == ARRIVALS_KEPT {
+            self.segs.pop_front();
+        }
+        self.segs
+            .push_back((offset, offset.saturating_add(len as u64), ms));
+    }
+
+    /// The earliest capture of the byte at `offset`, when it is among the last segments.
+    fn at(&self, offset: u64) -> Option<f64> {
+        self.segs
+            .iter()
+            .filter(|&&(a, b, _)| a <= offset && offset < b)
+            .map(|s| s.2)
+            .min_by(f64::total_cmp)
+    }
+
+    fn bytes(&self) -> usize {
+        self.segs.capacity() * std::mem::size_of::<(u64, u64, f64)>()
+    }
 }
 
 /// Chunk-layer warnings and lock-ons kept per connection, for the report.
@@ -147,6 +193,9 @@ impl Connection {
             limits,
             msgs: Vec::new(),
             hunt_budget: [HUNT_BUDGET_START; 2],
+            arrivals: Default::default(),
+            tcp_offsets: false,
+            now_ms: None,
         }
     }
 
@@ -154,6 +203,22 @@ impl Connection {
     /// instead of a handshake.
     pub fn start_unknown(&mut self, dir: Dir) {
         self.start_known[dir.index()] = false;
+    }
+
+    /// The capture time (seconds) of the frame whose bytes come next, for the timing stage,
+    /// and whether the bytes handed in count their offsets as TCP does (plain RTMP: not
+    /// the plaintext of TLS or of HTTP bodies).
+    pub fn set_time(&mut self, ts: f64, tcp_offsets: bool) {
+        self.now_ms = ts.is_finite().then_some(ts * 1000.0);
+        self.tcp_offsets = tcp_offsets;
+    }
+
+    /// A TCP segment of `len` bytes at stream offset `offset` of `dir` was captured at `ts`
+    /// (seconds).
+    pub fn arrived(&mut self, dir: Dir, offset: u64, len: usize, ts: f64) {
+        if ts.is_finite() {
+            self.arrivals[dir.index()].add(offset, len, ts * 1000.0);
+        }
     }
 
     /// Chunk statistics of a direction, when it got as far as chunks.
@@ -176,7 +241,8 @@ impl Connection {
                 }
                 _ => 0,
             })
-            .sum()
+            .sum::<usize>()
+            + self.arrivals.iter().map(Arrivals::bytes).sum::<usize>()
     }
 
     /// Whether the connection is known not to carry readable RTMP.
@@ -327,6 +393,12 @@ impl Connection {
             if !believable {
                 continue;
             }
+            let first_bytes = if self.tcp_offsets {
+                self.arrivals[dir.index()].at(m.offset)
+            } else {
+                None
+            };
+            self.session.now_ms = first_bytes.or(self.now_ms);
             self.session.on_message(dir, m, out);
         }
         believable
@@ -607,5 +679,31 @@ impl Connection {
             }
         }
         self.session.close(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_byte_is_timed_by_its_first_capture_and_old_segments_are_let_go() {
+        let mut a = Arrivals::default();
+        a.add(0, 100, 5.0);
+        a.add(200, 100, 7.0);
+        // A retransmission of the first: the byte was first captured at 5 ms.
+        a.add(0, 100, 9.0);
+        assert_eq!(a.at(50), Some(5.0));
+        assert_eq!(a.at(299), Some(7.0));
+        assert_eq!(a.at(300), None);
+        assert_eq!(a.at(150), None);
+        for k in 0..ARRIVALS_KEPT as u64 {
+            a.add(1000 + k * 10, 10, 20.0 + k as f64);
+        }
+        assert_eq!(a.segs.len(), ARRIVALS_KEPT);
+        assert_eq!(a.at(50), None);
+        assert_eq!(a.at(1005), Some(20.0));
+        a.add(5000, 0, 1.0);
+        assert_eq!(a.at(5000), None);
     }
 }

@@ -61,6 +61,10 @@ pub struct Session {
     pub mid_stream: bool,
     /// Gaps in the capture so far, per direction ([`Dir::index`]).
     pub gaps: [u32; 2],
+    /// Capture time (ms) of the frame whose bytes are being read, when the caller gives it:
+    /// a live sender's frames reach the wire at their media times, so it tells the timing
+    /// stage how much time a gap took.
+    pub now_ms: Option<f64>,
     limits: Limits,
     /// Limits reached on this connection's messages.
     pub limit_hits: LimitHits,
@@ -79,6 +83,7 @@ impl Session {
             next_id: 0,
             mid_stream: false,
             gaps: [0; 2],
+            now_ms: None,
             limits,
             limit_hits: LimitHits::default(),
         }
@@ -261,7 +266,7 @@ impl Session {
     /// one: `resumed`).
     fn emit(&mut self, id: u32, time: (TimeBase, u32, bool), mut ev: Event, out: &mut Vec<Event>) {
         let (base, resumed, stale) = time;
-        let gaps = self.gaps;
+        let (gaps, now) = (self.gaps, self.now_ms);
         match self.streams.iter_mut().find(|s| s.id == id) {
             Some(s) => {
                 s.gaps = s
@@ -271,7 +276,7 @@ impl Session {
                 if let Event::Tag { gaps, .. } = &mut ev {
                     *gaps = s.gaps;
                 }
-                s.clock.tag_with(base, resumed, stale, ev, out)
+                s.clock.tag_with(base, resumed, stale, now, ev, out)
             }
             None => out.push(ev),
         }

@@ -137,6 +137,8 @@ struct Kind {
     /// ms added to its timestamps from the tag on: frames put back on the grid after a
     /// lost header left a fmt-3 chunk stream re-applying a stale delta.
     snap: i64,
+    /// Lateness of its last frames: capture time less corrected media time (ms).
+    late: VecDeque<f64>,
 }
 
 /// Audio frames sit on a grid: frame `i` at `round(phase + i * period)` ms. The phase is
@@ -199,9 +201,18 @@ impl Grid {
 }
 
 const DELTAS_KEPT: usize = 64;
+/// Lateness values kept per kind, and how many make a floor.
+const LATE_KEPT: usize = 32;
+const LATE_MIN: usize = 8;
 
 impl Kind {
-    fn frame_seen(&mut self, t: u32) {
+    fn frame_seen(&mut self, t: u32, arrival: Option<f64>) {
+        if let Some(a) = arrival {
+            if self.late.len() == LATE_KEPT {
+                self.late.pop_front();
+            }
+            self.late.push_back(a - t as f64);
+        }
         if let Some(l) = self.last {
             let d = t.wrapping_sub(l);
             if d > 0 && d < 1000 {
@@ -260,6 +271,31 @@ impl Kind {
         }
     }
 
+    /// Video: how late its last frames reached the capture, when they say the sender is
+    /// live: three in four within [`LIVE_SPREAD`] frames of the earliest. A sender faster
+    /// than real time drifts by far more, a buffered one scatters. (Audio is not judged so:
+    /// muxers send it in bunches, a frame or more apart.)
+    fn late_floor(&self, video: bool) -> Option<Live> {
+        if self.late.len() < LATE_MIN {
+            return None;
+        }
+        let period = self.period_us(video)? as f64 / 1000.0;
+        let most = if video {
+            LIVE_SPREAD
+        } else {
+            LIVE_SPREAD_AUDIO
+        };
+        let mut v: Vec<f64> = self.late.iter().copied().collect();
+        v.sort_unstable_by(f64::total_cmp);
+        let floor = v[0];
+        let spread = v[v.len() * 3 / 4] - floor;
+        (period > 0.0 && spread <= period * most).then_some(Live {
+            floor,
+            period,
+            spread,
+        })
+    }
+
     /// Time lost with `k` frames whose headers were lost before a frame now at `first`.
     fn lost(&self, k: u32, first: u32, video: bool) -> Option<i64> {
         if k == 0 {
@@ -313,6 +349,43 @@ struct GapEstimate {
     first: [Option<u32>; 2],
     /// Last corrected times of each kind before the gap.
     before: [Option<u32>; 2],
+    /// Video of a live sender: its lateness floor and frame period before the gap, the
+    /// least lateness of its frames after it (over times corrected so far), and how many
+    /// came.
+    late_before: [Option<Live>; 2],
+    late_after: [Option<f64>; 2],
+    after: [u32; 2],
+}
+
+/// How late a live sender's video reached the capture (ms): the least lateness of its last
+/// frames, its frame period, and how far above the least three in four lay.
+#[derive(Clone, Copy, Debug)]
+struct Live {
+    floor: f64,
+    period: f64,
+    spread: f64,
+}
+
+/// Most spread of a live sender's lateness, in frames: video, and audio (sent in bunches).
+const LIVE_SPREAD: f64 = 0.75;
+const LIVE_SPREAD_AUDIO: f64 = 2.5;
+
+impl GapEstimate {
+    /// Video frames after the gap whose capture times are looked at before its lost time
+    /// is taken: one where the sender's lateness hardly varies, more where it does.
+    fn witnesses_needed(&self, i: usize) -> u32 {
+        match self.late_before[i] {
+            Some(l) if l.spread <= l.period / 4.0 => 1,
+            _ => LATE_WITNESSES,
+        }
+    }
+
+    /// The time kind `i` lost by its capture times, and its frame period (ms).
+    fn late_shift(&self, i: usize) -> Option<(f64, f64)> {
+        let l = self.late_before[i]?;
+        (self.after[i] >= self.witnesses_needed(i))
+            .then_some((self.late_after[i]? - l.floor, l.period))
+    }
 }
 
 /// One gap's rebuilt time, for the report.
@@ -324,8 +397,11 @@ pub struct Lost {
     /// Frames whose headers were lost (audio, video), and the ms put back for them.
     pub frames: [u32; 2],
     pub ms: [i64; 2],
-    /// Whether the choice was the only one the bounds allowed (false: estimated).
+    /// Whether the choice was the only one the bounds allowed, or the capture times of a
+    /// live sender said it (false: estimated).
     pub exact: bool,
+    /// Whether capture times chose the frames lost.
+    pub by_capture_time: bool,
 }
 
 /// The clock of one stream.
@@ -335,7 +411,7 @@ pub struct StreamClock {
     estimate: Option<Estimate>,
     gap: Option<GapEstimate>,
     /// Tags held, each with the grid correction of its kind when it came.
-    held: VecDeque<(Event, i64)>,
+    held: VecDeque<(Event, i64, Option<f64>)>,
     held_bytes: usize,
     pub report: TimingReport,
 }
@@ -351,8 +427,14 @@ fn slot(kind: TagKind) -> Option<usize> {
 /// How far a rebuilt gap may stray from its wire-order bounds (ms): senders' order is exact
 /// only to their rounding (MP3 from ffmpeg: a few ms); the fewest frames lost are chosen.
 const REBUILD_SLACK_MS: i64 = 1;
-/// A rebuild candidate: (frames, distance from the bounds' middle), frames and ms per kind.
-type Choice = ((u32, i64), [u32; 2], [i64; 2]);
+/// A rebuild candidate: (distance from what capture times say, in thousandths of a frame;
+/// ms outside the bounds; frames; distance from the bounds' middle), frames and ms per kind.
+type Choice = ((u64, i64, u32, u32, i64), [u32; 2], [i64; 2]);
+/// [`REBUILD_SLACK_MS`] when live capture times say what video lost.
+const WITNESSED_SLACK_MS: i64 = 3;
+/// Video frames after a gap whose capture times are looked at before its lost time is
+/// taken, where the sender's lateness varies by more than a quarter frame.
+const LATE_WITNESSES: u32 = 4;
 
 /// Most frames taken to have lost their headers in one gap, per kind.
 const MAX_LOST_FRAMES: u32 = 24;
@@ -364,16 +446,18 @@ impl StreamClock {
     /// the gap numbered `resumed` (0: none since its chunk stream's last fmt-0 header). Tags
     /// go out in the order they came, with their timestamps corrected.
     pub fn tag(&mut self, base: TimeBase, resumed: u32, ev: Event, out: &mut Vec<Event>) {
-        self.tag_with(base, resumed, resumed != 0, ev, out)
+        self.tag_with(base, resumed, resumed != 0, None, ev, out)
     }
 
     /// [`tag`](Self::tag), `stale` saying whether the timestamp re-applied a delta from
-    /// before the gap (only such audio is moved onto its grid).
+    /// before the gap (only such audio is moved onto its grid), `arrival` the capture time
+    /// (ms) of the frame that completed it.
     pub fn tag_with(
         &mut self,
         base: TimeBase,
         resumed: u32,
         stale: bool,
+        arrival: Option<f64>,
         ev: Event,
         out: &mut Vec<Event>,
     ) {
@@ -437,6 +521,11 @@ impl StreamClock {
                     if g.first[i].is_none() {
                         g.first[i] = Some(t);
                     }
+                    if let Some(a) = arrival {
+                        let l = a - t as f64;
+                        g.late_after[i] = Some(g.late_after[i].map_or(l, |m| m.min(l)));
+                        g.after[i] += 1;
+                    }
                     if i == 0 {
                         g.est.audio(t);
                     } else {
@@ -445,13 +534,16 @@ impl StreamClock {
                 }
             }
             self.held_bytes += body.len();
-            self.held.push_back((ev, extra));
+            self.held.push_back((ev, extra, arrival));
             let alone = self.kinds[0].base.is_none() || self.kinds[1].base.is_none();
             let settled = self.estimate.as_ref().is_some_and(Estimate::settled);
             let gap_done = self.gap.as_ref().is_some_and(|g| {
                 g.first.iter().all(Option::is_some)
                     && g.est.bounded()
                     && g.est.hi - g.est.lo <= 2 * SETTLED_MS
+                    && (!g.free[1]
+                        || g.late_before[1].is_none()
+                        || g.after[1] >= g.witnesses_needed(1))
             });
             if (self.estimate.is_some() && settled)
                 || (self.estimate.is_none() && gap_done)
@@ -464,7 +556,7 @@ impl StreamClock {
             }
             return;
         }
-        let ev = self.adjusted(ev, extra);
+        let ev = self.adjusted(ev, extra, arrival);
         out.push(ev);
     }
 
@@ -508,6 +600,12 @@ impl StreamClock {
             free: [false; 2],
             first: [None; 2],
             before: [self.kinds[0].last, self.kinds[1].last],
+            late_before: [
+                self.kinds[0].late_floor(false),
+                self.kinds[1].late_floor(true),
+            ],
+            late_after: [None; 2],
+            after: [0; 2],
         };
         g.free[i] = true;
         self.gap = Some(g);
@@ -543,7 +641,10 @@ impl StreamClock {
                 use std::io::Write as _;
                 let _ = writeln!(
                     std::io::stderr().lock(),
-                    "gap: free {:?} first {:?} before {:?} bounds [{}, {}] held {} -> {:?} periods {:?} {:?}",
+                    "gap: late {:?} {:?} n {:?} free {:?} first {:?} before {:?} bounds [{}, {}] held {} -> {:?} periods {:?} {:?}",
+                    g.late_before,
+                    g.late_after,
+                    g.after,
                     g.free,
                     g.first,
                     g.before,
@@ -563,8 +664,8 @@ impl StreamClock {
             }
         }
         self.held_bytes = 0;
-        while let Some((ev, extra)) = self.held.pop_front() {
-            let ev = self.adjusted(ev, extra);
+        while let Some((ev, extra, arrival)) = self.held.pop_front() {
+            let ev = self.adjusted(ev, extra, arrival);
             out.push(ev);
         }
     }
@@ -583,6 +684,15 @@ impl StreamClock {
         };
         let mut best: Option<Choice> = None;
         let mut feasible = Vec::new();
+        // What a live sender's capture times say video lost, and its frame period (ms); and
+        // what they say of audio, more loosely (its frames are sent in bunches).
+        let witness = g.late_shift(1).filter(|_| range(1) > 0);
+        let audio_witness = g.late_shift(0).filter(|_| range(0) > 0);
+        // How far a choice is from that: in thousandths of a frame, and in whole frames.
+        let off_witness =
+            |lv: i64| witness.map_or(0, |(s, p)| ((lv as f64 - s).abs() / p * 1000.0) as u64);
+        let off_audio =
+            |la: i64| audio_witness.map_or(0, |(s, p)| ((la as f64 - s).abs() / p).round() as u32);
         for ka in 0..=range(0) {
             let Some(la) = self.kinds[0].lost(ka, g.first[0].unwrap_or(0), false) else {
                 continue;
@@ -592,10 +702,25 @@ impl StreamClock {
                     continue;
                 };
                 let d = la - lv;
-                if g.est.lo > i64::MIN / 4 && d < g.est.lo - REBUILD_SLACK_MS {
-                    continue;
-                }
-                if g.est.hi < i64::MAX / 4 && d > g.est.hi + REBUILD_SLACK_MS {
+                // How far outside the wire-order bounds: with capture times to go by, audio
+                // a ms or two off its grid after the gap may stretch them a little further.
+                let outside = (if g.est.lo > i64::MIN / 4 {
+                    g.est.lo - d
+                } else {
+                    0
+                })
+                .max(if g.est.hi < i64::MAX / 4 {
+                    d - g.est.hi
+                } else {
+                    0
+                })
+                .max(0);
+                let slack = if witness.is_some() {
+                    WITNESSED_SLACK_MS
+                } else {
+                    REBUILD_SLACK_MS
+                };
+                if outside > slack {
                     continue;
                 }
                 // The first frame of each kind after the gap comes after the frames before it.
@@ -611,20 +736,35 @@ impl StreamClock {
                 if !after(0, la) || !after(1, lv) {
                     continue;
                 }
-                feasible.push(ka + kv);
+                feasible.push((ka, kv));
                 let mid = if g.est.bounded() {
                     g.est.lo + (g.est.hi - g.est.lo) / 2
                 } else {
                     d
                 };
-                let score = (ka + kv, (d - mid).abs());
+                // Without capture times the fewest frames go first, as the slack is only
+                // the senders' rounding.
+                let stretch = if witness.is_some() { outside } else { 0 };
+                let score = (
+                    off_witness(lv),
+                    stretch,
+                    off_audio(la),
+                    ka + kv,
+                    (d - mid).abs(),
+                );
                 if best.as_ref().is_none_or(|b| score < b.0) {
                     best = Some((score, [ka, kv], [la, lv]));
                 }
             }
         }
         match best {
-            Some((_, frames, ms)) => {
+            Some((_, frames, mut ms)) => {
+                if witness.is_some() && g.est.bounded() && frames[0] > 0 {
+                    // Audio's grid put it outside the wire order by a ms or two: the order
+                    // the sender kept is nearer the truth.
+                    let (lo, hi) = (g.est.lo - REBUILD_SLACK_MS, g.est.hi + REBUILD_SLACK_MS);
+                    ms[0] = ms[0].clamp(ms[1] + lo, ms[1] + hi);
+                }
                 // The first frame after the gap, as rebuilt.
                 let end = (0..2)
                     .filter_map(|i| g.first[i].map(|f| f.wrapping_add(ms[i] as u32)))
@@ -632,13 +772,19 @@ impl StreamClock {
                     .unwrap_or(end);
                 // Exact when no other answer with as few frames, or one more, fits.
                 let n = frames[0] + frames[1];
-                let rivals = feasible.iter().filter(|&&k| k <= n + 1).count();
+                let rivals = feasible.iter().filter(|&&(a, v)| a + v <= n + 1).count();
+                // Or when live capture times put video's choice within a quarter frame, and
+                // with it the wire order leaves audio one choice.
+                let witnessed = witness.is_some_and(|(s, p)| (ms[1] as f64 - s).abs() <= p / 4.0)
+                    && g.est.bounded()
+                    && feasible.iter().filter(|&&(_, v)| v == frames[1]).count() == 1;
                 Lost {
                     start,
                     end,
                     frames,
                     ms,
-                    exact: rivals == 1 && g.est.bounded(),
+                    exact: (rivals == 1 && g.est.bounded()) || witnessed,
+                    by_capture_time: witness.is_some(),
                 }
             }
             None => Lost {
@@ -647,11 +793,12 @@ impl StreamClock {
                 frames: [0, 0],
                 ms: [0, 0],
                 exact: false,
+                by_capture_time: false,
             },
         }
     }
 
-    fn adjusted(&mut self, mut ev: Event, extra: i64) -> Event {
+    fn adjusted(&mut self, mut ev: Event, extra: i64, arrival: Option<f64>) -> Event {
         if let Event::Tag {
             kind,
             timestamp,
@@ -666,7 +813,7 @@ impl StreamClock {
                 _ => media::video(body).is_some_and(|m| m.frame),
             };
             if frame {
-                self.kinds[i].frame_seen(*timestamp);
+                self.kinds[i].frame_seen(*timestamp, arrival);
             }
         }
         ev
@@ -892,5 +1039,107 @@ mod tests {
                 truth[lost]
             );
         }
+    }
+
+    /// A gap that took frames `lost..lost + n` (headers and all, both kinds): each kind's
+    /// later frames are early by what it lost. `arrival` gives a frame's capture time from
+    /// its true time and its index.
+    fn with_lost_run(
+        truth: &[(TagKind, u32)],
+        lost: usize,
+        n: usize,
+        arrival: Option<&dyn Fn(u32, usize) -> f64>,
+    ) -> (Vec<Event>, TimingReport) {
+        let mut c = StreamClock::default();
+        let mut out = Vec::new();
+        let mut early = [0u32; 2];
+        for kind in [TagKind::Audio, TagKind::Video] {
+            let i = slot(kind).unwrap();
+            let prev = truth[..lost]
+                .iter()
+                .rev()
+                .find(|x| x.0 == kind)
+                .map_or(0, |x| x.1);
+            let next = truth[lost + n..]
+                .iter()
+                .find(|x| x.0 == kind)
+                .map_or(0, |x| x.1);
+            let lost_here = truth[lost..lost + n].iter().filter(|x| x.0 == kind).count();
+            // The first frame after the gap re-applies the delta before it: it lost the
+            // deltas of the frames lost.
+            let delta = truth[..lost]
+                .iter()
+                .rev()
+                .filter(|x| x.0 == kind)
+                .take(2)
+                .map(|x| x.1)
+                .collect::<Vec<_>>();
+            let d = delta[0] - delta[1];
+            early[i] = (next - prev) - d;
+            assert!(lost_here == 0 || early[i] > 0);
+        }
+        for (j, &(k, t)) in truth.iter().enumerate() {
+            if (lost..lost + n).contains(&j) {
+                continue;
+            }
+            let i = slot(k).unwrap();
+            let (ts, resumed) = if j >= lost + n {
+                (t - early[i], 1)
+            } else {
+                (t, 0)
+            };
+            let a = arrival.map(|f| f(t, j));
+            c.tag_with(TimeBase::Exact, resumed, false, a, tag(k, ts), &mut out);
+        }
+        c.finish(&mut out);
+        (out, c.report)
+    }
+
+    fn wrong(out: &[Event], truth: &[(TagKind, u32)], lost: usize, n: usize) -> usize {
+        let mut expect = truth.to_vec();
+        expect.drain(lost..lost + n);
+        let got = times(out);
+        assert_eq!(got.len(), expect.len());
+        got.iter()
+            .zip(&expect)
+            .filter(|(g, t)| diff(g.1, t.1).abs() > 1)
+            .count()
+    }
+
+    #[test]
+    fn a_live_senders_capture_times_count_the_video_frames_a_gap_took() {
+        let whole = wire(12000);
+        // Live: each frame reaches the capture 300 ms after its time, give or take 4 ms.
+        let live = |t: u32, j: usize| 300.0 + t as f64 + (j * 7 % 5) as f64;
+        let (mut by_order, mut by_time) = (0, 0);
+        for (lost, n) in [(300, 5), (301, 6), (350, 8), (417, 3), (420, 11), (500, 7)] {
+            // The capture ends a few frames after the gap: wire order has little to go by.
+            let truth = &whole[..lost + n + 4];
+            let (out, report) = with_lost_run(truth, lost, n, Some(&live));
+            assert_eq!(
+                wrong(&out, truth, lost, n),
+                0,
+                "lost {lost} n {n}: {report:?}"
+            );
+            // Audio's count is still a choice among several the order allows: not exact.
+            assert!(report.lost[0].by_capture_time, "{report:?}");
+            let (out, _) = with_lost_run(truth, lost, n, None);
+            by_order += (wrong(&out, truth, lost, n) == 0) as u32;
+            by_time += 1;
+        }
+        // Wire order alone gets some of these wrong: the capture times are what counted.
+        assert!(
+            by_order < by_time,
+            "{by_order} of {by_time} right without capture times"
+        );
+    }
+
+    #[test]
+    fn a_sender_faster_than_real_time_is_not_timed_by_its_capture() {
+        let truth = wire(12000);
+        // Eight times real time: capture times say nothing of the media's.
+        let fast = |t: u32, _| 300.0 + t as f64 / 8.0;
+        let (_, report) = with_lost_run(&truth, 420, 11, Some(&fast));
+        assert!(report.lost.iter().all(|l| !l.by_capture_time), "{report:?}");
     }
 }

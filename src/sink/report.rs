@@ -519,9 +519,13 @@ pub struct LostTime {
     pub video_frames: u32,
     pub audio_ms: i64,
     pub video_ms: i64,
-    /// "exact" when wire order allowed one answer, else "estimated": later times are as
-    /// sure as this.
+    /// "exact" when wire order allowed one answer, or a live sender's capture times put
+    /// video's count within a quarter frame and wire order then left audio one; else
+    /// "estimated": later times are as sure as this.
     pub later_times: &'static str,
+    /// What counted the frames lost: "wire order" alone, or with "capture times" (video's
+    /// frames timed by when they were captured, for a sender seen to be live).
+    pub counted_by: &'static str,
 }
 
 impl StreamTiming {
@@ -545,6 +549,11 @@ impl StreamTiming {
                     audio_ms: l.ms[0],
                     video_ms: l.ms[1],
                     later_times: if l.exact { "exact" } else { "estimated" },
+                    counted_by: if l.by_capture_time {
+                        "capture times"
+                    } else {
+                        "wire order"
+                    },
                 })
                 .collect(),
         }
