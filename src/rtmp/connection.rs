@@ -68,6 +68,17 @@ enum Phase {
     Stopped,
 }
 
+/// What comes after the bytes a search is run over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Until {
+    /// More bytes.
+    More,
+    /// A gap: these bytes are all there is before it.
+    Gap,
+    /// The end of the direction.
+    End,
+}
+
 /// Where a direction was locked onto without a handshake, for the report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LockRecord {
@@ -290,7 +301,7 @@ impl Connection {
                     self.push(dir, offset, bytes, frame, out)
                 }
             }
-            StreamEvent::Gap { offset, len } => self.gap(dir, offset, len, frame),
+            StreamEvent::Gap { offset, len } => self.gap(dir, offset, len, frame, out),
         }
     }
 
@@ -364,7 +375,7 @@ impl Connection {
                 Phase::Hunting(h) => {
                     h.buf.extend_from_slice(data);
                     self.unlocked[i] += data.len() as u64;
-                    self.search(dir, frame, false, out);
+                    self.search(dir, frame, Until::More, out);
                     return;
                 }
                 Phase::Stopped => {
@@ -425,7 +436,8 @@ impl Connection {
     }
 
     /// Run the lock-on search over the hunted bytes; on success, read chunks from there.
-    fn search(&mut self, dir: Dir, frame: u64, at_end: bool, out: &mut Vec<Event>) {
+    fn search(&mut self, dir: Dir, frame: u64, until: Until, out: &mut Vec<Event>) {
+        let at_end = until != Until::More;
         let i = dir.index();
         let Phase::Hunting(h) = &mut self.phases[i] else {
             return;
@@ -447,7 +459,7 @@ impl Connection {
         if let (Some(lost), Some(t)) = (h.header_gap, h.template.as_deref()) {
             match lockon::recover_body(&h.buf, t, lost, &self.limits, at_end) {
                 lockon::Recovered::Body { csid, end } => {
-                    self.take_recovered(dir, csid, end, frame, at_end, out);
+                    self.take_recovered(dir, csid, end, frame, until == Until::End, out);
                     return;
                 }
                 lockon::Recovered::NeedMore if !at_end => return,
@@ -497,7 +509,7 @@ impl Connection {
                 self.phases[i] = Phase::Chunks(Box::new(reader));
                 let rest = h.buf.split_off(lock.pos);
                 self.feed(dir, at, &rest, frame, out);
-                if at_end {
+                if until == Until::End {
                     self.finish_dir(dir, frame, out);
                 }
             }
@@ -619,8 +631,16 @@ impl Connection {
 
     /// Bytes of direction `dir` were lost: partial messages there cannot be trusted, and the
     /// next chunk header must be found again.
-    pub fn gap(&mut self, dir: Dir, offset: u64, len: u64, frame: u64) {
+    pub fn gap(&mut self, dir: Dir, offset: u64, len: u64, frame: u64, out: &mut Vec<Event>) {
         let i = dir.index();
+        if matches!(&self.phases[i], Phase::Hunting(h) if h.template.is_some() && !h.buf.is_empty())
+        {
+            // Resync at once: the bytes since the last gap are all there is before this one,
+            // so a lock that reads them to their last byte, on the chunk streams known from
+            // before, is taken on fewer messages (gaps a message or two apart would
+            // otherwise leave every message between them unread).
+            self.search(dir, frame, Until::Gap, out);
+        }
         self.session.gaps[i] = self.session.gaps[i].saturating_add(1);
         let resume = offset + len;
         let phase = std::mem::replace(&mut self.phases[i], Phase::Stopped);
@@ -665,7 +685,7 @@ impl Connection {
                     self.error(Warning::AtEnd { error: e, frame });
                 }
             }
-            Phase::Hunting(_) => self.search(dir, frame, true, out),
+            Phase::Hunting(_) => self.search(dir, frame, Until::End, out),
             _ => {}
         }
     }

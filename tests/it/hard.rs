@@ -134,6 +134,45 @@ fn capture_with_one_percent_of_frames_missing() {
     assert!(streams_with_lost_time >= 3, "{streams_with_lost_time}");
 }
 
+/// Resync at once: on the real 1% capture, every message whose bytes were all captured is
+/// written, without help from the other copies (`--no-repair`), including messages between
+/// two gaps a message or two apart. The count of whole messages is bench/whole.py's, from
+/// the capture's own segments and the peers' recordings.
+#[test]
+fn every_message_captured_whole_is_written() {
+    require_tool("python3");
+    require_tool("editcap");
+    let sample = root().join("samples/netns-loss");
+    let out = temp_dir("whole");
+    let capture = sample.join("capture.pcap");
+    read_ok_with(&capture, &out, &["--no-repair"]);
+    let run = std::process::Command::new("python3")
+        .arg(root().join("bench/whole.py"))
+        .arg(&capture)
+        .arg(sample.join("truth"))
+        .arg(&out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    eprintln!("{text}");
+    let rows: Vec<&str> = text.lines().filter(|l| l.contains(" whole ")).collect();
+    assert_eq!(rows.len(), 4, "{text}");
+    for row in rows {
+        let field = |name: &str| -> usize {
+            let w: Vec<&str> = row.split_whitespace().collect();
+            let at = w.iter().position(|x| *x == name).unwrap();
+            w[at + 1].parse().unwrap()
+        };
+        assert!(field("whole") * 100 >= field("truth") * 97, "{row}");
+        assert_eq!(field("dropped"), 0, "{row}");
+    }
+}
+
 /// A play whose AAC sequence header was lost (the one frame that carried it deleted from the
 /// real 1% capture, the handshake seen): its audio is not left out waiting for a header that
 /// will never come, but kept as after a mid-stream join, with a configuration built or lent,
