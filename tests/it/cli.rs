@@ -199,20 +199,24 @@ fn a_selection_that_matches_nothing_exits_1_saying_what_there_was() {
 fn with_closed(args: &[&str], close_stdout: bool, close_stderr: bool) -> (ExitStatus, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rtmpsniff"));
     cmd.args(args).stdin(Stdio::null());
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    // The pipes are made here and a closed one's reader dropped before the child starts, so
+    // that its first write always finds the reader gone (a child quicker than the test to
+    // write would otherwise fill the pipe and exit 0).
+    let (out, out_w) = std::io::pipe().unwrap();
+    let (err, err_w) = std::io::pipe().unwrap();
+    cmd.stdout(out_w).stderr(err_w);
+    let out = (!close_stdout).then_some(out);
+    let err = (!close_stderr).then_some(err);
     let mut child = cmd.spawn().unwrap();
-    let (out, err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    if close_stdout {
-        drop(out);
-    }
+    // The child's copies of the write ends are all that is left.
+    drop(cmd);
     let mut said = String::new();
-    if close_stderr {
-        drop(err);
-    } else {
-        let mut err = err;
+    if let Some(mut err) = err {
         std::io::Read::read_to_string(&mut err, &mut said).unwrap();
     }
-    (child.wait().unwrap(), said)
+    let status = child.wait().unwrap();
+    drop(out);
+    (status, said)
 }
 
 /// Standard output's reader going away ends the run as it ends `cat` or `grep`: quietly, by
