@@ -318,9 +318,10 @@ fn find_with(
             }
         }
         if let Some(l) = best {
-            if let Some(w) = waiting {
-                return Search::NeedMore(w);
-            }
+            // Even past a candidate waited on: this one lies inside the message that one
+            // has begun, so at most one is right, and this one read more messages (the one
+            // waited on read a message and the start of another: a lock taken on that alone
+            // left a direction unread for as long as a long message could be).
             return Search::Found(l);
         }
     }
