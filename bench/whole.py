@@ -11,7 +11,9 @@ one byte (a type-3 basic header) after the one before, or within 64 KB after it 
 other chunk streams between). A message is whole when each of its chunks and the byte before
 each was captured (a message whose first chunk lost bytes is not found: it is not whole). Prints per stream: truth
 messages, whole in the capture, whole ones the run wrote (by body), and the whole ones it
-dropped.
+dropped; then per stream the messages whole in some copy of it (the streams with the same
+video codec: in samples/netns-loss, a publish and its play), which repair could bring back,
+and how many it wrote.
 """
 import collections
 import json
@@ -114,6 +116,8 @@ def main():
     dirs = directions(cap)
     rep = json.load(open(os.path.join(out, "report.json")))
     rows = []
+    # (key, truth, written, whole here) of each stream.
+    streams = []
     for c in rep["connections"]:
         for s in c["streams"]:
             if not s.get("file"):
@@ -131,6 +135,8 @@ def main():
                 continue
             buf, mask = dirs[key4]
             whole, kept, pos = 0, 0, 0
+            mine = set()
+            streams.append((key, truth, got, mine))
             for t, ts, b in truth:
                 r = find_whole(buf, mask, b, max(0, pos - (1 << 16)))
                 if r is None:
@@ -138,6 +144,7 @@ def main():
                 pos = max(pos, r[0])
                 if r[1]:
                     whole += 1
+                    mine.add((t, b))
                     kept += (t, b) in got
                     if os.environ.get("DETAIL") and os.environ["DETAIL"] in " ".join(key):
                         if (t, b) not in got:
@@ -147,6 +154,18 @@ def main():
                 f"  written {kept:4}  dropped {whole - kept:3}"
                 f" ({100.0 * (whole - kept) / max(whole, 1):.1f}%)"
             )
+    print("\n".join(sorted(rows)))
+    # Copies of one stream (here: the same video codec): a message of this stream's truth
+    # whole in any of them could come back.
+    rows = []
+    for key, truth, got, _ in streams:
+        mine = set((t, b) for t, _, b in truth)
+        anywhere = set().union(*(m for k, _, _, m in streams if k[1] == key[1])) & mine
+        back = sum(1 for x in anywhere if x in got)
+        rows.append(
+            f"{label:10} {key[0]:7} {key[1]:4}  whole in some copy {len(anywhere):4}"
+            f"  written {back:4}  recall of those {back / max(len(anywhere), 1):.3f}"
+        )
     print("\n".join(sorted(rows)))
 
 
