@@ -61,9 +61,9 @@ pub struct Session {
     pub mid_stream: bool,
     /// Gaps in the capture so far, per direction ([`Dir::index`]).
     pub gaps: [u32; 2],
-    /// Capture time (ms) of the frame whose bytes are being read, when the caller gives it:
-    /// a live sender's frames reach the wire at their media times, so it tells the timing
-    /// stage how much time a gap took.
+    /// Capture time (ms) of the message being read (of its first bytes, where the connection
+    /// knows it), when the caller gives capture times: a live sender's frames reach the wire
+    /// at their media times, so it tells the timing stage how much time a gap took.
     pub now_ms: Option<f64>,
     limits: Limits,
     /// Limits reached on this connection's messages.

@@ -451,7 +451,7 @@ impl StreamClock {
 
     /// [`tag`](Self::tag), `stale` saying whether the timestamp re-applied a delta from
     /// before the gap (only such audio is moved onto its grid), `arrival` the capture time
-    /// (ms) of the frame that completed it.
+    /// (ms) of its message's first bytes.
     pub fn tag_with(
         &mut self,
         base: TimeBase,
