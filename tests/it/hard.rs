@@ -160,7 +160,7 @@ fn every_message_captured_whole_is_written() {
         String::from_utf8_lossy(&run.stderr)
     );
     eprintln!("{text}");
-    let rows: Vec<&str> = text.lines().filter(|l| l.contains(" whole ")).collect();
+    let rows: Vec<&str> = text.lines().filter(|l| l.contains(" dropped ")).collect();
     assert_eq!(rows.len(), 4, "{text}");
     for row in rows {
         let field = |name: &str| -> usize {
