@@ -704,7 +704,15 @@ impl StreamClock {
         // What a live sender's capture times say video lost, and its frame period (ms); and
         // what they say of audio, more loosely (its frames are sent in bunches).
         let witness = g.late_shift(1).filter(|_| range(1) > 0);
-        let audio_witness = g.late_shift(0).filter(|_| range(0) > 0);
+        let audio_witness = g.late_shift(0).filter(|_| range(0) > 0).or_else(|| {
+            // Nothing after the gap bounds audio from below (no audio after a video frame):
+            // AAC's own capture times, however few, are all there is to go by. (MP3's, as
+            // remuxed in the samples, came out worse so.)
+            let l = g.late_before[0]?;
+            let aac = self.kinds[0].samples.is_some_and(|(n, _)| n == 1024);
+            (aac && range(0) > 0 && g.est.lo <= i64::MIN / 4 && g.after[0] >= 1)
+                .then_some((g.late_after[0]? - l.floor, l.period))
+        });
         // How far a choice is from that: in thousandths of a frame, and in whole frames.
         let off_witness =
             |lv: i64| witness.map_or(0, |(s, p)| ((lv as f64 - s).abs() / p * 1000.0) as u64);

@@ -857,12 +857,14 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
             let before = (left + 1..right)
                 .find(|&i| diff(at(i), ts) > 0)
                 .unwrap_or(right);
-            // Nor out of order with this copy's tags of its kind on either side.
+            // Nor out of order with this copy's tags of its kind on either side, nor at the
+            // time of one of them: frames of a kind come at rising times (ffmpeg's muxer
+            // refuses an audio frame at the time of the one before).
             let kind = b[j].kind;
             let prev = a[..before].iter().rposition(|e| e.kind == kind && e.frame);
             let next = (before..a.len()).find(|&i| a[i].kind == kind && a[i].frame);
-            if prev.is_some_and(|p| diff(ts, at(p)) < -1)
-                || next.is_some_and(|n| diff(ts, at(n)) > 1)
+            if prev.is_some_and(|p| diff(ts, at(p)) <= 0)
+                || next.is_some_and(|n| diff(ts, at(n)) >= 0)
             {
                 continue;
             }
@@ -875,7 +877,7 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
     }
     inserts.sort_by_key(|x| (x.before, x.from));
     // The file as it will be, per kind: a tag put in that would come before the tag of its
-    // kind ahead of it (this copy's or another put in) is left out.
+    // kind ahead of it, or at its time (this copy's or another put in), is left out.
     let mut last: [Option<u32>; 2] = [None; 2];
     let mut next_insert = 0;
     let mut kept = Vec::with_capacity(inserts.len());
@@ -883,7 +885,7 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
         while next_insert < inserts.len() && inserts[next_insert].before == i {
             let x = &inserts[next_insert];
             let k = slot(b[x.from].kind);
-            if last[k].is_none_or(|l| diff(x.ts, l) >= -1) {
+            if last[k].is_none_or(|l| diff(x.ts, l) > 0) {
                 last[k] = Some(x.ts);
                 kept.push(next_insert);
             }
