@@ -388,8 +388,8 @@ const LIVE_SPREAD: f64 = 0.75;
 const LIVE_SPREAD_AUDIO: f64 = 2.5;
 
 impl GapEstimate {
-    /// Video frames after the gap whose capture times are looked at before its lost time
-    /// is taken: one where the sender's lateness hardly varies, more where it does.
+    /// Frames of kind `i` after the gap whose capture times are looked at before its lost
+    /// time is taken: one where the sender's lateness hardly varies, more where it does.
     fn witnesses_needed(&self, i: usize) -> u32 {
         match self.late_before[i] {
             Some(l) if l.spread <= l.period / 4.0 => 1,
@@ -397,11 +397,11 @@ impl GapEstimate {
         }
     }
 
-    /// The time kind `i` lost by its capture times, and its frame period (ms).
-    fn late_shift(&self, i: usize) -> Option<(f64, f64)> {
+    /// The time kind `i` lost by its capture times, and its frame period (ms), once at
+    /// least `fewest` of its frames came after the gap.
+    fn late_shift(&self, i: usize, fewest: u32) -> Option<(f64, f64)> {
         let l = self.late_before[i]?;
-        (self.after[i] >= self.witnesses_needed(i))
-            .then_some((self.late_after[i]? - l.floor, l.period))
+        (self.after[i] >= fewest).then_some((self.late_after[i]? - l.floor, l.period))
     }
 }
 
@@ -703,16 +703,19 @@ impl StreamClock {
         let mut feasible = Vec::new();
         // What a live sender's capture times say video lost, and its frame period (ms); and
         // what they say of audio, more loosely (its frames are sent in bunches).
-        let witness = g.late_shift(1).filter(|_| range(1) > 0);
-        let audio_witness = g.late_shift(0).filter(|_| range(0) > 0).or_else(|| {
-            // Nothing after the gap bounds audio from below (no audio after a video frame):
-            // AAC's own capture times, however few, are all there is to go by. (MP3's, as
-            // remuxed in the samples, came out worse so.)
-            let l = g.late_before[0]?;
-            let aac = self.kinds[0].samples.is_some_and(|(n, _)| n == 1024);
-            (aac && range(0) > 0 && g.est.lo <= i64::MIN / 4 && g.after[0] >= 1)
-                .then_some((g.late_after[0]? - l.floor, l.period))
-        });
+        let witness = g
+            .late_shift(1, g.witnesses_needed(1))
+            .filter(|_| range(1) > 0);
+        // Where nothing after the gap bounds audio from below (no audio after a video
+        // frame), AAC's own capture times, however few, are all there is to go by. (MP3's,
+        // as remuxed in the samples, came out worse so.)
+        let aac = self.kinds[0].samples.is_some_and(|(n, _)| n == 1024);
+        let fewest = if aac && g.est.lo <= i64::MIN / 4 {
+            1
+        } else {
+            g.witnesses_needed(0)
+        };
+        let audio_witness = g.late_shift(0, fewest).filter(|_| range(0) > 0);
         // How far a choice is from that: in thousandths of a frame, and in whole frames.
         let off_witness =
             |lv: i64| witness.map_or(0, |(s, p)| ((lv as f64 - s).abs() / p * 1000.0) as u64);
