@@ -857,15 +857,12 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
             let before = (left + 1..right)
                 .find(|&i| diff(at(i), ts) > 0)
                 .unwrap_or(right);
-            // Nor out of order with this copy's tags of its kind on either side, nor at the
-            // time of one of them: frames of a kind come at rising times (ffmpeg's muxer
-            // refuses an audio frame at the time of the one before).
+            // Nor at or after the time of this copy's next tag of its kind: frames of a kind
+            // come at rising times (ffmpeg's muxer refuses an audio frame at the time of the
+            // one before). The tags before it are checked below, with the others put in.
             let kind = b[j].kind;
-            let prev = a[..before].iter().rposition(|e| e.kind == kind && e.frame);
             let next = (before..a.len()).find(|&i| a[i].kind == kind && a[i].frame);
-            if prev.is_some_and(|p| diff(ts, at(p)) <= 0)
-                || next.is_some_and(|n| diff(ts, at(n)) >= 0)
-            {
+            if next.is_some_and(|n| diff(ts, at(n)) >= 0) {
                 continue;
             }
             inserts.push(Insert {
@@ -880,14 +877,14 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
     // kind ahead of it, or at its time (this copy's or another put in), is left out.
     let mut last: [Option<u32>; 2] = [None; 2];
     let mut next_insert = 0;
-    let mut kept = Vec::with_capacity(inserts.len());
+    let mut kept = vec![false; inserts.len()];
     for (i, e) in a.iter().enumerate() {
         while next_insert < inserts.len() && inserts[next_insert].before == i {
             let x = &inserts[next_insert];
             let k = slot(b[x.from].kind);
             if last[k].is_none_or(|l| diff(x.ts, l) > 0) {
                 last[k] = Some(x.ts);
-                kept.push(next_insert);
+                kept[next_insert] = true;
             }
             next_insert += 1;
         }
@@ -895,11 +892,8 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
             last[slot(e.kind)] = Some(at(i));
         }
     }
-    let mut n = 0;
-    inserts.retain(|_| {
-        n += 1;
-        kept.binary_search(&(n - 1)).is_ok()
-    });
+    let mut kept = kept.into_iter();
+    inserts.retain(|_| kept.next().unwrap_or(false));
     Plan {
         inserts,
         times,
