@@ -8,6 +8,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use thiserror::Error;
 
 use super::header::{ChunkHeader, Fields, MAX_HEADER};
+use super::media;
 use super::message::{self, Message, TimeBase, types};
 use crate::config::{LimitHits, Limits};
 
@@ -95,6 +96,8 @@ pub(crate) struct ChunkStream {
     /// No fmt 0-2 header since the last gap: its delta is from before (see
     /// [`Message::stale_delta`]).
     stale: bool,
+    /// No fmt 0-1 header since the last gap: its length is from before.
+    stale_length: bool,
 }
 
 impl ChunkStream {
@@ -113,6 +116,7 @@ impl ChunkStream {
                 self.base = TimeBase::Exact;
                 self.resumed = 0;
                 self.stale = false;
+                self.stale_length = false;
                 self.length = length;
                 self.type_id = type_id;
                 self.msid = msid;
@@ -126,6 +130,7 @@ impl ChunkStream {
                 self.type_id = type_id;
                 self.ext = h.extended;
                 self.stale = false;
+                self.stale_length = false;
             }
             Fields::Delta { .. } => {
                 self.advance(h.time());
@@ -182,6 +187,9 @@ pub struct ChunkStats {
     pub fmt3_ext_present: u64,
     pub fmt3_ext_absent: u64,
     pub invalid_chunk_sizes: u64,
+    /// MP3 messages after a gap whose length came from their frame header, not from a header
+    /// before the gap.
+    pub mp3_lengths_read: u64,
 }
 
 /// Incremental chunk-stream reader for one direction.
@@ -193,6 +201,8 @@ pub struct ChunkReader {
     chunk_size: u32,
     /// Looked up for every chunk: foldhash, not SipHash.
     streams: foldhash::HashMap<u32, ChunkStream>,
+    /// Chunk streams 0 to 63 known (bit `csid`): lock-on asks of every byte it looks at.
+    known_small: u64,
     /// Bytes of payload left in the chunk being read, and its chunk stream.
     payload_left: u32,
     current: u32,
@@ -223,6 +233,7 @@ impl ChunkReader {
             offset,
             chunk_size,
             streams: Default::default(),
+            known_small: 0,
             payload_left: 0,
             current: 0,
             partial_bytes: 0,
@@ -277,6 +288,7 @@ impl ChunkReader {
             cs.partial = None;
             cs.resumed = r.resumes;
             cs.stale = true;
+            cs.stale_length = true;
         }
         if r.chunk_size != chunk_size {
             r.chunk_size = chunk_size;
@@ -345,8 +357,20 @@ impl ChunkReader {
         self.streams.get_mut(&csid).map(|cs| &mut cs.codec)
     }
 
+    /// The length a fmt-2 or fmt-3 header starting a message on chunk stream `csid` gives
+    /// it, and whether its chunks may carry an extended timestamp, when the chunk stream is
+    /// known.
+    pub fn next_length(&self, csid: u32) -> Option<(u32, bool)> {
+        self.streams
+            .get(&csid)
+            .map(|cs| (cs.length, cs.ext.is_some()))
+    }
+
     /// Whether a chunk stream's header state is known.
     pub fn knows(&self, csid: u32) -> bool {
+        if csid < 64 {
+            return self.known_small & (1 << csid) != 0;
+        }
         self.streams.contains_key(&csid)
     }
 
@@ -507,8 +531,22 @@ impl ChunkReader {
             self.admit(&h)?;
         }
         let header_offset = self.offset;
+        if csid < 64 {
+            self.known_small |= 1 << csid;
+        }
         let cs = self.streams.entry(csid).or_default();
         let new_message = h.fmt < 3 || cs.partial.is_none();
+        // An audio message on a length from before a gap: its first bytes are looked at
+        // (see below), so they must be here.
+        let peek = new_message
+            && h.fmt >= 2
+            && cs.stale_length
+            && cs.type_id == types::AUDIO
+            && cs.length >= 5;
+        let ext_room = if h.fmt == 3 && cs.ext.is_some() { 4 } else { 0 };
+        if peek && !self.at_end && self.buf.len() < h.len + ext_room + 5 {
+            return Ok(false);
+        }
         let mut pos = h.len;
         if h.fmt == 3
             && let Some(expected) = cs.ext
@@ -522,6 +560,15 @@ impl ChunkReader {
                 }
                 Some(false) => self.stats.fmt3_ext_absent += 1,
             }
+        }
+        if peek
+            && let Some(b) = self.buf.get(pos..pos + 5)
+            && let Some(len) = media::mp3_message_len(b, cs.length)
+        {
+            // The header that last set this length may have been lost: MP3 frames change
+            // length by their padding byte, and the frame's own header says which it is.
+            cs.length = len;
+            self.stats.mp3_lengths_read += 1;
         }
         cs.apply(&h, new_message);
         self.stats.chunks += 1;
@@ -609,6 +656,9 @@ impl ChunkReader {
                 },
             );
             self.guesses = self.guesses.wrapping_add(1);
+            if h.csid < 64 {
+                self.known_small |= 1 << h.csid;
+            }
         } else if h.fmt != 0 {
             return Err(ChunkError::NoPreviousHeader {
                 csid: h.csid,

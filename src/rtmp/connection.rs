@@ -472,6 +472,7 @@ impl Connection {
             h.template.as_deref(),
             &self.limits,
             at_end,
+            h.skipped == 0,
             &mut self.hunt_budget[i],
             &mut h.progress,
         );

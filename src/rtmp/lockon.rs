@@ -9,7 +9,8 @@
 //! contradiction.
 
 use super::chunk::ChunkReader;
-use super::header::ChunkHeader;
+use super::header::{ChunkHeader, EXTENDED};
+use super::media;
 use super::message::{Message, length_fits, plausible, types};
 use crate::config::Limits;
 
@@ -23,6 +24,9 @@ const PROBE_STEP: usize = 4 << 10;
 /// What trying one candidate costs besides the bytes it reads (setting up its reader), in
 /// the bytes of [`find_within`]'s budget.
 const CANDIDATE_COST: u64 = 1024;
+/// What a candidate costs whose next chunk header is not where its first chunk ends (see
+/// [`next_header_fits`]): it is not probed.
+const REJECT_COST: u64 = 256;
 /// What reading one chunk costs in a probe besides its bytes (its header is parsed and its
 /// chunk stream looked up): small chunk sizes make a probe's bytes dearer.
 const CHUNK_COST: u64 = 128;
@@ -65,6 +69,7 @@ pub enum Search {
 /// A header at `p` that could start a lock: the basic header and message header parse with
 /// plausible values (the extended timestamp is not needed to judge it). Returns the chunk
 /// stream id, the length of the basic and message header, and the message length if known.
+#[inline(always)]
 fn plausible_start(
     buf: &[u8],
     p: usize,
@@ -97,6 +102,44 @@ fn plausible_start(
         }
     }
     Some((csid, hlen, Some(len)))
+}
+
+/// Whether a candidate at `p` (chunk stream `csid`, header of `hlen` bytes before any
+/// extended timestamp, message length `len` when its header gives one) can be followed by the
+/// next chunk header where chunk size `cs` puts it: every chunk is followed by one, so a
+/// candidate with none there fails its probe at its first chunk's end, and is not probed.
+/// True when that position is not in `buf` yet, or the length is not known.
+#[allow(clippy::too_many_arguments)]
+fn next_header_fits(
+    buf: &[u8],
+    p: usize,
+    csid: u32,
+    hlen: usize,
+    len: Option<u32>,
+    cs: u32,
+    known: Option<&ChunkReader>,
+    limits: &Limits,
+) -> bool {
+    let Some(h) = ChunkHeader::parse_fixed(&buf[p..]) else {
+        return true;
+    };
+    let stream = known.and_then(|k| k.next_length(csid));
+    let Some(len) = len.or(stream.map(|(l, _)| l)) else {
+        return true;
+    };
+    // The extended timestamp: announced by a fmt-0/1/2 header's field; on fmt 3 the reader
+    // guesses whether it is repeated, so either place will do.
+    let exts: &[usize] = match h.fmt {
+        0..=2 if h.field() == EXTENDED => &[4],
+        0..=2 => &[0],
+        _ if stream.is_some_and(|(_, ext)| ext) => &[0, 4],
+        _ => &[0],
+    };
+    let first = len.min(cs.max(1)) as usize;
+    exts.iter().any(|&e| {
+        let next = p + hlen + e + first;
+        next >= buf.len() || plausible_start(buf, next, known, limits).is_some()
+    })
 }
 
 /// Whether a message read after a lock-on is believable: it looks like what senders send
@@ -175,6 +218,7 @@ pub fn find(
         known,
         limits,
         at_end,
+        false,
         &mut unlimited,
         &mut Progress::default(),
     )
@@ -187,34 +231,56 @@ pub fn find(
 /// `progress` how far it got with it. Bytes made of headers that parse but lead nowhere
 /// (hostile, or a stream that is not what it seems) would otherwise cost whole probes at
 /// every chunk size per candidate: hundreds of times the bytes themselves.
+#[allow(clippy::too_many_arguments)]
 pub fn find_within(
     buf: &[u8],
     from: usize,
     known: Option<&ChunkReader>,
     limits: &Limits,
     at_end: bool,
+    resumed_at_start: bool,
     budget: &mut u64,
     progress: &mut Progress,
 ) -> Search {
     // After a gap the chunk size in force is kept (a lost Set Chunk Size is rare; a size that
     // merely agrees on short messages would decode garbage).
     let only_size = known.map(|k| k.chunk_size());
-    find_with(
-        buf, from, known, limits, at_end, only_size, budget, progress,
-    )
+    let ctx = Context {
+        known,
+        limits,
+        at_end,
+        only_size,
+        resumed_at_start: resumed_at_start && known.is_some(),
+    };
+    find_with(buf, from, &ctx, budget, progress)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a search knows besides the bytes: the chunk streams from before a gap, whether the
+/// input has ended, the one chunk size to try, and whether the bytes begin where the capture
+/// resumed after a gap (senders write a message at a time, so a lost segment often ends
+/// where a message begins).
+struct Context<'a> {
+    known: Option<&'a ChunkReader>,
+    limits: &'a Limits,
+    at_end: bool,
+    only_size: Option<u32>,
+    resumed_at_start: bool,
+}
+
 fn find_with(
     buf: &[u8],
     from: usize,
-    known: Option<&ChunkReader>,
-    limits: &Limits,
-    at_end: bool,
-    only_size: Option<u32>,
+    ctx: &Context<'_>,
     budget: &mut u64,
     progress: &mut Progress,
 ) -> Search {
+    let Context {
+        known,
+        limits,
+        at_end,
+        only_size,
+        ..
+    } = *ctx;
     let mut msgs = Vec::new();
     // The earliest candidate that parses so far but has not shown enough (with evidence: a
     // believable message and a second header), waited on rather than passed over.
@@ -223,6 +289,17 @@ fn find_with(
         let Some((csid, hlen, len)) = plausible_start(buf, p, known, limits) else {
             continue;
         };
+        if let Some(cs) = only_size
+            && !next_header_fits(buf, p, csid, hlen, len, cs, known, limits)
+        {
+            // Looked at, not probed: a little work all the same, so that bytes made of
+            // such candidates cannot keep the search going for nothing.
+            if *budget == 0 {
+                return Search::NeedMore(waiting.unwrap_or(p));
+            }
+            *budget = budget.saturating_sub(REJECT_COST);
+            continue;
+        }
         if *budget == 0 {
             // (A candidate waited on comes before this one.)
             return Search::NeedMore(waiting.unwrap_or(p));
@@ -310,7 +387,12 @@ fn find_with(
                     // first), so the rest are not tried.
                     break;
                 }
-            } else if ok && window_is_all && good >= 1 && chunks >= 2 && waiting.is_none() {
+            } else if ok
+                && window_is_all
+                && waiting.is_none()
+                && ((good >= 1 && (chunks >= 2 || known.is_some()))
+                    || (p == 0 && ctx.resumed_at_start && chunks >= 2))
+            {
                 waiting = Some(p);
             }
             if !ok {
@@ -382,6 +464,7 @@ fn probe(
     }
     .strict();
     msgs.clear();
+    let chunks_before = r.stats.chunks;
     let mut ok = true;
     let mut good = 0;
     let mut implausible = false;
@@ -432,7 +515,7 @@ fn probe(
     Some(Probe {
         good,
         ok,
-        chunks: r.stats.chunks as usize,
+        chunks: (r.stats.chunks - chunks_before) as usize,
         starved,
     })
 }
@@ -501,6 +584,14 @@ pub fn recover_body(
             0 | 3 => Some(length as usize),
             7 | 11 => None,
             _ => continue,
+        };
+        // MP3: the frame's header says the body's length, where the lost header's may have
+        // changed it.
+        let known_len = match (type_id, buf.get(..5)) {
+            (types::AUDIO, Some(b)) => media::mp3_message_len(b, known_len.unwrap_or(0) as u32)
+                .map(|l| l as usize)
+                .or(known_len),
+            _ => known_len,
         };
         if ext {
             continue; // continuation chunks may repeat the extended time: not handled
@@ -748,6 +839,7 @@ mod tests {
             None,
             &limits,
             false,
+            false,
             &mut budget,
             &mut Progress::default(),
         );
@@ -764,11 +856,84 @@ mod tests {
             None,
             &limits,
             true,
+            false,
             &mut unlimited,
             &mut Progress::default(),
         );
         assert!(!matches!(r, Search::Found(_)), "{r:?}");
         assert!(u64::MAX - unlimited > 1 << 20, "the budget was spent");
+    }
+
+    /// ffmpeg's Sorenson and MP3 publish at 4096-byte chunks: MP3 of 209 or 210 bytes
+    /// (padding), video of thousands. Returns the bytes of each message as written.
+    fn sorenson_mp3(n: usize) -> Vec<(u32, Vec<u8>, Vec<u8>)> {
+        let mut w = ChunkWriter::new(128);
+        let mut first = Vec::new();
+        w.set_chunk_size(4096, &mut first);
+        let mut out = vec![(2, first, Vec::new())];
+        for i in 0..n as u32 {
+            if i % 2 == 0 {
+                let mut v = vec![0x22, 0, 0, 0x84, 6];
+                v.resize(7000 + 97 * (i as usize % 7), 0x33 + i as u8);
+                let mut b = Vec::new();
+                w.write(6, 1, types::VIDEO, 40 * (i / 2), &v, &mut b);
+                out.push((6, b, v));
+            }
+            let padded = i > 0;
+            let mut a = vec![0x2e, 0xff, 0xfb, if padded { 0x52 } else { 0x50 }, 0xc4];
+            a.resize(if padded { 210 } else { 209 }, 0x55);
+            let mut b = Vec::new();
+            w.write(4, 1, types::AUDIO, 26 * i, &a, &mut b);
+            out.push((4, b, a));
+        }
+        out
+    }
+
+    #[test]
+    fn after_a_gap_a_message_where_the_bytes_resume_is_waited_for_and_mp3_lengths_are_read() {
+        let msgs = sorenson_mp3(40);
+        // Read up to the first video; the gap takes the next audio (the first of 210 bytes,
+        // its fmt-1 header with it) and the capture resumes at the next video's header.
+        let mut r = ChunkReader::new(0, 128, Limits::default());
+        let mut out = Vec::new();
+        for (_, b, _) in &msgs[..3] {
+            r.push(b, 0, &mut out).unwrap();
+        }
+        assert_eq!((msgs[3].0, msgs[4].0), (4, 6));
+        let after: Vec<u8> = msgs[4..].iter().flat_map(|m| m.1.clone()).collect();
+        let known = r.resume_at(0, 4096);
+        let search = |buf: &[u8], resumed: bool, at_end: bool| {
+            let mut budget = u64::MAX;
+            find_within(
+                buf,
+                0,
+                Some(&known),
+                &Limits::default(),
+                at_end,
+                resumed,
+                &mut budget,
+                &mut Progress::default(),
+            )
+        };
+        // Only part of the video is here: the candidate at the first byte is waited for
+        // (before, it was passed over and the bytes before the next candidate dropped).
+        assert_eq!(search(&after[..6000], true, false), Search::NeedMore(0));
+        assert_ne!(search(&after[..6000], false, false), Search::NeedMore(0));
+        let Search::Found(l) = search(&after, true, false) else {
+            panic!("no lock");
+        };
+        assert_eq!(l.pos, 0);
+        // The audio after it are fmt-3 chunks on the 209 bytes of the header before the
+        // gap: their frame headers say 210, and every message is read whole.
+        let mut r = known.resume_at(0, l.chunk_size);
+        let mut got = Vec::new();
+        r.push(&after, 0, &mut got).unwrap();
+        let want: Vec<&Vec<u8>> = msgs[4..].iter().map(|m| &m.2).collect();
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            assert_eq!(&g.body[..], &w[..]);
+        }
+        assert!(r.stats.mp3_lengths_read >= 1);
     }
 
     #[test]

@@ -188,6 +188,82 @@ pub fn video_plausible(b: &[u8]) -> bool {
     }
 }
 
+/// The bytes of the MPEG audio frame (MP3, or layer I/II) whose 4-byte header starts `h`:
+/// from its version, layer, bitrate, sample rate and padding bit (ISO 11172-3, 13818-3).
+/// `None` for no valid header (or a free-format bitrate, whose frames have no fixed size).
+pub fn mpeg_audio_frame_len(h: &[u8]) -> Option<usize> {
+    let h = h.get(..4)?;
+    if h[0] != 0xff || h[1] & 0xe0 != 0xe0 {
+        return None;
+    }
+    // Version: 0 MPEG 2.5, 2 MPEG 2, 3 MPEG 1 (1 reserved); layer: 3 I, 2 II, 1 III.
+    let (version, layer) = ((h[1] >> 3) & 3, (h[1] >> 1) & 3);
+    let (bitrate, rate, padding) = (h[2] >> 4, (h[2] >> 2) & 3, ((h[2] >> 1) & 1) as usize);
+    if version == 1 || layer == 0 || bitrate == 0 || bitrate == 15 || rate == 3 {
+        return None;
+    }
+    const V1: [[u16; 14]; 3] = [
+        [
+            32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448,
+        ],
+        [
+            32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384,
+        ],
+        [
+            32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+        ],
+    ];
+    const V2: [[u16; 14]; 2] = [
+        [
+            32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256,
+        ],
+        [8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160],
+    ];
+    let l = (3 - layer) as usize; // 0: layer I, 1: II, 2: III
+    let kbps = if version == 3 {
+        V1[l][bitrate as usize - 1]
+    } else {
+        V2[l.min(1)][bitrate as usize - 1]
+    } as usize;
+    let shift = match version {
+        3 => 0,
+        2 => 1,
+        _ => 2,
+    };
+    let hz = [44100, 48000, 32000][rate as usize] >> shift;
+    Some(match l {
+        0 => (12 * kbps * 1000 / hz + padding) * 4,
+        // MPEG 2 and 2.5 layer III frames hold half the samples.
+        2 if version != 3 => 72 * kbps * 1000 / hz + padding,
+        _ => 144 * kbps * 1000 / hz + padding,
+    })
+}
+
+/// The length of an MP3 message whose length in force may be from before a gap (`stale`),
+/// from its first bytes (`body`: the FLV audio byte and its first frame's header): a message
+/// of one frame is that frame and the FLV byte. `None` when the body is no MP3, or `stale`
+/// still fits (it is the frame's, or a number of frames of about that size); `stale` 0: no
+/// length is known.
+pub fn mp3_message_len(body: &[u8], stale: u32) -> Option<u32> {
+    if body.first()? >> 4 != 2 {
+        return None;
+    }
+    let frame = mpeg_audio_frame_len(body.get(1..5)?)? as u32;
+    let one = frame + 1;
+    let Some(rest) = stale.checked_sub(1) else {
+        return Some(one);
+    };
+    // Several frames of this size, each with or without its padding (a 4-byte slot in
+    // layer I, else a byte).
+    let slot = if (body[2] >> 1) & 3 == 3 { 4 } else { 1 };
+    let bare = frame - ((body[3] >> 1) & 1) as u32 * slot;
+    let n = (rest + bare / 2) / bare.max(1);
+    if one == stale || (n >= 2 && (n * bare..=n * (bare + slot)).contains(&rest)) {
+        return None;
+    }
+    Some(one)
+}
+
 /// Whether an audio body looks like what encoders write (AAC packet type, MP3 frame sync).
 pub fn audio_plausible(b: &[u8]) -> bool {
     let Some(i) = audio(b) else {
@@ -778,6 +854,33 @@ mod tests {
         let i = video(&[0xa3, b'a', b'v', b'0', b'1']).unwrap();
         assert_eq!(i.codec, "av1");
         assert!(i.frame && !i.keyframe);
+    }
+
+    #[test]
+    fn mpeg_audio_frame_lengths() {
+        // ffmpeg's 64 kbit/s MP3 at 44.1 kHz, with and without the padding byte.
+        assert_eq!(mpeg_audio_frame_len(&[0xff, 0xfb, 0x52, 0xc4]), Some(209));
+        assert_eq!(mpeg_audio_frame_len(&[0xff, 0xfb, 0x50, 0xc4]), Some(208));
+        // MPEG 2 layer III, 32 kbit/s at 22.05 kHz; layer II 128 kbit/s at 48 kHz; layer I
+        // 32 kbit/s at 32 kHz.
+        assert_eq!(mpeg_audio_frame_len(&[0xff, 0xf3, 0x40, 0]), Some(104));
+        assert_eq!(mpeg_audio_frame_len(&[0xff, 0xfd, 0x84, 0]), Some(384));
+        assert_eq!(mpeg_audio_frame_len(&[0xff, 0xff, 0x18, 0]), Some(48));
+        // Free format, a reserved rate or version, no sync.
+        assert_eq!(mpeg_audio_frame_len(&[0xff, 0xfb, 0x00, 0]), None);
+        assert_eq!(mpeg_audio_frame_len(&[0xff, 0xfb, 0x5c, 0]), None);
+        assert_eq!(mpeg_audio_frame_len(&[0xff, 0xeb, 0x50, 0]), None);
+        assert_eq!(mpeg_audio_frame_len(&[0x7f, 0xfb, 0x50, 0]), None);
+        // A message's length from before a gap: a frame's other padding, or two messages'
+        // worth, give way to the frame's; two frames' worth (a sender's several per
+        // message) stands.
+        let padded = [0x2e, 0xff, 0xfb, 0x52, 0xc4];
+        assert_eq!(mp3_message_len(&padded, 209), Some(210));
+        assert_eq!(mp3_message_len(&padded, 421), Some(210));
+        assert_eq!(mp3_message_len(&padded, 210), None);
+        assert_eq!(mp3_message_len(&padded, 418), None);
+        assert_eq!(mp3_message_len(&padded, 0), Some(210));
+        assert_eq!(mp3_message_len(&[0xaf, 1, 0x21, 0, 0], 209), None);
     }
 
     #[test]
