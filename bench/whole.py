@@ -9,7 +9,9 @@ the bytes captured. Each truth audio/video message is looked for in the directio
 most of the stream: its body's first chunk (up to the chunk size), then each further chunk
 one byte (a type-3 basic header) after the one before, or within 64 KB after it (chunks of
 other chunk streams between). A message is whole when each of its chunks and the byte before
-each was captured (a message whose first chunk lost bytes is not found: it is not whole). Prints per stream: truth
+each was captured (a message whose first chunk lost bytes is not found: it is not whole).
+Video before the first keyframe the run wrote is counted apart: it cannot be decoded, and
+the tool leaves it out on purpose. Prints per stream: truth
 messages, whole in the capture, whole ones the run wrote (by body), and the whole ones it
 dropped; then per stream the messages whole in some copy of it (the streams with the same
 video codec: in samples/netns-loss, a publish and its play), which repair could bring back,
@@ -134,15 +136,28 @@ def main():
                 print(f"{label} {key}: no such TCP direction in the capture")
                 continue
             buf, mask = dirs[key4]
-            whole, kept, pos = 0, 0, 0
+            # Video before the first keyframe written cannot be decoded: the tool leaves it
+            # out on purpose (the report's dropped_before_keyframe), so it is counted apart.
+            key_at = next(
+                (
+                    i
+                    for i, (t, _, b) in enumerate(truth)
+                    if t == 9 and b[:1] and b[0] >> 4 == 1 and (t, b) in got
+                ),
+                len(truth),
+            )
+            whole, kept, pos, undecodable = 0, 0, 0, 0
             mine = set()
             streams.append((key, truth, got, mine))
-            for t, ts, b in truth:
+            for i, (t, ts, b) in enumerate(truth):
                 r = find_whole(buf, mask, b, max(0, pos - (1 << 16)))
                 if r is None:
                     continue
                 pos = max(pos, r[0])
                 if r[1]:
+                    if t == 9 and i < key_at and (t, b) not in got:
+                        undecodable += 1
+                        continue
                     whole += 1
                     mine.add((t, b))
                     kept += (t, b) in got
@@ -153,6 +168,7 @@ def main():
                 f"{label:10} {key[0]:7} {key[1]:4}  truth {len(truth):4}  whole {whole:4}"
                 f"  written {kept:4}  dropped {whole - kept:3}"
                 f" ({100.0 * (whole - kept) / max(whole, 1):.1f}%)"
+                + (f"  (and {undecodable} video before the first keyframe)" if undecodable else "")
             )
     print("\n".join(sorted(rows)))
     # Copies of one stream (here: the same video codec): a message of this stream's truth

@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 
-use super::{Event, TagKind, TimeBase, media};
+use super::{Event, TagKind, TimeBase, amf0, media};
 
 /// The offset is taken once its bounds are this close (ms).
 pub const SETTLED_MS: i64 = 1;
@@ -139,6 +139,8 @@ struct Kind {
     snap: i64,
     /// Lateness of its last frames: capture time less corrected media time (ms).
     late: VecDeque<f64>,
+    /// Video: the frame period (µs) the sender's onMetaData states.
+    stated_period_us: Option<u64>,
 }
 
 /// Audio frames sit on a grid: frame `i` at `round(phase + i * period)` ms. The phase is
@@ -253,7 +255,10 @@ impl Kind {
     /// The frame period in µs: the codec's when the deltas agree, else what the deltas say.
     fn period_us(&self, video: bool) -> Option<u64> {
         if self.deltas.is_empty() {
-            return self.samples.map(|(n, r)| n as u64 * 1_000_000 / r as u64);
+            return self
+                .samples
+                .map(|(n, r)| n as u64 * 1_000_000 / r as u64)
+                .or(self.stated_period_us);
         }
         if video {
             // The most common delta (a frame rate in whole ms).
@@ -386,6 +391,18 @@ fn disorder(window: &[WindowFrame], audio: &[i64], lv: i64, ties: Option<usize>)
         }
     }
     worst
+}
+
+/// The video frame period (µs) an onMetaData body states (its `framerate`, 1 to 240).
+fn stated_frame_period_us(body: &[u8]) -> Option<u64> {
+    let mut r = amf0::Reader::new(body, 4, 256);
+    if r.value().ok()?.as_bytes()? != b"onMetaData" {
+        return None;
+    }
+    let fps = r.value().ok()?.get("framerate")?.as_number()?;
+    (1.0..=240.0)
+        .contains(&fps)
+        .then(|| (1_000_000.0 / fps).round() as u64)
 }
 
 /// Samples per frame and sample rate of an audio body's codec, when they are fixed.
@@ -552,6 +569,9 @@ impl StreamClock {
             TagKind::Video => media::video(body).is_some_and(|i| i.frame),
             TagKind::Script => false,
         };
+        if kind == TagKind::Script && self.kinds[1].stated_period_us.is_none() {
+            self.kinds[1].stated_period_us = stated_frame_period_us(body);
+        }
         if let Some(i) = slot(kind) {
             if i == 0
                 && let Some(f) = audio_frame(body)
@@ -1367,6 +1387,62 @@ mod tests {
         let fast = |t: u32, _| 300.0 + t as f64 / 8.0;
         let (_, report) = with_lost_run(&truth, 420, 11, Some(&fast));
         assert!(report.lost.iter().all(|l| !l.by_capture_time), "{report:?}");
+    }
+
+    #[test]
+    fn a_gap_after_the_first_video_frame_counts_by_the_stated_frame_rate() {
+        let truth = wire(4000);
+        // The second video frame (at 40 ms) loses its header: one frame before the gap
+        // says no spacing, onMetaData's framerate does.
+        let lost = truth
+            .iter()
+            .position(|&x| x == (TagKind::Video, 40))
+            .unwrap();
+        let mut meta = Vec::new();
+        amf0::encode(&amf0::Value::String(b"onMetaData".to_vec()), &mut meta);
+        amf0::encode(
+            &amf0::Value::EcmaArray(vec![(b"framerate".to_vec(), amf0::Value::Number(25.0))]),
+            &mut meta,
+        );
+        for stated in [true, false] {
+            let mut c = StreamClock::default();
+            let mut out = Vec::new();
+            if stated {
+                let ev = Event::Tag {
+                    stream: 0,
+                    kind: TagKind::Script,
+                    timestamp: 0,
+                    body: Bytes::from(meta.clone()),
+                    frame: 0,
+                    gaps: 0,
+                };
+                c.tag(TimeBase::Exact, 0, ev, &mut out);
+            }
+            for (i, &(k, t)) in truth.iter().enumerate() {
+                let (t, resumed) = match (i > lost, k) {
+                    (true, TagKind::Video) => (t - 40, 1),
+                    (true, _) => (t, 1),
+                    _ => (t, 0),
+                };
+                if i != lost {
+                    c.tag(TimeBase::Exact, resumed, tag(k, t), &mut out);
+                }
+            }
+            c.finish(&mut out);
+            let mut expect = truth.clone();
+            expect.remove(lost);
+            let got: Vec<_> = times(&out)
+                .into_iter()
+                .filter(|x| x.0 != TagKind::Script)
+                .collect();
+            assert_eq!(got.len(), expect.len());
+            let wrong = got
+                .iter()
+                .zip(&expect)
+                .filter(|(g, t)| diff(g.1, t.1).abs() > 1)
+                .count();
+            assert_eq!(wrong == 0, stated, "stated {stated}: {wrong} wrong");
+        }
     }
 
     /// ffmpeg's Sorenson and MP3 to FLV: MP3 at 44.1 kHz on its grid of 1152 samples, a
