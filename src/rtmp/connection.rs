@@ -660,6 +660,22 @@ impl Connection {
                 self.skipped_bytes[i] += h.buf.len() as u64;
                 Self::hunt(resume, h.template)
             }
+            Phase::Start | Phase::Handshake
+                if self.start_known[i] && resume <= Handshake::LEN && !self.handshake.done(dir) =>
+            {
+                // Lost inside the handshake, whose length is fixed: the chunk stream still
+                // starts where it ends, and is read from its start.
+                self.handshake.lost(dir, resume);
+                if resume == Handshake::LEN {
+                    Phase::Chunks(Box::new(ChunkReader::new(
+                        resume,
+                        chunk::DEFAULT_CHUNK_SIZE,
+                        self.limits.clone(),
+                    )))
+                } else {
+                    Phase::Handshake
+                }
+            }
             Phase::Start | Phase::Handshake => {
                 if !self.handshake.done(dir) {
                     self.handshake.missing = true;
@@ -706,6 +722,35 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_lost_in_the_handshake_leave_the_chunk_stream_read_from_its_start() {
+        use crate::rtmp::chunk::ChunkWriter;
+        use crate::rtmp::message::types;
+        let mut chunks = Vec::new();
+        let mut w = ChunkWriter::new(128);
+        w.set_chunk_size(4096, &mut chunks);
+        let mut audio = vec![0xaf, 1];
+        audio.resize(300, 7);
+        w.write(4, 1, types::AUDIO, 0, &audio, &mut chunks);
+        let len = Handshake::LEN;
+        let mut c = Connection::new(Limits::default());
+        let mut out = Vec::new();
+        let dir = Dir::ClientToServer;
+        // C0 and most of C1 lost; the rest of the handshake, then chunks.
+        c.gap(dir, 0, 1448, 1, &mut out);
+        c.push(dir, 1448, &vec![0; (len - 1448) as usize], 2, &mut out);
+        c.push(dir, len, &chunks, 3, &mut out);
+        let r = c.chunk_reader(dir).expect("reading chunks");
+        assert_eq!(r.stats.messages, 2);
+        assert_eq!(r.chunk_size(), 4096);
+        assert!(c.handshake.bytes_lost() && !c.session.mid_stream);
+        // Lost up to its very end: chunks from the next byte.
+        let mut c = Connection::new(Limits::default());
+        c.gap(dir, 0, len, 1, &mut out);
+        c.push(dir, len, &chunks, 3, &mut out);
+        assert_eq!(c.chunk_reader(dir).map(|r| r.stats.messages), Some(2));
+    }
 
     #[test]
     fn a_byte_is_timed_by_its_first_capture_and_old_segments_are_let_go() {

@@ -29,6 +29,9 @@ pub struct Handshake {
     pub outcome: Option<HandshakeOutcome>,
     /// The start of a direction was not captured.
     pub missing: bool,
+    /// Some of a direction's handshake bytes were lost (its chunk stream still starts where
+    /// the handshake ends): what kind of handshake it was is not claimed.
+    lost_some: bool,
     /// Byte that started a non-RTMP direction (0x16 = TLS).
     pub first_byte: Option<u8>,
 }
@@ -40,8 +43,23 @@ impl Handshake {
 
     /// True when both directions' handshakes were read in full.
     pub fn seen(&self) -> bool {
-        self.done(Dir::ClientToServer) && self.done(Dir::ServerToClient)
+        self.done(Dir::ClientToServer) && self.done(Dir::ServerToClient) && !self.lost_some
     }
+
+    /// Whether some handshake bytes were lost (the chunk streams were read from their start).
+    pub fn bytes_lost(&self) -> bool {
+        self.lost_some
+    }
+
+    /// Bytes of `dir`'s handshake up to stream offset `upto` were lost.
+    pub fn lost(&mut self, dir: Dir, upto: u64) {
+        let i = dir.index();
+        self.seen[i] = self.seen[i].max(upto.min(LEN as u64) as usize);
+        self.lost_some = true;
+    }
+
+    /// Bytes of a direction's handshake: its chunk stream starts after them.
+    pub const LEN: u64 = LEN as u64;
 
     /// Consume handshake bytes of `dir`; returns how many were used.
     pub fn push(&mut self, dir: Dir, data: &[u8]) -> usize {
@@ -51,7 +69,7 @@ impl Handshake {
         if used == 0 {
             return 0;
         }
-        if at == 0 {
+        if at == 0 && !self.lost_some {
             let v = data[0];
             match v {
                 3 => {

@@ -146,6 +146,9 @@ impl ConnectionSummary {
         let hs = &f.handshake;
         let handshake = if hs.seen() {
             "seen"
+        } else if hs.bytes_lost() {
+            // Lost in part, the chunk streams read from their start all the same.
+            "partial"
         } else if hs.missing || hs.version.is_none() {
             "missing"
         } else {
