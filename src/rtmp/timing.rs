@@ -506,6 +506,11 @@ pub struct StreamClock {
     /// sent first, and how often video (senders keep one order; ffmpeg's is by stream).
     ties: [u32; 2],
     last_out: Option<(usize, u32)>,
+    /// A kind that left a guessed base, and where its next frame would have come on the
+    /// guessed times (see [`rebased`](Self::rebased)).
+    rebase: Option<(usize, i64)>,
+    /// The kind being settled against the other's corrected times (see `bases_changed`).
+    relative: Option<usize>,
     pub report: TimingReport,
 }
 
@@ -580,6 +585,7 @@ impl StreamClock {
                 self.kinds[0].samples = Some(f);
             }
             if self.kinds[i].base != Some(base) {
+                let left_guess = matches!(self.kinds[i].base, Some(TimeBase::Guessed(_)));
                 // The first tag of a kind while the other's are held for its offset: they
                 // wait on for the offset the two make.
                 let first_of_kind = self.kinds[i].base.is_none()
@@ -593,7 +599,14 @@ impl StreamClock {
                     && self.gap.is_some();
                 self.kinds[i].base = Some(base);
                 if !first_of_kind && !joins_gap {
-                    self.bases_changed(out);
+                    self.bases_changed(i, out);
+                    // Leaving a guessed base: the times so far were the guess's, and those
+                    // after go on from them rather than jump by its unknown offset.
+                    let period = self.kinds[i].period_us(i == 1);
+                    self.rebase = match (left_guess, self.kinds[i].last, period) {
+                        (true, Some(l), Some(p)) => Some((i, l as i64 + p.div_ceil(1000) as i64)),
+                        _ => None,
+                    };
                 }
             }
             if resumed != self.kinds[i].resumed {
@@ -611,11 +624,20 @@ impl StreamClock {
         let extra = slot(kind).map_or(0, |i| self.kinds[i].snap);
         if self.estimate.is_some() || self.gap.is_some() {
             if frame && let Some(i) = slot(kind) {
+                if self.relative == Some(i) {
+                    self.rebased(i, timestamp as i64 + self.kinds[i].adj + extra, false);
+                }
                 let t = timestamp.wrapping_add((self.kinds[i].adj + extra) as u32);
+                // Settling one kind against the other's corrected times, or both afresh.
+                let at = if self.relative.is_some() {
+                    t
+                } else {
+                    timestamp
+                };
                 if let Some(e) = &mut self.estimate {
                     match kind {
-                        TagKind::Audio => e.audio(timestamp),
-                        _ => e.video(timestamp),
+                        TagKind::Audio => e.audio(at),
+                        _ => e.video(at),
                     }
                 }
                 if let Some(g) = &mut self.gap {
@@ -662,6 +684,9 @@ impl StreamClock {
             }
             return;
         }
+        if frame && let Some(i) = slot(kind) {
+            self.rebased(i, timestamp as i64 + self.kinds[i].adj + extra, false);
+        }
         let ev = self.adjusted(ev, extra, arrival);
         out.push(ev);
     }
@@ -673,7 +698,7 @@ impl StreamClock {
 
     /// Audio or video now counts from another base: while they count from different ones
     /// and either is guessed, the offset between them must be found again.
-    fn bases_changed(&mut self, out: &mut Vec<Event>) {
+    fn bases_changed(&mut self, i: usize, out: &mut Vec<Event>) {
         // What is held belongs to the bases before.
         self.settle(out);
         let needs = match (self.kinds[0].base, self.kinds[1].base) {
@@ -682,11 +707,45 @@ impl StreamClock {
             _ => false,
         };
         if !needs {
-            self.kinds[0].adj = 0;
-            self.kinds[1].adj = 0;
+            // The other kind's corrections (time put back after gaps) still hold.
+            self.kinds[i].adj = 0;
             return;
         }
+        self.kinds[i].adj = 0;
+        // The other kind's times go on as they were (corrections and all) when it has any:
+        // this one is settled against them.
+        self.relative = self.kinds[1 - i].last.is_some().then_some(i);
         self.estimate = Some(Estimate::new());
+    }
+
+    /// The first frame of kind `i` on its new base (at `t`, corrected so far) after it left a
+    /// guessed one: it comes where the guessed times would have put it, a frame after the
+    /// last; an estimate, reported as one. `both`: the two kinds' offset was found afresh
+    /// (both guessed), and both move; else it alone.
+    fn rebased(&mut self, i: usize, t: i64, both: bool) {
+        let Some((k, expected)) = self.rebase.take_if(|r| r.0 == i) else {
+            return;
+        };
+        let shift = expected - t;
+        for (j, kind) in self.kinds.iter_mut().enumerate() {
+            if both || j == k {
+                kind.adj += shift;
+            }
+        }
+        if shift != 0 && self.report.lost.len() < MAX_LOST_KEPT {
+            let start = self.kinds[k].last.unwrap_or(0);
+            self.report.lost.push(Lost {
+                start,
+                end: expected as u32,
+                frames: [0, 0],
+                ms: [
+                    if both || k == 0 { shift } else { 0 },
+                    if both || k == 1 { shift } else { 0 },
+                ],
+                exact: false,
+                by_capture_time: false,
+            });
+        }
     }
 
     /// The first frame of kind `i` after a gap its headers may have been lost in.
@@ -719,10 +778,24 @@ impl StreamClock {
 
     /// Take the offset being settled, and release what is held.
     fn settle(&mut self, out: &mut Vec<Event>) {
+        // Whether the offset being settled was found for both kinds afresh.
+        let afresh = self.estimate.is_some() && self.relative.is_none();
         if let Some(e) = self.estimate.take() {
             let (d, unc) = e.pick();
             let both = self.kinds[0].base.is_some() && self.kinds[1].base.is_some();
-            if both {
+            if let Some(i) = self.relative.take() {
+                // Kind `i` moves onto the other's times, which stay as they were.
+                if i == 0 {
+                    self.kinds[0].adj += d;
+                } else {
+                    self.kinds[1].adj -= d;
+                }
+                self.report.av_offsets.push(AvOffset {
+                    offset_ms: d,
+                    uncertainty_ms: if e.bounded() { unc } else { -1 },
+                    contradictions: e.contradictions,
+                });
+            } else if both {
                 if self.kinds[0].base != Some(TimeBase::Exact) {
                     (self.kinds[0].adj, self.kinds[1].adj) = (d, 0);
                 } else {
@@ -771,6 +844,11 @@ impl StreamClock {
             if lost.frames != [0, 0] && self.report.lost.len() < MAX_LOST_KEPT {
                 self.report.lost.push(lost);
             }
+        }
+        if let Some((k, _)) = self.rebase
+            && let Some(t) = self.window().iter().find(|f| f.kind == k).map(|f| f.at)
+        {
+            self.rebased(k, t, afresh);
         }
         self.held_bytes = 0;
         while let Some(h) = self.held.pop_front() {
@@ -1387,6 +1465,48 @@ mod tests {
         let fast = |t: u32, _| 300.0 + t as f64 / 8.0;
         let (_, report) = with_lost_run(&truth, 420, 11, Some(&fast));
         assert!(report.lost.iter().all(|l| !l.by_capture_time), "{report:?}");
+    }
+
+    #[test]
+    fn a_kind_that_takes_another_guessed_base_goes_on_from_the_others_times() {
+        // Joined mid-stream: both kinds on guessed bases; audio's is guessed again half way
+        // (a lock-on after a gap), 500 ms off the first guess.
+        // Before that a video frame lost its header: later video is 40 ms early, put back.
+        let mut truth = wire(8000);
+        let lost = (truth.len() / 4..)
+            .find(|&j| truth[j].0 == TagKind::Video)
+            .unwrap();
+        truth.remove(lost);
+        let half = truth.len() / 2;
+        let mut c = StreamClock::default();
+        let mut out = Vec::new();
+        for (j, &(k, t)) in truth.iter().enumerate() {
+            let resumed = (j >= lost) as u32;
+            let (base, ts) = match (k, j >= half) {
+                (TagKind::Audio, false) => (TimeBase::Guessed(0), t.wrapping_sub(9)),
+                (TagKind::Audio, true) => (TimeBase::Guessed(2), t + 500),
+                _ if j >= lost => (TimeBase::Guessed(1), t - 40),
+                _ => (TimeBase::Guessed(1), t),
+            };
+            c.tag(base, resumed, tag(k, ts), &mut out);
+        }
+        c.finish(&mut out);
+        let got = times(&out);
+        assert_eq!(got.len(), truth.len());
+        let off = diff(got[0].1, truth[0].1);
+        let wrong: Vec<_> = got
+            .iter()
+            .zip(&truth)
+            .filter(|(g, t)| (diff(g.1, t.1) - off).abs() > 1)
+            .collect();
+        // Before, audio's times jumped by the new guess's offset (and left video's gap
+        // corrections behind when the bases agreed again).
+        assert!(
+            wrong.is_empty(),
+            "{} wrong: {:?}",
+            wrong.len(),
+            &wrong[..wrong.len().min(4)]
+        );
     }
 
     #[test]
