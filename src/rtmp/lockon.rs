@@ -26,7 +26,7 @@ const PROBE_STEP: usize = 4 << 10;
 const CANDIDATE_COST: u64 = 1024;
 /// What a candidate costs whose next chunk header is not where its first chunk ends (see
 /// [`next_header_fits`]): it is not probed.
-const REJECT_COST: u64 = 256;
+const REJECT_COST: u64 = 64;
 /// What reading one chunk costs in a probe besides its bytes (its header is parsed and its
 /// chunk stream looked up): small chunk sizes make a probe's bytes dearer.
 const CHUNK_COST: u64 = 128;
