@@ -933,7 +933,10 @@ impl StreamClock {
             let la = match gridded {
                 Some(f) => {
                     self.grid_times(f, &window, ka, &mut times);
-                    times[0] - f as i64
+                    match times.first() {
+                        Some(&t) => t - f as i64,
+                        None => continue,
+                    }
                 }
                 None => match self.kinds[0].lost(ka, g.first[0].unwrap_or(0), false) {
                     Some(la) => la,
