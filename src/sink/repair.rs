@@ -556,6 +556,30 @@ fn longest_chain(pairs: &[(usize, usize)]) -> Vec<(usize, usize)> {
     out
 }
 
+/// The longest chain of the coded frames' `pairs`, with the other pairs (decoder
+/// configurations) that fit in it, taken in order. A server sends a player its
+/// configurations as it joins, not where the publisher sent them: crossed with the frames
+/// after them, they must not push those frames out of the chain.
+fn frames_first(pairs: &[(usize, usize)], frame: impl Fn(usize) -> bool) -> Vec<(usize, usize)> {
+    let frames: Vec<(usize, usize)> = pairs.iter().copied().filter(|p| frame(p.0)).collect();
+    let chain = longest_chain(&frames);
+    let mut out = Vec::with_capacity(chain.len());
+    let (mut next, mut last_j) = (0, None);
+    for &(i, j) in pairs {
+        if frame(i) {
+            if chain.get(next) == Some(&(i, j)) {
+                out.push((i, j));
+                last_j = Some(j);
+                next += 1;
+            }
+        } else if last_j.is_none_or(|l| j > l) && chain.get(next).is_none_or(|n| j < n.1) {
+            out.push((i, j));
+            last_j = Some(j);
+        }
+    }
+    out
+}
+
 /// The most common value give or take 1 ms, how many agree with it so, and how many there are.
 fn mode(counts: &HashMap<i64, u32>) -> Option<(i64, u32, u32)> {
     let total = counts.values().sum();
@@ -593,7 +617,7 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
             _ => None,
         })
         .collect();
-    let anchors = longest_chain(&pairs);
+    let anchors = frames_first(&pairs, |i| a[i].frame);
     let mut matched: Vec<Option<usize>> = vec![None; a.len()];
     for &(i, j) in &anchors {
         matched[i] = Some(j);
@@ -828,10 +852,13 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
         if !(left + 1..=right).any(|i| media(&a[i]) && marks_a.contains(&a[i].hash)) {
             continue;
         }
-        // Coded frames only, none that this copy holds anywhere (a message is never put in
-        // twice).
+        // None that this copy holds anywhere (a message is never put in twice): those were
+        // not lost here, only sent in another order (a server sends a player the decoder
+        // configurations as it joins, the publisher sent them before its first frames).
+        // The rest must be coded frames.
         let held = |j: usize| count.get(&b[j].hash).is_some_and(|c| c.0 > 0);
-        if !js.iter().all(|&j| b[j].frame && !held(j)) {
+        let js: Vec<usize> = js.into_iter().filter(|&j| !held(j)).collect();
+        if js.is_empty() || !js.iter().all(|&j| b[j].frame) {
             continue;
         }
         let (Some(jl), Some(jr)) = (
@@ -951,6 +978,82 @@ mod tests {
         );
         assert_eq!(p.corrected, 0);
         assert!(p.times.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn a_configuration_crossed_with_a_frame_leaves_the_frame_in_the_chain() {
+        // Pair 2 (a configuration) crosses pair 1 (a frame): either makes a chain of three.
+        let pairs = [(0, 0), (1, 2), (2, 1), (3, 3)];
+        assert_eq!(
+            frames_first(&pairs, |i| i != 2),
+            vec![(0, 0), (1, 2), (3, 3)]
+        );
+        // A configuration that fits stays; one out of order with the frames goes.
+        let pairs = [(0, 0), (1, 1), (2, 3), (3, 2), (4, 4)];
+        assert_eq!(
+            frames_first(&pairs, |i| i == 0 || i == 4),
+            vec![(0, 0), (1, 1), (2, 3), (4, 4)]
+        );
+    }
+
+    #[test]
+    fn a_player_s_lost_keyframe_comes_back_though_its_configurations_came_later() {
+        // The publisher sent both configurations, then its first frames; the server sent the
+        // player the audio configuration after the first audio frame. The player lost its
+        // first picture (tag 1 of the frames): its gap came before that configuration.
+        let frames = sent(40);
+        let config = |kind: u8, hash: u64| Entry {
+            kind,
+            ts: 0,
+            hash,
+            at: 0,
+            len: 0,
+            frame: false,
+        };
+        let (video, audio) = (config(9, 1), config(8, 2));
+        let mut b = vec![video, audio];
+        b.extend_from_slice(&frames);
+        let mut a = vec![video, frames[0], audio];
+        a.extend_from_slice(&frames[2..]);
+        let p = plan(&a, &b, &marks(&[audio.hash]), &HashSet::new());
+        assert_eq!(
+            p.inserts,
+            vec![Insert {
+                before: 3,
+                from: 3,
+                ts: frames[1].ts
+            }]
+        );
+    }
+
+    #[test]
+    fn a_configuration_held_elsewhere_does_not_keep_out_the_frame_lost_beside_it() {
+        // The player lost the first picture, and got the audio configuration after the
+        // frame that followed it: between its two first anchors the publisher holds that
+        // configuration and the lost picture.
+        let frames = &sent(41)[1..];
+        let config = |kind: u8, hash: u64| Entry {
+            kind,
+            ts: 0,
+            hash,
+            at: 0,
+            len: 0,
+            frame: false,
+        };
+        let (video, audio) = (config(9, 1), config(8, 2));
+        let mut b = vec![video, audio];
+        b.extend_from_slice(frames);
+        let mut a = vec![video, frames[1], audio];
+        a.extend_from_slice(&frames[2..]);
+        let p = plan(&a, &b, &marks(&[frames[1].hash]), &HashSet::new());
+        assert_eq!(
+            p.inserts,
+            vec![Insert {
+                before: 1,
+                from: 2,
+                ts: frames[0].ts
+            }]
+        );
     }
 
     #[test]
