@@ -101,6 +101,22 @@ pub(crate) struct ChunkStream {
 }
 
 impl ChunkStream {
+    /// Whether a message begun by a fmt-2 or fmt-3 header takes its length from its first
+    /// bytes: an audio message on a length from before a gap (see [`Self::mp3_length`]).
+    fn peeks(&self) -> bool {
+        self.stale_length && self.type_id == types::AUDIO && self.length >= 5
+    }
+
+    /// The length of an audio message from its first bytes, where they say it is not the
+    /// one in force: the header that last set this length may have been lost, and MP3
+    /// frames change length by their padding byte, which the frame's own header gives.
+    fn mp3_length(&self, first: &[u8]) -> Option<u32> {
+        if self.type_id != types::AUDIO || self.length < 5 {
+            return None;
+        }
+        media::mp3_message_len(first.get(..5)?, self.length)
+    }
+
     /// Take in a header's fields (`new_message`: its chunk starts a message).
     fn apply(&mut self, h: &ChunkHeader, new_message: bool) {
         match h.fields {
@@ -358,12 +374,14 @@ impl ChunkReader {
     }
 
     /// The length a fmt-2 or fmt-3 header starting a message on chunk stream `csid` gives
-    /// it, and whether its chunks may carry an extended timestamp, when the chunk stream is
-    /// known.
-    pub fn next_length(&self, csid: u32) -> Option<(u32, bool)> {
-        self.streams
-            .get(&csid)
-            .map(|cs| (cs.length, cs.ext.is_some()))
+    /// it after a gap, its body beginning with `first` (MP3: as a resumed reader finds it),
+    /// and whether its chunks may carry an extended timestamp, when the chunk stream is
+    /// known. (Called on the reader from before the gap: its lengths are all from before.)
+    pub fn next_length(&self, csid: u32, first: &[u8]) -> Option<(u32, bool)> {
+        self.streams.get(&csid).map(|cs| {
+            let len = cs.mp3_length(first).unwrap_or(cs.length);
+            (len, cs.ext.is_some())
+        })
     }
 
     /// Whether a chunk stream's header state is known.
@@ -538,11 +556,7 @@ impl ChunkReader {
         let new_message = h.fmt < 3 || cs.partial.is_none();
         // An audio message on a length from before a gap: its first bytes are looked at
         // (see below), so they must be here.
-        let peek = new_message
-            && h.fmt >= 2
-            && cs.stale_length
-            && cs.type_id == types::AUDIO
-            && cs.length >= 5;
+        let peek = new_message && h.fmt >= 2 && cs.peeks();
         let ext_room = if h.fmt == 3 && cs.ext.is_some() { 4 } else { 0 };
         if peek && !self.at_end && self.buf.len() < h.len + ext_room + 5 {
             return Ok(false);
@@ -561,12 +575,7 @@ impl ChunkReader {
                 Some(false) => self.stats.fmt3_ext_absent += 1,
             }
         }
-        if peek
-            && let Some(b) = self.buf.get(pos..pos + 5)
-            && let Some(len) = media::mp3_message_len(b, cs.length)
-        {
-            // The header that last set this length may have been lost: MP3 frames change
-            // length by their padding byte, and the frame's own header says which it is.
+        if peek && let Some(len) = cs.mp3_length(&self.buf[pos..]) {
             cs.length = len;
             self.stats.mp3_lengths_read += 1;
         }

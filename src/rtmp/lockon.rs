@@ -123,21 +123,26 @@ fn next_header_fits(
     let Some(h) = ChunkHeader::parse_fixed(&buf[p..]) else {
         return true;
     };
-    let stream = known.and_then(|k| k.next_length(csid));
-    let Some(len) = len.or(stream.map(|(l, _)| l)) else {
-        return true;
+    let stream = |e: usize| {
+        let first = buf.get(p + hlen + e..).unwrap_or_default();
+        known.and_then(|k| k.next_length(csid, first))
     };
+    if len.is_none() && stream(0).is_none() {
+        return true;
+    }
     // The extended timestamp: announced by a fmt-0/1/2 header's field; on fmt 3 the reader
     // guesses whether it is repeated, so either place will do.
     let exts: &[usize] = match h.fmt {
         0..=2 if h.field() == EXTENDED => &[4],
         0..=2 => &[0],
-        _ if stream.is_some_and(|(_, ext)| ext) => &[0, 4],
+        _ if stream(0).is_some_and(|(_, ext)| ext) => &[0, 4],
         _ => &[0],
     };
-    let first = len.min(cs.max(1)) as usize;
     exts.iter().any(|&e| {
-        let next = p + hlen + e + first;
+        let Some(len) = len.or(stream(e).map(|(l, _)| l)) else {
+            return true;
+        };
+        let next = p + hlen + e + len.min(cs.max(1)) as usize;
         next >= buf.len() || plausible_start(buf, next, known, limits).is_some()
     })
 }
@@ -934,6 +939,46 @@ mod tests {
             assert_eq!(&g.body[..], &w[..]);
         }
         assert!(r.stats.mp3_lengths_read >= 1);
+    }
+
+    #[test]
+    fn mp3_alone_after_a_lost_length_changing_header_is_read_on() {
+        // ffmpeg publishing MP3 alone: a fmt-1 header when the frame's padding changes the
+        // length, then fmt-3 headers of one byte. The gap takes the fmt-1 header of the
+        // first 210-byte message; the reader from before it knows 209.
+        let msgs: Vec<_> = sorenson_mp3(16).into_iter().filter(|m| m.0 != 6).collect();
+        let mut r = ChunkReader::new(0, 128, Limits::default());
+        let mut out = Vec::new();
+        for (_, b, _) in &msgs[..2] {
+            r.push(b, 0, &mut out).unwrap();
+        }
+        let (cut, body) = (&msgs[2].1, &msgs[2].2);
+        assert_eq!(body.len(), 210);
+        let hlen = cut.len() - body.len();
+        assert_eq!(hlen, 8, "a fmt-1 header");
+        let mut after = body.clone();
+        after.extend(msgs[3..].iter().flat_map(|m| m.1.clone()));
+        assert_eq!(msgs[3].1.len(), 211, "fmt-3 headers after it");
+        match recover_body(&after, &r, hlen as u32, &Limits::default(), false) {
+            Recovered::Body { csid: 4, end: 210 } => {}
+            other => panic!("{other:?}"),
+        }
+        // And a lock right after that body, where the fmt-3 headers say 209 from before.
+        let mut budget = u64::MAX;
+        let found = find_within(
+            &after,
+            1,
+            Some(&r),
+            &Limits::default(),
+            false,
+            false,
+            &mut budget,
+            &mut Progress::default(),
+        );
+        assert!(
+            matches!(found, Search::Found(Lock { pos: 210, .. })),
+            "{found:?}"
+        );
     }
 
     #[test]
