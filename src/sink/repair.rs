@@ -36,11 +36,15 @@ pub const MAX_INDEX_TAGS: usize = 1 << 20;
 const MAX_TARGETS: usize = 1024;
 /// Gap marks kept per stream.
 const MAX_MARKS: usize = 4096;
-/// Pictures remembered to pair copies, at most (the oldest are forgotten first).
+/// Pictures remembered to pair copies, at most (the oldest are forgotten first); as many
+/// sounds.
 const MAX_PICTURES: usize = 65536;
 /// The smallest video frame that pairs two copies (bytes).
 const MIN_PAIRING_BYTES: usize = 256;
-/// Pictures two streams must share to be taken for copies of one another.
+/// The smallest audio frame that pairs two copies without video (bytes): silence and other
+/// frames alike by chance code in fewer.
+const MIN_PAIRING_SOUND_BYTES: usize = 64;
+/// Pictures (or sounds) two streams must share to be taken for copies of one another.
 const MIN_SHARED: u32 = 4;
 /// Copies tried per stream.
 const MAX_SOURCES: usize = 3;
@@ -107,6 +111,62 @@ struct Copy {
     /// Streams repaired from it so far (at most [`MAX_USES`]: a file is read a bounded
     /// number of times, however many streams share its pictures).
     uses: u32,
+    /// Whether it has had a picture that pairs copies (until then its sounds pair them).
+    pictured: bool,
+}
+
+/// Frames that pair copies: a frame's hash -> the streams whose files hold it (at most 8),
+/// the oldest forgotten first past [`MAX_PICTURES`].
+#[derive(Default)]
+struct Shared {
+    streams: HashMap<u64, Vec<StreamKey>>,
+    order: VecDeque<u64>,
+}
+
+impl Shared {
+    /// Stream `key` holds a frame with this body.
+    fn add(&mut self, key: StreamKey, body: &[u8]) {
+        // Its length and first KiB: enough to pair copies, cheap for every frame.
+        let h = body_hash(&body[..body.len().min(1024)]) ^ (body.len() as u64).rotate_left(40);
+        let v = self.streams.entry(h).or_default();
+        if v.is_empty() {
+            self.order.push_back(h);
+        }
+        if v.len() < 8 && !v.contains(&key) {
+            v.push(key);
+        }
+        while self.order.len() > MAX_PICTURES {
+            if let Some(old) = self.order.pop_front() {
+                self.streams.remove(&old);
+            }
+        }
+    }
+
+    /// The other streams, of those `usable`, that share at least [`MIN_SHARED`] frames with
+    /// `key`, most shared first.
+    fn with(&self, key: StreamKey, usable: impl Fn(&StreamKey) -> bool) -> Vec<StreamKey> {
+        let mut shared: HashMap<StreamKey, u32> = HashMap::new();
+        for v in self.streams.values() {
+            if v.contains(&key) {
+                for k in v {
+                    if *k != key && usable(k) {
+                        *shared.entry(*k).or_default() += 1;
+                    }
+                }
+            }
+        }
+        let mut v: Vec<(StreamKey, u32)> = shared
+            .into_iter()
+            .filter(|(_, n)| *n >= MIN_SHARED)
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.into_iter().map(|(k, _)| k).collect()
+    }
+
+    fn clear(&mut self) {
+        self.streams.clear();
+        self.order.clear();
+    }
 }
 
 /// Copies of the input's streams, paired by the pictures they share.
@@ -114,9 +174,10 @@ struct Copy {
 pub(super) struct Repair {
     pub(super) enabled: bool,
     copies: HashMap<StreamKey, Copy>,
-    /// Picture hash -> the streams whose files hold it (at most 8).
-    pictures: HashMap<u64, Vec<StreamKey>>,
-    picture_order: VecDeque<u64>,
+    /// Coded video frames; and audio frames of streams without video so far (an audio-only
+    /// stream and its copies pair by them).
+    pictures: Shared,
+    sounds: Shared,
     /// Connections with a stream that lost bytes: their reports wait for the end.
     conns: HashSet<ConnId>,
     targets: usize,
@@ -136,11 +197,6 @@ impl Repair {
         if !self.enabled {
             return;
         }
-        // Pictures pair copies: coded video frames big enough not to be alike by chance (a
-        // few bytes of an unchanging picture can be).
-        let picture = kind == 9
-            && body.len() >= MIN_PAIRING_BYTES
-            && media::video(body).is_some_and(|i| i.frame);
         if !self.copies.contains_key(&key) && self.copies.len() >= 4 * MAX_TARGETS {
             return;
         }
@@ -165,21 +221,21 @@ impl Repair {
                 c.marks.insert(body_hash(body));
             }
         }
-        if picture {
-            // Its length and first KiB: enough to pair copies, cheap for every frame.
-            let h = body_hash(&body[..body.len().min(1024)]) ^ (body.len() as u64).rotate_left(40);
-            let v = self.pictures.entry(h).or_default();
-            if v.is_empty() {
-                self.picture_order.push_back(h);
-            }
-            if v.len() < 8 && !v.contains(&key) {
-                v.push(key);
-            }
-            while self.picture_order.len() > MAX_PICTURES {
-                if let Some(old) = self.picture_order.pop_front() {
-                    self.pictures.remove(&old);
-                }
-            }
+        // Pictures pair copies: coded video frames big enough not to be alike by chance (a
+        // few bytes of an unchanging picture can be). Until a stream has one, its audio
+        // frames pair it.
+        if kind == 9
+            && body.len() >= MIN_PAIRING_BYTES
+            && media::video(body).is_some_and(|i| i.frame)
+        {
+            c.pictured = true;
+            self.pictures.add(key, body);
+        } else if kind == 8
+            && !c.pictured
+            && body.len() >= MIN_PAIRING_SOUND_BYTES
+            && media::audio(body).is_some_and(|i| i.frame)
+        {
+            self.sounds.add(key, body);
         }
     }
 
@@ -272,28 +328,21 @@ impl Repair {
         }
         self.copies.clear();
         self.pictures.clear();
+        self.sounds.clear();
         self.conns.clear();
         Ok(())
     }
 
-    /// The other streams that share pictures with `key`, most shared first.
+    /// The other streams that share pictures with `key`, most shared first; for a stream
+    /// that shares none, those that share its sounds.
     fn sources_of(&self, key: StreamKey) -> Vec<StreamKey> {
-        let mut shared: HashMap<StreamKey, u32> = HashMap::new();
-        for v in self.pictures.values() {
-            if v.contains(&key) {
-                for k in v {
-                    if *k != key && self.copies.get(k).is_some_and(|c| c.one_file) {
-                        *shared.entry(*k).or_default() += 1;
-                    }
-                }
-            }
+        let usable = |k: &StreamKey| self.copies.get(k).is_some_and(|c| c.one_file);
+        let v = self.pictures.with(key, usable);
+        if v.is_empty() {
+            self.sounds.with(key, usable)
+        } else {
+            v
         }
-        let mut v: Vec<(StreamKey, u32)> = shared
-            .into_iter()
-            .filter(|(_, n)| *n >= MIN_SHARED)
-            .collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        v.into_iter().map(|(k, _)| k).collect()
     }
 }
 

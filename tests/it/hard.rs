@@ -343,6 +343,58 @@ fn lost_messages_come_back_from_the_other_copy_at_their_times() {
     assert!(before_found > 0);
 }
 
+/// Audio-only streams pair by their audio frames (samples/make-audio-loss-sample.sh: AAC
+/// and MP3, each published and played through nginx, 3% of the capture's frames deleted):
+/// each copy's lost messages come back from the other, each once, and every one put in is
+/// the peer's own, and every time is the truth's. (ffmpeg sends MP3 of one length under
+/// 1-byte fmt-3 headers: a lost fmt-1 header changed the length they repeat.)
+#[test]
+fn audio_only_copies_repair_each_other() {
+    let sample = root().join("samples/netns-audio-loss");
+    let capture = sample.join("capture.pcap");
+    let plain = temp_dir("audio-no-repair");
+    read_ok_with(&capture, &plain, &["--no-repair"]);
+    let out = temp_dir("audio-repair");
+    let report = read_ok_with(&capture, &out, &[]);
+    let mut streams = 0;
+    for c in report["connections"].as_array().unwrap() {
+        for s in c["streams"].as_array().unwrap() {
+            let (direction, name) = (
+                s["direction"].as_str().unwrap(),
+                s["name"].as_str().unwrap(),
+            );
+            let file = s["file"].as_str().unwrap();
+            let truth = media_of(&sample.join(format!("truth/{direction}-{name}.flv"))).packets;
+            let got = media_of(&out.join(file)).packets;
+            let before = media_of(&plain.join(file)).packets;
+            let (found, total, wrong) = score(&truth, &got, 0);
+            let (was, _, _) = score(&truth, &before, 0);
+            let r = &s["repair"];
+            eprintln!(
+                "audio {direction} {name}: {found}/{total} (without repair {was}), {:.1}% at the truth's time, {r}",
+                exact_share(&truth, &got) * 100.0
+            );
+            assert_eq!(wrong, 0, "{direction} {name}");
+            assert!(found > was, "{direction} {name}: {found} <= {was}");
+            assert_eq!(
+                r["audio_frames"].as_u64(),
+                Some((found - was) as u64),
+                "{r}"
+            );
+            assert_eq!(r["video_frames"].as_u64(), Some(0), "{r}");
+            assert_eq!(
+                got.len(),
+                found,
+                "{direction} {name}: a message put in twice"
+            );
+            assert!(found + 2 >= total, "{direction} {name}: {found}/{total}");
+            assert_eq!(exact_share(&truth, &got), 1.0, "{direction} {name}");
+            streams += 1;
+        }
+    }
+    assert_eq!(streams, 4);
+}
+
 /// A derived RTMPT sample (rtmpt-midstream, rtmpt-loss) read with `--port` of its HTTP
 /// server: per manifest stream, its session's connection, the packets of the session's
 /// streams of that direction that have a file, and its truth.
