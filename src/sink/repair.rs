@@ -358,6 +358,8 @@ struct Done {
     largest_ms: i64,
     bytes: u64,
     id: Option<FileId>,
+    /// The times of the video frames put in.
+    video_times: Vec<u32>,
 }
 
 enum Outcome {
@@ -394,12 +396,8 @@ fn apply(
     r.audio_bytes += d.audio_bytes;
     r.set_bitrates();
     // Video frames put back are no longer lost inside the file.
-    let dec = &mut r.decodable;
-    dec.lost_video_frames = dec.lost_video_frames.saturating_sub(d.video_frames);
-    if dec.lost_video_frames == 0 {
-        dec.clean = true;
-    }
-    dec.settle();
+    r.repaired_video_times.extend_from_slice(&d.video_times);
+    r.settle_clean();
     r.bytes = d.bytes;
     r.file_id = d.id;
     if sha256 && let Some(id) = d.id {
@@ -487,6 +485,7 @@ fn rewrite(
             let body = s.len as u64;
             if s.kind == 9 {
                 done.video_frames += 1;
+                done.video_times.push(x.ts);
                 done.video_bytes += body;
                 let b = &buf[11..buf.len() - 4];
                 done.keyframes += media::video(b).is_some_and(|i| i.keyframe) as u64;

@@ -374,6 +374,10 @@ pub struct StreamReport {
     /// H.264/HEVC frames with a composition time (reordered pictures, B-frames). Not reported.
     #[serde(skip)]
     pub reordered: bool,
+    /// File times of the video frames repair put in (see [`StreamReport::settle_clean`]).
+    /// Not reported.
+    #[serde(skip)]
+    pub repaired_video_times: Vec<u32>,
 }
 
 /// Configuration tags (FLV bodies) built for a stream, with what the report says of them.
@@ -574,11 +578,28 @@ impl StreamReport {
     /// references break the picture order ffmpeg reports as errors. Measured on the real
     /// samples: lost frames of Sorenson H.263 or of H.264 without B-frames (P-frames only) are
     /// concealed without an error; of H.264 with B-frames, never.
+    ///
+    /// Frames repair put back count against the gap they fall in, and only that one: a frame
+    /// it put in where no gap was counted (before the first tag after a gap, say) leaves the
+    /// others' lost frames lost. (The gap's end is the time before repair: a stretch repair
+    /// moved later can move its frames past it, by at most the largest correction.)
     pub fn settle_clean(&mut self) {
+        let moved = self
+            .repair
+            .as_ref()
+            .map_or(0, |r| r.largest_correction_ms.abs());
+        let back = |l: &LostTime| {
+            let put = self
+                .repaired_video_times
+                .iter()
+                .filter(|&&t| (l.start_ms..=l.end_ms + moved).contains(&(t as i64)))
+                .count();
+            (l.video_frames as u64).saturating_sub(put as u64)
+        };
         let lost: u64 = self
             .timing
             .as_ref()
-            .map_or(0, |t| t.lost.iter().map(|l| l.video_frames as u64).sum());
+            .map_or(0, |t| t.lost.iter().map(back).sum());
         let noticed = self.reordered && matches!(self.video_codec, Some("h264" | "hevc"));
         self.decodable.lost_video_frames = lost;
         self.decodable.clean = lost == 0 || !noticed;
@@ -948,6 +969,41 @@ impl Report {
 mod tests {
     use super::*;
     use crate::sink::remux::{Container, RemuxReport};
+
+    #[test]
+    fn a_picture_repaired_where_no_gap_was_counted_leaves_another_gap_s_loss_lost() {
+        let lost = |start_ms, end_ms, video_frames| LostTime {
+            start_ms,
+            end_ms,
+            audio_frames: 0,
+            video_frames,
+            audio_ms: 0,
+            video_ms: 40 * video_frames as i64,
+            later_times: "exact",
+            counted_by: "wire order",
+        };
+        let mut r = StreamReport {
+            video_codec: Some("h264"),
+            reordered: true,
+            timing: Some(StreamTiming {
+                lost: vec![lost(400, 480, 1), lost(1000, 1080, 1)],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        r.settle_clean();
+        assert_eq!(r.decodable.lost_video_frames, 2);
+        // Two pictures put back: one before the first tag after a gap (no gap counted
+        // there), one in the first gap counted. The second gap's picture is still lost.
+        r.repaired_video_times = vec![0, 440];
+        r.settle_clean();
+        assert_eq!(r.decodable.lost_video_frames, 1);
+        assert!(!r.decodable.clean && !r.decodable.ok);
+        r.repaired_video_times.push(1040);
+        r.settle_clean();
+        assert_eq!(r.decodable.lost_video_frames, 0);
+        assert!(r.decodable.clean);
+    }
 
     #[test]
     fn remuxed_goes_beside_the_streams_file_and_nowhere_else() {
