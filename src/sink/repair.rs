@@ -750,6 +750,8 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
     }
     let mut times: Vec<Option<u32>> = vec![None; a.len()];
     let mut shift_of: HashMap<(u32, usize), i64> = HashMap::new();
+    // (the other copy's stretch, kind) -> its error.
+    let mut copy_err: HashMap<(u32, usize), i64> = HashMap::new();
     // Per kind: a cell whose anchors mostly agree says d - reference = (this stretch's
     // error) - (the other's). The cells joined through shared stretches give every error in
     // a group up to one constant; the constant taken is the one under which the most
@@ -805,15 +807,16 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
                 }
             }
         }
-        // A stretch two paths give two errors.
-        let torn: HashSet<u32> = edges
-            .iter()
-            .filter(|&&(sa, sb, e, _)| match (u.get(&sa), w.get(&sb)) {
-                (Some((x, _)), Some((y, _))) => (x - y - e).abs() > MIN_CORRECTION_MS,
-                _ => false,
-            })
-            .map(|e| e.0)
-            .collect();
+        // A stretch two paths give two errors (of this copy, and of the other).
+        let (mut torn, mut torn_b) = (HashSet::new(), HashSet::new());
+        for &(sa, sb, e, _) in &edges {
+            if let (Some((x, _)), Some((y, _))) = (u.get(&sa), w.get(&sb))
+                && (x - y - e).abs() > MIN_CORRECTION_MS
+            {
+                torn.insert(sa);
+                torn_b.insert(sb);
+            }
+        }
         // Per group, the constant that leaves the most anchors without an error.
         let mut votes: HashMap<u32, HashMap<i64, u32>> = HashMap::new();
         for &(sa, sb, _, agree) in &edges {
@@ -841,6 +844,15 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
             // tens of ms.
             if err.abs() > MIN_CORRECTION_MS && !torn.contains(&sa) {
                 shift_of.insert((sa, k), -err);
+            }
+        }
+        // The other copy's stretches found wrong the same way: a frame taken from one of
+        // them is put in at its time less that error.
+        for (sb, (y, g)) in w {
+            let Some(c) = constant.get(&g) else { continue };
+            let err = y + c;
+            if err.abs() > MIN_CORRECTION_MS && !torn_b.contains(&sb) {
+                copy_err.insert((sb, k), err);
             }
         }
     }
@@ -918,10 +930,15 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
             continue;
         };
         for j in js {
+            // The copy's times, less the errors of its stretches where they were found.
+            let bt = |j: usize| {
+                let err = copy_err.get(&(seg_b[j], slot(b[j].kind))).copied();
+                b[j].ts.wrapping_sub(err.unwrap_or(0) as u32)
+            };
             let ts = if clean(jl, j) {
-                at(left).wrapping_add(b[j].ts.wrapping_sub(b[jl].ts))
+                at(left).wrapping_add(bt(j).wrapping_sub(bt(jl)))
             } else if clean(j, jr) {
-                at(right).wrapping_sub(b[jr].ts.wrapping_sub(b[j].ts))
+                at(right).wrapping_sub(bt(jr).wrapping_sub(bt(j)))
             } else {
                 continue;
             };
@@ -1319,6 +1336,26 @@ mod tests {
         }
         let put: Vec<(usize, u32)> = p.inserts.iter().map(|x| (x.from, x.ts)).collect();
         assert_eq!(put, vec![(v1, b[v1].ts), (v3, b[v3].ts)]);
+    }
+
+    #[test]
+    fn a_frame_from_the_copy_s_wrong_stretch_goes_in_at_its_time_less_the_error() {
+        // The copy's video is 80 ms late after a gap of its own (its audio is right); this
+        // copy lost a picture there, after an audio frame.
+        let sender = sent(60);
+        let mut b = sender.clone();
+        for e in b[40..].iter_mut().filter(|e| e.kind == 9) {
+            e.ts += 80;
+        }
+        let v = (50..60)
+            .find(|&i| sender[i].kind == 9 && sender[i - 1].kind == 8)
+            .unwrap();
+        let mut a = sender.clone();
+        a.remove(v);
+        let p = plan(&a, &b, &marks(&[sender[v + 1].hash]), &marks(&[b[40].hash]));
+        assert!(p.times.iter().all(Option::is_none), "{p:?}");
+        let put: Vec<(usize, u32)> = p.inserts.iter().map(|x| (x.from, x.ts)).collect();
+        assert_eq!(put, vec![(v, sender[v].ts)]);
     }
 
     #[test]
