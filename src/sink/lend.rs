@@ -20,8 +20,12 @@ use crate::rtmp::{TagKind, media};
 
 /// Keyframes remembered to lend a configuration, at most.
 const MAX_KEYFRAMES: usize = 16384;
-/// Streams that can wait for a configuration to be lent, at most.
+/// Streams that can wait for a configuration to be lent, at most (counting each keyframe a
+/// stream waits with).
 const MAX_FIXES: usize = 1024;
+/// Keyframes of one stream looked for in the others: its first may be one no other copy
+/// holds whole (each copy loses its own).
+const MAX_KEYS_SOUGHT: u8 = 8;
 
 /// A keyframe's content hash: the same pictures in two streams hash alike.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -39,9 +43,10 @@ pub(super) struct Carried {
     /// The decoder configurations last seen (to lend to a stream that missed them).
     video: Option<Bytes>,
     audio: Option<Bytes>,
-    /// Joined mid-stream without a video configuration: its first keyframe's hash, to find
-    /// the same pictures (and so their configuration) in another connection of the input.
-    missing_key: Option<FrameHash>,
+    /// Joined mid-stream (or after a gap) without a video configuration: how many of its
+    /// keyframes are looked for in the other connections of the input (the same pictures,
+    /// and so their configuration), at most [`MAX_KEYS_SOUGHT`].
+    keys_sought: u8,
 }
 
 /// A stream whose decoder configuration another stream with the same pictures can borrow.
@@ -81,6 +86,14 @@ impl Lending {
     /// input (its report waits for it).
     pub(super) fn waits(&self, conn: ConnId) -> bool {
         self.conns.contains(&conn)
+    }
+
+    /// The stream `key` has a configuration found: it looks for its keyframes no more.
+    fn unneed(&mut self, key: StreamKey) {
+        for v in self.needs.values_mut() {
+            v.retain(|k| *k != key);
+        }
+        self.needs.retain(|_, v| !v.is_empty());
     }
 
     /// A connection that is not reported: its streams wait for nothing.
@@ -131,9 +144,11 @@ impl Lending {
                 video: s.carried.video.clone(),
                 audio: s.carried.audio.clone(),
             };
-            // Streams that were waiting for these pictures get this configuration.
+            // Streams that were waiting for these pictures get this configuration (and wait
+            // for their other keyframes no more).
             for k in self.needs.remove(&h).unwrap_or_default() {
-                self.fixes.insert(k, lender.clone());
+                self.fixes.entry(k).or_insert_with(|| lender.clone());
+                self.unneed(k);
             }
             if self.keyframes.insert(h, lender).is_none() {
                 self.keyframe_order.push_back(h);
@@ -143,17 +158,24 @@ impl Lending {
                     self.keyframes.remove(&old);
                 }
             }
-        } else if s.may_lack_config() && s.carried.missing_key.is_none() {
-            s.carried.missing_key = Some(h);
+        } else if s.may_lack_config()
+            && s.carried.keys_sought < MAX_KEYS_SOUGHT
+            && !self.fixes.contains_key(&key)
+        {
+            s.carried.keys_sought += 1;
             let waiting = self.fixes.len() + self.needs.values().map(Vec::len).sum::<usize>();
             if waiting >= MAX_FIXES {
-                s.report.notes.push(format!(
-                    "sequence headers not captured, and not looked for in other connections (more than {MAX_FIXES} streams needed them)"
-                ));
+                if s.carried.keys_sought == 1 {
+                    s.report.notes.push(format!(
+                        "sequence headers not captured, and not looked for in other connections (more than {MAX_FIXES} streams needed them)"
+                    ));
+                }
+                s.carried.keys_sought = MAX_KEYS_SOUGHT;
             } else {
                 match self.keyframes.get(&h) {
                     Some(l) => {
                         self.fixes.insert(key, l.clone());
+                        self.unneed(key);
                     }
                     None => self.needs.entry(h).or_default().push(key),
                 }
@@ -178,7 +200,9 @@ impl Lending {
             .map(|(k, l)| (k, Some(l)))
             .chain(self.needs.drain().flat_map(|(_, v)| v).map(|k| (k, None)))
             .collect();
+        // (A stream waiting with several keyframes is settled once.)
         fixes.sort_by_key(|(k, _)| *k);
+        fixes.dedup_by_key(|(k, _)| *k);
         for (key, lender) in fixes {
             let Some(report) = reports
                 .get_mut(&key.conn)
