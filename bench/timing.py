@@ -5,7 +5,7 @@
 
 OUT_DIR holds an rtmpsniff run (report.json and its FLV files); TRUTH_DIR the truth files of
 samples/make-hard-samples.sh (publish-mid.flv, play-ffmpeg-mid.flv, publish-leg.flv,
-play-ffmpeg-leg.flv). Audio and video tags are matched by body. One offset for the whole file
+play-ffmpeg-leg.flv) or of samples/make-audio-loss-sample.sh (DIRECTION-NAME.flv). Audio and video tags are matched by body. One offset for the whole file
 (of those within 2 ms of the most common truth-minus-recovered difference over bodies the
 truth holds once, the one that puts most tags within 1 ms) is applied; a tag is exact when its time plus that offset is a time the truth has for its body
 (within 1 ms, as the issue asks). Prints per stream: tags matched, the share exact (all, audio,
@@ -41,6 +41,15 @@ TRUTH = {
     ("publish", "flv1"): "publish-leg.flv",
     ("play", "flv1"): "play-ffmpeg-leg.flv",
 }
+
+
+def truth_of(truth_dir, s):
+    """(truth file, key) of a report's stream: by direction and video codec (the files of
+    samples/make-hard-samples.sh), else by direction and name (make-audio-loss-sample.sh)."""
+    key = (s["direction"], s.get("video_codec") or "")
+    if key in TRUTH:
+        return os.path.join(truth_dir, TRUTH[key]), key
+    return os.path.join(truth_dir, f"{s['direction']}-{s['name']}.flv"), (s["direction"], s["name"])
 
 
 def score(got, truth, name=""):
@@ -103,9 +112,9 @@ def main():
         for s in c["streams"]:
             if not s.get("file"):
                 continue
-            key = (s["direction"], s.get("video_codec") or "")
+            path, key = truth_of(truth_dir, s)
             got = tags(os.path.join(out, s["file"]))
-            truth = tags(os.path.join(truth_dir, TRUTH[key]))
+            truth = tags(path)
             r = score(got, truth, " ".join(key))
             if r is None:
                 print(f"{label} {key}: nothing matched")

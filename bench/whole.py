@@ -14,8 +14,8 @@ Video before the first keyframe the run wrote is counted apart: it cannot be dec
 the tool leaves it out on purpose. Prints per stream: truth
 messages, whole in the capture, whole ones the run wrote (by body), and the whole ones it
 dropped; then per stream the messages whole in some copy of it (the streams with the same
-video codec: in samples/netns-loss, a publish and its play), which repair could bring back,
-and how many it wrote.
+video codec, or without video the same name: in samples/netns-loss and netns-audio-loss, a
+publish and its play), which repair could bring back, and how many it wrote.
 """
 import collections
 import json
@@ -124,8 +124,8 @@ def main():
         for s in c["streams"]:
             if not s.get("file"):
                 continue
-            key = (s["direction"], s.get("video_codec") or "")
-            truth = timing.tags(os.path.join(truth_dir, timing.TRUTH[key]))
+            path, key = timing.truth_of(truth_dir, s)
+            truth = timing.tags(path)
             got = set((t, b) for t, _, b in timing.tags(os.path.join(out, s["file"])))
             # The stream's direction: a publish's media go from client to server.
             src, dst = c["client"], c["server"]
@@ -138,11 +138,12 @@ def main():
             buf, mask = dirs[key4]
             # Video before the first keyframe written cannot be decoded: the tool leaves it
             # out on purpose (the report's dropped_before_keyframe), so it is counted apart.
+            # (An AVC/HEVC sequence header, packet type 0, is no keyframe.)
             key_at = next(
                 (
                     i
                     for i, (t, _, b) in enumerate(truth)
-                    if t == 9 and b[:1] and b[0] >> 4 == 1 and (t, b) in got
+                    if t == 9 and b[:1] and b[0] >> 4 == 1 and b[1:2] != b"\x00" and (t, b) in got
                 ),
                 len(truth),
             )
@@ -171,7 +172,7 @@ def main():
                 + (f"  (and {undecodable} video before the first keyframe)" if undecodable else "")
             )
     print("\n".join(sorted(rows)))
-    # Copies of one stream (here: the same video codec): a message of this stream's truth
+    # Copies of one stream (the same video codec, or name): a message of this stream's truth
     # whole in any of them could come back.
     rows = []
     for key, truth, got, _ in streams:

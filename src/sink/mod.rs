@@ -527,7 +527,11 @@ impl FlvSink {
         let Some(s) = self.streams.get_mut(&key) else {
             return Ok(());
         };
+        let waiting = s.report.dropped_before_keyframe;
         if !s.accept(kind, body) {
+            if s.report.dropped_before_keyframe > waiting && !self.dry && !s.to_pipe {
+                self.repair.left_out(key);
+            }
             return Ok(());
         }
         if !self.dry && !s.to_pipe {

@@ -96,6 +96,8 @@ struct Entry {
     len: u32,
     /// A coded frame (not a decoder configuration, not an end of sequence).
     frame: bool,
+    /// A keyframe.
+    key: bool,
 }
 
 /// What is known of a stream during the input.
@@ -113,6 +115,12 @@ struct Copy {
     uses: u32,
     /// Whether it has had a picture that pairs copies (until then its sounds pair them).
     pictured: bool,
+    /// Hashes of the first tag written after video was left out waiting for a keyframe
+    /// (the file's own frames, not lost, but undecodable without the keyframe a gap took),
+    /// and whether such video is being left out now.
+    left_out: HashSet<u64>,
+    leaving: bool,
+    left_next: bool,
 }
 
 /// Frames that pair copies: a frame's hash -> the streams whose files hold it (at most 8),
@@ -221,6 +229,15 @@ impl Repair {
                 c.marks.insert(body_hash(body));
             }
         }
+        if c.left_next && matches!(kind, 8 | 9) {
+            c.left_next = false;
+            if c.left_out.len() < MAX_MARKS {
+                c.left_out.insert(body_hash(body));
+            }
+        }
+        if kind == 9 && media::video(body).is_some_and(|i| i.frame && i.keyframe) {
+            c.leaving = false;
+        }
         // Pictures pair copies: coded video frames big enough not to be alike by chance (a
         // few bytes of an unchanging picture can be). Until a stream has one, its audio
         // frames pair it.
@@ -237,6 +254,30 @@ impl Repair {
         {
             self.sounds.add(key, body);
         }
+    }
+
+    /// A video frame of stream `key` was left out of its file waiting for a keyframe (one
+    /// a gap took, or that came before the capture): a copy may hold the keyframe, and with
+    /// it these frames.
+    pub(super) fn left_out(&mut self, key: StreamKey) {
+        if !self.enabled {
+            return;
+        }
+        let Some(c) = self.copies.get_mut(&key) else {
+            return;
+        };
+        if c.leaving {
+            return;
+        }
+        if c.marks.is_empty() && c.left_out.is_empty() {
+            if self.targets >= MAX_TARGETS {
+                return;
+            }
+            self.targets += 1;
+            self.conns.insert(key.conn);
+        }
+        c.leaving = true;
+        c.left_next = true;
     }
 
     /// The stream's file, as its report gives it when the stream ends.
@@ -273,7 +314,7 @@ impl Repair {
         let mut targets: Vec<StreamKey> = self
             .copies
             .iter()
-            .filter(|(_, c)| !c.marks.is_empty() && c.one_file)
+            .filter(|(_, c)| (!c.marks.is_empty() || !c.left_out.is_empty()) && c.one_file)
             .map(|(k, _)| *k)
             .collect();
         targets.sort();
@@ -297,7 +338,8 @@ impl Repair {
                 };
                 let Some(tid) = r.file_id else { break };
                 let (tname, sname, sid) = (tname.clone(), sname.clone(), *sid);
-                let outcome = repair_one(dir, (&tname, tid), (&sname, sid), &t.marks, &s.marks)?;
+                let marks = (&t.marks, &s.marks, &t.left_out);
+                let outcome = repair_one(dir, (&tname, tid), (&sname, sid), marks)?;
                 if let Some(s) = self.copies.get_mut(&src) {
                     s.uses += 1;
                 }
@@ -412,8 +454,7 @@ fn repair_one(
     dir: &Path,
     target: (&str, FileId),
     source: (&str, FileId),
-    marks: &HashSet<u64>,
-    source_marks: &HashSet<u64>,
+    (marks, source_marks, left_out): (&HashSet<u64>, &HashSet<u64>, &HashSet<u64>),
 ) -> io::Result<Outcome> {
     let (Some(mut tf), Some(mut sf)) = (
         reopen(&dir.join(target.0), target.1)?,
@@ -426,7 +467,7 @@ fn repair_one(
         (Err(e), _) | (_, Err(e)) => return Ok(Outcome::Failed(e)),
         _ => return Ok(Outcome::TooLong),
     };
-    let p = plan(&a, &b, marks, source_marks);
+    let p = plan_with(&a, &b, marks, source_marks, left_out);
     if p.inserts.is_empty() && p.corrected == 0 {
         return Ok(Outcome::Nothing);
     }
@@ -544,10 +585,10 @@ fn index(f: &mut File) -> io::Result<Option<Vec<Entry>>> {
         }
         let kind = head[0] & 0x1f;
         let b = &body[..len as usize];
-        let frame = match kind {
-            9 => media::video(b).is_some_and(|i| i.frame),
-            8 => media::audio(b).is_some_and(|i| i.frame),
-            _ => false,
+        let (frame, key) = match kind {
+            9 => media::video(b).map_or((false, false), |i| (i.frame, i.frame && i.keyframe)),
+            8 => (media::audio(b).is_some_and(|i| i.frame), false),
+            _ => (false, false),
         };
         out.push(Entry {
             kind,
@@ -556,6 +597,7 @@ fn index(f: &mut File) -> io::Result<Option<Vec<Entry>>> {
             at,
             len,
             frame,
+            key,
         });
         at += 11 + len as u64 + 4;
     }
@@ -640,7 +682,21 @@ fn mode(counts: &HashMap<i64, u32>) -> Option<(i64, u32, u32)> {
 }
 
 /// Align the target `a` with the copy `b` (see the module's comment).
+#[cfg(test)]
 fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>) -> Plan {
+    plan_with(a, b, marks_a, marks_b, &HashSet::new())
+}
+
+/// [`plan`], where `left_a` marks the first tag of the target written after video was left
+/// out waiting for a keyframe: from there to its next keyframe, the copy's video frames
+/// go in, if the copy's keyframe before them and every frame after it do.
+fn plan_with(
+    a: &[Entry],
+    b: &[Entry],
+    marks_a: &HashSet<u64>,
+    marks_b: &HashSet<u64>,
+    left_a: &HashSet<u64>,
+) -> Plan {
     let media = |e: &Entry| matches!(e.kind, 8 | 9);
     let mut count: HashMap<u64, (u32, u32, usize)> = HashMap::new();
     for (j, e) in b.iter().enumerate().filter(|(_, e)| media(e)) {
@@ -910,8 +966,21 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
     let at = |i: usize| times[i].unwrap_or(a[i].ts);
     let clean =
         |from: usize, to: usize| !b[from + 1..=to].iter().any(|x| marks_b.contains(&x.hash));
+    // Where this copy left video out waiting for a keyframe: from the first tag written
+    // after the first frame left out to the next keyframe (or the end).
+    let regions: Vec<(usize, usize)> = a
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| media(e) && left_a.contains(&e.hash))
+        .map(|(i, _)| {
+            let key = (i..a.len()).find(|&k| a[k].kind == 9 && a[k].key);
+            (i, key.unwrap_or(a.len()))
+        })
+        .collect();
     for (left, right, js) in runs {
-        if !(left + 1..=right).any(|i| media(&a[i]) && marks_a.contains(&a[i].hash)) {
+        let gap = (left + 1..=right).any(|i| media(&a[i]) && marks_a.contains(&a[i].hash));
+        let left_out = regions.iter().any(|&(s, e)| left + 1 >= s && right <= e);
+        if !gap && !left_out {
             continue;
         }
         // None that this copy holds anywhere (a message is never put in twice): those were
@@ -919,7 +988,11 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
         // configurations as it joins, the publisher sent them before its first frames).
         // The rest must be coded frames.
         let held = |j: usize| count.get(&b[j].hash).is_some_and(|c| c.0 > 0);
-        let js: Vec<usize> = js.into_iter().filter(|&j| !held(j)).collect();
+        // (Where no gap came, only video was left out.)
+        let js: Vec<usize> = js
+            .into_iter()
+            .filter(|&j| !held(j) && (gap || b[j].kind == 9))
+            .collect();
         if js.is_empty() || !js.iter().all(|&j| b[j].frame) {
             continue;
         }
@@ -988,6 +1061,34 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
     }
     let mut kept = kept.into_iter();
     inserts.retain(|_| kept.next().unwrap_or(false));
+    // Where video was left out, the pictures put in must decode: from a keyframe of the
+    // copy on, every picture of the copy up to this copy's own next keyframe is here or put
+    // in. The pictures put in before that keyframe go.
+    for &(s, e) in &regions {
+        let here = |x: &Insert| b[x.from].kind == 9 && (s..=e).contains(&x.before);
+        let from: HashSet<usize> = inserts.iter().filter(|x| here(x)).map(|x| x.from).collect();
+        if from.is_empty() {
+            continue;
+        }
+        let held = |j: usize| count.get(&b[j].hash).is_some_and(|c| c.0 > 0);
+        let start = a
+            .get(e)
+            .and_then(|_| matched[e].or(inner[e]))
+            .and_then(|je| {
+                // After the last picture of the copy neither here nor put in (before the first
+                // put in, none matters). What a gap of the copy took is lost inside the file, as
+                // after a gap of this copy's own.
+                let first = from.iter().copied().min().unwrap_or(je);
+                let missing = (first..je)
+                    .rev()
+                    .find(|&j| b[j].kind == 9 && b[j].frame && !held(j) && !from.contains(&j));
+                from.iter()
+                    .copied()
+                    .filter(|&j| b[j].key && missing.is_none_or(|m| j > m))
+                    .min()
+            });
+        inserts.retain(|x| !here(x) || start.is_some_and(|f| x.from >= f));
+    }
     Plan {
         inserts,
         times,
@@ -1020,6 +1121,7 @@ mod tests {
                 at: 0,
                 len: 0,
                 frame: true,
+                key: false,
             });
         }
         v
@@ -1076,6 +1178,7 @@ mod tests {
             at: 0,
             len: 0,
             frame: false,
+            key: false,
         };
         let (video, audio) = (config(9, 1), config(8, 2));
         let mut b = vec![video, audio];
@@ -1106,6 +1209,7 @@ mod tests {
             at: 0,
             len: 0,
             frame: false,
+            key: false,
         };
         let (video, audio) = (config(9, 1), config(8, 2));
         let mut b = vec![video, audio];
@@ -1356,6 +1460,42 @@ mod tests {
         assert!(p.times.iter().all(Option::is_none), "{p:?}");
         let put: Vec<(usize, u32)> = p.inserts.iter().map(|x| (x.from, x.ts)).collect();
         assert_eq!(put, vec![(v, sender[v].ts)]);
+    }
+
+    #[test]
+    fn pictures_left_out_for_a_lost_keyframe_come_back_with_it_or_not_at_all() {
+        // Pictures every 40 ms, a keyframe at tag 1 and at tag `k2`. This copy lost the
+        // first keyframe to a gap and left out the pictures after it up to the next one.
+        let mut b = sent(60);
+        let video: Vec<usize> = (0..60).filter(|&i| b[i].kind == 9).collect();
+        let (k1, k2) = (video[0], video[5]);
+        b[k1].key = true;
+        b[k2].key = true;
+        let a: Vec<Entry> = (0..60)
+            .filter(|&i| b[i].kind == 8 || i >= k2)
+            .map(|i| b[i])
+            .collect();
+        let after = b[k1 + 1].hash;
+        let p = plan_with(&a, &b, &marks(&[after]), &HashSet::new(), &marks(&[after]));
+        let put: Vec<(usize, u32)> = p.inserts.iter().map(|x| (x.from, x.ts)).collect();
+        let want: Vec<(usize, u32)> = video[..5].iter().map(|&j| (j, b[j].ts)).collect();
+        assert_eq!(put, want);
+        // Without the left-out marks, only what the gap took.
+        let p = plan_with(&a, &b, &marks(&[after]), &HashSet::new(), &HashSet::new());
+        assert_eq!(p.inserts.len(), 1);
+        // A copy that lost the keyframe too gives nothing there: its pictures would not
+        // decode.
+        let mut c = b.clone();
+        c.remove(k1);
+        let p = plan_with(&a, &c, &marks(&[after]), &HashSet::new(), &marks(&[after]));
+        assert!(p.inserts.is_empty(), "{:?}", p.inserts);
+        // A picture of them that cannot go in (its time does not fit between this copy's
+        // tags around it) takes the others with it: from the keyframe on, they come in
+        // whole or not at all.
+        let mut c = b.clone();
+        c[video[2]].ts += 1000;
+        let p = plan_with(&a, &c, &marks(&[after]), &HashSet::new(), &marks(&[after]));
+        assert!(p.inserts.is_empty(), "{:?}", p.inserts);
     }
 
     #[test]
