@@ -529,7 +529,13 @@ impl FlvSink {
         };
         let waiting = s.report.dropped_before_keyframe;
         if !s.accept(kind, body) {
-            if s.report.dropped_before_keyframe > waiting && !self.dry && !s.to_pipe {
+            // Left out for a keyframe a gap took: another copy may hold it. (Not for a
+            // stream joined mid-stream: the other copies began no earlier, with the capture.)
+            if s.report.dropped_before_keyframe > waiting
+                && !s.mid_stream
+                && !self.dry
+                && !s.to_pipe
+            {
                 self.repair.left_out(key);
             }
             return Ok(());

@@ -121,6 +121,8 @@ struct Copy {
     left_out: HashSet<u64>,
     leaving: bool,
     left_next: bool,
+    /// Whether it is to be repaired at the end (at most [`MAX_TARGETS`] are).
+    target: bool,
 }
 
 /// Frames that pair copies: a frame's hash -> the streams whose files hold it (at most 8),
@@ -214,10 +216,11 @@ impl Repair {
         });
         if gaps != c.gaps {
             c.gaps = gaps;
-            if c.marks.is_empty() && self.targets >= MAX_TARGETS {
-                return;
-            }
-            if c.marks.is_empty() {
+            if !c.target {
+                if self.targets >= MAX_TARGETS {
+                    return;
+                }
+                c.target = true;
                 self.targets += 1;
                 self.conns.insert(key.conn);
             }
@@ -269,10 +272,11 @@ impl Repair {
         if c.leaving {
             return;
         }
-        if c.marks.is_empty() && c.left_out.is_empty() {
+        if !c.target {
             if self.targets >= MAX_TARGETS {
                 return;
             }
+            c.target = true;
             self.targets += 1;
             self.conns.insert(key.conn);
         }
@@ -314,7 +318,7 @@ impl Repair {
         let mut targets: Vec<StreamKey> = self
             .copies
             .iter()
-            .filter(|(_, c)| (!c.marks.is_empty() || !c.left_out.is_empty()) && c.one_file)
+            .filter(|(_, c)| c.target && c.one_file)
             .map(|(k, _)| *k)
             .collect();
         targets.sort();
