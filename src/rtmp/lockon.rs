@@ -123,11 +123,13 @@ fn next_header_fits(
     let Some(h) = ChunkHeader::parse_fixed(&buf[p..]) else {
         return true;
     };
+    // The length the chunk stream gives, its body starting `e` bytes after the header.
     let stream = |e: usize| {
         let first = buf.get(p + hlen + e..).unwrap_or_default();
         known.and_then(|k| k.next_length(csid, first))
     };
-    if len.is_none() && stream(0).is_none() {
+    let at_0 = if len.is_none() { stream(0) } else { None };
+    if len.is_none() && at_0.is_none() {
         return true;
     }
     // The extended timestamp: announced by a fmt-0/1/2 header's field; on fmt 3 the reader
@@ -135,11 +137,12 @@ fn next_header_fits(
     let exts: &[usize] = match h.fmt {
         0..=2 if h.field() == EXTENDED => &[4],
         0..=2 => &[0],
-        _ if stream(0).is_some_and(|(_, ext)| ext) => &[0, 4],
+        _ if at_0.is_some_and(|(_, ext)| ext) => &[0, 4],
         _ => &[0],
     };
     exts.iter().any(|&e| {
-        let Some(len) = len.or(stream(e).map(|(l, _)| l)) else {
+        let from_stream = if e == 0 { at_0 } else { stream(e) };
+        let Some(len) = len.or(from_stream.map(|(l, _)| l)) else {
             return true;
         };
         let next = p + hlen + e + len.min(cs.max(1)) as usize;
