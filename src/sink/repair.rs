@@ -1131,6 +1131,20 @@ mod tests {
         v
     }
 
+    /// A video and an audio decoder configuration, at 0.
+    fn configurations() -> (Entry, Entry) {
+        let config = |kind: u8, hash: u64| Entry {
+            kind,
+            ts: 0,
+            hash,
+            at: 0,
+            len: 0,
+            frame: false,
+            key: false,
+        };
+        (config(9, 1), config(8, 2))
+    }
+
     fn marks(hashes: &[u64]) -> HashSet<u64> {
         hashes.iter().copied().collect()
     }
@@ -1175,16 +1189,7 @@ mod tests {
         // player the audio configuration after the first audio frame. The player lost its
         // first picture (tag 1 of the frames): its gap came before that configuration.
         let frames = sent(40);
-        let config = |kind: u8, hash: u64| Entry {
-            kind,
-            ts: 0,
-            hash,
-            at: 0,
-            len: 0,
-            frame: false,
-            key: false,
-        };
-        let (video, audio) = (config(9, 1), config(8, 2));
+        let (video, audio) = configurations();
         let mut b = vec![video, audio];
         b.extend_from_slice(&frames);
         let mut a = vec![video, frames[0], audio];
@@ -1206,16 +1211,7 @@ mod tests {
         // frame that followed it: between its two first anchors the publisher holds that
         // configuration and the lost picture.
         let frames = &sent(41)[1..];
-        let config = |kind: u8, hash: u64| Entry {
-            kind,
-            ts: 0,
-            hash,
-            at: 0,
-            len: 0,
-            frame: false,
-            key: false,
-        };
-        let (video, audio) = (config(9, 1), config(8, 2));
+        let (video, audio) = configurations();
         let mut b = vec![video, audio];
         b.extend_from_slice(frames);
         let mut a = vec![video, frames[1], audio];
