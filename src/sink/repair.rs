@@ -406,6 +406,8 @@ struct Done {
     id: Option<FileId>,
     /// The times of the video frames put in.
     video_times: Vec<u32>,
+    /// Whether the file's first picture is a keyframe now.
+    starts_with_keyframe: Option<bool>,
 }
 
 enum Outcome {
@@ -443,6 +445,7 @@ fn apply(
     r.set_bitrates();
     // Video frames put back are no longer lost inside the file.
     r.repaired_video_times.extend_from_slice(&d.video_times);
+    r.decodable.starts_with_keyframe = d.starts_with_keyframe;
     r.settle_clean();
     r.bytes = d.bytes;
     r.file_id = d.id;
@@ -523,6 +526,9 @@ fn rewrite(
     for (i, e) in a.iter().enumerate() {
         while let Some(x) = ins.next_if(|x| x.before == i) {
             let s = &b[x.from];
+            if s.kind == 9 && s.frame {
+                done.starts_with_keyframe.get_or_insert(s.key);
+            }
             read_tag(sf, s, &mut buf)?;
             set_ts(&mut buf, x.ts);
             w.write_all(&buf)?;
@@ -538,6 +544,9 @@ fn rewrite(
                 done.audio_frames += 1;
                 done.audio_bytes += body;
             }
+        }
+        if e.kind == 9 && e.frame {
+            done.starts_with_keyframe.get_or_insert(e.key);
         }
         // The target's own tags, in order, a time moved where it was corrected.
         buf.resize(11 + e.len as usize + 4, 0);

@@ -457,6 +457,10 @@ pub struct Decodable {
     pub clean: bool,
     /// Video frames lost inside the file (headers lost to gaps), as the timing stage counted.
     pub lost_video_frames: u64,
+    /// Whether the file's first picture is a keyframe (none: no picture). ffmpeg says
+    /// "first frame is no keyframe" of one that is not, and decodes the pictures before the
+    /// first keyframe damaged.
+    pub starts_with_keyframe: Option<bool>,
     pub synthesised: Vec<Synthesised>,
     /// When the video cannot be decoded but the audio can: a file beside `file` with the
     /// audio (and script tags) only, which players open.
@@ -487,11 +491,14 @@ impl Decodable {
             name(self.video),
             name(self.audio)
         );
-        if !self.clean {
+        if !self.clean && self.lost_video_frames > 0 {
             s.push_str(&format!(
                 ", {} video frames lost inside",
                 self.lost_video_frames
             ));
+        }
+        if self.starts_with_keyframe == Some(false) {
+            s.push_str(", its first picture no keyframe");
         }
         s.push(')');
         if let Some(a) = &self.audio_file {
@@ -602,7 +609,8 @@ impl StreamReport {
             .map_or(0, |t| t.lost.iter().map(back).sum());
         let noticed = self.reordered && matches!(self.video_codec, Some("h264" | "hevc"));
         self.decodable.lost_video_frames = lost;
-        self.decodable.clean = lost == 0 || !noticed;
+        self.decodable.clean =
+            (lost == 0 || !noticed) && self.decodable.starts_with_keyframe != Some(false);
         self.decodable.settle();
     }
 
@@ -1003,6 +1011,11 @@ mod tests {
         r.settle_clean();
         assert_eq!(r.decodable.lost_video_frames, 0);
         assert!(r.decodable.clean);
+        // A first picture that is no keyframe is not clean either, whatever else.
+        r.decodable.starts_with_keyframe = Some(false);
+        r.settle_clean();
+        assert!(!r.decodable.clean && !r.decodable.ok);
+        assert!(r.decodable.words().contains("first picture no keyframe"));
     }
 
     #[test]

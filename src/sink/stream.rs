@@ -475,6 +475,7 @@ impl StreamOut {
             return false;
         }
         if i.frame {
+            r.decodable.starts_with_keyframe.get_or_insert(i.keyframe);
             r.video_frames += 1;
             r.keyframes += i.keyframe as u64;
             r.video_bytes += body.len() as u64;
