@@ -981,18 +981,30 @@ fn plan_with(
         |from: usize, to: usize| !b[from + 1..=to].iter().any(|x| marks_b.contains(&x.hash));
     // Where this copy left video out waiting for a keyframe: from the first tag written
     // after the first frame left out to the next keyframe (or the end).
-    let regions: Vec<(usize, usize)> = a
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| media(e) && left_a.contains(&e.hash))
-        .map(|(i, _)| {
-            let key = (i..a.len()).find(|&k| a[k].kind == 9 && a[k].key);
-            (i, key.unwrap_or(a.len()))
-        })
-        .collect();
+    // Regions that end at one keyframe are one (from the earliest start): they are disjoint,
+    // and a body that repeats cannot make more of them than there are keyframes.
+    let mut next_key = vec![a.len(); a.len() + 1];
+    for i in (0..a.len()).rev() {
+        next_key[i] = if a[i].kind == 9 && a[i].key {
+            i
+        } else {
+            next_key[i + 1]
+        };
+    }
+    let mut regions: Vec<(usize, usize)> = Vec::new();
+    for (i, e) in a.iter().enumerate() {
+        if media(e) && left_a.contains(&e.hash) && regions.last().is_none_or(|r| r.1 < i) {
+            regions.push((i, next_key[i]));
+        }
+    }
+    // The region that holds tag `i`, if any.
+    let region_of = |i: usize| {
+        let k = regions.partition_point(|r| r.0 <= i).checked_sub(1)?;
+        (i <= regions[k].1).then_some(k)
+    };
     for (left, right, js) in runs {
         let gap = (left + 1..=right).any(|i| media(&a[i]) && marks_a.contains(&a[i].hash));
-        let left_out = regions.iter().any(|&(s, e)| left + 1 >= s && right <= e);
+        let left_out = region_of(left + 1).is_some_and(|k| right <= regions[k].1);
         if !gap && !left_out {
             continue;
         }
@@ -1077,31 +1089,37 @@ fn plan_with(
     // Where video was left out, the pictures put in must decode: from a keyframe of the
     // copy on, every picture of the copy up to this copy's own next keyframe is here or put
     // in. The pictures put in before that keyframe go.
-    for &(s, e) in &regions {
-        let here = |x: &Insert| b[x.from].kind == 9 && (s..=e).contains(&x.before);
-        let from: HashSet<usize> = inserts.iter().filter(|x| here(x)).map(|x| x.from).collect();
-        if from.is_empty() {
-            continue;
+    let in_region = |x: &Insert| (b[x.from].kind == 9).then(|| region_of(x.before)).flatten();
+    let mut put: Vec<HashSet<usize>> = vec![HashSet::new(); regions.len()];
+    for x in &inserts {
+        if let Some(k) = in_region(x) {
+            put[k].insert(x.from);
         }
-        let held = |j: usize| count.get(&b[j].hash).is_some_and(|c| c.0 > 0);
-        let start = a
-            .get(e)
-            .and_then(|_| matched[e].or(inner[e]))
-            .and_then(|je| {
-                // After the last picture of the copy neither here nor put in (before the first
-                // put in, none matters). What a gap of the copy took is lost inside the file, as
-                // after a gap of this copy's own.
-                let first = from.iter().copied().min().unwrap_or(je);
-                let missing = (first..je)
-                    .rev()
-                    .find(|&j| b[j].kind == 9 && b[j].frame && !held(j) && !from.contains(&j));
-                from.iter()
-                    .copied()
-                    .filter(|&j| b[j].key && missing.is_none_or(|m| j > m))
-                    .min()
-            });
-        inserts.retain(|x| !here(x) || start.is_some_and(|f| x.from >= f));
     }
+    let held = |j: usize| count.get(&b[j].hash).is_some_and(|c| c.0 > 0);
+    let starts: Vec<Option<usize>> = regions
+        .iter()
+        .zip(&put)
+        .map(|(&(_, e), from)| {
+            let je = matched
+                .get(e)
+                .copied()
+                .flatten()
+                .or(inner.get(e).copied().flatten())?;
+            // After the last picture of the copy neither here nor put in (before the first
+            // put in, none matters). What a gap of the copy took is lost inside the file, as
+            // after a gap of this copy's own.
+            let first = from.iter().copied().min()?;
+            let missing = (first..je)
+                .rev()
+                .find(|&j| b[j].kind == 9 && b[j].frame && !held(j) && !from.contains(&j));
+            from.iter()
+                .copied()
+                .filter(|&j| b[j].key && missing.is_none_or(|m| j > m))
+                .min()
+        })
+        .collect();
+    inserts.retain(|x| in_region(x).is_none_or(|k| starts[k].is_some_and(|f| x.from >= f)));
     Plan {
         inserts,
         times,
