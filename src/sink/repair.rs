@@ -125,6 +125,26 @@ struct Copy {
     target: bool,
 }
 
+/// Make stream `key`'s copy `c` one to repair at the end (its connection's report waits for
+/// it), unless it is one already; false when [`MAX_TARGETS`] are.
+fn become_target(
+    c: &mut Copy,
+    key: StreamKey,
+    targets: &mut usize,
+    conns: &mut HashSet<ConnId>,
+) -> bool {
+    if c.target {
+        return true;
+    }
+    if *targets >= MAX_TARGETS {
+        return false;
+    }
+    c.target = true;
+    *targets += 1;
+    conns.insert(key.conn);
+    true
+}
+
 /// Frames that pair copies: a frame's hash -> the streams whose files hold it (at most 8),
 /// the oldest forgotten first past [`MAX_PICTURES`].
 #[derive(Default)]
@@ -216,13 +236,8 @@ impl Repair {
         });
         if gaps != c.gaps {
             c.gaps = gaps;
-            if !c.target {
-                if self.targets >= MAX_TARGETS {
-                    return;
-                }
-                c.target = true;
-                self.targets += 1;
-                self.conns.insert(key.conn);
+            if !become_target(c, key, &mut self.targets, &mut self.conns) {
+                return;
             }
             c.mark_next = true;
         }
@@ -238,16 +253,17 @@ impl Repair {
                 c.left_out.insert(body_hash(body));
             }
         }
-        if kind == 9 && media::video(body).is_some_and(|i| i.frame && i.keyframe) {
+        let picture = (kind == 9)
+            .then(|| media::video(body))
+            .flatten()
+            .filter(|i| i.frame);
+        if picture.is_some_and(|i| i.keyframe) {
             c.leaving = false;
         }
         // Pictures pair copies: coded video frames big enough not to be alike by chance (a
         // few bytes of an unchanging picture can be). Until a stream has one, its audio
         // frames pair it.
-        if kind == 9
-            && body.len() >= MIN_PAIRING_BYTES
-            && media::video(body).is_some_and(|i| i.frame)
-        {
+        if picture.is_some() && body.len() >= MIN_PAIRING_BYTES {
             c.pictured = true;
             self.pictures.add(key, body);
         } else if kind == 8
@@ -269,16 +285,8 @@ impl Repair {
         let Some(c) = self.copies.get_mut(&key) else {
             return;
         };
-        if c.leaving {
+        if c.leaving || !become_target(c, key, &mut self.targets, &mut self.conns) {
             return;
-        }
-        if !c.target {
-            if self.targets >= MAX_TARGETS {
-                return;
-            }
-            c.target = true;
-            self.targets += 1;
-            self.conns.insert(key.conn);
         }
         c.leaving = true;
         c.left_next = true;
@@ -538,8 +546,7 @@ fn rewrite(
                 done.video_frames += 1;
                 done.video_times.push(x.ts);
                 done.video_bytes += body;
-                let b = &buf[11..buf.len() - 4];
-                done.keyframes += media::video(b).is_some_and(|i| i.keyframe) as u64;
+                done.keyframes += s.key as u64;
             } else {
                 done.audio_frames += 1;
                 done.audio_bytes += body;
@@ -997,6 +1004,8 @@ fn plan_with(
             regions.push((i, next_key[i]));
         }
     }
+    // Whether this copy holds the copy's tag `j` somewhere.
+    let held = |j: usize| count.get(&b[j].hash).is_some_and(|c| c.0 > 0);
     // The region that holds tag `i`, if any.
     let region_of = |i: usize| {
         let k = regions.partition_point(|r| r.0 <= i).checked_sub(1)?;
@@ -1012,7 +1021,6 @@ fn plan_with(
         // not lost here, only sent in another order (a server sends a player the decoder
         // configurations as it joins, the publisher sent them before its first frames).
         // The rest must be coded frames.
-        let held = |j: usize| count.get(&b[j].hash).is_some_and(|c| c.0 > 0);
         // (Where no gap came, only video was left out.)
         let js: Vec<usize> = js
             .into_iter()
@@ -1096,7 +1104,6 @@ fn plan_with(
             put[k].insert(x.from);
         }
     }
-    let held = |j: usize| count.get(&b[j].hash).is_some_and(|c| c.0 > 0);
     let starts: Vec<Option<usize>> = regions
         .iter()
         .zip(&put)
