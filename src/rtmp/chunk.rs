@@ -101,17 +101,23 @@ pub(crate) struct ChunkStream {
 }
 
 impl ChunkStream {
+    /// Whether its messages may be MP3 whose length the frame's header says (see
+    /// [`Self::mp3_length`]).
+    fn audio(&self) -> bool {
+        self.type_id == types::AUDIO && self.length >= 5
+    }
+
     /// Whether a message begun by a fmt-2 or fmt-3 header takes its length from its first
-    /// bytes: an audio message on a length from before a gap (see [`Self::mp3_length`]).
+    /// bytes: an audio message on a length from before a gap.
     fn peeks(&self) -> bool {
-        self.stale_length && self.type_id == types::AUDIO && self.length >= 5
+        self.stale_length && self.audio()
     }
 
     /// The length of an audio message from its first bytes, where they say it is not the
     /// one in force: the header that last set this length may have been lost, and MP3
     /// frames change length by their padding byte, which the frame's own header gives.
     fn mp3_length(&self, first: &[u8]) -> Option<u32> {
-        if self.type_id != types::AUDIO || self.length < 5 {
+        if !self.audio() {
             return None;
         }
         media::mp3_message_len(first.get(..5)?, self.length)
