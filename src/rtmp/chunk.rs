@@ -102,9 +102,15 @@ pub(crate) struct ChunkStream {
 
 impl ChunkStream {
     /// Whether its messages may be MP3 whose length the frame's header says (see
-    /// [`Self::mp3_length`]).
+    /// [`Self::mp3_length`]): audio, or script data (ffmpeg sends `@setDataFrame` on the
+    /// chunk stream of its audio, so that a gap that took the first audio header leaves the
+    /// chunk stream's type from the script's).
     fn audio(&self) -> bool {
-        self.type_id == types::AUDIO && self.length >= 5
+        (self.type_id == types::AUDIO && self.length >= 5) || self.script()
+    }
+
+    fn script(&self) -> bool {
+        matches!(self.type_id, types::DATA_AMF0 | types::DATA_AMF3)
     }
 
     /// Whether a message begun by a fmt-2 or fmt-3 header takes its length from its first
@@ -115,12 +121,14 @@ impl ChunkStream {
 
     /// The length of an audio message from its first bytes, where they say it is not the
     /// one in force: the header that last set this length may have been lost, and MP3
-    /// frames change length by their padding byte, which the frame's own header gives.
+    /// frames change length by their padding byte, which the frame's own header gives. (A
+    /// script body never begins like MP3: its first byte is an AMF marker.)
     fn mp3_length(&self, first: &[u8]) -> Option<u32> {
         if !self.audio() {
             return None;
         }
-        media::mp3_message_len(first.get(..5)?, self.length)
+        let stale = if self.script() { 0 } else { self.length };
+        media::mp3_message_len(first.get(..5)?, stale)
     }
 
     /// Take in a header's fields (`new_message`: its chunk starts a message).
@@ -339,6 +347,14 @@ impl ChunkReader {
         v
     }
 
+    /// Chunk stream `csid`'s messages are taken to be `length` bytes long from here (a
+    /// lock-on trying what a lost header said).
+    pub(crate) fn assume_length(&mut self, csid: u32, length: u32) {
+        if let Some(cs) = self.streams.get_mut(&csid) {
+            cs.length = length;
+        }
+    }
+
     /// A message whose header was lost and whose body was found whole (`length` bytes,
     /// `body`): its chunk stream takes it in as if the header had been read, its time being
     /// the last delta applied again (exact for a lost fmt-3 header, estimated otherwise).
@@ -552,7 +568,15 @@ impl ChunkReader {
         };
         let csid = h.csid;
         if !self.streams.contains_key(&csid) {
-            self.admit(&h)?;
+            // An MP3 chunk stream's first message after a lock-on may come under a fmt-2 or
+            // fmt-3 header: its first bytes say what it is, so they must be here.
+            if self.lenient && h.fmt >= 2 && !self.at_end && self.buf.len() < h.len + 5 {
+                return Ok(false);
+            }
+            let mp3 = (self.lenient && h.fmt >= 2 && h.extended.is_none())
+                .then(|| media::mp3_message_len(self.buf.get(h.len..h.len + 5)?, 0))
+                .flatten();
+            self.admit(&h, mp3)?;
         }
         let header_offset = self.offset;
         if csid < 64 {
@@ -583,6 +607,7 @@ impl ChunkReader {
         }
         if peek && let Some(len) = cs.mp3_length(&self.buf[pos..]) {
             cs.length = len;
+            cs.type_id = types::AUDIO;
             self.stats.mp3_lengths_read += 1;
         }
         cs.apply(&h, new_message);
@@ -656,9 +681,34 @@ impl ChunkReader {
     }
 
     /// A header on a chunk stream not seen before: only fmt 0 may start one, or after a
-    /// lock-on fmt 1 (see `lenient`), and there are only so many.
-    fn admit(&mut self, h: &ChunkHeader) -> Result<(), ChunkError> {
-        if h.fmt == 1 && self.lenient {
+    /// lock-on fmt 1 (see `lenient`), or then fmt 2 or 3 beginning an MP3 message (`mp3`:
+    /// its length, from its first bytes), and there are only so many.
+    fn admit(&mut self, h: &ChunkHeader, mp3: Option<u32>) -> Result<(), ChunkError> {
+        if let Some(length) = mp3 {
+            // ffmpeg sends MP3 frames of one length under fmt-2 and fmt-3 headers only, so
+            // after a lock-on that missed the chunk stream's last fmt-0 or fmt-1 header no
+            // other would come. The frame's header gives the length (and later ones, from
+            // their frames: the length is marked as from before); the time is aligned with
+            // the other streams, the delta not known (the last delta is marked stale).
+            let delta = if h.fmt == 2 { h.time() } else { 0 };
+            self.streams.insert(
+                h.csid,
+                ChunkStream {
+                    timestamp: self.latest_ts.wrapping_sub(delta),
+                    length,
+                    type_id: types::AUDIO,
+                    msid: self.default_msid,
+                    base: TimeBase::Guessed(self.guesses),
+                    stale: true,
+                    stale_length: true,
+                    ..Default::default()
+                },
+            );
+            self.guesses = self.guesses.wrapping_add(1);
+            if h.csid < 64 {
+                self.known_small |= 1 << h.csid;
+            }
+        } else if h.fmt == 1 && self.lenient {
             // Resumed mid-stream: the fmt-1 header gives length and type; the message
             // stream id is the usual one and the time is aligned with the other streams.
             self.streams.insert(

@@ -146,7 +146,12 @@ fn next_header_fits(
             return true;
         };
         let next = p + hlen + e + len.min(cs.max(1)) as usize;
-        next >= buf.len() || plausible_start(buf, next, known, limits).is_some()
+        // (A continuation of the candidate's own message, on a chunk stream the reader from
+        // before a gap may not know: its fmt-0 header may be what the gap took.)
+        let own = len > cs
+            && ChunkHeader::parse_fixed(buf.get(next..).unwrap_or_default())
+                .is_some_and(|n| n.fmt == 3 && n.csid == csid);
+        next >= buf.len() || own || plausible_start(buf, next, known, limits).is_some()
     })
 }
 
@@ -259,8 +264,30 @@ pub fn find_within(
         at_end,
         only_size,
         resumed_at_start: resumed_at_start && known.is_some(),
+        only_at: false,
     };
     find_with(buf, from, &ctx, budget, progress)
+}
+
+/// Whether the header at `p` locks (with the chunk size in force after a gap): [`find`] for
+/// that one candidate, spending at most a quarter of what one candidate may. `Found` only at
+/// `p`; `NeedMore` only while the bytes end inside its probe.
+fn locks_at(buf: &[u8], p: usize, known: &ChunkReader, limits: &Limits, at_end: bool) -> Search {
+    let ctx = Context {
+        known: Some(known),
+        limits,
+        at_end,
+        only_size: Some(known.chunk_size()),
+        resumed_at_start: false,
+        only_at: true,
+    };
+    let mut budget = CANDIDATE_BUDGET / 4 + CANDIDATE_COST;
+    match find_with(buf, p, &ctx, &mut budget, &mut Progress::default()) {
+        // Undecided for want of bytes, not of work: the bytes here are read to their end.
+        Search::NeedMore(_) if budget > 0 && p + PROBE >= buf.len() => Search::NeedMore(p),
+        Search::Found(l) => Search::Found(l),
+        _ => Search::NotFound,
+    }
 }
 
 /// What a search knows besides the bytes: the chunk streams from before a gap, whether the
@@ -273,6 +300,8 @@ struct Context<'a> {
     at_end: bool,
     only_size: Option<u32>,
     resumed_at_start: bool,
+    /// Only the candidate at the search's start is tried.
+    only_at: bool,
 }
 
 fn find_with(
@@ -293,7 +322,12 @@ fn find_with(
     // The earliest candidate that parses so far but has not shown enough (with evidence: a
     // believable message and a second header), waited on rather than passed over.
     let mut waiting: Option<usize> = None;
-    for p in from..buf.len() {
+    let last = if ctx.only_at {
+        buf.len().min(from + 1)
+    } else {
+        buf.len()
+    };
+    for p in from..last {
         let Some((csid, hlen, len)) = plausible_start(buf, p, known, limits) else {
             continue;
         };
@@ -399,7 +433,7 @@ fn find_with(
                 && window_is_all
                 && waiting.is_none()
                 && ((good >= 1 && (chunks >= 2 || known.is_some()))
-                    || (p == 0 && ctx.resumed_at_start && chunks >= 2))
+                    || (p == 0 && ctx.resumed_at_start && chunks >= 1))
             {
                 waiting = Some(p);
             }
@@ -565,6 +599,77 @@ pub fn body_of(buf: &[u8], csid: u32, chunk_size: u32) -> Vec<u8> {
     body
 }
 
+/// Where a message on `csid` whose header was lost, starting at 0 in `buf`, ends, when the
+/// next message is on the same chunk stream with a fmt-2 or fmt-3 header (of the same length,
+/// so the lost one's length is where that header stands): the first position before `before`
+/// where such a header, its body beginning like this one (the same audio format, or video
+/// codec), locks with that length. A few positions are tried.
+#[allow(clippy::too_many_arguments)]
+fn same_stream_end(
+    buf: &[u8],
+    before: usize,
+    csid: u32,
+    type_id: u8,
+    cs: usize,
+    known: &ChunkReader,
+    limits: &Limits,
+    at_end: bool,
+) -> Search {
+    /// Positions tried at most (each costs a quarter of a candidate's probe, at most).
+    const MAX_TRIES: usize = 4;
+    let (Some(&first), true) = (buf.first(), csid < 64) else {
+        return Search::NotFound;
+    };
+    let cont = continuation(csid);
+    let b = cont.len();
+    let alike = |x: u8| match type_id {
+        types::AUDIO => x == first,
+        _ if first & 0x80 != 0 => x & 0x80 != 0,
+        _ => x & 0x0f == first & 0x0f,
+    };
+    let mut tries = 0;
+    let mut p = 1;
+    // Positions of this message's continuation headers are passed over.
+    let mut next_cont = cs;
+    let mut conts = 0;
+    while p < before.min(buf.len()) {
+        if p == next_cont {
+            if buf.get(p..p + b) != Some(&cont[..]) {
+                return Search::NotFound;
+            }
+            p += b;
+            next_cont = p + cs;
+            conts += 1;
+            continue;
+        }
+        let basic = buf[p];
+        let hlen = match basic {
+            _ if basic == 0xc0 | csid as u8 => b,
+            _ if basic == 0x80 | csid as u8 => b + 3,
+            _ => {
+                p += 1;
+                continue;
+            }
+        };
+        if buf.get(p + hlen).is_some_and(|&x| alike(x)) {
+            if tries == MAX_TRIES {
+                return Search::NotFound;
+            }
+            tries += 1;
+            let len = p - conts * b;
+            let mut with_len = known.clone();
+            with_len.assume_length(csid, len as u32);
+            match locks_at(buf, p, &with_len, limits, at_end) {
+                Search::Found(l) => return Search::Found(l),
+                Search::NeedMore(_) => return Search::NeedMore(p),
+                Search::NotFound => {}
+            }
+        }
+        p += 1;
+    }
+    Search::NotFound
+}
+
 /// After a gap of `lost` bytes that began between chunks (ffmpeg often sends a chunk header
 /// as a TCP segment of its own): the bytes in `buf` may start with the body of a message
 /// whose header was lost. For each media chunk stream of `known` whose header form fits
@@ -649,7 +754,7 @@ pub fn recover_body(
                     None
                 };
                 let mut from = 1;
-                loop {
+                let found = loop {
                     match find(buf, from, Some(known), limits, at_end) {
                         Search::Found(l) => match at(l.pos) {
                             Some(false) => break l.pos,
@@ -663,6 +768,19 @@ pub fn recover_body(
                         }
                         Search::NotFound => break 0,
                     }
+                };
+                // The next message may be on this chunk stream with a fmt-2 or fmt-3 header:
+                // then it has this one's length, which the search did not know (ffmpeg sends
+                // one AAC frame's header as a segment of its own, and the next frame, fmt 3,
+                // in the segment with this body).
+                let before = if found > 0 { found } else { buf.len() };
+                match same_stream_end(buf, before, csid, type_id, cs, known, limits, at_end) {
+                    Search::Found(l) => l.pos,
+                    Search::NeedMore(_) => {
+                        need_more = true;
+                        0
+                    }
+                    Search::NotFound => found,
                 }
             }
         };
@@ -942,6 +1060,151 @@ mod tests {
             assert_eq!(&g.body[..], &w[..]);
         }
         assert!(r.stats.mp3_lengths_read >= 1);
+    }
+
+    /// A message sent: (csid, message type, its chunks, its body).
+    type Sent = (u32, u8, Vec<u8>, Vec<u8>);
+
+    /// ffmpeg publishing Sorenson and MP3 at chunk size 4096: `@setDataFrame` on csid 4,
+    /// the chunk stream its audio then takes (a fmt-1 header for the type, then fmt-2 and
+    /// fmt-3 headers of 210-byte frames), and video on csid 6 of up to 9 KB. Messages and
+    /// their chunks, and the bytes of the connection's start.
+    fn ffmpeg_sorenson_mp3(n: u32) -> (Vec<u8>, Vec<Sent>) {
+        let mut w = ChunkWriter::new(128);
+        let mut start = Vec::new();
+        w.set_chunk_size(4096, &mut start);
+        let mut script = vec![2, 0, 13];
+        script.extend_from_slice(b"@setDataFrame");
+        script.resize(309, 0);
+        w.write(4, 1, types::DATA_AMF0, 0, &script, &mut start);
+        let mut msgs = Vec::new();
+        for i in 0..n {
+            let mut v = vec![0x22, 0, 0, 0x84];
+            v.resize(1500 + 2600 * (i as usize % 4), 0x40 + i as u8);
+            let mut b = Vec::new();
+            w.write(6, 1, types::VIDEO, 40 * i, &v, &mut b);
+            msgs.push((6, types::VIDEO, b, v));
+            for k in 0..2 {
+                let t = (40 * i + 20 * k) * 26 / 20;
+                let mut a = vec![0x2e, 0xff, 0xfb, 0x52, 0xc4];
+                a.resize(210, (i * 2 + k) as u8);
+                let mut b = Vec::new();
+                w.write(4, 1, types::AUDIO, t, &a, &mut b);
+                msgs.push((4, types::AUDIO, b, a));
+            }
+        }
+        (start, msgs)
+    }
+
+    #[test]
+    fn after_a_gap_that_took_the_first_media_headers_video_and_mp3_are_read() {
+        // The gap takes every header that set csid 6 (video) or made csid 4 audio; the
+        // reader from before it knows csid 4 as the script's 309 bytes. The bytes resume at
+        // a video header; the audio after it come under fmt-2 and fmt-3 headers only.
+        let (start, msgs) = ffmpeg_sorenson_mp3(12);
+        let mut r = ChunkReader::new(0, 128, Limits::default());
+        let mut out = Vec::new();
+        r.push(&start, 0, &mut out).unwrap();
+        assert_eq!(out.last().map(|m| m.type_id), Some(types::DATA_AMF0));
+        let from = 9; // the first video frame after the first audio's fmt-1 header
+        assert_eq!(msgs[from].0, 6);
+        assert!(
+            msgs[from + 1..]
+                .iter()
+                .all(|m| m.0 != 4 || m.2[0] & 0xc0 >= 0x80)
+        );
+        let after: Vec<u8> = msgs[from..].iter().flat_map(|m| m.2.clone()).collect();
+        let known = r.resume_at(0, 4096);
+        let search = |buf: &[u8], at_end: bool| {
+            let mut budget = u64::MAX;
+            find_within(
+                buf,
+                0,
+                Some(&known),
+                &Limits::default(),
+                at_end,
+                true,
+                &mut budget,
+                &mut Progress::default(),
+            )
+        };
+        // Only part of the first video frame is here: it is waited for (before, it was
+        // passed over, its chunks' csid 6 being unknown to the reader).
+        assert!(msgs[from].3.len() > 4096);
+        assert_eq!(search(&after[..1400], false), Search::NeedMore(0));
+        assert_eq!(search(&after[..5000], false), Search::NeedMore(0));
+        let Search::Found(l) = search(&after, false) else {
+            panic!("no lock");
+        };
+        assert_eq!(l.pos, 0);
+        let mut r = known.resume_at(0, l.chunk_size);
+        let mut got = Vec::new();
+        r.push(&after, 0, &mut got).unwrap();
+        r.finish(0, &mut got).unwrap();
+        assert_eq!(got.len(), msgs.len() - from);
+        for (g, m) in got.iter().zip(&msgs[from..]) {
+            assert_eq!((g.csid, g.type_id), (m.0, m.1));
+            assert_eq!(&g.body[..], &m.3[..]);
+        }
+    }
+
+    #[test]
+    fn a_lost_header_whose_message_a_fmt3_one_follows_ends_where_that_one_begins() {
+        // ffmpeg's AAC: a fmt-1 header (a new length) sent as a segment of its own, lost;
+        // the next frame, of the same length and delta, follows its body under a fmt-3
+        // header in one segment. The lost length is where that header stands.
+        let mut w = ChunkWriter::new(128);
+        let mut before = Vec::new();
+        w.set_chunk_size(4096, &mut before);
+        let frame = |n: usize, fill: u8| {
+            let mut a = vec![0xaf, 1, 0x21, 0x19];
+            a.resize(n, fill);
+            a
+        };
+        for (i, n) in [200usize, 222, 190].into_iter().enumerate() {
+            w.write(
+                4,
+                1,
+                types::AUDIO,
+                23 * i as u32,
+                &frame(n, i as u8),
+                &mut before,
+            );
+        }
+        let picture = |n: usize, fill: u8| {
+            let mut v = vec![0x27, 1, 0, 0, 0];
+            v.extend_from_slice(&(n as u32 - 9).to_be_bytes());
+            v.resize(n, fill);
+            v
+        };
+        w.write(6, 1, types::VIDEO, 40, &picture(900, 7), &mut before);
+        let mut r = ChunkReader::new(0, 128, Limits::default());
+        let mut out = Vec::new();
+        r.push(&before, 0, &mut out).unwrap();
+        let mut lost = Vec::new();
+        let (a, b) = (frame(180, 0xa0), frame(180, 0xb0));
+        w.write(4, 1, types::AUDIO, 69, &a, &mut lost);
+        assert_eq!(lost.len(), 8 + 180, "a fmt-1 header");
+        let mut after = lost[8..].to_vec();
+        let at = after.len();
+        w.write(4, 1, types::AUDIO, 92, &b, &mut after);
+        assert_eq!(after[at], 0xc4, "a fmt-3 header");
+        for i in 0..6u32 {
+            let v = picture(700 + 50 * i as usize, i as u8);
+            w.write(6, 1, types::VIDEO, 120 + 40 * i, &v, &mut after);
+            w.write(
+                4,
+                1,
+                types::AUDIO,
+                138 + 23 * i,
+                &frame(170 + i as usize, 9),
+                &mut after,
+            );
+        }
+        match recover_body(&after, &r, 8, &Limits::default(), false) {
+            Recovered::Body { csid: 4, end: 180 } => {}
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
