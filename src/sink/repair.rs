@@ -984,6 +984,29 @@ fn plan_with(
     // own tags between the neighbours, by time.
     let mut inserts = Vec::new();
     let at = |i: usize| times[i].unwrap_or(a[i].ts);
+    // Frames of a kind come at least half their usual spacing apart (the median step
+    // between this copy's frames of that kind): one put in nearer to a frame of its kind
+    // has a time from a copy that is itself wrong there (both copies had a gap close
+    // together), and ffmpeg's muxer, at the frame rate's time base, refuses two pictures a
+    // ms apart.
+    let near: [i64; 2] = std::array::from_fn(|k| {
+        let mut steps: Vec<i64> = Vec::new();
+        let mut last: Option<u32> = None;
+        for (i, e) in a.iter().enumerate() {
+            if media(e) && e.frame && slot(e.kind) == k {
+                if let Some(l) = last {
+                    steps.push(diff(at(i), l));
+                }
+                last = Some(at(i));
+            }
+        }
+        steps.retain(|&d| d > 0);
+        if steps.len() < 8 {
+            return 1;
+        }
+        let mid = steps.len() / 2;
+        (*steps.select_nth_unstable(mid).1 / 2).max(1)
+    });
     let clean =
         |from: usize, to: usize| !b[from + 1..=to].iter().any(|x| marks_b.contains(&x.hash));
     // Where this copy left video out waiting for a keyframe: from the first tag written
@@ -1062,7 +1085,7 @@ fn plan_with(
             // one before). The tags before it are checked below, with the others put in.
             let kind = b[j].kind;
             let next = (before..a.len()).find(|&i| a[i].kind == kind && a[i].frame);
-            if next.is_some_and(|n| diff(ts, at(n)) >= 0) {
+            if next.is_some_and(|n| diff(at(n), ts) < near[slot(kind)]) {
                 continue;
             }
             inserts.push(Insert {
@@ -1082,7 +1105,7 @@ fn plan_with(
         while next_insert < inserts.len() && inserts[next_insert].before == i {
             let x = &inserts[next_insert];
             let k = slot(b[x.from].kind);
-            if last[k].is_none_or(|l| diff(x.ts, l) > 0) {
+            if last[k].is_none_or(|l| diff(x.ts, l) >= near[k]) {
                 last[k] = Some(x.ts);
                 kept[next_insert] = true;
             }
