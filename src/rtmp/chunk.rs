@@ -406,6 +406,15 @@ impl ChunkReader {
         })
     }
 
+    /// The media messages begun but not whole (message stream id, type): what a gap now
+    /// cuts. Their headers were read, so the times after them are exact.
+    pub(crate) fn cut_media(&self) -> impl Iterator<Item = (u32, u8)> + '_ {
+        self.streams.values().filter_map(|cs| {
+            let media = matches!(cs.type_id, types::AUDIO | types::VIDEO);
+            (media && cs.partial.is_some()).then_some((cs.msid, cs.type_id))
+        })
+    }
+
     /// Whether a chunk stream's header state is known.
     pub fn knows(&self, csid: u32) -> bool {
         if csid < 64 {

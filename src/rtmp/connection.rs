@@ -647,6 +647,9 @@ impl Connection {
         let phase = std::mem::replace(&mut self.phases[i], Phase::Stopped);
         self.phases[i] = match phase {
             Phase::Chunks(reader) => {
+                for (msid, type_id) in reader.cut_media() {
+                    self.session.cut(dir, msid, type_id);
+                }
                 self.retired[i] = Some(reader.clone());
                 let header_gap = (reader.at_chunk_boundary() && len <= lockon::MAX_LOST_HEADER)
                     .then_some(len as u32);
@@ -750,6 +753,45 @@ mod tests {
         c.gap(dir, 0, len, 1, &mut out);
         c.push(dir, len, &chunks, 3, &mut out);
         assert_eq!(c.chunk_reader(dir).map(|r| r.stats.messages), Some(2));
+    }
+
+    #[test]
+    fn a_picture_a_gap_cuts_after_its_header_is_counted_in_its_streams_timing() {
+        use crate::rtmp::chunk::ChunkWriter;
+        use crate::rtmp::message::types;
+        let mut w = ChunkWriter::new(128);
+        let mut chunks = Vec::new();
+        w.set_chunk_size(4096, &mut chunks);
+        let mut ends = Vec::new();
+        for i in 0..6u32 {
+            let mut v = vec![0x27, 1, 0, 0, 0];
+            v.extend_from_slice(&(991u32).to_be_bytes());
+            v.resize(1000, i as u8);
+            w.write(6, 1, types::VIDEO, 40 * i, &v, &mut chunks);
+            ends.push(chunks.len() as u64);
+        }
+        let len = Handshake::LEN;
+        let mut c = Connection::new(Limits::default());
+        let mut out = Vec::new();
+        let dir = Dir::ClientToServer;
+        c.gap(dir, 0, len, 1, &mut out);
+        // The third picture's header and first bytes, then a gap to its end.
+        let cut_at = ends[1] as usize + 300;
+        c.push(dir, len, &chunks[..cut_at], 2, &mut out);
+        c.gap(
+            dir,
+            len + cut_at as u64,
+            ends[2] - cut_at as u64,
+            3,
+            &mut out,
+        );
+        c.push(dir, len + ends[2], &chunks[ends[2] as usize..], 4, &mut out);
+        c.close(5, &mut out);
+        let cut = c.session.warnings.iter().find_map(|w| match w {
+            Warning::Timing { report, .. } => Some(report.cut),
+            _ => None,
+        });
+        assert_eq!(cut, Some([0, 1]));
     }
 
     #[test]

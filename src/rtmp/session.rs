@@ -165,6 +165,19 @@ impl Session {
         }
     }
 
+    /// A media message of `type_id` on `msid` in `dir` was cut by a gap (its header read):
+    /// counted in its stream's timing report. (A stream not started is not started for it.)
+    pub fn cut(&mut self, dir: Dir, msid: u32, type_id: u8) {
+        let role = media_role(dir);
+        if let Some(s) = self
+            .streams
+            .iter_mut()
+            .find(|s| s.msid == msid && s.role == role)
+        {
+            s.clock.cut(usize::from(type_id == types::VIDEO));
+        }
+    }
+
     /// The open stream whose media travels in `dir` on `msid`, started on first sight when the
     /// command that named it was not seen.
     fn stream_for(&mut self, dir: Dir, msid: u32, out: &mut Vec<Event>) -> Option<u32> {

@@ -32,6 +32,9 @@ pub struct TimingReport {
     pub av_offsets: Vec<AvOffset>,
     /// Time put back after gaps that took frames' headers.
     pub lost: Vec<Lost>,
+    /// Messages (audio, video) whose headers were read and whose bodies a gap cut: lost,
+    /// at no cost to the times after them.
+    pub cut: [u32; 2],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -689,6 +692,13 @@ impl StreamClock {
         }
         let ev = self.adjusted(ev, extra, arrival);
         out.push(ev);
+    }
+
+    /// A message of kind `i` (0 audio, 1 video) was cut by a gap after its header was read.
+    pub fn cut(&mut self, i: usize) {
+        if let Some(c) = self.report.cut.get_mut(i) {
+            *c = c.saturating_add(1);
+        }
     }
 
     /// The stream is over: what is held goes out with the best offset known.

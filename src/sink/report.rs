@@ -455,7 +455,8 @@ pub struct Decodable {
     /// No video frame lost inside the file where a decoder notices (see
     /// [`StreamReport::settle_clean`]).
     pub clean: bool,
-    /// Video frames lost inside the file (headers lost to gaps), as the timing stage counted.
+    /// Video frames lost inside the file (headers lost to gaps, as the timing stage counted,
+    /// and bodies gaps cut), less those repair put back.
     pub lost_video_frames: u64,
     /// Whether the file's first picture is a keyframe (none: no picture). ffmpeg says
     /// "first frame is no keyframe" of one that is not, and decodes the pictures before the
@@ -520,6 +521,10 @@ pub struct StreamTiming {
     pub av_offset_uncertainty_ms: Option<i64>,
     /// Gaps that took frames' headers, and the time put back for them.
     pub lost: Vec<LostTime>,
+    /// Frames whose headers were read but whose bodies a gap cut: not in the file (unless
+    /// repaired), and the times after them are exact.
+    pub cut_audio_frames: u32,
+    pub cut_video_frames: u32,
 }
 
 /// Time rebuilt after a gap.
@@ -570,6 +575,8 @@ impl StreamTiming {
                     },
                 })
                 .collect(),
+            cut_audio_frames: t.cut[0],
+            cut_video_frames: t.cut[1],
         }
     }
 }
@@ -595,18 +602,25 @@ impl StreamReport {
             .repair
             .as_ref()
             .map_or(0, |r| r.largest_correction_ms.abs());
-        let back = |l: &LostTime| {
-            let put = self
-                .repaired_video_times
-                .iter()
-                .filter(|&&t| (l.start_ms..=l.end_ms + moved).contains(&(t as i64)))
-                .count();
-            (l.video_frames as u64).saturating_sub(put as u64)
-        };
-        let lost: u64 = self
-            .timing
-            .as_ref()
-            .map_or(0, |t| t.lost.iter().map(back).sum());
+        // Each picture put back fills one frame lost: one whose header a gap took, in whose
+        // range it lies, or else one a gap cut (whose own time is exact).
+        let lost: u64 = self.timing.as_ref().map_or(0, |t| {
+            let mut left: Vec<u64> = t.lost.iter().map(|l| l.video_frames as u64).collect();
+            let mut cut = t.cut_video_frames as u64;
+            for &p in &self.repaired_video_times {
+                let p = p as i64;
+                match t
+                    .lost
+                    .iter()
+                    .zip(&mut left)
+                    .find(|(l, n)| **n > 0 && (l.start_ms..=l.end_ms + moved).contains(&p))
+                {
+                    Some((_, n)) => *n -= 1,
+                    None => cut = cut.saturating_sub(1),
+                }
+            }
+            left.iter().sum::<u64>() + cut
+        });
         let noticed = self.reordered && matches!(self.video_codec, Some("h264" | "hevc"));
         self.decodable.lost_video_frames = lost;
         self.decodable.clean =
@@ -1016,6 +1030,41 @@ mod tests {
         r.settle_clean();
         assert!(!r.decodable.clean && !r.decodable.ok);
         assert!(r.decodable.words().contains("first picture no keyframe"));
+    }
+
+    #[test]
+    fn pictures_gaps_cut_are_lost_until_put_back_each_filling_one_loss() {
+        let mut r = StreamReport {
+            video_codec: Some("h264"),
+            reordered: true,
+            timing: Some(StreamTiming {
+                lost: vec![LostTime {
+                    start_ms: 400,
+                    end_ms: 480,
+                    audio_frames: 0,
+                    video_frames: 1,
+                    audio_ms: 0,
+                    video_ms: 40,
+                    later_times: "exact",
+                    counted_by: "wire order",
+                }],
+                cut_video_frames: 2,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        r.settle_clean();
+        assert_eq!(r.decodable.lost_video_frames, 3);
+        // Two put back in the gap's range: one fills it, the other a cut picture (before,
+        // both went to the gap, and a cut picture's loss was not counted at all).
+        r.repaired_video_times = vec![420, 440];
+        r.settle_clean();
+        assert_eq!(r.decodable.lost_video_frames, 1);
+        assert!(!r.decodable.clean);
+        r.repaired_video_times.push(2000);
+        r.settle_clean();
+        assert_eq!(r.decodable.lost_video_frames, 0);
+        assert!(r.decodable.clean);
     }
 
     #[test]
