@@ -320,7 +320,13 @@ fn killed_at_random_moments_on_a_real_sample() {
             let data = std::fs::read(&path).unwrap();
             let (_, tags, _) = flv::parse_prefix(&data).unwrap();
             if cut.contains(&path) {
-                // The cut frame is damaged; the file still opens and plays to it.
+                // The cut frame is damaged; the file still opens and plays to it, once it
+                // holds whole a decoder configuration and a picture (a kill in the first
+                // milliseconds, on a loaded machine, can cut the file before them: ffmpeg
+                // then finds no codec parameters, and says so with an error status).
+                if tags.iter().filter(|t| t.kind == 9).count() < 2 {
+                    continue;
+                }
                 let o = Command::new("ffmpeg")
                     .args(["-nostdin", "-v", "error", "-i"])
                     .arg(&path)
