@@ -94,10 +94,54 @@ pub fn plausible(m: &Message) -> bool {
         types::VIDEO => media::video_plausible(b),
         types::COMMAND_AMF0 | types::DATA_AMF0 => b[0] == 0x02,
         types::SET_CHUNK_SIZE => {
+            // Real sizes are small, or round (RTMP-NOTES quirk 4): four bytes of a body a
+            // lock-on misread as one (a fmt-3 header on chunk stream 2 inside a picture) are
+            // neither, but for one value in about a thousand.
             let v = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-            v != 0 && v <= MAX_PLAUSIBLE_CHUNK_SIZE
+            v != 0 && v <= MAX_PLAUSIBLE_CHUNK_SIZE && (v <= 1 << 16 || v.is_multiple_of(1024))
         }
         types::AGGREGATE => matches!(b[0], 8 | 9 | 18),
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_chunk_size_is_plausible_when_small_or_round() {
+        let scs = |v: u32| Message {
+            csid: 2,
+            msid: 0,
+            type_id: types::SET_CHUNK_SIZE,
+            timestamp: 0,
+            body: Bytes::copy_from_slice(&v.to_be_bytes()),
+            offset: 0,
+            frame: 0,
+            base: TimeBase::Exact,
+            resumed: 0,
+            stale_delta: false,
+        };
+        for v in [
+            128,
+            1400,
+            1460,
+            4000,
+            4096,
+            5000,
+            60000,
+            65536,
+            131072,
+            1 << 20,
+            128 << 20,
+        ] {
+            assert!(plausible(&scs(v)), "{v}");
+        }
+        // Four bytes of a Sorenson picture read as one after a lock-on (a real 5% capture:
+        // every message after it was then read at that size), and nothing or too much.
+        for v in [0x02c8_1670, 0, 100_001, (128 << 20) + 1024] {
+            assert!(!plausible(&scs(v)), "{v}");
+        }
     }
 }
