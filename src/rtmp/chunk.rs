@@ -243,6 +243,10 @@ pub struct ChunkReader {
     /// introduce a chunk stream, whose message stream id is then `default_msid` and whose
     /// timestamps are aligned with the latest timestamp seen on any chunk stream.
     lenient: bool,
+    /// The chunk size is a lock-on's guess (no Set Chunk Size read since), and, once the
+    /// reader met bytes it could not read, in doubt: the next search tries every size.
+    size_guessed: bool,
+    size_doubted: bool,
     default_msid: u32,
     latest_ts: u32,
     /// Bases guessed so far (numbers [`TimeBase::Guessed`]).
@@ -269,6 +273,8 @@ impl ChunkReader {
             partial_bytes: 0,
             at_end: false,
             lenient: false,
+            size_guessed: false,
+            size_doubted: false,
             default_msid: 1,
             latest_ts: 0,
             guesses: 0,
@@ -300,6 +306,7 @@ impl ChunkReader {
     pub fn resumed(offset: u64, chunk_size: u32, limits: Limits) -> Self {
         let mut r = ChunkReader::new(offset, chunk_size, limits);
         r.lenient = true;
+        r.size_guessed = true;
         r
     }
 
@@ -313,6 +320,7 @@ impl ChunkReader {
         r.partial_bytes = 0;
         r.at_end = false;
         r.lenient = true;
+        r.size_doubted = false;
         r.resumes = r.resumes.wrapping_add(1).max(1);
         for cs in r.streams.values_mut() {
             cs.partial = None;
@@ -321,6 +329,7 @@ impl ChunkReader {
             cs.stale_length = true;
         }
         if r.chunk_size != chunk_size {
+            r.size_guessed = true;
             r.chunk_size = chunk_size;
             if r.stats.chunk_sizes.len() < MAX_CHUNK_SIZES_KEPT {
                 r.stats.chunk_sizes.push(chunk_size);
@@ -382,6 +391,18 @@ impl ChunkReader {
             resumed: cs.resumed,
             stale_delta: true,
         })
+    }
+
+    /// The reader met bytes it could not read: if its chunk size was a lock-on's guess, the
+    /// guess may be what was wrong.
+    pub fn doubt_size(&mut self) {
+        self.size_doubted = self.size_guessed;
+    }
+
+    /// Whether the chunk size in force is a lock-on's guess that bytes it could not read
+    /// put in doubt (see [`Self::doubt_size`]).
+    pub fn size_doubted(&self) -> bool {
+        self.size_doubted
     }
 
     /// Whether this reader resumed inside a stream (its chunk stream state is partly guessed).
@@ -813,6 +834,7 @@ impl ChunkReader {
                     self.stats.invalid_chunk_sizes += 1;
                 } else {
                     self.chunk_size = size;
+                    self.size_guessed = false;
                     if self.stats.chunk_sizes.len() < MAX_CHUNK_SIZES_KEPT {
                         self.stats.chunk_sizes.push(size);
                     }

@@ -423,6 +423,7 @@ impl Connection {
             return;
         };
         let mut reader = reader;
+        reader.doubt_size();
         let (offset, mut rest) = reader.take_unparsed();
         let skip = rest.len().min(1);
         let _ = rest.split_to(skip);

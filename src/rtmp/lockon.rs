@@ -45,6 +45,14 @@ const COMMON_SIZES: [u32; 16] = [
     128, 4096, 4000, 60000, 1024, 2048, 8192, 16384, 32768, 65536, 256, 512, 1400, 1460, 5000,
     131072,
 ];
+/// How usual a chunk size is: its place in [`COMMON_SIZES`] (others after them all).
+fn usual(cs: u32) -> usize {
+    COMMON_SIZES
+        .iter()
+        .position(|&s| s == cs)
+        .unwrap_or(COMMON_SIZES.len())
+}
+
 /// Chunk sizes inferred from one candidate's continuation headers.
 const MAX_INFERRED: usize = 8;
 
@@ -256,8 +264,9 @@ pub fn find_within(
     progress: &mut Progress,
 ) -> Search {
     // After a gap the chunk size in force is kept (a lost Set Chunk Size is rare; a size that
-    // merely agrees on short messages would decode garbage).
-    let only_size = known.map(|k| k.chunk_size());
+    // merely agrees on short messages would decode garbage), unless it was a lock-on's
+    // guess that then met bytes it could not read (tried first all the same).
+    let only_size = known.filter(|k| !k.size_doubted()).map(|k| k.chunk_size());
     let ctx = Context {
         known,
         limits,
@@ -372,7 +381,7 @@ fn find_with(
             let first = sizes[k];
             sizes.retain(|&cs| (cs as usize) < window.len() || cs == first);
         }
-        for cs in sizes {
+        for (k, &cs) in sizes.iter().enumerate() {
             if allowance == 0 {
                 break;
             }
@@ -415,7 +424,13 @@ fn find_with(
             // last byte with no error.
             let enough = good >= MIN_MESSAGES || (to_end && ok && good >= 2);
             if enough {
-                if best.as_ref().is_none_or(|b| good > b.messages) {
+                // Sizes that read as many messages: the more usual one (a size the data
+                // suggests was tried first, but a continuation header where it said may
+                // be a byte that happens to match, and a message read across it can end
+                // where the true size ends it too).
+                if best.as_ref().is_none_or(|b| {
+                    good > b.messages || (good == b.messages && usual(cs) < usual(b.chunk_size))
+                }) {
                     best = Some(Lock {
                         pos: p,
                         chunk_size: cs,
@@ -423,10 +438,13 @@ fn find_with(
                     });
                     clean = ok && !window_is_all && good >= 2 * MIN_MESSAGES;
                 }
-                if clean {
+                if clean
+                    && best.as_ref().is_some_and(|b| b.chunk_size == cs)
+                    && sizes[k + 1..].iter().all(|&s| usual(s) >= usual(cs))
+                {
                     // A whole probe window read with no error, every message believable: no
-                    // other chunk size can do better than agree (sizes are tried best guess
-                    // first), so the rest are not tried.
+                    // other chunk size can do better than agree, nor is more usual, so the
+                    // rest are not tried.
                     break;
                 }
             } else if ok
@@ -929,6 +947,69 @@ mod tests {
                 other => panic!("cs {cs}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_guessed_chunk_size_that_met_bytes_it_could_not_read_is_searched_again() {
+        // A lock-on guessed 5000 where the sender's chunks are 4096 (a fresh real mid-stream
+        // capture: a false header in a picture read six messages at 5000); the reader then
+        // failed. Kept after a gap or an error, the wrong size was never left again.
+        let b = stream(4096, 40);
+        let cut = b.len() / 3;
+        let Search::Found(l) = find(&b[cut..], 0, None, &Limits::default(), false) else {
+            panic!("no lock");
+        };
+        let mut r = ChunkReader::resumed(0, l.chunk_size, Limits::default());
+        r.push(&b[cut + l.pos..cut + l.pos + 20_000], 0, &mut Vec::new())
+            .unwrap();
+        let wrong = r.resume_at(0, 5000);
+        let search = |known: &ChunkReader| {
+            let mut budget = u64::MAX;
+            let at = b.len() * 2 / 3;
+            find_within(
+                &b[at..],
+                0,
+                Some(known),
+                &Limits::default(),
+                false,
+                false,
+                &mut budget,
+                &mut Progress::default(),
+            )
+        };
+        assert!(!matches!(
+            search(&wrong),
+            Search::Found(Lock {
+                chunk_size: 4096,
+                ..
+            })
+        ));
+        let mut doubted = wrong.clone();
+        doubted.doubt_size();
+        assert!(doubted.size_doubted());
+        assert!(matches!(
+            search(&doubted),
+            Search::Found(Lock {
+                chunk_size: 4096,
+                ..
+            })
+        ));
+        // A size the sender said is not doubted; nor is one after a new lock.
+        let mut said = ChunkReader::new(0, 4096, Limits::default());
+        said.doubt_size();
+        assert!(!said.size_doubted());
+        assert!(!doubted.resume_at(0, 4096).size_doubted());
+    }
+
+    #[test]
+    fn commands_and_script_data_of_megabytes_are_no_candidates() {
+        // The false header above: fmt 1 on csid 43, 3,162,441 bytes of AMF3 command.
+        let h = [0x6b, 0x8c, 0xe0, 0x34, 0x30, 0x41, 0x49, 0x11];
+        assert!(plausible_start(&h, 0, None, &Limits::default()).is_none());
+        assert!(length_fits(types::COMMAND_AMF0, 400));
+        assert!(length_fits(types::DATA_AMF0, 300 << 10));
+        assert!(!length_fits(types::COMMAND_AMF3, 3_162_441));
+        assert!(!length_fits(types::DATA_AMF0, 2 << 20));
     }
 
     #[test]

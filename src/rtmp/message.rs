@@ -66,14 +66,28 @@ pub struct Message {
 /// Largest chunk size real senders were seen to use (RTMP-NOTES quirk 4: 128 MiB).
 const MAX_PLAUSIBLE_CHUNK_SIZE: u32 = 128 << 20;
 
-/// Length rules for protocol control messages.
+/// Longest command or shared-object message taken after a lock-on (real ones are a few KB).
+const MAX_PLAUSIBLE_COMMAND: u32 = 64 << 10;
+/// Longest script-data message taken after a lock-on (onMetaData with a file's keyframe
+/// index can run to hundreds of KB).
+const MAX_PLAUSIBLE_DATA: u32 = 1 << 20;
+
+/// Length rules for protocol control messages, and the lengths lock-on believes of commands
+/// and script data (a header found in a picture's bytes said 3 MB of AMF3 command).
 pub fn length_fits(type_id: u8, len: u32) -> bool {
     match type_id {
         types::SET_CHUNK_SIZE | types::ABORT | types::ACK | types::WINDOW_ACK_SIZE => len == 4,
         types::SET_PEER_BANDWIDTH => len == 5,
         types::USER_CONTROL => (2..=10).contains(&len),
         types::AUDIO | types::VIDEO => len >= 1,
-        types::COMMAND_AMF0 | types::DATA_AMF0 => len >= 3,
+        types::COMMAND_AMF0 | types::SHARED_OBJECT_AMF0 => {
+            (3..=MAX_PLAUSIBLE_COMMAND).contains(&len)
+        }
+        types::COMMAND_AMF3 | types::SHARED_OBJECT_AMF3 => {
+            (1..=MAX_PLAUSIBLE_COMMAND).contains(&len)
+        }
+        types::DATA_AMF0 => (3..=MAX_PLAUSIBLE_DATA).contains(&len),
+        types::DATA_AMF3 => (1..=MAX_PLAUSIBLE_DATA).contains(&len),
         types::AGGREGATE => len >= 15,
         _ => len >= 1,
     }
