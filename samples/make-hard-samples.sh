@@ -3,6 +3,8 @@
 # capture with frames missing, each with the peers' own recordings as truth.
 #
 #   sudo samples/make-hard-samples.sh
+#   sudo DEST=/tmp/lab1 samples/make-hard-samples.sh   (a fresh pair of captures elsewhere,
+#       the whole capture kept beside the 1% one as capture-full.pcap: bench/fresh-lab.sh)
 #
 # netns-midstream/: nginx-rtmp (chunk_size 4096) in namespace rs-hsrv, clients in rs-hcli
 #   over a veth pair (MTU 1500, offloads off). ffmpeg publishes `mid` (H.264+AAC) and `leg`
@@ -15,6 +17,7 @@
 set -euo pipefail
 
 SAMPLES="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+DEST=${DEST:-$SAMPLES}
 TMP="$(mktemp -d /tmp/rtmpsniff-hard.XXXXXX)"
 chmod 755 "$TMP"
 NS_SRV=rs-hsrv NS_CLI=rs-hcli VETH_SRV=rs-hveth-s VETH_CLI=rs-hveth-c
@@ -109,16 +112,18 @@ CONF
 }
 
 log "netns-midstream: capture starts 4 s into the publish"
-rm -rf "$SAMPLES/netns-midstream" "$SAMPLES/netns-loss"
-session "$SAMPLES/netns-midstream" 4
-mv "$TMP/cap.pcap" "$SAMPLES/netns-midstream/capture.pcap"
+mkdir -p "$DEST"
+rm -rf "$DEST/netns-midstream" "$DEST/netns-loss"
+session "$DEST/netns-midstream" 4
+mv "$TMP/cap.pcap" "$DEST/netns-midstream/capture.pcap"
 
 log "netns-loss: whole capture, then 1% of frames deleted"
-session "$SAMPLES/netns-loss" 0
+session "$DEST/netns-loss" 0
+[ "$DEST" = "$SAMPLES" ] || cp "$TMP/cap.pcap" "$DEST/netns-loss/capture-full.pcap"
 n=$(tcpdump -r "$TMP/cap.pcap" -n 2>/dev/null | wc -l)
 # Frames 1..60 (handshakes, commands, sequence headers) are kept so the loss hits media.
 drop=$(python3 -c "import random; r=random.Random(1935); n=$n; print(' '.join(str(x) for x in sorted(r.sample(range(61, n+1), max(1, n//100)))))")
-editcap "$TMP/cap.pcap" "$SAMPLES/netns-loss/capture.pcap" $drop
-echo "$drop" | tr ' ' '\n' >"$SAMPLES/netns-loss/dropped-frames.txt"
+editcap "$TMP/cap.pcap" "$DEST/netns-loss/capture.pcap" $drop
+echo "$drop" | tr ' ' '\n' >"$DEST/netns-loss/dropped-frames.txt"
 log "kept $((n - $(echo $drop | wc -w))) of $n frames"
 log "done"
