@@ -714,52 +714,49 @@ impl ChunkReader {
     /// lock-on fmt 1 (see `lenient`), or then fmt 2 or 3 beginning an MP3 message (`mp3`:
     /// its length, from its first bytes), and there are only so many.
     fn admit(&mut self, h: &ChunkHeader, mp3: Option<u32>) -> Result<(), ChunkError> {
-        if let Some(length) = mp3 {
+        // Resumed mid-stream, a chunk stream opens on a guessed base: its message stream id
+        // is the usual one and its time is aligned with the other streams.
+        let guessed = ChunkStream {
+            msid: self.default_msid,
+            base: TimeBase::Guessed(self.guesses),
+            ..Default::default()
+        };
+        let opened = if let Some(length) = mp3 {
             // ffmpeg sends MP3 frames of one length under fmt-2 and fmt-3 headers only, so
             // after a lock-on that missed the chunk stream's last fmt-0 or fmt-1 header no
             // other would come. The frame's header gives the length (and later ones, from
-            // their frames: the length is marked as from before); the time is aligned with
-            // the other streams, the delta not known (the last delta is marked stale).
+            // their frames: the length is marked as from before); the delta is not known
+            // (the last delta is marked stale).
             let delta = if h.fmt == 2 { h.time() } else { 0 };
-            self.streams.insert(
-                h.csid,
-                ChunkStream {
-                    timestamp: self.latest_ts.wrapping_sub(delta),
-                    length,
-                    type_id: types::AUDIO,
-                    msid: self.default_msid,
-                    base: TimeBase::Guessed(self.guesses),
-                    stale: true,
-                    stale_length: true,
-                    ..Default::default()
-                },
-            );
-            self.guesses = self.guesses.wrapping_add(1);
-            if h.csid < 64 {
-                self.known_small |= 1 << h.csid;
-            }
+            Some(ChunkStream {
+                timestamp: self.latest_ts.wrapping_sub(delta),
+                length,
+                type_id: types::AUDIO,
+                stale: true,
+                stale_length: true,
+                ..guessed
+            })
         } else if h.fmt == 1 && self.lenient {
-            // Resumed mid-stream: the fmt-1 header gives length and type; the message
-            // stream id is the usual one and the time is aligned with the other streams.
-            self.streams.insert(
-                h.csid,
-                ChunkStream {
-                    timestamp: self.latest_ts.wrapping_sub(h.time()),
-                    msid: self.default_msid,
-                    base: TimeBase::Guessed(self.guesses),
-                    ..Default::default()
-                },
-            );
-            self.guesses = self.guesses.wrapping_add(1);
-            if h.csid < 64 {
-                self.known_small |= 1 << h.csid;
-            }
+            // The fmt-1 header gives length and type.
+            Some(ChunkStream {
+                timestamp: self.latest_ts.wrapping_sub(h.time()),
+                ..guessed
+            })
         } else if h.fmt != 0 {
             return Err(ChunkError::NoPreviousHeader {
                 csid: h.csid,
                 fmt: h.fmt,
                 offset: self.offset,
             });
+        } else {
+            None
+        };
+        if let Some(cs) = opened {
+            self.streams.insert(h.csid, cs);
+            self.guesses = self.guesses.wrapping_add(1);
+            if h.csid < 64 {
+                self.known_small |= 1 << h.csid;
+            }
         }
         if self.streams.len() >= self.limits.chunk_streams {
             return Err(ChunkError::TooManyChunkStreams {
