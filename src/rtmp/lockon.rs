@@ -911,6 +911,23 @@ mod tests {
     use super::*;
     use crate::rtmp::chunk::ChunkWriter;
 
+    /// [`find_within`] from the first byte after a gap, on the chunk streams `known` from
+    /// before it, with no limit on its work; `resumed`: the bytes begin where the capture
+    /// resumed.
+    fn find_after_gap(buf: &[u8], known: &ChunkReader, at_end: bool, resumed: bool) -> Search {
+        let mut unlimited = u64::MAX;
+        find_within(
+            buf,
+            0,
+            Some(known),
+            &Limits::default(),
+            at_end,
+            resumed,
+            &mut unlimited,
+            &mut Progress::default(),
+        )
+    }
+
     fn stream(chunk_size: u32, n: usize) -> Vec<u8> {
         let mut w = ChunkWriter::new(128);
         let mut b = Vec::new();
@@ -964,17 +981,12 @@ mod tests {
             .unwrap();
         let wrong = r.resume_at(0, 5000);
         let search = |known: &ChunkReader| {
-            let mut budget = u64::MAX;
-            let at = b.len() * 2 / 3;
-            find_within(
-                &b[at..],
+            find(
+                &b[b.len() * 2 / 3..],
                 0,
                 Some(known),
                 &Limits::default(),
                 false,
-                false,
-                &mut budget,
-                &mut Progress::default(),
             )
         };
         assert!(!matches!(
@@ -1109,19 +1121,8 @@ mod tests {
         assert_eq!((msgs[3].0, msgs[4].0), (4, 6));
         let after: Vec<u8> = msgs[4..].iter().flat_map(|m| m.1.clone()).collect();
         let known = r.resume_at(0, 4096);
-        let search = |buf: &[u8], resumed: bool, at_end: bool| {
-            let mut budget = u64::MAX;
-            find_within(
-                buf,
-                0,
-                Some(&known),
-                &Limits::default(),
-                at_end,
-                resumed,
-                &mut budget,
-                &mut Progress::default(),
-            )
-        };
+        let search =
+            |buf: &[u8], resumed: bool, at_end: bool| find_after_gap(buf, &known, at_end, resumed);
         // Only part of the video is here: the candidate at the first byte is waited for
         // (before, it was passed over and the bytes before the next candidate dropped).
         assert_eq!(search(&after[..6000], true, false), Search::NeedMore(0));
@@ -1196,19 +1197,7 @@ mod tests {
         );
         let after: Vec<u8> = msgs[from..].iter().flat_map(|m| m.2.clone()).collect();
         let known = r.resume_at(0, 4096);
-        let search = |buf: &[u8], at_end: bool| {
-            let mut budget = u64::MAX;
-            find_within(
-                buf,
-                0,
-                Some(&known),
-                &Limits::default(),
-                at_end,
-                true,
-                &mut budget,
-                &mut Progress::default(),
-            )
-        };
+        let search = |buf: &[u8], at_end: bool| find_after_gap(buf, &known, at_end, true);
         // Only part of the first video frame is here: it is waited for (before, it was
         // passed over, its chunks' csid 6 being unknown to the reader).
         assert!(msgs[from].3.len() > 4096);
@@ -1311,17 +1300,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // And a lock right after that body, where the fmt-3 headers say 209 from before.
-        let mut budget = u64::MAX;
-        let found = find_within(
-            &after,
-            1,
-            Some(&r),
-            &Limits::default(),
-            false,
-            false,
-            &mut budget,
-            &mut Progress::default(),
-        );
+        let found = find(&after, 1, Some(&r), &Limits::default(), false);
         assert!(
             matches!(found, Search::Found(Lock { pos: 210, .. })),
             "{found:?}"

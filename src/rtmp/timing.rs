@@ -1582,6 +1582,29 @@ mod tests {
 
     /// ffmpeg's Sorenson and MP3 to FLV: MP3 at 44.1 kHz on its grid of 1152 samples, a
     /// frame every 40 ms from 25 ms, audio first on equal times (its stream comes first).
+    /// The runs (first message lost, messages lost) of `whole`, sent faster than real time
+    /// (wire order is all there is to go by) and read up to `tail` messages after the run,
+    /// whose times come out wrong.
+    fn mp3_runs_read_wrong(
+        whole: &[(TagKind, u32)],
+        losts: std::ops::Range<usize>,
+        ns: std::ops::Range<usize>,
+        tail: usize,
+    ) -> Vec<(usize, usize)> {
+        let fast = |t: u32| 300.0 + t as f64 / 8.0;
+        let mut wrong_at = Vec::new();
+        for lost in losts {
+            for n in ns.clone() {
+                let truth = &whole[..lost + n + tail];
+                let (out, _) = read_with_lost_run(truth, lost, n, &fast);
+                if wrong(&out, truth, lost, n) > 0 {
+                    wrong_at.push((lost, n));
+                }
+            }
+        }
+        wrong_at
+    }
+
     fn wire_mp3(ms: u32) -> Vec<(TagKind, u32)> {
         let mut v = Vec::new();
         let (mut a, mut f) = (0u64, 0u32);
@@ -1670,20 +1693,8 @@ mod tests {
 
     #[test]
     fn mp3_after_a_gap_sits_on_its_grid_in_wire_order() {
-        let whole = wire_mp3(12000);
-        // Faster than real time: the wire order is all there is to go by.
-        let fast = |t: u32| 300.0 + t as f64 / 8.0;
-        let mut wrong_at = Vec::new();
-        for lost in 300..400 {
-            for n in 1..5 {
-                // A dozen frames after the gap, as between two gaps of a 5% loss.
-                let truth = &whole[..lost + n + 12];
-                let (out, _) = read_with_lost_run(truth, lost, n, &fast);
-                if wrong(&out, truth, lost, n) > 0 {
-                    wrong_at.push((lost, n));
-                }
-            }
-        }
+        // A dozen frames after the gap, as between two gaps of a 5% loss.
+        let wrong_at = mp3_runs_read_wrong(&wire_mp3(12000), 300..400, 1..5, 12);
         // Before the grid's times were checked frame by frame, 23 of these came out wrong:
         // the frames after a lost header change of delta were moved onto the grid a ms off,
         // and audio's equal times with video were taken as out of order.
@@ -1696,18 +1707,7 @@ mod tests {
         // frames; the fmt-3 frames after the gap re-applied a delta of 27 ms where the
         // sender's were 26, and the 5 ms they drifted stayed in every later time (72% of
         // the tags at the truth's time). Six frames already fix the grid's phase.
-        let whole = wire_mp3(2000);
-        let fast = |t: u32| 300.0 + t as f64 / 8.0;
-        let mut wrong_at = Vec::new();
-        for lost in 9..14 {
-            for n in 1..4 {
-                let truth = &whole[..lost + n + 24];
-                let (out, _) = read_with_lost_run(truth, lost, n, &fast);
-                if wrong(&out, truth, lost, n) > 0 {
-                    wrong_at.push((lost, n));
-                }
-            }
-        }
+        let wrong_at = mp3_runs_read_wrong(&wire_mp3(2000), 9..14, 1..4, 24);
         assert!(wrong_at.is_empty(), "{wrong_at:?}");
     }
 

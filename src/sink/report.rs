@@ -992,9 +992,9 @@ mod tests {
     use super::*;
     use crate::sink::remux::{Container, RemuxReport};
 
-    #[test]
-    fn a_picture_repaired_where_no_gap_was_counted_leaves_another_gap_s_loss_lost() {
-        let lost = |start_ms, end_ms, video_frames| LostTime {
+    /// A gap's time rebuilt, `video_frames` of 40 ms lost in it.
+    fn lost(start_ms: i64, end_ms: i64, video_frames: u32) -> LostTime {
+        LostTime {
             start_ms,
             end_ms,
             audio_frames: 0,
@@ -1003,7 +1003,11 @@ mod tests {
             video_ms: 40 * video_frames as i64,
             later_times: "exact",
             counted_by: "wire order",
-        };
+        }
+    }
+
+    #[test]
+    fn a_picture_repaired_where_no_gap_was_counted_leaves_another_gap_s_loss_lost() {
         let mut r = StreamReport {
             video_codec: Some("h264"),
             reordered: true,
@@ -1038,16 +1042,7 @@ mod tests {
             video_codec: Some("h264"),
             reordered: true,
             timing: Some(StreamTiming {
-                lost: vec![LostTime {
-                    start_ms: 400,
-                    end_ms: 480,
-                    audio_frames: 0,
-                    video_frames: 1,
-                    audio_ms: 0,
-                    video_ms: 40,
-                    later_times: "exact",
-                    counted_by: "wire order",
-                }],
+                lost: vec![lost(400, 480, 1)],
                 cut_video_frames: 2,
                 ..Default::default()
             }),

@@ -358,20 +358,7 @@ fn lost_messages_come_back_from_the_other_copy_at_their_times() {
 /// the play from that keyframe on; every one the peer's, and the file decodes.
 #[test]
 fn a_publish_that_lost_its_headers_and_first_keyframe_is_lent_and_repaired() {
-    require_tool("tcpdump");
-    require_tool("editcap");
-    let dir = temp_dir("loss5-s17");
-    let capture = dir.join("capture.pcap");
-    let st = std::process::Command::new(root().join("bench/make-loss5.sh"))
-        .arg(&capture)
-        .arg("17")
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    let (dir, capture) = loss5_capture("17");
     let out = dir.join("out");
     let report = read_ok_with(&capture, &out, &[]);
     let truth = media_of(&root().join("samples/netns-loss/truth/publish-mid.flv")).packets;
@@ -411,9 +398,9 @@ fn a_publish_that_lost_its_headers_and_first_keyframe_is_lent_and_repaired() {
     assert!(seen);
 }
 
-/// bench/make-loss5.sh with seed `seed`, read with `options`: (direction, video codec,
-/// found, total, wrong) per stream with a file and a video codec, against the truth.
-fn loss5_scores(seed: &str, options: &[&str]) -> Vec<(String, String, usize, usize, usize)> {
+/// bench/make-loss5.sh's capture of seed `seed`, in a directory of its own: (the
+/// directory, the capture).
+fn loss5_capture(seed: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     require_tool("tcpdump");
     require_tool("editcap");
     let dir = temp_dir(&format!("loss5-s{seed}"));
@@ -428,6 +415,13 @@ fn loss5_scores(seed: &str, options: &[&str]) -> Vec<(String, String, usize, usi
         "{}",
         String::from_utf8_lossy(&st.stderr)
     );
+    (dir, capture)
+}
+
+/// bench/make-loss5.sh with seed `seed`, read with `options`: (direction, video codec,
+/// found, total, wrong) per stream with a file and a video codec, against the truth.
+fn loss5_scores(seed: &str, options: &[&str]) -> Vec<(String, String, usize, usize, usize)> {
+    let (dir, capture) = loss5_capture(seed);
     let out = dir.join("out");
     let report = read_ok_with(&capture, &out, options);
     let mut v = Vec::new();
@@ -437,13 +431,10 @@ fn loss5_scores(seed: &str, options: &[&str]) -> Vec<(String, String, usize, usi
                 continue;
             };
             let direction = s["direction"].as_str().unwrap();
-            let truth = match (direction, codec) {
-                ("publish", "h264") => "publish-mid.flv",
-                ("publish", _) => "publish-leg.flv",
-                (_, "h264") => "play-ffmpeg-mid.flv",
-                _ => "play-ffmpeg-leg.flv",
-            };
-            let truth = media_of(&root().join("samples/netns-loss/truth").join(truth)).packets;
+            let truth = root()
+                .join("samples/netns-loss/truth")
+                .join(truth_for(direction, codec));
+            let truth = media_of(&truth).packets;
             let got = media_of(&out.join(file)).packets;
             let (found, total, wrong) = score(&truth, &got, 0);
             v.push((direction.into(), codec.into(), found, total, wrong));
