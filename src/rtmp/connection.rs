@@ -142,6 +142,10 @@ pub struct Connection {
     /// are TCP's (plain RTMP), so that they tell when a message's first bytes came.
     arrivals: [Arrivals; 2],
     tcp_offsets: bool,
+    /// Per direction, the stream offset after the last byte captured (plain RTMP) and after
+    /// the last byte or gap handed in: bytes between the two are held behind a hole.
+    captured_end: [u64; 2],
+    handed_end: [u64; 2],
     /// Capture time (ms) of the frame being handled.
     now_ms: Option<f64>,
 }
@@ -206,6 +210,8 @@ impl Connection {
             hunt_budget: [HUNT_BUDGET_START; 2],
             arrivals: Default::default(),
             tcp_offsets: false,
+            captured_end: [0; 2],
+            handed_end: [0; 2],
             now_ms: None,
         }
     }
@@ -230,6 +236,15 @@ impl Connection {
         if ts.is_finite() {
             self.arrivals[dir.index()].add(offset, len, ts * 1000.0);
         }
+        let end = &mut self.captured_end[dir.index()];
+        *end = (*end).max(offset.saturating_add(len as u64));
+    }
+
+    /// Whether direction `dir` holds bytes it has not read yet: it is locking on, or bytes
+    /// were captured behind a hole the reassembler still waits on.
+    fn holds_back(&self, dir: Dir) -> bool {
+        let i = dir.index();
+        matches!(self.phases[i], Phase::Hunting(_)) || self.captured_end[i] > self.handed_end[i]
     }
 
     /// Chunk statistics of a direction, when it got as far as chunks.
@@ -295,6 +310,12 @@ impl Connection {
         frame: u64,
         out: &mut Vec<Event>,
     ) {
+        let end = match ev {
+            StreamEvent::Data { offset, bytes } => offset.saturating_add(bytes.len() as u64),
+            StreamEvent::Gap { offset, len } => offset.saturating_add(len),
+        };
+        let handed = &mut self.handed_end[dir.index()];
+        *handed = (*handed).max(end);
         match ev {
             StreamEvent::Data { offset, bytes } => {
                 if !self.is_dead() {
@@ -302,6 +323,9 @@ impl Connection {
                 }
             }
             StreamEvent::Gap { offset, len } => self.gap(dir, offset, len, frame, out),
+        }
+        if !self.holds_back(dir) {
+            self.session.end_held(dir, out);
         }
     }
 
@@ -391,6 +415,8 @@ impl Connection {
     /// one that is not, it and the rest are dropped (a wrong packet is worse than a missing
     /// one) and `false` says the lock is lost.
     fn deliver(&mut self, dir: Dir, msgs: &mut Vec<Message>, out: &mut Vec<Event>) -> bool {
+        self.session.holding =
+            [Dir::ClientToServer, Dir::ServerToClient].map(|d| d != dir && self.holds_back(d));
         let Phase::Chunks(reader) = &mut self.phases[dir.index()] else {
             msgs.clear();
             return true;
@@ -793,6 +819,106 @@ mod tests {
             _ => None,
         });
         assert_eq!(cut, Some([0, 1]));
+    }
+
+    #[test]
+    fn a_play_ended_while_its_media_wait_behind_a_hole_keeps_them() {
+        use crate::rtmp::amf0::{Value, encode};
+        use crate::rtmp::chunk::ChunkWriter;
+        use crate::rtmp::message::types;
+        let command = |vals: &[Value]| {
+            let mut b = Vec::new();
+            vals.iter().for_each(|v| encode(v, &mut b));
+            b
+        };
+        let s = |t: &str| Value::String(t.as_bytes().to_vec());
+        let (mut cw, mut client) = (ChunkWriter::new(128), Vec::new());
+        let play = command(&[s("play"), Value::Number(4.0), Value::Null, s("cam")]);
+        cw.write(8, 1, types::COMMAND_AMF0, 0, &play, &mut client);
+        let play_end = client.len();
+        let delete = command(&[
+            s("deleteStream"),
+            Value::Number(5.0),
+            Value::Null,
+            Value::Number(1.0),
+        ]);
+        cw.write(3, 0, types::COMMAND_AMF0, 0, &delete, &mut client);
+        let (mut sw, mut server) = (ChunkWriter::new(128), Vec::new());
+        let mut ends = Vec::new();
+        for i in 0..4u32 {
+            let mut v = vec![if i == 0 { 0x12 } else { 0x22 }];
+            v.resize(100, i as u8);
+            sw.write(6, 1, types::VIDEO, 40 * i, &v, &mut server);
+            ends.push(server.len());
+        }
+        let len = Handshake::LEN;
+        let (c2s, s2c) = (Dir::ClientToServer, Dir::ServerToClient);
+        let run = |reordered: bool| {
+            let mut c = Connection::new(Limits::default());
+            let mut out = Vec::new();
+            for d in [c2s, s2c] {
+                c.stream_event(d, StreamEvent::Gap { offset: 0, len }, 1, &mut out);
+            }
+            let ev = |o: usize, b: &[u8]| (len + o as u64, b.to_vec());
+            let (o, b) = ev(0, &client[..play_end]);
+            c.stream_event(
+                c2s,
+                StreamEvent::Data {
+                    offset: o,
+                    bytes: &b,
+                },
+                2,
+                &mut out,
+            );
+            let (o, b) = ev(0, &server[..ends[1]]);
+            c.stream_event(
+                s2c,
+                StreamEvent::Data {
+                    offset: o,
+                    bytes: &b,
+                },
+                3,
+                &mut out,
+            );
+            if reordered {
+                // The last picture's segment came before the third's: held behind a hole.
+                c.arrived(s2c, len + ends[2] as u64, ends[3] - ends[2], 0.0);
+            }
+            let (o, b) = ev(play_end, &client[play_end..]);
+            c.stream_event(
+                c2s,
+                StreamEvent::Data {
+                    offset: o,
+                    bytes: &b,
+                },
+                4,
+                &mut out,
+            );
+            let (o, b) = ev(ends[1], &server[ends[1]..]);
+            c.stream_event(
+                s2c,
+                StreamEvent::Data {
+                    offset: o,
+                    bytes: &b,
+                },
+                5,
+                &mut out,
+            );
+            c.close(6, &mut out);
+            let started = out
+                .iter()
+                .filter(|e| matches!(e, Event::StreamStarted { .. }));
+            let tags_of_first = out
+                .iter()
+                .take_while(|e| !matches!(e, Event::StreamEnded { .. }))
+                .filter(|e| matches!(e, Event::Tag { .. }))
+                .count();
+            (started.count(), tags_of_first)
+        };
+        // Held: all four pictures are the play's.
+        assert_eq!(run(true), (1, 4));
+        // In order, the server's bytes after the deleteStream are another stream's, as before.
+        assert_eq!(run(false), (2, 2));
     }
 
     #[test]

@@ -37,6 +37,9 @@ struct ActiveStream {
     /// once a message was read after one).
     gaps_at_start: u32,
     gaps: u32,
+    /// Its end was commanded while its media's direction still held bytes back: it ends
+    /// when that direction has delivered them (see [`Session::holding`]).
+    closing: bool,
 }
 
 /// Warnings, status codes, pending and created stream ids kept per session.
@@ -65,6 +68,10 @@ pub struct Session {
     /// knows it), when the caller gives capture times: a live sender's frames reach the wire
     /// at their media times, so it tells the timing stage how much time a gap took.
     pub now_ms: Option<f64>,
+    /// Directions holding bytes back (locking on, or behind a hole), set by the connection.
+    /// Messages they hold may have been sent before what the other direction delivers now:
+    /// a stream whose end is commanded meanwhile stays open for them.
+    pub holding: [bool; 2],
     limits: Limits,
     /// Limits reached on this connection's messages.
     pub limit_hits: LimitHits,
@@ -84,6 +91,7 @@ impl Session {
             mid_stream: false,
             gaps: [0; 2],
             now_ms: None,
+            holding: [false; 2],
             limits,
             limit_hits: LimitHits::default(),
         }
@@ -242,6 +250,7 @@ impl Session {
             clock: StreamClock::default(),
             gaps_at_start: self.gaps[media_dir(role).index()],
             gaps: 0,
+            closing: false,
         });
         out.push(Event::StreamStarted {
             stream: id,
@@ -292,6 +301,24 @@ impl Session {
                 s.clock.tag_with(base, resumed, stale, now, ev, out)
             }
             None => out.push(ev),
+        }
+    }
+
+    /// A command ends the streams `pred` picks. One whose media come the other way, where
+    /// that direction still holds bytes back, is kept open for the media it will deliver.
+    fn end_commanded(&mut self, pred: impl Fn(&ActiveStream) -> bool, out: &mut Vec<Event>) {
+        let holding = self.holding;
+        let held = |s: &ActiveStream| holding[media_dir(s.role).index()];
+        for s in self.streams.iter_mut().filter(|s| pred(s) && held(s)) {
+            s.closing = true;
+        }
+        self.end_where(|s| pred(s) && !held(s), out);
+    }
+
+    /// Direction `dir` holds nothing back now: streams kept open for its media end.
+    pub fn end_held(&mut self, dir: Dir, out: &mut Vec<Event>) {
+        if self.streams.iter().any(|s| s.closing) {
+            self.end_where(|s| s.closing && media_dir(s.role) == dir, out);
         }
     }
 
@@ -356,12 +383,12 @@ impl Session {
             }
             (Dir::ClientToServer, b"deleteStream") => {
                 if let Some(id) = arg(0).and_then(Value::as_number) {
-                    self.end_where(|s| s.msid as f64 == id, out);
+                    self.end_commanded(|s| s.msid as f64 == id, out);
                 }
             }
             (Dir::ClientToServer, b"closeStream") => {
                 let msid = msg.msid;
-                self.end_where(|s| s.msid == msid, out);
+                self.end_commanded(|s| s.msid == msid, out);
             }
             (Dir::ServerToClient, b"onStatus") => {
                 if let Some(code) = arg(0).and_then(|o| o.get("code")).and_then(Value::as_bytes)
