@@ -52,6 +52,9 @@ const MAX_SOURCES: usize = 3;
 const MAX_USES: u32 = 8;
 /// Differences of times between two copies that are not corrected (ms).
 const MIN_CORRECTION_MS: i64 = 2;
+/// Most frames of a kind in a row after a gap whose times are taken from another copy one by
+/// one (see [`plan`]).
+const MAX_WRONG_AFTER_GAP: usize = 4;
 /// Tags of one copy between two anchors that are aligned, at most.
 const MAX_SEGMENT: usize = 1024;
 
@@ -969,13 +972,79 @@ fn plan_with(
             shift_of.remove(&x);
         }
     }
-    let corrected = shift_of.len() as u64;
-    let largest = shift_of.values().map(|c| c.abs()).max().unwrap_or(0);
+    let mut corrected = shift_of.len() as u64;
+    let mut largest = shift_of.values().map(|c| c.abs()).max().unwrap_or(0);
     for (i, e) in a.iter().enumerate() {
         if media(e)
             && let Some(c) = shift_of.get(&(seg[i], slot(e.kind)))
         {
             times[i] = Some(e.ts.wrapping_add(*c as u32));
+        }
+    }
+    // The copy's times, less the errors of its stretches where they were found.
+    let bt = |j: usize| {
+        let err = copy_err.get(&(seg_b[j], slot(b[j].kind))).copied();
+        b[j].ts.wrapping_sub(err.unwrap_or(0) as u32)
+    };
+    let clean =
+        |from: usize, to: usize| !b[from + 1..=to].iter().any(|x| marks_b.contains(&x.hash));
+    // The first frames of a kind after a gap can be wrong where the rest of the stretch is
+    // right (a delta re-applied before the time lost was known): a run of them, right after
+    // a gap of this copy, whose times differ from the copy's by other than the frames
+    // before and after them both do, takes the copy's times, where the copy had no gap
+    // from the frame before the run to the run's last, and this copy's frames of the kind
+    // stay in order.
+    for k in 0..2 {
+        let pairs: Vec<(usize, usize, i64)> = (0..a.len())
+            .filter(|&i| media(&a[i]) && a[i].frame && slot(a[i].kind) == k)
+            .filter_map(|i| {
+                let j = matched[i].or(inner[i])?;
+                let t = times[i].unwrap_or(a[i].ts);
+                Some((i, j, diff(t, bt(j))))
+            })
+            .collect();
+        let mut p = 1;
+        while p + 1 < pairs.len() {
+            let (ip, jp, d) = pairs[p - 1];
+            let wrong = |x: &(usize, usize, i64)| (x.2 - d).abs() > MIN_CORRECTION_MS;
+            if !wrong(&pairs[p]) || seg[ip] == seg[pairs[p].0] {
+                p += 1;
+                continue;
+            }
+            let q = (p..pairs.len().min(p + MAX_WRONG_AFTER_GAP + 1))
+                .find(|&q| !wrong(&pairs[q]))
+                .unwrap_or(pairs.len());
+            let Some(&(iq, _, _)) = pairs.get(q) else {
+                break;
+            };
+            let run = &pairs[p..q];
+            let fixed: Vec<u32> = run.iter().map(|x| bt(x.1).wrapping_add(d as u32)).collect();
+            // This copy's frames of the kind from the one before the run to the one after,
+            // with the run's new times: still in order.
+            let mut new_times = run.iter().map(|x| x.0).zip(fixed.iter().copied());
+            let mut next_new = new_times.next();
+            let mut last: Option<u32> = None;
+            let mut in_order = true;
+            for i in (ip..=iq).filter(|&i| media(&a[i]) && a[i].frame && slot(a[i].kind) == k) {
+                let t = match next_new {
+                    Some((n, t)) if n == i => {
+                        next_new = new_times.next();
+                        t
+                    }
+                    _ => times[i].unwrap_or(a[i].ts),
+                };
+                in_order &= last.is_none_or(|l| diff(t, l) > 0);
+                last = Some(t);
+            }
+            let jl = run[run.len() - 1].1;
+            if in_order && jp < jl && clean(jp, jl) {
+                for (x, t) in run.iter().zip(fixed) {
+                    largest = largest.max(x.2.saturating_sub(d).abs());
+                    times[x.0] = Some(t);
+                }
+                corrected += 1;
+            }
+            p = q + 1;
         }
     }
     // What is put in: coded frames only, where a gap came in this copy between the two
@@ -1007,8 +1076,6 @@ fn plan_with(
         let mid = steps.len() / 2;
         (*steps.select_nth_unstable(mid).1 / 2).max(1)
     });
-    let clean =
-        |from: usize, to: usize| !b[from + 1..=to].iter().any(|x| marks_b.contains(&x.hash));
     // Where this copy left video out waiting for a keyframe: from the first tag written
     // after the first frame left out to the next keyframe (or the end).
     // Regions that end at one keyframe are one (from the earliest start): they are disjoint,
@@ -1059,11 +1126,6 @@ fn plan_with(
             continue;
         };
         for j in js {
-            // The copy's times, less the errors of its stretches where they were found.
-            let bt = |j: usize| {
-                let err = copy_err.get(&(seg_b[j], slot(b[j].kind))).copied();
-                b[j].ts.wrapping_sub(err.unwrap_or(0) as u32)
-            };
             let ts = if clean(jl, j) {
                 at(left).wrapping_add(bt(j).wrapping_sub(bt(jl)))
             } else if clean(j, jr) {
@@ -1517,6 +1579,35 @@ mod tests {
         assert!(p.times.iter().all(Option::is_none), "{p:?}");
         let put: Vec<(usize, u32)> = p.inserts.iter().map(|x| (x.from, x.ts)).collect();
         assert_eq!(put, vec![(v, sender[v].ts)]);
+    }
+
+    #[test]
+    fn the_first_frame_after_a_gap_read_one_delta_early_takes_the_copy_s_time() {
+        // This copy lost an audio frame; the next one re-applied the delta from before the
+        // gap and came out at the lost one's time, while later frames were rebuilt right.
+        let sender = sent(60);
+        let g = (30..40).find(|&i| sender[i].kind == 8).unwrap();
+        let h = (g + 1..60).find(|&i| sender[i].kind == 8).unwrap();
+        let mut a = sender.clone();
+        a[h].ts = sender[g].ts;
+        a.remove(g);
+        let after_gap = marks(&[sender[g + 1].hash]);
+        let p = plan(&a, &sender, &after_gap, &HashSet::new());
+        let fixed: Vec<(usize, u32)> = p
+            .times
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.map(|t| (i, t)))
+            .collect();
+        assert_eq!(fixed, vec![(h - 1, sender[h].ts)]);
+        assert_eq!((p.corrected, p.largest_ms), (1, 23));
+        let put: Vec<(usize, u32)> = p.inserts.iter().map(|x| (x.from, x.ts)).collect();
+        assert_eq!(put, vec![(g, sender[g].ts)]);
+        // Where the copy had a gap of its own there, its times are no better: nothing moves,
+        // and the lost frame has no room.
+        let p = plan(&a, &sender, &after_gap, &marks(&[sender[h].hash]));
+        assert!(p.times.iter().all(Option::is_none), "{p:?}");
+        assert!(p.inserts.is_empty(), "{p:?}");
     }
 
     #[test]
