@@ -68,11 +68,18 @@ run() {
 
 # What differs from run to run whatever the build, left out of the reports in $1 before they
 # are compared: the wall-clock start and end and the program's path (report.json's
-# schema_version 2 has them; a report without them is left as it is).
+# schema_version 2 has them; a report without them is left as it is; report.html says them in
+# its heading, and ffmpeg's messages quoted in it name addresses).
 unrun() {
     python3 - "$1" <<'UNRUN'
-import json, pathlib, sys
+import json, pathlib, re, sys
 for f in pathlib.Path(sys.argv[1]).rglob('*'):
+    if f.is_file() and f.name == 'report.html':
+        t = f.read_text(errors='replace')
+        t = re.sub(r'run \S+Z &middot; <code>\S+', 'run &middot; <code>rtmpsniff', t, count=1)
+        t = re.sub(r' @ 0x[0-9a-f]+\]', ' @ 0x]', t)
+        f.write_text(t)
+        continue
     if not f.is_file() or not (f.name == 'stdout' or (f.name.startswith('report') and f.suffix == '.json')):
         continue
     try:
