@@ -527,17 +527,7 @@ impl FlvSink {
         let Some(s) = self.streams.get_mut(&key) else {
             return Ok(());
         };
-        let waiting = s.report.dropped_before_keyframe;
         if !s.accept(kind, body) {
-            // Left out for a keyframe a gap took: another copy may hold it. (Not for a
-            // stream joined mid-stream: the other copies began no earlier, with the capture.)
-            if s.report.dropped_before_keyframe > waiting
-                && !s.mid_stream
-                && !self.dry
-                && !s.to_pipe
-            {
-                self.repair.left_out(key);
-            }
             return Ok(());
         }
         if !self.dry && !s.to_pipe {

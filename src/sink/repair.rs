@@ -118,12 +118,6 @@ struct Copy {
     uses: u32,
     /// Whether it has had a picture that pairs copies (until then its sounds pair them).
     pictured: bool,
-    /// Hashes of the first tag written after video was left out waiting for a keyframe
-    /// (the file's own frames, not lost, but undecodable without the keyframe a gap took),
-    /// and whether such video is being left out now.
-    left_out: HashSet<u64>,
-    leaving: bool,
-    left_next: bool,
     /// Whether it is to be repaired at the end (at most [`MAX_TARGETS`] are).
     target: bool,
 }
@@ -250,19 +244,10 @@ impl Repair {
                 c.marks.insert(body_hash(body));
             }
         }
-        if c.left_next && matches!(kind, 8 | 9) {
-            c.left_next = false;
-            if c.left_out.len() < MAX_MARKS {
-                c.left_out.insert(body_hash(body));
-            }
-        }
         let picture = (kind == 9)
             .then(|| media::video(body))
             .flatten()
             .filter(|i| i.frame);
-        if picture.is_some_and(|i| i.keyframe) {
-            c.leaving = false;
-        }
         // Pictures pair copies: coded video frames big enough not to be alike by chance (a
         // few bytes of an unchanging picture can be). Until a stream has one, its audio
         // frames pair it.
@@ -276,23 +261,6 @@ impl Repair {
         {
             self.sounds.add(key, body);
         }
-    }
-
-    /// A video frame of stream `key` was left out of its file waiting for a keyframe (one
-    /// a gap took, or that came before the capture): a copy may hold the keyframe, and with
-    /// it these frames.
-    pub(super) fn left_out(&mut self, key: StreamKey) {
-        if !self.enabled {
-            return;
-        }
-        let Some(c) = self.copies.get_mut(&key) else {
-            return;
-        };
-        if c.leaving || !become_target(c, key, &mut self.targets, &mut self.conns) {
-            return;
-        }
-        c.leaving = true;
-        c.left_next = true;
     }
 
     /// The stream's file, as its report gives it when the stream ends.
@@ -353,7 +321,7 @@ impl Repair {
                 };
                 let Some(tid) = r.file_id else { break };
                 let (tname, sname, sid) = (tname.clone(), sname.clone(), *sid);
-                let marks = (&t.marks, &s.marks, &t.left_out);
+                let marks = (&t.marks, &s.marks);
                 let outcome = repair_one(dir, (&tname, tid), (&sname, sid), marks)?;
                 if let Some(s) = self.copies.get_mut(&src) {
                     s.uses += 1;
@@ -472,7 +440,7 @@ fn repair_one(
     dir: &Path,
     target: (&str, FileId),
     source: (&str, FileId),
-    (marks, source_marks, left_out): (&HashSet<u64>, &HashSet<u64>, &HashSet<u64>),
+    (marks, source_marks): (&HashSet<u64>, &HashSet<u64>),
 ) -> io::Result<Outcome> {
     let (Some(mut tf), Some(mut sf)) = (
         reopen(&dir.join(target.0), target.1)?,
@@ -485,7 +453,7 @@ fn repair_one(
         (Err(e), _) | (_, Err(e)) => return Ok(Outcome::Failed(e)),
         _ => return Ok(Outcome::TooLong),
     };
-    let p = plan_with(&a, &b, marks, source_marks, left_out);
+    let p = plan(&a, &b, marks, source_marks);
     if p.inserts.is_empty() && p.corrected == 0 {
         return Ok(Outcome::Nothing);
     }
@@ -705,21 +673,7 @@ fn mode(counts: &HashMap<i64, u32>) -> Option<(i64, u32, u32)> {
 }
 
 /// Align the target `a` with the copy `b` (see the module's comment).
-#[cfg(test)]
 fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>) -> Plan {
-    plan_with(a, b, marks_a, marks_b, &HashSet::new())
-}
-
-/// [`plan`], where `left_a` marks the first tag of the target written after video was left
-/// out waiting for a keyframe: from there to its next keyframe, the copy's video frames
-/// go in, if the copy's keyframe before them and every frame after it do.
-fn plan_with(
-    a: &[Entry],
-    b: &[Entry],
-    marks_a: &HashSet<u64>,
-    marks_b: &HashSet<u64>,
-    left_a: &HashSet<u64>,
-) -> Plan {
     let media = |e: &Entry| matches!(e.kind, 8 | 9);
     let mut count: HashMap<u64, (u32, u32, usize)> = HashMap::new();
     for (j, e) in b.iter().enumerate().filter(|(_, e)| media(e)) {
@@ -1076,46 +1030,18 @@ fn plan_with(
         let mid = steps.len() / 2;
         (*steps.select_nth_unstable(mid).1 / 2).max(1)
     });
-    // Where this copy left video out waiting for a keyframe: from the first tag written
-    // after the first frame left out to the next keyframe (or the end).
-    // Regions that end at one keyframe are one (from the earliest start): they are disjoint,
-    // and a body that repeats cannot make more of them than there are keyframes.
-    let mut next_key = vec![a.len(); a.len() + 1];
-    for i in (0..a.len()).rev() {
-        next_key[i] = if a[i].kind == 9 && a[i].key {
-            i
-        } else {
-            next_key[i + 1]
-        };
-    }
-    let mut regions: Vec<(usize, usize)> = Vec::new();
-    for (i, e) in a.iter().enumerate() {
-        if media(e) && left_a.contains(&e.hash) && regions.last().is_none_or(|r| r.1 < i) {
-            regions.push((i, next_key[i]));
-        }
-    }
     // Whether this copy holds the copy's tag `j` somewhere.
     let held = |j: usize| count.get(&b[j].hash).is_some_and(|c| c.0 > 0);
-    // The region that holds tag `i`, if any.
-    let region_of = |i: usize| {
-        let k = regions.partition_point(|r| r.0 <= i).checked_sub(1)?;
-        (i <= regions[k].1).then_some(k)
-    };
     for (left, right, js) in runs {
         let gap = (left + 1..=right).any(|i| media(&a[i]) && marks_a.contains(&a[i].hash));
-        let left_out = region_of(left + 1).is_some_and(|k| right <= regions[k].1);
-        if !gap && !left_out {
+        if !gap {
             continue;
         }
         // None that this copy holds anywhere (a message is never put in twice): those were
         // not lost here, only sent in another order (a server sends a player the decoder
         // configurations as it joins, the publisher sent them before its first frames).
         // The rest must be coded frames.
-        // (Where no gap came, only video was left out.)
-        let js: Vec<usize> = js
-            .into_iter()
-            .filter(|&j| !held(j) && (gap || b[j].kind == 9))
-            .collect();
+        let js: Vec<usize> = js.into_iter().filter(|&j| !held(j)).collect();
         if js.is_empty() || !js.iter().all(|&j| b[j].frame) {
             continue;
         }
@@ -1179,39 +1105,6 @@ fn plan_with(
     }
     let mut kept = kept.into_iter();
     inserts.retain(|_| kept.next().unwrap_or(false));
-    // Where video was left out, the pictures put in must decode: from a keyframe of the
-    // copy on, every picture of the copy up to this copy's own next keyframe is here or put
-    // in. The pictures put in before that keyframe go.
-    let in_region = |x: &Insert| (b[x.from].kind == 9).then(|| region_of(x.before)).flatten();
-    let mut put: Vec<HashSet<usize>> = vec![HashSet::new(); regions.len()];
-    for x in &inserts {
-        if let Some(k) = in_region(x) {
-            put[k].insert(x.from);
-        }
-    }
-    let starts: Vec<Option<usize>> = regions
-        .iter()
-        .zip(&put)
-        .map(|(&(_, e), from)| {
-            let je = matched
-                .get(e)
-                .copied()
-                .flatten()
-                .or(inner.get(e).copied().flatten())?;
-            // After the last picture of the copy neither here nor put in (before the first
-            // put in, none matters). What a gap of the copy took is lost inside the file, as
-            // after a gap of this copy's own.
-            let first = from.iter().copied().min()?;
-            let missing = (first..je)
-                .rev()
-                .find(|&j| b[j].kind == 9 && b[j].frame && !held(j) && !from.contains(&j));
-            from.iter()
-                .copied()
-                .filter(|&j| b[j].key && missing.is_none_or(|m| j > m))
-                .min()
-        })
-        .collect();
-    inserts.retain(|x| in_region(x).is_none_or(|k| starts[k].is_some_and(|f| x.from >= f)));
     Plan {
         inserts,
         times,
@@ -1608,42 +1501,6 @@ mod tests {
         let p = plan(&a, &sender, &after_gap, &marks(&[sender[h].hash]));
         assert!(p.times.iter().all(Option::is_none), "{p:?}");
         assert!(p.inserts.is_empty(), "{p:?}");
-    }
-
-    #[test]
-    fn pictures_left_out_for_a_lost_keyframe_come_back_with_it_or_not_at_all() {
-        // Pictures every 40 ms, a keyframe at tag 1 and at tag `k2`. This copy lost the
-        // first keyframe to a gap and left out the pictures after it up to the next one.
-        let mut b = sent(60);
-        let video: Vec<usize> = (0..60).filter(|&i| b[i].kind == 9).collect();
-        let (k1, k2) = (video[0], video[5]);
-        b[k1].key = true;
-        b[k2].key = true;
-        let a: Vec<Entry> = (0..60)
-            .filter(|&i| b[i].kind == 8 || i >= k2)
-            .map(|i| b[i])
-            .collect();
-        let after = b[k1 + 1].hash;
-        let p = plan_with(&a, &b, &marks(&[after]), &HashSet::new(), &marks(&[after]));
-        let put: Vec<(usize, u32)> = p.inserts.iter().map(|x| (x.from, x.ts)).collect();
-        let want: Vec<(usize, u32)> = video[..5].iter().map(|&j| (j, b[j].ts)).collect();
-        assert_eq!(put, want);
-        // Without the left-out marks, only what the gap took.
-        let p = plan_with(&a, &b, &marks(&[after]), &HashSet::new(), &HashSet::new());
-        assert_eq!(p.inserts.len(), 1);
-        // A copy that lost the keyframe too gives nothing there: its pictures would not
-        // decode.
-        let mut c = b.clone();
-        c.remove(k1);
-        let p = plan_with(&a, &c, &marks(&[after]), &HashSet::new(), &marks(&[after]));
-        assert!(p.inserts.is_empty(), "{:?}", p.inserts);
-        // A picture of them that cannot go in (its time does not fit between this copy's
-        // tags around it) takes the others with it: from the keyframe on, they come in
-        // whole or not at all.
-        let mut c = b.clone();
-        c[video[2]].ts += 1000;
-        let p = plan_with(&a, &c, &marks(&[after]), &HashSet::new(), &marks(&[after]));
-        assert!(p.inserts.is_empty(), "{:?}", p.inserts);
     }
 
     #[test]

@@ -47,9 +47,11 @@ pub(super) struct StreamOut {
     /// Joined mid-stream: video frames before the first keyframe cannot be decoded.
     pub(super) mid_stream: bool,
     /// Bytes were lost before its decoder configurations came: they may have been lost, so
-    /// its frames are kept as mid-stream (from a keyframe on) instead of waiting for them.
+    /// its frames are kept instead of waiting for them (a configuration lent or built at
+    /// the end goes at the start of the file).
     gapped: bool,
     wait_keyframe: bool,
+    video_note: bool,
     audio_note: bool,
     /// What building a missing decoder configuration needs to see of the frames.
     seen: Seen,
@@ -112,6 +114,7 @@ impl StreamOut {
             mid_stream,
             gapped: false,
             wait_keyframe: mid_stream,
+            video_note: false,
             audio_note: false,
             seen: Seen::default(),
             tracks: Default::default(),
@@ -128,14 +131,13 @@ impl StreamOut {
     }
 
     /// A gap in the capture came before the stream's next tag. Until its decoder
-    /// configurations come, it is read as one joined mid-stream (they may have been lost).
+    /// configurations come, frames that need one no longer wait for it (it may have been
+    /// lost). Pictures after a keyframe the gap took are kept too: they are what the
+    /// capture holds, another copy may hold the keyframe, and a copy whose configuration
+    /// was captured keeps them the same way.
     pub(super) fn gap_came(&mut self) {
-        if self.gapped || self.mid_stream {
-            return;
-        }
-        self.gapped = true;
-        if !self.video_config {
-            self.wait_keyframe = true;
+        if !self.mid_stream {
+            self.gapped = true;
         }
     }
 
@@ -458,17 +460,17 @@ impl StreamOut {
             self.video_config = true;
         } else if self.mid_stream || self.gapped {
             // Joined mid-stream: write from the first keyframe on, configuration or not
-            // (the report says when it was not captured).
-            // After a gap, only frames that wait for a configuration wait for a keyframe.
-            if self.wait_keyframe && i.frame && (self.mid_stream || i.needs_config) {
+            // (the report says when it was not captured). After a gap, every frame.
+            if self.wait_keyframe && i.frame {
                 if !i.keyframe {
                     r.dropped_before_keyframe += 1;
                     return false;
                 }
                 self.wait_keyframe = false;
-                if i.needs_config && !self.video_config {
-                    r.notes.push("video sequence header not captured".into());
-                }
+            }
+            if i.frame && i.needs_config && !self.video_config && !self.video_note {
+                self.video_note = true;
+                r.notes.push("video sequence header not captured".into());
             }
         } else if i.needs_config && !self.video_config {
             r.dropped_before_config += 1;
@@ -633,12 +635,7 @@ impl StreamOut {
         r.set_bitrates();
         if r.dropped_before_keyframe > 0 {
             r.notes.push(format!(
-                "{}: {} video frames before the first keyframe were left out",
-                if self.mid_stream {
-                    "joined mid-stream"
-                } else {
-                    "bytes lost before the video sequence header"
-                },
+                "joined mid-stream: {} video frames before the first keyframe were left out",
                 r.dropped_before_keyframe
             ));
         }
