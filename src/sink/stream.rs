@@ -653,3 +653,56 @@ impl StreamOut {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::ConnId;
+
+    fn stream(mid_stream: bool) -> StreamOut {
+        let key = StreamKey {
+            conn: ConnId(1),
+            stream: 0,
+        };
+        StreamOut::new(key, "s".into(), false, None, Role::Publish, 1, mid_stream)
+    }
+
+    // FLV video bodies of H.264: an inter frame and a keyframe (AVC NALU packets).
+    const INTER: &[u8] = &[0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41];
+    const KEY: &[u8] = &[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65];
+
+    #[test]
+    fn pictures_after_a_keyframe_a_gap_took_are_kept_and_mid_stream_ones_wait() {
+        // A gap took the sequence header and the first keyframe: the pictures after it are
+        // kept (another copy may hold the keyframe, and a configuration lent or built at
+        // the end goes first), and the missing header is said once.
+        let mut s = stream(false);
+        s.gap_came();
+        assert!(s.accept(TagKind::Video, INTER));
+        assert!(s.accept(TagKind::Video, INTER));
+        assert!(s.accept(TagKind::Video, KEY));
+        let r = &s.report;
+        assert_eq!(
+            (r.video_frames, r.keyframes, r.dropped_before_keyframe),
+            (3, 1, 0)
+        );
+        assert_eq!(r.decodable.starts_with_keyframe, Some(false));
+        let said = r
+            .notes
+            .iter()
+            .filter(|n| n.contains("video sequence header"));
+        assert_eq!(said.count(), 1, "{:?}", r.notes);
+        // Joined mid-stream: nothing before the capture holds their keyframe.
+        let mut s = stream(true);
+        assert!(!s.accept(TagKind::Video, INTER));
+        assert!(s.accept(TagKind::Video, KEY));
+        assert!(s.accept(TagKind::Video, INTER));
+        let r = &s.report;
+        assert_eq!((r.video_frames, r.dropped_before_keyframe), (2, 1));
+        assert_eq!(r.decodable.starts_with_keyframe, Some(true));
+        // No gap and no configuration yet: coded frames wait for it.
+        let mut s = stream(false);
+        assert!(!s.accept(TagKind::Video, KEY));
+        assert_eq!(s.report.dropped_before_config, 1);
+    }
+}
