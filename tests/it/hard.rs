@@ -382,7 +382,7 @@ fn a_publish_that_lost_its_headers_and_first_keyframe_is_lent_and_repaired() {
             );
             assert_eq!(wrong, 0);
             // 601 when the pictures after the lost keyframe were left out; 628 when those
-            // the play holds from its next keyframe on came back; 680 with them all.
+            // the play holds from its next keyframe on came back; 678 with them all.
             assert!(found >= 675, "{found}/{total}");
             // ffmpeg opens and decodes it (before, with no configuration: "could not find
             // codec parameters"); pictures both copies lost are its only errors.
