@@ -45,7 +45,7 @@ pub(super) struct StreamOut {
     /// What lending a decoder configuration needs to know of the stream.
     pub(super) carried: Carried,
     /// Joined mid-stream: video frames before the first keyframe cannot be decoded.
-    pub(super) mid_stream: bool,
+    mid_stream: bool,
     /// Bytes were lost before its decoder configurations came: they may have been lost, so
     /// its frames are kept instead of waiting for them (a configuration lent or built at
     /// the end goes at the start of the file).
