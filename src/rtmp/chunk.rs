@@ -56,6 +56,10 @@ struct Partial {
     offset: u64,
 }
 
+/// Bytes of a message a gap cut that are kept to say what it was (a frame or a
+/// configuration, and its codec: see [`ChunkReader::cut_media`]).
+pub const CUT_BYTES_KEPT: usize = 16;
+
 /// A partial message grows to at least this (or its length) once its second chunk comes.
 const GROW_TO: usize = 256 << 10;
 
@@ -427,13 +431,33 @@ impl ChunkReader {
         })
     }
 
-    /// The media messages begun but not whole (message stream id, type): what a gap now
-    /// cuts. Their headers were read, so the times after them are exact.
-    pub(crate) fn cut_media(&self) -> impl Iterator<Item = (u32, u8)> + '_ {
-        self.streams.values().filter_map(|cs| {
-            let media = matches!(cs.type_id, types::AUDIO | types::VIDEO);
-            (media && cs.partial.is_some()).then_some((cs.msid, cs.type_id))
-        })
+    /// The media messages begun but not whole: what a gap now cuts, in the order their
+    /// headers came, each with the first bytes of its body that came (at most
+    /// [`CUT_BYTES_KEPT`]) and its header's offset. Their headers were read, so the times
+    /// after them are exact.
+    pub(crate) fn cut_media(&self, frame: u64) -> Vec<Message> {
+        let mut cut: Vec<Message> = self
+            .streams
+            .iter()
+            .filter(|(_, cs)| matches!(cs.type_id, types::AUDIO | types::VIDEO))
+            .filter_map(|(&csid, cs)| {
+                let p = cs.partial.as_ref()?;
+                Some(Message {
+                    csid,
+                    msid: cs.msid,
+                    type_id: cs.type_id,
+                    timestamp: cs.timestamp,
+                    body: Bytes::copy_from_slice(&p.body[..p.body.len().min(CUT_BYTES_KEPT)]),
+                    offset: p.offset,
+                    frame,
+                    base: cs.base,
+                    resumed: cs.resumed,
+                    stale_delta: cs.stale,
+                })
+            })
+            .collect();
+        cut.sort_unstable_by_key(|m| m.offset);
+        cut
     }
 
     /// Whether a chunk stream's header state is known.

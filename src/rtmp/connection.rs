@@ -674,8 +674,8 @@ impl Connection {
         let phase = std::mem::replace(&mut self.phases[i], Phase::Stopped);
         self.phases[i] = match phase {
             Phase::Chunks(reader) => {
-                for (msid, type_id) in reader.cut_media() {
-                    self.session.cut(dir, msid, type_id);
+                for m in reader.cut_media(frame) {
+                    self.session.cut(dir, m, out);
                 }
                 self.retired[i] = Some(reader.clone());
                 let header_gap = (reader.at_chunk_boundary() && len <= lockon::MAX_LOST_HEADER)

@@ -72,6 +72,9 @@ pub struct Session {
     /// Messages they hold may have been sent before what the other direction delivers now:
     /// a stream whose end is commanded meanwhile stays open for them.
     pub holding: [bool; 2],
+    /// Offset of the last message handed on, per direction: a cut message began after it
+    /// or its chunks were interleaved with a later one's.
+    last_offset: [Option<u64>; 2],
     limits: Limits,
     /// Limits reached on this connection's messages.
     pub limit_hits: LimitHits,
@@ -92,6 +95,7 @@ impl Session {
             gaps: [0; 2],
             now_ms: None,
             holding: [false; 2],
+            last_offset: [None; 2],
             limits,
             limit_hits: LimitHits::default(),
         }
@@ -135,6 +139,7 @@ impl Session {
 
     /// Interpret one message that travelled in role `dir`.
     pub fn on_message(&mut self, dir: Dir, msg: Message, out: &mut Vec<Event>) {
+        self.last_offset[dir.index()] = Some(msg.offset);
         match msg.type_id {
             types::COMMAND_AMF0 => self.command(dir, &msg, &msg.body, out),
             types::COMMAND_AMF3 => {
@@ -175,15 +180,39 @@ impl Session {
 
     /// A media message of `type_id` on `msid` in `dir` was cut by a gap (its header read):
     /// counted in its stream's timing report. (A stream not started is not started for it.)
-    pub fn cut(&mut self, dir: Dir, msid: u32, type_id: u8) {
+    /// Its time is taken in wire order (see [`StreamClock::cut_frame`]) unless a message
+    /// that began after its header was already handed on (chunks of two messages
+    /// interleaved): then it is only counted.
+    pub fn cut(&mut self, dir: Dir, msg: Message, out: &mut Vec<Event>) {
         let role = media_role(dir);
-        if let Some(s) = self
+        let in_order = self.last_offset[dir.index()].is_none_or(|o| o < msg.offset);
+        let Some(s) = self
             .streams
             .iter_mut()
-            .find(|s| s.msid == msid && s.role == role)
-        {
-            s.clock.cut(usize::from(type_id == types::VIDEO));
+            .find(|s| s.msid == msg.msid && s.role == role)
+        else {
+            return;
+        };
+        let kind = if msg.type_id == types::VIDEO {
+            TagKind::Video
+        } else {
+            TagKind::Audio
+        };
+        if !in_order {
+            s.clock.cut(usize::from(kind == TagKind::Video));
+            return;
         }
+        let ev = Event::Tag {
+            stream: s.id,
+            kind,
+            timestamp: msg.timestamp,
+            body: msg.body,
+            frame: msg.frame,
+            gaps: 0,
+        };
+        s.clock
+            .cut_frame(msg.base, msg.resumed, msg.stale_delta, ev, out);
+        self.last_offset[dir.index()] = Some(msg.offset);
     }
 
     /// The open stream whose media travels in `dir` on `msid`, started on first sight when the
