@@ -969,7 +969,10 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
                 .find(|&q| !wrong(&pairs[q]))
                 .unwrap_or(pairs.len());
             let Some(&(iq, _, _)) = pairs.get(q) else {
-                break;
+                // Not a run of a few (a stretch that differs throughout): the ones after it
+                // are looked at still.
+                p += 1;
+                continue;
             };
             let run = &pairs[p..q];
             let fixed: Vec<u32> = run.iter().map(|x| bt(x.1).wrapping_add(d as u32)).collect();
@@ -991,7 +994,21 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
                 last = Some(t);
             }
             let jl = run[run.len() - 1].1;
-            if in_order && jp < jl && clean(jp, jl) {
+            // The copy had a gap there too: its times hold where none of the run is the
+            // first of its kind after that gap (such a frame can be a delta early in the copy
+            // as well), and the frame after the run, where the two agree, is in the same
+            // stretch of the copy as the run.
+            let first_of_kind = |j: usize| {
+                !(0..j)
+                    .rev()
+                    .take_while(|&x| seg_b[x] == seg_b[j])
+                    .any(|x| media(&b[x]) && b[x].frame && slot(b[x].kind) == k)
+            };
+            let copy_holds = seg_b[jl] == seg_b[pairs[q].1]
+                && run
+                    .iter()
+                    .all(|x| seg_b[x.1] == seg_b[jl] && !first_of_kind(x.1));
+            if in_order && jp < jl && (clean(jp, jl) || copy_holds) {
                 for (x, t) in run.iter().zip(fixed) {
                     largest = largest.max(x.2.saturating_sub(d).abs());
                     times[x.0] = Some(t);
@@ -1472,6 +1489,44 @@ mod tests {
         assert!(p.times.iter().all(Option::is_none), "{p:?}");
         let put: Vec<(usize, u32)> = p.inserts.iter().map(|x| (x.from, x.ts)).collect();
         assert_eq!(put, vec![(v, sender[v].ts)]);
+    }
+
+    #[test]
+    fn a_frame_read_one_delta_early_takes_the_copy_s_time_past_a_gap_of_the_copy_s_own() {
+        // As on two 5% captures' player: this copy lost an audio frame and the next came
+        // at its time; the copy lost the message before it, so its first frame after its
+        // gap is the one lost here, and the frame read early here is its second.
+        let sender = sent(60);
+        let g = (30..40).find(|&i| sender[i].kind == 8).unwrap();
+        let h = (g + 1..60).find(|&i| sender[i].kind == 8).unwrap();
+        let mut a = sender.clone();
+        a[h].ts = sender[g].ts;
+        a.remove(g);
+        let mut b = sender.clone();
+        b.remove(g - 1);
+        let p = plan(
+            &a,
+            &b,
+            &marks(&[sender[g + 1].hash]),
+            &marks(&[sender[g].hash]),
+        );
+        let fixed: Vec<(usize, u32)> = p
+            .times
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.map(|t| (i, t)))
+            .collect();
+        assert_eq!(fixed, vec![(h - 1, sender[h].ts)]);
+        let put: Vec<(u32, u32)> = p.inserts.iter().map(|x| (b[x.from].ts, x.ts)).collect();
+        assert_eq!(put, vec![(sender[g].ts, sender[g].ts)]);
+        // The frame read early here the copy's first of its kind after its gap: nothing.
+        let p = plan(
+            &a,
+            &b,
+            &marks(&[sender[g + 1].hash]),
+            &marks(&[sender[h].hash]),
+        );
+        assert!(p.times.iter().all(Option::is_none), "{p:?}");
     }
 
     #[test]
