@@ -185,6 +185,72 @@ impl ChunkStream {
     }
 }
 
+/// Bytes after a header looked at for an AAC message's length (its frames are at most
+/// 768 bytes a channel).
+const AAC_SPAN: usize = 2048;
+/// The largest delta (ms) a header found there may carry.
+const AAC_NEXT_DELTA_MS: u32 = 1000;
+
+/// Whether a body begins as an AAC frame (not its configuration).
+fn is_aac_frame(body: &[u8]) -> bool {
+    matches!(body, [b0, 1, ..] if b0 >> 4 == 10)
+}
+
+/// The length of an AAC message whose header's length is from before a gap (`stale`): the
+/// stale one where it fits, else the first place within `span` bytes of `body`'s start that
+/// does. A place fits where a chunk header follows on a known chunk stream (fmt 0 to 2, its
+/// fields what that chunk stream carries; or fmt 3 of this chunk stream `csid`, a message of
+/// the same length) and another where that header's chunk ends (or past the bytes here).
+/// `None` where no place fits. (A fmt-3 header of another chunk stream, one byte, is not
+/// looked for first: bytes that happen to match would be everywhere.)
+fn aac_length(
+    body: &[u8],
+    csid: u32,
+    span: usize,
+    chunk_size: u32,
+    streams: &foldhash::HashMap<u32, ChunkStream>,
+    stale: u32,
+) -> Option<u32> {
+    // The header at the start of `b`, when it fits: where its chunk ends.
+    // The header at the start of `b`, when it fits, this chunk stream's message being `l`
+    // bytes long: where its chunk ends. `any3`: a fmt-3 header of any chunk stream.
+    let fits = |b: &[u8], any3: bool, l: usize| -> Option<usize> {
+        let h = ChunkHeader::parse_fixed(b)?;
+        let cs = streams.get(&h.csid)?;
+        let media = matches!(cs.type_id, types::AUDIO | types::VIDEO);
+        // Under fmt 2 or 3, the length of the message before on the chunk stream.
+        let same = if h.csid == csid { l as u32 } else { cs.length };
+        let len = match h.fmt {
+            0 | 1 => {
+                let (len, t) = h.length_and_type()?;
+                let ok = t == cs.type_id
+                    && message::length_fits(t, len)
+                    && h.msid().is_none_or(|m| m == cs.msid)
+                    && (h.fmt == 0 || h.field() <= AAC_NEXT_DELTA_MS);
+                ok.then_some(len)?
+            }
+            2 => (media && h.field() <= AAC_NEXT_DELTA_MS).then_some(same)?,
+            _ => (any3 || h.csid == csid).then_some(same)?,
+        };
+        let ext = if h.field() == 0xff_ffff { 4 } else { 0 };
+        Some(h.fixed_len() + ext + len.min(chunk_size) as usize)
+    };
+    let at = |l: usize| {
+        l <= body.len()
+            && fits(&body[l..], false, l).is_some_and(|end| {
+                l + end >= body.len() || fits(&body[l + end..], true, l).is_some()
+            })
+    };
+    // The length from before the gap first: bytes that happen to fit nearer are not taken
+    // over it.
+    if at(stale as usize) {
+        return Some(stale);
+    }
+    (1..=span.min(body.len()))
+        .find(|&l| at(l))
+        .map(|l| l as u32)
+}
+
 /// Whether a fmt-3 chunk repeats the extended timestamp. Senders disagree, so the four bytes
 /// after its basic header (`avail` holds what is here of them) are taken only when they hold
 /// a value expected: the last extended timestamp, or `absolute`, the timestamp a new message
@@ -224,6 +290,8 @@ pub struct ChunkStats {
     /// MP3 messages after a gap whose length came from their frame header, not from a header
     /// before the gap.
     pub mp3_lengths_read: u64,
+    /// AAC messages after a gap whose length came from where the next chunk header is.
+    pub aac_lengths_found: u64,
 }
 
 /// Incremental chunk-stream reader for one direction.
@@ -243,6 +311,9 @@ pub struct ChunkReader {
     partial_bytes: usize,
     /// No more bytes will come: a pending fmt-3 timestamp peek decides on what is there.
     at_end: bool,
+    /// A header waits for the bytes after it, where an AAC message's length is looked for
+    /// (see [`aac_length`]).
+    awaits_length: bool,
     /// Reading from a point other than the stream start (lock-on, resync): a fmt-1 header may
     /// introduce a chunk stream, whose message stream id is then `default_msid` and whose
     /// timestamps are aligned with the latest timestamp seen on any chunk stream.
@@ -276,6 +347,7 @@ impl ChunkReader {
             current: 0,
             partial_bytes: 0,
             at_end: false,
+            awaits_length: false,
             lenient: false,
             size_guessed: false,
             size_doubted: false,
@@ -323,6 +395,7 @@ impl ChunkReader {
         r.payload_left = 0;
         r.partial_bytes = 0;
         r.at_end = false;
+        r.awaits_length = false;
         r.lenient = true;
         r.size_doubted = false;
         r.resumes = r.resumes.wrapping_add(1).max(1);
@@ -537,6 +610,18 @@ impl ChunkReader {
         Ok(())
     }
 
+    /// Bytes are about to be lost: a header waiting for the bytes after it (see
+    /// [`aac_length`]) decides on those here, as at the end.
+    pub fn before_gap(&mut self, frame: u64, out: &mut Vec<Message>) {
+        if !self.awaits_length {
+            return;
+        }
+        self.at_end = true;
+        let _ = self.drain(frame, out);
+        self.at_end = false;
+        self.awaits_length = false;
+    }
+
     /// The direction ended: finish what the bytes already here allow.
     pub fn finish(&mut self, frame: u64, out: &mut Vec<Message>) -> Result<(), ChunkError> {
         self.at_end = true;
@@ -663,7 +748,33 @@ impl ChunkReader {
             cs.length = len;
             cs.type_id = types::AUDIO;
             self.stats.mp3_lengths_read += 1;
+        } else if peek && cs.type_id == types::AUDIO && is_aac_frame(&self.buf[pos..]) {
+            // AAC's frames say nothing of their length: the bytes after the header are
+            // looked at for where the next header is.
+            let span = AAC_SPAN.min(self.chunk_size as usize);
+            if !self.at_end && self.buf.len() < pos + span + MAX_HEADER {
+                self.awaits_length = true;
+                return Ok(false);
+            }
+            let stale = cs.length;
+            let found = aac_length(
+                &self.buf[pos..],
+                csid,
+                span,
+                self.chunk_size,
+                &self.streams,
+                stale,
+            );
+            if let Some(len) = found {
+                // Known now (the one before the gap, or another): not looked for again.
+                let cs = self.streams.entry(csid).or_default();
+                cs.length = len;
+                cs.stale_length = false;
+                self.stats.aac_lengths_found += (len != stale) as u64;
+            }
         }
+        self.awaits_length = false;
+        let cs = self.streams.entry(csid).or_default();
         cs.apply(&h, new_message);
         self.stats.chunks += 1;
         if self.strict && h.fmt < 3 {

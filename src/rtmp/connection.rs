@@ -669,6 +669,14 @@ impl Connection {
             // otherwise leave every message between them unread).
             self.search(dir, frame, Until::Gap, out);
         }
+        if let Phase::Chunks(reader) = &mut self.phases[i] {
+            // A header waiting for the bytes after it decides on those here.
+            let mut msgs = Vec::new();
+            reader.before_gap(frame, &mut msgs);
+            if !msgs.is_empty() {
+                self.deliver(dir, &mut msgs, out);
+            }
+        }
         self.session.gaps[i] = self.session.gaps[i].saturating_add(1);
         let resume = offset + len;
         let phase = std::mem::replace(&mut self.phases[i], Phase::Stopped);

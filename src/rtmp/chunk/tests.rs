@@ -229,3 +229,66 @@ fn after_a_lock_on_mp3_under_fmt2_and_fmt3_headers_opens_its_chunk_stream() {
     let mut r = ChunkReader::resumed(0, 4096, Limits::default());
     assert!(r.push(&aac, 0, &mut Vec::new()).is_err());
 }
+
+#[test]
+fn after_a_gap_aac_under_a_header_whose_length_the_gap_took_is_read_to_where_the_next_begins() {
+    // AAC frames change length; a sender repeats a length under fmt-2 and fmt-3 headers. A
+    // gap took the header that last set it (seed 5's publish at 4469 ms): the next frame's
+    // length is where the next chunk header is, under a fmt-1 header or again a fmt-3 one.
+    let aac = |len: usize, fill: u8| {
+        let mut a = vec![0xaf, 1];
+        a.resize(len, fill);
+        a
+    };
+    let video = |len: usize, fill: u8| {
+        let mut v = vec![0x27, 1, 0, 0, 0];
+        v.resize(len, fill);
+        v
+    };
+    // The frame after the gap at 47 ms comes under a fmt-2 header, at 46 ms under fmt 3.
+    for after in [47u32, 46] {
+        let mut w = ChunkWriter::new(4096);
+        let mut b = Vec::new();
+        w.write(4, 1, 8, 0, &aac(185, 1), &mut b);
+        w.write(6, 1, 9, 0, &video(300, 2), &mut b);
+        let lost_from = b.len();
+        w.write(4, 1, 8, 23, &aac(187, 3), &mut b);
+        let resume = b.len();
+        let sent = [
+            (6, 40, video(500, 4)),
+            (4, after, aac(187, 5)),
+            (4, after + 23, aac(187, 6)),
+            (4, after + 46, aac(193, 7)),
+            (6, 80, video(400, 8)),
+        ];
+        for (csid, ts, body) in &sent {
+            let t = if *csid == 4 { 8 } else { 9 };
+            w.write(*csid, 1, t, *ts, body, &mut b);
+        }
+        let fmt = b[resume + 8 + 500] >> 6;
+        assert_eq!(fmt, if after == 47 { 2 } else { 3 });
+        let mut r = ChunkReader::new(0, 4096, Limits::default());
+        let mut out = Vec::new();
+        r.push(&b[..lost_from], 0, &mut out).unwrap();
+        let mut r = r.resume_at(resume as u64, 4096);
+        out.clear();
+        r.push(&b[resume..], 0, &mut out).unwrap();
+        r.finish(0, &mut out).unwrap();
+        let got: Vec<&[u8]> = out.iter().map(|m| &m.body[..]).collect();
+        let want: Vec<&[u8]> = sent.iter().map(|s| &s.2[..]).collect();
+        assert_eq!(got, want, "fmt {fmt}");
+        assert_eq!(r.stats.aac_lengths_found, 1);
+        // A gap right after it: the bytes here decide, and the frame is not lost with them.
+        let next = resume + 8 + 500 + [4, 1][(after == 46) as usize] + 187;
+        let mut r = ChunkReader::new(0, 4096, Limits::default());
+        r.push(&b[..lost_from], 0, &mut Vec::new()).unwrap();
+        let mut r = r.resume_at(resume as u64, 4096);
+        out.clear();
+        let next_header = [4, 1][(after == 46) as usize];
+        r.push(&b[resume..next + next_header], 0, &mut out).unwrap();
+        assert_eq!(out.len(), 1, "the frame waits for the bytes after it");
+        r.before_gap(0, &mut out);
+        let got: Vec<&[u8]> = out.iter().map(|m| &m.body[..]).collect();
+        assert_eq!(got, want[..2].to_vec(), "fmt {fmt}");
+    }
+}
