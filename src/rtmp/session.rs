@@ -178,8 +178,9 @@ impl Session {
         }
     }
 
-    /// A media message of `type_id` on `msid` in `dir` was cut by a gap (its header read):
-    /// counted in its stream's timing report. (A stream not started is not started for it.)
+    /// A media message in `dir` was cut by a gap (its header read; `msg` holds its first
+    /// bytes): counted in its stream's timing report. (A stream not started is not started
+    /// for it.)
     /// Its time is taken in wire order (see [`StreamClock::cut_frame`]) unless a message
     /// that began after its header was already handed on (chunks of two messages
     /// interleaved): then it is only counted.

@@ -942,6 +942,13 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
     };
     let clean =
         |from: usize, to: usize| !b[from + 1..=to].iter().any(|x| marks_b.contains(&x.hash));
+    // The copy's first frame of each kind in each of its stretches.
+    let mut first_b: HashMap<(u32, usize), usize> = HashMap::new();
+    for (j, e) in b.iter().enumerate() {
+        if media(e) && e.frame {
+            first_b.entry((seg_b[j], slot(e.kind))).or_insert(j);
+        }
+    }
     // The first frames of a kind after a gap can be wrong where the rest of the stretch is
     // right (a delta re-applied before the time lost was known): a run of them, right after
     // a gap of this copy, whose times differ from the copy's by other than the frames
@@ -998,12 +1005,7 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
             // first of its kind after that gap (such a frame can be a delta early in the copy
             // as well), and the frame after the run, where the two agree, is in the same
             // stretch of the copy as the run.
-            let first_of_kind = |j: usize| {
-                !(0..j)
-                    .rev()
-                    .take_while(|&x| seg_b[x] == seg_b[j])
-                    .any(|x| media(&b[x]) && b[x].frame && slot(b[x].kind) == k)
-            };
+            let first_of_kind = |j: usize| first_b.get(&(seg_b[j], k)) == Some(&j);
             let copy_holds = seg_b[jl] == seg_b[pairs[q].1]
                 && run
                     .iter()
