@@ -211,7 +211,6 @@ fn aac_length(
     streams: &foldhash::HashMap<u32, ChunkStream>,
     stale: u32,
 ) -> Option<u32> {
-    // The header at the start of `b`, when it fits: where its chunk ends.
     // The header at the start of `b`, when it fits, this chunk stream's message being `l`
     // bytes long: where its chunk ends. `any3`: a fmt-3 header of any chunk stream.
     let fits = |b: &[u8], any3: bool, l: usize| -> Option<usize> {
@@ -721,7 +720,7 @@ impl ChunkReader {
         if csid < 64 {
             self.known_small |= 1 << csid;
         }
-        let cs = self.streams.entry(csid).or_default();
+        let mut cs = self.streams.entry(csid).or_default();
         let new_message = h.fmt < 3 || cs.partial.is_none();
         // An audio message on a length from before a gap: its first bytes are looked at
         // (see below), so they must be here.
@@ -765,16 +764,15 @@ impl ChunkReader {
                 &self.streams,
                 stale,
             );
+            cs = self.streams.entry(csid).or_default();
             if let Some(len) = found {
                 // Known now (the one before the gap, or another): not looked for again.
-                let cs = self.streams.entry(csid).or_default();
                 cs.length = len;
                 cs.stale_length = false;
                 self.stats.aac_lengths_found += (len != stale) as u64;
             }
         }
         self.awaits_length = false;
-        let cs = self.streams.entry(csid).or_default();
         cs.apply(&h, new_message);
         self.stats.chunks += 1;
         if self.strict && h.fmt < 3 {

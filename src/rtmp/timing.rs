@@ -521,6 +521,15 @@ pub struct StreamClock {
     pub report: TimingReport,
 }
 
+/// Whether a tag is a coded frame (not a configuration, a command or script data).
+fn is_frame(kind: TagKind, body: &[u8]) -> bool {
+    match kind {
+        TagKind::Audio => media::audio(body).is_some_and(|m| m.frame),
+        TagKind::Video => media::video(body).is_some_and(|m| m.frame),
+        TagKind::Script => false,
+    }
+}
+
 fn slot(kind: TagKind) -> Option<usize> {
     match kind {
         TagKind::Audio => Some(0),
@@ -583,20 +592,14 @@ impl StreamClock {
         ev: Event,
         out: &mut Vec<Event>,
     ) {
-        let Event::Tag { kind, .. } = ev else {
+        let Event::Tag { kind, ref body, .. } = ev else {
             return;
         };
         let Some(i) = slot(kind) else {
             return;
         };
         self.cut(i);
-        let Event::Tag { ref body, .. } = ev else {
-            return;
-        };
-        let frame = match kind {
-            TagKind::Audio => media::audio(body).is_some_and(|m| m.frame),
-            _ => media::video(body).is_some_and(|m| m.frame),
-        };
+        let frame = is_frame(kind, body);
         // Only where it cannot move a base or an offset being settled: a bound from it can
         // only narrow the offset's interval, whose middle is then taken before more frames
         // come (seen to move a player's offset off the truth).
@@ -626,11 +629,7 @@ impl StreamClock {
             out.push(ev);
             return;
         };
-        let frame = match kind {
-            TagKind::Audio => media::audio(body).is_some_and(|i| i.frame),
-            TagKind::Video => media::video(body).is_some_and(|i| i.frame),
-            TagKind::Script => false,
-        };
+        let frame = is_frame(kind, body);
         if kind == TagKind::Script && self.kinds[1].stated_period_us.is_none() {
             self.kinds[1].stated_period_us = stated_frame_period_us(body);
         }
@@ -1150,11 +1149,7 @@ impl StreamClock {
                     return None;
                 };
                 let i = slot(kind)?;
-                let frame = match kind {
-                    TagKind::Audio => media::audio(body).is_some_and(|m| m.frame),
-                    _ => media::video(body).is_some_and(|m| m.frame),
-                };
-                frame.then_some(WindowFrame {
+                is_frame(kind, body).then_some(WindowFrame {
                     kind: i,
                     raw: timestamp,
                     at: timestamp as i64 + self.kinds[i].adj + h.extra,
@@ -1197,11 +1192,7 @@ impl StreamClock {
             && let Some(i) = slot(*kind)
         {
             *timestamp = timestamp.wrapping_add((self.kinds[i].adj + extra) as u32);
-            let frame = match kind {
-                TagKind::Audio => media::audio(body).is_some_and(|m| m.frame),
-                _ => media::video(body).is_some_and(|m| m.frame),
-            };
-            if frame {
+            if is_frame(*kind, body) {
                 self.kinds[i].frame_seen(*timestamp, arrival);
                 if let Some((k, t)) = self.last_out
                     && k != i
@@ -1275,6 +1266,20 @@ mod tests {
                 } => Some((*kind, *timestamp)),
                 _ => None,
             })
+            .collect()
+    }
+
+    /// The tags out whose times are more than a ms from `expect`'s (as many as it holds),
+    /// each with the truth's.
+    fn off_by_more_than_a_ms(
+        out: &[Event],
+        expect: &[(TagKind, u32)],
+    ) -> Vec<((TagKind, u32), (TagKind, u32))> {
+        let got = times(out);
+        assert_eq!(got.len(), expect.len());
+        got.into_iter()
+            .zip(expect.iter().copied())
+            .filter(|(g, t)| diff(g.1, t.1).abs() > 1)
             .collect()
     }
 
@@ -1422,13 +1427,7 @@ mod tests {
             let out = with_lost_header(&truth, lost);
             let mut expect = truth.clone();
             expect.remove(lost);
-            let got = times(&out);
-            assert_eq!(got.len(), expect.len());
-            let wrong: Vec<_> = got
-                .iter()
-                .zip(&expect)
-                .filter(|(g, t)| diff(g.1, t.1).abs() > 1)
-                .collect();
+            let wrong = off_by_more_than_a_ms(&out, &expect);
             assert!(
                 wrong.is_empty(),
                 "lost {lost:?} {:?}: {wrong:?}",
@@ -1494,12 +1493,7 @@ mod tests {
     fn wrong(out: &[Event], truth: &[(TagKind, u32)], lost: usize, n: usize) -> usize {
         let mut expect = truth.to_vec();
         expect.drain(lost..lost + n);
-        let got = times(out);
-        assert_eq!(got.len(), expect.len());
-        got.iter()
-            .zip(&expect)
-            .filter(|(g, t)| diff(g.1, t.1).abs() > 1)
-            .count()
+        off_by_more_than_a_ms(out, &expect).len()
     }
 
     #[test]
@@ -1842,13 +1836,7 @@ mod tests {
             .filter(|&j| fate(j).0 == Fate::Read)
             .map(|j| truth[j])
             .collect();
-        let got = times(&out);
-        assert_eq!(got.len(), expect.len());
-        let wrong: Vec<_> = got
-            .iter()
-            .zip(&expect)
-            .filter(|(g, t)| diff(g.1, t.1).abs() > 1)
-            .collect();
+        let wrong = off_by_more_than_a_ms(&out, &expect);
         assert!(wrong.is_empty(), "{wrong:?}");
     }
 

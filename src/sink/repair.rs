@@ -1493,17 +1493,33 @@ mod tests {
         assert_eq!(put, vec![(v, sender[v].ts)]);
     }
 
-    #[test]
-    fn a_frame_read_one_delta_early_takes_the_copy_s_time_past_a_gap_of_the_copy_s_own() {
-        // As on two 5% captures' player: this copy lost an audio frame and the next came
-        // at its time; the copy lost the message before it, so its first frame after its
-        // gap is the one lost here, and the frame read early here is its second.
+    /// A sender's tags, an audio frame `g` of them, the next audio frame `h`, and this copy:
+    /// `g` lost, and `h` read a delta early, at `g`'s time.
+    fn read_one_delta_early() -> (Vec<Entry>, usize, usize, Vec<Entry>) {
         let sender = sent(60);
         let g = (30..40).find(|&i| sender[i].kind == 8).unwrap();
         let h = (g + 1..60).find(|&i| sender[i].kind == 8).unwrap();
         let mut a = sender.clone();
         a[h].ts = sender[g].ts;
         a.remove(g);
+        (sender, g, h, a)
+    }
+
+    /// The tags a plan moves: (index in this copy, new time).
+    fn moved(p: &Plan) -> Vec<(usize, u32)> {
+        p.times
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.map(|t| (i, t)))
+            .collect()
+    }
+
+    #[test]
+    fn a_frame_read_one_delta_early_takes_the_copy_s_time_past_a_gap_of_the_copy_s_own() {
+        // As on two 5% captures' player: this copy lost an audio frame and the next came
+        // at its time; the copy lost the message before it, so its first frame after its
+        // gap is the one lost here, and the frame read early here is its second.
+        let (sender, g, h, a) = read_one_delta_early();
         let mut b = sender.clone();
         b.remove(g - 1);
         let p = plan(
@@ -1512,13 +1528,7 @@ mod tests {
             &marks(&[sender[g + 1].hash]),
             &marks(&[sender[g].hash]),
         );
-        let fixed: Vec<(usize, u32)> = p
-            .times
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| t.map(|t| (i, t)))
-            .collect();
-        assert_eq!(fixed, vec![(h - 1, sender[h].ts)]);
+        assert_eq!(moved(&p), vec![(h - 1, sender[h].ts)]);
         let put: Vec<(u32, u32)> = p.inserts.iter().map(|x| (b[x.from].ts, x.ts)).collect();
         assert_eq!(put, vec![(sender[g].ts, sender[g].ts)]);
         // The frame read early here the copy's first of its kind after its gap: nothing.
@@ -1535,21 +1545,10 @@ mod tests {
     fn the_first_frame_after_a_gap_read_one_delta_early_takes_the_copy_s_time() {
         // This copy lost an audio frame; the next one re-applied the delta from before the
         // gap and came out at the lost one's time, while later frames were rebuilt right.
-        let sender = sent(60);
-        let g = (30..40).find(|&i| sender[i].kind == 8).unwrap();
-        let h = (g + 1..60).find(|&i| sender[i].kind == 8).unwrap();
-        let mut a = sender.clone();
-        a[h].ts = sender[g].ts;
-        a.remove(g);
+        let (sender, g, h, a) = read_one_delta_early();
         let after_gap = marks(&[sender[g + 1].hash]);
         let p = plan(&a, &sender, &after_gap, &HashSet::new());
-        let fixed: Vec<(usize, u32)> = p
-            .times
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| t.map(|t| (i, t)))
-            .collect();
-        assert_eq!(fixed, vec![(h - 1, sender[h].ts)]);
+        assert_eq!(moved(&p), vec![(h - 1, sender[h].ts)]);
         assert_eq!((p.corrected, p.largest_ms), (1, 23));
         let put: Vec<(usize, u32)> = p.inserts.iter().map(|x| (x.from, x.ts)).collect();
         assert_eq!(put, vec![(g, sender[g].ts)]);
