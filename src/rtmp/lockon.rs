@@ -90,6 +90,14 @@ fn plausible_start(
     if known_csid && h.fmt >= 2 {
         return Some((csid, hlen, None));
     }
+    if known.is_none() && h.fmt >= 2 && csid >= 2 && h.field() != EXTENDED {
+        // An MP3 message whose chunk stream's last fmt-0/1 header was not captured (ffmpeg
+        // sends MP3 under fmt-2/3 headers only): a resumed reader opens its chunk stream on
+        // the length the frame's header gives (see `ChunkReader::admit`), and the FLV audio
+        // byte with a frame header is 20 bits no random byte matches by chance.
+        let len = media::mp3_message_len(buf.get(p + hlen..p + hlen + 5)?, 0)?;
+        return (len <= limits.message_bytes).then_some((csid, hlen, Some(len)));
+    }
     if h.fmt > 1 || csid < 2 {
         return None;
     }
@@ -329,7 +337,9 @@ fn find_with(
     } = *ctx;
     let mut msgs = Vec::new();
     // The earliest candidate that parses so far but has not shown enough (with evidence: a
-    // believable message and a second header), waited on rather than passed over.
+    // believable message and a second header, or a header whose first chunk the bytes end
+    // inside: a frame longer than the segments that brought it so far), waited on rather
+    // than passed over. (It is given up when the hunt's window is full.)
     let mut waiting: Option<usize> = None;
     let last = if ctx.only_at {
         buf.len().min(from + 1)
@@ -451,7 +461,8 @@ fn find_with(
                 && window_is_all
                 && waiting.is_none()
                 && ((good >= 1 && (chunks >= 2 || known.is_some()))
-                    || (p == 0 && ctx.resumed_at_start && chunks >= 1))
+                    || (p == 0 && ctx.resumed_at_start && chunks >= 1)
+                    || (good == 0 && chunks == 1))
             {
                 waiting = Some(p);
             }
@@ -1216,6 +1227,62 @@ mod tests {
             assert_eq!((g.csid, g.type_id), (m.0, m.1));
             assert_eq!(&g.body[..], &m.3[..]);
         }
+    }
+
+    #[test]
+    fn mid_stream_mp3_under_a_fmt2_header_and_a_first_message_not_all_here_are_locked_on() {
+        // A capture begun mid-stream: its first bytes are an MP3 frame under a fmt-2 header
+        // of a chunk stream never seen (ffmpeg sends MP3 under fmt-2/3 headers only), then
+        // a video frame longer than the first segment.
+        let (_, msgs) = ffmpeg_sorenson_mp3(12);
+        let from = (1..msgs.len())
+            .find(|&k| msgs[k].0 == 4 && msgs[k].2[0] >> 6 == 2 && msgs[k + 1].0 == 6)
+            .expect("a fmt-2 audio before a video");
+        let bytes: Vec<u8> = msgs[from..].iter().flat_map(|m| m.2.clone()).collect();
+        let search = |buf: &[u8], at: usize| find(buf, at, None, &Limits::default(), false);
+        let Search::Found(l) = search(&bytes, 0) else {
+            panic!("no lock");
+        };
+        // (Before, the fmt-2 header was no candidate: the lock came at the video after it.)
+        assert_eq!(l.pos, 0);
+        // The video after it, where the first segment ends inside it, is waited for rather
+        // than passed over (before, the bytes up to the next candidate were dropped).
+        let video = msgs[from].2.len();
+        assert!(msgs[from + 1].3.len() > 1400);
+        assert_eq!(
+            search(&bytes[..video + 1400], video),
+            Search::NeedMore(video)
+        );
+        let mut r = ChunkReader::resumed(0, l.chunk_size, Limits::default());
+        let mut got = Vec::new();
+        r.push(&bytes, 0, &mut got).unwrap();
+        r.finish(0, &mut got).unwrap();
+        assert_eq!(got.len(), msgs.len() - from);
+        for (g, m) in got.iter().zip(&msgs[from..]) {
+            assert_eq!((g.csid, g.type_id, &g.body[..]), (m.0, m.1, &m.3[..]));
+        }
+    }
+
+    #[test]
+    fn after_a_gap_a_header_whose_first_chunk_is_not_all_here_is_waited_for() {
+        // The bytes resume inside an audio message (its last 100 bytes), then a video
+        // frame's header and the first 1,400 bytes of its 4,096-byte first chunk.
+        let msgs = sorenson_mp3(10);
+        let mut r = ChunkReader::new(0, 128, Limits::default());
+        let mut out = Vec::new();
+        for (_, b, _) in &msgs[..3] {
+            r.push(b, 0, &mut out).unwrap();
+        }
+        let (audio, video) = (&msgs[3], &msgs[4]);
+        assert_eq!((audio.0, video.0), (4, 6));
+        let mut after = audio.1[audio.1.len() - 100..].to_vec();
+        after.extend_from_slice(&video.1[..1400]);
+        let known = r.resume_at(0, 4096);
+        // (Before, it was passed over, and with it the bytes up to the next header.)
+        assert_eq!(
+            find_after_gap(&after, &known, false, false),
+            Search::NeedMore(100)
+        );
     }
 
     #[test]
