@@ -55,6 +55,9 @@ const MIN_CORRECTION_MS: i64 = 2;
 /// Most frames of a kind in a row after a gap whose times are taken from another copy one by
 /// one (see [`plan`]).
 const MAX_WRONG_AFTER_GAP: usize = 4;
+/// How far (ms) from the file's usual difference between two copies one matched sound, alone
+/// in its cell, may put a stretch.
+const MAX_LONE_SOUND_MS: i64 = 500;
 /// Tags of one copy between two anchors that are aligned, at most.
 const MAX_SEGMENT: usize = 1024;
 
@@ -792,15 +795,21 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
     // stretch of the other copy is told from a wrong one of this copy. Each stretch of this
     // copy is then moved by its error. A stretch given two errors (by two paths) stays.
     let reference = mode(&all).map(|m| m.0);
-    for k in 0..2 {
+    // Pictures first: their bodies are each one message, and a group of audio stretches
+    // that cannot tell by itself which copy is wrong is told by them (below).
+    for k in [1, 0] {
         let Some(reference) = reference else { break };
         let mut edges: Vec<(u32, u32, i64, u32)> = Vec::new();
         for ((sa, k_, sb), ds) in &cells {
             // An audio frame's body can come again (a steady tone), and be once in each
-            // copy by chance: two must agree. A picture's is one message.
+            // copy by chance: two must agree, or the one be off the file's usual
+            // difference by no more than a few lost frames take (two copies' gaps close
+            // together leave cells of one sound each; a body matched with a repeat of
+            // itself is off by wherever in the stream that repeat was). A picture's is
+            // one message.
             if *k_ == k
                 && let Some((d, agree, total)) = mode(ds)
-                && (agree >= 2 || k == slot(9))
+                && (agree >= 2 || k == slot(9) || (d - reference).abs() <= MAX_LONE_SOUND_MS)
                 && agree * 2 > total
             {
                 edges.push((*sa, *sb, d - reference, agree));
@@ -869,6 +878,54 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
             .collect();
         if let Some(&(x, g)) = u.get(&0) {
             constant.insert(g, -x);
+        }
+        if k == 0 {
+            // Audio of a stretch that only one stretch of the other copy shares (the two
+            // copies had gaps close together) gives a tie: either copy may be the one
+            // wrong. A gap whose time was rebuilt wrong made both kinds after it wrong, as
+            // a rule: the constant taken is then the one under which the stretches wrong
+            // are the ones whose pictures were found wrong, where that is so for one only.
+            let pictures_wrong = |mine: bool, st: u32| {
+                if mine {
+                    shift_of.contains_key(&(st, 1))
+                } else {
+                    copy_err.contains_key(&(st, 1))
+                }
+            };
+            for (g, v) in &votes {
+                if constant.contains_key(g) {
+                    continue;
+                }
+                let most = v.values().copied().max().unwrap_or(0);
+                let members: Vec<(bool, u32, i64)> = u
+                    .iter()
+                    .map(|(&st, &(x, h))| (true, st, x, h))
+                    .chain(w.iter().map(|(&st, &(y, h))| (false, st, y, h)))
+                    .filter(|m| m.3 == *g)
+                    .map(|(mine, st, x, _)| (mine, st, x))
+                    .collect();
+                if !members
+                    .iter()
+                    .any(|&(mine, st, _)| pictures_wrong(mine, st))
+                {
+                    continue;
+                }
+                // Each tied constant: the stretches it makes wrong are those whose
+                // pictures are wrong, and no other.
+                let fits: Vec<i64> = v
+                    .iter()
+                    .filter(|&(_, &n)| n == most)
+                    .map(|(&c, _)| c)
+                    .filter(|&c| {
+                        members.iter().all(|&(mine, st, x)| {
+                            ((x + c).abs() > MIN_CORRECTION_MS) == pictures_wrong(mine, st)
+                        })
+                    })
+                    .collect();
+                if let [c] = fits[..] {
+                    constant.insert(*g, c);
+                }
+            }
         }
         for (sa, (x, g)) in u {
             let Some(c) = constant.get(&g) else { continue };
@@ -1570,5 +1627,82 @@ mod tests {
         }
         let p = plan(&a, &b, &marks(&[a[20].hash]), &marks(&[b[40].hash]));
         assert!(p.times.iter().all(Option::is_none), "{p:?}");
+    }
+
+    /// A copy `a` of the sender's tags `b` that lost a picture and a sound at a gap (the
+    /// picture first) whose time it did not rebuild, so that both kinds are early after it
+    /// until its next gap (which lost one tag and was rebuilt right); `b` had gaps where the
+    /// sound after the first picture after a's gap came, and at a's second gap. Returns
+    /// `a`, `b`, and the two copies' marks.
+    fn gaps_close_together() -> (Vec<Entry>, Vec<Entry>, HashSet<u64>, HashSet<u64>) {
+        let b = sent(90);
+        let kinds = |g: usize| [b[g].kind, b[g + 1].kind, b[g + 2].kind, b[g + 3].kind];
+        let g = (20..60)
+            .find(|&g| kinds(g) == [9, 8, 9, 8])
+            .expect("V A V A");
+        let h = g + 24;
+        let mut a = Vec::new();
+        for (i, e) in b.iter().enumerate() {
+            if i == g || i == g + 1 || i == h {
+                continue;
+            }
+            let mut e = *e;
+            if (g + 2..h).contains(&i) {
+                e.ts -= if e.kind == 8 { 23 } else { 40 };
+            }
+            a.push(e);
+        }
+        let marks_a = marks(&[b[g + 2].hash, b[h + 1].hash]);
+        let marks_b = marks(&[b[g + 3].hash, b[h + 1].hash]);
+        (a, b, marks_a, marks_b)
+    }
+
+    #[test]
+    fn sound_only_one_stretch_of_the_copy_shares_is_moved_as_its_pictures_are() {
+        // a's sound between its gaps is shared with one stretch of b alone, which shares no
+        // other: by the sound alone, either copy could be the one 23 ms early. Its pictures
+        // reach b's stretch before its gap too, and say a is the one early.
+        let (a, b, marks_a, marks_b) = gaps_close_together();
+        let p = plan(&a, &b, &marks_a, &marks_b);
+        for (i, e) in a.iter().enumerate() {
+            let want = b.iter().find(|x| x.hash == e.hash).unwrap().ts;
+            assert_eq!(p.times[i].unwrap_or(e.ts), want, "tag {i} {}", e.kind);
+        }
+        // The other way round, b's times are right and nothing of b moves.
+        let q = plan(&b, &a, &marks_b, &marks_a);
+        assert!(q.times.iter().all(Option::is_none), "{q:?}");
+    }
+
+    #[test]
+    fn a_stretch_whose_sounds_each_share_a_stretch_of_the_copy_alone_is_moved_by_them() {
+        // a lost a sound at a gap whose time it did not rebuild: its two sounds before its
+        // next gap are 23 ms early. b had a gap where a's did and one between those two
+        // sounds, so each of b's stretches holds one of them: a cell of one sound each, the
+        // rest of both copies agreeing.
+        let b = sent(90);
+        let sounds: Vec<usize> = (30..90).filter(|&i| b[i].kind == 8).collect();
+        let (g, x2) = (sounds[0], sounds[2]);
+        let h = sounds[3];
+        let mut a = Vec::new();
+        for (i, e) in b.iter().enumerate() {
+            if i == g || i == h {
+                continue;
+            }
+            let mut e = *e;
+            if (g + 1..h).contains(&i) && e.kind == 8 {
+                e.ts -= 23;
+            }
+            a.push(e);
+        }
+        let p = plan(
+            &a,
+            &b,
+            &marks(&[b[g + 1].hash, b[h + 1].hash]),
+            &marks(&[b[g + 1].hash, b[x2].hash]),
+        );
+        for (i, e) in a.iter().enumerate() {
+            let want = b.iter().find(|x| x.hash == e.hash).unwrap().ts;
+            assert_eq!(p.times[i].unwrap_or(e.ts), want, "tag {i} {}", e.kind);
+        }
     }
 }
