@@ -260,8 +260,16 @@ impl StreamOut {
                 if i.frame && i.needs_config {
                     seen.audio_needs_config = true;
                     if !self.audio_config && i.codec == "aac" && body[0] >> 4 == 10 {
-                        if seen.aac_frame.is_none() {
-                            let raw = body.get(2..).unwrap_or_default();
+                        // The first frame whose first syntax element is a channel's: an
+                        // encoder's first frame may begin with a fill element (ffmpeg's does).
+                        let raw = body.get(2..).unwrap_or_default();
+                        if seen
+                            .aac_frame
+                            .as_ref()
+                            .is_none_or(|(_, r)| media::aac_channels_of_frame(r).is_none())
+                            && (seen.aac_frame.is_none()
+                                || media::aac_channels_of_frame(raw).is_some())
+                        {
                             seen.aac_frame = Some((body[0], raw[..raw.len().min(16)].to_vec()));
                         }
                         if seen.aac_times.len() < RATE_FRAMES {
@@ -704,5 +712,24 @@ mod tests {
         let mut s = stream(false);
         assert!(!s.accept(TagKind::Video, KEY));
         assert_eq!(s.report.dropped_before_config, 1);
+    }
+
+    #[test]
+    fn an_aac_configuration_is_built_past_a_first_frame_that_begins_with_a_fill_element() {
+        // ffmpeg's first AAC frame begins with a fill element (id 6); the rest with a
+        // channel pair element (id 1): 2 channels, at 44.1 kHz by the timestamps.
+        let mut s = stream(false);
+        s.gap_came();
+        for n in 0..20u32 {
+            let first = if n == 0 { 0xde } else { 0x21 };
+            let body = Bytes::from(vec![0xaf, 1, first, 0x4a, 0x55, 0x55]);
+            s.observe(TagKind::Audio, n * 1024 * 1000 / 44100, &body);
+        }
+        s.report.audio_frames = 20;
+        s.settle_configs();
+        let p = s.report.pending.as_ref().expect("a configuration to build");
+        let (body, syn) = p.audio.as_ref().expect("an AAC configuration");
+        assert_eq!(&body[..], &[0xaf, 0, 0x12, 0x10]);
+        assert_eq!(syn.config, "1210");
     }
 }
