@@ -53,6 +53,11 @@ fn usual(cs: u32) -> usize {
         .unwrap_or(COMMON_SIZES.len())
 }
 
+/// The longest first chunk a candidate whose bytes end inside it is waited for with (a
+/// frame longer than the segments that brought it so far): a waited candidate is probed
+/// again at each search.
+const MAX_WAITED_CHUNK: usize = 16 << 10;
+
 /// Chunk sizes inferred from one candidate's continuation headers.
 const MAX_INFERRED: usize = 8;
 
@@ -462,7 +467,12 @@ fn find_with(
                 && waiting.is_none()
                 && ((good >= 1 && (chunks >= 2 || known.is_some()))
                     || (p == 0 && ctx.resumed_at_start && chunks >= 1)
-                    || (good == 0 && chunks == 1))
+                    || (good == 0
+                        && chunks == 1
+                        && len.is_some_and(|l| {
+                            let chunk = l.min(cs) as usize;
+                            chunk <= MAX_WAITED_CHUNK && window.len() < hlen + 4 + chunk
+                        })))
             {
                 waiting = Some(p);
             }
@@ -1261,6 +1271,25 @@ mod tests {
         for (g, m) in got.iter().zip(&msgs[from..]) {
             assert_eq!((g.csid, g.type_id, &g.body[..]), (m.0, m.1, &m.3[..]));
         }
+    }
+
+    #[test]
+    fn a_header_whose_first_chunk_is_all_here_is_not_waited_for_on_that_alone() {
+        // A fmt-0 header of a 90 KB picture, then bytes that are fmt-3 headers of its chunk
+        // stream (bytes made to defeat the search): its first chunk is here at 4096 bytes
+        // and the reader stands at the next header. Waiting for it (probed again at every
+        // search) made such bytes six times dearer to search.
+        let mut b = vec![0x04, 0, 0, 40, 0x01, 0x5f, 0x90, 9, 1, 0, 0, 0];
+        b.resize(b.len() + 11_200, 0xc4);
+        assert_eq!(
+            find(&b, 0, None, &Limits::default(), false),
+            Search::NotFound
+        );
+        // Inside its first chunk it is waited for.
+        assert_eq!(
+            find(&b[..1400], 0, None, &Limits::default(), false),
+            Search::NeedMore(0)
+        );
     }
 
     #[test]
