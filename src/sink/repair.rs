@@ -414,7 +414,7 @@ fn apply(
     rep.times_corrected += d.times_corrected;
     rep.largest_correction_ms = rep.largest_correction_ms.max(d.largest_ms);
     rep.from.push(RepairSource {
-        connection: src.conn.0,
+        connection: src.conn.number(),
         stream: src.stream,
         messages: d.video_frames + d.audio_frames,
         times_corrected: d.times_corrected,

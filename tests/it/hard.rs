@@ -343,6 +343,19 @@ fn lost_messages_come_back_from_the_other_copy_at_their_times() {
             let put = r["video_frames"].as_u64().unwrap() + r["audio_frames"].as_u64().unwrap();
             assert_eq!(put as usize, found - was, "{r}");
             assert_eq!(r["from"].as_array().unwrap().len(), 1, "{r}");
+            // The copy is named by its connection's number, as `list` and the report's
+            // `id` give it.
+            let from = &r["from"][0];
+            let all = read_json(&out.join("report.json"));
+            let copy = all["connections"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["id"] == from["connection"])
+                .expect("the copy's connection");
+            assert_ne!(copy["id"], conn["id"], "{r}");
+            let st = &copy["streams"][from["stream"].as_u64().unwrap() as usize];
+            assert_eq!(st["video_codec"].as_str(), Some(&codec[..]), "{r}");
             repaired += 1;
         }
         before_found += was;
