@@ -98,8 +98,9 @@ fn plausible_start(
     if known.is_none() && h.fmt >= 2 && csid >= 2 && h.field() != EXTENDED {
         // An MP3 message whose chunk stream's last fmt-0/1 header was not captured (ffmpeg
         // sends MP3 under fmt-2/3 headers only): a resumed reader opens its chunk stream on
-        // the length the frame's header gives (see `ChunkReader::admit`), and the FLV audio
-        // byte with a frame header is 20 bits no random byte matches by chance.
+        // the length the frame's header gives (see `ChunkReader::admit`). The FLV audio
+        // byte's format and an MPEG frame header's sync and fields are about 20 bits: bytes
+        // match them by chance at about one position in a million, and then pay a probe.
         let len = media::mp3_message_len(buf.get(p + hlen..p + hlen + 5)?, 0)?;
         return (len <= limits.message_bytes).then_some((csid, hlen, Some(len)));
     }
@@ -470,6 +471,7 @@ fn find_with(
                     || (good == 0
                         && chunks == 1
                         && len.is_some_and(|l| {
+                            // (4: room for an extended timestamp.)
                             let chunk = l.min(cs) as usize;
                             chunk <= MAX_WAITED_CHUNK && window.len() < hlen + 4 + chunk
                         })))
