@@ -1131,16 +1131,22 @@ mod tests {
         out
     }
 
+    /// A reader from the connection's start that has read the first `n` of `msgs`.
+    fn read_first(msgs: &[(u32, Vec<u8>, Vec<u8>)], n: usize) -> ChunkReader {
+        let mut r = ChunkReader::new(0, 128, Limits::default());
+        let mut out = Vec::new();
+        for (_, b, _) in &msgs[..n] {
+            r.push(b, 0, &mut out).unwrap();
+        }
+        r
+    }
+
     #[test]
     fn after_a_gap_a_message_where_the_bytes_resume_is_waited_for_and_mp3_lengths_are_read() {
         let msgs = sorenson_mp3(40);
         // Read up to the first video; the gap takes the next audio (the first of 210 bytes,
         // its fmt-1 header with it) and the capture resumes at the next video's header.
-        let mut r = ChunkReader::new(0, 128, Limits::default());
-        let mut out = Vec::new();
-        for (_, b, _) in &msgs[..3] {
-            r.push(b, 0, &mut out).unwrap();
-        }
+        let r = read_first(&msgs, 3);
         assert_eq!((msgs[3].0, msgs[4].0), (4, 6));
         let after: Vec<u8> = msgs[4..].iter().flat_map(|m| m.1.clone()).collect();
         let known = r.resume_at(0, 4096);
@@ -1299,11 +1305,7 @@ mod tests {
         // The bytes resume inside an audio message (its last 100 bytes), then a video
         // frame's header and the first 1,400 bytes of its 4,096-byte first chunk.
         let msgs = sorenson_mp3(10);
-        let mut r = ChunkReader::new(0, 128, Limits::default());
-        let mut out = Vec::new();
-        for (_, b, _) in &msgs[..3] {
-            r.push(b, 0, &mut out).unwrap();
-        }
+        let r = read_first(&msgs, 3);
         let (audio, video) = (&msgs[3], &msgs[4]);
         assert_eq!((audio.0, video.0), (4, 6));
         let mut after = audio.1[audio.1.len() - 100..].to_vec();

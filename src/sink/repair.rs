@@ -892,18 +892,21 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
                     copy_err.contains_key(&(st, 1))
                 }
             };
+            // Each group's stretches: (this copy's, stretch, error up to the constant).
+            let mut members: HashMap<u32, Vec<(bool, u32, i64)>> = HashMap::new();
+            for (mine, errs) in [(true, &u), (false, &w)] {
+                for (&st, &(x, g)) in errs {
+                    members.entry(g).or_default().push((mine, st, x));
+                }
+            }
             for (g, v) in &votes {
                 if constant.contains_key(g) {
                     continue;
                 }
+                let Some(members) = members.get(g) else {
+                    continue;
+                };
                 let most = v.values().copied().max().unwrap_or(0);
-                let members: Vec<(bool, u32, i64)> = u
-                    .iter()
-                    .map(|(&st, &(x, h))| (true, st, x, h))
-                    .chain(w.iter().map(|(&st, &(y, h))| (false, st, y, h)))
-                    .filter(|m| m.3 == *g)
-                    .map(|(mine, st, x, _)| (mine, st, x))
-                    .collect();
                 if !members
                     .iter()
                     .any(|&(mine, st, _)| pictures_wrong(mine, st))
@@ -1233,6 +1236,33 @@ mod tests {
         (config(9, 1), config(8, 2))
     }
 
+    /// Every tag of `a` at the time `b` (the sender's) has for it, as `p` leaves it.
+    fn at_copy_times(p: &Plan, a: &[Entry], b: &[Entry]) {
+        for (i, e) in a.iter().enumerate() {
+            let want = b.iter().find(|x| x.hash == e.hash).unwrap().ts;
+            assert_eq!(p.times[i].unwrap_or(e.ts), want, "tag {i} {}", e.kind);
+        }
+    }
+
+    /// The sender's tags `b` as a copy read them: those `lost` left out, and each one's
+    /// time less `early` of it.
+    fn read_as(
+        b: &[Entry],
+        lost: impl Fn(usize) -> bool,
+        early: impl Fn(usize, &Entry) -> u32,
+    ) -> Vec<Entry> {
+        let mut a = Vec::new();
+        for (i, e) in b.iter().enumerate() {
+            if lost(i) {
+                continue;
+            }
+            let mut e = *e;
+            e.ts -= early(i, &e);
+            a.push(e);
+        }
+        a
+    }
+
     fn marks(hashes: &[u64]) -> HashSet<u64> {
         hashes.iter().copied().collect()
     }
@@ -1487,10 +1517,7 @@ mod tests {
             e.ts -= if e.kind == 8 { 23 } else { 40 };
         }
         let p = plan(&a, &b, &marks(&[b[32].hash]), &HashSet::new());
-        for (i, e) in a.iter().enumerate() {
-            let want = b.iter().find(|x| x.hash == e.hash).unwrap().ts;
-            assert_eq!(p.times[i].unwrap_or(e.ts), want, "tag {i}");
-        }
+        at_copy_times(&p, &a, &b);
         assert_eq!(p.corrected, 2);
         assert_eq!(p.largest_ms, 40);
         let put: Vec<(usize, u32)> = p.inserts.iter().map(|x| (x.from, x.ts)).collect();
@@ -1505,27 +1532,18 @@ mod tests {
         let b = sent(60);
         let pictures: Vec<usize> = (30..60).filter(|&i| b[i].kind == 9).take(3).collect();
         let (v1, v2, v3) = (pictures[0], pictures[1], pictures[2]);
-        let mut a: Vec<Entry> = Vec::new();
-        for (i, e) in b.iter().enumerate() {
-            if i == v1 || i == v3 {
-                continue;
-            }
-            let mut e = *e;
-            if i == v2 {
-                e.ts -= 40;
-            }
-            a.push(e);
-        }
+        let a = read_as(
+            &b,
+            |i| i == v1 || i == v3,
+            |i, _| if i == v2 { 40 } else { 0 },
+        );
         let p = plan(
             &a,
             &b,
             &marks(&[b[v1 + 1].hash, b[v3 + 1].hash]),
             &HashSet::new(),
         );
-        for (i, e) in a.iter().enumerate() {
-            let want = b.iter().find(|x| x.hash == e.hash).unwrap().ts;
-            assert_eq!(p.times[i].unwrap_or(e.ts), want, "tag {i}");
-        }
+        at_copy_times(&p, &a, &b);
         let put: Vec<(usize, u32)> = p.inserts.iter().map(|x| (x.from, x.ts)).collect();
         assert_eq!(put, vec![(v1, b[v1].ts), (v3, b[v3].ts)]);
     }
@@ -1641,17 +1659,15 @@ mod tests {
             .find(|&g| kinds(g) == [9, 8, 9, 8])
             .expect("V A V A");
         let h = g + 24;
-        let mut a = Vec::new();
-        for (i, e) in b.iter().enumerate() {
-            if i == g || i == g + 1 || i == h {
-                continue;
-            }
-            let mut e = *e;
-            if (g + 2..h).contains(&i) {
-                e.ts -= if e.kind == 8 { 23 } else { 40 };
-            }
-            a.push(e);
-        }
+        let a = read_as(
+            &b,
+            |i| i == g || i == g + 1 || i == h,
+            |i, e| match (g + 2..h).contains(&i) {
+                true if e.kind == 8 => 23,
+                true => 40,
+                false => 0,
+            },
+        );
         let marks_a = marks(&[b[g + 2].hash, b[h + 1].hash]);
         let marks_b = marks(&[b[g + 3].hash, b[h + 1].hash]);
         (a, b, marks_a, marks_b)
@@ -1664,10 +1680,7 @@ mod tests {
         // reach b's stretch before its gap too, and say a is the one early.
         let (a, b, marks_a, marks_b) = gaps_close_together();
         let p = plan(&a, &b, &marks_a, &marks_b);
-        for (i, e) in a.iter().enumerate() {
-            let want = b.iter().find(|x| x.hash == e.hash).unwrap().ts;
-            assert_eq!(p.times[i].unwrap_or(e.ts), want, "tag {i} {}", e.kind);
-        }
+        at_copy_times(&p, &a, &b);
         // The other way round, b's times are right and nothing of b moves.
         let q = plan(&b, &a, &marks_b, &marks_a);
         assert!(q.times.iter().all(Option::is_none), "{q:?}");
@@ -1683,26 +1696,23 @@ mod tests {
         let sounds: Vec<usize> = (30..90).filter(|&i| b[i].kind == 8).collect();
         let (g, x2) = (sounds[0], sounds[2]);
         let h = sounds[3];
-        let mut a = Vec::new();
-        for (i, e) in b.iter().enumerate() {
-            if i == g || i == h {
-                continue;
-            }
-            let mut e = *e;
-            if (g + 1..h).contains(&i) && e.kind == 8 {
-                e.ts -= 23;
-            }
-            a.push(e);
-        }
+        let a = read_as(
+            &b,
+            |i| i == g || i == h,
+            |i, e| {
+                if (g + 1..h).contains(&i) && e.kind == 8 {
+                    23
+                } else {
+                    0
+                }
+            },
+        );
         let p = plan(
             &a,
             &b,
             &marks(&[b[g + 1].hash, b[h + 1].hash]),
             &marks(&[b[g + 1].hash, b[x2].hash]),
         );
-        for (i, e) in a.iter().enumerate() {
-            let want = b.iter().find(|x| x.hash == e.hash).unwrap().ts;
-            assert_eq!(p.times[i].unwrap_or(e.ts), want, "tag {i} {}", e.kind);
-        }
+        at_copy_times(&p, &a, &b);
     }
 }

@@ -263,13 +263,12 @@ impl StreamOut {
                         // The first frame whose first syntax element is a channel's: an
                         // encoder's first frame may begin with a fill element (ffmpeg's does).
                         let raw = body.get(2..).unwrap_or_default();
-                        if seen
-                            .aac_frame
-                            .as_ref()
-                            .is_none_or(|(_, r)| media::aac_channels_of_frame(r).is_none())
-                            && (seen.aac_frame.is_none()
-                                || media::aac_channels_of_frame(raw).is_some())
-                        {
+                        let tells = |r: &[u8]| media::aac_channels_of_frame(r).is_some();
+                        let take = match &seen.aac_frame {
+                            None => true,
+                            Some((_, kept)) => !tells(kept) && tells(raw),
+                        };
+                        if take {
                             seen.aac_frame = Some((body[0], raw[..raw.len().min(16)].to_vec()));
                         }
                         if seen.aac_times.len() < RATE_FRAMES {
