@@ -10,7 +10,9 @@
 //! (never a decoder configuration or a script tag); its time is the copy's, from a
 //! neighbour. A stretch of this copy between two of its gaps is moved by its error, where
 //! the stretches the two copies share tell that it is this copy's and not the other's (see
-//! [`plan`]).
+//! [`plan`]). The other copy is read at the times it was first written, where it was
+//! repaired itself already: its errors are then constant between its gaps, as [`plan`]
+//! takes them to be (a repair may have mended a part of a stretch only).
 //!
 //! Done at the end of the input, from the files on disk: each is read a tag at a time into an
 //! index of at most [`MAX_INDEX_TAGS`] entries of 40 bytes, and a file is rewritten through a
@@ -32,6 +34,12 @@ use crate::rtmp::timing::diff;
 
 /// Tags indexed per file, at most (a longer file is not repaired, and the report says so).
 pub const MAX_INDEX_TAGS: usize = 1 << 20;
+/// How far (tags of this copy) a neighbour of a tag put in is looked for.
+const MAX_NEIGHBOUR_STEPS: usize = 64;
+/// Runs kept per rewritten file of how its times differ from those first written, and for
+/// all files together (past these, a file is a copy for others at its times as corrected).
+const MAX_UNDO_RUNS: usize = 1 << 14;
+const MAX_UNDO_RUNS_TOTAL: usize = 1 << 18;
 /// Streams that can be repaired, at most (each keeps its gaps' marks until the end).
 const MAX_TARGETS: usize = 1024;
 /// Gap marks kept per stream.
@@ -123,6 +131,62 @@ struct Copy {
     pictured: bool,
     /// Whether it is to be repaired at the end (at most [`MAX_TARGETS`] are).
     target: bool,
+    /// Once its file was rewritten: how its tags' times differ from those first written.
+    undo: Option<Undo>,
+}
+
+/// How a rewritten file's tags differ from the file as first written, in its tags' order:
+/// runs of (first tag, its time less the time first written, or `None` for tags put in).
+/// A copy is aligned with another at the times it was first written: those are constant
+/// errors between its gaps, where a correction may have mended part of a stretch only.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Undo {
+    runs: Vec<(u32, Option<i64>)>,
+}
+
+impl Undo {
+    /// Each tag's difference, for the `n` tags of the file.
+    fn expand(&self, n: usize) -> Vec<Option<i64>> {
+        let mut out = vec![Some(0); n];
+        for (r, &(start, d)) in self.runs.iter().enumerate() {
+            let end = self.runs.get(r + 1).map_or(n, |x| x.0 as usize).min(n);
+            for x in out.iter_mut().take(end).skip(start as usize) {
+                *x = d;
+            }
+        }
+        out
+    }
+
+    /// From each tag's difference; `None` past [`MAX_UNDO_RUNS`].
+    fn of(each: &[Option<i64>]) -> Option<Undo> {
+        let mut runs: Vec<(u32, Option<i64>)> = Vec::new();
+        for (i, &d) in each.iter().enumerate() {
+            if runs.last().is_none_or(|r| r.1 != d) {
+                if runs.len() == MAX_UNDO_RUNS {
+                    return None;
+                }
+                runs.push((i as u32, d));
+            }
+        }
+        Some(Undo { runs })
+    }
+}
+
+/// The copy `b` at the times it was first written. A tag put in it since (from another copy)
+/// is moved as the tag of its kind before it was: it stays an anchor between them.
+fn as_first_written(mut b: Vec<Entry>, undo: Option<&Undo>) -> Vec<Entry> {
+    let Some(u) = undo else { return b };
+    let each = u.expand(b.len());
+    let mut last = [0i64; 2];
+    for (e, d) in b.iter_mut().zip(each) {
+        let k = (e.kind == 9) as usize;
+        let d = d.unwrap_or(last[k]);
+        if matches!(e.kind, 8 | 9) {
+            last[k] = d;
+        }
+        e.ts = e.ts.wrapping_sub(d as u32);
+    }
+    b
 }
 
 /// Make stream `key`'s copy `c` one to repair at the end (its connection's report waits for
@@ -304,6 +368,7 @@ impl Repair {
             .map(|(k, _)| *k)
             .collect();
         targets.sort();
+        let mut undo_runs = 0usize;
         for key in targets {
             let sources = self.sources_of(key);
             let Some(r) = reports
@@ -325,7 +390,8 @@ impl Repair {
                 let Some(tid) = r.file_id else { break };
                 let (tname, sname, sid) = (tname.clone(), sname.clone(), *sid);
                 let marks = (&t.marks, &s.marks);
-                let outcome = repair_one(dir, (&tname, tid), (&sname, sid), marks)?;
+                let undo = (t.undo.as_ref(), s.undo.as_ref());
+                let outcome = repair_one(dir, (&tname, tid), (&sname, sid), marks, undo)?;
                 if let Some(s) = self.copies.get_mut(&src) {
                     s.uses += 1;
                 }
@@ -335,6 +401,14 @@ impl Repair {
                         // The file is a new one now (and a copy for the others from now on).
                         if let (Some(c), Some(id)) = (self.copies.get_mut(&key), done.id) {
                             c.file = Some((tname, id));
+                            // (Bounded in all: 24 bytes a run.)
+                            let runs = done.undo.as_ref().map_or(0, |u| u.runs.len());
+                            let had = c.undo.as_ref().map_or(0, |u| u.runs.len());
+                            undo_runs = undo_runs - had + runs;
+                            c.undo = done.undo.filter(|_| undo_runs <= MAX_UNDO_RUNS_TOTAL);
+                            if c.undo.is_none() {
+                                undo_runs -= runs;
+                            }
                         }
                     }
                     Outcome::Nothing => {}
@@ -390,6 +464,8 @@ struct Done {
     video_times: Vec<u32>,
     /// Whether the file's first picture is a keyframe now.
     starts_with_keyframe: Option<bool>,
+    /// How the new file's times differ from those first written.
+    undo: Option<Undo>,
 }
 
 enum Outcome {
@@ -444,6 +520,7 @@ fn repair_one(
     target: (&str, FileId),
     source: (&str, FileId),
     (marks, source_marks): (&HashSet<u64>, &HashSet<u64>),
+    (undo, source_undo): (Option<&Undo>, Option<&Undo>),
 ) -> io::Result<Outcome> {
     let (Some(mut tf), Some(mut sf)) = (
         reopen(&dir.join(target.0), target.1)?,
@@ -452,7 +529,7 @@ fn repair_one(
         return Ok(Outcome::Nothing);
     };
     let (a, b) = match (index(&mut tf), index(&mut sf)) {
-        (Ok(Some(a)), Ok(Some(b))) => (a, b),
+        (Ok(Some(a)), Ok(Some(b))) => (a, as_first_written(b, source_undo)),
         (Err(e), _) | (_, Err(e)) => return Ok(Outcome::Failed(e)),
         _ => return Ok(Outcome::TooLong),
     };
@@ -466,7 +543,7 @@ fn repair_one(
         Ok(x) => x,
         Err(e) => return Ok(Outcome::Failed(e)),
     };
-    match rewrite(f, &mut tf, &mut sf, &a, &b, &p) {
+    match rewrite(f, &mut tf, &mut sf, (&a, undo), &b, &p) {
         Ok(mut done) => match std::fs::rename(&tmp, dir.join(target.0)) {
             Ok(()) => {
                 done.times_corrected = p.corrected;
@@ -490,11 +567,13 @@ fn rewrite(
     f: File,
     tf: &mut File,
     sf: &mut File,
-    a: &[Entry],
+    (a, undo): (&[Entry], Option<&Undo>),
     b: &[Entry],
     p: &Plan,
 ) -> io::Result<Done> {
     let mut done = Done::default();
+    let before = undo.map_or_else(|| vec![Some(0); a.len()], |u| u.expand(a.len()));
+    let mut each: Vec<Option<i64>> = Vec::with_capacity(a.len() + p.inserts.len());
     let new_id = FileId::of(&f.metadata()?);
     let mut w = BufWriter::with_capacity(256 << 10, f);
     tf.seek(SeekFrom::Start(0))?;
@@ -513,6 +592,7 @@ fn rewrite(
             }
             read_tag(sf, s, &mut buf)?;
             set_ts(&mut buf, x.ts);
+            each.push(None);
             w.write_all(&buf)?;
             written += buf.len() as u64;
             let body = s.len as u64;
@@ -535,12 +615,15 @@ fn rewrite(
         if let Some(t) = p.times[i] {
             set_ts(&mut buf, t);
         }
+        let moved = p.times[i].filter(|_| p.stretch_moved[i]);
+        each.push(before[i].map(|d| d + moved.map_or(0, |t| diff(t, e.ts))));
         w.write_all(&buf)?;
         written += buf.len() as u64;
     }
     w.flush()?;
     done.bytes = written;
     done.id = Some(new_id);
+    done.undo = Undo::of(&each);
     Ok(done)
 }
 
@@ -611,6 +694,9 @@ struct Insert {
 struct Plan {
     inserts: Vec<Insert>,
     times: Vec<Option<u32>>,
+    /// The tags whose time is their stretch's, moved (not one of a run mended after a gap:
+    /// such a run is taken as first written when this file is a copy for another).
+    stretch_moved: Vec<bool>,
     corrected: u64,
     largest_ms: i64,
 }
@@ -785,16 +871,27 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
         *cells.entry(cell).or_default().entry(d).or_default() += 1;
     }
     let mut times: Vec<Option<u32>> = vec![None; a.len()];
+    let mut stretch_moved = vec![false; a.len()];
     let mut shift_of: HashMap<(u32, usize), i64> = HashMap::new();
+    // Per copy (this one, the other): each stretch's picture error, where it was found.
+    let mut picture_err: [HashMap<u32, i64>; 2] = [HashMap::new(), HashMap::new()];
     // (the other copy's stretch, kind) -> its error.
     let mut copy_err: HashMap<(u32, usize), i64> = HashMap::new();
+    // The other copy's (stretch, kind) whose error (none, or that of `copy_err`) is known.
+    let mut copy_known: HashSet<(u32, usize)> = HashSet::new();
     // Per kind: a cell whose anchors mostly agree says d - reference = (this stretch's
     // error) - (the other's). The cells joined through shared stretches give every error in
     // a group up to one constant; the constant taken is the one under which the most
     // anchors, of both copies' stretches, have no error (most times are right), so a wrong
     // stretch of the other copy is told from a wrong one of this copy. Each stretch of this
     // copy is then moved by its error. A stretch given two errors (by two paths) stays.
-    let reference = mode(&all).map(|m| m.0);
+    // Both copies' first pictures (before any gap of either) are each sender's own times:
+    // their difference is the one where both are right. Else the file's usual one.
+    let reference = cells
+        .get(&(0, 1, 0))
+        .and_then(mode)
+        .or_else(|| mode(&all))
+        .map(|m| m.0);
     // Pictures first: their bodies are each one message, and a group of audio stretches
     // that cannot tell by itself which copy is wrong is told by them (below).
     for k in [1, 0] {
@@ -930,6 +1027,99 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
                 }
             }
         }
+        // A group still undecided (as many anchors for either copy being the one wrong:
+        // both copies had a gap between the same two anchors, and nothing joins it to the
+        // stretches around it) takes, of the constants near as many anchors vote for, the
+        // one under which fewer of the two copies' errors change from their stretch before
+        // it whose error is known: a gap rebuilt wrong changes its own copy's error; two
+        // rebuilt wrong at once, one in each copy, by the same amount, is the rarer thing.
+        // Sounds with no stretch before them known take the one under which fewer of their
+        // stretches are wrong otherwise than those stretches' pictures are.
+        let mut undecided: Vec<(u32, u32, u32)> = Vec::new();
+        for (mine, errs) in [(true, &u), (false, &w)] {
+            for (&st, &(_, g)) in errs {
+                if constant.contains_key(&g) {
+                    continue;
+                }
+                match undecided.iter_mut().find(|x| x.0 == g) {
+                    Some(x) if mine => x.1 = x.1.min(st),
+                    Some(x) => x.2 = x.2.min(st),
+                    None if mine => undecided.push((g, st, u32::MAX)),
+                    None => undecided.push((g, u32::MAX, st)),
+                }
+            }
+        }
+        undecided.sort_unstable_by_key(|x| (x.1, x.2));
+        for (g, fa, fb) in undecided {
+            let Some(v) = votes.get(&g) else { continue };
+            // The error of the last stretch before `st` whose error is known.
+            let before = |errs: &HashMap<u32, (i64, u32)>, torn: &HashSet<u32>, st: u32| {
+                errs.iter()
+                    .filter(|&(s, (_, h))| *s < st && !torn.contains(s) && constant.contains_key(h))
+                    .max_by_key(|&(s, _)| *s)
+                    .map(|(_, &(x, h))| x + constant[&h])
+            };
+            let changed = |x: Option<i64>, p: Option<i64>| match (x, p) {
+                (Some(x), Some(p)) => ((x - p).abs() > MIN_CORRECTION_MS) as u32,
+                _ => 0,
+            };
+            let (xa, xb) = (u.get(&fa).map(|x| x.0), w.get(&fb).map(|x| x.0));
+            let (pa, pb) = (before(&u, &torn, fa), before(&w, &torn_b, fb));
+            let near = |c: i64| (c - 1..=c + 1).filter_map(|x| v.get(&x)).sum::<u32>();
+            let most = v.keys().map(|&c| near(c)).max().unwrap_or(0);
+            let candidates: Vec<i64> = v.keys().copied().filter(|&c| near(c) * 2 >= most).collect();
+            let members: Vec<(bool, u32, i64)> = [(true, &u), (false, &w)]
+                .into_iter()
+                .flat_map(|(mine, errs)| {
+                    errs.iter()
+                        .filter(|(_, (_, h))| *h == g)
+                        .map(move |(&st, &(x, _))| (mine, st, x))
+                })
+                .collect();
+            let cost = |c: i64| -> u32 {
+                if pa.is_some() || pb.is_some() {
+                    changed(xa.map(|x| x + c), pa) + changed(xb.map(|x| x + c), pb)
+                } else if k == 0 {
+                    members
+                        .iter()
+                        .map(|&(mine, st, x)| {
+                            changed(Some(x + c), picture_err[!mine as usize].get(&st).copied())
+                        })
+                        .sum()
+                } else {
+                    0
+                }
+            };
+            let costs: Vec<(u32, i64)> = candidates.iter().map(|&c| (cost(c), c)).collect();
+            let Some(&(least, _)) = costs.iter().min() else {
+                continue;
+            };
+            let best: Vec<i64> = costs.iter().filter(|x| x.0 == least).map(|x| x.1).collect();
+            let lo = best.iter().copied().min().unwrap_or(0);
+            let hi = best.iter().copied().max().unwrap_or(0);
+            // Only where the rest cost more: else it is a guess still.
+            if hi - lo <= MIN_CORRECTION_MS && best.len() < costs.len() {
+                let c = best
+                    .iter()
+                    .copied()
+                    .max_by_key(|c| (v[c], std::cmp::Reverse(*c)));
+                if let Some(c) = c {
+                    constant.insert(g, c);
+                }
+            }
+        }
+        if k == 1 {
+            // Each stretch's picture error, where it is known, for the sounds after.
+            for (side, errs, torn) in [(0, &u, &torn), (1, &w, &torn_b)] {
+                for (&st, &(x, g)) in errs {
+                    if let Some(c) = constant.get(&g)
+                        && !torn.contains(&st)
+                    {
+                        picture_err[side].insert(st, x + c);
+                    }
+                }
+            }
+        }
         for (sa, (x, g)) in u {
             let Some(c) = constant.get(&g) else { continue };
             let err = x + c;
@@ -944,9 +1134,13 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
         for (sb, (y, g)) in w {
             let Some(c) = constant.get(&g) else { continue };
             let err = y + c;
-            if err.abs() > MIN_CORRECTION_MS && !torn_b.contains(&sb) {
+            if torn_b.contains(&sb) {
+                continue;
+            }
+            if err.abs() > MIN_CORRECTION_MS {
                 copy_err.insert((sb, k), err);
             }
+            copy_known.insert((sb, k));
         }
     }
     // A move that would put a kind's times out of order (earlier than the tag of its kind
@@ -993,6 +1187,7 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
             && let Some(c) = shift_of.get(&(seg[i], slot(e.kind)))
         {
             times[i] = Some(e.ts.wrapping_add(*c as u32));
+            stretch_moved[i] = true;
         }
     }
     // The copy's times, less the errors of its stretches where they were found.
@@ -1074,6 +1269,7 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
                 for (x, t) in run.iter().zip(fixed) {
                     largest = largest.max(x.2.saturating_sub(d).abs());
                     times[x.0] = Some(t);
+                    stretch_moved[x.0] = false;
                 }
                 corrected += 1;
             }
@@ -1131,13 +1327,36 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
             continue;
         };
         for j in js {
-            let ts = if clean(jl, j) {
-                at(left).wrapping_add(bt(j).wrapping_sub(bt(jl)))
-            } else if clean(j, jr) {
-                at(right).wrapping_sub(bt(jr).wrapping_sub(bt(j)))
-            } else {
+            // Its time from a neighbour of the copy, matched, with no gap of the copy in
+            // between: one of its kind, or of the other where the errors of both kinds of
+            // that stretch of the copy are known, before one of the other kind whose error
+            // or its own is not (the two may differ by what a gap took from one kind only).
+            let sure = |n: usize| {
+                b[n].kind == b[j].kind
+                    || [0, 1].iter().all(|&k| copy_known.contains(&(seg_b[j], k)))
+            };
+            let of_kind = |i: usize| media(&a[i]) && a[i].kind == b[j].kind;
+            let back = (left.saturating_sub(MAX_NEIGHBOUR_STEPS)..=left)
+                .rev()
+                .filter(|&i| of_kind(i))
+                .find_map(|i| matched[i].or(inner[i]).map(|n| (i, n)))
+                .filter(|&(_, n)| n < j && clean(n, j));
+            let ahead = (right..a.len().min(right + MAX_NEIGHBOUR_STEPS))
+                .filter(|&i| of_kind(i))
+                .find_map(|i| matched[i].or(inner[i]).map(|n| (i, n)))
+                .filter(|&(_, n)| n > j && clean(j, n));
+            let from = [
+                Some((left, jl)).filter(|_| clean(jl, j) && sure(jl)),
+                Some((right, jr)).filter(|_| clean(j, jr) && sure(jr)),
+                back,
+                ahead,
+                Some((left, jl)).filter(|_| clean(jl, j)),
+                Some((right, jr)).filter(|_| clean(j, jr)),
+            ];
+            let Some((i, n)) = from.into_iter().flatten().next() else {
                 continue;
             };
+            let ts = at(i).wrapping_add(bt(j).wrapping_sub(bt(n)));
             // Only between its neighbours' times: where they do not leave room for it, this
             // copy's times there are wrong (a gap's time not rebuilt) and it would go out
             // of order.
@@ -1187,6 +1406,7 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
     Plan {
         inserts,
         times,
+        stretch_moved,
         corrected,
         largest_ms: largest,
     }
@@ -1476,6 +1696,7 @@ mod tests {
         let untouched = Plan {
             inserts: Vec::new(),
             times: vec![None; a.len()],
+            stretch_moved: vec![false; a.len()],
             corrected: 0,
             largest_ms: 0,
         };
@@ -1714,5 +1935,85 @@ mod tests {
             &marks(&[b[g + 1].hash, b[x2].hash]),
         );
         at_copy_times(&p, &a, &b);
+    }
+
+    /// The sender's tags, and a copy that lost `g` and read every time after it `late` ms
+    /// late (a gap rebuilt wrong early on: most of its file is wrong), both copies having
+    /// lost `h` later (so no anchor joins their stretches across it).
+    fn wrong_after_an_early_gap(late: u32) -> (Vec<Entry>, Vec<Entry>, Vec<Entry>, usize, usize) {
+        let sender = sent(200);
+        let (g, h) = (30, 100);
+        let a: Vec<Entry> = sender
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != g && i != h)
+            .map(|(i, e)| Entry {
+                ts: e.ts + if i > g { late } else { 0 },
+                ..*e
+            })
+            .collect();
+        let b: Vec<Entry> = sender
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != h)
+            .map(|(_, e)| *e)
+            .collect();
+        (sender, a, b, g, h)
+    }
+
+    #[test]
+    fn most_of_a_file_wrong_after_an_early_gap_is_moved_back_past_a_gap_both_copies_had() {
+        // Most anchors differ by 320 ms: that is a's error, as both copies' first pictures
+        // (before any gap of either) tell. Past h, a's stretch shares no anchor with any
+        // before: its error is the one that leaves both copies' errors as they were before h.
+        let (sender, a, b, g, h) = wrong_after_an_early_gap(320);
+        let marks_a = marks(&[sender[g + 1].hash, sender[h + 1].hash]);
+        let marks_b = marks(&[sender[h + 1].hash]);
+        let p = plan(&a, &b, &marks_a, &marks_b);
+        at_copy_times(&p, &a, &sender);
+        // The other way round: b is right throughout, and nothing of it moves.
+        let q = plan(&b, &a, &marks_b, &marks_a);
+        assert!(q.times.iter().all(Option::is_none), "{q:?}");
+    }
+
+    #[test]
+    fn a_rewritten_copy_is_read_at_its_times_as_first_written() {
+        let first = sent(12);
+        // Rewritten: tags 4..8 moved 40 ms later, one put in before tag 8 (at the time of its
+        // kind's tags around it), the rest as they were.
+        let mut now: Vec<Entry> = first.clone();
+        for e in &mut now[4..8] {
+            e.ts += 40;
+        }
+        let mut put = first[7];
+        put.hash = 77;
+        now.insert(8, put);
+        let each: Vec<Option<i64>> = (0..now.len())
+            .map(|i| match i {
+                4..8 => Some(40),
+                8 => None,
+                _ => Some(0),
+            })
+            .collect();
+        let undo = Undo::of(&each).expect("few runs");
+        assert_eq!(undo.runs.len(), 4);
+        assert_eq!(undo.expand(now.len()), each);
+        let seen = as_first_written(now.clone(), Some(&undo));
+        for (i, e) in seen.iter().enumerate() {
+            let want = match i {
+                ..8 => first[i].ts,
+                // Put in: moved back as the tag of its kind before it (tag 7) was.
+                8 => put.ts - 40,
+                _ => first[i - 1].ts,
+            };
+            assert_eq!(e.ts, want, "tag {i}");
+        }
+        // Never rewritten: as it is.
+        assert_eq!(as_first_written(now.clone(), None), now);
+        // Past the bound of runs, none are kept.
+        let many: Vec<Option<i64>> = (0..2 * MAX_UNDO_RUNS + 2)
+            .map(|i| Some(i as i64 % 2))
+            .collect();
+        assert!(Undo::of(&many).is_none());
     }
 }
