@@ -617,7 +617,10 @@ impl FlvSink {
         streams.sort_by_key(|(sid, _)| *sid);
         for (sid, r) in &mut streams {
             if let Some((_, t)) = timing.iter().find(|(s, _)| s == sid) {
-                r.timing = Some(report::StreamTiming::new(t, r.first_timestamp_ms));
+                r.timing = Some(report::StreamTiming::new(
+                    t,
+                    r.first_timestamp_ms.map(|f| f as u32),
+                ));
             }
             r.settle_clean();
         }

@@ -329,8 +329,11 @@ pub struct StreamReport {
     pub audio_frames: u64,
     pub keyframes: u64,
     pub script_tags: u64,
-    /// RTMP timestamps (ms) of the first and last media message.
-    pub first_timestamp_ms: Option<u32>,
+    /// RTMP timestamps (ms) of the first and last media message. The first is below 0 when
+    /// the times went on through 0 from it (RTMP's arithmetic is modulo 2^32): a stream
+    /// joined mid-stream whose first sound came before the time taken as 0 shows -22, not
+    /// 4294967274.
+    pub first_timestamp_ms: Option<i64>,
     pub last_timestamp_ms: Option<u32>,
     pub duration_ms: u64,
     /// Bit rates (bit/s) of the coded video and audio frames as carried (the messages'
@@ -638,7 +641,14 @@ impl StreamReport {
     /// far, the tag's RTMP timestamp and time in the file, and its capture frame.
     pub fn record(&mut self, bytes: u64, timestamp: u32, file_time: u32, frame: u64) {
         self.bytes = bytes;
-        self.first_timestamp_ms.get_or_insert(timestamp);
+        let first = self.first_timestamp_ms.get_or_insert(timestamp as i64);
+        // Past 2^32 - 1 onto small times: forward by less than half the clock's range.
+        if *first >= 0
+            && (timestamp as i64) < *first
+            && timestamp.wrapping_sub(*first as u32) < 1 << 31
+        {
+            *first -= 1 << 32;
+        }
         self.last_timestamp_ms = Some(timestamp);
         self.duration_ms = self.duration_ms.max(file_time as u64);
         self.first_frame.get_or_insert(frame);
@@ -1004,6 +1014,27 @@ mod tests {
             later_times: "exact",
             counted_by: "wire order",
         }
+    }
+
+    #[test]
+    fn a_first_timestamp_the_times_went_on_through_0_from_is_below_0() {
+        let first = |times: &[u32]| {
+            let mut r = StreamReport::default();
+            for &t in times {
+                r.record(0, t, 0, 1);
+            }
+            r.first_timestamp_ms
+        };
+        // A mid-stream sound 22 ms before the time taken as 0.
+        assert_eq!(first(&[u32::MAX - 21, 1, 24]), Some(-22));
+        // A stream long on air, its audio a little before its video: no wrap.
+        assert_eq!(
+            first(&[3_000_000_000, 2_999_999_990, 3_000_000_040]),
+            Some(3_000_000_000)
+        );
+        assert_eq!(first(&[100, 90, 140]), Some(100));
+        // Across 2^32 after 49.7 days: the first is below 0 too, as the times went on.
+        assert_eq!(first(&[u32::MAX - 999, u32::MAX, 500]), Some(-1000));
     }
 
     #[test]
