@@ -11,8 +11,9 @@
 //! neighbour. A stretch of this copy between two of its gaps is moved by its error, where
 //! the stretches the two copies share tell that it is this copy's and not the other's (see
 //! [`plan`]). The other copy is read at the times it was first written, where it was
-//! repaired itself already: its errors are then constant between its gaps, as [`plan`]
-//! takes them to be (a repair may have mended a part of a stretch only).
+//! repaired itself already (but for the runs of frames after a gap that its repair put on
+//! the times of the rest of their stretch): its errors are then constant between its gaps,
+//! as [`plan`] takes them to be (a repair may have moved some of its stretches only).
 //!
 //! Done at the end of the input, from the files on disk: each is read a tag at a time into an
 //! index of at most [`MAX_INDEX_TAGS`] entries of 40 bytes, and a file is rewritten through a
