@@ -403,13 +403,12 @@ impl Repair {
                         if let (Some(c), Some(id)) = (self.copies.get_mut(&key), done.id) {
                             c.file = Some((tname, id));
                             // (Bounded in all: 24 bytes a run.)
-                            let runs = done.undo.as_ref().map_or(0, |u| u.runs.len());
-                            let had = c.undo.as_ref().map_or(0, |u| u.runs.len());
-                            undo_runs = undo_runs - had + runs;
-                            c.undo = done.undo.filter(|_| undo_runs <= MAX_UNDO_RUNS_TOTAL);
-                            if c.undo.is_none() {
-                                undo_runs -= runs;
-                            }
+                            let runs = |u: &Option<Undo>| u.as_ref().map_or(0, |u| u.runs.len());
+                            undo_runs -= runs(&c.undo);
+                            c.undo = done
+                                .undo
+                                .filter(|u| undo_runs + u.runs.len() <= MAX_UNDO_RUNS_TOTAL);
+                            undo_runs += runs(&c.undo);
                         }
                     }
                     Outcome::Nothing => {}
@@ -874,12 +873,10 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
     let mut times: Vec<Option<u32>> = vec![None; a.len()];
     let mut stretch_moved = vec![false; a.len()];
     let mut shift_of: HashMap<(u32, usize), i64> = HashMap::new();
-    // Per copy (this one, the other): each stretch's picture error, where it was found.
-    let mut picture_err: [HashMap<u32, i64>; 2] = [HashMap::new(), HashMap::new()];
-    // (the other copy's stretch, kind) -> its error.
-    let mut copy_err: HashMap<(u32, usize), i64> = HashMap::new();
-    // The other copy's (stretch, kind) whose error (none, or that of `copy_err`) is known.
-    let mut copy_known: HashSet<(u32, usize)> = HashSet::new();
+    // Per copy (this one, the other) and kind: each stretch's error, where it was found (a
+    // ms or two included; a stretch two paths gave two errors left out).
+    let mut found: [[HashMap<u32, i64>; 2]; 2] = Default::default();
+    let wrong = |e: &i64| e.abs() > MIN_CORRECTION_MS;
     // Per kind: a cell whose anchors mostly agree says d - reference = (this stretch's
     // error) - (the other's). The cells joined through shared stretches give every error in
     // a group up to one constant; the constant taken is the one under which the most
@@ -977,26 +974,23 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
         if let Some(&(x, g)) = u.get(&0) {
             constant.insert(g, -x);
         }
+        // Each group's stretches: (this copy's, stretch, error up to the constant).
+        let mut members: HashMap<u32, Vec<(bool, u32, i64)>> = HashMap::new();
+        for (mine, errs) in [(true, &u), (false, &w)] {
+            for (&st, &(x, g)) in errs {
+                members.entry(g).or_default().push((mine, st, x));
+            }
+        }
+        // The picture error found for a stretch of this copy (`mine`) or the other.
+        let picture_err = |mine: bool, st: u32| found[!mine as usize][1].get(&st).copied();
         if k == 0 {
             // Audio of a stretch that only one stretch of the other copy shares (the two
             // copies had gaps close together) gives a tie: either copy may be the one
             // wrong. A gap whose time was rebuilt wrong made both kinds after it wrong, as
             // a rule: the constant taken is then the one under which the stretches wrong
             // are the ones whose pictures were found wrong, where that is so for one only.
-            let pictures_wrong = |mine: bool, st: u32| {
-                if mine {
-                    shift_of.contains_key(&(st, 1))
-                } else {
-                    copy_err.contains_key(&(st, 1))
-                }
-            };
-            // Each group's stretches: (this copy's, stretch, error up to the constant).
-            let mut members: HashMap<u32, Vec<(bool, u32, i64)>> = HashMap::new();
-            for (mine, errs) in [(true, &u), (false, &w)] {
-                for (&st, &(x, g)) in errs {
-                    members.entry(g).or_default().push((mine, st, x));
-                }
-            }
+            let pictures_wrong =
+                |mine: bool, st: u32| picture_err(mine, st).is_some_and(|e| wrong(&e));
             for (g, v) in &votes {
                 if constant.contains_key(g) {
                     continue;
@@ -1036,23 +1030,26 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
         // rebuilt wrong at once, one in each copy, by the same amount, is the rarer thing.
         // Sounds with no stretch before them known take the one under which fewer of their
         // stretches are wrong otherwise than those stretches' pictures are.
-        let mut undecided: Vec<(u32, u32, u32)> = Vec::new();
-        for (mine, errs) in [(true, &u), (false, &w)] {
-            for (&st, &(_, g)) in errs {
-                if constant.contains_key(&g) {
-                    continue;
-                }
-                match undecided.iter_mut().find(|x| x.0 == g) {
-                    Some(x) if mine => x.1 = x.1.min(st),
-                    Some(x) => x.2 = x.2.min(st),
-                    None if mine => undecided.push((g, st, u32::MAX)),
-                    None => undecided.push((g, u32::MAX, st)),
-                }
-            }
-        }
+        // (group, its first stretch of this copy, of the other), in this copy's order.
+        let mut undecided: Vec<(u32, u32, u32)> = members
+            .iter()
+            .filter(|(g, _)| !constant.contains_key(g))
+            .map(|(&g, m)| {
+                let first = |side: bool| {
+                    m.iter()
+                        .filter(|x| x.0 == side)
+                        .map(|x| x.1)
+                        .min()
+                        .unwrap_or(u32::MAX)
+                };
+                (g, first(true), first(false))
+            })
+            .collect();
         undecided.sort_unstable_by_key(|x| (x.1, x.2));
         for (g, fa, fb) in undecided {
-            let Some(v) = votes.get(&g) else { continue };
+            let (Some(v), Some(members)) = (votes.get(&g), members.get(&g)) else {
+                continue;
+            };
             // The error of the last stretch before `st` whose error is known.
             let before = |errs: &HashMap<u32, (i64, u32)>, torn: &HashSet<u32>, st: u32| {
                 errs.iter()
@@ -1069,23 +1066,13 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
             let near = |c: i64| (c - 1..=c + 1).filter_map(|x| v.get(&x)).sum::<u32>();
             let most = v.keys().map(|&c| near(c)).max().unwrap_or(0);
             let candidates: Vec<i64> = v.keys().copied().filter(|&c| near(c) * 2 >= most).collect();
-            let members: Vec<(bool, u32, i64)> = [(true, &u), (false, &w)]
-                .into_iter()
-                .flat_map(|(mine, errs)| {
-                    errs.iter()
-                        .filter(|(_, (_, h))| *h == g)
-                        .map(move |(&st, &(x, _))| (mine, st, x))
-                })
-                .collect();
             let cost = |c: i64| -> u32 {
                 if pa.is_some() || pb.is_some() {
                     changed(xa.map(|x| x + c), pa) + changed(xb.map(|x| x + c), pb)
                 } else if k == 0 {
                     members
                         .iter()
-                        .map(|&(mine, st, x)| {
-                            changed(Some(x + c), picture_err[!mine as usize].get(&st).copied())
-                        })
+                        .map(|&(mine, st, x)| changed(Some(x + c), picture_err(mine, st)))
                         .sum()
                 } else {
                     0
@@ -1109,39 +1096,22 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
                 }
             }
         }
-        if k == 1 {
-            // Each stretch's picture error, where it is known, for the sounds after.
-            for (side, errs, torn) in [(0, &u, &torn), (1, &w, &torn_b)] {
-                for (&st, &(x, g)) in errs {
-                    if let Some(c) = constant.get(&g)
-                        && !torn.contains(&st)
-                    {
-                        picture_err[side].insert(st, x + c);
-                    }
+        // Each stretch of this copy is moved by its error (a ms or two is the rounding of
+        // the two copies' own clocks; a lost frame is tens of ms). The other copy's
+        // stretches found wrong the same way: a frame taken from one of them is put in at
+        // its time less that error.
+        for (side, errs, torn) in [(0, u, &torn), (1, w, &torn_b)] {
+            for (st, (x, g)) in errs {
+                let Some(c) = constant.get(&g) else { continue };
+                if torn.contains(&st) {
+                    continue;
+                }
+                let err = x + c;
+                found[side][k].insert(st, err);
+                if side == 0 && wrong(&err) {
+                    shift_of.insert((st, k), -err);
                 }
             }
-        }
-        for (sa, (x, g)) in u {
-            let Some(c) = constant.get(&g) else { continue };
-            let err = x + c;
-            // A ms or two is the rounding of the two copies' own clocks; a lost frame is
-            // tens of ms.
-            if err.abs() > MIN_CORRECTION_MS && !torn.contains(&sa) {
-                shift_of.insert((sa, k), -err);
-            }
-        }
-        // The other copy's stretches found wrong the same way: a frame taken from one of
-        // them is put in at its time less that error.
-        for (sb, (y, g)) in w {
-            let Some(c) = constant.get(&g) else { continue };
-            let err = y + c;
-            if torn_b.contains(&sb) {
-                continue;
-            }
-            if err.abs() > MIN_CORRECTION_MS {
-                copy_err.insert((sb, k), err);
-            }
-            copy_known.insert((sb, k));
         }
     }
     // A move that would put a kind's times out of order (earlier than the tag of its kind
@@ -1193,8 +1163,10 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
     }
     // The copy's times, less the errors of its stretches where they were found.
     let bt = |j: usize| {
-        let err = copy_err.get(&(seg_b[j], slot(b[j].kind))).copied();
-        b[j].ts.wrapping_sub(err.unwrap_or(0) as u32)
+        let err = found[1][slot(b[j].kind)]
+            .get(&seg_b[j])
+            .filter(|e| wrong(e));
+        b[j].ts.wrapping_sub(err.map_or(0, |&e| e as u32))
     };
     let clean =
         |from: usize, to: usize| !b[from + 1..=to].iter().any(|x| marks_b.contains(&x.hash));
@@ -1333,8 +1305,7 @@ fn plan(a: &[Entry], b: &[Entry], marks_a: &HashSet<u64>, marks_b: &HashSet<u64>
             // that stretch of the copy are known, before one of the other kind whose error
             // or its own is not (the two may differ by what a gap took from one kind only).
             let sure = |n: usize| {
-                b[n].kind == b[j].kind
-                    || [0, 1].iter().all(|&k| copy_known.contains(&(seg_b[j], k)))
+                b[n].kind == b[j].kind || found[1].iter().all(|errs| errs.contains_key(&seg_b[j]))
             };
             let of_kind = |i: usize| media(&a[i]) && a[i].kind == b[j].kind;
             let back = (left.saturating_sub(MAX_NEIGHBOUR_STEPS)..=left)
